@@ -1,0 +1,217 @@
+package rpc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// FetchRequest asks for the next activation of an action.
+type FetchRequest struct {
+	Namespace   string `json:"namespace"`
+	Action      string `json:"action"`
+	Rev         int64  `json:"rev"`
+	ContainerID string `json:"containerId"`
+	InvokerID   string `json:"invokerId"`
+	// LastDurationMs is the run time of the container's previous activation
+	// (0 if none); the queue averages it for its scaling decisions.
+	LastDurationMs int64 `json:"lastDurationMs,omitempty"`
+	// Alive false says the container is going away: the queue forgets it
+	// and returns no activation.
+	Alive bool `json:"alive"`
+	// Warm says the container has run this action before (it is initialised).
+	Warm bool `json:"warm,omitempty"`
+}
+
+// Fetch outcomes.
+const (
+	FetchOK          = "ok"          // Activation is set
+	FetchEmpty       = "empty"       // nothing arrived during the park; ask again
+	FetchNoQueue     = "noQueue"     // this scheduler holds no queue for the action: re-read the leader
+	FetchMismatch    = "mismatch"    // the action has a newer revision: this container is obsolete
+	FetchUnavailable = "unavailable" // the queue is shutting down
+)
+
+// FetchResponse answers a FetchRequest.
+type FetchResponse struct {
+	Status     string                   `json:"status"`
+	Activation *whisk.ActivationMessage `json:"activation,omitempty"`
+}
+
+// CreateQueueRequest asks a scheduler to host the leader queue of an action.
+type CreateQueueRequest struct {
+	Action whisk.ActionMeta `json:"action"`
+}
+
+// CreateQueueResponse says who leads the action's queue after the request.
+type CreateQueueResponse struct {
+	Leader whisk.LeaderInfo `json:"leader"`
+}
+
+// Scheduler is what a scheduler serves.
+type Scheduler interface {
+	// Fetch long-polls the action's leader queue (about one second).
+	Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, error)
+	// CreateQueue makes sure the action has a leader queue somewhere.
+	CreateQueue(ctx context.Context, req *CreateQueueRequest) (*CreateQueueResponse, error)
+}
+
+const serviceName = "eddy.scheduler.v1.Scheduler"
+
+// Codec is the JSON codec both ends use; it is named "json" on the wire.
+type Codec struct{}
+
+// Marshal encodes v as JSON.
+func (Codec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal decodes JSON into v.
+func (Codec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// Name is the codec's content subtype.
+func (Codec) Name() string { return "json" }
+
+// Register serves s on srv. The server must be created with
+// grpc.ForceServerCodecV2 or ServerOptions() so it speaks JSON.
+func Register(srv *grpc.Server, s Scheduler) {
+	srv.RegisterService(&serviceDesc, s)
+}
+
+// ServerOptions are the options a scheduler's gRPC server needs.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodec(Codec{})}
+}
+
+// DialOptions are the options a client connection needs (plus credentials).
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.ForceCodec(Codec{}))}
+}
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: serviceName,
+	HandlerType: (*Scheduler)(nil),
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Fetch", Handler: fetchHandler},
+		{MethodName: "CreateQueue", Handler: createQueueHandler},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "eddy/scheduler.json",
+}
+
+func fetchHandler(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+	in := new(FetchRequest)
+	if err := dec(in); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	out, err := srv.(Scheduler).Fetch(ctx, in)
+	return out, ToStatus(err)
+}
+
+func createQueueHandler(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+	in := new(CreateQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	out, err := srv.(Scheduler).CreateQueue(ctx, in)
+	return out, ToStatus(err)
+}
+
+// Client calls a scheduler over a connection made with DialOptions.
+type Client struct{ cc grpc.ClientConnInterface }
+
+// NewClient wraps a connection.
+func NewClient(cc grpc.ClientConnInterface) *Client { return &Client{cc: cc} }
+
+// Fetch calls Scheduler.Fetch.
+func (c *Client) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, error) {
+	out := new(FetchResponse)
+	if err := c.cc.Invoke(ctx, "/"+serviceName+"/Fetch", req, out); err != nil {
+		return nil, FromStatus(err)
+	}
+	return out, nil
+}
+
+// CreateQueue calls Scheduler.CreateQueue.
+func (c *Client) CreateQueue(ctx context.Context, req *CreateQueueRequest) (*CreateQueueResponse, error) {
+	out := new(CreateQueueResponse)
+	if err := c.cc.Invoke(ctx, "/"+serviceName+"/CreateQueue", req, out); err != nil {
+		return nil, FromStatus(err)
+	}
+	return out, nil
+}
+
+var kindCodes = map[whisk.Kind]codes.Code{
+	whisk.Invalid:      codes.InvalidArgument,
+	whisk.Unauthorized: codes.Unauthenticated,
+	whisk.Forbidden:    codes.PermissionDenied,
+	whisk.NotFound:     codes.NotFound,
+	whisk.Conflict:     codes.AlreadyExists,
+	whisk.TooLarge:     codes.ResourceExhausted,
+	whisk.Throttled:    codes.ResourceExhausted,
+	whisk.Unavailable:  codes.Unavailable,
+	whisk.Timeout:      codes.DeadlineExceeded,
+	whisk.Internal:     codes.Internal,
+}
+
+// KindToCode maps a whisk kind to a gRPC code.
+func KindToCode(k whisk.Kind) codes.Code {
+	if c, ok := kindCodes[k]; ok {
+		return c
+	}
+	return codes.Internal
+}
+
+// CodeToKind maps a gRPC code back to a whisk kind.
+func CodeToKind(c codes.Code) whisk.Kind {
+	switch c {
+	case codes.InvalidArgument:
+		return whisk.Invalid
+	case codes.Unauthenticated:
+		return whisk.Unauthorized
+	case codes.PermissionDenied:
+		return whisk.Forbidden
+	case codes.NotFound:
+		return whisk.NotFound
+	case codes.AlreadyExists:
+		return whisk.Conflict
+	case codes.ResourceExhausted:
+		return whisk.Throttled
+	case codes.Unavailable, codes.Canceled:
+		return whisk.Unavailable
+	case codes.DeadlineExceeded:
+		return whisk.Timeout
+	default:
+		return whisk.Internal
+	}
+}
+
+// ToStatus turns an error into a gRPC status error carrying its kind.
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok && !errors.As(err, new(*whisk.Error)) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return status.Error(codes.Canceled, err.Error())
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(KindToCode(whisk.KindOf(err)), whisk.UserMessage(err))
+}
+
+// FromStatus turns a gRPC status error into a whisk error with its kind.
+func FromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return whisk.E("rpc", whisk.Unavailable, "", err)
+	}
+	return whisk.E("rpc", CodeToKind(st.Code()), st.Message(), err)
+}

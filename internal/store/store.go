@@ -1,0 +1,59 @@
+// Package store defines where Eddy keeps its entities and activation
+// records: identities (namespaces and keys), actions, and activations with
+// their logs. Implementations: store/sqlite (the embedded default) and
+// store/postgres (clusters); store/storetest is the contract suite.
+//
+// Errors carry whisk kinds: NotFound for a missing entity, Conflict for a
+// create over an existing one or a stale revision.
+package store
+
+import (
+	"context"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// ActivationFilter selects activation records of one namespace.
+// Since and Upto are epoch ms bounds on Start (inclusive, 0 = unbounded);
+// Name filters by action name. Results are newest first.
+type ActivationFilter struct {
+	Name  string
+	Since int64
+	Upto  int64
+	Skip  int
+	Limit int // 0 = no limit
+}
+
+// Store is the whole store; role packages declare the parts they use.
+type Store interface {
+	// IdentityByUUID returns the identity whose key has this UUID (NotFound otherwise).
+	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
+	// PutIdentity creates or replaces an identity.
+	PutIdentity(ctx context.Context, id whisk.Identity) error
+
+	// GetAction returns an action with its code and Rev.
+	GetAction(ctx context.Context, namespace, name string) (whisk.Action, error)
+	// PutAction writes a. With expectRev 0 it creates (Conflict with
+	// whisk.MsgExists when the action exists); otherwise it replaces the
+	// action only if its current Rev is expectRev (Conflict with
+	// whisk.MsgConcurrentUpdate otherwise). It returns the action as stored,
+	// with Rev bumped and Updated set.
+	PutAction(ctx context.Context, a whisk.Action, expectRev int64) (whisk.Action, error)
+	// DeleteAction removes an action and returns it as it was.
+	DeleteAction(ctx context.Context, namespace, name string) (whisk.Action, error)
+	// ListActions returns the actions of a namespace by name, without code.
+	ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error)
+	// CountActions counts the actions of a namespace.
+	CountActions(ctx context.Context, namespace string) (int, error)
+
+	// PutActivation stores a record; storing the same id again replaces it.
+	PutActivation(ctx context.Context, a whisk.Activation) error
+	// GetActivation returns one record of a namespace.
+	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
+	// ListActivations returns full records matching f, newest first.
+	ListActivations(ctx context.Context, namespace string, f ActivationFilter) ([]whisk.Activation, error)
+	// CountActivations counts the records matching f (Skip and Limit ignored).
+	CountActivations(ctx context.Context, namespace string, f ActivationFilter) (int, error)
+
+	Close() error
+}

@@ -1,0 +1,68 @@
+package whisk
+
+import (
+	"encoding/json"
+)
+
+// Bus topics. Every topic name is built here.
+//
+//	action-<ns>-<name>   controller → leader queue: ActivationMessage
+//	invoker-<iid>        scheduler → invoker: ContainerCreation
+//	creation-<sid>       invoker → scheduler: CreationAck
+//	completed-<cid>      invoker/scheduler → controller: Completion
+func ActionTopic(f FQN) string {
+	return "action-" + TopicSafe(f.Namespace) + "-" + TopicSafe(f.Name)
+}
+
+// InvokerTopic is the topic an invoker reads creation requests from.
+func InvokerTopic(invokerID string) string { return "invoker-" + TopicSafe(invokerID) }
+
+// CreationAckTopic is the topic a scheduler reads creation acknowledgements from.
+func CreationAckTopic(schedulerID string) string { return "creation-" + TopicSafe(schedulerID) }
+
+// CompletionTopic is the topic a controller reads completions from.
+func CompletionTopic(controllerID string) string { return "completed-" + TopicSafe(controllerID) }
+
+// ActivationMessage is one invocation on its way to a container.
+type ActivationMessage struct {
+	ActivationID  ActivationID      `json:"activationId"`
+	TransactionID string            `json:"transid"`
+	Action        ActionMeta        `json:"action"`
+	Subject       string            `json:"subject"`
+	APIKey        string            `json:"apiKey,omitempty"` // only when provide-api-key allows
+	Params        json.RawMessage   `json:"params"`           // the merged parameters, a JSON object
+	InitParams    map[string]string `json:"initParams,omitempty"`
+	Blocking      bool              `json:"blocking"`
+	ControllerID  string            `json:"controller"`
+	Published     int64             `json:"published"` // epoch ms, when the controller published it
+}
+
+// ContainerCreation asks an invoker to create one container for an action.
+type ContainerCreation struct {
+	CreationID    string     `json:"creationId"`
+	Action        ActionMeta `json:"action"`
+	SchedulerID   string     `json:"schedulerId"`
+	SchedulerAddr string     `json:"schedulerAddr"` // gRPC address of the queue's leader
+	Retry         int        `json:"retry"`
+	Requested     int64      `json:"requested"` // epoch ms
+}
+
+// CreationAck answers a ContainerCreation. Error is empty on success.
+// Developer is true when the failure is the action's fault (bad image, bad
+// code), which fails queued activations instead of retrying.
+type CreationAck struct {
+	CreationID  string     `json:"creationId"`
+	Action      ActionMeta `json:"action"`
+	InvokerID   string     `json:"invokerId"`
+	ContainerID string     `json:"containerId,omitempty"`
+	Error       string     `json:"error,omitempty"`
+	Developer   bool       `json:"developer,omitempty"`
+	Retryable   bool       `json:"retryable,omitempty"`
+}
+
+// Completion tells a controller an activation finished; it carries the full
+// record, which the sender has also written (or is writing) to the store.
+type Completion struct {
+	Activation Activation `json:"activation"`
+	InvokerID  string     `json:"invokerId,omitempty"`
+}

@@ -1,0 +1,63 @@
+package whisk
+
+// The values processes publish about themselves in etcd (see
+// internal/cluster/keys.go for the keys, their writers and their readers).
+
+// SchedulerInfo is a scheduler's registration: where to reach it and how
+// loaded it is (the number of leader queues it hosts).
+type SchedulerInfo struct {
+	ID     string `json:"id"`
+	Addr   string `json:"addr"` // gRPC host:port
+	Queues int    `json:"queues"`
+}
+
+// Invoker statuses.
+const (
+	InvokerUp        = "up"
+	InvokerUnhealthy = "unhealthy"
+	InvokerDown      = "down"
+)
+
+// InvokerInfo is an invoker's registration: health and memory in MB.
+type InvokerInfo struct {
+	ID         string   `json:"id"`
+	Status     string   `json:"status"`
+	UserMemory int64    `json:"userMemory"`
+	FreeMemory int64    `json:"freeMemory"`
+	Tags       []string `json:"tags,omitempty"`
+	Backend    string   `json:"backend,omitempty"`
+}
+
+// LeaderInfo names the scheduler that holds an action's leader queue.
+type LeaderInfo struct {
+	SchedulerID string `json:"schedulerId"`
+	Addr        string `json:"addr"`
+}
+
+// ContainerInfo is one running container of an action, registered by its
+// proxy while it is able to take work.
+type ContainerInfo struct {
+	Namespace   string `json:"namespace"`
+	Action      string `json:"action"`
+	Rev         int64  `json:"rev"`
+	InvokerID   string `json:"invokerId"`
+	ContainerID string `json:"containerId"`
+	Addr        string `json:"addr,omitempty"`
+	MemoryMB    int64  `json:"memory"`
+	Started     int64  `json:"started"` // epoch ms
+}
+
+// FQN returns the action the container runs.
+func (c ContainerInfo) FQN() FQN { return FQN{Namespace: c.Namespace, Name: c.Action} }
+
+// CreationInfo is one in-flight container creation, registered by the
+// scheduler that asked for it until the invoker acknowledges it or it times out.
+type CreationInfo struct {
+	Namespace   string `json:"namespace"`
+	Action      string `json:"action"`
+	Rev         int64  `json:"rev"`
+	SchedulerID string `json:"schedulerId"`
+	CreationID  string `json:"creationId"`
+	InvokerID   string `json:"invokerId"`
+	Requested   int64  `json:"requested"` // epoch ms
+}

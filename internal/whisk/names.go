@@ -1,0 +1,87 @@
+package whisk
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"regexp"
+	"strings"
+)
+
+// entityNameRE is OpenWhisk's entity-name rule: first character a word
+// character, then word characters, space, '@', '.' or '-', not ending in a space.
+var entityNameRE = regexp.MustCompile(`\A([\w]|[\w][\w@ .-]*[\w@.-]+)\z`)
+
+// MaxNameLength is the longest entity name OpenWhisk accepts.
+const MaxNameLength = 256
+
+// DefaultNamespace is the "_" that means "the caller's own namespace".
+const DefaultNamespace = "_"
+
+// ValidName reports whether s is a legal entity or namespace name.
+func ValidName(s string) bool {
+	return len(s) <= MaxNameLength && entityNameRE.MatchString(s)
+}
+
+// FQN names an action within its namespace: namespace/name (packages later:
+// the name may then carry "pkg/").
+type FQN struct {
+	Namespace string
+	Name      string
+}
+
+// String renders "ns/name".
+func (f FQN) String() string { return f.Namespace + "/" + f.Name }
+
+// Path renders "/ns/name", the form OpenWhisk puts in __OW_ACTION_NAME.
+func (f FQN) Path() string { return "/" + f.Namespace + "/" + f.Name }
+
+// ActivationID is a 32-character lowercase hex identifier.
+type ActivationID string
+
+// NewActivationID mints a random activation id (a UUID-sized random value).
+func NewActivationID() ActivationID {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // the runtime guarantees Read never fails
+	}
+	return ActivationID(hex.EncodeToString(b[:]))
+}
+
+// ParseActivationID validates s as an activation id.
+func ParseActivationID(s string) (ActivationID, error) {
+	if len(s) != 32 {
+		return "", Errorf(Invalid, MsgBadActivationID)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return "", Errorf(Invalid, MsgBadActivationID)
+		}
+	}
+	return ActivationID(s), nil
+}
+
+// NewTransactionID mints an id for one API request, echoed as "code" in error bodies.
+func NewTransactionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// TopicSafe turns a name into characters a bus topic name may carry
+// ([a-zA-Z0-9._-]); other bytes become '_' followed by their hex code, so
+// distinct names stay distinct.
+func TopicSafe(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('_')
+			b.WriteString(hex.EncodeToString([]byte{c}))
+		}
+	}
+	return b.String()
+}
