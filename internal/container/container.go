@@ -19,9 +19,12 @@ type Spec struct {
 	Name string
 	// Kind is a resolved runtime kind ("python:3.11", "blackbox", ...).
 	Kind string
-	// Image is the image to run (Docker); the process backend ignores it
-	// for kinds it runs natively.
+	// Image is the image to run (Docker); the process backend ignores it.
 	Image string
+	// Launcher says how the runtime server runs the code ("python",
+	// "native"; from the runtime manifest); the process backend passes it to
+	// the runtime server it starts.
+	Launcher string
 	// MemoryMB is the memory limit.
 	MemoryMB int64
 	// Env is extra environment for the runtime (e.g. __OW_API_HOST).
