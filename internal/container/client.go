@@ -1,0 +1,149 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// InitRequest is the "value" of a POST /init (reference §2.2).
+type InitRequest struct {
+	Name   string `json:"name"`
+	Main   string `json:"main"`
+	Binary bool   `json:"binary"`
+	Code   string `json:"code"`
+	// Env holds the __OW_* variables of the first activation and the
+	// parameters annotated init:true; all values are strings.
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// RunRequest is the body of a POST /run (reference §2.3). Value is the
+// activation's parameters, a JSON object; nil is sent as {}.
+type RunRequest struct {
+	Value         json.RawMessage `json:"value"`
+	Namespace     string          `json:"namespace"`
+	ActionName    string          `json:"action_name"`
+	ActionVersion string          `json:"action_version"`
+	ActivationID  string          `json:"activation_id"`
+	TransactionID string          `json:"transaction_id"`
+	Deadline      string          `json:"deadline"` // epoch ms as a string
+	APIKey        string          `json:"api_key,omitempty"`
+}
+
+// Response is an HTTP answer of the runtime, whatever its status.
+type Response struct {
+	Status int
+	Body   []byte
+}
+
+// TransportError means no HTTP answer was had: the connection was refused,
+// reset or closed before the answer was complete, or ctx ended first (then
+// errors.Is(err, context.DeadlineExceeded or context.Canceled) holds).
+type TransportError struct {
+	Op   string // "init" or "run"
+	Addr string
+	Err  error
+}
+
+func (e *TransportError) Error() string {
+	return fmt.Sprintf("runtime %s at %s: %v", e.Op, e.Addr, e.Err)
+}
+
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// IsTransport reports whether err is a *TransportError: the runtime gave
+// no answer, as opposed to answering with an error status.
+func IsTransport(err error) bool {
+	var te *TransportError
+	return errors.As(err, &te)
+}
+
+// Client speaks the runtime protocol to one container. It keeps its
+// connections alive between calls; Close releases them. It is safe for
+// concurrent use.
+type Client struct {
+	addr string
+	base string
+	hc   *http.Client
+	tr   *http.Transport
+}
+
+// NewClient returns a client of the runtime at addr (host:port).
+func NewClient(addr string) *Client {
+	tr := &http.Transport{
+		Proxy:               nil, // loopback and container networks: never through a proxy
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        4,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+	return &Client{addr: addr, base: "http://" + addr, tr: tr, hc: &http.Client{Transport: tr}}
+}
+
+// Addr is the runtime's address.
+func (c *Client) Addr() string { return c.addr }
+
+// Init posts {"value": req} to /init.
+func (c *Client) Init(ctx context.Context, req InitRequest) (Response, error) {
+	body, err := json.Marshal(struct {
+		Value InitRequest `json:"value"`
+	}{req})
+	if err != nil {
+		return Response{}, err
+	}
+	return c.post(ctx, "init", body)
+}
+
+// Run posts req to /run.
+func (c *Client) Run(ctx context.Context, req RunRequest) (Response, error) {
+	if len(req.Value) == 0 {
+		req.Value = json.RawMessage("{}")
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, err
+	}
+	return c.post(ctx, "run", body)
+}
+
+// Close closes idle connections.
+func (c *Client) Close() { c.tr.CloseIdleConnections() }
+
+func (c *Client) post(ctx context.Context, op string, body []byte) (Response, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+op, bytes.NewReader(body))
+	if err != nil {
+		return Response{}, err
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hresp, err := c.hc.Do(hreq)
+	if err != nil {
+		return Response{}, &TransportError{Op: op, Addr: c.addr, Err: unwrapURL(err, ctx)}
+	}
+	defer hresp.Body.Close()
+	b, err := io.ReadAll(hresp.Body)
+	if err != nil {
+		return Response{}, &TransportError{Op: op, Addr: c.addr, Err: unwrapURL(err, ctx)}
+	}
+	return Response{Status: hresp.StatusCode, Body: b}, nil
+}
+
+// unwrapURL drops the *url.Error layer (its text repeats the URL) and makes
+// sure an ended ctx shows in the chain.
+func unwrapURL(err error, ctx context.Context) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err
+	}
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		err = fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return err
+}

@@ -1,0 +1,127 @@
+// Package runtime is Eddy's runtime server: the process inside an action
+// container that speaks the OpenWhisk runtime protocol, as OpenWhisk's Go
+// actionloop proxy does (shared/reference/openwhisk-interfaces.md §2.2–2.4).
+//
+// POST /init (exactly once) writes the action's code into a work directory
+// and starts it as a long-lived "actionloop" child; POST /run writes the run
+// message as one JSON line to the child's stdin and answers with the one
+// line the child writes on its fd 3. The child inherits the server's stdout
+// and stderr; after each /init and /run the server writes the sentinel line
+// to both, so that whoever reads the container's output can split it per
+// activation. Launchers say how code becomes a child: "python" (Python
+// source or a zip with __main__.py, run by the embedded launcher.py) and
+// "native" (an executable, a zip holding an executable "exec", or a script
+// with a shebang).
+//
+// The package imports only the standard library: it is built into a small
+// static binary (cmd/eddy-runtime) for images, and into eddy as
+// "eddy runtime".
+package runtime
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Main runs the runtime server until SIGTERM or SIGINT and returns the exit
+// code. args are the arguments after the program name:
+//
+//	--listen ADDR     listen address (default ":8080")
+//	--launcher NAME   python or native (default $EDDY_LAUNCHER)
+//	--workdir DIR     where the action's files go (default a new temporary
+//	                  directory, removed at exit)
+//	--ready-fd N      after listening, write the bound address and a newline
+//	                  to file descriptor N, then close it
+//
+// The action's process writes to stdout and stderr directly when they are
+// *os.File values.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return run(ctx, args, stdout, stderr)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("eddy-runtime", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", ":8080", "listen address")
+	launcher := fs.String("launcher", os.Getenv("EDDY_LAUNCHER"), "how code runs: python or native (default $EDDY_LAUNCHER)")
+	workDir := fs.String("workdir", "", "work directory (default a new temporary directory)")
+	readyFD := fs.Int("ready-fd", -1, "file descriptor to write the bound address to once listening")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "eddy-runtime: unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "eddy-runtime: %v\n", err)
+		return 1
+	}
+
+	dir := *workDir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "eddy-runtime-")
+		if err != nil {
+			return fail(err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	srv, err := NewServer(Config{Launcher: *launcher, WorkDir: dir, Env: os.Environ(), Stdout: stdout, Stderr: stderr})
+	if err != nil {
+		fmt.Fprintf(stderr, "eddy-runtime: %v\n", err)
+		return 2
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fail(err)
+	}
+	if *readyFD >= 0 {
+		f := os.NewFile(uintptr(*readyFD), "ready")
+		if f == nil {
+			ln.Close()
+			return fail(fmt.Errorf("--ready-fd %d is not a file descriptor", *readyFD))
+		}
+		_, err := io.WriteString(f, ln.Addr().String()+"\n")
+		f.Close()
+		if err != nil {
+			ln.Close()
+			return fail(fmt.Errorf("write the address to --ready-fd %d: %w", *readyFD, err))
+		}
+	}
+
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	select {
+	case err := <-served:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fail(err)
+		}
+		return 0
+	case <-ctx.Done():
+	}
+	// Kill the action first: that ends any run in flight, which then
+	// answers, so Shutdown has nothing left to wait for.
+	srv.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	return 0
+}

@@ -1,0 +1,336 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+)
+
+// Sentinel is the line written to stdout and stderr after each /init and
+// /run (the same string as container.Sentinel; this package imports nothing
+// of Eddy's so that the runtime binary stays small).
+const Sentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
+
+// Messages, worded as OpenWhisk's Go actionloop proxy words them.
+const (
+	msgReinit       = "Cannot initialize the action more than once."
+	msgNoAction     = "no action defined yet"
+	msgExited       = "command exited"
+	msgNotDictOrArr = "The action did not return a dictionary or array."
+	msgNoCode       = "Missing main/no code to execute."
+)
+
+// maxBody bounds /init and /run bodies.
+const maxBody = 128 << 20
+
+// Config configures a Server.
+type Config struct {
+	// Launcher says how code runs: "python" or "native".
+	Launcher string
+	// WorkDir receives the action's files; it is created if missing.
+	WorkDir string
+	// Env is the server's environment ("K=V"); the action's process starts
+	// with it, then the init env. Nil means os.Environ().
+	Env []string
+	// Stdout and Stderr are the action's stdout and stderr and receive the
+	// sentinels. Give *os.File values (as Main does): the child then writes
+	// to them directly, so its output precedes the sentinel that follows
+	// its answer. Other writers are fed through a copying goroutine and
+	// lose that ordering.
+	Stdout, Stderr io.Writer
+	// Concurrency is how many /run calls may be in flight; only 1 is
+	// supported (an actionloop child answers one line at a time). 0 means 1.
+	Concurrency int
+}
+
+// Server serves the runtime protocol for one action.
+type Server struct {
+	cfg      Config
+	launcher launcher
+	outMu    sync.Mutex // serializes the server's own writes to Stdout/Stderr
+
+	initMu sync.Mutex // serializes /init
+
+	// slots has one token per /run that may be in flight. With more than one
+	// child (a pool, for concurrency > 1) each slot would own one child.
+	slots chan struct{}
+
+	mu          sync.Mutex
+	initialized bool
+	child       *child // nil before /init and after the child exited
+	closed      bool
+}
+
+// NewServer checks cfg and returns a Server that has no action yet.
+func NewServer(cfg Config) (*Server, error) {
+	l, err := newLauncher(cfg.Launcher)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Concurrency != 1 {
+		return nil, fmt.Errorf("concurrency %d: only 1 is supported", cfg.Concurrency)
+	}
+	if cfg.WorkDir == "" {
+		return nil, errors.New("no work directory")
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, err
+	}
+	if cfg.Env == nil {
+		cfg.Env = os.Environ()
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = io.Discard
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = io.Discard
+	}
+	return &Server{cfg: cfg, launcher: l, slots: make(chan struct{}, cfg.Concurrency)}, nil
+}
+
+// getenv looks a key up in the server's environment (the last one wins).
+func (s *Server) getenv(key string) string {
+	for i := len(s.cfg.Env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(s.cfg.Env[i], "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// ServeHTTP serves POST /init and POST /run; any other path answers 200
+// with an empty body, as OpenWhisk's proxy does.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var handle func(context.Context, []byte) (int, any)
+	switch r.URL.Path {
+	case "/init":
+		handle = s.init
+	case "/run":
+		handle = s.run
+	default:
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	status, resp := http.StatusMethodNotAllowed, any(errBody("method not allowed"))
+	if r.Method == http.MethodPost {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			status, resp = http.StatusBadRequest, errBody("cannot read the request: "+err.Error())
+		} else {
+			status, resp = handle(r.Context(), body)
+		}
+	}
+	// The sentinels go out before the answer, so a caller that has the
+	// answer knows they are on their way.
+	s.sentinels()
+	out, ok := resp.([]byte) // a run's answer, passed through as the child wrote it
+	if !ok {
+		out, _ = json.Marshal(resp)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(out)
+}
+
+func errBody(msg string) map[string]string { return map[string]string{"error": msg} }
+
+func (s *Server) sentinels() {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	_, _ = io.WriteString(s.cfg.Stdout, Sentinel+"\n")
+	_, _ = io.WriteString(s.cfg.Stderr, Sentinel+"\n")
+}
+
+// logf writes a line to stderr (it becomes part of the activation's logs).
+func (s *Server) logf(format string, args ...any) {
+	s.outMu.Lock()
+	defer s.outMu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	if !strings.HasSuffix(msg, "\n") {
+		msg += "\n"
+	}
+	_, _ = io.WriteString(s.cfg.Stderr, msg)
+}
+
+// initValue is the "value" of an /init body.
+type initValue struct {
+	Name   string                     `json:"name"`
+	Main   string                     `json:"main"`
+	Binary bool                       `json:"binary"`
+	Code   string                     `json:"code"`
+	Env    map[string]json.RawMessage `json:"env"`
+}
+
+func (s *Server) init(ctx context.Context, body []byte) (int, any) {
+	s.initMu.Lock()
+	defer s.initMu.Unlock()
+	s.mu.Lock()
+	initialized, closed := s.initialized, s.closed
+	s.mu.Unlock()
+	if initialized {
+		return http.StatusForbidden, errBody(msgReinit)
+	}
+	if closed {
+		return http.StatusServiceUnavailable, errBody("the runtime is shutting down")
+	}
+	var req struct {
+		Value *initValue `json:"value"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return http.StatusBadRequest, errBody("The request body is not valid JSON: " + err.Error())
+	}
+	if req.Value == nil || strings.TrimSpace(req.Value.Code) == "" {
+		return http.StatusForbidden, errBody(msgNoCode)
+	}
+	cmd, err := s.launcher.prepare(s.cfg.WorkDir, req.Value, s.getenv)
+	if err != nil {
+		return s.initFailed(err)
+	}
+	env := append([]string(nil), s.cfg.Env...)
+	for k, raw := range req.Value.Env {
+		env = append(env, k+"="+envString(raw))
+	}
+	env = append(env, cmd.env...)
+	ch, err := startChild(cmd, env, s.cfg.Stdout, s.cfg.Stderr)
+	if err != nil {
+		return s.initFailed(&initError{status: http.StatusBadGateway, msg: msgNoBinary, detail: "cannot start the action: " + err.Error()})
+	}
+	if cmd.waitAck {
+		if status, resp, ok := s.awaitAck(ctx, ch); !ok {
+			ch.kill()
+			return status, resp
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		ch.kill()
+		return http.StatusServiceUnavailable, errBody("the runtime is shutting down")
+	}
+	s.initialized, s.child = true, ch
+	return http.StatusOK, map[string]bool{"ok": true}
+}
+
+// awaitAck reads the child's start-up line: {"ok":true}, or {"ok":false,
+// "error":...} when the action could not be loaded.
+func (s *Server) awaitAck(ctx context.Context, ch *child) (int, any, bool) {
+	line, err := ch.next(ctx)
+	switch {
+	case errors.Is(err, errExited):
+		return http.StatusBadGateway, errBody(msgExited), false
+	case err != nil:
+		return http.StatusInternalServerError, errBody("initialization was cancelled: " + err.Error()), false
+	}
+	var ack struct {
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(line, &ack); err != nil {
+		s.logf("the action's acknowledgement is not JSON: %s", bytes.TrimSpace(line))
+		return http.StatusBadGateway, errBody(msgNoBinary), false
+	}
+	if !ack.OK {
+		if ack.Error == "" {
+			ack.Error = msgNoBinary
+		}
+		return http.StatusBadGateway, errBody(ack.Error), false
+	}
+	return 0, nil, true
+}
+
+func (s *Server) initFailed(err error) (int, any) {
+	var ie *initError
+	if !errors.As(err, &ie) {
+		ie = &initError{status: http.StatusBadGateway, msg: msgNoBinary, detail: err.Error()}
+	}
+	if ie.detail != "" {
+		s.logf("%s", ie.detail)
+	}
+	return ie.status, errBody(ie.msg)
+}
+
+// envString renders an init env value: strings as they are, anything else
+// as its JSON text.
+func envString(raw json.RawMessage) string {
+	var s string
+	if err := json.Unmarshal(raw, &s); err == nil {
+		return s
+	}
+	return string(bytes.TrimSpace(raw))
+}
+
+func (s *Server) run(ctx context.Context, body []byte) (int, any) {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		return http.StatusServiceUnavailable, errBody("the run was cancelled while waiting for the action")
+	}
+	s.mu.Lock()
+	ch := s.child
+	s.mu.Unlock()
+	if ch == nil {
+		return http.StatusInternalServerError, errBody(msgNoAction)
+	}
+	var line bytes.Buffer
+	if err := json.Compact(&line, body); err != nil {
+		return http.StatusBadRequest, errBody("The request body is not valid JSON: " + err.Error())
+	}
+	answer, err := ch.roundTrip(ctx, line.Bytes())
+	if err != nil {
+		// The child is gone, or the caller gave up on it: either way its
+		// next answer could not be matched to a run, so it is done.
+		s.drop(ch)
+		if errors.Is(err, errExited) {
+			return http.StatusBadGateway, errBody(msgExited)
+		}
+		return http.StatusServiceUnavailable, errBody("the run was cancelled: " + err.Error())
+	}
+	answer = bytes.TrimSpace(answer)
+	if len(answer) == 0 || (answer[0] != '{' && answer[0] != '[') || !json.Valid(answer) {
+		return http.StatusBadGateway, errBody(msgNotDictOrArr)
+	}
+	return http.StatusOK, answer
+}
+
+// drop kills ch and forgets it: later runs answer "no action defined yet".
+func (s *Server) drop(ch *child) {
+	ch.kill()
+	s.mu.Lock()
+	if s.child == ch {
+		s.child = nil
+	}
+	s.mu.Unlock()
+}
+
+// Close kills the action's process; later requests fail.
+func (s *Server) Close() {
+	s.mu.Lock()
+	ch := s.child
+	s.child, s.closed = nil, true
+	s.mu.Unlock()
+	if ch != nil {
+		ch.kill()
+		<-ch.exited
+	}
+}
+
+// childPid is the pid of the running action process, or 0 (for tests).
+func (s *Server) childPid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.child == nil {
+		return 0
+	}
+	return s.child.pid()
+}

@@ -1,0 +1,455 @@
+// Package sqlite implements store.Store on an embedded SQLite database
+// (modernc.org/sqlite, pure Go). It is Eddy's default store for standalone.
+//
+// The database file holds four tables: schema_version (the migrations
+// applied so far), identities, actions and activations; entities are kept as
+// JSON documents next to the columns the queries need.
+//
+// Concurrency: the Store is safe for use by many goroutines. Writes go
+// through one connection (SQLite serializes writers anyway), so concurrent
+// writers queue in the pool instead of failing with SQLITE_BUSY; reads use a
+// separate pool of read-only connections, which WAL mode lets run alongside
+// the writer. Every connection also sets a busy timeout, for other processes
+// that open the same file.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/whisk"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+)
+
+// busyTimeoutMs is how long a connection waits for a lock held by another
+// connection (another process, or a checkpoint) before failing.
+const busyTimeoutMs = 10000
+
+// Store is a store.Store on SQLite.
+type Store struct {
+	w   *sql.DB // the one write connection
+	r   *sql.DB // read-only connections; == w for in-memory databases
+	log *slog.Logger
+	now func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the database at path, creating the file and the schema when
+// they do not exist and applying any pending migration. The path ":memory:"
+// opens a private in-memory database (one connection, for tests).
+func Open(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
+	const op = "sqlite.Open"
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if path == "" || strings.ContainsRune(path, '?') {
+		return nil, whisk.E(op, whisk.Invalid, fmt.Sprintf("invalid database path %q", path), nil)
+	}
+	s := &Store{log: log, now: time.Now}
+
+	memory := path == ":memory:"
+	params := fmt.Sprintf("_busy_timeout=%d&_foreign_keys=1", busyTimeoutMs)
+	wdsn := path + "?" + params + "&_txlock=immediate"
+	if !memory {
+		wdsn += "&_journal_mode=WAL&_synchronous=NORMAL"
+	}
+	w, err := sql.Open("sqlite", wdsn)
+	if err != nil {
+		return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("open %s: %w", path, err))
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	s.w = w
+
+	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+
+	if memory {
+		s.r = w
+	} else {
+		r, err := sql.Open("sqlite", path+"?"+params+"&_query_only=1")
+		if err != nil {
+			w.Close()
+			return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("open %s: %w", path, err))
+		}
+		n := max(4, runtime.GOMAXPROCS(0))
+		r.SetMaxOpenConns(n)
+		r.SetMaxIdleConns(n)
+		if err := r.PingContext(ctx); err != nil {
+			r.Close()
+			w.Close()
+			return nil, dbErr(op, err)
+		}
+		s.r = r
+	}
+	log.Debug("sqlite store open", "path", path)
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	var rerr error
+	if s.r != s.w {
+		rerr = s.r.Close()
+	}
+	return errors.Join(s.w.Close(), rerr)
+}
+
+// migrations are applied in order; schema_version holds how many were.
+// Never edit an applied migration: append a new one.
+var migrations = []string{
+	// 1: the initial schema.
+	`CREATE TABLE identities (
+		uuid      TEXT PRIMARY KEY,
+		namespace TEXT NOT NULL,
+		subject   TEXT NOT NULL,
+		key       TEXT NOT NULL,
+		limits    TEXT NOT NULL -- JSON whisk.NamespaceLimits
+	);
+	CREATE INDEX identities_namespace ON identities (namespace);
+	CREATE TABLE actions (
+		namespace TEXT    NOT NULL,
+		name      TEXT    NOT NULL,
+		rev       INTEGER NOT NULL,
+		updated   INTEGER NOT NULL, -- epoch ms
+		doc       TEXT    NOT NULL, -- JSON whisk.Action, code included
+		PRIMARY KEY (namespace, name)
+	);
+	CREATE TABLE activations (
+		activation_id TEXT PRIMARY KEY,
+		namespace     TEXT    NOT NULL,
+		name          TEXT    NOT NULL,
+		start         INTEGER NOT NULL, -- epoch ms
+		"end"         INTEGER NOT NULL, -- epoch ms
+		doc           TEXT    NOT NULL  -- JSON whisk.Activation
+	);
+	CREATE INDEX activations_ns_start ON activations (namespace, start DESC, activation_id);
+	CREATE INDEX activations_ns_name_start ON activations (namespace, name, start DESC, activation_id);`,
+}
+
+// migrate creates the schema_version table and applies pending migrations
+// in one transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	const op = "sqlite.migrate"
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return dbErr(op, err)
+	}
+	var v int
+	err = tx.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return dbErr(op, err)
+		}
+	case err != nil:
+		return dbErr(op, err)
+	}
+	if v > len(migrations) {
+		return whisk.E(op, whisk.Internal, "", fmt.Errorf("database schema version %d is newer than this binary's %d", v, len(migrations)))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return dbErr(op, fmt.Errorf("migration %d: %w", i+1, err))
+		}
+	}
+	if v < len(migrations) {
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, len(migrations)); err != nil {
+			return dbErr(op, err)
+		}
+		s.log.Info("sqlite schema migrated", "from", v, "to", len(migrations))
+	}
+	return dbErr(op, tx.Commit())
+}
+
+// dbErr wraps a driver error; nil stays nil.
+func dbErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	kind := whisk.Internal
+	if errors.Is(err, context.DeadlineExceeded) {
+		kind = whisk.Timeout
+	}
+	return whisk.E(op, kind, "", fmt.Errorf("sqlite: %w", err))
+}
+
+func notFound(op string) error { return whisk.E(op, whisk.NotFound, whisk.MsgNotFound, nil) }
+
+// ---- identities ----
+
+// IdentityByUUID returns the identity whose key has this UUID.
+func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
+	const op = "sqlite.IdentityByUUID"
+	id := whisk.Identity{UUID: uuid}
+	var limits string
+	err := s.r.QueryRowContext(ctx,
+		`SELECT namespace, subject, key, limits FROM identities WHERE uuid = ?`, uuid,
+	).Scan(&id.Namespace, &id.Subject, &id.Key, &limits)
+	if errors.Is(err, sql.ErrNoRows) {
+		return whisk.Identity{}, notFound(op)
+	}
+	if err != nil {
+		return whisk.Identity{}, dbErr(op, err)
+	}
+	if err := json.Unmarshal([]byte(limits), &id.Limits); err != nil {
+		return whisk.Identity{}, dbErr(op, fmt.Errorf("decode limits of %s: %w", uuid, err))
+	}
+	return id, nil
+}
+
+// PutIdentity creates or replaces an identity.
+func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
+	const op = "sqlite.PutIdentity"
+	limits, err := json.Marshal(id.Limits)
+	if err != nil {
+		return whisk.E(op, whisk.Internal, "", err)
+	}
+	_, err = s.w.ExecContext(ctx,
+		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES (?, ?, ?, ?, ?)
+		 ON CONFLICT (uuid) DO UPDATE SET namespace = excluded.namespace, subject = excluded.subject,
+		   key = excluded.key, limits = excluded.limits`,
+		id.UUID, id.Namespace, id.Subject, id.Key, string(limits))
+	return dbErr(op, err)
+}
+
+// ---- actions ----
+
+func decodeAction(op string, rev, updated int64, doc string) (whisk.Action, error) {
+	var a whisk.Action
+	if err := json.Unmarshal([]byte(doc), &a); err != nil {
+		return whisk.Action{}, dbErr(op, fmt.Errorf("decode action: %w", err))
+	}
+	a.Rev = rev
+	a.Updated = updated
+	return a, nil
+}
+
+// GetAction returns an action with its code and Rev.
+func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	const op = "sqlite.GetAction"
+	var rev, updated int64
+	var doc string
+	err := s.r.QueryRowContext(ctx,
+		`SELECT rev, updated, doc FROM actions WHERE namespace = ? AND name = ?`, namespace, name,
+	).Scan(&rev, &updated, &doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return whisk.Action{}, notFound(op)
+	}
+	if err != nil {
+		return whisk.Action{}, dbErr(op, err)
+	}
+	return decodeAction(op, rev, updated, doc)
+}
+
+// PutAction creates (expectRev 0) or replaces (compare-and-swap on Rev) an
+// action; see store.Store. The stored document is a as given: a replace
+// keeps nothing of the previous version.
+func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) (whisk.Action, error) {
+	const op = "sqlite.PutAction"
+	if expectRev < 0 {
+		return whisk.Action{}, whisk.E(op, whisk.Invalid, fmt.Sprintf("invalid revision %d", expectRev), nil)
+	}
+	a.Rev = expectRev + 1
+	a.Updated = s.now().UnixMilli()
+	doc, err := json.Marshal(a)
+	if err != nil {
+		return whisk.Action{}, whisk.E(op, whisk.Internal, "", err)
+	}
+	var res sql.Result
+	if expectRev == 0 {
+		res, err = s.w.ExecContext(ctx,
+			`INSERT INTO actions (namespace, name, rev, updated, doc) VALUES (?, ?, ?, ?, ?)
+			 ON CONFLICT (namespace, name) DO NOTHING`,
+			a.Namespace, a.Name, a.Rev, a.Updated, string(doc))
+	} else {
+		res, err = s.w.ExecContext(ctx,
+			`UPDATE actions SET rev = ?, updated = ?, doc = ? WHERE namespace = ? AND name = ? AND rev = ?`,
+			a.Rev, a.Updated, string(doc), a.Namespace, a.Name, expectRev)
+	}
+	if err != nil {
+		return whisk.Action{}, dbErr(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return whisk.Action{}, dbErr(op, err)
+	}
+	if n == 0 {
+		if expectRev == 0 {
+			return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgExists, nil)
+		}
+		return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgConcurrentUpdate, nil)
+	}
+	return a, nil
+}
+
+// DeleteAction removes an action and returns it as it was.
+func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	const op = "sqlite.DeleteAction"
+	var rev, updated int64
+	var doc string
+	err := s.w.QueryRowContext(ctx,
+		`DELETE FROM actions WHERE namespace = ? AND name = ? RETURNING rev, updated, doc`, namespace, name,
+	).Scan(&rev, &updated, &doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return whisk.Action{}, notFound(op)
+	}
+	if err != nil {
+		return whisk.Action{}, dbErr(op, err)
+	}
+	return decodeAction(op, rev, updated, doc)
+}
+
+// sqlLimit maps "0 or less = no limit" to SQLite's -1.
+func sqlLimit(limit int) int {
+	if limit <= 0 {
+		return -1
+	}
+	return limit
+}
+
+// ListActions returns the actions of a namespace sorted by name, without
+// code (Exec.Code is empty). limit 0 means no limit.
+func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error) {
+	const op = "sqlite.ListActions"
+	rows, err := s.r.QueryContext(ctx,
+		`SELECT rev, updated, json_remove(doc, '$.exec.code') FROM actions WHERE namespace = ?
+		 ORDER BY name LIMIT ? OFFSET ?`,
+		namespace, sqlLimit(limit), max(skip, 0))
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	defer rows.Close()
+	out := []whisk.Action{}
+	for rows.Next() {
+		var rev, updated int64
+		var doc string
+		if err := rows.Scan(&rev, &updated, &doc); err != nil {
+			return nil, dbErr(op, err)
+		}
+		a, err := decodeAction(op, rev, updated, doc)
+		if err != nil {
+			return nil, err
+		}
+		a.Exec.Code = ""
+		out = append(out, a)
+	}
+	return out, dbErr(op, rows.Err())
+}
+
+// CountActions counts the actions of a namespace.
+func (s *Store) CountActions(ctx context.Context, namespace string) (int, error) {
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM actions WHERE namespace = ?`, namespace).Scan(&n)
+	return n, dbErr("sqlite.CountActions", err)
+}
+
+// ---- activations ----
+
+// PutActivation stores a record; storing the same id again replaces it.
+func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
+	const op = "sqlite.PutActivation"
+	doc, err := json.Marshal(a)
+	if err != nil {
+		return whisk.E(op, whisk.Internal, "", err)
+	}
+	_, err = s.w.ExecContext(ctx,
+		`INSERT INTO activations (activation_id, namespace, name, start, "end", doc) VALUES (?, ?, ?, ?, ?, ?)
+		 ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name,
+		   start = excluded.start, "end" = excluded."end", doc = excluded.doc`,
+		string(a.ActivationID), a.Namespace, a.Name, a.Start, a.End, string(doc))
+	return dbErr(op, err)
+}
+
+// GetActivation returns one record of a namespace.
+func (s *Store) GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error) {
+	const op = "sqlite.GetActivation"
+	var doc string
+	err := s.r.QueryRowContext(ctx,
+		`SELECT doc FROM activations WHERE activation_id = ? AND namespace = ?`, string(id), namespace,
+	).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return whisk.Activation{}, notFound(op)
+	}
+	if err != nil {
+		return whisk.Activation{}, dbErr(op, err)
+	}
+	var a whisk.Activation
+	if err := json.Unmarshal([]byte(doc), &a); err != nil {
+		return whisk.Activation{}, dbErr(op, fmt.Errorf("decode activation %s: %w", id, err))
+	}
+	return a, nil
+}
+
+// activationWhere builds the WHERE clause and arguments of f.
+func activationWhere(namespace string, f store.ActivationFilter) (string, []any) {
+	var b strings.Builder
+	args := []any{namespace}
+	b.WriteString(`WHERE namespace = ?`)
+	if f.Name != "" {
+		b.WriteString(` AND name = ?`)
+		args = append(args, f.Name)
+	}
+	if f.Since != 0 {
+		b.WriteString(` AND start >= ?`)
+		args = append(args, f.Since)
+	}
+	if f.Upto != 0 {
+		b.WriteString(` AND start <= ?`)
+		args = append(args, f.Upto)
+	}
+	return b.String(), args
+}
+
+// ListActivations returns the full records matching f, newest first (by
+// Start descending, then by activation id ascending).
+func (s *Store) ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error) {
+	const op = "sqlite.ListActivations"
+	where, args := activationWhere(namespace, f)
+	args = append(args, sqlLimit(f.Limit), max(f.Skip, 0))
+	rows, err := s.r.QueryContext(ctx,
+		`SELECT doc FROM activations `+where+` ORDER BY start DESC, activation_id LIMIT ? OFFSET ?`, args...)
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	defer rows.Close()
+	out := []whisk.Activation{}
+	for rows.Next() {
+		var doc string
+		if err := rows.Scan(&doc); err != nil {
+			return nil, dbErr(op, err)
+		}
+		var a whisk.Activation
+		if err := json.Unmarshal([]byte(doc), &a); err != nil {
+			return nil, dbErr(op, fmt.Errorf("decode activation: %w", err))
+		}
+		out = append(out, a)
+	}
+	return out, dbErr(op, rows.Err())
+}
+
+// CountActivations counts the records matching f (Skip and Limit ignored).
+func (s *Store) CountActivations(ctx context.Context, namespace string, f store.ActivationFilter) (int, error) {
+	where, args := activationWhere(namespace, f)
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM activations `+where, args...).Scan(&n)
+	return n, dbErr("sqlite.CountActivations", err)
+}

@@ -1,0 +1,200 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/store/storetest"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+func openT(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Open(%s): %v", path, err)
+	}
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s := openT(t, filepath.Join(t.TempDir(), "eddy.db"))
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestContractInMemory(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s := openT(t, ":memory:")
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+func TestReopenPersists(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "eddy.db")
+	s := openT(t, path)
+	id := whisk.Identity{Subject: "guest", Namespace: whisk.GuestNamespace, UUID: whisk.GuestUUID, Key: whisk.GuestKey,
+		Limits: whisk.NamespaceLimits{InvocationsPerMinute: 10}}
+	if err := s.PutIdentity(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	a := whisk.Action{Namespace: "guest", Name: "hello", Exec: whisk.Exec{Kind: "python:3", Code: "def main(a): return a"}}
+	v1, err := s.PutAction(ctx, a, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := s.PutAction(ctx, a, v1.Rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := whisk.Activation{Namespace: "guest", Name: "hello", ActivationID: whisk.NewActivationID(), Start: 5, End: 6,
+		Logs: []string{"line"}}
+	if err := s.PutActivation(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openT(t, path)
+	defer s.Close()
+	if got, err := s.IdentityByUUID(ctx, id.UUID); err != nil || got != id {
+		t.Errorf("identity after reopen = %+v, %v; want %+v", got, err, id)
+	}
+	got, err := s.GetAction(ctx, "guest", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rev != v2.Rev || got.Updated != v2.Updated || got.Exec.Code != a.Exec.Code {
+		t.Errorf("action after reopen = rev %d updated %d code %q; want rev %d updated %d code %q",
+			got.Rev, got.Updated, got.Exec.Code, v2.Rev, v2.Updated, a.Exec.Code)
+	}
+	if _, err := s.PutAction(ctx, a, v1.Rev); !whisk.IsKind(err, whisk.Conflict) {
+		t.Errorf("stale update after reopen: %v, want Conflict", err)
+	}
+	r, err := s.GetActivation(ctx, "guest", rec.ActivationID)
+	if err != nil || r.Start != 5 || len(r.Logs) != 1 {
+		t.Errorf("activation after reopen = %+v, %v", r, err)
+	}
+}
+
+func TestSchemaVersion(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "eddy.db")
+	openT(t, path).Close()
+	s := openT(t, path) // a second open applies nothing and keeps the version
+	defer s.Close()
+	var v, rows int
+	if err := s.r.QueryRowContext(t.Context(), `SELECT max(version), count(*) FROM schema_version`).Scan(&v, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if v != len(migrations) || rows != 1 {
+		t.Errorf("schema_version = %d (%d rows), want %d (1 row)", v, rows, len(migrations))
+	}
+	var mode string
+	if err := s.w.QueryRowContext(t.Context(), `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	var fk int
+	if err := s.r.QueryRowContext(t.Context(), `PRAGMA foreign_keys`).Scan(&fk); err != nil || fk != 1 {
+		t.Errorf("foreign_keys = %d, %v; want 1", fk, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "eddy.db")
+	s := openT(t, path)
+	if _, err := s.w.ExecContext(t.Context(), `UPDATE schema_version SET version = ?`, len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := Open(t.Context(), path, nil); err == nil {
+		s.Close()
+		t.Fatal("Open of a database from a newer binary succeeded")
+	}
+}
+
+// TestTwoStoresOneFile has two Stores (as two processes would) write the
+// same file at once; the busy timeout makes them wait for each other.
+func TestTwoStoresOneFile(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "eddy.db")
+	s1, s2 := openT(t, path), openT(t, path)
+	defer s1.Close()
+	defer s2.Close()
+	var wg sync.WaitGroup
+	for i := range 40 {
+		s := s1
+		if i%2 == 1 {
+			s = s2
+		}
+		wg.Go(func() {
+			rec := whisk.Activation{Namespace: "ns", Name: "a", ActivationID: whisk.ActivationID(fmt.Sprintf("%032x", i)), Start: int64(i)}
+			if err := s.PutActivation(ctx, rec); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n, err := s1.CountActivations(ctx, "ns", store.ActivationFilter{}); err != nil || n != 40 {
+		t.Errorf("count = %d, %v; want 40", n, err)
+	}
+}
+
+func TestUpdatedUsesClock(t *testing.T) {
+	s := openT(t, ":memory:")
+	defer s.Close()
+	at := time.UnixMilli(1_700_000_000_123)
+	s.now = func() time.Time { return at }
+	a, err := s.PutAction(t.Context(), whisk.Action{Namespace: "ns", Name: "a"}, 0)
+	if err != nil || a.Updated != at.UnixMilli() {
+		t.Fatalf("Updated = %d, %v; want %d", a.Updated, err, at.UnixMilli())
+	}
+}
+
+func TestErrorsWrapDriver(t *testing.T) {
+	s := openT(t, ":memory:")
+	s.Close()
+	_, err := s.GetAction(context.Background(), "ns", "a")
+	if whisk.KindOf(err) != whisk.Internal {
+		t.Fatalf("kind = %v (%v), want internal", whisk.KindOf(err), err)
+	}
+	var we *whisk.Error
+	if !errors.As(err, &we) || we.Err == nil || we.Msg != "" {
+		t.Fatalf("driver error not wrapped as the cause: %#v", err)
+	}
+}
+
+func TestOpenBadPath(t *testing.T) {
+	if s, err := Open(t.Context(), filepath.Join(t.TempDir(), "missing-dir", "x", "eddy.db"), nil); err == nil {
+		s.Close()
+		t.Fatal("Open in a missing directory succeeded")
+	}
+}
+
+func BenchmarkPutActivation(b *testing.B) {
+	s, err := Open(b.Context(), filepath.Join(b.TempDir(), "eddy.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		i++
+		rec := whisk.Activation{Namespace: "ns", Name: "a", ActivationID: whisk.ActivationID(fmt.Sprintf("%032x", i)), Start: int64(i)}
+		if err := s.PutActivation(b.Context(), rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
