@@ -1,0 +1,400 @@
+// Package cli is Eddy's command-line client: the `property`, `action`,
+// `activation` and `namespace` commands, compatible in flags, requests,
+// output and exit statuses with the Apache OpenWhisk `wsk` CLI for what Eddy
+// implements. It reads and writes the same ~/.wskprops file.
+//
+// Run is the whole CLI: it takes the arguments (without the program name),
+// an Env carrying the streams, the environment and the home directory, and
+// returns the exit status. It has no globals and never exits the process,
+// so other packages (cmd/eddy, end-to-end tests) can call it directly.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+
+	"github.com/eddy-faas/eddy/internal/client"
+)
+
+// Version is the CLI version printed by `property get --cliversion`.
+const Version = "1.0.0"
+
+// Env is what Run needs from its surroundings.
+type Env struct {
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// Getenv reads an environment variable (os.Getenv); nil reads nothing.
+	Getenv func(string) string
+	// HomeDir holds .wskprops unless WSK_CONFIG_FILE names another file.
+	HomeDir string
+	// HTTPClient, when set, is used for every API call (tests, embedding).
+	HTTPClient *http.Client
+}
+
+// Commands are the top-level commands Run implements; cmd/eddy can use
+// Handles to route them here.
+var commandNames = []string{"property", "action", "activation", "namespace", "help"}
+
+// Handles reports whether name is one of the CLI's top-level commands.
+func Handles(name string) bool {
+	for _, c := range commandNames {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Exit statuses that are not derived from an HTTP status.
+const (
+	exitOK      = 0
+	exitGeneral = 1
+	exitUsage   = 2
+)
+
+// Run runs one CLI command and returns the process exit status.
+func Run(ctx context.Context, args []string, env Env) int {
+	if env.Stdout == nil {
+		env.Stdout = io.Discard
+	}
+	if env.Stderr == nil {
+		env.Stderr = io.Discard
+	}
+	if env.Getenv == nil {
+		env.Getenv = func(string) string { return "" }
+	}
+	r := &runner{ctx: ctx, env: env, out: env.Stdout, errw: env.Stderr}
+	return r.finish(r.dispatch(args))
+}
+
+// runner is the state of one Run.
+type runner struct {
+	ctx  context.Context
+	env  Env
+	out  io.Writer
+	errw io.Writer
+	g    globals
+}
+
+// globals are the flags every command accepts.
+type globals struct {
+	apihost  string
+	auth     string
+	insecure bool
+	verbose  bool
+}
+
+// register puts the global flags on fs, except those named in skip (a
+// command's own flag of the same name wins).
+func (g *globals) register(fs *flag.FlagSet, skip ...string) {
+	skipped := func(n string) bool {
+		for _, s := range skip {
+			if s == n {
+				return true
+			}
+		}
+		return false
+	}
+	if !skipped("apihost") {
+		fs.StringVar(&g.apihost, "apihost", g.apihost, "")
+	}
+	if !skipped("auth") {
+		fs.StringVar(&g.auth, "auth", g.auth, "")
+		fs.StringVar(&g.auth, "u", g.auth, "")
+	}
+	fs.BoolVar(&g.insecure, "insecure", g.insecure, "")
+	fs.BoolVar(&g.insecure, "i", g.insecure, "")
+	fs.BoolVar(&g.verbose, "verbose", g.verbose, "")
+	fs.BoolVar(&g.verbose, "v", g.verbose, "")
+	fs.BoolVar(&g.verbose, "debug", g.verbose, "")
+	fs.BoolVar(&g.verbose, "d", g.verbose, "")
+}
+
+// ---------------------------------------------------------------------------
+// Errors and exit statuses
+
+// exitError ends a command with a status; msg (if any) is printed as
+// "error: msg" on one line, with a pointer to the command's help when usage
+// names the command.
+type exitError struct {
+	code  int
+	msg   string
+	usage string // command path for the help hint, e.g. "action create"
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func usageErr(cmd, format string, a ...any) error {
+	if cmd == "" {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf(format, a...) + " (see 'eddy --help')"}
+	}
+	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, a...), usage: cmd}
+}
+
+func generalErr(format string, a ...any) error {
+	return &exitError{code: exitGeneral, msg: fmt.Sprintf(format, a...)}
+}
+
+// silentExit ends with a status without printing (the command printed).
+func silentExit(code int) error { return &exitError{code: code} }
+
+// errHelpShown ends a command that printed its help.
+var errHelpShown = errors.New("help shown")
+
+func (r *runner) finish(err error) int {
+	if err == nil || errors.Is(err, errHelpShown) {
+		return exitOK
+	}
+	if xe, ok := err.(*exitError); ok {
+		switch {
+		case xe.msg != "" && xe.usage != "":
+			fmt.Fprintf(r.errw, "error: %s (see 'eddy %s --help')\n", xe.msg, xe.usage)
+		case xe.msg != "":
+			fmt.Fprintf(r.errw, "error: %s\n", xe.msg)
+		}
+		return xe.code
+	}
+	fmt.Fprintf(r.errw, "error: %s\n", err)
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return ce.ExitCode()
+	}
+	var xe *exitError
+	if errors.As(err, &xe) {
+		return xe.code
+	}
+	return exitGeneral
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch
+
+type leaf func(r *runner, args []string) error
+
+type group struct {
+	name  string
+	usage string
+	subs  map[string]leaf
+}
+
+func (r *runner) groups() map[string]*group {
+	return map[string]*group{
+		"property": {name: "property", usage: usageProperty, subs: map[string]leaf{
+			"set": (*runner).propertySet, "get": (*runner).propertyGet, "unset": (*runner).propertyUnset,
+		}},
+		"action": {name: "action", usage: usageAction, subs: map[string]leaf{
+			"create": func(r *runner, a []string) error { return r.actionPut(a, false) },
+			"update": func(r *runner, a []string) error { return r.actionPut(a, true) },
+			"get":    (*runner).actionGet, "list": (*runner).actionList,
+			"delete": (*runner).actionDelete, "invoke": (*runner).actionInvoke,
+		}},
+		"activation": {name: "activation", usage: usageActivation, subs: map[string]leaf{
+			"list": (*runner).activationList, "get": (*runner).activationGet,
+			"logs": (*runner).activationLogs, "result": (*runner).activationResult,
+		}},
+		"namespace": {name: "namespace", usage: usageNamespace, subs: map[string]leaf{
+			"list": (*runner).namespaceList,
+		}},
+	}
+}
+
+// aliases wsk accepts for sub-commands.
+var subAliases = map[string]string{"ls": "list", "rm": "delete", "del": "delete"}
+
+func (r *runner) dispatch(args []string) error {
+	// Global flags may precede the command.
+	rest, err := r.parseGlobals("", args)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 {
+		fmt.Fprint(r.out, usageRoot)
+		return nil
+	}
+	cmd, rest := rest[0], rest[1:]
+	if cmd == "help" {
+		return r.help(rest)
+	}
+	g, ok := r.groups()[cmd]
+	if !ok {
+		return usageErr("", "unknown command %q", cmd)
+	}
+	rest, err = r.parseGlobals(cmd, rest)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 || rest[0] == "help" {
+		fmt.Fprint(r.out, g.usage)
+		return nil
+	}
+	sub := rest[0]
+	if a, ok := subAliases[sub]; ok {
+		sub = a
+	}
+	run, ok := g.subs[sub]
+	if !ok {
+		return usageErr(cmd, "unknown command \"%s %s\"", cmd, rest[0])
+	}
+	return run(r, rest[1:])
+}
+
+func (r *runner) help(path []string) error {
+	if len(path) == 0 {
+		fmt.Fprint(r.out, usageRoot)
+		return nil
+	}
+	g, ok := r.groups()[path[0]]
+	if !ok {
+		return usageErr("", "unknown command %q", path[0])
+	}
+	if len(path) > 1 {
+		if u, ok := leafUsage[g.name+" "+path[1]]; ok {
+			fmt.Fprint(r.out, u)
+			return nil
+		}
+	}
+	fmt.Fprint(r.out, g.usage)
+	return nil
+}
+
+// parseGlobals parses global flags up to the first non-flag argument;
+// -h/--help print the root or group usage.
+func (r *runner) parseGlobals(cmd string, args []string) ([]string, error) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	r.g.register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			if cmd == "" {
+				fmt.Fprint(r.out, usageRoot)
+			} else {
+				fmt.Fprint(r.out, r.groups()[cmd].usage)
+			}
+			return nil, errHelpShown
+		}
+		return nil, usageErr(cmd, "%v", err)
+	}
+	return fs.Args(), nil
+}
+
+// newFlags returns a FlagSet for a leaf command with the global flags on it
+// (but those named in skip).
+func (r *runner) newFlags(cmd string, skip ...string) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	r.g.register(fs, skip...)
+	return fs
+}
+
+// parse parses flags anywhere among the arguments (as wsk does) and returns
+// the positional ones. -h/--help prints the command's usage.
+func (r *runner) parse(fs *flag.FlagSet, cmd string, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(r.out, leafUsage[cmd])
+				return nil, errHelpShown
+			}
+			return nil, usageErr(cmd, "%v", err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// setFlags returns the names of the flags given on the command line.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	m := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { m[f.Name] = true })
+	return m
+}
+
+// checkArgs is wsk's argument-count check.
+func checkArgs(cmd string, args []string, min, max int, required string) error {
+	if len(args) < min {
+		return usageErr(cmd, "Invalid argument(s). %s", required)
+	}
+	if len(args) > max {
+		return usageErr(cmd, "Invalid argument(s): %s. %s", strings.Join(args[max:], ", "), required)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+// config is the effective configuration: flags over EDDY_* over .wskprops.
+type config struct {
+	apihost   string
+	auth      string
+	namespace string
+}
+
+func (r *runner) config() (config, error) {
+	p, err := r.loadProps()
+	if err != nil {
+		return config{}, err
+	}
+	c := config{apihost: p.get("APIHOST"), auth: p.get("AUTH"), namespace: p.get("NAMESPACE")}
+	if v := r.env.Getenv("EDDY_APIHOST"); v != "" {
+		c.apihost = v
+	}
+	if v := r.env.Getenv("EDDY_AUTH"); v != "" {
+		c.auth = v
+	}
+	if r.g.apihost != "" {
+		c.apihost = r.g.apihost
+	}
+	if r.g.auth != "" {
+		c.auth = r.g.auth
+	}
+	if c.namespace == "" {
+		c.namespace = "_"
+	}
+	return c, nil
+}
+
+// client builds the API client; needAuth is false for calls without auth.
+func (r *runner) client(needAuth bool) (*client.Client, config, error) {
+	c, err := r.config()
+	if err != nil {
+		return nil, c, err
+	}
+	if c.apihost == "" {
+		return nil, c, generalErr("The API host is not set. Run 'eddy property set --apihost HOST' (e.g. http://127.0.0.1:3233), or pass --apihost.")
+	}
+	if needAuth && c.auth == "" {
+		return nil, c, generalErr("The authorization key is not set. Run 'eddy property set --auth UUID:KEY', or pass --auth.")
+	}
+	cfg := client.Config{
+		APIHost:    c.apihost,
+		Auth:       c.auth,
+		Namespace:  c.namespace,
+		Insecure:   r.g.insecure,
+		HTTPClient: r.env.HTTPClient,
+		UserAgent:  fmt.Sprintf("OpenWhisk-CLI/1.0 (eddy %s) %s %s", Version, runtime.GOOS, runtime.GOARCH),
+	}
+	if r.g.verbose {
+		cfg.Verbose = r.out
+	}
+	cl, err := client.New(cfg)
+	if err != nil {
+		return nil, c, generalErr("%v", err)
+	}
+	return cl, c, nil
+}
