@@ -35,6 +35,9 @@ type ActivationMessage struct {
 	Blocking      bool              `json:"blocking"`
 	ControllerID  string            `json:"controller"`
 	Published     int64             `json:"published"` // epoch ms, when the controller published it
+	// NamespaceLimit is the namespace's concurrent-container limit (the
+	// identity's or the system default), for the queue's scaling decisions.
+	NamespaceLimit int `json:"namespaceLimit,omitempty"`
 }
 
 // ContainerCreation asks an invoker to create one container for an action.

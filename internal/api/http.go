@@ -1,0 +1,219 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// API messages of request parsing that are specific to the REST layer
+// (OpenWhisk's wording).
+func msgQueryMalformed(param, detail string) string {
+	return fmt.Sprintf("The query parameter '%s' was malformed:\n%s", param, detail)
+}
+
+func msgLimitRange(value, max int, collection string) string {
+	return fmt.Sprintf("The value '%d' is not in the range of 0 to %d for %s.", value, max, collection)
+}
+
+func msgSkipRange(value int, collection string) string {
+	return fmt.Sprintf("The value '%d' is not greater than or equal to 0 for %s.", value, collection)
+}
+
+const msgDocsWithCount = "The parameter 'docs' is not permitted with 'count'."
+
+type ctxKey int
+
+const tidKey ctxKey = 0
+
+// transactionID is the request's id, echoed as "code" in error bodies.
+func transactionID(r *http.Request) string {
+	tid, _ := r.Context().Value(tidKey).(string)
+	return tid
+}
+
+// recorder remembers the status written, for logs and panic recovery.
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (rw *recorder) WriteHeader(code int) {
+	if rw.status == 0 {
+		rw.status = code
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *recorder) Write(b []byte) (int, error) {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	return rw.ResponseWriter.Write(b)
+}
+
+// ServeHTTP adds the transaction id, CORS, panic recovery and request logs
+// around the routes.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	tid := whisk.NewTransactionID()
+	r = r.WithContext(context.WithValue(r.Context(), tidKey, tid))
+	rw := &recorder{ResponseWriter: w}
+	h := rw.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Allow-Methods", "GET, DELETE, POST, PUT, HEAD")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent")
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic serving request", "tid", tid, "method", r.Method, "path", r.URL.Path,
+				"panic", p, "stack", string(debug.Stack()))
+			if rw.status == 0 {
+				s.writeError(rw, r, whisk.E("api", whisk.Internal, "", fmt.Errorf("panic: %v", p)))
+			}
+		}
+		s.log.Debug("request", "tid", tid, "method", r.Method, "path", r.URL.Path,
+			"status", rw.status, "ms", s.now().Sub(start).Milliseconds())
+	}()
+	if r.Method == http.MethodOptions {
+		rw.WriteHeader(http.StatusOK)
+		return
+	}
+	s.mux.ServeHTTP(rw, r)
+}
+
+// writeError writes err in OpenWhisk's error shape with the status of its kind.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	kind := whisk.KindOf(err)
+	s.writeStatus(w, r, kind.HTTPStatus(), whisk.UserMessage(err), err)
+}
+
+// writeStatus is the one writer of error bodies: {"error": msg, "code": tid}.
+func (s *server) writeStatus(w http.ResponseWriter, r *http.Request, status int, msg string, err error) {
+	tid := transactionID(r)
+	if status >= 500 {
+		s.log.Error("request failed", "tid", tid, "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	} else {
+		s.log.Debug("request refused", "tid", tid, "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="OpenWhisk secure realm"`)
+	}
+	writeJSON(w, status, struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}{msg, tid})
+}
+
+// writeJSON writes v as a JSON body with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"` + whisk.MsgInternal + `"}`)
+	}
+	writeRaw(w, status, b)
+}
+
+// writeRaw writes a JSON body that is already encoded.
+func writeRaw(w http.ResponseWriter, status int, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// readBody reads at most limit bytes of the body; a larger body is a
+// TooLarge error. Bodies are never read unbounded.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	const op = "api.readBody"
+	if r.ContentLength > limit {
+		return nil, whisk.E(op, whisk.TooLarge, whisk.MsgPayloadTooLarge(r.ContentLength, limit), nil)
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		size := r.ContentLength
+		if size <= limit {
+			size = limit + 1 // chunked: at least this much
+		}
+		return nil, whisk.E(op, whisk.TooLarge, whisk.MsgPayloadTooLarge(size, limit), err)
+	}
+	if err != nil {
+		return nil, whisk.E(op, whisk.Invalid, whisk.MsgMalformed+err.Error(), err)
+	}
+	return b, nil
+}
+
+// decodeJSON unmarshals a body into v; failures are 400 "malformed".
+func decodeJSON(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return whisk.E("api.decode", whisk.Invalid, whisk.MsgMalformed+err.Error(), err)
+	}
+	return nil
+}
+
+// queryBool parses an optional boolean query parameter.
+func queryBool(q url.Values, name string, def bool) (bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, whisk.E("api.query", whisk.Invalid, msgQueryMalformed(name, fmt.Sprintf("'%s' is not a valid boolean value", v)), err)
+	}
+	return b, nil
+}
+
+// queryInt parses an optional integer query parameter.
+func queryInt(q url.Values, name string, def int64, bits int) (int64, error) {
+	v := q.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, bits)
+	if err != nil {
+		return 0, whisk.E("api.query", whisk.Invalid, msgQueryMalformed(name, fmt.Sprintf("'%s' is not a valid %d-bit signed integer value", v, bits)), err)
+	}
+	return n, nil
+}
+
+// Paging bounds of list routes.
+const (
+	defaultListLimit = 30
+	maxListLimit     = 200
+)
+
+// paging parses limit and skip of a list route: limit defaults to 30, 0
+// means the maximum (200), and out-of-range values are 400s.
+func paging(q url.Values, collection string) (skip, limit int, err error) {
+	l, err := queryInt(q, "limit", defaultListLimit, 32)
+	if err != nil {
+		return 0, 0, err
+	}
+	if l < 0 || l > maxListLimit {
+		return 0, 0, whisk.E("api.paging", whisk.Invalid, msgLimitRange(int(l), maxListLimit, collection), nil)
+	}
+	if l == 0 {
+		l = maxListLimit
+	}
+	sk, err := queryInt(q, "skip", 0, 32)
+	if err != nil {
+		return 0, 0, err
+	}
+	if sk < 0 {
+		return 0, 0, whisk.E("api.paging", whisk.Invalid, msgSkipRange(int(sk), collection), nil)
+	}
+	return int(sk), int(l), nil
+}

@@ -1,0 +1,409 @@
+// Package controller is the invoke path of an Eddy controller: entitlement
+// (the per-namespace per-minute rate), minting the activation id, building
+// the whisk.ActivationMessage, making sure the action has a leader queue
+// (asking the least-loaded scheduler to create one, without waiting for it),
+// publishing to the action's topic, and waiting for the completion of
+// blocking invocations.
+//
+// Run keeps two things current: the leader cache, filled from
+// Cluster.WatchLeaders (so the warm path makes no etcd call), and the
+// waiters of blocking invocations, resolved from the controller's completion
+// topic. When a leader key vanishes while this controller has activations of
+// the action in flight, the controller asks for a new queue at once, so the
+// activations waiting in the topic are not stranded (OpenWhisk's FPC balancer
+// does the same, reference §7.1).
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// Config configures a controller.
+type Config struct {
+	// ID names the controller; its completions arrive on
+	// whisk.CompletionTopic(ID).
+	ID string
+	// BlockingWait is the longest a blocking invocation waits for its
+	// completion (default and maximum 60 s).
+	BlockingWait time.Duration
+	// Limits are the system limits; InvocationsPerMinute is the default
+	// per-namespace rate and ConcurrentContainers the default namespace
+	// container limit passed to the queue.
+	Limits whisk.SystemLimits
+}
+
+// MaxBlockingWait is the upper bound of Config.BlockingWait and of a
+// request's wait (OpenWhisk's max-wait-for-blocking-activation).
+const MaxBlockingWait = 60 * time.Second
+
+// Bus is what the controller needs of the message bus (bus.Bus has it).
+type Bus interface {
+	EnsureTopic(ctx context.Context, topic string) error
+	Publish(ctx context.Context, topic string, value []byte) error
+	Subscribe(ctx context.Context, topic, group string) (bus.Consumer, error)
+}
+
+// Cluster is what the controller needs of etcd (*cluster.Client has it).
+type Cluster interface {
+	Leader(ctx context.Context, action whisk.FQN) (whisk.LeaderInfo, bool, error)
+	Schedulers(ctx context.Context) ([]whisk.SchedulerInfo, error)
+	WatchLeaders(ctx context.Context, fn func(whisk.FQN, whisk.LeaderInfo, bool)) error
+}
+
+// QueueCreator asks one scheduler to host an action's queue (*rpc.Client
+// has it). A QueueCreator that is also an io.Closer is closed by Close.
+type QueueCreator interface {
+	CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest) (*rpc.CreateQueueResponse, error)
+}
+
+// Activations reads activation records (store.Store has it); a blocking
+// invocation whose completion did not arrive in time checks it once.
+type Activations interface {
+	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
+}
+
+// Deps are the controller's collaborators.
+type Deps struct {
+	Log         *slog.Logger // nil: discard
+	Bus         Bus
+	Cluster     Cluster
+	Activations Activations
+	// DialScheduler connects to a scheduler's gRPC address. The controller
+	// calls it once per address and keeps the result. Nil: DialGRPC.
+	DialScheduler func(addr string) (QueueCreator, error)
+	Now           func() time.Time // nil: time.Now
+}
+
+// Request is one invocation, authenticated by the API, of an action it read
+// from the store.
+type Request struct {
+	TransactionID string
+	Identity      whisk.Identity
+	Action        whisk.Action
+	// Params is the invoke body: a JSON object or empty.
+	Params   json.RawMessage
+	Blocking bool
+	// Wait is how long a blocking invocation waits for its completion;
+	// zero or more than Config.BlockingWait means Config.BlockingWait.
+	Wait time.Duration
+}
+
+// Result is the outcome of Invoke. Activation is set only when a blocking
+// invocation finished within its wait.
+type Result struct {
+	ActivationID whisk.ActivationID
+	Activation   *whisk.Activation
+}
+
+// createAttempts bounds how many schedulers one queue creation tries
+// (OpenWhisk retries up to 5 times on other schedulers).
+const createAttempts = 5
+
+// createTimeout bounds one CreateQueue call (OpenWhisk's ask timeout is 8 s).
+const createTimeout = 8 * time.Second
+
+// Controller is the invoke path of one controller process.
+type Controller struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	now  func() time.Time
+	dial func(addr string) (QueueCreator, error)
+
+	bg     context.Context // lives until Close; parents background work
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // background goroutines (queue creations)
+
+	topics sync.Map // topic → struct{}: topics ensured by this process
+
+	connMu sync.Mutex
+	conns  map[string]QueueCreator // scheduler address → client
+
+	mu       sync.Mutex
+	rates    map[string]*rateWindow         // namespace → this minute's count
+	leaders  map[whisk.FQN]whisk.LeaderInfo // the leader cache
+	creating map[whisk.FQN]bool             // a CreateQueue is outstanding
+	waiters  map[whisk.ActivationID]chan whisk.Activation
+	flights  map[whisk.ActivationID]flight // published, not completed
+	byAction map[whisk.FQN]*actionFlights  // in-flight count per action
+	closed   bool
+}
+
+// flight is one published activation awaiting its completion.
+type flight struct {
+	fqn     whisk.FQN
+	expires time.Time
+}
+
+// actionFlights counts an action's activations in flight and keeps the
+// latest metadata, to recreate its queue if the leader vanishes.
+type actionFlights struct {
+	meta whisk.ActionMeta
+	n    int
+}
+
+// New validates the configuration and builds a controller.
+func New(cfg Config, deps Deps) (*Controller, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("controller: Config.ID is required")
+	}
+	if deps.Bus == nil || deps.Cluster == nil || deps.Activations == nil {
+		return nil, errors.New("controller: Deps.Bus, Deps.Cluster and Deps.Activations are required")
+	}
+	if cfg.BlockingWait <= 0 || cfg.BlockingWait > MaxBlockingWait {
+		cfg.BlockingWait = MaxBlockingWait
+	}
+	c := &Controller{
+		cfg:      cfg,
+		deps:     deps,
+		log:      deps.Log,
+		now:      deps.Now,
+		dial:     deps.DialScheduler,
+		conns:    map[string]QueueCreator{},
+		rates:    map[string]*rateWindow{},
+		leaders:  map[whisk.FQN]whisk.LeaderInfo{},
+		creating: map[whisk.FQN]bool{},
+		waiters:  map[whisk.ActivationID]chan whisk.Activation{},
+		flights:  map[whisk.ActivationID]flight{},
+		byAction: map[whisk.FQN]*actionFlights{},
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c.log = c.log.With("controller", cfg.ID)
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.dial == nil {
+		c.dial = DialGRPC
+	}
+	c.bg, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Run keeps the leader cache current and resolves blocking waiters from the
+// completion topic until ctx ends; it returns after its goroutines stopped.
+// It fails at once if the completion topic cannot be created.
+func (c *Controller) Run(ctx context.Context) error {
+	topic := whisk.CompletionTopic(c.cfg.ID)
+	if err := c.deps.Bus.EnsureTopic(ctx, topic); err != nil {
+		return fmt.Errorf("controller: completion topic %s: %w", topic, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); c.watchLeaders(ctx) }()
+	go func() { defer wg.Done(); c.consumeCompletions(ctx, topic) }()
+	go func() { defer wg.Done(); c.sweep(ctx) }()
+	wg.Wait()
+	return nil
+}
+
+// Close stops background queue creations and closes scheduler connections.
+func (c *Controller) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
+	var errs []error
+	for addr, qc := range c.conns {
+		if cl, ok := qc.(io.Closer); ok {
+			if err := cl.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close scheduler %s: %w", addr, err))
+			}
+		}
+		delete(c.conns, addr)
+	}
+	return errors.Join(errs...)
+}
+
+// backoff waits d or until ctx ends; it reports whether ctx is still live.
+func backoff(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// watchLeaders feeds the leader cache. WatchLeaders resumes by itself after
+// broken watches; an early return (an error) is retried after a pause.
+func (c *Controller) watchLeaders(ctx context.Context) {
+	for {
+		err := c.deps.Cluster.WatchLeaders(ctx, c.onLeader)
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("leader watch stopped; retrying", "err", err)
+		if !backoff(ctx, time.Second) {
+			return
+		}
+	}
+}
+
+// onLeader applies one leader event. A vanished leader with activations of
+// this controller still in flight gets a new queue at once.
+func (c *Controller) onLeader(fqn whisk.FQN, li whisk.LeaderInfo, deleted bool) {
+	c.mu.Lock()
+	if !deleted {
+		c.leaders[fqn] = li
+		c.mu.Unlock()
+		return
+	}
+	delete(c.leaders, fqn)
+	af := c.byAction[fqn]
+	var meta whisk.ActionMeta
+	if af != nil {
+		meta = af.meta
+	}
+	c.mu.Unlock()
+	if af == nil {
+		return
+	}
+	c.log.Info("leader vanished with activations in flight; recreating the queue", "action", fqn.String())
+	c.goBackground(func() {
+		if err := c.ensureQueue(c.bg, meta); err != nil {
+			c.log.Error("recreate queue", "action", fqn.String(), "err", err)
+		}
+	})
+}
+
+// goBackground runs fn on a tracked goroutine unless the controller is closed.
+func (c *Controller) goBackground(fn func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// consumeCompletions reads the completion topic for group "controller" and
+// resolves waiters; it resubscribes after errors.
+func (c *Controller) consumeCompletions(ctx context.Context, topic string) {
+	for {
+		cons, err := c.deps.Bus.Subscribe(ctx, topic, "controller")
+		if err == nil {
+			err = c.drain(ctx, cons)
+			_ = cons.Close()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("completion consumer failed; resubscribing", "topic", topic, "err", err)
+		if !backoff(ctx, 200*time.Millisecond) {
+			return
+		}
+	}
+}
+
+func (c *Controller) drain(ctx context.Context, cons bus.Consumer) error {
+	for {
+		recs, err := cons.Poll(ctx, 128)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			var comp whisk.Completion
+			if err := json.Unmarshal(r.Value, &comp); err != nil {
+				c.log.Warn("undecodable completion dropped", "offset", r.Offset, "err", err)
+				continue
+			}
+			c.complete(comp.Activation)
+		}
+		if len(recs) > 0 {
+			if err := cons.Commit(ctx, recs[len(recs)-1].Offset); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// complete resolves the waiter of a finished activation and forgets its flight.
+func (c *Controller) complete(a whisk.Activation) {
+	c.mu.Lock()
+	ch := c.waiters[a.ActivationID]
+	delete(c.waiters, a.ActivationID)
+	c.land(a.ActivationID)
+	c.mu.Unlock()
+	if ch != nil {
+		ch <- a // buffered, and the waiter was removed: sent at most once
+	}
+}
+
+// sweep forgets flights whose completion never came (after OpenWhisk's
+// slot timeout), so the in-flight counts do not leak.
+func (c *Controller) sweep(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.expireFlights(c.now())
+		}
+	}
+}
+
+func (c *Controller) expireFlights(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, f := range c.flights {
+		if now.After(f.expires) {
+			c.land(id)
+		}
+	}
+}
+
+// takeOff records a published activation; c.mu must be held.
+func (c *Controller) takeOff(id whisk.ActivationID, meta whisk.ActionMeta) {
+	slot := max(meta.Limits.TimeoutDuration(), time.Minute)*2 + time.Minute
+	fqn := meta.FQN()
+	c.flights[id] = flight{fqn: fqn, expires: c.now().Add(slot)}
+	af := c.byAction[fqn]
+	if af == nil {
+		af = &actionFlights{}
+		c.byAction[fqn] = af
+	}
+	af.meta = meta
+	af.n++
+}
+
+// land forgets a flight; c.mu must be held.
+func (c *Controller) land(id whisk.ActivationID) {
+	f, ok := c.flights[id]
+	if !ok {
+		return
+	}
+	delete(c.flights, id)
+	if af := c.byAction[f.fqn]; af != nil {
+		af.n--
+		if af.n <= 0 {
+			delete(c.byAction, f.fqn)
+		}
+	}
+}

@@ -1,0 +1,248 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sort"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// Annotation keys the invoke path reads.
+const (
+	annFinal         = "final"
+	annProvideAPIKey = "provide-api-key"
+)
+
+// Invoke runs one invocation: rate check, message, queue, publish, and for
+// blocking requests the wait for the completion. A blocking invocation that
+// does not finish within its wait checks the store once and otherwise
+// answers with the activation id only (Result.Activation nil).
+//
+// Errors carry whisk kinds: Throttled (rate), Invalid (parameters),
+// Unavailable (no scheduler, bus failure).
+func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
+	const op = "controller.Invoke"
+	if err := c.admit(req.Identity); err != nil {
+		return Result{}, err
+	}
+	params, err := mergeParams(req.Action, req.Params)
+	if err != nil {
+		return Result{}, err
+	}
+	meta := req.Action.Meta()
+	id := whisk.NewActivationID()
+	msg := whisk.ActivationMessage{
+		ActivationID:   id,
+		TransactionID:  req.TransactionID,
+		Action:         meta,
+		Subject:        req.Identity.Subject,
+		Params:         params,
+		Blocking:       req.Blocking,
+		ControllerID:   c.cfg.ID,
+		NamespaceLimit: req.Identity.Limits.ConcurrentContainers,
+	}
+	if msg.NamespaceLimit == 0 {
+		msg.NamespaceLimit = c.cfg.Limits.ConcurrentContainers
+	}
+	if truthy(req.Action.Annotations, annProvideAPIKey, true) {
+		msg.APIKey = req.Identity.AuthKey()
+	}
+
+	fqn := req.Action.FQN()
+	topic := whisk.ActionTopic(fqn)
+	if err := c.ensureTopic(ctx, topic); err != nil {
+		return Result{}, whisk.E(op, whisk.Unavailable, "", err)
+	}
+	if err := c.ensureQueue(ctx, meta); err != nil {
+		return Result{}, err
+	}
+
+	var done chan whisk.Activation
+	c.mu.Lock()
+	if req.Blocking {
+		done = make(chan whisk.Activation, 1)
+		c.waiters[id] = done
+	}
+	c.takeOff(id, meta)
+	c.mu.Unlock()
+	if req.Blocking {
+		defer c.dropWaiter(id)
+	}
+
+	msg.Published = c.now().UnixMilli()
+	b, err := json.Marshal(msg)
+	if err == nil {
+		err = c.deps.Bus.Publish(ctx, topic, b)
+	}
+	if err != nil {
+		c.mu.Lock()
+		c.land(id)
+		c.mu.Unlock()
+		return Result{}, whisk.E(op, whisk.Unavailable, "", err)
+	}
+	if !req.Blocking {
+		return Result{ActivationID: id}, nil
+	}
+
+	wait := req.Wait
+	if wait <= 0 || wait > c.cfg.BlockingWait {
+		wait = c.cfg.BlockingWait
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case a := <-done:
+		return Result{ActivationID: id, Activation: &a}, nil
+	case <-ctx.Done():
+		return Result{ActivationID: id}, nil
+	case <-timer.C:
+	}
+	// The completion may have been lost (or sent to a controller that went
+	// away and came back); the record is the truth.
+	if a, err := c.deps.Activations.GetActivation(ctx, req.Identity.Namespace, id); err == nil {
+		return Result{ActivationID: id, Activation: &a}, nil
+	} else if !whisk.IsKind(err, whisk.NotFound) {
+		c.log.Warn("blocking fallback read failed", "activation", string(id), "err", err)
+	}
+	return Result{ActivationID: id}, nil
+}
+
+func (c *Controller) dropWaiter(id whisk.ActivationID) {
+	c.mu.Lock()
+	delete(c.waiters, id)
+	c.mu.Unlock()
+}
+
+// ensureTopic makes sure topic exists, once per process per topic.
+func (c *Controller) ensureTopic(ctx context.Context, topic string) error {
+	if _, ok := c.topics.Load(topic); ok {
+		return nil
+	}
+	if err := c.deps.Bus.EnsureTopic(ctx, topic); err != nil {
+		return err
+	}
+	c.topics.Store(topic, struct{}{})
+	return nil
+}
+
+// rateWindow counts one namespace's invocations in one wall-clock minute.
+type rateWindow struct {
+	minute int64
+	count  int
+}
+
+// admit applies the per-namespace per-minute rate. It is a fixed window on
+// the wall-clock minute, like OpenWhisk's RateThrottler, kept in this
+// controller's memory (N controllers admit N× the limit, as in OpenWhisk).
+// Rejected requests count too, so the message reports every attempt.
+func (c *Controller) admit(id whisk.Identity) error {
+	allowed := id.Limits.InvocationsPerMinute
+	if allowed == 0 {
+		allowed = c.cfg.Limits.InvocationsPerMinute
+	}
+	if allowed <= 0 {
+		return nil
+	}
+	minute := c.now().Unix() / 60
+	c.mu.Lock()
+	w := c.rates[id.Namespace]
+	if w == nil {
+		w = &rateWindow{}
+		c.rates[id.Namespace] = w
+	}
+	if w.minute != minute {
+		w.minute, w.count = minute, 0
+	}
+	w.count++
+	count := w.count
+	c.mu.Unlock()
+	if count > allowed {
+		return whisk.E("controller.admit", whisk.Throttled, whisk.MsgTooManyPerMinute(count, allowed), nil)
+	}
+	return nil
+}
+
+// mergeParams merges the invoke body over the action's parameters and
+// renders the result as one JSON object (action parameters in their order,
+// then new keys sorted). When the action is annotated final, its defined
+// parameters may not be overridden.
+func mergeParams(a whisk.Action, body json.RawMessage) (json.RawMessage, error) {
+	var given map[string]json.RawMessage
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &given); err != nil || given == nil {
+			detail := "the parameters must be a JSON object"
+			if err != nil {
+				detail = err.Error()
+			}
+			return nil, whisk.E("controller.mergeParams", whisk.Invalid, whisk.MsgMalformed+detail, err)
+		}
+	}
+	if truthy(a.Annotations, annFinal, false) {
+		for _, kv := range a.Parameters {
+			if _, over := given[kv.Key]; over && !isNull(kv.Value) {
+				return nil, whisk.E("controller.mergeParams", whisk.Invalid, whisk.MsgReservedParams, nil)
+			}
+		}
+	}
+	keys := make([]string, 0, len(given))
+	for k := range given {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	extra := make(whisk.Params, 0, len(keys))
+	for _, k := range keys {
+		extra = append(extra, whisk.KeyValue{Key: k, Value: given[k]})
+	}
+	merged := a.Parameters.Merge(extra)
+
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, kv := range merged {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k, _ := json.Marshal(kv.Key)
+		buf.Write(k)
+		buf.WriteByte(':')
+		if isNull(kv.Value) {
+			buf.WriteString("null")
+		} else {
+			buf.Write(kv.Value)
+		}
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+func isNull(v json.RawMessage) bool {
+	t := bytes.TrimSpace(v)
+	return len(t) == 0 || string(t) == "null"
+}
+
+// truthy is OpenWhisk's isTruthy: false, 0, "" and null are false, any
+// other value true; a missing key gives ifMissing.
+func truthy(p whisk.Params, key string, ifMissing bool) bool {
+	v, ok := p.Get(key)
+	if !ok {
+		return ifMissing
+	}
+	var x any
+	if err := json.Unmarshal(v, &x); err != nil {
+		return ifMissing
+	}
+	switch x := x.(type) {
+	case nil:
+		return false
+	case bool:
+		return x
+	case float64:
+		return x != 0
+	case string:
+		return x != ""
+	default:
+		return true
+	}
+}
