@@ -1,0 +1,182 @@
+package queue
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// MinStaleThreshold is the shortest staleness threshold: OpenWhisk's fixed
+// 100 ms. Eddy stretches it to the action's average duration (StaleThreshold).
+const MinStaleThreshold = 100 * time.Millisecond
+
+// StaleThreshold is how long an activation may wait in the queue before it
+// counts as stale for scaling: max(100 ms, avg). A message that has waited
+// less than one average run is not evidence of missing containers — a busy
+// container will get to it within one run — so slow actions are not given a
+// container per queued message (OpenWhisk issue 5256).
+func StaleThreshold(avg time.Duration) time.Duration {
+	return max(MinStaleThreshold, avg)
+}
+
+// Snapshot is what Decide sees of a queue at one tick. Counts of containers
+// are of the action's current revision; namespace counts include the
+// action's own.
+type Snapshot struct {
+	State       State
+	Queued      int           // activations in the buffer
+	Stale       int           // of those, queued longer than StaleThreshold(AvgDuration)
+	Existing    int           // containers of the action
+	InFlight    int           // creations asked for and not yet answered
+	NsExisting  int           // containers of the namespace
+	NsInFlight  int           // creations in flight in the namespace
+	NsLimit     int           // the namespace's concurrent-container limit
+	ActionLimit int           // the action's instances limit; 0 means the namespace limit
+	AvgDuration time.Duration // average run time; 0 when unknown
+	Concurrency int           // activations one container runs at once; ≤0 means 1
+}
+
+// Decision is Decide's answer: how many containers to ask for now, whether
+// the namespace's limit is what holds the action back (namespace
+// throttling), and why, for logs.
+type Decision struct {
+	Create   int
+	Throttle bool
+	Reason   string
+}
+
+// Decide is OpenWhisk's SchedulingDecisionMaker (reference §4), as a pure
+// function, with one change: a container's throughput is measured per
+// StaleThreshold(avg) instead of per fixed 100 ms. For actions faster than
+// 100 ms nothing changes; for slower ones a container handles Concurrency
+// activations per window, and only activations that waited a whole average
+// run count as stale.
+//
+// The rules, in order:
+//  1. a zero limit creates nothing and throttles;
+//  2. capacity = min(namespace room, action room);
+//  3. Running (or Idle), nothing queued → nothing; no container and none
+//     in flight → 1 (the first container);
+//  4. Flushing (creations failing) → 1 while there is none, else nothing;
+//  5. Running with containers: stale activations and the predicted backlog
+//     (reference §4 rules e and f) size the request;
+//  6. Removing: only stale activations count (rule g);
+//  7. the request is cut to capacity; when the namespace binds, Throttle.
+//
+// Throttle is also true whenever the namespace has no room left.
+func Decide(s Snapshot) Decision {
+	conc := max(1, s.Concurrency)
+	nsLimit := s.NsLimit
+	actionLimit := nsLimit
+	if s.ActionLimit > 0 && s.ActionLimit < nsLimit {
+		actionLimit = s.ActionLimit
+	}
+	if min(nsLimit, actionLimit) <= 0 {
+		return Decision{Throttle: true, Reason: fmt.Sprintf("limit is zero (namespace %d, action %d)", nsLimit, actionLimit)}
+	}
+	total := s.Existing + s.InFlight
+	nsCap := nsLimit - s.NsExisting - s.NsInFlight
+	actionCap := actionLimit - total
+	capacity := min(nsCap, actionCap)
+
+	want, reason := wanted(s, conc, total)
+	d := Decision{Throttle: nsCap <= 0, Reason: reason}
+	if want <= 0 {
+		return d
+	}
+	if want > capacity {
+		c := max(capacity, 0)
+		if nsCap <= actionCap {
+			d.Throttle = true
+			d.Reason = fmt.Sprintf("%s: want %d, namespace limit %d leaves %d", reason, want, nsLimit, c)
+		} else {
+			d.Reason = fmt.Sprintf("%s: want %d, action limit %d leaves %d", reason, want, actionLimit, c)
+		}
+		d.Create = c
+		return d
+	}
+	d.Create = want
+	return d
+}
+
+// wanted is the number of containers the rules ask for, before limits.
+func wanted(s Snapshot, conc, total int) (int, string) {
+	switch s.State {
+	case Running, Idle:
+		if s.Queued <= 0 {
+			return 0, "nothing queued"
+		}
+		if total == 0 {
+			return 1, "first container"
+		}
+		return scale(s, conc, total)
+	case Flushing:
+		if total == 0 && s.Queued > 0 {
+			return 1, "retry while flushing"
+		}
+		return 0, "flushing with a creation in flight"
+	case Removing:
+		if s.Stale > 0 {
+			n, r := staleOnly(s, conc)
+			return n, "removing: " + r
+		}
+		return 0, "removing"
+	default:
+		return 0, "state " + s.State.String()
+	}
+}
+
+// throughput is what one container runs per staleness window:
+// Concurrency × window / avg, and Concurrency when avg is unknown.
+func throughput(avg time.Duration, conc int) float64 {
+	if avg <= 0 {
+		return float64(conc)
+	}
+	return float64(conc) * float64(StaleThreshold(avg)) / float64(avg)
+}
+
+func ceil(x float64) int { return int(math.Ceil(x - 1e-9)) }
+
+// staleProvision is rule f's container count for stale activations: one
+// container per T stale activations, at most one per activation, minus the
+// creations already in flight (it may be negative).
+func staleProvision(s Snapshot, conc int) int {
+	if s.Stale <= 0 {
+		return 0
+	}
+	t := throughput(s.AvgDuration, conc)
+	return min(ceil(float64(s.Stale)/t), s.Stale) - s.InFlight
+}
+
+func staleOnly(s Snapshot, conc int) (int, string) {
+	if s.AvgDuration <= 0 {
+		n := min(ceil(float64(s.Stale)/float64(conc))-s.InFlight, s.Queued)
+		return n, fmt.Sprintf("%d stale, duration unknown", s.Stale)
+	}
+	return staleProvision(s, conc), fmt.Sprintf("%d stale", s.Stale)
+}
+
+// scale is rules e and f: a queue with containers that keeps a backlog.
+func scale(s Snapshot, conc, total int) (int, string) {
+	if s.AvgDuration <= 0 {
+		if s.Stale <= 0 {
+			return 0, "no stale activations"
+		}
+		return staleOnly(s, conc)
+	}
+	t := throughput(s.AvgDuration, conc)
+	staleProv := staleProvision(s, conc)
+	nonStale := s.Queued - s.Stale
+	expected := t * float64(total)
+	if float64(nonStale) >= expected && total < nonStale {
+		n := ceil(float64(nonStale)/t - float64(total))
+		if n+total > nonStale {
+			n = nonStale - total
+		}
+		return n + staleProv, fmt.Sprintf("backlog %d over %.1f per container per %v, %d stale", nonStale, t, StaleThreshold(s.AvgDuration), s.Stale)
+	}
+	if staleProv > 0 {
+		return staleProv, fmt.Sprintf("%d stale over %.1f per container per %v", s.Stale, t, StaleThreshold(s.AvgDuration))
+	}
+	return 0, "containers keep up"
+}

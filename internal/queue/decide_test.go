@@ -1,0 +1,271 @@
+package queue
+
+import (
+	"testing"
+	"time"
+)
+
+func TestStaleThreshold(t *testing.T) {
+	for _, c := range []struct{ avg, want time.Duration }{
+		{0, 100 * time.Millisecond},
+		{10 * time.Millisecond, 100 * time.Millisecond},
+		{100 * time.Millisecond, 100 * time.Millisecond},
+		{5 * time.Second, 5 * time.Second},
+	} {
+		if got := StaleThreshold(c.avg); got != c.want {
+			t.Errorf("StaleThreshold(%v) = %v, want %v", c.avg, got, c.want)
+		}
+	}
+}
+
+func TestDecide(t *testing.T) {
+	ms := time.Millisecond
+	base := Snapshot{State: Running, NsLimit: 100, Concurrency: 1}
+	with := func(f func(*Snapshot)) Snapshot { s := base; f(&s); return s }
+	cases := []struct {
+		name     string
+		s        Snapshot
+		create   int
+		throttle bool
+	}{
+		{"nothing queued", with(func(s *Snapshot) {}), 0, false},
+		{"first message with 0 containers", with(func(s *Snapshot) { s.Queued = 1 }), 1, false},
+		{"first container only, whatever the backlog", with(func(s *Snapshot) { s.Queued = 45; s.Stale = 45 }), 1, false},
+		{"idle queue with a message behaves as running", with(func(s *Snapshot) { s.State = Idle; s.Queued = 1 }), 1, false},
+		{"first container already in flight", with(func(s *Snapshot) { s.Queued = 3; s.InFlight = 1; s.NsInFlight = 1 }), 0, false},
+		{"reference worked example: d=10ms, 3 containers, 45 queued → 2",
+			with(func(s *Snapshot) { s.Queued = 45; s.Existing = 3; s.NsExisting = 3; s.AvgDuration = 10 * ms }), 2, false},
+		{"worked example with concurrency 2 keeps up",
+			with(func(s *Snapshot) {
+				s.Queued = 45
+				s.Existing = 3
+				s.NsExisting = 3
+				s.AvgDuration = 10 * ms
+				s.Concurrency = 2
+			}), 0, false},
+		{"backlog capped by the non-stale count",
+			with(func(s *Snapshot) { s.Queued = 4; s.Existing = 1; s.NsExisting = 1; s.AvgDuration = 200 * ms }), 3, false},
+		{"stale, duration unknown: one per stale minus in flight",
+			with(func(s *Snapshot) {
+				s.Queued = 6
+				s.Stale = 5
+				s.Existing = 1
+				s.InFlight = 2
+				s.NsExisting = 1
+				s.NsInFlight = 2
+			}), 3, false},
+		{"stale, duration unknown, concurrency 2",
+			with(func(s *Snapshot) { s.Queued = 6; s.Stale = 5; s.Existing = 1; s.NsExisting = 1; s.Concurrency = 2 }), 3, false},
+		{"no stale, duration unknown: existing containers suffice",
+			with(func(s *Snapshot) { s.Queued = 6; s.Existing = 1; s.NsExisting = 1 }), 0, false},
+		{"fast action, stale only: ceil(stale/T) − in flight",
+			with(func(s *Snapshot) {
+				s.Queued = 10
+				s.Stale = 10
+				s.Existing = 2
+				s.InFlight = 1
+				s.NsExisting = 2
+				s.NsInFlight = 1
+				s.AvgDuration = 50 * ms
+			}), 4, false},
+		{"slow action (5s, 20 queued fresh, 1 container): one window of need, not more",
+			with(func(s *Snapshot) { s.Queued = 20; s.Existing = 1; s.NsExisting = 1; s.AvgDuration = 5 * time.Second }), 19, false},
+		{"slow action next tick: 19 in flight cover it",
+			with(func(s *Snapshot) {
+				s.Queued = 20
+				s.Existing = 1
+				s.InFlight = 19
+				s.NsExisting = 1
+				s.NsInFlight = 19
+				s.AvgDuration = 5 * time.Second
+			}), 0, false},
+		{"slow action, containers up and busy, waited less than a run: nothing",
+			with(func(s *Snapshot) { s.Queued = 19; s.Existing = 20; s.NsExisting = 20; s.AvgDuration = 5 * time.Second }), 0, false},
+		{"slow action, waited a whole run: stale drives it",
+			with(func(s *Snapshot) {
+				s.Queued = 19
+				s.Stale = 19
+				s.Existing = 20
+				s.NsExisting = 20
+				s.AvgDuration = 5 * time.Second
+			}), 19, false},
+		{"action limit binds without throttling",
+			with(func(s *Snapshot) {
+				s.Queued = 45
+				s.Existing = 3
+				s.NsExisting = 3
+				s.AvgDuration = 10 * ms
+				s.ActionLimit = 4
+			}), 1, false},
+		{"action limit reached",
+			with(func(s *Snapshot) { s.Queued = 45; s.Stale = 45; s.Existing = 4; s.NsExisting = 4; s.ActionLimit = 4 }), 0, false},
+		{"namespace limit binds: create the room and throttle",
+			with(func(s *Snapshot) {
+				s.NsLimit = 5
+				s.Queued = 45
+				s.Existing = 3
+				s.NsExisting = 4
+				s.AvgDuration = 10 * ms
+			}), 1, true},
+		{"namespace full: nothing, throttle",
+			with(func(s *Snapshot) { s.NsLimit = 5; s.Queued = 3; s.NsExisting = 5 }), 0, true},
+		{"namespace full, nothing wanted: still throttled",
+			with(func(s *Snapshot) { s.NsLimit = 5; s.NsExisting = 5 }), 0, true},
+		{"zero namespace limit", with(func(s *Snapshot) { s.NsLimit = 0; s.Queued = 1 }), 0, true},
+		{"action limit larger than namespace limit is capped",
+			with(func(s *Snapshot) {
+				s.NsLimit = 2
+				s.ActionLimit = 10
+				s.Queued = 45
+				s.Stale = 45
+				s.Existing = 1
+				s.NsExisting = 1
+			}), 1, true},
+		{"flushing, no container: retry one", with(func(s *Snapshot) { s.State = Flushing; s.Queued = 5 }), 1, false},
+		{"flushing, one in flight: wait", with(func(s *Snapshot) { s.State = Flushing; s.Queued = 5; s.InFlight = 1; s.NsInFlight = 1 }), 0, false},
+		{"flushing, empty", with(func(s *Snapshot) { s.State = Flushing }), 0, false},
+		{"removing with stale backlog", with(func(s *Snapshot) { s.State = Removing; s.Queued = 5; s.Stale = 3; s.Existing = 1; s.NsExisting = 1 }), 3, false},
+		{"removing, nothing stale", with(func(s *Snapshot) { s.State = Removing; s.Queued = 5; s.Existing = 1; s.NsExisting = 1 }), 0, false},
+		{"removed", with(func(s *Snapshot) { s.State = Removed; s.Queued = 5 }), 0, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := Decide(c.s)
+			if d.Create != c.create || d.Throttle != c.throttle {
+				t.Errorf("Decide(%+v) = %+v, want create %d throttle %v", c.s, d, c.create, c.throttle)
+			}
+			if d.Reason == "" {
+				t.Errorf("no reason")
+			}
+		})
+	}
+}
+
+// TestDecideNeverExceedsLimits sweeps small snapshots: the containers asked
+// for never take the action or the namespace over its limit.
+func TestDecideNeverExceedsLimits(t *testing.T) {
+	avgs := []time.Duration{0, 10 * time.Millisecond, 100 * time.Millisecond, 3 * time.Second}
+	for _, st := range []State{Running, Idle, Flushing, Removing} {
+		for nsLimit := 0; nsLimit <= 6; nsLimit++ {
+			for actionLimit := 0; actionLimit <= 4; actionLimit++ {
+				for existing := 0; existing <= 6; existing++ {
+					for inFlight := 0; inFlight <= 3; inFlight++ {
+						for others := 0; others <= 3; others++ {
+							for _, queued := range []int{0, 1, 7, 50} {
+								for _, avg := range avgs {
+									for _, conc := range []int{1, 3} {
+										s := Snapshot{
+											State: st, Queued: queued, Stale: queued / 2,
+											Existing: existing, InFlight: inFlight,
+											NsExisting: existing + others, NsInFlight: inFlight,
+											NsLimit: nsLimit, ActionLimit: actionLimit,
+											AvgDuration: avg, Concurrency: conc,
+										}
+										d := Decide(s)
+										if d.Create < 0 {
+											t.Fatalf("%+v: negative %d", s, d.Create)
+										}
+										if d.Create == 0 {
+											continue
+										}
+										limit := nsLimit
+										if actionLimit > 0 {
+											limit = min(limit, actionLimit)
+										}
+										if existing+inFlight+d.Create > limit {
+											t.Fatalf("%+v: create %d exceeds the action limit %d", s, d.Create, limit)
+										}
+										if s.NsExisting+s.NsInFlight+d.Create > nsLimit {
+											t.Fatalf("%+v: create %d exceeds the namespace limit %d", s, d.Create, nsLimit)
+										}
+										if d.Create > queued {
+											t.Fatalf("%+v: create %d for %d queued", s, d.Create, queued)
+										}
+									}
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestSlowActionBounded simulates a queue of a 5 s action whose containers
+// take 1 s to create: a burst of 20 activations, then a steady 2 per
+// second for 30 s (which 10 busy containers serve). The decisions ask for
+// no more containers than the load needs: at most one per activation for
+// the burst, and close to 10 for the stream.
+func TestSlowActionBounded(t *testing.T) {
+	const avg = 5 * time.Second
+	const tick = 100 * time.Millisecond
+	for _, c := range []struct {
+		name     string
+		arrivals func(now time.Duration) int
+		maxTotal int
+	}{
+		{"burst of 20", func(now time.Duration) int {
+			if now == 0 {
+				return 20
+			}
+			return 0
+		}, 20},
+		{"2 per second", func(now time.Duration) int {
+			if now < 30*time.Second && now%(500*time.Millisecond) == 0 {
+				return 1
+			}
+			return 0
+		}, 13},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var queue []time.Duration  // enqueue times
+			busy := []time.Duration{0} // one container, free at 0
+			var creating []time.Duration
+			created := 0
+			for now := time.Duration(0); now <= 60*time.Second; now += tick {
+				for range c.arrivals(now) {
+					queue = append(queue, now)
+				}
+				var still []time.Duration
+				for _, r := range creating {
+					if r <= now {
+						busy = append(busy, now)
+					} else {
+						still = append(still, r)
+					}
+				}
+				creating = still
+				for i := range busy {
+					if busy[i] <= now && len(queue) > 0 {
+						queue = queue[1:]
+						busy[i] = now + avg
+					}
+				}
+				stale := 0
+				for _, e := range queue {
+					if now-e >= StaleThreshold(avg) {
+						stale++
+					}
+				}
+				d := Decide(Snapshot{
+					State: Running, Queued: len(queue), Stale: stale,
+					Existing: len(busy), InFlight: len(creating),
+					NsExisting: len(busy), NsInFlight: len(creating), NsLimit: 1000,
+					AvgDuration: avg, Concurrency: 1,
+				})
+				for range d.Create {
+					creating = append(creating, now+time.Second)
+					created++
+				}
+			}
+			if len(queue) != 0 {
+				t.Fatalf("%d activations never started", len(queue))
+			}
+			if 1+created > c.maxTotal {
+				t.Fatalf("%d containers, want at most %d", 1+created, c.maxTotal)
+			}
+			t.Logf("%s: %d containers", c.name, 1+created)
+		})
+	}
+}

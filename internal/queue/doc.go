@@ -1,0 +1,18 @@
+// Package queue is one action's leader queue: the buffer of activations
+// consumed from the action's bus topic, the long-poll hand-off to containers
+// that fetch work, the state machine of reference §3.2 (Running, Idle,
+// Flushing, Removing, Removed; README.md draws it), and Decide, the pure
+// scaling function of reference §4 with a staleness threshold that follows
+// the action's average duration.
+//
+// One goroutine owns a Queue (Run). Everything else talks to it through
+// channels: Fetch hands it a container's request and waits for the reply,
+// CreationDone reports a container creation's outcome, Stop and Abandon end
+// it. A separate reader goroutine owns the bus consumer: it polls, forwards
+// records to the owner and commits the offset the owner publishes — the
+// highest offset up to which every activation was handed to a container or
+// failed with a stored record, so a successor resumes with nothing lost.
+//
+// Time comes from Deps.Now and ticks from Deps.Ticker, so tests drive the
+// queue without sleeping.
+package queue

@@ -1,0 +1,868 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// State is where a queue is in its life (README.md has the diagram).
+type State int32
+
+// The states of a queue.
+const (
+	Running  State = iota // consuming, handing out, deciding every tick
+	Idle                  // nothing to do; removed after the idle timeout
+	Flushing              // container creation failing and no container: activations wait (or fail at once for developer errors)
+	Removing              // stopping: parked fetches answered, consumer being closed
+	Removed               // done; Run has returned or is returning
+)
+
+var stateNames = [...]string{"running", "idle", "flushing", "removing", "removed"}
+
+func (s State) String() string {
+	if s < 0 || int(s) >= len(stateNames) {
+		return fmt.Sprintf("state(%d)", int(s))
+	}
+	return stateNames[s]
+}
+
+// Defaults (BRIEF §6).
+const (
+	DefaultTick        = 100 * time.Millisecond
+	DefaultPark        = time.Second
+	DefaultRetention   = 60 * time.Second
+	DefaultIdleTimeout = 30 * time.Second
+	DefaultFlushRetry  = time.Second
+	DefaultMaxBuffer   = 10000
+	// DurationWindow is how many recent run times the average covers.
+	DurationWindow = 10
+	// pollBatch is the most records one Poll returns.
+	pollBatch = 128
+	// pollWait bounds one Poll, so the reader commits between polls.
+	pollWait = 250 * time.Millisecond
+)
+
+// Config is one queue's configuration; zero durations take the defaults.
+type Config struct {
+	// Action is the action as known when the queue starts; the queue adopts
+	// newer revisions from the messages it consumes.
+	Action whisk.ActionMeta
+	// NamespaceLimit is the namespace's container limit until a message
+	// carries one (whisk.ActivationMessage.NamespaceLimit).
+	NamespaceLimit int
+	Tick           time.Duration // decision tick
+	Park           time.Duration // how long a fetch waits for an activation
+	Retention      time.Duration // queued longer → failed with whisk.MsgNotInitiated
+	IdleTimeout    time.Duration // Idle this long (and no containers) → Removed
+	FlushRetry     time.Duration // while Flushing, at most one creation per FlushRetry
+	FlushGrace     time.Duration // Flushing, empty, no arrival this long → Idle (default Retention)
+	MaxBuffer      int           // the buffer's bound; past it the rest waits in the bus
+}
+
+// CreateRequest asks the scheduler for one container. Done must be called
+// exactly once with the outcome (it never blocks).
+type CreateRequest struct {
+	ID     string
+	Action whisk.ActionMeta
+	Done   func(CreationResult)
+}
+
+// CreationResult is the final outcome of a CreateRequest, after the
+// creator's own retries.
+type CreationResult struct {
+	ID        string
+	OK        bool
+	Developer bool   // the action's fault: queued activations fail with a developer error
+	Error     string // why it failed, shown in developer error records
+}
+
+// Deps are what a queue needs from its scheduler. All but Log and Ticker
+// are required.
+type Deps struct {
+	Log *slog.Logger
+	Now func() time.Time
+	// Subscribe opens the consumer of the action's topic (group "queue").
+	// The reader goroutine calls it, retrying until it succeeds.
+	Subscribe func(ctx context.Context) (bus.Consumer, error)
+	// CountContainers counts the action's containers of a revision
+	// (count-only read); called only when the queue has work.
+	CountContainers func(ctx context.Context, rev int64) (int, error)
+	// CountNamespace counts the namespace's containers and creations.
+	CountNamespace func(ctx context.Context) (containers, creations int, err error)
+	// Create starts a container creation; it must not block.
+	Create func(CreateRequest)
+	// Fail stores an activation record made by the queue and sends the
+	// completion to the controller that waits for it.
+	Fail func(ctx context.Context, msg whisk.ActivationMessage, rec whisk.Activation) error
+	// Ticker makes the decision ticker; default time.NewTicker. The
+	// values it sends are taken as the time of the tick.
+	Ticker func(d time.Duration) (<-chan time.Time, func())
+}
+
+// Queue is one action's leader queue. Create it with New, run it with Run.
+type Queue struct {
+	cfg Config
+	d   Deps
+	log *slog.Logger
+	fqn whisk.FQN
+
+	msgs    chan inbound
+	fetches chan *fetch
+	cancels chan *fetch
+	results chan CreationResult
+	failed  chan failBatch
+	stopc   chan struct{}
+	final   chan struct{} // closed once commitTo holds the last watermark
+	done    chan struct{}
+
+	state    atomic.Int32
+	commitTo atomic.Int64 // the reader commits up to here
+	noCommit atomic.Bool  // Abandon: commit nothing more
+
+	// Everything below is owned by the goroutine running Run.
+	ctx       context.Context
+	st        State
+	meta      whisk.ActionMeta
+	nsLimit   int
+	buf       []*entry
+	parked    []*fetch
+	inflight  map[string]time.Time
+	offs      offsets
+	durs      []int64
+	durNext   int
+	lastCount int // containers at the last count (adjusted by fetches and acks)
+	lastFetch time.Time
+	lastMsg   time.Time
+	idleSince time.Time
+	lastAsk   time.Time
+	flushDev  bool
+	flushMsg  string
+	throttled bool
+	failing   int       // fail batches running
+	refail    []failure // records whose Fail errored, tried again next tick
+	started   time.Time
+}
+
+type inbound struct {
+	off int64
+	msg whisk.ActivationMessage
+	err error
+}
+
+type entry struct {
+	msg     whisk.ActivationMessage
+	off     int64
+	tracked bool // off counts in the commit watermark
+	enq     time.Time
+}
+
+type fetch struct {
+	req    rpc.FetchRequest
+	reply  chan *rpc.FetchResponse
+	at     time.Time
+	handed *entry
+}
+
+type failure struct {
+	e   *entry
+	rec whisk.Activation
+}
+
+type failBatch struct {
+	ok  []*entry
+	bad []failure
+}
+
+// New validates cfg and deps and returns a queue ready to Run.
+func New(cfg Config, deps Deps) (*Queue, error) {
+	if cfg.Action.Namespace == "" || cfg.Action.Name == "" {
+		return nil, errors.New("queue: action namespace and name are required")
+	}
+	if deps.Now == nil || deps.Subscribe == nil || deps.CountContainers == nil ||
+		deps.CountNamespace == nil || deps.Create == nil || deps.Fail == nil {
+		return nil, errors.New("queue: Now, Subscribe, CountContainers, CountNamespace, Create and Fail are required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Tick, DefaultTick)
+	def(&cfg.Park, DefaultPark)
+	def(&cfg.Retention, DefaultRetention)
+	def(&cfg.IdleTimeout, DefaultIdleTimeout)
+	def(&cfg.FlushRetry, DefaultFlushRetry)
+	def(&cfg.FlushGrace, cfg.Retention)
+	if cfg.MaxBuffer <= 0 {
+		cfg.MaxBuffer = DefaultMaxBuffer
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Ticker == nil {
+		deps.Ticker = func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		}
+	}
+	fqn := cfg.Action.FQN()
+	q := &Queue{
+		cfg: cfg, d: deps, fqn: fqn,
+		log:      deps.Log.With("action", fqn.String()),
+		msgs:     make(chan inbound, pollBatch),
+		fetches:  make(chan *fetch),
+		cancels:  make(chan *fetch),
+		results:  make(chan CreationResult),
+		failed:   make(chan failBatch),
+		stopc:    make(chan struct{}, 1),
+		final:    make(chan struct{}),
+		done:     make(chan struct{}),
+		ctx:      context.Background(),
+		meta:     cfg.Action,
+		nsLimit:  cfg.NamespaceLimit,
+		inflight: map[string]time.Time{},
+		offs:     offsets{mark: -1, done: map[int64]bool{}},
+	}
+	q.commitTo.Store(-1)
+	now := deps.Now()
+	q.started, q.lastFetch, q.lastMsg = now, now, now
+	return q, nil
+}
+
+// FQN is the action the queue serves.
+func (q *Queue) FQN() whisk.FQN { return q.fqn }
+
+// State is the queue's current state (safe from any goroutine).
+func (q *Queue) State() State { return State(q.state.Load()) }
+
+// Done is closed when Run has returned.
+func (q *Queue) Done() <-chan struct{} { return q.done }
+
+// Stop ends the queue: it answers parked fetches, commits what was handed
+// out, closes the consumer (unhanded records go to the next consumer) and
+// Run returns.
+func (q *Queue) Stop() {
+	select {
+	case q.stopc <- struct{}{}:
+	default:
+	}
+}
+
+// Abandon ends the queue like Stop but commits nothing more: someone else
+// leads the action now.
+func (q *Queue) Abandon() {
+	q.noCommit.Store(true)
+	q.Stop()
+}
+
+// CreationDone reports the outcome of a CreateRequest. It never blocks for
+// long: after Run returned it drops the result.
+func (q *Queue) CreationDone(r CreationResult) {
+	select {
+	case q.results <- r:
+	case <-q.done:
+	}
+}
+
+// Fetch hands a container's request to the queue and waits for the answer:
+// an activation at once when one is buffered, else after up to the park
+// time. When ctx ends first, an activation already given to this fetch is
+// put back at the head of the queue.
+func (q *Queue) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.FetchResponse, error) {
+	f := &fetch{req: *req, reply: make(chan *rpc.FetchResponse, 1)}
+	select {
+	case q.fetches <- f:
+	case <-q.done:
+		return &rpc.FetchResponse{Status: rpc.FetchNoQueue}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-f.reply:
+		return r, nil
+	case <-q.done:
+		select {
+		case r := <-f.reply:
+			return r, nil
+		default:
+			return &rpc.FetchResponse{Status: rpc.FetchNoQueue}, nil
+		}
+	case <-ctx.Done():
+		select {
+		case q.cancels <- f: // the owner takes back what it may have handed
+		case <-q.done:
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// Run owns the queue until it is Removed: by the idle timeout, Stop,
+// Abandon or the end of ctx. It returns after its reader goroutine ended
+// and the consumer was closed.
+func (q *Queue) Run(ctx context.Context) error {
+	defer close(q.done)
+	q.ctx = ctx
+	readCtx, stopReader := context.WithCancel(ctx)
+	readerDone := make(chan struct{})
+	go q.read(readCtx, readerDone)
+	tick, stopTick := q.d.Ticker(q.cfg.Tick)
+	q.log.Debug("queue started", "rev", q.meta.Rev)
+
+	for q.st != Removed && q.st != Removing {
+		in := q.msgs
+		if len(q.buf) >= q.cfg.MaxBuffer {
+			in = nil // the rest waits in the bus
+		}
+		select {
+		case <-ctx.Done():
+			q.setState(Removing)
+		case <-q.stopc:
+			q.setState(Removing)
+		case m := <-in:
+			q.handleMessage(q.d.Now(), m)
+		case f := <-q.fetches:
+			q.handleFetch(q.d.Now(), f)
+		case f := <-q.cancels:
+			q.handleCancel(f)
+		case r := <-q.results:
+			q.handleResult(q.d.Now(), r)
+		case b := <-q.failed:
+			q.handleFailed(b)
+		case now := <-tick:
+			q.tick(now)
+		}
+		q.commitTo.Store(q.offs.mark)
+	}
+	stopTick()
+
+	// Shut down: answer parked fetches, let running fail batches finish
+	// (their records are stored or their offsets stay uncommitted), publish
+	// the last watermark and let the reader commit it and close.
+	for _, f := range q.parked {
+		f.reply <- &rpc.FetchResponse{Status: rpc.FetchUnavailable}
+	}
+	q.parked = nil
+	for q.failing > 0 {
+		q.handleFailed(<-q.failed)
+	}
+	q.commitTo.Store(q.offs.mark)
+	close(q.final)
+	stopReader()
+	<-readerDone
+	q.setState(Removed)
+	q.log.Debug("queue removed", "unhanded", len(q.buf), "abandoned", q.noCommit.Load())
+	return nil
+}
+
+func (q *Queue) setState(s State) {
+	if q.st == s {
+		return
+	}
+	q.log.Debug("queue state", "from", q.st, "to", s)
+	q.st = s
+	q.state.Store(int32(s))
+}
+
+// read owns the consumer: it polls, forwards records to the owner, and
+// commits the watermark the owner publishes.
+func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
+	defer close(done)
+	var c bus.Consumer
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		var err error
+		if c, err = q.d.Subscribe(ctx); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		q.log.Warn("queue: subscribe failed", "err", err)
+		if !sleep(ctx, backoff) {
+			return
+		}
+	}
+	committed := int64(-1)
+	commit := func(ctx context.Context) {
+		t := q.commitTo.Load()
+		if t <= committed || q.noCommit.Load() {
+			return
+		}
+		if err := c.Commit(ctx, t); err != nil {
+			q.log.Warn("queue: commit failed", "offset", t, "err", err)
+			return
+		}
+		committed = t
+	}
+	defer func() {
+		<-q.final
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		commit(cctx)
+		cancel()
+		if err := c.Close(); err != nil {
+			q.log.Warn("queue: closing the consumer", "err", err)
+		}
+	}()
+	for ctx.Err() == nil {
+		commit(ctx)
+		pctx, cancel := context.WithTimeout(ctx, pollWait)
+		recs, err := c.Poll(pctx, pollBatch)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if pctx.Err() == nil {
+				q.log.Warn("queue: poll failed", "err", err)
+				if !sleep(ctx, time.Second) {
+					return
+				}
+			}
+			continue
+		}
+		for _, r := range recs {
+			in := inbound{off: r.Offset}
+			if err := json.Unmarshal(r.Value, &in.msg); err != nil {
+				in.err = err
+			}
+			select {
+			case q.msgs <- in:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// handleMessage takes one consumed record.
+func (q *Queue) handleMessage(now time.Time, in inbound) {
+	q.offs.add(in.off)
+	if in.err != nil {
+		q.log.Error("queue: undecodable activation message skipped", "offset", in.off, "err", in.err)
+		q.offs.finish(in.off)
+		return
+	}
+	e := &entry{msg: in.msg, off: in.off, tracked: true, enq: now}
+	q.lastMsg = now
+	if in.msg.NamespaceLimit > 0 {
+		q.nsLimit = in.msg.NamespaceLimit
+	}
+	if in.msg.Action.Rev > q.meta.Rev {
+		q.adopt(in.msg.Action)
+	}
+	if q.st == Flushing && q.flushDev {
+		q.startFail([]failure{{e, q.record(e, now, whisk.StatusDeveloperError, q.flushMsg)}})
+		return
+	}
+	wasIdle := q.st == Idle
+	if wasIdle {
+		q.setState(Running)
+	}
+	if f := q.nextParked(); f != nil {
+		q.hand(f, e)
+		return
+	}
+	q.buf = append(q.buf, e)
+	// BRIEF §3 goal 7: no container known and none coming → ask now, not
+	// at the next tick.
+	if q.st == Running && len(q.inflight) == 0 && (wasIdle || q.lastCount == 0) {
+		q.decide(now)
+	}
+}
+
+// adopt makes meta the queue's revision: older containers get mismatch,
+// and a failing creation of the old revision no longer holds it back.
+func (q *Queue) adopt(meta whisk.ActionMeta) {
+	q.log.Info("queue: new action revision", "from", q.meta.Rev, "to", meta.Rev)
+	q.meta = meta
+	q.lastCount = 0
+	q.parked = slices.DeleteFunc(q.parked, func(f *fetch) bool {
+		if f.req.Rev < meta.Rev {
+			f.reply <- &rpc.FetchResponse{Status: rpc.FetchMismatch}
+			return true
+		}
+		return false
+	})
+	if q.st == Flushing {
+		q.flushDev, q.flushMsg = false, ""
+		q.setState(Running)
+	}
+}
+
+func (q *Queue) handleFetch(now time.Time, f *fetch) {
+	f.at = now
+	r := &f.req
+	if r.LastDurationMs > 0 {
+		q.addDuration(r.LastDurationMs)
+	}
+	switch {
+	case q.st == Removing || q.st == Removed:
+		f.reply <- &rpc.FetchResponse{Status: rpc.FetchUnavailable}
+		return
+	case r.Rev < q.meta.Rev:
+		f.reply <- &rpc.FetchResponse{Status: rpc.FetchMismatch}
+		return
+	case !r.Alive:
+		q.lastCount = max(q.lastCount-1, 0)
+		f.reply <- &rpc.FetchResponse{Status: rpc.FetchEmpty}
+		return
+	}
+	q.lastFetch = now
+	q.lastCount = max(q.lastCount, 1)
+	if q.st == Idle || q.st == Flushing { // a live container is here
+		q.flushDev, q.flushMsg = false, ""
+		q.setState(Running)
+	}
+	if len(q.buf) > 0 {
+		e := q.buf[0]
+		q.buf[0] = nil
+		q.buf = q.buf[1:]
+		q.hand(f, e)
+		return
+	}
+	q.parked = append(q.parked, f)
+}
+
+// nextParked removes and returns the parked fetch to serve next: warm
+// containers first, then the longest waiting.
+func (q *Queue) nextParked() *fetch {
+	if len(q.parked) == 0 {
+		return nil
+	}
+	i := slices.IndexFunc(q.parked, func(f *fetch) bool { return f.req.Warm })
+	if i < 0 {
+		i = 0
+	}
+	f := q.parked[i]
+	q.parked = slices.Delete(q.parked, i, i+1)
+	return f
+}
+
+// hand gives e to f; its offset is done.
+func (q *Queue) hand(f *fetch, e *entry) {
+	msg := e.msg
+	if msg.Action.Rev < q.meta.Rev {
+		msg.Action = q.meta // older revisions run on the current code
+	}
+	f.handed = e
+	f.reply <- &rpc.FetchResponse{Status: rpc.FetchOK, Activation: &msg}
+	if e.tracked {
+		q.offs.finish(e.off)
+	}
+}
+
+// handleCancel forgets a fetch whose caller went away and takes back an
+// activation it had been given but not received.
+func (q *Queue) handleCancel(f *fetch) {
+	q.parked = slices.DeleteFunc(q.parked, func(p *fetch) bool { return p == f })
+	select {
+	case r := <-f.reply:
+		if r.Status != rpc.FetchOK || f.handed == nil {
+			return
+		}
+		e := f.handed
+		if e.tracked && !q.offs.reopen(e.off) {
+			e.tracked = false // already committed past; kept in memory only
+		}
+		q.buf = append([]*entry{e}, q.buf...)
+		for len(q.buf) > 0 && len(q.parked) > 0 {
+			g := q.nextParked()
+			h := q.buf[0]
+			q.buf = q.buf[1:]
+			q.hand(g, h)
+		}
+	default:
+	}
+}
+
+func (q *Queue) handleResult(now time.Time, r CreationResult) {
+	if _, ok := q.inflight[r.ID]; !ok {
+		return
+	}
+	delete(q.inflight, r.ID)
+	if r.OK {
+		q.lastCount++
+		if q.st == Flushing {
+			q.flushDev, q.flushMsg = false, ""
+			q.setState(Running)
+		}
+		return
+	}
+	q.log.Warn("queue: container creation failed", "creation", r.ID, "developer", r.Developer, "err", r.Error)
+	if q.lastCount > 0 || (q.st != Running && q.st != Flushing) {
+		return // containers exist and drain the queue
+	}
+	msg := r.Error
+	if msg == "" {
+		msg = whisk.MsgNoContainer
+	}
+	q.flushDev, q.flushMsg = r.Developer, msg
+	q.setState(Flushing)
+	if r.Developer {
+		q.failAll(now, whisk.StatusDeveloperError, msg)
+	}
+}
+
+func (q *Queue) failAll(now time.Time, status int, text string) {
+	if len(q.buf) == 0 {
+		return
+	}
+	fs := make([]failure, 0, len(q.buf))
+	for _, e := range q.buf {
+		fs = append(fs, failure{e, q.record(e, now, status, text)})
+	}
+	q.buf = nil
+	q.startFail(fs)
+}
+
+// tick is the periodic work: expiry, retries of failed records, the
+// scaling decision and the idle transitions.
+func (q *Queue) tick(now time.Time) {
+	q.parked = slices.DeleteFunc(q.parked, func(f *fetch) bool {
+		if now.Sub(f.at) >= q.cfg.Park {
+			f.reply <- &rpc.FetchResponse{Status: rpc.FetchEmpty}
+			return true
+		}
+		return false
+	})
+	q.expire(now)
+	if len(q.refail) > 0 && q.failing == 0 {
+		fs := q.refail
+		q.refail = nil
+		q.startFail(fs)
+	}
+	switch q.st {
+	case Running, Flushing:
+		if len(q.buf) > 0 {
+			q.decide(now)
+			return
+		}
+		if len(q.inflight) > 0 || len(q.parked) > 0 {
+			return
+		}
+		quiet := now.Sub(q.lastFetch) >= 2*q.cfg.Park && now.Sub(q.lastMsg) >= 2*q.cfg.Park
+		if q.st == Flushing {
+			quiet = now.Sub(q.lastMsg) >= q.cfg.FlushGrace
+		}
+		if quiet {
+			q.flushDev, q.flushMsg = false, ""
+			q.idleSince = now
+			q.setState(Idle)
+		}
+	case Idle:
+		if now.Sub(q.idleSince) < q.cfg.IdleTimeout {
+			return
+		}
+		n, err := q.d.CountContainers(q.ctx, q.meta.Rev)
+		switch {
+		case err != nil:
+			q.log.Warn("queue: counting containers before removal", "err", err)
+			q.idleSince = now
+		case n > 0:
+			q.lastCount = n
+			q.idleSince = now
+		default:
+			q.setState(Removed)
+		}
+	}
+}
+
+// expire fails activations queued longer than the retention.
+func (q *Queue) expire(now time.Time) {
+	var fs []failure
+	for len(q.buf) > 0 && now.Sub(q.buf[0].enq) >= q.cfg.Retention {
+		e := q.buf[0]
+		q.buf[0] = nil
+		q.buf = q.buf[1:]
+		fs = append(fs, failure{e, q.record(e, now, whisk.StatusWhiskError, whisk.MsgNotInitiated(now.Sub(e.enq).Milliseconds()))})
+	}
+	if len(fs) > 0 {
+		q.log.Warn("queue: activations expired", "count", len(fs), "retention", q.cfg.Retention)
+		q.startFail(fs)
+	}
+}
+
+// decide counts containers, builds the Snapshot and asks for containers.
+func (q *Queue) decide(now time.Time) {
+	existing, err := q.d.CountContainers(q.ctx, q.meta.Rev)
+	if err != nil {
+		q.log.Warn("queue: counting containers", "err", err)
+		return
+	}
+	q.lastCount = existing
+	nsC, nsCr, err := q.d.CountNamespace(q.ctx)
+	if err != nil {
+		q.log.Warn("queue: counting the namespace", "err", err)
+		return
+	}
+	s := q.snapshot(now, existing, nsC, nsCr)
+	d := Decide(s)
+	if d.Throttle != q.throttled {
+		q.throttled = d.Throttle
+		q.log.Info("queue: namespace throttling", "on", d.Throttle, "reason", d.Reason)
+	}
+	if d.Create <= 0 {
+		return
+	}
+	if q.st == Flushing && !q.lastAsk.IsZero() && now.Sub(q.lastAsk) < q.cfg.FlushRetry {
+		return
+	}
+	q.log.Debug("queue: asking for containers", "n", d.Create, "reason", d.Reason,
+		"queued", s.Queued, "stale", s.Stale, "existing", s.Existing, "inFlight", s.InFlight, "avg", s.AvgDuration)
+	for range d.Create {
+		id := newID()
+		q.inflight[id] = now
+		q.lastAsk = now
+		q.d.Create(CreateRequest{ID: id, Action: q.meta, Done: q.CreationDone})
+	}
+}
+
+func (q *Queue) snapshot(now time.Time, existing, nsContainers, nsCreations int) Snapshot {
+	avg := q.avg()
+	threshold := StaleThreshold(avg)
+	stale := 0
+	for _, e := range q.buf { // oldest first: stop at the first fresh one
+		if now.Sub(e.enq) < threshold {
+			break
+		}
+		stale++
+	}
+	return Snapshot{
+		State: q.st, Queued: len(q.buf), Stale: stale,
+		Existing: existing, InFlight: len(q.inflight),
+		NsExisting: max(nsContainers, existing), NsInFlight: max(nsCreations, len(q.inflight)),
+		NsLimit: q.nsLimit, ActionLimit: q.meta.Limits.Instances,
+		AvgDuration: avg, Concurrency: q.meta.Limits.Concurrency,
+	}
+}
+
+func (q *Queue) addDuration(ms int64) {
+	if len(q.durs) < DurationWindow {
+		q.durs = append(q.durs, ms)
+		return
+	}
+	q.durs[q.durNext] = ms
+	q.durNext = (q.durNext + 1) % DurationWindow
+}
+
+// avg is the mean of the last DurationWindow run times; 0 when none.
+func (q *Queue) avg() time.Duration {
+	if len(q.durs) == 0 {
+		return 0
+	}
+	var sum int64
+	for _, d := range q.durs {
+		sum += d
+	}
+	return time.Duration(sum) * time.Millisecond / time.Duration(len(q.durs))
+}
+
+// record builds the activation record of an activation the queue fails.
+func (q *Queue) record(e *entry, now time.Time, status int, text string) whisk.Activation {
+	m := e.msg
+	meta := m.Action
+	if meta.Rev < q.meta.Rev {
+		meta = q.meta
+	}
+	a := whisk.Activation{
+		Namespace: meta.Namespace, Name: meta.Name, Version: meta.Version,
+		Subject: m.Subject, ActivationID: m.ActivationID,
+		Start: now.UnixMilli(), End: now.UnixMilli(),
+		StatusCode: status, Response: whisk.ErrorResponse(status, text),
+		Logs: []string{},
+	}
+	a.Annotate(meta, whisk.Timings{Queued: now.Sub(e.enq).Milliseconds()}, false)
+	return a
+}
+
+// startFail writes records in a goroutine; handleFailed marks their
+// offsets done once stored and completed.
+func (q *Queue) startFail(fs []failure) {
+	q.failing++
+	ctx := q.ctx
+	go func() {
+		var b failBatch
+		for _, f := range fs {
+			if err := q.d.Fail(ctx, f.e.msg, f.rec); err != nil {
+				q.log.Error("queue: storing a failed activation", "activation", f.e.msg.ActivationID, "err", err)
+				b.bad = append(b.bad, f)
+				continue
+			}
+			b.ok = append(b.ok, f.e)
+		}
+		q.failed <- b
+	}()
+}
+
+func (q *Queue) handleFailed(b failBatch) {
+	q.failing--
+	for _, e := range b.ok {
+		if e.tracked {
+			q.offs.finish(e.off)
+		}
+	}
+	q.refail = append(q.refail, b.bad...)
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// offsets tracks the consumed offsets not yet committed past. mark is the
+// highest offset up to which every consumed record is done; -1 for none.
+type offsets struct {
+	order []int64 // consumed, ascending, above mark
+	done  map[int64]bool
+	mark  int64
+}
+
+func (o *offsets) add(off int64) { o.order = append(o.order, off) }
+
+func (o *offsets) finish(off int64) {
+	if off <= o.mark {
+		return
+	}
+	o.done[off] = true
+	for len(o.order) > 0 && o.done[o.order[0]] {
+		o.mark = o.order[0]
+		delete(o.done, o.order[0])
+		o.order = o.order[1:]
+	}
+}
+
+// reopen makes a finished offset outstanding again; false when the mark
+// has passed it already.
+func (o *offsets) reopen(off int64) bool {
+	if off <= o.mark {
+		return false
+	}
+	delete(o.done, off)
+	return true
+}
+
+// Outstanding is the number of consumed records not yet done (for tests and status).
+func (o *offsets) outstanding() int { return len(o.order) - len(o.done) }

@@ -1,0 +1,271 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/queue"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+const (
+	// maxRetries is how often a retryable creation failure is retried, on
+	// another invoker when there is one, after 100 ms·2^n.
+	maxRetries = 5
+	// reserveWindow is how long memory this scheduler asked of an invoker
+	// is subtracted from what the invoker advertises, covering the delay
+	// before the invoker's own free-memory update reaches etcd.
+	reserveWindow = 3 * time.Second
+)
+
+var errNoInvoker = errors.New("no invoker has enough free memory")
+
+// creator runs creation jobs: one goroutine per requested container, from
+// invoker choice to the invoker's ack or the creation timeout.
+//
+// Invoker choice: among invokers that are up and have the action's memory
+// free, the one with the most free memory, where free memory is what the
+// invoker advertises minus what this scheduler asked of it in the last
+// reserveWindow. Most-free spreads containers over invokers (one invoker's
+// loss hurts least, and image pulls and cold starts run in parallel) and
+// the reservations stop a burst of requests from all landing on the one
+// invoker whose advertisement has not caught up. A retry prefers invokers
+// not tried yet by the job.
+type creator struct {
+	s *Scheduler
+
+	mu       sync.Mutex
+	jobs     map[string]chan whisk.CreationAck // creation id → its job's acks
+	reserved map[string][]reservation          // invoker id → recent requests
+}
+
+type reservation struct {
+	mb int64
+	at time.Time
+}
+
+func newCreator(s *Scheduler) *creator {
+	return &creator{s: s, jobs: map[string]chan whisk.CreationAck{}, reserved: map[string][]reservation{}}
+}
+
+// start runs a creation job for a queue. It never blocks and never calls
+// req.Done on the caller's goroutine.
+func (c *creator) start(req queue.CreateRequest) {
+	s := c.s
+	s.mu.Lock()
+	ctx := s.runCtx
+	if ctx == nil || s.stopping {
+		s.mu.Unlock()
+		go req.Done(queue.CreationResult{ID: req.ID, Error: "the scheduler is stopping"})
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	acks := make(chan whisk.CreationAck, 4)
+	c.mu.Lock()
+	c.jobs[req.ID] = acks
+	c.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		res := c.run(ctx, req, acks)
+		c.mu.Lock()
+		delete(c.jobs, req.ID)
+		c.mu.Unlock()
+		req.Done(res)
+	}()
+}
+
+func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan whisk.CreationAck) queue.CreationResult {
+	s := c.s
+	meta := req.Action
+	mem := meta.Limits.Memory
+	if mem <= 0 {
+		mem = whisk.DefaultSystemLimits().DefaultMemory
+	}
+	log := s.log.With("action", meta.FQN().String(), "creation", req.ID)
+	fail := func(msg string) queue.CreationResult { return queue.CreationResult{ID: req.ID, Error: msg} }
+	tried := map[string]bool{}
+	lastErr := ""
+	for retry := 0; retry <= maxRetries; retry++ {
+		if retry > 0 && !sleep(ctx, 100*time.Millisecond<<(retry-1)) {
+			return fail("the scheduler is stopping")
+		}
+		iid, err := c.pick(ctx, mem, tried)
+		if err != nil {
+			// No room anywhere: the queue keeps its activations (Flushing)
+			// and asks again later.
+			log.Warn("scheduler: no invoker for a container", "memoryMB", mem, "err", err)
+			return fail(fmt.Sprintf("No invoker can host a container of %d MB.", mem))
+		}
+		now := s.d.Now()
+		info := whisk.CreationInfo{
+			Namespace: meta.Namespace, Action: meta.Name, Rev: meta.Rev,
+			SchedulerID: s.cfg.ID, CreationID: req.ID, InvokerID: iid, Requested: now.UnixMilli(),
+		}
+		if err := s.d.Session.PutCreation(ctx, info); err != nil {
+			log.Warn("scheduler: writing the creation key", "err", err)
+			lastErr = err.Error()
+			continue
+		}
+		msg, _ := json.Marshal(whisk.ContainerCreation{
+			CreationID: req.ID, Action: meta, SchedulerID: s.cfg.ID, SchedulerAddr: s.cfg.Addr,
+			Retry: retry, Requested: now.UnixMilli(),
+		})
+		if err := s.d.Bus.Publish(ctx, whisk.InvokerTopic(iid), msg); err != nil {
+			log.Warn("scheduler: sending the creation", "invoker", iid, "err", err)
+			c.deleteCreation(ctx, info)
+			tried[iid] = true
+			lastErr = err.Error()
+			continue
+		}
+		ack, ok := c.await(ctx, acks, iid)
+		c.deleteCreation(ctx, info)
+		if ctx.Err() != nil {
+			return fail("the scheduler is stopping")
+		}
+		if !ok {
+			log.Warn("scheduler: creation timed out", "invoker", iid, "timeout", s.cfg.CreationTimeout)
+			return fail("Container creation timed out.")
+		}
+		if ack.Error == "" {
+			log.Debug("container created", "invoker", iid, "container", ack.ContainerID)
+			return queue.CreationResult{ID: req.ID, OK: true}
+		}
+		log.Warn("scheduler: creation failed", "invoker", iid, "err", ack.Error, "developer", ack.Developer, "retryable", ack.Retryable)
+		if ack.Developer {
+			return queue.CreationResult{ID: req.ID, Developer: true, Error: ack.Error}
+		}
+		if !ack.Retryable {
+			return fail(ack.Error)
+		}
+		tried[iid] = true
+		lastErr = ack.Error
+	}
+	return fail(lastErr)
+}
+
+// await waits for the ack of the current attempt (acks of earlier attempts
+// on other invokers are ignored); false on timeout or the end of ctx.
+func (c *creator) await(ctx context.Context, acks <-chan whisk.CreationAck, iid string) (whisk.CreationAck, bool) {
+	t := time.NewTimer(c.s.cfg.CreationTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case ack := <-acks:
+			if ack.InvokerID != "" && ack.InvokerID != iid {
+				continue
+			}
+			return ack, true
+		case <-t.C:
+			return whisk.CreationAck{}, false
+		case <-ctx.Done():
+			return whisk.CreationAck{}, false
+		}
+	}
+}
+
+func (c *creator) deleteCreation(ctx context.Context, info whisk.CreationInfo) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := c.s.d.Session.DeleteCreation(dctx, info); err != nil {
+		c.s.log.Warn("scheduler: deleting the creation key", "creation", info.CreationID, "err", err)
+	}
+}
+
+// pick chooses an invoker (see creator) and reserves the memory on it.
+func (c *creator) pick(ctx context.Context, memMB int64, tried map[string]bool) (string, error) {
+	invs, err := c.s.d.Client.Invokers(ctx)
+	if err != nil {
+		return "", err
+	}
+	now := c.s.d.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	best, bestFree, bestTried := "", int64(0), true
+	for _, inv := range invs {
+		if inv.Status != whisk.InvokerUp {
+			continue
+		}
+		free := inv.FreeMemory - c.reservedLocked(inv.ID, now)
+		if free < memMB {
+			continue
+		}
+		t := tried[inv.ID]
+		better := best == "" ||
+			(bestTried && !t) ||
+			(t == bestTried && (free > bestFree || free == bestFree && inv.ID < best))
+		if better {
+			best, bestFree, bestTried = inv.ID, free, t
+		}
+	}
+	if best == "" {
+		return "", errNoInvoker
+	}
+	c.reserved[best] = append(c.reserved[best], reservation{mb: memMB, at: now})
+	return best, nil
+}
+
+func (c *creator) reservedLocked(iid string, now time.Time) int64 {
+	rs := c.reserved[iid]
+	keep := rs[:0]
+	var sum int64
+	for _, r := range rs {
+		if now.Sub(r.at) < reserveWindow {
+			keep = append(keep, r)
+			sum += r.mb
+		}
+	}
+	if len(keep) == 0 {
+		delete(c.reserved, iid)
+	} else {
+		c.reserved[iid] = keep
+	}
+	return sum
+}
+
+// consumeAcks reads the scheduler's creation-ack topic and hands each ack
+// to its job; acks of unknown creations (an earlier life, a timed-out job)
+// are dropped. Acks are committed as they are read: a lost ack costs a
+// creation timeout, not an activation.
+func (c *creator) consumeAcks(ctx context.Context, cons bus.Consumer) {
+	for {
+		recs, err := cons.Poll(ctx, 128)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			c.s.log.Warn("scheduler: polling creation acks", "err", err)
+			if !sleep(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		for _, r := range recs {
+			var ack whisk.CreationAck
+			if err := json.Unmarshal(r.Value, &ack); err != nil {
+				c.s.log.Warn("scheduler: undecodable creation ack", "offset", r.Offset, "err", err)
+				continue
+			}
+			c.mu.Lock()
+			ch := c.jobs[ack.CreationID]
+			c.mu.Unlock()
+			if ch == nil {
+				continue
+			}
+			select {
+			case ch <- ack:
+			default:
+			}
+		}
+		if len(recs) > 0 {
+			if err := cons.Commit(ctx, recs[len(recs)-1].Offset); err != nil && ctx.Err() == nil {
+				c.s.log.Warn("scheduler: committing creation acks", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,286 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// Consumer groups of the scheduler's subscriptions.
+const (
+	QueueGroup = "queue"     // the leader queue's group on an action topic
+	AckGroup   = "scheduler" // the group on the scheduler's creation-ack topic
+)
+
+// DefaultCreationTimeout is how long a creation may go unacknowledged.
+const DefaultCreationTimeout = 20 * time.Second
+
+// Config configures a scheduler; zero durations take the defaults of
+// internal/queue and DefaultCreationTimeout.
+type Config struct {
+	ID               string // unique among schedulers
+	Addr             string // advertised gRPC host:port (leader keys, creation messages)
+	Tick             time.Duration
+	Park             time.Duration
+	Retention        time.Duration
+	IdleQueueTimeout time.Duration
+	CreationTimeout  time.Duration
+	NamespaceLimit   int // concurrent containers per namespace when messages carry none
+}
+
+// Bus is what the scheduler needs of the message bus (bus.Bus has it).
+type Bus interface {
+	Subscribe(ctx context.Context, topic, group string) (bus.Consumer, error)
+	Publish(ctx context.Context, topic string, value []byte) error
+	EnsureTopic(ctx context.Context, topic string) error
+}
+
+// Session is what the scheduler needs of its etcd lease session
+// (*cluster.Session has it).
+type Session interface {
+	RegisterScheduler(ctx context.Context, info whisk.SchedulerInfo) error
+	ElectLeader(ctx context.Context, f whisk.FQN, info whisk.LeaderInfo) (won bool, current whisk.LeaderInfo, err error)
+	ResignLeader(ctx context.Context, f whisk.FQN) error
+	PutCreation(ctx context.Context, info whisk.CreationInfo) error
+	DeleteCreation(ctx context.Context, info whisk.CreationInfo) error
+	OnRegrant(fn func(ctx context.Context))
+}
+
+// Client is what the scheduler reads from etcd (*cluster.Client has it).
+type Client interface {
+	Invokers(ctx context.Context) ([]whisk.InvokerInfo, error)
+	CountContainers(ctx context.Context, f whisk.FQN, rev int64) (int, error)
+	CountNamespace(ctx context.Context, ns string) (containers, creations int, err error)
+}
+
+// Activations stores the records the scheduler makes (failed activations).
+type Activations interface {
+	PutActivation(ctx context.Context, a whisk.Activation) error
+}
+
+// Deps are the scheduler's collaborators. Log and Now are optional.
+type Deps struct {
+	Log         *slog.Logger
+	Bus         Bus
+	Session     Session
+	Client      Client
+	Activations Activations
+	Now         func() time.Time
+	Listener    net.Listener // Run serves gRPC on it and stops it on exit
+}
+
+// Scheduler hosts leader queues and serves rpc.Scheduler.
+type Scheduler struct {
+	cfg     Config
+	d       Deps
+	log     *slog.Logger
+	me      whisk.LeaderInfo
+	creator *creator
+
+	mu       sync.RWMutex
+	runCtx   context.Context // set while Run accepts queues
+	stopping bool
+	queues   map[whisk.FQN]*entry
+	active   int            // queues started and not yet gone
+	wg       sync.WaitGroup // queue owners and creation jobs
+
+	topics  sync.Map      // topics ensured by this process
+	changed chan struct{} // the queue count changed
+}
+
+var _ rpc.Scheduler = (*Scheduler)(nil)
+
+// New validates cfg and deps.
+func New(cfg Config, deps Deps) (*Scheduler, error) {
+	switch {
+	case cfg.ID == "" || cfg.Addr == "":
+		return nil, errors.New("scheduler: ID and Addr are required")
+	case deps.Bus == nil || deps.Session == nil || deps.Client == nil || deps.Activations == nil || deps.Listener == nil:
+		return nil, errors.New("scheduler: Bus, Session, Client, Activations and Listener are required")
+	}
+	if cfg.CreationTimeout <= 0 {
+		cfg.CreationTimeout = DefaultCreationTimeout
+	}
+	if cfg.NamespaceLimit <= 0 {
+		cfg.NamespaceLimit = whisk.DefaultSystemLimits().ConcurrentContainers
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &Scheduler{
+		cfg: cfg, d: deps, log: deps.Log.With("scheduler", cfg.ID),
+		me:      whisk.LeaderInfo{SchedulerID: cfg.ID, Addr: cfg.Addr},
+		queues:  map[whisk.FQN]*entry{},
+		changed: make(chan struct{}, 1),
+	}
+	s.creator = newCreator(s)
+	return s, nil
+}
+
+// Run registers the scheduler, serves gRPC and hosts queues until ctx
+// ends; then it stops every queue (each commits what it handed out and
+// resigns its leader key), stops the gRPC server, and returns once every
+// goroutine it started has ended.
+func (s *Scheduler) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ackTopic := whisk.CreationAckTopic(s.cfg.ID)
+	if err := s.d.Bus.EnsureTopic(ctx, ackTopic); err != nil {
+		return fmt.Errorf("scheduler: ack topic: %w", err)
+	}
+	acks, err := s.d.Bus.Subscribe(ctx, ackTopic, AckGroup)
+	if err != nil {
+		return fmt.Errorf("scheduler: ack topic: %w", err)
+	}
+	defer acks.Close()
+	if err := s.d.Session.RegisterScheduler(ctx, s.info(0)); err != nil {
+		return fmt.Errorf("scheduler: register: %w", err)
+	}
+	s.mu.Lock()
+	if s.runCtx != nil || s.stopping {
+		s.mu.Unlock()
+		return errors.New("scheduler: Run called twice")
+	}
+	s.runCtx = ctx
+	s.mu.Unlock()
+	s.d.Session.OnRegrant(s.reconcile)
+
+	srv := grpc.NewServer(rpc.ServerOptions()...)
+	rpc.Register(srv, s)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(s.d.Listener) }()
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); s.creator.consumeAcks(ctx, acks) }()
+	go func() { defer bg.Done(); s.publishLoad(ctx) }()
+	s.log.Info("scheduler running", "addr", s.cfg.Addr)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("scheduler: gRPC server: %w", err)
+		serveErr <- nil
+	}
+	cancel()
+
+	// Queues see ctx end: they answer parked fetches, commit what was
+	// handed, close their consumers; their owners resign the leader keys.
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	s.wg.Wait()
+
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(2 * time.Second):
+		srv.Stop()
+		<-stopped
+	}
+	<-serveErr
+	bg.Wait()
+	s.log.Info("scheduler stopped")
+	return runErr
+}
+
+func (s *Scheduler) info(queues int) whisk.SchedulerInfo {
+	return whisk.SchedulerInfo{ID: s.cfg.ID, Addr: s.cfg.Addr, Queues: queues}
+}
+
+func (s *Scheduler) loadChanged() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// publishLoad keeps SchedulerInfo.Queues in etcd equal to the number of
+// queues hosted here (controllers pick the scheduler with the fewest).
+func (s *Scheduler) publishLoad(ctx context.Context) {
+	last := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.changed:
+		}
+		s.mu.RLock()
+		n := s.active
+		s.mu.RUnlock()
+		if n == last {
+			continue
+		}
+		if err := s.d.Session.RegisterScheduler(ctx, s.info(n)); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("scheduler: updating the queue count", "err", err)
+			if sleep(ctx, time.Second) {
+				s.loadChanged()
+			}
+			continue
+		}
+		last = n
+	}
+}
+
+// ensure creates topic once per process.
+func (s *Scheduler) ensure(ctx context.Context, topic string) error {
+	if _, ok := s.topics.Load(topic); ok {
+		return nil
+	}
+	if err := s.d.Bus.EnsureTopic(ctx, topic); err != nil {
+		return err
+	}
+	s.topics.Store(topic, true)
+	return nil
+}
+
+// fail stores a record the scheduler made and completes it to the
+// controller that waits for it. A controller whose topic is gone is not
+// waiting: the stored record is enough.
+func (s *Scheduler) fail(ctx context.Context, msg whisk.ActivationMessage, rec whisk.Activation) error {
+	if err := s.d.Activations.PutActivation(ctx, rec); err != nil {
+		return err
+	}
+	if msg.ControllerID == "" {
+		return nil
+	}
+	b, err := json.Marshal(whisk.Completion{Activation: rec})
+	if err != nil {
+		return err
+	}
+	err = s.d.Bus.Publish(ctx, whisk.CompletionTopic(msg.ControllerID), b)
+	if whisk.IsKind(err, whisk.NotFound) {
+		s.log.Warn("scheduler: no completion topic; record stored only", "controller", msg.ControllerID, "activation", rec.ActivationID)
+		return nil
+	}
+	return err
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
