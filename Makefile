@@ -1,0 +1,30 @@
+# Eddy's two commands: `make run` starts the platform, `make test` runs every test.
+GO      ?= go
+BIN     := bin
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: run build test check deps clean
+
+run: build
+	$(BIN)/eddy standalone $(ARGS)
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/eddy ./cmd/eddy
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/eddy-runtime ./cmd/eddy-runtime
+
+# The whole suite, race detector on. Needs python3 (and gcc for -race).
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Installs what the tests need when it is missing (Debian; needs root).
+deps:
+	@scripts/test-deps
+
+check:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

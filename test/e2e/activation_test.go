@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+const helloPy = `import sys
+def main(args):
+    name = args.get("name", "stranger")
+    print("hello on stdout", name)
+    print("hello on stderr", name, file=sys.stderr)
+    return {"greeting": "Hello " + name}
+`
+
+const helloNative = `#!/bin/bash
+# actionloop: one JSON line in on stdin, one JSON line out on fd 3
+while read -r line; do
+  name=$(printf '%s' "$line" | sed -n 's/.*"name": *"\([^"]*\)".*/\1/p')
+  echo "native log $name"
+  printf '{"greeting": "Hello %s"}\n' "$name" >&3
+done
+`
+
+func annotation(a whisk.Activation, key string) (json.RawMessage, bool) {
+	return a.Annotations.Get(key)
+}
+
+func TestPythonActionEndToEnd(t *testing.T) {
+	e := startEddy(t, "")
+	e.createAction("hello", "python:default", helloPy, nil)
+
+	// The kind was resolved to the family default and stored.
+	var got whisk.Action
+	_ = json.Unmarshal(e.mustCall(200, "GET", "/api/v1/namespaces/_/actions/hello?code=false", nil), &got)
+	if got.Exec.Kind != "python:3.11" || got.Exec.Code != "" || got.Namespace != "guest" {
+		t.Fatalf("action = %+v", got)
+	}
+
+	// Blocking with result=true: only the result.
+	code, hdr, out := e.call("POST", "/api/v1/namespaces/_/actions/hello?blocking=true&result=true", map[string]any{"name": "Ada"})
+	if code != 200 || strings.TrimSpace(string(out)) != `{"greeting":"Hello Ada"}` {
+		t.Fatalf("blocking result: %d %s", code, out)
+	}
+	if len(hdr.Get("x-openwhisk-activation-id")) != 32 {
+		t.Fatalf("activation id header = %q", hdr.Get("x-openwhisk-activation-id"))
+	}
+	cold := e.activation(hdr.Get("x-openwhisk-activation-id"))
+	if _, ok := annotation(cold, whisk.AnnInitTime); !ok {
+		t.Errorf("first activation has no initTime: %+v", cold.Annotations)
+	}
+
+	// Blocking without result: the full record, warm this time.
+	code, _, out = e.call("POST", "/api/v1/namespaces/_/actions/hello?blocking=true", map[string]any{"name": "Eve"})
+	if code != 200 {
+		t.Fatalf("blocking: %d %s", code, out)
+	}
+	var rec whisk.Activation
+	if err := json.Unmarshal(out, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Response.Success || rec.Response.Status != "success" || string(rec.Response.Result) != `{"greeting":"Hello Eve"}` {
+		t.Fatalf("record response = %+v (%s)", rec.Response, rec.Response.Result)
+	}
+	if _, ok := annotation(rec, whisk.AnnInitTime); ok {
+		t.Errorf("warm activation has initTime")
+	}
+	for _, k := range []string{whisk.AnnWaitTime, whisk.AnnTimings, whisk.AnnPath, whisk.AnnKind, whisk.AnnLimits} {
+		if _, ok := annotation(rec, k); !ok {
+			t.Errorf("record lacks annotation %q: %+v", k, rec.Annotations)
+		}
+	}
+	var tm whisk.Timings
+	raw, _ := annotation(rec, whisk.AnnTimings)
+	if err := json.Unmarshal(raw, &tm); err != nil || tm.Start != whisk.StartWarm {
+		t.Errorf("timings = %s (%v)", raw, err)
+	}
+
+	// Non-blocking: 202 and the id at once; the record arrives with both streams' logs.
+	code, _, out = e.call("POST", "/api/v1/namespaces/_/actions/hello", map[string]any{"name": "Bob"})
+	if code != 202 {
+		t.Fatalf("non-blocking: %d %s", code, out)
+	}
+	var acc struct {
+		ActivationID string `json:"activationId"`
+	}
+	_ = json.Unmarshal(out, &acc)
+	a := e.activation(acc.ActivationID)
+	if string(a.Response.Result) != `{"greeting":"Hello Bob"}` {
+		t.Fatalf("result = %s", a.Response.Result)
+	}
+	logs := strings.Join(a.Logs, "\n")
+	if !strings.Contains(logs, "stdout: hello on stdout Bob") || !strings.Contains(logs, "stderr: hello on stderr Bob") {
+		t.Fatalf("logs = %q", a.Logs)
+	}
+	if strings.Contains(logs, "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX") {
+		t.Fatalf("sentinel leaked into logs: %q", a.Logs)
+	}
+
+	// /logs and /result views, and the list.
+	var lv struct{ Logs []string }
+	_ = json.Unmarshal(e.mustCall(200, "GET", "/api/v1/namespaces/_/activations/"+acc.ActivationID+"/logs", nil), &lv)
+	if len(lv.Logs) != len(a.Logs) {
+		t.Errorf("/logs = %v, record logs = %v", lv.Logs, a.Logs)
+	}
+	var rv whisk.Response
+	_ = json.Unmarshal(e.mustCall(200, "GET", "/api/v1/namespaces/_/activations/"+acc.ActivationID+"/result", nil), &rv)
+	if string(rv.Result) != `{"greeting":"Hello Bob"}` || !rv.Success {
+		t.Errorf("/result = %+v", rv)
+	}
+	var list []whisk.Activation
+	_ = json.Unmarshal(e.mustCall(200, "GET", "/api/v1/namespaces/_/activations?name=hello&limit=10", nil), &list)
+	if len(list) != 3 || list[0].ActivationID != whisk.ActivationID(acc.ActivationID) {
+		t.Fatalf("list = %d records, first %v", len(list), list)
+	}
+}
+
+func TestNativeAction(t *testing.T) {
+	e := startEddy(t, "")
+	e.createAction("nat", "native", helloNative, nil)
+	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/nat?blocking=true", map[string]any{"name": "Ada"})
+	if code != 200 {
+		t.Fatalf("%d %s", code, out)
+	}
+	var rec whisk.Activation
+	_ = json.Unmarshal(out, &rec)
+	if string(rec.Response.Result) != `{"greeting":"Hello Ada"}` {
+		t.Fatalf("result %s", rec.Response.Result)
+	}
+	if !strings.Contains(strings.Join(rec.Logs, "\n"), "stdout: native log Ada") {
+		t.Fatalf("logs %q", rec.Logs)
+	}
+}
+
+// TestErrorRecords: a crashing action, a timed-out action and a malformed
+// result each produce the documented error record, and the platform recovers.
+func TestErrorRecords(t *testing.T) {
+	e := startEddy(t, "")
+	e.createAction("crash", "python:3.11", "import os\ndef main(args):\n    print('about to die')\n    os._exit(3)\n", nil)
+	e.createAction("slow", "python:3.11", "import time\ndef main(args):\n    time.sleep(10)\n    return {}\n", map[string]any{"timeout": 500})
+	e.createAction("garbage", "native", "#!/bin/bash\nwhile read -r l; do echo 'this is not json' >&3; done\n", nil)
+	e.createAction("apperr", "python:3.11", "def main(args):\n    return {'error': 'nope'}\n", nil)
+
+	cases := []struct {
+		action string
+		status int
+		want   string
+		kind   string
+	}{
+		{"crash", 502, whisk.MsgRunExited, "action developer error"},
+		{"slow", 502, whisk.MsgTimeLimit(500, false), "action developer error"},
+		{"garbage", 502, "", "action developer error"},
+		{"apperr", 502, "nope", "application error"},
+	}
+	for _, c := range cases {
+		t.Run(c.action, func(t *testing.T) {
+			for round := 0; round < 2; round++ { // the second round runs in a replacement container
+				code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/"+c.action+"?blocking=true", map[string]any{})
+				if code != c.status {
+					t.Fatalf("round %d: status %d, want %d: %s", round, code, c.status, out)
+				}
+				var rec whisk.Activation
+				if err := json.Unmarshal(out, &rec); err != nil {
+					t.Fatal(err)
+				}
+				var res struct {
+					Error string `json:"error"`
+				}
+				_ = json.Unmarshal(rec.Response.Result, &res)
+				if rec.Response.Status != c.kind || res.Error == "" || (c.want != "" && res.Error != c.want) {
+					t.Fatalf("round %d: response %+v (%s), want %q %q", round, rec.Response, rec.Response.Result, c.kind, c.want)
+				}
+				if c.action == "slow" {
+					to, _ := annotation(rec, whisk.AnnTimeout)
+					if string(to) != "true" {
+						t.Errorf("timeout annotation = %s", to)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestConcurrentBlocking: 200 concurrent blocking invocations of a 200 ms
+// action all succeed; the queue scales past one container and stays within
+// the namespace limit.
+func TestConcurrentBlocking(t *testing.T) {
+	const limit = 16
+	e := startEddy(t, "", "--namespace-containers", fmt.Sprint(limit))
+	e.createAction("sleepy", "python:3.11", "import os, time\ndef main(args):\n    time.sleep(0.2)\n    return {'pid': os.getpid()}\n", nil)
+
+	const n = 200
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	pids := map[int]int{}
+	errs := make(chan string, n)
+	client := &http.Client{Timeout: 90 * time.Second}
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", e.URL+"/api/v1/namespaces/_/actions/sleepy?blocking=true&result=true", strings.NewReader("{}"))
+			req.SetBasicAuth(whisk.GuestUUID, whisk.GuestKey)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var r struct{ Pid int }
+			if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&r) != nil || r.Pid == 0 {
+				errs <- fmt.Sprintf("status %d", resp.StatusCode)
+				return
+			}
+			mu.Lock()
+			pids[r.Pid]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(pids) < 2 || len(pids) > limit {
+		t.Fatalf("%d distinct containers ran the burst; want 2..%d", len(pids), limit)
+	}
+	t.Logf("200 invocations ran in %d containers", len(pids))
+}

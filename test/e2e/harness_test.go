@@ -1,0 +1,314 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// eddyBin is the eddy binary built once for the package.
+var eddyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eddy-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	eddyBin = filepath.Join(dir, "eddy")
+	build := exec.Command("go", "build", "-o", eddyBin, "../../cmd/eddy")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building eddy:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// eddy is one running `eddy standalone`.
+type eddy struct {
+	t       *testing.T
+	URL     string
+	DataDir string
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	done    chan struct{}
+	args    []string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startEddy starts a standalone Eddy on a free port with a fresh data dir
+// (or dataDir when given) and extra flags, and stops it at test end.
+func startEddy(t *testing.T, dataDir string, extra ...string) *eddy {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	port := freePort(t)
+	args := append([]string{"standalone", "--port", fmt.Sprint(port), "--data-dir", dataDir, "--backend", "process"}, extra...)
+	e := &eddy{t: t, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: dataDir, out: &syncBuffer{}, args: args}
+	e.cmd = exec.Command(eddyBin, args...)
+	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e.done = make(chan struct{})
+	go func() { _ = e.cmd.Wait(); close(e.done) }()
+	t.Cleanup(func() {
+		e.stop()
+		if t.Failed() {
+			t.Logf("eddy output:\n%s", e.out.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		select {
+		case <-e.done:
+			t.Fatalf("eddy exited during start-up:\n%s", e.out.String())
+		default:
+		}
+		resp, err := http.Get(e.URL + "/api/v1")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("eddy did not answer within 60 s:\n%s", e.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit (SIGKILL after 30 s).
+func (e *eddy) stop() {
+	select {
+	case <-e.done:
+		return
+	default:
+	}
+	_ = e.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-e.done:
+	case <-time.After(30 * time.Second):
+		e.t.Errorf("eddy did not stop within 30 s of SIGTERM")
+		_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+		<-e.done
+	}
+}
+
+// exitCode is the process's exit status after stop.
+func (e *eddy) exitCode() int { return e.cmd.ProcessState.ExitCode() }
+
+const guestAuth = whisk.GuestUUID + ":" + whisk.GuestKey
+
+// call does an API request with the guest key and decodes a JSON answer.
+func (e *eddy) call(method, path string, body any) (int, http.Header, []byte) {
+	return e.callAuth(guestAuth, method, path, body)
+}
+
+func (e *eddy) callAuth(auth, method, path string, body any) (int, http.Header, []byte) {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, e.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if auth != "" {
+		u, p, _ := strings.Cut(auth, ":")
+		req.SetBasicAuth(u, p)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, out
+}
+
+// mustCall is call that fails the test on an unexpected status.
+func (e *eddy) mustCall(want int, method, path string, body any) []byte {
+	e.t.Helper()
+	code, _, out := e.call(method, path, body)
+	if code != want {
+		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, code, want, out)
+	}
+	return out
+}
+
+// createAction PUTs an action of kind with code.
+func (e *eddy) createAction(name, kind, code string, limits map[string]any) {
+	e.t.Helper()
+	body := map[string]any{"exec": map[string]any{"kind": kind, "code": code}}
+	if limits != nil {
+		body["limits"] = limits
+	}
+	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/"+name, body)
+}
+
+// activation fetches a record, waiting for it to be stored.
+func (e *eddy) activation(id string) whisk.Activation {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, _, out := e.call("GET", "/api/v1/namespaces/_/activations/"+id, nil)
+		if code == 200 {
+			var a whisk.Activation
+			if err := json.Unmarshal(out, &a); err != nil {
+				e.t.Fatalf("record %s: %v", out, err)
+			}
+			return a
+		}
+		if code != 404 || time.Now().After(deadline) {
+			e.t.Fatalf("GET activation %s: %d %s", id, code, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// etcdEndpoint is the embedded etcd's client URL, which standalone writes to its data dir.
+func (e *eddy) etcdEndpoint() string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.DataDir, "etcd", "endpoint"))
+	if err != nil {
+		e.t.Fatalf("etcd endpoint file: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// descendants lists the pids of every live process below eddy in the process tree.
+func (e *eddy) descendants() []int {
+	parent := map[int]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		var pid int
+		if _, err := fmt.Sscanf(ent.Name(), "%d", &pid); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		var state string
+		var ppid int
+		fmt.Sscanf(s[i+2:], "%s %d", &state, &ppid)
+		if state != "Z" {
+			parent[pid] = ppid
+		}
+	}
+	var out []int
+	for pid := range parent {
+		for p := parent[pid]; p > 1; p = parent[p] {
+			if p == e.cmd.Process.Pid {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// runCLI runs the eddy CLI with a wskprops file pointing at e.
+func (e *eddy) runCLI(ctx context.Context, props string, args ...string) (string, string, int) {
+	e.t.Helper()
+	cmd := exec.CommandContext(ctx, eddyBin, args...)
+	cmd.Env = append(os.Environ(), "WSK_CONFIG_FILE="+props)
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			e.t.Fatalf("eddy %v: %v", args, err)
+		}
+	}
+	return so.String(), se.String(), code
+}
+
+// pidAlive reports whether a process exists (and is not a zombie).
+func pidAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && !strings.HasPrefix(s[i+2:], "Z")
+}
+
+// scanLines returns the lines of s.
+func scanLines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
