@@ -32,6 +32,7 @@ type standaloneConfig struct {
 	host, dataDir, backend, logLevel string
 	port                             int
 	containerIdle, queueIdle         time.Duration
+	retention                        time.Duration
 	leaseTTL                         time.Duration
 	nsContainers, perMinute          int
 	invokerMemory                    int64
@@ -49,6 +50,7 @@ func parseStandalone(args []string, stderr io.Writer) (standaloneConfig, error) 
 	fs.StringVar(&c.backend, "backend", "auto", "container backend: auto, process or docker")
 	fs.DurationVar(&c.containerIdle, "container-idle-timeout", 10*time.Second, "remove a container after this long without work")
 	fs.DurationVar(&c.queueIdle, "queue-idle-timeout", 30*time.Second, "remove an action's queue after this long without work")
+	fs.DurationVar(&c.retention, "queue-retention", 60*time.Second, "fail an activation still queued after this long")
 	fs.DurationVar(&c.leaseTTL, "lease-ttl", 10*time.Second, "etcd lease TTL of the scheduler and the invoker")
 	fs.IntVar(&c.nsContainers, "namespace-containers", 100, "concurrent containers per namespace")
 	fs.IntVar(&c.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
@@ -152,7 +154,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	sched, err := scheduler.New(scheduler.Config{
 		ID: "scheduler0", Addr: schedLn.Addr().String(),
-		IdleQueueTimeout: cfg.queueIdle, NamespaceLimit: cfg.nsContainers,
+		IdleQueueTimeout: cfg.queueIdle, NamespaceLimit: cfg.nsContainers, Retention: cfg.retention,
 	}, scheduler.Deps{
 		Log: log.With("role", "scheduler"), Bus: bus, Session: schedSession, Client: etcdClient,
 		Activations: store, Listener: schedLn, Now: time.Now,

@@ -235,3 +235,28 @@ func TestConcurrentBlocking(t *testing.T) {
 	}
 	t.Logf("200 invocations ran in %d containers", len(pids))
 }
+
+// TestRetentionFailsQueuedActivations: with no invoker able to host the
+// action (it needs more memory than the invoker has), activations wait in
+// the queue and are failed with the documented error after the retention —
+// never dropped silently.
+func TestRetentionFailsQueuedActivations(t *testing.T) {
+	e := startEddy(t, "", "--invoker-memory", "128", "--queue-retention", "2s")
+	e.createAction("big", "python:3.11", pidPy, map[string]any{"memory": 256})
+	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/big", map[string]any{})
+	if code != 202 {
+		t.Fatalf("%d %s", code, out)
+	}
+	var acc struct {
+		ActivationID string `json:"activationId"`
+	}
+	_ = json.Unmarshal(out, &acc)
+	a := e.activation(acc.ActivationID)
+	var res struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(a.Response.Result, &res)
+	if a.Response.Status != "whisk internal error" || !strings.HasPrefix(res.Error, "Activation processing is not initiated for ") {
+		t.Fatalf("record = %+v (%s)", a.Response, a.Response.Result)
+	}
+}

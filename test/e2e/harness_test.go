@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	eddyBin = filepath.Join(dir, "eddy")
-	build := exec.Command("go", "build", "-o", eddyBin, "../../cmd/eddy")
+	// The binary under test is built with the race detector: every
+	// end-to-end run is also a race test of the whole platform.
+	build := exec.Command("go", "build", "-race", "-o", eddyBin, "../../cmd/eddy")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building eddy:", err)
@@ -100,6 +102,9 @@ func startEddy(t *testing.T, dataDir string, extra ...string) *eddy {
 	go func() { _ = e.cmd.Wait(); close(e.done) }()
 	t.Cleanup(func() {
 		e.stop()
+		if strings.Contains(e.out.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in eddy")
+		}
 		if t.Failed() {
 			t.Logf("eddy output:\n%s", e.out.String())
 		}
