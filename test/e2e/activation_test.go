@@ -260,3 +260,36 @@ func TestRetentionFailsQueuedActivations(t *testing.T) {
 		t.Fatalf("record = %+v (%s)", a.Response, a.Response.Result)
 	}
 }
+
+// TestLogLimit: logs over the action's limit are cut, with OpenWhisk's
+// truncation line last, and the result is intact.
+func TestLogLimit(t *testing.T) {
+	e := startEddy(t, "")
+	e.createAction("chatty", "python:3.11", "def main(args):\n    for i in range(30000):\n        print('line %05d' % i + 'x' * 60)\n    return {'done': True}\n", map[string]any{"logs": 1})
+	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/chatty?blocking=true", map[string]any{})
+	if code != 200 {
+		t.Fatalf("%d %s", code, out)
+	}
+	var rec whisk.Activation
+	_ = json.Unmarshal(out, &rec)
+	if string(rec.Response.Result) != `{"done":true}` || len(rec.Logs) < 100 {
+		t.Fatalf("result %s, %d log lines", rec.Response.Result, len(rec.Logs))
+	}
+	last := rec.Logs[len(rec.Logs)-1]
+	if !strings.Contains(last, whisk.MsgLogsTruncated(1<<20)) {
+		t.Fatalf("last log line = %q", last)
+	}
+	size := 0
+	for _, l := range rec.Logs[:len(rec.Logs)-1] {
+		size += len(l)
+	}
+	if size > 1<<20+64*1024 || !strings.Contains(rec.Logs[0], "stdout: line 00000") {
+		t.Fatalf("kept %d bytes of logs; first line %q", size, rec.Logs[0])
+	}
+	// The next activation's logs start clean.
+	_, _, out = e.call("POST", "/api/v1/namespaces/_/actions/chatty?blocking=true", map[string]any{})
+	_ = json.Unmarshal(out, &rec)
+	if !strings.Contains(rec.Logs[0], "stdout: line 00000") {
+		t.Fatalf("second activation's first log line = %q", rec.Logs[0])
+	}
+}

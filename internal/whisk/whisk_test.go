@@ -1,0 +1,110 @@
+package whisk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestKindOfAndStatus(t *testing.T) {
+	base := E("store.Get", NotFound, MsgNotFound, errors.New("no rows"))
+	wrapped := fmt.Errorf("api: %w", base)
+	if KindOf(wrapped) != NotFound || KindOf(wrapped).HTTPStatus() != http.StatusNotFound {
+		t.Fatalf("KindOf(wrapped) = %v", KindOf(wrapped))
+	}
+	if UserMessage(wrapped) != MsgNotFound {
+		t.Fatalf("UserMessage = %q", UserMessage(wrapped))
+	}
+	if KindOf(errors.New("plain")) != Internal || UserMessage(errors.New("secret detail")) != MsgInternal {
+		t.Fatal("an unclassified error must be internal and must not leak its text")
+	}
+	// The outermost kind wins; an Other-kinded wrapper defers to its cause.
+	outer := E("x", Other, "", E("y", Throttled, "slow down", nil))
+	if KindOf(outer) != Throttled || UserMessage(outer) != "slow down" {
+		t.Fatalf("KindOf(outer) = %v, %q", KindOf(outer), UserMessage(outer))
+	}
+	for k, want := range map[Kind]int{Invalid: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+		TooLarge: 413, Throttled: 429, Unavailable: 503, Internal: 500, Other: 500, Timeout: 504} {
+		if got := k.HTTPStatus(); got != want {
+			t.Errorf("%v.HTTPStatus() = %d, want %d", k, got, want)
+		}
+	}
+}
+
+func TestNames(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"hello": true, "a": true, "_x": true, "with space.and-dash@x": true,
+		"": false, " lead": false, "trail ": false, "-dash": false, "a/b": false, strings.Repeat("a", 257): false,
+	} {
+		if ValidName(name) != ok {
+			t.Errorf("ValidName(%q) = %v, want %v", name, !ok, ok)
+		}
+	}
+	id := NewActivationID()
+	if _, err := ParseActivationID(string(id)); err != nil || len(id) != 32 {
+		t.Fatalf("minted id %q does not parse: %v", id, err)
+	}
+	for _, bad := range []string{"", "xyz", strings.ToUpper(string(id)), string(id) + "0"} {
+		if _, err := ParseActivationID(bad); !IsKind(err, Invalid) {
+			t.Errorf("ParseActivationID(%q) err = %v", bad, err)
+		}
+	}
+	if TopicSafe("a/b") == TopicSafe("a_b") || TopicSafe("ok.name-1") != "ok.name-1" {
+		t.Fatalf("TopicSafe collides or mangles: %q %q", TopicSafe("a/b"), TopicSafe("a_b"))
+	}
+}
+
+func TestParams(t *testing.T) {
+	p := Params{{Key: "a", Value: json.RawMessage(`1`)}, {Key: "b", Value: json.RawMessage(`2`)}}
+	m := p.Merge(Params{{Key: "b", Value: json.RawMessage(`3`)}, {Key: "c", Value: json.RawMessage(`true`)}})
+	got, _ := json.Marshal(m)
+	if string(got) != `[{"key":"a","value":1},{"key":"b","value":3},{"key":"c","value":true}]` {
+		t.Fatalf("Merge = %s", got)
+	}
+	if !m.IsTrue("c") || m.IsTrue("a") || len(m.Without([]string{"a", "c"})) != 1 {
+		t.Fatal("IsTrue/Without wrong")
+	}
+}
+
+func TestLimitsCheck(t *testing.T) {
+	s := DefaultSystemLimits()
+	if err := s.Check(s.Defaults()); err != nil {
+		t.Fatalf("defaults rejected: %v", err)
+	}
+	cases := map[string]Limits{
+		"memory 1024 MB exceeds allowed threshold of 512 MB":                  {Timeout: 60000, Memory: 1024, Logs: 10, Concurrency: 1},
+		"memory 64 MB below allowed threshold of 128 MB":                      {Timeout: 60000, Memory: 64, Logs: 10, Concurrency: 1},
+		"timeout 50 milliseconds below allowed threshold of 100 milliseconds": {Timeout: 50, Memory: 256, Logs: 10, Concurrency: 1},
+		"logs 11 MB exceeds allowed threshold of 10 MB":                       {Timeout: 60000, Memory: 256, Logs: 11, Concurrency: 1},
+		"concurrency 2 exceeds allowed threshold of 1":                        {Timeout: 60000, Memory: 256, Logs: 10, Concurrency: 2},
+	}
+	for want, l := range cases {
+		err := s.Check(l)
+		if !IsKind(err, Invalid) || UserMessage(err) != want {
+			t.Errorf("Check(%v) = %v, want %q", l, err, want)
+		}
+	}
+}
+
+func TestAnnotateAndBinary(t *testing.T) {
+	var a Activation
+	meta := ActionMeta{Namespace: "guest", Name: "hello", Kind: "python:3.11", Limits: DefaultSystemLimits().Defaults()}
+	a.Annotate(meta, Timings{Queued: 5, Create: 100, Init: 40, Run: 3, Start: StartCold}, false)
+	if v, ok := a.Annotations.Get(AnnInitTime); !ok || string(v) != "40" {
+		t.Fatalf("cold record initTime = %s, %v", v, ok)
+	}
+	var w Activation
+	w.Annotate(meta, Timings{Queued: 1, Run: 3, Start: StartWarm}, false)
+	if _, ok := w.Annotations.Get(AnnInitTime); ok {
+		t.Fatal("warm record has initTime")
+	}
+	if !LooksBinary("UEsDBAoAAAAAAA==") || LooksBinary("def main(args): pass") || LooksBinary("") {
+		t.Fatal("LooksBinary wrong")
+	}
+	if r := ErrorResponse(StatusDeveloperError, "boom"); r.Success || r.Status != "action developer error" || string(r.Result) != `{"error":"boom"}` {
+		t.Fatalf("ErrorResponse = %+v", r)
+	}
+}
