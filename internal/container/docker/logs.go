@@ -1,0 +1,156 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	eddyc "github.com/eddy-faas/eddy/internal/container"
+)
+
+// maxLine bounds one log line held in memory; a longer line is delivered in
+// pieces of this size (far above any activation's log limit, so nothing a
+// collector keeps is ever cut by it).
+const maxLine = 16 << 20
+
+var errGone = errors.New("container removed")
+
+// follow streams the container's log into c.logs until the container has
+// exited and its output is drained, or until it is removed.
+//
+// The Engine sends each log message as one multiplexed frame, prefixed
+// (Timestamps) with its RFC 3339 time; stdcopy.StdCopy hands each frame's
+// payload to the stream's writer in one Write. Docker's log drivers split
+// lines longer than 16 KiB into partial messages, each with its own
+// timestamp and without the newline: lineWriter joins them again and keeps
+// the time of the first piece.
+func (c *Container) follow() {
+	defer close(c.logs)
+	ctx, cancel := context.WithCancel(c.b.ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.gone:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	rc, err := c.b.cli.ContainerLogs(ctx, c.id, container.LogsOptions{
+		ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true,
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			c.b.log.Warn("cannot follow a container's log", "container", c.name, "err", err)
+		}
+		return
+	}
+	defer rc.Close()
+	stdout := &lineWriter{stream: eddyc.Stdout, emit: c.emit}
+	stderr := &lineWriter{stream: eddyc.Stderr, emit: c.emit}
+	_, err = stdcopy.StdCopy(stdout, stderr, rc)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, errGone) {
+		c.b.log.Warn("reading a container's log failed", "container", c.name, "err", err)
+	}
+	if ctx.Err() == nil {
+		stdout.flush()
+		stderr.flush()
+	}
+	// The stream ends when the container stops; close Logs only once Done
+	// is closed too, as the interface promises.
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+	}
+}
+
+// emit delivers one line unless the container has been removed.
+func (c *Container) emit(l eddyc.LogLine) error {
+	select {
+	case c.logs <- l:
+		return nil
+	case <-c.gone:
+		return errGone
+	case <-c.b.ctx.Done():
+		return errGone
+	}
+}
+
+// lineWriter turns the log frames of one stream into LogLines.
+type lineWriter struct {
+	stream  string
+	emit    func(eddyc.LogLine) error
+	pending []byte
+	open    bool      // a line is in progress
+	at      time.Time // time of its first piece
+}
+
+// Write takes one frame: "<RFC3339Nano time> <text>", where text ends with
+// a newline unless it is part of a longer line.
+func (w *lineWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	t := time.Now()
+	if ts, rest, ok := bytes.Cut(p, []byte{' '}); ok {
+		if pt, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
+			t, p = pt, rest
+		}
+	}
+	for len(p) > 0 {
+		if !w.open {
+			w.open, w.at = true, t
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.pending = append(w.pending, p...)
+			if len(w.pending) >= maxLine {
+				if err := w.flush(); err != nil {
+					return 0, err
+				}
+			}
+			break
+		}
+		w.pending = append(w.pending, p[:i]...)
+		if err := w.flush(); err != nil {
+			return 0, err
+		}
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// flush delivers the line in progress, if any.
+func (w *lineWriter) flush() error {
+	if !w.open {
+		return nil
+	}
+	l := eddyc.LogLine{Time: w.at, Stream: w.stream, Text: string(w.pending)}
+	w.pending, w.open = w.pending[:0], false
+	return w.emit(l)
+}
+
+// logTail is the last n lines of the container's output, both streams, for
+// error messages; "" when it cannot be read.
+func (c *Container) logTail(ctx context.Context, n int) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rc, err := c.b.cli.ContainerLogs(ctx, c.id, container.LogsOptions{
+		ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(n),
+	})
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	_, _ = stdcopy.StdCopy(&buf, &buf, rc)
+	s := strings.TrimRight(buf.String(), "\n")
+	if len(s) > 4096 {
+		s = "…" + s[len(s)-4096:]
+	}
+	return s
+}
