@@ -1,0 +1,76 @@
+package invoker
+
+import (
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/eddy-faas/eddy/internal/rpc"
+)
+
+// connPool holds one gRPC connection per scheduler address, shared by the
+// proxies fetching from that scheduler, and closes it when the last one lets
+// go (or on closeAll).
+type connPool struct {
+	mu    sync.Mutex
+	conns map[string]*pooledConn
+}
+
+type pooledConn struct {
+	cc     *grpc.ClientConn
+	client *rpc.Client
+	refs   int
+}
+
+func newConnPool() *connPool { return &connPool{conns: map[string]*pooledConn{}} }
+
+// acquire returns the client for addr, connecting on first use. Every
+// successful acquire must be matched by a release of the same address.
+func (p *connPool) acquire(addr string) (*rpc.Client, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		c.refs++
+		return c.client, nil
+	}
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, rpc.DialOptions()...)
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	p.conns[addr] = &pooledConn{cc: cc, client: rpc.NewClient(cc), refs: 1}
+	return p.conns[addr].client, nil
+}
+
+// release drops one reference to addr's connection.
+func (p *connPool) release(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.conns[addr]
+	if !ok {
+		return
+	}
+	c.refs--
+	if c.refs <= 0 {
+		_ = c.cc.Close()
+		delete(p.conns, addr)
+	}
+}
+
+// closeAll closes every connection.
+func (p *connPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, c := range p.conns {
+		_ = c.cc.Close()
+		delete(p.conns, addr)
+	}
+}
+
+// size is the number of open connections (for tests).
+func (p *connPool) size() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}

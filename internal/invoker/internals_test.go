@@ -1,0 +1,144 @@
+package invoker
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+func TestConnPoolSharesOneConnectionPerAddress(t *testing.T) {
+	p := newConnPool()
+	a1, err := p.acquire("127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := p.acquire("127.0.0.1:1")
+	b, _ := p.acquire("127.0.0.1:2")
+	if a1 != a2 || a1 == b || p.size() != 2 {
+		t.Fatalf("clients %p %p %p, %d connections", a1, a2, b, p.size())
+	}
+	p.release("127.0.0.1:1")
+	if p.size() != 2 {
+		t.Fatal("closed while still used")
+	}
+	p.release("127.0.0.1:1")
+	if p.size() != 1 {
+		t.Fatal("not closed after the last release")
+	}
+	p.closeAll()
+	if p.size() != 0 {
+		t.Fatal("closeAll left connections")
+	}
+}
+
+// flakyStore fails the first writes of each record.
+type flakyStore struct {
+	mu       sync.Mutex
+	failures int
+	stored   map[whisk.ActivationID]bool
+}
+
+func (s *flakyStore) GetAction(context.Context, string, string) (whisk.Action, error) {
+	return whisk.Action{}, errors.New("unused")
+}
+
+func (s *flakyStore) PutActivation(_ context.Context, a whisk.Activation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures > 0 {
+		s.failures--
+		return errors.New("database is locked")
+	}
+	s.stored[a.ActivationID] = true
+	return nil
+}
+
+func TestRecordWriterRetriesAndFlushes(t *testing.T) {
+	st := &flakyStore{failures: 3, stored: map[whisk.ActivationID]bool{}}
+	w := newRecordWriter(st, discardLog())
+	done := make(chan struct{})
+	go func() { defer close(done); w.run() }()
+	for i := range 20 {
+		w.put(whisk.Activation{ActivationID: whisk.ActivationID(rune('a' + i))})
+	}
+	w.close()
+	<-done
+	w.put(whisk.Activation{ActivationID: "late"}) // after close: written synchronously
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.stored) != 21 {
+		t.Fatalf("%d records stored, want 21", len(st.stored))
+	}
+}
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// deadContainer is a container that has exited.
+type deadContainer struct {
+	done chan struct{}
+	exit container.ExitInfo
+}
+
+func newDead(oom bool) *deadContainer {
+	d := &deadContainer{done: make(chan struct{}), exit: container.ExitInfo{Code: 137, OOMKilled: oom}}
+	close(d.done)
+	return d
+}
+
+func (d *deadContainer) ID() string                       { return "dead" }
+func (d *deadContainer) Addr() string                     { return "127.0.0.1:1" }
+func (d *deadContainer) Logs() <-chan container.LogLine   { return nil }
+func (d *deadContainer) Done() <-chan struct{}            { return d.done }
+func (d *deadContainer) Exit() container.ExitInfo         { return d.exit }
+func (d *deadContainer) Remove(ctx context.Context) error { return nil }
+
+func TestCallFailedMapping(t *testing.T) {
+	inv := &Invoker{cfg: Config{MaxResult: 1 << 20}, hard: context.Background()}
+	transport := &container.TransportError{Op: "run", Err: errors.New("connection reset")}
+	cases := []struct {
+		name    string
+		oom     bool
+		err     error
+		expired bool
+		resp    container.Response
+		init    bool
+		code    int
+		msg     string
+	}{
+		{"oom during run", true, transport, false, container.Response{}, false, whisk.StatusDeveloperError, whisk.MsgOOM},
+		{"exit during run", false, transport, false, container.Response{}, false, whisk.StatusDeveloperError, whisk.MsgRunExited},
+		{"exit during init", false, transport, false, container.Response{}, true, whisk.StatusDeveloperError, whisk.MsgInitExited},
+		{"time limit", false, context.DeadlineExceeded, true, container.Response{}, false, whisk.StatusDeveloperError, whisk.MsgTimeLimit(300, false)},
+		{"time limit in init", false, context.DeadlineExceeded, true, container.Response{}, true, whisk.StatusDeveloperError, whisk.MsgTimeLimit(300, true)},
+		{"action process exited", false, nil, false, container.Response{Status: 502, Body: []byte(`{"error":"command exited"}`)}, false, whisk.StatusDeveloperError, whisk.MsgRunExited},
+		{"init without error field", false, nil, false, container.Response{Status: 500, Body: []byte(`Internal Server Error`)}, true, whisk.StatusDeveloperError, whisk.MsgInitFailed("Internal Server Error")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var ctr container.Container = newDead(c.oom)
+			if c.err == nil || c.expired {
+				ctr = &deadContainer{done: make(chan struct{})} // still running
+			}
+			p := &proxy{inv: inv, ctr: ctr}
+			o := p.callFailed(c.err, c.expired, c.resp, c.init, 300*time.Millisecond)
+			if o.code != c.code || errorText(o.result) != c.msg || !o.destroy || o.timedOut != c.expired {
+				t.Fatalf("outcome %+v %s, want %d %q", o, o.result, c.code, c.msg)
+			}
+		})
+	}
+
+	// Once the shutdown grace has passed, a broken call is the invoker's fault.
+	hard, cancel := context.WithCancel(context.Background())
+	cancel()
+	p := &proxy{inv: &Invoker{hard: hard}, ctr: newDead(false)}
+	o := p.callFailed(context.Canceled, false, container.Response{}, false, time.Second)
+	if o.code != whisk.StatusWhiskError || errorText(o.result) != whisk.MsgInvokerLost {
+		t.Fatalf("%+v %s", o, o.result)
+	}
+}

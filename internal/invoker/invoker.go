@@ -1,0 +1,528 @@
+package invoker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/manifest"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// Config configures an invoker. Zero durations and sizes take the defaults.
+type Config struct {
+	// ID names the invoker (etcd key, topic, container names). Required.
+	ID string
+	// UserMemoryMB is the memory budget for containers (default 2048).
+	UserMemoryMB int64
+	// IdleTimeout removes a container that got no activation for this long
+	// (default 10 s).
+	IdleTimeout time.Duration
+	// APIHost is passed to containers as __OW_API_HOST.
+	APIHost string
+	// LogWait is how long to wait for the log sentinels after /init or /run
+	// (default 2 s).
+	LogWait time.Duration
+	// LeaderRetry is how long a proxy keeps looking for its action's leader
+	// queue after fetches fail before it gives its container up (default 5 s).
+	LeaderRetry time.Duration
+	// ShutdownGrace is how long running activations may go on after Run's
+	// context ends before they are failed (default 5 s).
+	ShutdownGrace time.Duration
+	// MaxResult is the largest result in bytes (default 1 MB).
+	MaxResult int
+	// Tags are published with the invoker's registration.
+	Tags []string
+}
+
+// Defaults.
+const (
+	DefaultUserMemoryMB  = 2048
+	DefaultIdleTimeout   = 10 * time.Second
+	DefaultLogWait       = 2 * time.Second
+	DefaultLeaderRetry   = 5 * time.Second
+	DefaultShutdownGrace = 5 * time.Second
+	DefaultMaxResult     = 1 << 20
+	defaultMemoryMB      = 256 // for a creation message without a memory limit
+)
+
+// Bus is what the invoker needs of the message bus (bus.Bus satisfies it).
+type Bus interface {
+	EnsureTopic(ctx context.Context, topic string) error
+	Subscribe(ctx context.Context, topic, group string) (bus.Consumer, error)
+	Publish(ctx context.Context, topic string, value []byte) error
+}
+
+// Session is what the invoker needs of its etcd lease session
+// (*cluster.Session satisfies it): every key goes under the invoker's lease.
+type Session interface {
+	RegisterInvoker(ctx context.Context, info whisk.InvokerInfo) error
+	RegisterContainer(ctx context.Context, info whisk.ContainerInfo) error
+	DeregisterContainer(ctx context.Context, info whisk.ContainerInfo) error
+}
+
+// Leaders finds the scheduler holding an action's leader queue
+// (*cluster.Client satisfies it).
+type Leaders interface {
+	Leader(ctx context.Context, f whisk.FQN) (whisk.LeaderInfo, bool, error)
+}
+
+// Actions loads action code and stores activation records (store.Store
+// satisfies it).
+type Actions interface {
+	GetAction(ctx context.Context, namespace, name string) (whisk.Action, error)
+	PutActivation(ctx context.Context, a whisk.Activation) error
+}
+
+// Runtimes resolves a kind to its runtime (*manifest.Manifest satisfies it).
+type Runtimes interface {
+	Lookup(kind string) (manifest.Runtime, bool)
+}
+
+// Deps are the invoker's collaborators. Log and Now are optional.
+type Deps struct {
+	Log      *slog.Logger
+	Bus      Bus               // creation requests in; acks and completions out
+	Session  Session           // the invoker's one lease: its own key and its containers'
+	Leaders  Leaders           // where an action's queue went when a fetch fails
+	Backend  container.Backend // creates and removes containers
+	Actions  Actions           // action code by revision; activation records
+	Runtimes Runtimes          // kind → launcher and image
+	Now      func() time.Time
+}
+
+// Invoker runs containers for schedulers.
+type Invoker struct {
+	cfg  Config
+	d    Deps
+	log  *slog.Logger
+	now  func() time.Time
+	recs *recordWriter
+	pool *connPool
+
+	mu      sync.Mutex
+	free    int64 // MB not reserved by a container
+	seq     int   // container name counter
+	topics  map[string]bool
+	running bool
+
+	memChanged chan struct{} // capacity 1: the registration is stale
+	procs      sync.WaitGroup
+	hard       context.Context // ends ShutdownGrace after Run's context
+}
+
+// New checks the configuration and dependencies.
+func New(cfg Config, d Deps) (*Invoker, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("invoker: Config.ID is required")
+	}
+	if d.Bus == nil || d.Session == nil || d.Leaders == nil || d.Backend == nil || d.Actions == nil || d.Runtimes == nil {
+		return nil, errors.New("invoker: Deps.Bus, Session, Leaders, Backend, Actions and Runtimes are required")
+	}
+	if cfg.UserMemoryMB <= 0 {
+		cfg.UserMemoryMB = DefaultUserMemoryMB
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.LogWait <= 0 {
+		cfg.LogWait = DefaultLogWait
+	}
+	if cfg.LeaderRetry <= 0 {
+		cfg.LeaderRetry = DefaultLeaderRetry
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = DefaultShutdownGrace
+	}
+	if cfg.MaxResult <= 0 {
+		cfg.MaxResult = DefaultMaxResult
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	log := d.Log.With("invoker", cfg.ID)
+	inv := &Invoker{
+		cfg:        cfg,
+		d:          d,
+		log:        log,
+		now:        d.Now,
+		free:       cfg.UserMemoryMB,
+		topics:     map[string]bool{},
+		memChanged: make(chan struct{}, 1),
+	}
+	inv.recs = newRecordWriter(d.Actions, log)
+	inv.pool = newConnPool()
+	return inv, nil
+}
+
+// FreeMemoryMB is the memory not reserved by containers.
+func (inv *Invoker) FreeMemoryMB() int64 {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.free
+}
+
+// Run registers the invoker, serves creation requests until ctx ends, then
+// shuts down: it stops taking creations, lets running activations finish
+// within ShutdownGrace (failing the rest with a whisk internal error
+// record), removes every container, and flushes the records. It returns
+// once every goroutine it started has ended.
+func (inv *Invoker) Run(ctx context.Context) error {
+	inv.mu.Lock()
+	if inv.running {
+		inv.mu.Unlock()
+		return errors.New("invoker: Run called twice")
+	}
+	inv.running = true
+	inv.mu.Unlock()
+
+	topic := whisk.InvokerTopic(inv.cfg.ID)
+	if err := inv.d.Bus.EnsureTopic(ctx, topic); err != nil {
+		return fmt.Errorf("invoker: ensure topic %s: %w", topic, err)
+	}
+	if err := inv.d.Session.RegisterInvoker(ctx, inv.info(whisk.InvokerUp)); err != nil {
+		return fmt.Errorf("invoker: register: %w", err)
+	}
+	cons, err := inv.d.Bus.Subscribe(ctx, topic, "invoker")
+	if err != nil {
+		return fmt.Errorf("invoker: subscribe %s: %w", topic, err)
+	}
+
+	// hard ends ShutdownGrace after ctx: activations still running then fail.
+	hard, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	inv.hard = hard
+	graceDone := make(chan struct{})
+	go func() {
+		defer close(graceDone)
+		select {
+		case <-ctx.Done():
+		case <-hard.Done():
+			return
+		}
+		t := time.NewTimer(inv.cfg.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			hardCancel()
+		case <-hard.Done():
+		}
+	}()
+
+	recsDone := make(chan struct{})
+	go func() { defer close(recsDone); inv.recs.run() }()
+	regDone := make(chan struct{})
+	go func() { defer close(regDone); inv.registrar(ctx) }()
+
+	inv.log.Info("invoker started", "memoryMB", inv.cfg.UserMemoryMB, "backend", inv.d.Backend.Name())
+	inv.consume(ctx, cons, topic)
+
+	inv.procs.Wait() // every creation and proxy has ended
+	hardCancel()
+	<-graceDone
+	<-regDone
+	inv.recs.close()
+	<-recsDone
+	inv.pool.closeAll()
+	down, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := inv.d.Session.RegisterInvoker(down, inv.info(whisk.InvokerDown)); err != nil {
+		inv.log.Debug("final registration", "err", err)
+	}
+	inv.log.Info("invoker stopped")
+	return nil
+}
+
+// consume reads creation requests until ctx ends. Each polled batch is
+// handled concurrently (every creation of a burst is served at once) and
+// committed once all of it is handled.
+func (inv *Invoker) consume(ctx context.Context, cons bus.Consumer, topic string) {
+	defer func() { _ = cons.Close() }()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		recs, err := cons.Poll(ctx, 64)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			inv.log.Warn("polling creations failed; resubscribing", "err", err)
+			_ = cons.Close()
+			if !sleep(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			c, err := inv.d.Bus.Subscribe(ctx, topic, "invoker")
+			if err != nil {
+				inv.log.Warn("resubscribe failed", "err", err)
+				cons = nopConsumer{}
+				continue
+			}
+			cons = c
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if len(recs) == 0 {
+			continue
+		}
+		var wg sync.WaitGroup
+		for _, r := range recs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				inv.handleCreation(ctx, r.Value)
+			}()
+		}
+		wg.Wait()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := cons.Commit(cctx, recs[len(recs)-1].Offset); err != nil {
+			inv.log.Warn("commit creations", "err", err)
+		}
+		cancel()
+	}
+}
+
+// nopConsumer stands in after a failed resubscription so the loop retries.
+type nopConsumer struct{}
+
+func (nopConsumer) Poll(context.Context, int) ([]bus.Record, error) {
+	return nil, errors.New("not subscribed")
+}
+func (nopConsumer) Commit(context.Context, int64) error { return nil }
+func (nopConsumer) Close() error                        { return nil }
+
+// handleCreation serves one creation request: it returns once the request
+// was acknowledged (the container registered and its proxy running, or a
+// failure sent back).
+func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
+	var m whisk.ContainerCreation
+	if err := json.Unmarshal(value, &m); err != nil {
+		inv.log.Error("dropping a malformed creation request", "err", err)
+		return
+	}
+	log := inv.log.With("action", m.Action.FQN().String(), "rev", m.Action.Rev, "creation", m.CreationID)
+	if ctx.Err() != nil {
+		inv.ack(ctx, &m, "", "the invoker is shutting down", false, true)
+		return
+	}
+	mem := m.Action.Limits.Memory
+	if mem <= 0 {
+		mem = defaultMemoryMB
+	}
+	if !inv.reserve(mem) {
+		log.Debug("not enough memory", "needMB", mem, "freeMB", inv.FreeMemoryMB())
+		inv.ack(ctx, &m, "", "not enough memory", false, true)
+		return
+	}
+	reserved := true
+	defer func() {
+		if reserved {
+			inv.release(mem)
+		}
+	}()
+
+	act, err := inv.d.Actions.GetAction(ctx, m.Action.Namespace, m.Action.Name)
+	switch {
+	case whisk.IsKind(err, whisk.NotFound):
+		inv.ack(ctx, &m, "", "the action was deleted", true, false)
+		return
+	case err != nil:
+		log.Warn("loading the action failed", "err", err)
+		inv.ack(ctx, &m, "", "cannot load the action: "+err.Error(), false, true)
+		return
+	case act.Rev != m.Action.Rev:
+		inv.ack(ctx, &m, "", fmt.Sprintf("the action changed (revision %d, requested %d)", act.Rev, m.Action.Rev), true, false)
+		return
+	}
+
+	spec := container.Spec{
+		Name:     inv.containerName(m.Action),
+		Kind:     act.Exec.Kind,
+		MemoryMB: mem,
+		Env:      map[string]string{"__OW_API_HOST": inv.cfg.APIHost},
+		Labels: map[string]string{
+			"eddy.invoker": inv.cfg.ID, "eddy.namespace": act.Namespace,
+			"eddy.action": act.Name, "eddy.rev": strconv.FormatInt(act.Rev, 10),
+		},
+	}
+	if act.Exec.Kind == whisk.KindBlackbox {
+		spec.Image = act.Exec.Image
+	} else {
+		rt, ok := inv.d.Runtimes.Lookup(act.Exec.Kind)
+		if !ok {
+			inv.ack(ctx, &m, "", fmt.Sprintf("The specified runtime '%s' is not supported by this platform.", act.Exec.Kind), true, false)
+			return
+		}
+		spec.Image, spec.Launcher = rt.Image, rt.Launcher
+	}
+
+	began := inv.now()
+	ctr, err := inv.d.Backend.Create(ctx, spec)
+	if err != nil {
+		dev := whisk.IsKind(err, whisk.Invalid)
+		msg := err.Error()
+		if dev {
+			msg = whisk.UserMessage(err)
+		}
+		log.Warn("creating a container failed", "err", err, "developer", dev)
+		inv.ack(ctx, &m, "", msg, dev, !dev && ctx.Err() == nil)
+		return
+	}
+	createMs := inv.now().Sub(began).Milliseconds()
+	log.Debug("container created", "container", ctr.ID(), "ms", createMs)
+
+	reserved = false // the proxy owns the memory now
+	p := newProxy(inv, m, act, ctr, mem, createMs)
+	inv.procs.Add(1)
+	go func() {
+		defer inv.procs.Done()
+		p.run(ctx)
+	}()
+	select {
+	case <-p.ready:
+	case <-p.done:
+	}
+}
+
+// ack answers a creation request on its scheduler's ack topic.
+func (inv *Invoker) ack(ctx context.Context, m *whisk.ContainerCreation, containerID, errMsg string, developer, retryable bool) {
+	a := whisk.CreationAck{
+		CreationID: m.CreationID, Action: m.Action, InvokerID: inv.cfg.ID,
+		ContainerID: containerID, Error: errMsg, Developer: developer, Retryable: retryable,
+	}
+	b, _ := json.Marshal(a)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := inv.publish(pctx, whisk.CreationAckTopic(m.SchedulerID), b); err != nil {
+		inv.log.Warn("acknowledging a creation failed", "creation", m.CreationID, "err", err)
+	}
+}
+
+// publish ensures the topic once per process, then publishes.
+func (inv *Invoker) publish(ctx context.Context, topic string, value []byte) error {
+	inv.mu.Lock()
+	known := inv.topics[topic]
+	inv.mu.Unlock()
+	if !known {
+		if err := inv.d.Bus.EnsureTopic(ctx, topic); err != nil {
+			return err
+		}
+		inv.mu.Lock()
+		inv.topics[topic] = true
+		inv.mu.Unlock()
+	}
+	return inv.d.Bus.Publish(ctx, topic, value)
+}
+
+// containerName is "eddy_<invoker>_<ns>_<action>_<n>", restricted to the
+// characters container names may carry.
+func (inv *Invoker) containerName(meta whisk.ActionMeta) string {
+	inv.mu.Lock()
+	inv.seq++
+	n := inv.seq
+	inv.mu.Unlock()
+	return sanitizeName(fmt.Sprintf("eddy_%s_%s_%s_%d", inv.cfg.ID, meta.Namespace, meta.Name, n))
+}
+
+// sanitizeName keeps [a-zA-Z0-9_.-] and turns every other byte into '_'.
+func sanitizeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// reserve takes mb of the budget if it is free.
+func (inv *Invoker) reserve(mb int64) bool {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.free < mb {
+		return false
+	}
+	inv.free -= mb
+	inv.memoryChanged()
+	return true
+}
+
+// release gives mb back to the budget.
+func (inv *Invoker) release(mb int64) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.free += mb
+	inv.memoryChanged()
+}
+
+// memoryChanged wakes the registrar; called with mu held.
+func (inv *Invoker) memoryChanged() {
+	select {
+	case inv.memChanged <- struct{}{}:
+	default:
+	}
+}
+
+func (inv *Invoker) info(status string) whisk.InvokerInfo {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	free := inv.free
+	if status == whisk.InvokerDown {
+		free = 0
+	}
+	return whisk.InvokerInfo{
+		ID: inv.cfg.ID, Status: status, UserMemory: inv.cfg.UserMemoryMB, FreeMemory: free,
+		Tags: inv.cfg.Tags, Backend: inv.d.Backend.Name(),
+	}
+}
+
+// registrar rewrites the invoker's registration whenever its free memory
+// changed, retrying failures, until ctx ends.
+func (inv *Invoker) registrar(ctx context.Context) {
+	last := inv.cfg.UserMemoryMB
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-inv.memChanged:
+		case <-retry:
+		}
+		retry = nil
+		info := inv.info(whisk.InvokerUp)
+		if info.FreeMemory == last {
+			continue
+		}
+		if err := inv.d.Session.RegisterInvoker(ctx, info); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			inv.log.Warn("updating the registration failed", "err", err)
+			retry = time.After(time.Second)
+			continue
+		}
+		last = info.FreeMemory
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

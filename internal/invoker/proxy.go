@@ -1,0 +1,544 @@
+package invoker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// Proxy timings that are not configuration.
+const (
+	fetchTimeout      = 30 * time.Second // a fetch parks ~1 s; longer means the scheduler hangs
+	exitWait          = time.Second      // how long a failed call waits to see the container exit
+	cleanupTimeout    = 5 * time.Second  // deregister, last fetch, remove
+	completionTimeout = 10 * time.Second
+	minBackoff        = 50 * time.Millisecond
+	maxBackoff        = time.Second
+)
+
+// msgActionExited is the actionloop proxy's answer when the action's
+// process died during /run; it means the container's action exited.
+const msgActionExited = "command exited"
+
+// proxy owns one container: it registers it, pulls activations for it and
+// runs them, and removes it. One goroutine (run) does all of it.
+type proxy struct {
+	inv      *Invoker
+	log      *slog.Logger
+	creation whisk.ContainerCreation
+	action   whisk.Action // with code, at the creation's revision
+	ctr      container.Container
+	rt       *container.Client
+	info     whisk.ContainerInfo
+	memMB    int64
+	createMs int64 // how long creating the container took
+
+	addr   string      // scheduler address in use ("" when none)
+	client *rpc.Client // for addr
+
+	warm         bool // /init succeeded
+	lastDuration int64
+	lastActive   time.Time
+	failingSince time.Time // first failed fetch of the current streak; zero when fetches work
+	backoff      time.Duration
+
+	ready chan struct{} // closed once the creation was acknowledged (either way)
+	done  chan struct{} // closed when run returns
+}
+
+func newProxy(inv *Invoker, m whisk.ContainerCreation, act whisk.Action, ctr container.Container, memMB, createMs int64) *proxy {
+	now := inv.now()
+	return &proxy{
+		inv:      inv,
+		log:      inv.log.With("action", act.FQN().String(), "rev", act.Rev, "container", ctr.ID()),
+		creation: m,
+		action:   act,
+		ctr:      ctr,
+		rt:       container.NewClient(ctr.Addr()),
+		info: whisk.ContainerInfo{
+			Namespace: act.Namespace, Action: act.Name, Rev: act.Rev, InvokerID: inv.cfg.ID,
+			ContainerID: ctr.ID(), Addr: ctr.Addr(), MemoryMB: memMB, Started: now.UnixMilli(),
+		},
+		memMB:      memMB,
+		createMs:   createMs,
+		lastActive: now,
+		backoff:    minBackoff,
+		ready:      make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+}
+
+// Why a proxy stopped.
+const (
+	stopIdle      = "idle"
+	stopShutdown  = "shutdown"
+	stopObsolete  = "obsolete revision"
+	stopNoLeader  = "no leader queue"
+	stopDestroyed = "destroyed"
+)
+
+// run is the proxy's life: register, acknowledge, serve, clean up.
+func (p *proxy) run(ctx context.Context) {
+	defer close(p.done)
+	if err := p.inv.d.Session.RegisterContainer(ctx, p.info); err != nil {
+		p.log.Warn("registering the container failed", "err", err)
+		p.inv.ack(ctx, &p.creation, "", "cannot register the container: "+err.Error(), false, true)
+		close(p.ready)
+		p.remove(ctx)
+		return
+	}
+	p.inv.ack(ctx, &p.creation, p.ctr.ID(), "", false, false)
+	close(p.ready)
+
+	reason := stopNoLeader
+	if p.connect(p.creation.SchedulerAddr) {
+		reason = p.serve(ctx)
+	}
+	p.log.Debug("container proxy stopping", "reason", reason)
+	p.stop(ctx, reason != stopNoLeader)
+}
+
+// serve fetches and runs activations until the container should go.
+func (p *proxy) serve(ctx context.Context) string {
+	for {
+		if ctx.Err() != nil {
+			return stopShutdown
+		}
+		if p.inv.now().Sub(p.lastActive) >= p.inv.cfg.IdleTimeout {
+			return stopIdle
+		}
+		resp, err := p.fetch(ctx, true)
+		if ctx.Err() != nil {
+			if err == nil && resp.Status == rpc.FetchOK && resp.Activation != nil {
+				// Handed out as we were told to stop: run it within the grace.
+				p.runActivation(resp.Activation)
+			}
+			return stopShutdown
+		}
+		if err != nil {
+			p.log.Debug("fetch failed", "addr", p.addr, "err", err)
+			if !p.findLeader(ctx) {
+				return stopNoLeader
+			}
+			continue
+		}
+		switch resp.Status {
+		case rpc.FetchOK:
+			p.fetchWorked()
+			if resp.Activation == nil {
+				continue
+			}
+			destroy := p.runActivation(resp.Activation)
+			p.lastActive = p.inv.now()
+			if destroy {
+				return stopDestroyed
+			}
+		case rpc.FetchEmpty:
+			p.fetchWorked()
+		case rpc.FetchMismatch:
+			return stopObsolete
+		default: // FetchNoQueue, FetchUnavailable, anything unknown
+			if !p.findLeader(ctx) {
+				return stopNoLeader
+			}
+		}
+	}
+}
+
+// fetch asks the current scheduler for the next activation.
+func (p *proxy) fetch(ctx context.Context, alive bool) (*rpc.FetchResponse, error) {
+	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	return p.fetchWith(fctx, alive)
+}
+
+func (p *proxy) fetchWorked() {
+	p.failingSince = time.Time{}
+	p.backoff = minBackoff
+}
+
+// findLeader waits a little, re-reads the action's leader and connects to
+// it. It reports false once fetches have failed for LeaderRetry without a
+// leader to turn to, or ctx ended.
+func (p *proxy) findLeader(ctx context.Context) bool {
+	now := p.inv.now()
+	if p.failingSince.IsZero() {
+		p.failingSince = now
+	}
+	for {
+		left := p.inv.cfg.LeaderRetry - p.inv.now().Sub(p.failingSince)
+		if left <= 0 {
+			return false
+		}
+		if !sleep(ctx, min(p.backoff, left)) {
+			return false
+		}
+		p.backoff = min(2*p.backoff, maxBackoff)
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		leader, ok, err := p.inv.d.Leaders.Leader(lctx, p.action.FQN())
+		cancel()
+		switch {
+		case err != nil:
+			p.log.Debug("reading the leader failed", "err", err)
+		case ok && leader.Addr != "":
+			if p.connect(leader.Addr) {
+				return true
+			}
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+}
+
+// connect switches the proxy to the scheduler at addr.
+func (p *proxy) connect(addr string) bool {
+	if addr == p.addr && p.client != nil {
+		return true
+	}
+	if addr == "" {
+		return false
+	}
+	c, err := p.inv.pool.acquire(addr)
+	if err != nil {
+		p.log.Warn("connecting to the scheduler failed", "addr", addr, "err", err)
+		return false
+	}
+	p.disconnect()
+	p.addr, p.client = addr, c
+	return true
+}
+
+func (p *proxy) disconnect() {
+	if p.client != nil {
+		p.inv.pool.release(p.addr)
+		p.addr, p.client = "", nil
+	}
+}
+
+// stop takes the container out of service: deregister (so the queue stops
+// counting it), tell the queue it is gone, remove it, release its memory.
+func (p *proxy) stop(ctx context.Context, tellQueue bool) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := p.inv.d.Session.DeregisterContainer(cctx, p.info); err != nil {
+		p.log.Warn("deregistering the container failed", "err", err)
+	}
+	if p.client != nil && tellQueue {
+		fctx, fcancel := context.WithTimeout(cctx, 2*time.Second)
+		resp, err := p.fetchWith(fctx, false)
+		fcancel()
+		if err == nil && resp.Status == rpc.FetchOK && resp.Activation != nil {
+			// The queue should not hand work to a leaving container; if it
+			// does, the activation is failed rather than lost.
+			p.failActivation(resp.Activation, whisk.StatusWhiskError, whisk.MsgStubNotRunning)
+		}
+	}
+	p.disconnect()
+	p.remove(ctx)
+}
+
+func (p *proxy) fetchWith(ctx context.Context, alive bool) (*rpc.FetchResponse, error) {
+	return p.client.Fetch(ctx, &rpc.FetchRequest{
+		Namespace: p.action.Namespace, Action: p.action.Name, Rev: p.action.Rev,
+		ContainerID: p.ctr.ID(), InvokerID: p.inv.cfg.ID,
+		LastDurationMs: p.lastDuration, Alive: alive, Warm: p.warm,
+	})
+}
+
+// remove removes the container and releases its memory.
+func (p *proxy) remove(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	p.rt.Close()
+	if err := p.ctr.Remove(rctx); err != nil {
+		p.log.Warn("removing the container failed", "err", err)
+	}
+	p.inv.release(p.memMB)
+}
+
+// runActivation runs one activation: /init on a cold container, /run, the
+// logs, then the completion and the record. It reports whether the
+// container must be destroyed.
+func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
+	hard := p.inv.hard
+	limits := msg.Action.Limits
+	if limits.Timeout <= 0 {
+		limits = p.action.Limits
+	}
+	timeout := limits.TimeoutDuration()
+	logLimit := limits.LogBytes()
+
+	begin := p.inv.now()
+	deadline := begin.Add(timeout)
+	cold := !p.warm
+	var (
+		out      outcome
+		logs     []string
+		logsDone = true
+		initMs   int64
+		runMs    int64
+		ran      bool
+		end      time.Time // when the last call returned (log collection is not counted)
+	)
+	// Logs are read while a call runs (a chatty action would otherwise
+	// block on a full pipe) and until LogWait after it returns.
+	var lc *logCollector
+	collect := func() {
+		lc.wait(p.inv.cfg.LogWait)
+		logs = append(logs, lc.logs...)
+		logsDone = logsDone && lc.complete
+	}
+
+	if cold {
+		lc = p.startLogs(hard, logLimit)
+		ictx, cancel := context.WithDeadline(hard, deadline)
+		resp, err := p.rt.Init(ictx, p.initRequest(msg, deadline))
+		expired := errors.Is(ictx.Err(), context.DeadlineExceeded)
+		cancel()
+		end = p.inv.now()
+		initMs = max(end.Sub(begin).Milliseconds(), 1)
+		if err == nil && resp.Status == 200 {
+			p.warm = true
+			collect()
+		} else {
+			out = p.callFailed(err, expired, resp, true, timeout)
+			p.finish(out, err == nil, collect)
+		}
+	}
+	runBegin := p.inv.now()
+	if p.warm && out.result == nil {
+		lc = p.startLogs(hard, logLimit)
+		rctx, cancel := context.WithDeadline(hard, deadline)
+		resp, err := p.rt.Run(rctx, p.runRequest(msg, deadline))
+		expired := errors.Is(rctx.Err(), context.DeadlineExceeded)
+		cancel()
+		end = p.inv.now()
+		ran = true
+		runMs = end.Sub(runBegin).Milliseconds()
+		if err == nil && resp.Status == 200 {
+			out = runOutcome(resp.Status, resp.Body, p.inv.cfg.MaxResult)
+		} else {
+			out = p.callFailed(err, expired, resp, false, timeout)
+		}
+		p.finish(out, err == nil, collect)
+	}
+	if ran {
+		p.lastDuration = runMs
+	}
+
+	t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
+	if cold {
+		t.Start, t.Create, t.Init = whisk.StartCold, p.createMs, initMs
+		p.createMs = 0
+	}
+	rec := buildRecord(recordInput{
+		msg: msg, start: begin.UnixMilli(), end: end.UnixMilli(),
+		out: out, logs: logs, logsDone: logsDone, timings: t,
+	})
+	p.complete(msg, rec)
+	return out.destroy
+}
+
+// callFailed maps a failed /init or /run to an outcome: a transport error
+// (the invoker shutting down, the time limit, a dead container), or an
+// answer other than 200 (for /run only a non-200 status comes here).
+func (p *proxy) callFailed(err error, expired bool, resp container.Response, init bool, timeout time.Duration) outcome {
+	status, body := resp.Status, resp.Body
+	switch {
+	case err != nil && p.inv.hard.Err() != nil:
+		return failure(whisk.StatusWhiskError, whisk.MsgInvokerLost, true)
+	case err != nil && (expired || errors.Is(err, context.DeadlineExceeded)):
+		o := failure(whisk.StatusDeveloperError, whisk.MsgTimeLimit(timeout.Milliseconds(), init), true)
+		o.timedOut = true
+		return o
+	case err != nil:
+		// The connection broke: the container died or is unusable.
+		return failure(whisk.StatusDeveloperError, p.exitMessage(init, exitWait), true)
+	}
+	var out outcome
+	if init {
+		out = initOutcome(body)
+	} else {
+		out = runOutcome(status, body, p.inv.cfg.MaxResult)
+	}
+	if errorText(out.result) == msgActionExited || p.exited(0) {
+		out = failure(whisk.StatusDeveloperError, p.exitMessage(init, 0), true)
+	}
+	return out
+}
+
+// exitMessage is the error of an activation whose container (or action
+// process) died: out of memory, or exited during /init or /run. It waits
+// up to wait for the container to end so that an OOM kill is seen.
+func (p *proxy) exitMessage(init bool, wait time.Duration) string {
+	if p.exited(wait) && p.ctr.Exit().OOMKilled {
+		return whisk.MsgOOM
+	}
+	if init {
+		return whisk.MsgInitExited
+	}
+	return whisk.MsgRunExited
+}
+
+// exited reports whether the container has exited, waiting up to wait.
+func (p *proxy) exited(wait time.Duration) bool {
+	select {
+	case <-p.ctr.Done():
+		return true
+	default:
+	}
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-p.ctr.Done():
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// logCollector reads one call's logs on its own goroutine.
+type logCollector struct {
+	cancel   context.CancelFunc
+	done     chan struct{}
+	logs     []string
+	complete bool
+}
+
+// startLogs starts reading the container's logs up to the sentinels.
+func (p *proxy) startLogs(ctx context.Context, limit int64) *logCollector {
+	ctx, cancel := context.WithCancel(ctx)
+	lc := &logCollector{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(lc.done)
+		lc.logs, _, lc.complete = container.CollectLogs(ctx, p.ctr.Logs(), limit)
+	}()
+	return lc
+}
+
+// wait waits up to d for the sentinels, then stops the reading.
+func (lc *logCollector) wait(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-lc.done:
+	case <-t.C:
+	}
+	lc.cancel()
+	<-lc.done
+}
+
+// finish collects the logs of a call and kills the container if it must
+// go. A runtime that answered has written its sentinels before the answer,
+// so the logs are read first; one that did not answer (time limit, crash)
+// may never write them, so it is killed first, which ends its log stream.
+func (p *proxy) finish(out outcome, answered bool, collect func()) {
+	if !out.destroy {
+		collect()
+		return
+	}
+	if answered {
+		collect()
+		p.kill()
+		return
+	}
+	p.kill()
+	collect()
+}
+
+// kill removes a container that must not run on (timed out, crashed,
+// broken) at once, so its log stream ends and it stops using resources.
+// The proxy's stop removes it again (Remove is idempotent) after
+// deregistering.
+func (p *proxy) kill() {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if err := p.ctr.Remove(ctx); err != nil {
+		p.log.Warn("removing a failed container", "err", err)
+	}
+}
+
+// failActivation completes an activation that never ran.
+func (p *proxy) failActivation(msg *whisk.ActivationMessage, code int, text string) {
+	now := p.inv.now().UnixMilli()
+	rec := buildRecord(recordInput{
+		msg: msg, start: now, end: now, out: failure(code, text, false), logsDone: true,
+		timings: whisk.Timings{Queued: queuedMs(msg.Published, now), Start: whisk.StartWarm},
+	})
+	p.complete(msg, rec)
+}
+
+// complete publishes the completion to the waiting controller first, then
+// hands the record to the writer.
+func (p *proxy) complete(msg *whisk.ActivationMessage, rec whisk.Activation) {
+	b, err := json.Marshal(whisk.Completion{Activation: rec, InvokerID: p.inv.cfg.ID})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
+		err = p.inv.publish(ctx, whisk.CompletionTopic(msg.ControllerID), b)
+		cancel()
+	}
+	if err != nil {
+		p.log.Warn("publishing a completion failed", "activation", rec.ActivationID, "err", err)
+	}
+	p.inv.recs.put(rec)
+}
+
+// initRequest is the /init request (reference §2.2): the code and the
+// first activation's context plus the init parameters as env.
+func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) container.InitRequest {
+	env := make(map[string]string, len(msg.InitParams)+7)
+	for k, v := range msg.InitParams {
+		env[k] = v
+	}
+	run := p.runRequest(msg, deadline)
+	env["__OW_NAMESPACE"] = run.Namespace
+	env["__OW_ACTION_NAME"] = run.ActionName
+	env["__OW_ACTION_VERSION"] = run.ActionVersion
+	env["__OW_ACTIVATION_ID"] = run.ActivationID
+	env["__OW_TRANSACTION_ID"] = run.TransactionID
+	env["__OW_DEADLINE"] = run.Deadline
+	if msg.APIKey != "" {
+		env["__OW_API_KEY"] = msg.APIKey
+	}
+	main := p.action.Exec.Main
+	if main == "" {
+		main = "main"
+	}
+	return container.InitRequest{
+		Name: p.action.Name, Main: main, Binary: p.action.Exec.Binary, Code: p.action.Exec.Code, Env: env,
+	}
+}
+
+// runRequest is the /run request (reference §2.3).
+func (p *proxy) runRequest(msg *whisk.ActivationMessage, deadline time.Time) container.RunRequest {
+	return container.RunRequest{
+		Value:         msg.Params,
+		Namespace:     msg.Action.Namespace,
+		ActionName:    msg.Action.FQN().Path(),
+		ActionVersion: msg.Action.Version,
+		ActivationID:  string(msg.ActivationID),
+		TransactionID: msg.TransactionID,
+		Deadline:      strconv.FormatInt(deadline.UnixMilli(), 10),
+		APIKey:        msg.APIKey,
+	}
+}
+
+// errorText returns the "error" of a result when it is a string.
+func errorText(result json.RawMessage) string {
+	var r struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(result, &r)
+	return r.Error
+}

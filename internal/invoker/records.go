@@ -1,0 +1,105 @@
+package invoker
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// recordQueue bounds the records waiting for the store; a full queue makes
+// proxies wait (back-pressure) rather than drop a record.
+const recordQueue = 1024
+
+// Retry policy of one record write.
+const (
+	recordAttempts   = 8
+	recordBackoff    = 50 * time.Millisecond
+	recordMaxBackoff = 2 * time.Second
+	recordPutTimeout = 10 * time.Second
+	recordFlushLimit = 15 * time.Second // total time a flush on shutdown may take
+)
+
+// recordWriter writes activation records off the response path: one
+// goroutine, a bounded queue, retries with back-off, and a flush on close.
+type recordWriter struct {
+	store Actions
+	log   *slog.Logger
+	queue chan whisk.Activation
+
+	mu     sync.Mutex
+	closed bool
+	stop   chan struct{} // closed when the flush deadline passed
+	timer  *time.Timer   // closes stop
+}
+
+func newRecordWriter(store Actions, log *slog.Logger) *recordWriter {
+	return &recordWriter{store: store, log: log, queue: make(chan whisk.Activation, recordQueue), stop: make(chan struct{})}
+}
+
+// put queues a record; it blocks while the queue is full. After close the
+// record is written synchronously so that it is never lost.
+func (w *recordWriter) put(a whisk.Activation) {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		w.write(a)
+		return
+	}
+	// Sending under the lock keeps close from closing the channel under a
+	// sender; the writer goroutine never takes the lock, so it drains.
+	w.queue <- a
+	w.mu.Unlock()
+}
+
+// run writes queued records until close, then flushes what is left.
+func (w *recordWriter) run() {
+	for a := range w.queue {
+		w.write(a)
+	}
+	w.mu.Lock()
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	w.mu.Unlock()
+}
+
+// close stops taking records; run returns once the queue is flushed or the
+// flush limit passed.
+func (w *recordWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	close(w.queue)
+	w.timer = time.AfterFunc(recordFlushLimit, func() { close(w.stop) })
+}
+
+// write stores one record, retrying failures.
+func (w *recordWriter) write(a whisk.Activation) {
+	backoff := recordBackoff
+	for i := 1; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), recordPutTimeout)
+		err := w.store.PutActivation(ctx, a)
+		cancel()
+		if err == nil {
+			return
+		}
+		if i >= recordAttempts {
+			w.log.Error("activation record lost: the store keeps failing", "activation", a.ActivationID, "err", err)
+			return
+		}
+		w.log.Warn("storing an activation record failed; retrying", "activation", a.ActivationID, "attempt", i, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-w.stop:
+			w.log.Error("activation record lost: shutdown flush limit passed", "activation", a.ActivationID, "err", err)
+			return
+		}
+		backoff = min(2*backoff, recordMaxBackoff)
+	}
+}

@@ -1,0 +1,176 @@
+package invoker
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+func TestRunOutcome(t *testing.T) {
+	big := `{"x":"` + strings.Repeat("a", 100) + `"}`
+	cases := []struct {
+		name    string
+		status  int
+		body    string
+		code    int
+		result  string // exact result, or "" to check errPart
+		errPart string
+		destroy bool
+	}{
+		{"object", 200, `{"greeting": "hi"}` + "\n", whisk.StatusSuccess, `{"greeting":"hi"}`, "", false},
+		{"array", 200, `[1, 2]`, whisk.StatusSuccess, `[1,2]`, "", false},
+		{"empty object", 200, `{}`, whisk.StatusSuccess, `{}`, "", false},
+		{"application error", 200, `{"error":"nope","more":1}`, whisk.StatusApplicationError, `{"error":"nope","more":1}`, "", false},
+		{"application error object", 200, `{"error":{"code":7}}`, whisk.StatusApplicationError, `{"error":{"code":7}}`, "", false},
+		{"not json", 200, `this is not json`, whisk.StatusDeveloperError, "", whisk.MsgInvalidRunResponse("this is not json"), true},
+		{"json string", 200, `"hello"`, whisk.StatusDeveloperError, "", whisk.MsgInvalidRunResponse(`"hello"`), true},
+		{"empty", 200, ``, whisk.StatusDeveloperError, "", whisk.MsgInvalidRunResponse(""), true},
+		{"broken object", 200, `{"a":`, whisk.StatusDeveloperError, "", whisk.MsgInvalidRunResponse(`{"a":`), true},
+		{"502 with error", 502, `{"error":"The action did not return a dictionary or array."}`, whisk.StatusDeveloperError, `{"error":"The action did not return a dictionary or array."}`, "", true},
+		{"500 with object error", 500, `{"error":{"why":"x"}}`, whisk.StatusDeveloperError, `{"error":{"why":"x"}}`, "", true},
+		{"502 without error", 502, `oops`, whisk.StatusDeveloperError, "", whisk.MsgInvalidRunResponse("oops"), true},
+		{"too large", 200, big, whisk.StatusApplicationError, "", "exceeded the allowed length: 108 > 50 bytes", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o := runOutcome(c.status, []byte(c.body), 50)
+			if o.code != c.code || o.destroy != c.destroy || o.timedOut {
+				t.Fatalf("outcome %+v (%s), want code %d destroy %v", o, o.result, c.code, c.destroy)
+			}
+			if c.result != "" && string(o.result) != c.result {
+				t.Fatalf("result %s, want %s", o.result, c.result)
+			}
+			if c.errPart != "" && !strings.Contains(errorText(o.result), c.errPart) {
+				t.Fatalf("error %q, want it to contain %q", errorText(o.result), c.errPart)
+			}
+		})
+	}
+}
+
+func TestResultTooLargeTruncates(t *testing.T) {
+	body := `{"x":"` + strings.Repeat("é", 40) + `"}`
+	o := runOutcome(200, []byte(body), 20)
+	msg := errorText(o.result)
+	want := whisk.MsgResultTooLarge(len(body), 20, "")
+	if !strings.HasPrefix(msg, want) {
+		t.Fatalf("message %q, want prefix %q", msg, want)
+	}
+	cut := strings.TrimPrefix(msg, want)
+	if len(cut) > 20 || !strings.HasPrefix(body, cut) || !json.Valid(o.result) {
+		t.Fatalf("truncated part %q (%d bytes)", cut, len(cut))
+	}
+}
+
+func TestInitOutcome(t *testing.T) {
+	o := initOutcome([]byte(`{"error":"SyntaxError: bad"}`))
+	if o.code != whisk.StatusDeveloperError || !o.destroy || errorText(o.result) != "SyntaxError: bad" {
+		t.Fatalf("%+v %s", o, o.result)
+	}
+	o = initOutcome([]byte("OOPS\n"))
+	if errorText(o.result) != whisk.MsgInitFailed("OOPS") || !o.destroy {
+		t.Fatalf("%+v %s", o, o.result)
+	}
+	o = initOutcome([]byte(`{"ok":false}`))
+	if errorText(o.result) != whisk.MsgInitFailed(`{"ok":false}`) {
+		t.Fatalf("%s", o.result)
+	}
+}
+
+func testMsg() *whisk.ActivationMessage {
+	return &whisk.ActivationMessage{
+		ActivationID: "0123456789abcdef0123456789abcdef", TransactionID: "tid",
+		Action: whisk.ActionMeta{
+			Namespace: "guest", Name: "hello", Version: "0.0.1", Rev: 3, Kind: "python:3.11",
+			Limits: whisk.Limits{Timeout: 60000, Memory: 256, Logs: 10, Concurrency: 1},
+		},
+		Subject: "guest", ControllerID: "c0", Published: 1000,
+	}
+}
+
+func annotation(a whisk.Activation, key string) (string, bool) {
+	v, ok := a.Annotations.Get(key)
+	return string(v), ok
+}
+
+func TestBuildRecordCold(t *testing.T) {
+	msg := testMsg()
+	rec := buildRecord(recordInput{
+		msg: msg, start: 1100, end: 1180, out: success(json.RawMessage(`{"a":1}`)),
+		logs: []string{"l1"}, logsDone: true,
+		timings: whisk.Timings{Queued: queuedMs(msg.Published, 1100), Create: 40, Init: 30, Run: 50, Start: whisk.StartCold},
+	})
+	if rec.Namespace != "guest" || rec.Name != "hello" || rec.Version != "0.0.1" || rec.Subject != "guest" ||
+		rec.ActivationID != msg.ActivationID || rec.Start != 1100 || rec.End != 1180 || rec.Duration != 80 {
+		t.Fatalf("record %+v", rec)
+	}
+	if rec.StatusCode != 0 || !rec.Response.Success || rec.Response.Status != "success" || string(rec.Response.Result) != `{"a":1}` {
+		t.Fatalf("response %+v", rec.Response)
+	}
+	if len(rec.Logs) != 1 {
+		t.Fatalf("logs %q", rec.Logs)
+	}
+	for key, want := range map[string]string{
+		whisk.AnnPath: `"guest/hello"`, whisk.AnnKind: `"python:3.11"`, whisk.AnnTimeout: "false",
+		whisk.AnnWaitTime: "100", whisk.AnnInitTime: "30",
+	} {
+		if got, ok := annotation(rec, key); !ok || got != want {
+			t.Errorf("annotation %s = %s, want %s", key, got, want)
+		}
+	}
+	tj, _ := annotation(rec, whisk.AnnTimings)
+	var tm whisk.Timings
+	if err := json.Unmarshal([]byte(tj), &tm); err != nil || tm.Create != 40 || tm.Start != whisk.StartCold || tm.Queued != 100 {
+		t.Errorf("timings %s (%v)", tj, err)
+	}
+}
+
+func TestBuildRecordWarmAndErrors(t *testing.T) {
+	msg := testMsg()
+	rec := buildRecord(recordInput{
+		msg: msg, start: 2000, end: 2010, out: success(json.RawMessage(`{}`)), logsDone: true,
+		timings: whisk.Timings{Queued: 5, Run: 10, Start: whisk.StartWarm},
+	})
+	if _, ok := annotation(rec, whisk.AnnInitTime); ok {
+		t.Error("warm record has initTime")
+	}
+	if rec.Logs == nil {
+		t.Error("logs must be an empty list, not null")
+	}
+
+	// A developer error with incomplete logs says so; a timeout is annotated.
+	o := failure(whisk.StatusDeveloperError, whisk.MsgTimeLimit(300, false), true)
+	o.timedOut = true
+	rec = buildRecord(recordInput{msg: msg, start: 2000, end: 2301, out: o, logs: []string{"x"}, logsDone: false})
+	if rec.StatusCode != whisk.StatusDeveloperError || rec.Response.Status != "action developer error" ||
+		errorText(rec.Response.Result) != "The action exceeded its time limits of 300 milliseconds." {
+		t.Fatalf("response %+v %s", rec.Response, rec.Response.Result)
+	}
+	if len(rec.Logs) != 2 || rec.Logs[1] != whisk.MsgLogsMaybeGone {
+		t.Fatalf("logs %q", rec.Logs)
+	}
+	if v, _ := annotation(rec, whisk.AnnTimeout); v != "true" {
+		t.Fatalf("timeout annotation %s", v)
+	}
+
+	// An application error keeps incomplete logs as they are.
+	rec = buildRecord(recordInput{msg: msg, start: 1, end: 2, out: outcome{code: whisk.StatusApplicationError, result: json.RawMessage(`{"error":"x"}`)}})
+	if len(rec.Logs) != 0 || rec.Response.Success {
+		t.Fatalf("%+v", rec)
+	}
+	// A clock step backwards never gives a negative duration.
+	rec = buildRecord(recordInput{msg: msg, start: 10, end: 5, out: success(json.RawMessage(`{}`))})
+	if rec.Duration != 0 || rec.End != 10 {
+		t.Fatalf("%+v", rec)
+	}
+	if queuedMs(0, 10) != 0 || queuedMs(20, 10) != 0 || queuedMs(5, 10) != 5 {
+		t.Fatal("queuedMs")
+	}
+}
+
+func TestSanitizeName(t *testing.T) {
+	if got := sanitizeName("eddy_inv 0_guest_my/act@x_1"); got != "eddy_inv_0_guest_my_act_x_1" {
+		t.Fatal(got)
+	}
+}
