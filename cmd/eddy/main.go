@@ -38,6 +38,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "runtimes":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runtimesCmd(ctx, args[1:], stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "eddy runtimes: %v\n", err)
+			return 1
+		}
+		return 0
 	case "runtime":
 		return runtime.Main(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -60,6 +68,7 @@ Platform:
   eddy standalone [--port 3233] [--data-dir DIR] [--backend auto|process|docker]
                          run controller, scheduler and invoker in one process
   eddy runtime           the runtime server that runs inside action containers
+  eddy runtimes build    build the runtime images on the local Docker daemon (no registry)
 
 Client (the wsk commands and flags, reading ~/.wskprops):
   eddy property set|get|unset

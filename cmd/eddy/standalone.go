@@ -18,6 +18,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/container/process"
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/invoker"
@@ -26,6 +27,10 @@ import (
 	"github.com/eddy-faas/eddy/internal/store/sqlite"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
+
+// invokerID names standalone's one invoker; the Docker backend labels its
+// containers with it, so a restart finds and removes what a killed run left.
+const invokerID = "invoker0"
 
 // standaloneConfig is everything `eddy standalone` can be told.
 type standaloneConfig struct {
@@ -137,7 +142,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	bus := memory.New(log)
 	defer bus.Close()
 
-	backend, err := newBackend(ctx, cfg, log)
+	backend, err := newBackend(ctx, cfg, runtimes, log)
 	if err != nil {
 		return err
 	}
@@ -163,7 +168,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	inv, err := invoker.New(invoker.Config{
-		ID: "invoker0", UserMemoryMB: cfg.invokerMemory, IdleTimeout: cfg.containerIdle,
+		ID: invokerID, UserMemoryMB: cfg.invokerMemory, IdleTimeout: cfg.containerIdle,
 		APIHost: fmt.Sprintf("http://%s", apiLn.Addr()),
 	}, invoker.Deps{
 		Log: log.With("role", "invoker"), Bus: bus, Session: invSession, Leaders: etcdClient,
@@ -265,26 +270,45 @@ func waitRegistered(ctx context.Context, c *cluster.Client) error {
 	}
 }
 
-func newBackend(ctx context.Context, cfg standaloneConfig, log *slog.Logger) (container.Backend, error) {
+// newBackend picks the container backend. auto takes Docker when the
+// daemon answers and every runtime image of the manifest is present, and the
+// process backend otherwise, saying why.
+func newBackend(ctx context.Context, cfg standaloneConfig, runtimes *manifest.Manifest, log *slog.Logger) (container.Backend, error) {
 	switch cfg.backend {
-	case "auto", "process":
-		if cfg.backend == "auto" {
-			log.Info("container backend: process (auto; the Docker backend is not built yet)")
-		}
-		self, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("locating the eddy binary for the process backend: %w", err)
-		}
-		return process.New(process.Config{
-			Command:  []string{self, "runtime"},
-			WorkRoot: filepath.Join(cfg.dataDir, "containers"),
-			Log:      log.With("backend", "process"),
-		})
 	case "docker":
-		return nil, errors.New("--backend docker: the Docker backend is not available in this build")
+		return docker.New(ctx, docker.Config{InvokerID: invokerID, Log: log})
+	case "process":
+		return newProcessBackend(cfg, log)
+	case "auto":
+		b, err := docker.New(ctx, docker.Config{InvokerID: invokerID, PingTimeout: 2 * time.Second, Log: log})
+		if err != nil {
+			log.Info("container backend: process (Docker is not reachable)", "reason", err)
+			return newProcessBackend(cfg, log)
+		}
+		missing, err := b.MissingImages(ctx, runtimes.Images())
+		if err == nil && len(missing) == 0 {
+			log.Info("container backend: docker")
+			return b, nil
+		}
+		_ = b.Close(ctx)
+		log.Info("container backend: process (Docker answers, but runtime images are missing: run `eddy runtimes build` or `make runtimes`)",
+			"missing", missing, "err", err)
+		return newProcessBackend(cfg, log)
 	default:
 		return nil, fmt.Errorf("--backend %q: want auto, process or docker", cfg.backend)
 	}
+}
+
+func newProcessBackend(cfg standaloneConfig, log *slog.Logger) (container.Backend, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locating the eddy binary for the process backend: %w", err)
+	}
+	return process.New(process.Config{
+		Command:  []string{self, "runtime"},
+		WorkRoot: filepath.Join(cfg.dataDir, "containers"),
+		Log:      log.With("backend", "process"),
+	})
 }
 
 // ensureGuest creates the guest identity of standalone if it is missing.

@@ -144,6 +144,20 @@ func (m *Manifest) Kinds() []string {
 	return out
 }
 
+// Images lists the image of every kind, sorted and without duplicates.
+func (m *Manifest) Images() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range m.byKind {
+		if r.Image != "" && !seen[r.Image] {
+			seen[r.Image] = true
+			out = append(out, r.Image)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // DefaultImage is the blackbox image of --native actions.
 func (m *Manifest) DefaultImage() string { return m.Blackbox.DefaultImage }
 

@@ -571,3 +571,18 @@ func shortID(id string) string {
 	}
 	return id
 }
+
+// MissingImages returns those of refs that are not present on the daemon.
+func (b *Backend) MissingImages(ctx context.Context, refs []string) ([]string, error) {
+	var missing []string
+	for _, ref := range refs {
+		if _, err := b.cli.ImageInspect(ctx, ref); err != nil {
+			if cerrdefs.IsNotFound(err) {
+				missing = append(missing, ref)
+				continue
+			}
+			return nil, fmt.Errorf("inspecting image %s: %w", ref, err)
+		}
+	}
+	return missing, nil
+}
