@@ -285,7 +285,7 @@ func newBackend(ctx context.Context, cfg standaloneConfig, runtimes *manifest.Ma
 			log.Info("container backend: process (Docker is not reachable)", "reason", err)
 			return newProcessBackend(cfg, log)
 		}
-		missing, err := b.MissingImages(ctx, runtimes.Images())
+		missing, err := docker.MissingImages(ctx, b.Client(), runtimes.Images())
 		if err == nil && len(missing) == 0 {
 			log.Info("container backend: docker")
 			return b, nil

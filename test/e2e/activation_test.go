@@ -20,7 +20,9 @@ def main(args):
     return {"greeting": "Hello " + name}
 `
 
-const helloNative = `#!/bin/bash
+// helloScript is a native action as a script: it runs on the process
+// backend (the Docker native image is FROM scratch, with no shell).
+const helloScript = `#!/bin/bash
 # actionloop: one JSON line in on stdin, one JSON line out on fd 3
 while read -r line; do
   name=$(printf '%s' "$line" | sed -n 's/.*"name": *"\([^"]*\)".*/\1/p')
@@ -33,8 +35,10 @@ func annotation(a whisk.Activation, key string) (json.RawMessage, bool) {
 	return a.Annotations.Get(key)
 }
 
-func TestPythonActionEndToEnd(t *testing.T) {
-	e := startEddy(t, "")
+func TestPythonActionEndToEnd(t *testing.T) { forBackends(t, testPythonActionEndToEnd) }
+
+func testPythonActionEndToEnd(t *testing.T, backend string) {
+	e := startEddy(t, backend, "")
 	e.createAction("hello", "python:default", helloPy, nil)
 
 	// The kind was resolved to the family default and stored.
@@ -123,46 +127,58 @@ func TestPythonActionEndToEnd(t *testing.T) {
 }
 
 func TestNativeAction(t *testing.T) {
-	e := startEddy(t, "")
-	e.createAction("nat", "native", helloNative, nil)
-	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/nat?blocking=true", map[string]any{"name": "Ada"})
-	if code != 200 {
-		t.Fatalf("%d %s", code, out)
-	}
-	var rec whisk.Activation
-	_ = json.Unmarshal(out, &rec)
-	if string(rec.Response.Result) != `{"greeting":"Hello Ada"}` {
-		t.Fatalf("result %s", rec.Response.Result)
-	}
-	if !strings.Contains(strings.Join(rec.Logs, "\n"), "stdout: native log Ada") {
-		t.Fatalf("logs %q", rec.Logs)
-	}
+	forBackends(t, func(t *testing.T, backend string) {
+		e := startEddy(t, backend, "")
+		e.createAction("nat", "native", nativeCode, nil)
+		actions := []string{"nat"}
+		if backend == "process" {
+			e.createAction("script", "native", helloScript, nil)
+			actions = append(actions, "script")
+		}
+		for _, a := range actions {
+			code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/"+a+"?blocking=true", map[string]any{"name": "Ada"})
+			if code != 200 {
+				t.Fatalf("%s: %d %s", a, code, out)
+			}
+			var rec whisk.Activation
+			_ = json.Unmarshal(out, &rec)
+			if string(rec.Response.Result) != `{"greeting":"Hello Ada"}` {
+				t.Fatalf("%s: result %s", a, rec.Response.Result)
+			}
+			if !strings.Contains(strings.Join(rec.Logs, "\n"), "stdout: native log Ada") {
+				t.Fatalf("%s: logs %q", a, rec.Logs)
+			}
+		}
+	})
 }
 
 // TestErrorRecords: a crashing action, a timed-out action and a malformed
 // result each produce the documented error record, and the platform recovers.
-func TestErrorRecords(t *testing.T) {
-	e := startEddy(t, "")
+func TestErrorRecords(t *testing.T) { forBackends(t, testErrorRecords) }
+
+func testErrorRecords(t *testing.T, backend string) {
+	e := startEddy(t, backend, "")
 	e.createAction("crash", "python:3.11", "import os\ndef main(args):\n    print('about to die')\n    os._exit(3)\n", nil)
 	e.createAction("slow", "python:3.11", "import time\ndef main(args):\n    time.sleep(10)\n    return {}\n", map[string]any{"timeout": 500})
-	e.createAction("garbage", "native", "#!/bin/bash\nwhile read -r l; do echo 'this is not json' >&3; done\n", nil)
+	e.createAction("garbage", "native", nativeCode, nil)
 	e.createAction("apperr", "python:3.11", "def main(args):\n    return {'error': 'nope'}\n", nil)
 
 	cases := []struct {
 		action string
+		params map[string]any
 		status int
 		want   string
 		kind   string
 	}{
-		{"crash", 502, whisk.MsgRunExited, "action developer error"},
-		{"slow", 502, whisk.MsgTimeLimit(500, false), "action developer error"},
-		{"garbage", 502, "", "action developer error"},
-		{"apperr", 502, "nope", "application error"},
+		{"crash", nil, 502, whisk.MsgRunExited, "action developer error"},
+		{"slow", nil, 502, whisk.MsgTimeLimit(500, false), "action developer error"},
+		{"garbage", map[string]any{"mode": "garbage"}, 502, "", "action developer error"},
+		{"apperr", nil, 502, "nope", "application error"},
 	}
 	for _, c := range cases {
 		t.Run(c.action, func(t *testing.T) {
 			for round := 0; round < 2; round++ { // the second round runs in a replacement container
-				code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/"+c.action+"?blocking=true", map[string]any{})
+				code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/"+c.action+"?blocking=true", c.params)
 				if code != c.status {
 					t.Fatalf("round %d: status %d, want %d: %s", round, code, c.status, out)
 				}
@@ -191,15 +207,17 @@ func TestErrorRecords(t *testing.T) {
 // TestConcurrentBlocking: 200 concurrent blocking invocations of a 200 ms
 // action all succeed; the queue scales past one container and stays within
 // the namespace limit.
-func TestConcurrentBlocking(t *testing.T) {
+func TestConcurrentBlocking(t *testing.T) { forBackends(t, testConcurrentBlocking) }
+
+func testConcurrentBlocking(t *testing.T, backend string) {
 	const limit = 16
-	e := startEddy(t, "", "--namespace-containers", fmt.Sprint(limit))
-	e.createAction("sleepy", "python:3.11", "import os, time\ndef main(args):\n    time.sleep(0.2)\n    return {'pid': os.getpid()}\n", nil)
+	e := startEddy(t, backend, "", "--namespace-containers", fmt.Sprint(limit))
+	e.createAction("sleepy", "python:3.11", "import os, socket, time\ndef main(args):\n    time.sleep(0.2)\n    return {'pid': os.getpid(), 'host': socket.gethostname()}\n", nil)
 
 	const n = 200
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	pids := map[int]int{}
+	pids := map[ranBy]int{}
 	errs := make(chan string, n)
 	client := &http.Client{Timeout: 90 * time.Second}
 	for i := 0; i < n; i++ {
@@ -215,13 +233,13 @@ func TestConcurrentBlocking(t *testing.T) {
 				return
 			}
 			defer resp.Body.Close()
-			var r struct{ Pid int }
+			var r ranBy
 			if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&r) != nil || r.Pid == 0 {
 				errs <- fmt.Sprintf("status %d", resp.StatusCode)
 				return
 			}
 			mu.Lock()
-			pids[r.Pid]++
+			pids[r]++
 			mu.Unlock()
 		}()
 	}
@@ -241,8 +259,8 @@ func TestConcurrentBlocking(t *testing.T) {
 // the queue and are failed with the documented error after the retention —
 // never dropped silently.
 func TestRetentionFailsQueuedActivations(t *testing.T) {
-	e := startEddy(t, "", "--invoker-memory", "128", "--queue-retention", "2s")
-	e.createAction("big", "python:3.11", pidPy, map[string]any{"memory": 256})
+	e := startEddy(t, "process", "", "--invoker-memory", "128", "--queue-retention", "2s")
+	e.createAction("big", "python:3.11", identityPy, map[string]any{"memory": 256})
 	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/big", map[string]any{})
 	if code != 202 {
 		t.Fatalf("%d %s", code, out)
@@ -263,8 +281,10 @@ func TestRetentionFailsQueuedActivations(t *testing.T) {
 
 // TestLogLimit: logs over the action's limit are cut, with OpenWhisk's
 // truncation line last, and the result is intact.
-func TestLogLimit(t *testing.T) {
-	e := startEddy(t, "")
+func TestLogLimit(t *testing.T) { forBackends(t, testLogLimit) }
+
+func testLogLimit(t *testing.T, backend string) {
+	e := startEddy(t, backend, "")
 	e.createAction("chatty", "python:3.11", "def main(args):\n    for i in range(30000):\n        print('line %05d' % i + 'x' * 60)\n    return {'done': True}\n", map[string]any{"logs": 1})
 	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/chatty?blocking=true", map[string]any{})
 	if code != 200 {

@@ -11,7 +11,7 @@ import (
 // TestAPIStatusCodes checks every documented error against a running
 // standalone: status, the {"error","code"} shape, and the message.
 func TestAPIStatusCodes(t *testing.T) {
-	e := startEddy(t, "")
+	e := startEddy(t, "process", "")
 	e.createAction("exists", "python:3.11", helloPy, nil)
 	big := `{"x":"` + strings.Repeat("a", 1<<20+10) + `"}`
 

@@ -12,7 +12,7 @@ import (
 
 // TestCLISession is the README's tour with the eddy CLI.
 func TestCLISession(t *testing.T) {
-	e := startEddy(t, "")
+	e := startEddy(t, "process", "")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()

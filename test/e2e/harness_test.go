@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,17 +13,22 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/container/docker"
+	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// eddyBin is the eddy binary built once for the package.
-var eddyBin string
+// eddyBin is the eddy binary built once for the package; nativeCode is
+// testdata/native, a static actionloop executable, in base64 (as a client
+// sends a binary action).
+var eddyBin, nativeCode string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "eddy-e2e-bin")
@@ -31,6 +37,19 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	eddyBin = filepath.Join(dir, "eddy")
+	native := exec.Command("go", "build", "-o", filepath.Join(dir, "native"), "./testdata/native")
+	native.Env = append(os.Environ(), "CGO_ENABLED=0")
+	native.Stdout, native.Stderr = os.Stdout, os.Stderr
+	if err := native.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the native test action:", err)
+		os.Exit(1)
+	}
+	nb, err := os.ReadFile(filepath.Join(dir, "native"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	nativeCode = base64.StdEncoding.EncodeToString(nb)
 	// The binary under test is built with the race detector: every
 	// end-to-end run is also a race test of the whole platform.
 	build := exec.Command("go", "build", "-race", "-o", eddyBin, "../../cmd/eddy")
@@ -39,14 +58,55 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building eddy:", err)
 		os.Exit(1)
 	}
+	var why string
+	backends, why = availableBackends()
+	fmt.Fprintf(os.Stderr, "e2e: backends %v%s\n", backends, why)
+	if os.Getenv("EDDY_REQUIRE_DOCKER") == "1" && !slices.Contains(backends, "docker") {
+		fmt.Fprintln(os.Stderr, "e2e: EDDY_REQUIRE_DOCKER=1 but the Docker backend is not usable"+why)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
+// backends are the container backends the suite runs against: process
+// always, docker when the daemon answers and the runtime images are built.
+var backends []string
+
+func availableBackends() ([]string, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cli, err := docker.Dial(ctx, "", 2*time.Second)
+	if err != nil {
+		return []string{"process"}, fmt.Sprintf(" (docker: %v)", err)
+	}
+	defer cli.Close()
+	missing, err := docker.MissingImages(ctx, cli, manifest.Default().Images())
+	if err != nil || len(missing) > 0 {
+		return []string{"process"}, fmt.Sprintf(" (docker: images missing %v %v; run `make runtimes`)", missing, err)
+	}
+	return []string{"process", "docker"}, ""
+}
+
+// forBackends runs fn as a subtest per backend.
+func forBackends(t *testing.T, fn func(t *testing.T, backend string)) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) { fn(t, b) })
+	}
+}
+
+// dockerOnly skips unless the Docker backend is usable.
+func dockerOnly(t *testing.T) {
+	if !slices.Contains(backends, "docker") {
+		t.Skip("the Docker backend is not usable here (see the e2e: line at the start of the run)")
+	}
+}
+
 // eddy is one running `eddy standalone`.
 type eddy struct {
 	t       *testing.T
+	Backend string
 	URL     string
 	DataDir string
 	cmd     *exec.Cmd
@@ -84,14 +144,14 @@ func freePort(t *testing.T) int {
 
 // startEddy starts a standalone Eddy on a free port with a fresh data dir
 // (or dataDir when given) and extra flags, and stops it at test end.
-func startEddy(t *testing.T, dataDir string, extra ...string) *eddy {
+func startEddy(t *testing.T, backend, dataDir string, extra ...string) *eddy {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	port := freePort(t)
-	args := append([]string{"standalone", "--port", fmt.Sprint(port), "--data-dir", dataDir, "--backend", "process"}, extra...)
-	e := &eddy{t: t, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: dataDir, out: &syncBuffer{}, args: args}
+	args := append([]string{"standalone", "--port", fmt.Sprint(port), "--data-dir", dataDir, "--backend", backend}, extra...)
+	e := &eddy{t: t, Backend: backend, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: dataDir, out: &syncBuffer{}, args: args}
 	e.cmd = exec.Command(eddyBin, args...)
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -316,4 +376,54 @@ func scanLines(s string) []string {
 		out = append(out, sc.Text())
 	}
 	return out
+}
+
+// runtimeIdentity is what an action returns to say which container ran it:
+// the host name (a container's id on Docker) and the pid.
+const identityPy = "import os, socket\ndef main(args):\n    return {'pid': os.getpid(), 'host': socket.gethostname()}\n"
+
+// ranBy is the decoded identity result.
+type ranBy struct {
+	Pid  int    `json:"pid"`
+	Host string `json:"host"`
+}
+
+func (r ranBy) String() string { return fmt.Sprintf("%s/%d", r.Host, r.Pid) }
+
+// containers lists the live action containers of this eddy's backend: pids
+// of runtime processes below eddy (process) or container ids (docker).
+func (e *eddy) containers() []string {
+	e.t.Helper()
+	if e.Backend == "docker" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cli, err := docker.Dial(ctx, "", 5*time.Second)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		defer cli.Close()
+		ids, err := docker.Owned(ctx, cli, "invoker0")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		return ids
+	}
+	var out []string
+	for _, pid := range e.descendants() {
+		out = append(out, fmt.Sprint(pid))
+	}
+	return out
+}
+
+// gone reports whether the container that returned r no longer runs.
+func (e *eddy) gone(r ranBy) bool {
+	if e.Backend == "docker" {
+		for _, id := range e.containers() {
+			if strings.HasPrefix(id, r.Host) {
+				return false
+			}
+		}
+		return true
+	}
+	return !pidAlive(r.Pid)
 }

@@ -215,22 +215,35 @@ func (b *Backend) ensureNetwork(ctx context.Context) (string, error) {
 	return "", errors.New("created concurrently but cannot be inspected")
 }
 
+// Owned lists the ids of every container, running or not, labelled with invokerID.
+func Owned(ctx context.Context, cli *client.Client, invokerID string) ([]string, error) {
+	list, err := cli.ContainerList(ctx, container.ListOptions{
+		All:     true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelInvoker+"="+invokerID)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(list))
+	for i, c := range list {
+		ids[i] = c.ID
+	}
+	return ids, nil
+}
+
 // removeOwned force-removes every container labelled with this invoker.
 func (b *Backend) removeOwned(ctx context.Context) (int, error) {
-	list, err := b.cli.ContainerList(ctx, container.ListOptions{
-		All:     true,
-		Filters: filters.NewArgs(filters.Arg("label", LabelInvoker+"="+b.cfg.InvokerID)),
-	})
+	ids, err := Owned(ctx, b.cli, b.cfg.InvokerID)
 	if err != nil {
 		return 0, err
 	}
 	var errs []error
-	for _, c := range list {
-		if err := b.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+	for _, id := range ids {
+		if err := b.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			errs = append(errs, err)
 		}
 	}
-	return len(list), errors.Join(errs...)
+	return len(ids), errors.Join(errs...)
 }
 
 // Close removes every container of this invoker (those this backend
@@ -573,10 +586,10 @@ func shortID(id string) string {
 }
 
 // MissingImages returns those of refs that are not present on the daemon.
-func (b *Backend) MissingImages(ctx context.Context, refs []string) ([]string, error) {
+func MissingImages(ctx context.Context, cli *client.Client, refs []string) ([]string, error) {
 	var missing []string
 	for _, ref := range refs {
-		if _, err := b.cli.ImageInspect(ctx, ref); err != nil {
+		if _, err := cli.ImageInspect(ctx, ref); err != nil {
 			if cerrdefs.IsNotFound(err) {
 				missing = append(missing, ref)
 				continue
