@@ -4,7 +4,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run build test check deps clean
+.PHONY: run build runtimes test check deps clean
 
 run: build
 	$(BIN)/eddy standalone $(ARGS)
@@ -12,6 +12,11 @@ run: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/eddy ./cmd/eddy
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/eddy-runtime ./cmd/eddy-runtime
+
+# Builds the runtime images on the local Docker daemon (needs root and
+# debootstrap for the python and nodejs images; cached: seconds when nothing changed).
+runtimes: build
+	$(BIN)/eddy runtimes build $(RUNTIMES_ARGS)
 
 # The whole suite, race detector on. Needs python3 (and gcc for -race).
 test: deps

@@ -28,9 +28,27 @@ func FormatLogLine(l LogLine) string {
 // Lines written on one stream after its sentinel but before the other
 // stream's sentinel are counted to this activation (as OpenWhisk does).
 func CollectLogs(ctx context.Context, lines <-chan LogLine, limitBytes int64) (logs []string, truncated bool, complete bool) {
+	var c LogCursor
+	return c.Collect(ctx, lines, limitBytes)
+}
+
+// LogCursor is one container's position in its log stream across
+// activations. When a collection ends before both of its sentinels came
+// (the caller stopped waiting), the rest of that activation's lines are
+// still on their way; the cursor remembers the sentinels owed on each
+// stream, and the next Collect skips those lines instead of taking them for
+// its own. The zero value is a container with nothing owed.
+type LogCursor struct {
+	owedOut, owedErr int
+}
+
+// Collect is CollectLogs for the next activation of the cursor's container.
+func (c *LogCursor) Collect(ctx context.Context, lines <-chan LogLine, limitBytes int64) (logs []string, truncated bool, complete bool) {
 	var size int64
-	seenOut, seenErr := false, false
-	for !seenOut || !seenErr {
+	// Sentinels still to see on each stream; the last one is this activation's.
+	needOut, needErr := c.owedOut+1, c.owedErr+1
+	defer func() { c.owedOut, c.owedErr = needOut, needErr }()
+	for needOut > 0 || needErr > 0 {
 		var l LogLine
 		var ok bool
 		select {
@@ -41,16 +59,20 @@ func CollectLogs(ctx context.Context, lines <-chan LogLine, limitBytes int64) (l
 		case <-ctx.Done():
 			return logs, truncated, false
 		}
+		owed := needOut > 1
+		if l.Stream == Stderr {
+			owed = needErr > 1
+		}
 		if l.Text == Sentinel || strings.TrimRight(l.Text, " \t\r") == Sentinel {
 			switch l.Stream {
 			case Stdout:
-				seenOut = true
+				needOut = max(needOut-1, 0)
 			case Stderr:
-				seenErr = true
+				needErr = max(needErr-1, 0)
 			}
 			continue
 		}
-		if truncated {
+		if truncated || owed {
 			continue
 		}
 		n := int64(len(l.Text)) + 1

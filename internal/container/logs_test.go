@@ -99,3 +99,30 @@ func TestClientTransportError(t *testing.T) {
 		t.Error("a plain error is not a transport error")
 	}
 }
+
+// TestLogCursorSkipsOwedLines: a collection that gave up before its
+// sentinels leaves the rest of its lines owed; the next collection skips
+// them on each stream separately and takes only its own.
+func TestLogCursorSkipsOwedLines(t *testing.T) {
+	lines := make(chan LogLine, 16)
+	put := func(stream, text string) { lines <- LogLine{Stream: stream, Text: text} }
+	var c LogCursor
+	put(Stdout, "first-1")
+	put(Stdout, Sentinel) // stdout done, stderr's sentinel not yet there
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	logs, _, complete := c.Collect(ctx, lines, 1<<20) // gives up waiting for stderr's sentinel
+	if complete || len(logs) != 1 || !strings.HasSuffix(logs[0], "stdout: first-1") {
+		t.Fatalf("first collection = %q complete=%v", logs, complete)
+	}
+	put(Stderr, "first-late") // still the first activation's
+	put(Stderr, Sentinel)
+	put(Stdout, "second-out")
+	put(Stderr, "second-err")
+	put(Stdout, Sentinel)
+	put(Stderr, Sentinel)
+	logs, _, complete = c.Collect(context.Background(), lines, 1<<20)
+	if !complete || len(logs) != 2 || !strings.HasSuffix(logs[0], "second-out") || !strings.HasSuffix(logs[1], "second-err") {
+		t.Fatalf("second collection = %q complete=%v", logs, complete)
+	}
+}

@@ -43,7 +43,8 @@ type proxy struct {
 	addr   string      // scheduler address in use ("" when none)
 	client *rpc.Client // for addr
 
-	warm         bool // /init succeeded
+	warm         bool                // /init succeeded
+	logCursor    container.LogCursor // where the previous call's logs ended (one collector at a time)
 	lastDuration int64
 	lastActive   time.Time
 	failingSince time.Time // first failed fetch of the current streak; zero when fetches work
@@ -422,7 +423,7 @@ func (p *proxy) startLogs(ctx context.Context, limit int64) *logCollector {
 	lc := &logCollector{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(lc.done)
-		lc.logs, _, lc.complete = container.CollectLogs(ctx, p.ctr.Logs(), limit)
+		lc.logs, _, lc.complete = p.logCursor.Collect(ctx, p.ctr.Logs(), limit)
 	}()
 	return lc
 }

@@ -5,22 +5,33 @@ import (
 	"bytes"
 	_ "embed"
 	"encoding/base64"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
 //go:embed launcher.py
 var pythonLauncher []byte
 
+//go:embed launcher.js
+var nodejsLauncher []byte
+
 // Launcher names.
 const (
-	LauncherPython = "python"
-	LauncherNative = "native"
+	LauncherPython   = "python"
+	LauncherNodejs   = "nodejs"
+	LauncherNative   = "native"
+	LauncherSkeleton = "skeleton"
 )
+
+// Launchers lists the launcher names NewServer accepts.
+func Launchers() []string {
+	return []string{LauncherPython, LauncherNodejs, LauncherNative, LauncherSkeleton}
+}
 
 // command is how to start an action's actionloop child.
 type command struct {
@@ -29,6 +40,7 @@ type command struct {
 	dir     string   // working directory
 	env     []string // extra environment on top of server env + init env
 	waitAck bool     // the child writes {"ok":true} on fd 3 when ready
+	perRun  bool     // no long-lived child: one process per /run (skeleton)
 }
 
 // initError is an /init failure with the HTTP status to answer; detail, if
@@ -58,12 +70,16 @@ func newLauncher(name string) (launcher, error) {
 	switch name {
 	case LauncherPython:
 		return pythonLauncherT{}, nil
+	case LauncherNodejs:
+		return nodejsLauncherT{}, nil
 	case LauncherNative:
 		return nativeLauncher{}, nil
+	case LauncherSkeleton:
+		return skeletonLauncher{}, nil
 	case "":
-		return nil, errors.New("no launcher given (--launcher or EDDY_LAUNCHER: python or native)")
+		return nil, fmt.Errorf("no launcher given (--launcher or EDDY_LAUNCHER: %s)", strings.Join(Launchers(), ", "))
 	default:
-		return nil, fmt.Errorf("unknown launcher %q (known: python, native)", name)
+		return nil, fmt.Errorf("unknown launcher %q (known: %s)", name, strings.Join(Launchers(), ", "))
 	}
 }
 
@@ -175,6 +191,70 @@ func (pythonLauncherT) prepare(workDir string, req *initValue, env func(string) 
 		args:    []string{"-B", lp, dir, main},
 		dir:     dir,
 		env:     []string{"PYTHONIOENCODING=utf-8"},
+		waitAck: true,
+	}, nil
+}
+
+// nodejsLauncherT runs JavaScript source (or a zip whose package.json
+// "main", else index.js, is the entry point) with the embedded launcher.js
+// and the node of EDDY_NODE (default "node" from PATH); the child always
+// acknowledges start-up.
+type nodejsLauncherT struct{}
+
+// msgNodeZip is OpenWhisk's Node.js runtime's complaint about a zip without
+// an entry point.
+const msgNodeZip = "Zipped actions must contain either package.json or index.js at the root."
+
+// jsIdent matches the main names that may be looked up as a global of plain
+// source.
+var jsIdent = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*$`)
+
+func (nodejsLauncherT) prepare(workDir string, req *initValue, env func(string) string) (*command, error) {
+	dir := filepath.Join(workDir, "action")
+	isZip, err := actionFiles(dir, req, "index.js", 0o644)
+	if err != nil {
+		return nil, err
+	}
+	main := req.Main
+	if main == "" {
+		main = "main"
+	}
+	if isZip {
+		_, errPkg := os.Stat(filepath.Join(dir, "package.json"))
+		_, errIdx := os.Stat(filepath.Join(dir, "index.js"))
+		if errPkg != nil && errIdx != nil {
+			return nil, &initError{status: 502, msg: msgNodeZip}
+		}
+	} else if jsIdent.MatchString(main) {
+		// Plain source may declare "function main" without exporting it:
+		// export it from inside the module, where the name is in scope
+		// (eval, so that a reserved word cannot break the source).
+		quoted, _ := json.Marshal(main)
+		trailer := fmt.Sprintf("\n;try{if(typeof module.exports[%[1]s]!==\"function\"){const f=eval(%[1]s);if(typeof f===\"function\")module.exports[%[1]s]=f}}catch(e){}\n", quoted)
+		f, err := os.OpenFile(filepath.Join(dir, "index.js"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		_, err = io.WriteString(f, trailer)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	lp := filepath.Join(workDir, "launcher.js")
+	if err := os.WriteFile(lp, nodejsLauncher, 0o644); err != nil {
+		return nil, err
+	}
+	node := env("EDDY_NODE")
+	if node == "" {
+		node = "node"
+	}
+	return &command{
+		path:    node,
+		args:    []string{lp, dir, main},
+		dir:     dir,
 		waitAck: true,
 	}, nil
 }

@@ -8,10 +8,29 @@
 // line the child writes on its fd 3. The child inherits the server's stdout
 // and stderr; after each /init and /run the server writes the sentinel line
 // to both, so that whoever reads the container's output can split it per
-// activation. Launchers say how code becomes a child: "python" (Python
-// source or a zip with __main__.py, run by the embedded launcher.py) and
-// "native" (an executable, a zip holding an executable "exec", or a script
-// with a shebang).
+// activation. Launchers say how code becomes a child:
+//
+//   - "python": Python source or a zip with __main__.py, run by the
+//     embedded launcher.py with $EDDY_PYTHON (default python3);
+//   - "nodejs": JavaScript source or a zip with package.json "main" or
+//     index.js, run by the embedded launcher.js with $EDDY_NODE (default
+//     node). The function named by init's "main" (default "main") is taken
+//     from the module's exports, or, for plain source, from a top-level
+//     declaration; it may return a Promise. The Node.js version is whatever
+//     that node is: in the eddy/action-nodejs image it is the one its tag
+//     and the manifest's kind name, but on the process backend it is the
+//     node found on the host's PATH, whatever kind the action has;
+//   - "native": an executable, a zip holding an executable "exec", or a
+//     script with a shebang, which must itself speak the actionloop protocol.
+//
+// The fourth launcher, "skeleton", speaks OpenWhisk's dockerskeleton protocol
+// instead (reference §2.5), so that an image of Eddy's can stand in for
+// openwhisk/dockerskeleton and serve --native actions: /init writes the
+// code (a script, or a zip with an executable "exec") and answers "OK";
+// every /run starts exec anew with the parameters as its argument and on
+// stdin, and the last line of its stdout is the result, the lines before it
+// logs. Before /init (or after an /init without code), runs answer as the
+// skeleton's stub does.
 //
 // The package imports only the standard library: it is built into a small
 // static binary (cmd/eddy-runtime) for images, and into eddy as
@@ -37,7 +56,7 @@ import (
 // code. args are the arguments after the program name:
 //
 //	--listen ADDR     listen address (default ":8080")
-//	--launcher NAME   python or native (default $EDDY_LAUNCHER)
+//	--launcher NAME   python, nodejs, native or skeleton (default $EDDY_LAUNCHER)
 //	--workdir DIR     where the action's files go (default a new temporary
 //	                  directory, removed at exit)
 //	--ready-fd N      after listening, write the bound address and a newline
@@ -55,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eddy-runtime", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", ":8080", "listen address")
-	launcher := fs.String("launcher", os.Getenv("EDDY_LAUNCHER"), "how code runs: python or native (default $EDDY_LAUNCHER)")
+	launcher := fs.String("launcher", os.Getenv("EDDY_LAUNCHER"), "how code runs: "+strings.Join(Launchers(), ", ")+" (default $EDDY_LAUNCHER)")
 	workDir := fs.String("workdir", "", "work directory (default a new temporary directory)")
 	readyFD := fs.Int("ready-fd", -1, "file descriptor to write the bound address to once listening")
 	if err := fs.Parse(args); err != nil {

@@ -32,9 +32,14 @@ type harness struct {
 
 func newHarness(t *testing.T, launcher string, env ...string) *harness {
 	t.Helper()
-	if launcher == LauncherPython {
+	switch launcher {
+	case LauncherPython:
 		if _, err := exec.LookPath("python3"); err != nil {
 			t.Skip("python3 not found")
+		}
+	case LauncherNodejs:
+		if _, err := exec.LookPath("node"); err != nil {
+			t.Skip("node not found")
 		}
 	}
 	outR, outW, err := os.Pipe()
@@ -79,8 +84,9 @@ func newHarness(t *testing.T, launcher string, env ...string) *harness {
 	return h
 }
 
-// post sends body to path and returns the status and the answer.
-func (h *harness) post(path string, body any) (int, map[string]any) {
+// postRaw sends body to path and returns the status, the raw answer and its
+// content type.
+func (h *harness) postRaw(path string, body any) (int, []byte, string) {
 	h.t.Helper()
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -92,11 +98,18 @@ func (h *harness) post(path string, body any) (int, map[string]any) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw, resp.Header.Get("Content-Type")
+}
+
+// post sends body to path and returns the status and the answer.
+func (h *harness) post(path string, body any) (int, map[string]any) {
+	h.t.Helper()
+	status, raw, _ := h.postRaw(path, body)
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil {
-		h.t.Fatalf("%s answered %d with non-object %q", path, resp.StatusCode, raw)
+		h.t.Fatalf("%s answered %d with non-object %q", path, status, raw)
 	}
-	return resp.StatusCode, m
+	return status, m
 }
 
 func (h *harness) init(code string, binary bool, env map[string]string) (int, map[string]any) {

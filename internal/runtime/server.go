@@ -32,7 +32,8 @@ const maxBody = 128 << 20
 
 // Config configures a Server.
 type Config struct {
-	// Launcher says how code runs: "python" or "native".
+	// Launcher says how code runs: "python", "nodejs", "native" or
+	// "skeleton" (see the package comment).
 	Launcher string
 	// WorkDir receives the action's files; it is created if missing.
 	WorkDir string
@@ -66,6 +67,12 @@ type Server struct {
 	initialized bool
 	child       *child // nil before /init and after the child exited
 	closed      bool
+
+	// The skeleton launcher has no child: /init leaves the action here
+	// (nil before /init and after an /init without code), and a run in
+	// flight can be cancelled by Close.
+	skeleton  *skeletonAction
+	cancelRun context.CancelFunc
 }
 
 // NewServer checks cfg and returns a Server that has no action yet.
@@ -133,6 +140,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The sentinels go out before the answer, so a caller that has the
 	// answer knows they are on their way.
 	s.sentinels()
+	if text, ok := resp.(plainText); ok {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, string(text))
+		return
+	}
 	out, ok := resp.([]byte) // a run's answer, passed through as the child wrote it
 	if !ok {
 		out, _ = json.Marshal(resp)
@@ -190,6 +203,10 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 		return http.StatusBadRequest, errBody("The request body is not valid JSON: " + err.Error())
 	}
 	if req.Value == nil || strings.TrimSpace(req.Value.Code) == "" {
+		if s.cfg.Launcher == LauncherSkeleton {
+			// actionproxy.py keeps its stub action: runs answer msgStub.
+			return s.initialize(nil, nil)
+		}
 		return http.StatusForbidden, errBody(msgNoCode)
 	}
 	cmd, err := s.launcher.prepare(s.cfg.WorkDir, req.Value, s.getenv)
@@ -201,6 +218,9 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 		env = append(env, k+"="+envString(raw))
 	}
 	env = append(env, cmd.env...)
+	if cmd.perRun {
+		return s.initialize(nil, &skeletonAction{cmd: cmd, env: env})
+	}
 	ch, err := startChild(cmd, env, s.cfg.Stdout, s.cfg.Stderr)
 	if err != nil {
 		return s.initFailed(&initError{status: http.StatusBadGateway, msg: msgNoBinary, detail: "cannot start the action: " + err.Error()})
@@ -211,13 +231,26 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 			return status, resp
 		}
 	}
+	return s.initialize(ch, nil)
+}
+
+// initialize records a successful /init: an actionloop child, or a
+// skeleton action (nil for an /init without code).
+func (s *Server) initialize(ch *child, act *skeletonAction) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		ch.kill()
+		if ch != nil {
+			ch.kill()
+		}
 		return http.StatusServiceUnavailable, errBody("the runtime is shutting down")
 	}
-	s.initialized, s.child = true, ch
+	s.initialized = true
+	if s.cfg.Launcher == LauncherSkeleton {
+		s.skeleton = act
+		return http.StatusOK, plainText(msgInitOK)
+	}
+	s.child = ch
 	return http.StatusOK, map[string]bool{"ok": true}
 }
 
@@ -270,6 +303,9 @@ func envString(raw json.RawMessage) string {
 }
 
 func (s *Server) run(ctx context.Context, body []byte) (int, any) {
+	if s.cfg.Launcher == LauncherSkeleton {
+		return s.runSkeleton(ctx, body)
+	}
 	select {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
@@ -316,9 +352,12 @@ func (s *Server) drop(ch *child) {
 // Close kills the action's process; later requests fail.
 func (s *Server) Close() {
 	s.mu.Lock()
-	ch := s.child
+	ch, cancelRun := s.child, s.cancelRun
 	s.child, s.closed = nil, true
 	s.mu.Unlock()
+	if cancelRun != nil {
+		cancelRun()
+	}
 	if ch != nil {
 		ch.kill()
 		<-ch.exited

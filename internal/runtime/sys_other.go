@@ -2,6 +2,13 @@
 
 package runtime
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 func childSysProcAttr() *syscall.SysProcAttr { return nil }
+
+func runSysProcAttr() *syscall.SysProcAttr { return nil }
+
+func killGroup(p *os.Process) error { return p.Kill() }

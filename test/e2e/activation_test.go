@@ -170,10 +170,10 @@ func testErrorRecords(t *testing.T, backend string) {
 		want   string
 		kind   string
 	}{
-		{"crash", nil, 502, whisk.MsgRunExited, "action developer error"},
-		{"slow", nil, 502, whisk.MsgTimeLimit(500, false), "action developer error"},
+		{"crash", map[string]any{}, 502, whisk.MsgRunExited, "action developer error"},
+		{"slow", map[string]any{}, 502, whisk.MsgTimeLimit(500, false), "action developer error"},
 		{"garbage", map[string]any{"mode": "garbage"}, 502, "", "action developer error"},
-		{"apperr", nil, 502, "nope", "application error"},
+		{"apperr", map[string]any{}, 502, "nope", "application error"},
 	}
 	for _, c := range cases {
 		t.Run(c.action, func(t *testing.T) {

@@ -1,0 +1,178 @@
+// Eddy's Node.js launcher: the actionloop child that the eddy runtime server
+// starts for the "nodejs" launcher.
+//
+// Usage: node launcher.js <action dir> [<main function name>]
+//
+// It loads the action (require(<action dir>): package.json "main" or
+// index.js; an ES module is imported), finds the function named <main>
+// (default "main") among its exports, acknowledges on fd 3 ({"ok":true}, or
+// {"ok":false,"error":...} with the stack on stderr when loading fails), then
+// loops: read one JSON line from stdin ({"value":{...},"activation_id":...}),
+// export every key but "value" as __OW_<KEY>, call main(value) and await its
+// result, and write the result as one JSON line on fd 3.
+//
+// stdout and stderr are written synchronously (console.* and
+// process.stdout/stderr are replaced), so that everything an activation
+// logged is out before its answer: Node writes to pipes asynchronously, and
+// the server writes the activation's sentinels as soon as it has the answer.
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const readline = require('readline');
+const { Writable } = require('stream');
+const { pathToFileURL } = require('url');
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+
+// writeAll writes data to fd synchronously, waiting out EAGAIN on a
+// non-blocking descriptor.
+function writeAll(fd, data) {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += fs.writeSync(fd, buf, off, buf.length - off);
+    } catch (e) {
+      if (e.code !== 'EAGAIN') throw e;
+      Atomics.wait(sleepCell, 0, 0, 1);
+    }
+  }
+}
+
+function syncStream(fd) {
+  const s = new Writable({
+    write(chunk, encoding, cb) {
+      try {
+        writeAll(fd, chunk);
+      } catch (e) {
+        // A closed stdout or stderr must not crash the action.
+      }
+      cb();
+    },
+    destroy(err, cb) {
+      cb(err); // never close fd 1 or 2
+    },
+  });
+  s.fd = fd;
+  s.isTTY = false;
+  s._isStdio = true;
+  return s;
+}
+
+const stdout = syncStream(1);
+const stderr = syncStream(2);
+Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => stdout });
+Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => stderr });
+{
+  const con = new console.Console({ stdout, stderr, colorMode: false });
+  for (const k of Object.keys(console)) {
+    if (typeof con[k] === 'function') console[k] = con[k];
+  }
+}
+
+function answer(obj) {
+  let data;
+  try {
+    data = JSON.stringify(obj);
+  } catch (e) {
+    data = JSON.stringify({ error: 'The action returned a result that is not JSON: ' + e.message });
+  }
+  if (data === undefined) {
+    data = JSON.stringify({ error: 'The action returned a result that is not JSON.' });
+  }
+  writeAll(3, data + '\n');
+}
+
+function errorValue(err) {
+  // An Error (or a primitive) becomes its string; a plain object, as
+  // OpenWhisk's Node.js runtime keeps it, is the error value itself.
+  if (err !== null && typeof err === 'object' && !(err instanceof Error)) return err;
+  return String(err);
+}
+
+function logError(err) {
+  const text = err instanceof Error && err.stack ? err.stack : String(err);
+  try {
+    writeAll(2, text + '\n');
+  } catch (e) {
+    // nothing to do
+  }
+}
+
+async function load(dir, mainName) {
+  let mod;
+  try {
+    mod = require(dir);
+  } catch (e) {
+    if (e.code !== 'ERR_REQUIRE_ESM') throw e;
+    mod = await import(pathToFileURL(require.resolve(dir)).href);
+  }
+  let fn = mod == null ? undefined : mod[mainName];
+  if (typeof fn !== 'function' && mod != null && typeof mod.default === 'object' && mod.default !== null) {
+    fn = mod.default[mainName];
+  }
+  if (typeof fn !== 'function' && typeof mod === 'function' && mainName === 'main') fn = mod;
+  if (typeof fn !== 'function') {
+    throw new Error("the action has no function named '" + mainName + "' (export it: module.exports." + mainName + ' = ...)');
+  }
+  return fn;
+}
+
+async function run() {
+  const dir = path.resolve(process.argv[2]);
+  const mainName = process.argv[3] || 'main';
+
+  let fn;
+  try {
+    fn = await load(dir, mainName);
+  } catch (e) {
+    logError(e);
+    const name = e instanceof Error ? e.name : 'Error';
+    const msg = e instanceof Error ? e.message : String(e);
+    answer({ ok: false, error: name + ': ' + msg });
+    process.exit(1);
+  }
+  answer({ ok: true });
+
+  let exported = new Set();
+  const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
+  for await (const line of rl) {
+    if (line.trim() === '') continue;
+    let msg;
+    try {
+      msg = JSON.parse(line);
+      if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) throw new Error('the message is not a JSON object');
+    } catch (e) {
+      answer({ error: 'The runtime sent an invalid message: ' + e.message });
+      continue;
+    }
+    const seen = new Set();
+    for (const [key, val] of Object.entries(msg)) {
+      if (key === 'value') continue;
+      const name = '__OW_' + key.toUpperCase();
+      process.env[name] = typeof val === 'string' ? val : JSON.stringify(val);
+      seen.add(name);
+    }
+    for (const name of exported) {
+      if (!seen.has(name)) delete process.env[name];
+    }
+    exported = seen;
+
+    let res;
+    try {
+      res = await fn(msg.value === undefined || msg.value === null ? {} : msg.value);
+      if (res === null || typeof res !== 'object') res = { error: 'The action did not return a dictionary.' };
+    } catch (e) {
+      logError(e);
+      res = { error: errorValue(e) };
+    }
+    answer(res);
+  }
+  process.exit(0);
+}
+
+run().catch((e) => {
+  logError(e);
+  process.exit(1);
+});
