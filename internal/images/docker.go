@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/client"
 
 	"github.com/eddy-faas/eddy/internal/container/docker"
 )
@@ -19,37 +20,57 @@ import (
 // rootfs/eddy-runtime and an empty rootfs/tmp (mode 1777), streaming the
 // build's steps to the progress writer.
 func (b *builder) buildImage(ctx context.Context, ref, dockerfile string, labels map[string]string) error {
+	files := []File{{Name: "rootfs/eddy-runtime", Mode: 0o755, Body: b.runtime}}
+	return BuildContext(ctx, b.cli, ref, dockerfile, files, labels, b.opts.Force, func(r io.Reader) error {
+		return b.readStream(r, ref)
+	})
+}
+
+// File is one file of a build context.
+type File struct {
+	Name string
+	Mode int64
+	Body []byte
+}
+
+// BuildContext builds ref on the daemon from dockerfile and a context of
+// files plus empty rootfs/ and rootfs/tmp/ (mode 1777) directories, so
+// that "COPY rootfs/ /" makes a FROM scratch image with a usable /tmp.
+// progress reads the daemon's build stream (docker.ReadStream when nil).
+func BuildContext(ctx context.Context, cli *client.Client, ref, dockerfile string, files []File, labels map[string]string, noCache bool, progress func(io.Reader) error) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	entries := []struct {
-		hdr  tar.Header
-		body []byte
-	}{
-		{tar.Header{Name: "Dockerfile", Mode: 0o644, Typeflag: tar.TypeReg}, []byte(dockerfile)},
-		{tar.Header{Name: "rootfs/", Mode: 0o755, Typeflag: tar.TypeDir}, nil},
-		{tar.Header{Name: "rootfs/tmp/", Mode: 0o1777, Typeflag: tar.TypeDir}, nil},
-		{tar.Header{Name: "rootfs/eddy-runtime", Mode: 0o755, Typeflag: tar.TypeReg}, b.runtime},
+	entries := []File{
+		{Name: "Dockerfile", Mode: 0o644, Body: []byte(dockerfile)},
+		{Name: "rootfs/", Mode: 0o755},
+		{Name: "rootfs/tmp/", Mode: 0o1777},
 	}
-	for _, e := range entries {
-		e.hdr.Size = int64(len(e.body))
-		if err := tw.WriteHeader(&e.hdr); err != nil {
+	for _, f := range append(entries, files...) {
+		hdr := tar.Header{Name: f.Name, Mode: f.Mode, Size: int64(len(f.Body)), Typeflag: tar.TypeReg}
+		if strings.HasSuffix(f.Name, "/") {
+			hdr.Typeflag = tar.TypeDir
+		}
+		if err := tw.WriteHeader(&hdr); err != nil {
 			return err
 		}
-		if _, err := tw.Write(e.body); err != nil {
+		if _, err := tw.Write(f.Body); err != nil {
 			return err
 		}
 	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	resp, err := b.cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
-		Tags: []string{ref}, Labels: labels, Remove: true, ForceRemove: true, NoCache: b.opts.Force,
+	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+		Tags: []string{ref}, Labels: labels, Remove: true, ForceRemove: true, NoCache: noCache,
 	})
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	return b.readStream(resp.Body, ref)
+	if progress == nil {
+		return docker.ReadStream(resp.Body, nil)
+	}
+	return progress(resp.Body)
 }
 
 // readStream reads an Engine progress stream (build, import), forwards

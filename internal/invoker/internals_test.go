@@ -117,6 +117,7 @@ func TestCallFailedMapping(t *testing.T) {
 		{"time limit", false, context.DeadlineExceeded, true, container.Response{}, false, whisk.StatusDeveloperError, whisk.MsgTimeLimit(300, false)},
 		{"time limit in init", false, context.DeadlineExceeded, true, container.Response{}, true, whisk.StatusDeveloperError, whisk.MsgTimeLimit(300, true)},
 		{"action process exited", false, nil, false, container.Response{Status: 502, Body: []byte(`{"error":"command exited"}`)}, false, whisk.StatusDeveloperError, whisk.MsgRunExited},
+		{"action process killed for memory", false, nil, false, container.Response{Status: 502, Body: []byte(`{"error":"command exited","oom":true}`)}, false, whisk.StatusDeveloperError, whisk.MsgOOM},
 		{"init without error field", false, nil, false, container.Response{Status: 500, Body: []byte(`Internal Server Error`)}, true, whisk.StatusDeveloperError, whisk.MsgInitFailed("Internal Server Error")},
 	}
 	for _, c := range cases {

@@ -371,9 +371,24 @@ func (p *proxy) callFailed(err error, expired bool, resp container.Response, ini
 		out = runOutcome(status, body, p.inv.cfg.MaxResult)
 	}
 	if errorText(out.result) == msgActionExited || p.exited(0) {
-		out = failure(whisk.StatusDeveloperError, p.exitMessage(init, 0), true)
+		msg := p.exitMessage(init, 0)
+		if reportsOOM(body) {
+			msg = whisk.MsgOOM
+		}
+		out = failure(whisk.StatusDeveloperError, msg, true)
 	}
 	return out
+}
+
+// reportsOOM reports whether a runtime's error answer says the action
+// process was killed for memory: Eddy's runtime server adds "oom": true
+// when its container's cgroup counted an OOM kill (the container itself
+// lives on, so the backend's exit status cannot tell).
+func reportsOOM(body []byte) bool {
+	var b struct {
+		OOM bool `json:"oom"`
+	}
+	return json.Unmarshal(body, &b) == nil && b.OOM
 }
 
 // exitMessage is the error of an activation whose container (or action
