@@ -1,8 +1,10 @@
 package manifest
 
 import (
+	"slices"
 	"testing"
 
+	"github.com/eddy-faas/eddy/internal/runtime"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -10,6 +12,7 @@ func TestResolve(t *testing.T) {
 	m := Default()
 	for in, want := range map[string]string{
 		"python:default": "python:3.11", "python:3.11": "python:3.11", "python": "python:3.11",
+		"nodejs:default": "nodejs:18", "nodejs:18": "nodejs:18", "nodejs": "nodejs:18",
 		"native": "native", "native:default": "native", "blackbox": "blackbox",
 	} {
 		got, err := m.Resolve(in)
@@ -17,7 +20,7 @@ func TestResolve(t *testing.T) {
 			t.Errorf("Resolve(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "python:2.7", "cobol:default", "python:"} {
+	for _, bad := range []string{"", "python:2.7", "nodejs:20", "cobol:default", "python:"} {
 		_, err := m.Resolve(bad)
 		if !whisk.IsKind(err, whisk.Invalid) {
 			t.Errorf("Resolve(%q) err = %v, want Invalid", bad, err)
@@ -36,5 +39,24 @@ func TestParseRejects(t *testing.T) {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("%s: Parse succeeded", name)
 		}
+	}
+}
+
+// Every kind of the built-in manifest names a launcher the runtime server
+// has, and the nodejs kind runs in the image of the Node.js it names.
+func TestBuiltinLaunchersAndImages(t *testing.T) {
+	m := Default()
+	for _, k := range m.Kinds() {
+		r, ok := m.Lookup(k)
+		if k == whisk.KindBlackbox {
+			continue
+		}
+		if !ok || !slices.Contains(runtime.Launchers(), r.Launcher) {
+			t.Errorf("kind %s: launcher %q is not one of %v", k, r.Launcher, runtime.Launchers())
+		}
+	}
+	r, ok := m.Lookup("nodejs:18")
+	if !ok || r.Family != "nodejs" || !r.Default || r.Launcher != runtime.LauncherNodejs || r.Image != "eddy/action-nodejs:18" {
+		t.Errorf("nodejs:18 = %+v, %v", r, ok)
 	}
 }

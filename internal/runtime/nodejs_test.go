@@ -3,12 +3,16 @@ package runtime
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/container"
 )
 
 // zipFile is one entry of a test zip.
@@ -41,6 +45,22 @@ func zipBase64(t *testing.T, files map[string]zipFile) string {
 		t.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// collectAsync collects one activation's logs in the background; it
+// delivers nil if the sentinels do not come.
+func (h *harness) collectAsync() <-chan []string {
+	ch := make(chan []string, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		logs, _, complete := container.CollectLogs(ctx, h.logs, 1<<30)
+		if !complete {
+			logs = nil
+		}
+		ch <- logs
+	}()
+	return ch
 }
 
 // A global function main, not exported; module state kept across runs.
@@ -241,10 +261,15 @@ func TestNodejsLogsFlushedBeforeSentinels(t *testing.T) {
 	h.collect()
 	const n = 2000 // ~400 KB on stdout
 	for run := 0; run < 2; run++ {
+		// More lines than the harness buffers: read them while the action runs.
+		collected := h.collectAsync()
 		if st, res := h.run(map[string]any{"n": n}, "a"); st != 200 || res["done"] != float64(n) {
 			t.Fatalf("run: %d %v", st, res)
 		}
-		logs := h.collect()
+		logs := <-collected
+		if logs == nil {
+			t.Fatal("sentinels missing")
+		}
 		var out, errs int
 		for _, l := range logs {
 			switch {
