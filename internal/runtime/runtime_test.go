@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -424,5 +425,44 @@ func TestMainReadyFD(t *testing.T) {
 	}
 	if c := run(context.Background(), []string{"--launcher", "cobol"}, io.Discard, io.Discard); c != 2 {
 		t.Errorf("unknown launcher: exit %d, want 2", c)
+	}
+}
+
+// TestOOMKillReported: when the action's process dies and the cgroup's
+// oom_kill counter went up meanwhile, the answer says "oom": true.
+func TestOOMKillReported(t *testing.T) {
+	events := filepath.Join(t.TempDir(), "memory.events")
+	if err := os.WriteFile(events, []byte("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The action bumps the counter (as the kernel would) and dies.
+	script := "#!/bin/bash\nwhile read -r l; do printf 'oom 2\\noom_kill 2\\n' > " + events + "; kill -9 $$; done\n"
+	s, err := NewServer(Config{Launcher: LauncherNative, WorkDir: t.TempDir(), OOMFiles: []string{"/nonexistent", events}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	post := func(path string, body any) (int, map[string]any) {
+		b, _ := json.Marshal(body)
+		resp, err := http.Post(srv.URL+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if st, _ := post("/init", map[string]any{"value": map[string]any{"code": script}}); st != 200 {
+		t.Fatalf("init: %d", st)
+	}
+	st, out := post("/run", map[string]any{"value": map[string]any{}})
+	if st != 502 || out["error"] != msgExited || out["oom"] != true {
+		t.Fatalf("run: %d %v", st, out)
+	}
+	if n, ok := oomKills([]string{events}); !ok || n != 2 {
+		t.Fatalf("oomKills = %d, %v", n, ok)
 	}
 }

@@ -49,6 +49,10 @@ type Config struct {
 	// Concurrency is how many /run calls may be in flight; only 1 is
 	// supported (an actionloop child answers one line at a time). 0 means 1.
 	Concurrency int
+	// OOMFiles are the cgroup files whose "oom_kill N" counter tells that
+	// the kernel killed the action's process for memory (nil: the cgroup v2
+	// and v1 files of the server's own cgroup).
+	OOMFiles []string
 }
 
 // Server serves the runtime protocol for one action.
@@ -95,6 +99,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Env == nil {
 		cfg.Env = os.Environ()
+	}
+	if cfg.OOMFiles == nil {
+		cfg.OOMFiles = oomFiles
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = io.Discard
@@ -322,12 +329,18 @@ func (s *Server) run(ctx context.Context, body []byte) (int, any) {
 	if err := json.Compact(&line, body); err != nil {
 		return http.StatusBadRequest, errBody("The request body is not valid JSON: " + err.Error())
 	}
+	kills, counted := oomKills(s.cfg.OOMFiles)
 	answer, err := ch.roundTrip(ctx, line.Bytes())
 	if err != nil {
 		// The child is gone, or the caller gave up on it: either way its
 		// next answer could not be matched to a run, so it is done.
 		s.drop(ch)
 		if errors.Is(err, errExited) {
+			// The container lives on when only the action's process was
+			// killed for memory, so say so: the invoker cannot see it.
+			if after, ok := oomKills(s.cfg.OOMFiles); counted && ok && after > kills {
+				return http.StatusBadGateway, map[string]any{"error": msgExited, "oom": true}
+			}
 			return http.StatusBadGateway, errBody(msgExited)
 		}
 		return http.StatusServiceUnavailable, errBody("the run was cancelled: " + err.Error())
