@@ -15,6 +15,9 @@ build:
 
 # Builds the runtime images on the local Docker daemon (needs root and
 # debootstrap for the python and nodejs images; cached: seconds when nothing changed).
+# --as-dockerskeleton tags the skeleton image openwhisk/dockerskeleton, so
+# `--native` actions work offline; drop it to keep a pulled one.
+RUNTIMES_ARGS ?= --as-dockerskeleton
 runtimes: build
 	$(BIN)/eddy runtimes build $(RUNTIMES_ARGS)
 

@@ -48,9 +48,18 @@ const (
 	PythonRepo  = "eddy/action-python"
 	NodejsRepo  = "eddy/action-nodejs"
 
-	Native = "native"
-	Python = "python"
-	Nodejs = "nodejs"
+	Native   = "native"
+	Python   = "python"
+	Nodejs   = "nodejs"
+	Skeleton = "skeleton"
+
+	// SkeletonRepo serves OpenWhisk's dockerskeleton protocol (blackbox
+	// actions whose code is an executable or a zip with one, as
+	// `wsk action create x f.zip --native` sends), on the python root file
+	// system (bash and python3, as OpenWhisk's dockerskeleton has).
+	SkeletonRepo = "eddy/action-skeleton"
+	// DockerskeletonImage is the image `--native` actions name.
+	DockerskeletonImage = "openwhisk/dockerskeleton"
 
 	// LabelBuild holds the hash of an image's inputs.
 	LabelBuild = "eddy.build"
@@ -68,7 +77,7 @@ const (
 )
 
 // Families is every family Build knows, in build order.
-var Families = []string{Native, Python, Nodejs}
+var Families = []string{Native, Python, Nodejs, Skeleton}
 
 // Options says what to build and how.
 type Options struct {
@@ -91,11 +100,17 @@ type Options struct {
 	Host string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
+	// TagDockerskeleton also tags the skeleton image as
+	// openwhisk/dockerskeleton:latest, so `--native` actions run on a host
+	// that cannot pull OpenWhisk's image (an image of that name pulled or
+	// loaded by the operator is replaced).
+	TagDockerskeleton bool
 }
 
 // rootfsSpec is what a Debian-based family is made of.
 type rootfsSpec struct {
 	family   string
+	base     string // the root file system to use, when it is another family's
 	repo     string
 	packages []string // --include
 	pkg      string   // the package whose version names the tag
@@ -112,6 +127,18 @@ var rootfsSpecs = map[string]rootfsSpec{
 		family: Nodejs, repo: NodejsRepo, packages: []string{"nodejs"}, pkg: "nodejs",
 		tag: major, env: []string{"EDDY_LAUNCHER=nodejs", "EDDY_NODE=node"},
 	},
+	Skeleton: {
+		family: Skeleton, base: Python, repo: SkeletonRepo, packages: []string{"python3"}, pkg: "python3",
+		tag: func(string) string { return "latest" }, env: []string{"EDDY_LAUNCHER=skeleton"},
+	},
+}
+
+// rootfsName names the root file system a family is built on.
+func (s rootfsSpec) rootfsName() string {
+	if s.base != "" {
+		return s.base
+	}
+	return s.family
 }
 
 // builder carries one Build's state.
@@ -174,6 +201,12 @@ func Build(ctx context.Context, opts Options) error {
 		}
 		if err != nil {
 			return fmt.Errorf("images: %s: %w", f, err)
+		}
+		if f == Skeleton && opts.TagDockerskeleton {
+			if err := cli.ImageTag(ctx, ref, DockerskeletonImage+":latest"); err != nil {
+				return fmt.Errorf("images: tagging %s as %s: %w", ref, DockerskeletonImage, err)
+			}
+			b.progress("%s: tagged as %s:latest", ref, DockerskeletonImage)
 		}
 		if built {
 			b.progress("%s: built in %s", ref, time.Since(start).Round(100*time.Millisecond))

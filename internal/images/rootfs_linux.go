@@ -23,7 +23,7 @@ import (
 // packages, cleaned of apt's caches, streamed as a tar into ImageImport.
 // version is the upstream version of the family's interpreter package.
 func (b *builder) rootfs(ctx context.Context, s rootfsSpec) (ref, version, id string, made bool, err error) {
-	ref = "eddy/rootfs-" + s.family + ":" + b.opts.Suite
+	ref = "eddy/rootfs-" + s.rootfsName() + ":" + b.opts.Suite
 	hash := inputsHash(recipe, "rootfs", b.opts.Suite, "minbase", strings.Join(s.packages, ","))
 	got, oldID, err := b.label(ctx, ref, LabelBuild)
 	if !b.opts.Force {
@@ -43,7 +43,7 @@ func (b *builder) rootfs(ctx context.Context, s rootfsSpec) (ref, version, id st
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		return "", "", "", false, errors.New("debootstrap is missing: apt-get install -y debootstrap")
 	}
-	dir, err := os.MkdirTemp(b.opts.WorkDir, "eddy-rootfs-"+s.family+"-")
+	dir, err := os.MkdirTemp(b.opts.WorkDir, "eddy-rootfs-"+s.rootfsName()+"-")
 	if err != nil {
 		return "", "", "", false, err
 	}

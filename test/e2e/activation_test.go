@@ -314,3 +314,25 @@ func testLogLimit(t *testing.T, backend string) {
 		t.Fatalf("second activation's first log line = %q", rec.Logs[0])
 	}
 }
+
+// TestNodejsAction: a Node.js action, blocking, with logs; nodejs:default
+// resolves to the manifest's default kind.
+func TestNodejsAction(t *testing.T) {
+	forBackends(t, func(t *testing.T, backend string) {
+		e := startEddy(t, backend, "")
+		e.createAction("hellojs", "nodejs:default", "function main(args) {\n  console.log('hello from node', args.name);\n  return {greeting: 'Hello ' + args.name};\n}\n", nil)
+		code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/hellojs?blocking=true", map[string]any{"name": "Ada"})
+		if code != 200 {
+			t.Fatalf("%d %s", code, out)
+		}
+		var rec whisk.Activation
+		_ = json.Unmarshal(out, &rec)
+		if string(rec.Response.Result) != `{"greeting":"Hello Ada"}` || !strings.Contains(strings.Join(rec.Logs, "\n"), "stdout: hello from node Ada") {
+			t.Fatalf("result %s logs %q", rec.Response.Result, rec.Logs)
+		}
+		kind, _ := annotation(rec, whisk.AnnKind)
+		if string(kind) != `"nodejs:18"` {
+			t.Fatalf("kind annotation = %s", kind)
+		}
+	})
+}

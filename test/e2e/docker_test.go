@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"archive/zip"
 	"context"
 	"encoding/json"
 	"os"
@@ -128,4 +129,62 @@ func buildBlackbox(t *testing.T, ref string) {
 	if err := images.BuildContext(ctx, cli, ref, dockerfile, files, nil, false, nil); err != nil {
 		t.Fatalf("building %s: %v", ref, err)
 	}
+}
+
+// TestNativeZipWithCLI: `eddy action create x f.zip --native` sends what
+// `wsk ... --native` sends (blackbox, image openwhisk/dockerskeleton, the zip
+// in base64); with that image present locally (make runtimes tags Eddy's
+// skeleton image so) the action runs.
+func TestNativeZipWithCLI(t *testing.T) {
+	dockerOnly(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cli, err := docker.Dial(ctx, "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing, err := docker.MissingImages(ctx, cli, []string{images.DockerskeletonImage})
+	cli.Close()
+	if err != nil || len(missing) > 0 {
+		t.Skipf("%s is not present (make runtimes tags it): %v", images.DockerskeletonImage, err)
+	}
+	e := startEddy(t, "docker", "")
+	dir := t.TempDir()
+	zipPath := filepath.Join(dir, "action.zip")
+	writeZip(t, zipPath, map[string]string{"exec": "#!/bin/bash\necho \"log line from exec\"\necho '{\"args\": '\"$1\"'}'\n"})
+	props := filepath.Join(dir, "wskprops")
+	if _, se, code := e.runCLI(ctx, props, "property", "set", "--apihost", e.URL, "--auth", guestAuth); code != 0 {
+		t.Fatal(se)
+	}
+	if so, se, code := e.runCLI(ctx, props, "action", "create", "zipped", zipPath, "--native"); code != 0 {
+		t.Fatalf("create: %s %s", so, se)
+	}
+	so, se, code := e.runCLI(ctx, props, "action", "invoke", "zipped", "-p", "name", "Ada", "--result")
+	if code != 0 || !strings.Contains(so, `"name": "Ada"`) {
+		t.Fatalf("invoke: exit %d\n%s\n%s", code, so, se)
+	}
+}
+
+func writeZip(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	for name, body := range files {
+		hdr := &zip.FileHeader{Name: name, Method: zip.Deflate}
+		hdr.SetMode(0o755)
+		w, err := zw.CreateHeader(hdr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 }
