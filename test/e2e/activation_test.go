@@ -336,3 +336,21 @@ func TestNodejsAction(t *testing.T) {
 		}
 	})
 }
+
+// TestBlackboxOnProcessBackend: an action that brings its own image cannot
+// run on the process backend; it fails at once with a clear developer error
+// instead of waiting for a container that never comes.
+func TestBlackboxOnProcessBackend(t *testing.T) {
+	e := startEddy(t, "process", "")
+	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/bb", map[string]any{"exec": map[string]any{"kind": "blackbox", "image": "some/image:1"}})
+	start := time.Now()
+	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/bb?blocking=true", map[string]any{})
+	var rec whisk.Activation
+	_ = json.Unmarshal(out, &rec)
+	if code != 502 || rec.Response.Status != "action developer error" || !strings.Contains(string(rec.Response.Result), "needs the Docker backend") {
+		t.Fatalf("%d %s", code, out)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("took %v to fail", d)
+	}
+}

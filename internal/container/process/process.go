@@ -107,6 +107,12 @@ func passEnv(kv string) bool {
 	return strings.HasPrefix(k, "LC_") || strings.HasPrefix(k, "PYENV_")
 }
 
+// MsgNeedsImage is the error of an action that brings its own image when
+// the invoker runs the process backend.
+func MsgNeedsImage(image string) string {
+	return fmt.Sprintf("The action runs the image '%s', which needs the Docker backend; this invoker runs actions as local processes.", image)
+}
+
 // Create starts a runtime server and returns once it listens.
 func (b *Backend) Create(ctx context.Context, spec container.Spec) (container.Container, error) {
 	const op = "process.Create"
@@ -115,6 +121,10 @@ func (b *Backend) Create(ctx context.Context, spec container.Spec) (container.Co
 	b.mu.Unlock()
 	if closed {
 		return nil, whisk.E(op, whisk.Unavailable, "", errors.New("the process backend is closed"))
+	}
+	if spec.Launcher == "" {
+		// A blackbox action brings an image; only a container backend runs one.
+		return nil, whisk.E(op, whisk.Invalid, MsgNeedsImage(spec.Image), nil)
 	}
 	id := fmt.Sprintf("proc-%s-%d", b.instance, b.seq.Add(1))
 	dir, err := os.MkdirTemp(b.cfg.WorkRoot, id+"-")
