@@ -1,0 +1,78 @@
+package rpc
+
+import (
+	"context"
+	"net"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// fakeScheduler answers Fetch with a fixed activation and CreateQueue with
+// an error of the kind it was given.
+type fakeScheduler struct{ err error }
+
+func (f fakeScheduler) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &FetchResponse{Status: FetchOK, Activation: &whisk.ActivationMessage{
+		ActivationID: "0123456789abcdef0123456789abcdef", Action: whisk.ActionMeta{Namespace: req.Namespace, Name: req.Action, Rev: req.Rev},
+	}}, nil
+}
+
+func (f fakeScheduler) CreateQueue(ctx context.Context, req *CreateQueueRequest) (*CreateQueueResponse, error) {
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &CreateQueueResponse{Leader: whisk.LeaderInfo{SchedulerID: "s1", Addr: "a"}}, nil
+}
+
+func serve(t *testing.T, s Scheduler) *Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(ServerOptions()...)
+	Register(srv, s)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	cc, err := grpc.NewClient(ln.Addr().String(), append(DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return NewClient(cc)
+}
+
+// TestRoundTrip: requests and answers cross a real gRPC connection as JSON.
+func TestRoundTrip(t *testing.T) {
+	c := serve(t, fakeScheduler{})
+	resp, err := c.Fetch(context.Background(), &FetchRequest{Namespace: "guest", Action: "hello", Rev: 3, Alive: true})
+	if err != nil || resp.Status != FetchOK || resp.Activation == nil || resp.Activation.Action.Rev != 3 || resp.Activation.Action.Name != "hello" {
+		t.Fatalf("Fetch = %+v, %v", resp, err)
+	}
+	cq, err := c.CreateQueue(context.Background(), &CreateQueueRequest{Action: whisk.ActionMeta{Name: "hello"}})
+	if err != nil || cq.Leader.SchedulerID != "s1" {
+		t.Fatalf("CreateQueue = %+v, %v", cq, err)
+	}
+}
+
+// TestErrorKindsCrossTheWire: a kinded error on the server arrives with the
+// same kind and its user message on the client.
+func TestErrorKindsCrossTheWire(t *testing.T) {
+	for _, k := range []whisk.Kind{whisk.Invalid, whisk.NotFound, whisk.Conflict, whisk.Throttled, whisk.Unavailable, whisk.Internal, whisk.Forbidden, whisk.Unauthorized, whisk.Timeout} {
+		c := serve(t, fakeScheduler{err: whisk.E("test", k, "the message", nil)})
+		_, err := c.Fetch(context.Background(), &FetchRequest{})
+		if got := whisk.KindOf(err); got != k {
+			t.Errorf("kind %v arrived as %v (%v)", k, got, err)
+		}
+		if whisk.UserMessage(err) != "the message" {
+			t.Errorf("kind %v: message %q", k, whisk.UserMessage(err))
+		}
+	}
+}
