@@ -12,6 +12,13 @@
 // the action in flight, the controller asks for a new queue at once, so the
 // activations waiting in the topic are not stranded (OpenWhisk's FPC balancer
 // does the same, reference §7.1).
+//
+// A queue creation (createQueue) runs until the action has a leader in the
+// cache or this controller no longer has unexpired activations of the action
+// in flight: a pass that no scheduler answers is retried with backoff. Every
+// creation of an action is one *creation in c.creating, and a leader
+// deletion seen while it runs bumps its generation, so a leader read before
+// the deletion is never cached after it.
 package controller
 
 import (
@@ -113,6 +120,13 @@ const createAttempts = 5
 // createTimeout bounds one CreateQueue call (OpenWhisk's ask timeout is 8 s).
 const createTimeout = 8 * time.Second
 
+// Backoff between queue creation passes that no scheduler answered: it
+// starts at retryMin and doubles up to retryMax.
+const (
+	retryMin = 500 * time.Millisecond
+	retryMax = 10 * time.Second
+)
+
 // Controller is the invoke path of one controller process.
 type Controller struct {
 	cfg  Config
@@ -130,14 +144,24 @@ type Controller struct {
 	connMu sync.Mutex
 	conns  map[string]QueueCreator // scheduler address → client
 
+	retryMin, retryMax time.Duration // backoff between creation passes
+
 	mu       sync.Mutex
 	rates    map[string]*rateWindow         // namespace → this minute's count
 	leaders  map[whisk.FQN]whisk.LeaderInfo // the leader cache
-	creating map[whisk.FQN]bool             // a CreateQueue is outstanding
+	creating map[whisk.FQN]*creation        // a queue creation is running
 	waiters  map[whisk.ActivationID]chan whisk.Activation
 	flights  map[whisk.ActivationID]flight // published, not completed
 	byAction map[whisk.FQN]*actionFlights  // in-flight count per action
 	closed   bool
+}
+
+// creation is one running queue creation of an action (createQueue).
+type creation struct {
+	// gen counts the leader deletions of the action seen while the
+	// creation runs; c.mu guards it. A leader read (etcd or a CreateQueue
+	// answer) is cached only if gen did not change since before the read.
+	gen uint64
 }
 
 // flight is one published activation awaiting its completion.
@@ -149,8 +173,9 @@ type flight struct {
 // actionFlights counts an action's activations in flight and keeps the
 // latest metadata, to recreate its queue if the leader vanishes.
 type actionFlights struct {
-	meta whisk.ActionMeta
-	n    int
+	meta    whisk.ActionMeta
+	n       int
+	expires time.Time // the latest expiry of the action's flights so far
 }
 
 // New validates the configuration and builds a controller.
@@ -173,7 +198,9 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		conns:    map[string]QueueCreator{},
 		rates:    map[string]*rateWindow{},
 		leaders:  map[whisk.FQN]whisk.LeaderInfo{},
-		creating: map[whisk.FQN]bool{},
+		creating: map[whisk.FQN]*creation{},
+		retryMin: retryMin,
+		retryMax: retryMax,
 		waiters:  map[whisk.ActivationID]chan whisk.Activation{},
 		flights:  map[whisk.ActivationID]flight{},
 		byAction: map[whisk.FQN]*actionFlights{},
@@ -260,7 +287,9 @@ func (c *Controller) watchLeaders(ctx context.Context) {
 }
 
 // onLeader applies one leader event. A vanished leader with activations of
-// this controller still in flight gets a new queue at once.
+// this controller still in flight gets a new queue at once. A deletion seen
+// while a creation of the action runs bumps the creation's generation: the
+// creation then discards what it read before and reads (or creates) again.
 func (c *Controller) onLeader(fqn whisk.FQN, li whisk.LeaderInfo, deleted bool) {
 	c.mu.Lock()
 	if !deleted {
@@ -269,21 +298,24 @@ func (c *Controller) onLeader(fqn whisk.FQN, li whisk.LeaderInfo, deleted bool) 
 		return
 	}
 	delete(c.leaders, fqn)
-	af := c.byAction[fqn]
-	var meta whisk.ActionMeta
-	if af != nil {
-		meta = af.meta
-	}
-	c.mu.Unlock()
-	if af == nil {
+	if cr := c.creating[fqn]; cr != nil {
+		cr.gen++
+		c.mu.Unlock()
 		return
 	}
+	af := c.byAction[fqn]
+	if !c.wantQueueLocked(fqn) {
+		c.mu.Unlock()
+		return
+	}
+	meta := af.meta
+	cr := &creation{}
+	c.creating[fqn] = cr
+	c.mu.Unlock()
 	c.log.Info("leader vanished with activations in flight; recreating the queue", "action", fqn.String())
-	c.goBackground(func() {
-		if err := c.ensureQueue(c.bg, meta); err != nil {
-			c.log.Error("recreate queue", "action", fqn.String(), "err", err)
-		}
-	})
+	if !c.goBackground(func() { c.createQueue(meta, cr, nil) }) {
+		c.doneCreating(fqn, cr)
+	}
 }
 
 // goBackground runs fn on a tracked goroutine unless the controller is closed.
@@ -342,16 +374,21 @@ func (c *Controller) drain(ctx context.Context, cons bus.Consumer) error {
 	}
 }
 
-// complete resolves the waiter of a finished activation and forgets its flight.
+// complete resolves the waiter of a finished activation and forgets its
+// flight. A completion whose waiter is gone (the caller timed out, or the
+// activation is another controller incarnation's) is dropped.
 func (c *Controller) complete(a whisk.Activation) {
 	c.mu.Lock()
-	ch := c.waiters[a.ActivationID]
-	delete(c.waiters, a.ActivationID)
-	c.land(a.ActivationID)
-	c.mu.Unlock()
-	if ch != nil {
-		ch <- a // buffered, and the waiter was removed: sent at most once
+	defer c.mu.Unlock()
+	if ch := c.waiters[a.ActivationID]; ch != nil {
+		delete(c.waiters, a.ActivationID)
+		// Buffered (1) and the waiter is removed in the same critical
+		// section: sent at most once, never blocks. Sending under c.mu lets
+		// a waiter that removes itself on timeout see a completion that
+		// raced its timer.
+		ch <- a
 	}
+	c.land(a.ActivationID)
 }
 
 // sweep forgets flights whose completion never came (after OpenWhisk's
@@ -383,7 +420,8 @@ func (c *Controller) expireFlights(now time.Time) {
 func (c *Controller) takeOff(id whisk.ActivationID, meta whisk.ActionMeta) {
 	slot := max(meta.Limits.TimeoutDuration(), time.Minute)*2 + time.Minute
 	fqn := meta.FQN()
-	c.flights[id] = flight{fqn: fqn, expires: c.now().Add(slot)}
+	f := flight{fqn: fqn, expires: c.now().Add(slot)}
+	c.flights[id] = f
 	af := c.byAction[fqn]
 	if af == nil {
 		af = &actionFlights{}
@@ -391,6 +429,16 @@ func (c *Controller) takeOff(id whisk.ActivationID, meta whisk.ActionMeta) {
 	}
 	af.meta = meta
 	af.n++
+	if f.expires.After(af.expires) {
+		af.expires = f.expires
+	}
+}
+
+// wantQueueLocked reports whether this controller still has activations of
+// fqn in flight that have not expired; c.mu must be held.
+func (c *Controller) wantQueueLocked(fqn whisk.FQN) bool {
+	af := c.byAction[fqn]
+	return af != nil && af.n > 0 && c.now().Before(af.expires)
 }
 
 // land forgets a flight; c.mu must be held.

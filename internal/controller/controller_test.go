@@ -52,17 +52,21 @@ func (s *fakeStore) GetActivation(_ context.Context, ns string, id whisk.Activat
 }
 
 // fakeScheduler counts CreateQueue calls; gate (if set) holds them; fail
-// makes them fail; elect (if set) is called to make the leader real.
+// (or down, switchable) makes them fail; elect (if set) is called to make
+// the leader real, with the call's number (1 for the first).
 type fakeScheduler struct {
 	id    string
 	calls atomic.Int32
 	gate  chan struct{}
 	fail  bool
+	down  atomic.Bool
 	elect func(ctx context.Context, meta whisk.ActionMeta, li whisk.LeaderInfo) error
+	// electN, if set, is used instead of elect.
+	electN func(ctx context.Context, n int32, meta whisk.ActionMeta, li whisk.LeaderInfo) error
 }
 
 func (f *fakeScheduler) CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest) (*rpc.CreateQueueResponse, error) {
-	f.calls.Add(1)
+	n := f.calls.Add(1)
 	if f.gate != nil {
 		select {
 		case <-f.gate:
@@ -70,11 +74,15 @@ func (f *fakeScheduler) CreateQueue(ctx context.Context, req *rpc.CreateQueueReq
 			return nil, ctx.Err()
 		}
 	}
-	if f.fail {
+	if f.fail || f.down.Load() {
 		return nil, whisk.E("fake", whisk.Unavailable, "down", nil)
 	}
 	li := whisk.LeaderInfo{SchedulerID: f.id, Addr: f.id + ":1"}
-	if f.elect != nil {
+	if f.electN != nil {
+		if err := f.electN(ctx, n, req.Action, li); err != nil {
+			return nil, err
+		}
+	} else if f.elect != nil {
 		if err := f.elect(ctx, req.Action, li); err != nil {
 			return nil, err
 		}
@@ -491,7 +499,7 @@ func TestWithEtcd(t *testing.T) {
 			r.c.mu.Lock()
 			defer r.c.mu.Unlock()
 			_, ok := r.c.leaders[act.FQN()]
-			return ok && !r.c.creating[act.FQN()]
+			return ok && r.c.creating[act.FQN()] == nil
 		})
 		if _, err := r.c.Invoke(ctx, Request{Identity: guest(), Action: act}); err != nil {
 			t.Fatal(err)
@@ -553,7 +561,7 @@ func TestWithEtcd(t *testing.T) {
 			r.c.mu.Lock()
 			defer r.c.mu.Unlock()
 			_, ok := r.c.leaders[act.FQN()]
-			return ok && !r.c.creating[act.FQN()]
+			return ok && r.c.creating[act.FQN()] == nil
 		})
 		if err := sess.ResignLeader(ctx, act.FQN()); err != nil {
 			t.Fatal(err)

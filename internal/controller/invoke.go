@@ -56,10 +56,10 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 	if err := c.ensureTopic(ctx, topic); err != nil {
 		return Result{}, whisk.E(op, whisk.Unavailable, "", err)
 	}
-	if err := c.ensureQueue(ctx, meta); err != nil {
-		return Result{}, err
-	}
 
+	// The flight is recorded in the same critical section as the leader
+	// cache check: a leader deletion processed after the check finds the
+	// flight and recreates the queue, so the message is never stranded.
 	var done chan whisk.Activation
 	c.mu.Lock()
 	if req.Blocking {
@@ -67,9 +67,18 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 		c.waiters[id] = done
 	}
 	c.takeOff(id, meta)
+	cr := c.claimCreationLocked(fqn)
 	c.mu.Unlock()
 	if req.Blocking {
 		defer c.dropWaiter(id)
+	}
+	if cr != nil {
+		if err := c.startCreation(ctx, meta, cr); err != nil {
+			c.mu.Lock()
+			c.land(id)
+			c.mu.Unlock()
+			return Result{}, err
+		}
 	}
 
 	msg.Published = c.now().UnixMilli()
@@ -99,6 +108,17 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 	case <-ctx.Done():
 		return Result{ActivationID: id}, nil
 	case <-timer.C:
+	}
+	// Timed out: forget the waiter at once (a later completion is dropped;
+	// the flight stays until it lands or expires), but take a completion
+	// that raced the timer (complete sends under c.mu).
+	c.mu.Lock()
+	delete(c.waiters, id)
+	c.mu.Unlock()
+	select {
+	case a := <-done:
+		return Result{ActivationID: id, Activation: &a}, nil
+	default:
 	}
 	// The completion may have been lost (or sent to a controller that went
 	// away and came back); the record is the truth.

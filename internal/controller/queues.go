@@ -12,30 +12,48 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// ensureQueue makes sure an action has, or is getting, a leader queue. With
-// a leader in the cache, or a creation already outstanding for the action,
-// it does nothing. Otherwise it lists the schedulers (failing with
-// Unavailable when there is none) and asks them, least loaded first, on a
-// background goroutine: the caller publishes without waiting, and the
-// activation waits in the action's topic until the queue consumes it.
-func (c *Controller) ensureQueue(ctx context.Context, meta whisk.ActionMeta) error {
-	const op = "controller.ensureQueue"
-	fqn := meta.FQN()
-	c.mu.Lock()
-	if _, ok := c.leaders[fqn]; ok || c.creating[fqn] {
-		c.mu.Unlock()
+// claimCreationLocked reports whether the action needs a queue creation
+// started: no leader is cached and no creation is running. If so, it
+// registers a new creation, which the caller must start (startCreation) or
+// release (doneCreating). c.mu must be held.
+func (c *Controller) claimCreationLocked(fqn whisk.FQN) *creation {
+	if _, ok := c.leaders[fqn]; ok || c.creating[fqn] != nil {
 		return nil
 	}
-	c.creating[fqn] = true
-	c.mu.Unlock()
+	cr := &creation{}
+	c.creating[fqn] = cr
+	return cr
+}
 
+// startCreation runs a claimed creation. It lists the schedulers (failing
+// with Unavailable, and releasing the claim, when there is none) and asks
+// them, least loaded first, on a background goroutine: the caller publishes
+// without waiting, and the activation waits in the action's topic until the
+// queue consumes it.
+func (c *Controller) startCreation(ctx context.Context, meta whisk.ActionMeta, cr *creation) error {
+	const op = "controller.startCreation"
+	fqn := meta.FQN()
+	scheds, err := c.schedulers(ctx)
+	if err != nil {
+		c.doneCreating(fqn, cr)
+		return whisk.E(op, whisk.Unavailable, whisk.MsgNoSchedulers, err)
+	}
+	if !c.goBackground(func() { c.createQueue(meta, cr, scheds) }) {
+		c.doneCreating(fqn, cr)
+		return whisk.E(op, whisk.Unavailable, "", fmt.Errorf("controller closed"))
+	}
+	return nil
+}
+
+// schedulers lists the registered schedulers, least loaded first; none is
+// an error.
+func (c *Controller) schedulers(ctx context.Context) ([]whisk.SchedulerInfo, error) {
 	scheds, err := c.deps.Cluster.Schedulers(ctx)
 	if err == nil && len(scheds) == 0 {
 		err = fmt.Errorf("no scheduler registered")
 	}
 	if err != nil {
-		c.doneCreating(fqn)
-		return whisk.E(op, whisk.Unavailable, whisk.MsgNoSchedulers, err)
+		return nil, err
 	}
 	sort.SliceStable(scheds, func(i, j int) bool {
 		if scheds[i].Queues != scheds[j].Queues {
@@ -43,39 +61,121 @@ func (c *Controller) ensureQueue(ctx context.Context, meta whisk.ActionMeta) err
 		}
 		return scheds[i].ID < scheds[j].ID
 	})
-	if !c.goBackground(func() { c.createQueue(meta, scheds) }) {
-		c.doneCreating(fqn)
-		return whisk.E(op, whisk.Unavailable, "", fmt.Errorf("controller closed"))
-	}
-	return nil
+	return scheds, nil
 }
 
-// setLeader caches a leader learnt from etcd or a CreateQueue answer unless
-// the watch got there first.
-func (c *Controller) setLeader(fqn whisk.FQN, li whisk.LeaderInfo) {
+// generation returns cr's deletion generation, to capture before a leader
+// read.
+func (c *Controller) generation(cr *creation) uint64 {
 	c.mu.Lock()
-	if _, ok := c.leaders[fqn]; !ok && li.Addr != "" {
+	defer c.mu.Unlock()
+	return cr.gen
+}
+
+// setLeader caches a leader that creation cr read (from etcd or a
+// CreateQueue answer) while cr's generation was gen, and ends cr in the same
+// critical section. It reports false, leaving the cache alone, when a
+// deletion of the action's leader was seen since gen: what was read may be
+// that leader, and caching it would outlive the key. If the watch cached a
+// leader first, that one stays and the creation ends too.
+func (c *Controller) setLeader(fqn whisk.FQN, cr *creation, gen uint64, li whisk.LeaderInfo) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.leaders[fqn]; !ok {
+		if c.creating[fqn] != cr || cr.gen != gen {
+			return false
+		}
 		c.leaders[fqn] = li
 	}
-	c.mu.Unlock()
+	c.releaseLocked(fqn, cr)
+	return true
 }
 
-func (c *Controller) doneCreating(fqn whisk.FQN) {
+// stillWanted reports whether creation cr should go on: no leader cached,
+// and activations of the action still in flight and unexpired. When not, it
+// ends cr in the same critical section, so a later leader deletion sees no
+// creation and decides for itself.
+func (c *Controller) stillWanted(fqn whisk.FQN, cr *creation) bool {
 	c.mu.Lock()
-	delete(c.creating, fqn)
+	defer c.mu.Unlock()
+	_, cached := c.leaders[fqn]
+	if !cached && c.creating[fqn] == cr && c.wantQueueLocked(fqn) {
+		return true
+	}
+	c.releaseLocked(fqn, cr)
+	return false
+}
+
+// doneCreating ends creation cr (if it is still the action's creation).
+func (c *Controller) doneCreating(fqn whisk.FQN, cr *creation) {
+	c.mu.Lock()
+	c.releaseLocked(fqn, cr)
 	c.mu.Unlock()
 }
 
-// createQueue asks the schedulers in order until one answers; the answer's
-// leader goes into the cache (unless the watch got there first).
-func (c *Controller) createQueue(meta whisk.ActionMeta, scheds []whisk.SchedulerInfo) {
-	fqn := meta.FQN()
-	defer c.doneCreating(fqn)
-	// The watch may not have delivered an existing leader yet (at start-up).
-	if li, ok, err := c.deps.Cluster.Leader(c.bg, fqn); err == nil && ok {
-		c.setLeader(fqn, li)
-		return
+func (c *Controller) releaseLocked(fqn whisk.FQN, cr *creation) {
+	if c.creating[fqn] == cr {
+		delete(c.creating, fqn)
 	}
+}
+
+// createQueue runs creation cr until the action's leader is cached, this
+// controller has no unexpired activation of the action in flight, or the
+// controller closes. Each pass reads the leader from etcd (the watch may not
+// have delivered it yet) and otherwise asks the schedulers in order
+// (scheds, or a fresh list) until one answers. A pass that no scheduler
+// answered is retried after a backoff; a pass whose read was overtaken by a
+// leader deletion is retried at once.
+func (c *Controller) createQueue(meta whisk.ActionMeta, cr *creation, scheds []whisk.SchedulerInfo) {
+	fqn := meta.FQN()
+	defer c.doneCreating(fqn, cr)
+	delay := c.retryMin
+	for pass := 0; ; pass++ {
+		if c.bg.Err() != nil {
+			return
+		}
+		if pass > 0 && !c.stillWanted(fqn, cr) {
+			c.log.Debug("queue creation no longer needed", "action", fqn.String())
+			return
+		}
+		gen := c.generation(cr)
+		if li, ok, err := c.deps.Cluster.Leader(c.bg, fqn); err == nil && ok && li.Addr != "" {
+			if c.setLeader(fqn, cr, gen, li) {
+				return
+			}
+			continue // a deletion overtook the read
+		}
+		if scheds == nil {
+			var err error
+			if scheds, err = c.schedulers(c.bg); err != nil {
+				c.log.Warn("queue creation: cannot list schedulers; retrying",
+					"action", fqn.String(), "err", err, "in", delay)
+			}
+		}
+		if len(scheds) > 0 {
+			li, ok := c.askSchedulers(meta, scheds)
+			scheds = nil // the next pass lists them afresh
+			if ok {
+				if c.setLeader(fqn, cr, gen, li) {
+					c.log.Debug("queue created", "action", fqn.String(), "leader", li.SchedulerID)
+					return
+				}
+				continue // the new leader vanished already: read again
+			}
+			c.log.Warn("no scheduler created the queue; retrying while activations are in flight",
+				"action", fqn.String(), "in", delay)
+		}
+		if !backoff(c.bg, delay) {
+			return
+		}
+		delay = min(2*delay, c.retryMax)
+	}
+}
+
+// askSchedulers asks up to createAttempts schedulers, in order, to create
+// the action's queue and returns the first answer's leader.
+func (c *Controller) askSchedulers(meta whisk.ActionMeta, scheds []whisk.SchedulerInfo) (whisk.LeaderInfo, bool) {
+	fqn := meta.FQN()
 	for i, s := range scheds {
 		if i == createAttempts || c.bg.Err() != nil {
 			break
@@ -88,17 +188,17 @@ func (c *Controller) createQueue(meta whisk.ActionMeta, scheds []whisk.Scheduler
 		ctx, cancel := context.WithTimeout(c.bg, createTimeout)
 		resp, err := qc.CreateQueue(ctx, &rpc.CreateQueueRequest{Action: meta})
 		cancel()
+		if err == nil && (resp == nil || resp.Leader.Addr == "") {
+			err = fmt.Errorf("answer names no leader address")
+		}
 		if err != nil {
 			c.log.Warn("create queue failed; trying another scheduler",
 				"action", fqn.String(), "scheduler", s.ID, "err", err)
 			continue
 		}
-		c.setLeader(fqn, resp.Leader)
-		c.log.Debug("queue created", "action", fqn.String(), "leader", resp.Leader.SchedulerID)
-		return
+		return resp.Leader, true
 	}
-	c.log.Error("no scheduler created the queue; its activations wait in the topic until the next invocation retries",
-		"action", fqn.String())
+	return whisk.LeaderInfo{}, false
 }
 
 // scheduler returns the one client of a scheduler address, dialling it the
