@@ -1,0 +1,496 @@
+// Package postgres implements store.Store on PostgreSQL through pgx
+// (github.com/jackc/pgx/v5 and its connection pool). It is Eddy's store for
+// clusters, where several controllers and invokers share one database.
+//
+// The schema mirrors store/sqlite: schema_version (how many migrations were
+// applied), identities, actions and activations; entities are kept as JSONB
+// documents next to the columns the queries need. Open applies pending
+// migrations in one transaction that first takes a transaction-scoped
+// advisory lock, so several processes starting at once against a fresh
+// database migrate it exactly once and the others wait, then see it done.
+//
+// Behaviour matches store/sqlite and the storetest contract: revisions start
+// at 1 and compare-and-swap through UPDATE ... WHERE rev = $n; creating over
+// an existing action is a Conflict (whisk.MsgExists), updating a stale or
+// missing one a Conflict (whisk.MsgConcurrentUpdate); lists are ordered
+// byte-wise (the key columns use the "C" collation, whatever the database's
+// default collation is), activations newest first with ties by activation id
+// ascending; a limit of 0 means no limit.
+//
+// Errors carry whisk kinds: NotFound for a missing row, Conflict for a
+// unique violation, Timeout when a deadline passed (the context's or the
+// server's statement_timeout), Unavailable when the server cannot be reached
+// or is shutting down, Internal otherwise; the driver's error is always the
+// wrapped cause.
+//
+// Two differences from SQLite follow from JSONB, and neither changes what a
+// JSON reader sees: objects inside stored documents (parameter values,
+// results) come back with their keys in JSONB's order and numbers in
+// PostgreSQL's numeric form (1e2 becomes 100); and JSONB cannot hold the
+// character U+0000 nor an unpaired UTF-16 surrogate escape, so these are
+// stored as U+FFFD (see sanitizeJSON) rather than failing the write, which
+// would lose an activation record because its action printed a NUL.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// connectTimeout bounds one connection attempt when the URL does not set
+// connect_timeout, so that Open fails fast on an unreachable server.
+const connectTimeout = 5 * time.Second
+
+// migrateLockID is the advisory lock key that serializes migrations
+// ("eddy" "migr" in ASCII).
+const migrateLockID int64 = 0x65646479_6d696772
+
+// Store is a store.Store on PostgreSQL. It is safe for use by many
+// goroutines and by many processes sharing the database.
+type Store struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at url (a postgres:// URL or a key=value
+// connection string, as libpq takes; pool_max_conns and the other pgxpool
+// settings may be added to it) and applies any pending migration. It fails
+// within about 5 s (or the URL's connect_timeout) with an Unavailable error
+// naming the server when the server cannot be reached.
+func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
+	const op = "postgres.Open"
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgx's parse errors redact the password.
+		return nil, whisk.E(op, whisk.Invalid, "invalid PostgreSQL connection URL", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "eddy"
+	}
+	where := fmt.Sprintf("%s:%d database %q", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("postgres: %w", err))
+	}
+	s := &Store{pool: pool, log: log, now: time.Now}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		kind := whisk.Unavailable
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			kind = whisk.Timeout
+		}
+		return nil, whisk.E(op, kind, "", fmt.Errorf("postgres: cannot connect to %s: %w", where, err))
+	}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	log.Debug("postgres store open", "server", where)
+	return s, nil
+}
+
+// Close closes the pool, waiting for connections in use to be released.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// migrations are applied in order; schema_version holds how many were.
+// Never edit an applied migration: append a new one.
+//
+// Text keys use the "C" collation so that ORDER BY is byte-wise, as in
+// SQLite, and independent of the database's locale.
+var migrations = []string{
+	// 1: the initial schema.
+	`CREATE TABLE identities (
+		uuid      TEXT COLLATE "C" PRIMARY KEY,
+		namespace TEXT COLLATE "C" NOT NULL,
+		subject   TEXT  NOT NULL,
+		key       TEXT  NOT NULL,
+		limits    JSONB NOT NULL -- whisk.NamespaceLimits
+	);
+	CREATE INDEX identities_namespace ON identities (namespace);
+	CREATE TABLE actions (
+		namespace TEXT COLLATE "C" NOT NULL,
+		name      TEXT COLLATE "C" NOT NULL,
+		rev       BIGINT NOT NULL,
+		updated   BIGINT NOT NULL, -- epoch ms
+		doc       JSONB  NOT NULL, -- whisk.Action, code included
+		PRIMARY KEY (namespace, name)
+	);
+	CREATE TABLE activations (
+		activation_id TEXT COLLATE "C" PRIMARY KEY,
+		namespace     TEXT COLLATE "C" NOT NULL,
+		name          TEXT COLLATE "C" NOT NULL,
+		start         BIGINT NOT NULL, -- epoch ms
+		"end"         BIGINT NOT NULL, -- epoch ms
+		doc           JSONB  NOT NULL  -- whisk.Activation
+	);
+	CREATE INDEX activations_ns_start ON activations (namespace, start DESC, activation_id);
+	CREATE INDEX activations_ns_name_start ON activations (namespace, name, start DESC, activation_id);`,
+}
+
+// migrate applies pending migrations in one transaction, under an advisory
+// lock so that concurrent Opens take turns.
+func (s *Store) migrate(ctx context.Context) error {
+	const op = "postgres.migrate"
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockID); err != nil {
+		return dbErr(op, err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return dbErr(op, err)
+	}
+	var v int
+	err = tx.QueryRow(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_version (version) VALUES (0)`); err != nil {
+			return dbErr(op, err)
+		}
+	case err != nil:
+		return dbErr(op, err)
+	}
+	if v > len(migrations) {
+		return whisk.E(op, whisk.Internal, "", fmt.Errorf("database schema version %d is newer than this binary's %d", v, len(migrations)))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+			return dbErr(op, fmt.Errorf("migration %d: %w", i+1, err))
+		}
+	}
+	if v < len(migrations) {
+		if _, err := tx.Exec(ctx, `UPDATE schema_version SET version = $1`, len(migrations)); err != nil {
+			return dbErr(op, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return dbErr(op, err)
+	}
+	if v < len(migrations) {
+		s.log.Info("postgres schema migrated", "from", v, "to", len(migrations))
+	}
+	return nil
+}
+
+// dbErr wraps a driver error with the whisk kind it stands for; nil stays
+// nil.
+func dbErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	kind, msg := whisk.Internal, ""
+	var pgErr *pgconn.PgError
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		kind, msg = whisk.NotFound, whisk.MsgNotFound
+	case errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err):
+		kind = whisk.Timeout
+	case errors.As(err, &pgErr):
+		switch {
+		case pgErr.Code == "23505": // unique_violation
+			kind, msg = whisk.Conflict, whisk.MsgExists
+		case pgErr.Code == "57014": // query_canceled (statement_timeout)
+			kind = whisk.Timeout
+		case strings.HasPrefix(pgErr.Code, "08"), // connection_exception
+			strings.HasPrefix(pgErr.Code, "57P"): // admin_shutdown, crash_shutdown, cannot_connect_now
+			kind = whisk.Unavailable
+		}
+	case errors.As(err, &connErr), errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		kind = whisk.Unavailable
+	}
+	return whisk.E(op, kind, msg, fmt.Errorf("postgres: %w", err))
+}
+
+// encode marshals v for a JSONB column.
+func encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return sanitizeJSON(b), nil
+}
+
+// ---- identities ----
+
+// IdentityByUUID returns the identity whose key has this UUID.
+func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
+	const op = "postgres.IdentityByUUID"
+	id := whisk.Identity{UUID: uuid}
+	var limits []byte
+	err := s.pool.QueryRow(ctx,
+		`SELECT namespace, subject, key, limits FROM identities WHERE uuid = $1`, uuid,
+	).Scan(&id.Namespace, &id.Subject, &id.Key, &limits)
+	if err != nil {
+		return whisk.Identity{}, dbErr(op, err)
+	}
+	if err := json.Unmarshal(limits, &id.Limits); err != nil {
+		return whisk.Identity{}, dbErr(op, fmt.Errorf("decode limits of %s: %w", uuid, err))
+	}
+	return id, nil
+}
+
+// PutIdentity creates or replaces an identity.
+func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
+	const op = "postgres.PutIdentity"
+	limits, err := encode(id.Limits)
+	if err != nil {
+		return whisk.E(op, whisk.Internal, "", err)
+	}
+	_, err = s.pool.Exec(ctx,
+		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES ($1, $2, $3, $4, $5)
+		 ON CONFLICT (uuid) DO UPDATE SET namespace = excluded.namespace, subject = excluded.subject,
+		   key = excluded.key, limits = excluded.limits`,
+		id.UUID, id.Namespace, id.Subject, id.Key, limits)
+	return dbErr(op, err)
+}
+
+// ---- actions ----
+
+func decodeAction(op string, rev, updated int64, doc []byte) (whisk.Action, error) {
+	var a whisk.Action
+	if err := json.Unmarshal(doc, &a); err != nil {
+		return whisk.Action{}, dbErr(op, fmt.Errorf("decode action: %w", err))
+	}
+	a.Rev = rev
+	a.Updated = updated
+	return a, nil
+}
+
+// GetAction returns an action with its code and Rev.
+func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	const op = "postgres.GetAction"
+	var rev, updated int64
+	var doc []byte
+	err := s.pool.QueryRow(ctx,
+		`SELECT rev, updated, doc FROM actions WHERE namespace = $1 AND name = $2`, namespace, name,
+	).Scan(&rev, &updated, &doc)
+	if err != nil {
+		return whisk.Action{}, dbErr(op, err)
+	}
+	return decodeAction(op, rev, updated, doc)
+}
+
+// PutAction creates (expectRev 0) or replaces (compare-and-swap on Rev) an
+// action; see store.Store. The stored document is a as given: a replace
+// keeps nothing of the previous version.
+func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) (whisk.Action, error) {
+	const op = "postgres.PutAction"
+	if expectRev < 0 {
+		return whisk.Action{}, whisk.E(op, whisk.Invalid, fmt.Sprintf("invalid revision %d", expectRev), nil)
+	}
+	a.Rev = expectRev + 1
+	a.Updated = s.now().UnixMilli()
+	doc, err := encode(a)
+	if err != nil {
+		return whisk.Action{}, whisk.E(op, whisk.Internal, "", err)
+	}
+	var tag pgconn.CommandTag
+	if expectRev == 0 {
+		tag, err = s.pool.Exec(ctx,
+			`INSERT INTO actions (namespace, name, rev, updated, doc) VALUES ($1, $2, $3, $4, $5)
+			 ON CONFLICT (namespace, name) DO NOTHING`,
+			a.Namespace, a.Name, a.Rev, a.Updated, doc)
+	} else {
+		tag, err = s.pool.Exec(ctx,
+			`UPDATE actions SET rev = $1, updated = $2, doc = $3 WHERE namespace = $4 AND name = $5 AND rev = $6`,
+			a.Rev, a.Updated, doc, a.Namespace, a.Name, expectRev)
+	}
+	if err != nil {
+		return whisk.Action{}, dbErr(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		if expectRev == 0 {
+			return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgExists, nil)
+		}
+		return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgConcurrentUpdate, nil)
+	}
+	return a, nil
+}
+
+// DeleteAction removes an action and returns it as it was.
+func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	const op = "postgres.DeleteAction"
+	var rev, updated int64
+	var doc []byte
+	err := s.pool.QueryRow(ctx,
+		`DELETE FROM actions WHERE namespace = $1 AND name = $2 RETURNING rev, updated, doc`, namespace, name,
+	).Scan(&rev, &updated, &doc)
+	if err != nil {
+		return whisk.Action{}, dbErr(op, err)
+	}
+	return decodeAction(op, rev, updated, doc)
+}
+
+// sqlLimit maps "0 or less = no limit" to NULL, which LIMIT takes as none.
+func sqlLimit(limit int) *int64 {
+	if limit <= 0 {
+		return nil
+	}
+	n := int64(limit)
+	return &n
+}
+
+// ListActions returns the actions of a namespace sorted by name, without
+// code (Exec.Code is empty: the server drops it from the document). limit 0
+// means no limit.
+func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error) {
+	const op = "postgres.ListActions"
+	rows, err := s.pool.Query(ctx,
+		`SELECT rev, updated, doc #- '{exec,code}' FROM actions WHERE namespace = $1
+		 ORDER BY name LIMIT $2 OFFSET $3`,
+		namespace, sqlLimit(limit), max(skip, 0))
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	defer rows.Close()
+	out := []whisk.Action{}
+	for rows.Next() {
+		var rev, updated int64
+		var doc []byte
+		if err := rows.Scan(&rev, &updated, &doc); err != nil {
+			return nil, dbErr(op, err)
+		}
+		a, err := decodeAction(op, rev, updated, doc)
+		if err != nil {
+			return nil, err
+		}
+		a.Exec.Code = ""
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(op, err)
+	}
+	return out, nil
+}
+
+// CountActions counts the actions of a namespace.
+func (s *Store) CountActions(ctx context.Context, namespace string) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM actions WHERE namespace = $1`, namespace).Scan(&n)
+	return n, dbErr("postgres.CountActions", err)
+}
+
+// ---- activations ----
+
+// PutActivation stores a record; storing the same id again replaces it.
+func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
+	const op = "postgres.PutActivation"
+	doc, err := encode(a)
+	if err != nil {
+		return whisk.E(op, whisk.Internal, "", err)
+	}
+	_, err = s.pool.Exec(ctx,
+		`INSERT INTO activations (activation_id, namespace, name, start, "end", doc) VALUES ($1, $2, $3, $4, $5, $6)
+		 ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name,
+		   start = excluded.start, "end" = excluded."end", doc = excluded.doc`,
+		string(a.ActivationID), a.Namespace, a.Name, a.Start, a.End, doc)
+	return dbErr(op, err)
+}
+
+// GetActivation returns one record of a namespace.
+func (s *Store) GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error) {
+	const op = "postgres.GetActivation"
+	var doc []byte
+	err := s.pool.QueryRow(ctx,
+		`SELECT doc FROM activations WHERE activation_id = $1 AND namespace = $2`, string(id), namespace,
+	).Scan(&doc)
+	if err != nil {
+		return whisk.Activation{}, dbErr(op, err)
+	}
+	var a whisk.Activation
+	if err := json.Unmarshal(doc, &a); err != nil {
+		return whisk.Activation{}, dbErr(op, fmt.Errorf("decode activation %s: %w", id, err))
+	}
+	return a, nil
+}
+
+// activationWhere builds the WHERE clause and arguments of f.
+func activationWhere(namespace string, f store.ActivationFilter) (string, []any) {
+	var b strings.Builder
+	args := []any{namespace}
+	b.WriteString(`WHERE namespace = $1`)
+	if f.Name != "" {
+		args = append(args, f.Name)
+		fmt.Fprintf(&b, ` AND name = $%d`, len(args))
+	}
+	if f.Since != 0 {
+		args = append(args, f.Since)
+		fmt.Fprintf(&b, ` AND start >= $%d`, len(args))
+	}
+	if f.Upto != 0 {
+		args = append(args, f.Upto)
+		fmt.Fprintf(&b, ` AND start <= $%d`, len(args))
+	}
+	return b.String(), args
+}
+
+// ListActivations returns the full records matching f, newest first (by
+// Start descending, then by activation id ascending).
+func (s *Store) ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error) {
+	const op = "postgres.ListActivations"
+	where, args := activationWhere(namespace, f)
+	args = append(args, sqlLimit(f.Limit), max(f.Skip, 0))
+	rows, err := s.pool.Query(ctx,
+		fmt.Sprintf(`SELECT doc FROM activations %s ORDER BY start DESC, activation_id LIMIT $%d OFFSET $%d`,
+			where, len(args)-1, len(args)),
+		args...)
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	defer rows.Close()
+	out := []whisk.Activation{}
+	for rows.Next() {
+		var doc []byte
+		if err := rows.Scan(&doc); err != nil {
+			return nil, dbErr(op, err)
+		}
+		var a whisk.Activation
+		if err := json.Unmarshal(doc, &a); err != nil {
+			return nil, dbErr(op, fmt.Errorf("decode activation: %w", err))
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbErr(op, err)
+	}
+	return out, nil
+}
+
+// CountActivations counts the records matching f (Skip and Limit ignored).
+func (s *Store) CountActivations(ctx context.Context, namespace string, f store.ActivationFilter) (int, error) {
+	where, args := activationWhere(namespace, f)
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM activations `+where, args...).Scan(&n)
+	return n, dbErr("postgres.CountActivations", err)
+}
