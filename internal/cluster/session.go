@@ -20,9 +20,14 @@ import (
 // DefaultTTL is the lease TTL when NewSession is given none (BRIEF §6).
 const DefaultTTL = 10 * time.Second
 
-// refillBatch bounds the operations of one re-put transaction (etcd's
-// default limit is 128 operations per transaction).
+// refillBatch bounds the operations of one re-put (or pending-delete)
+// transaction (etcd's default limit is 128 operations per transaction).
 const refillBatch = 64
+
+// minHookTimeout is the least time the OnRegrant hooks of one re-grant get
+// (they get 3 TTLs when that is longer); then their context ends and the
+// former leases are revoked anyway.
+const minHookTimeout = 10 * time.Second
 
 // ErrSessionClosed is returned by writes on a closed Session.
 var ErrSessionClosed = errors.New("cluster: session closed")
@@ -33,10 +38,16 @@ var ErrSessionClosed = errors.New("cluster: session closed")
 // (key → value) until the matching Deregister/Delete. Run keeps the lease
 // alive; when the lease is lost anyway (expired during a partition, or
 // revoked), Run grants a new lease, re-writes every remembered key under
-// it, and then calls the OnRegrant hooks. Leader keys are not remembered:
-// after a re-grant the old ones are gone and the scheduler re-elects in its
-// hook. Every write, and the re-write after a re-grant, happens under one
-// mutex, so a key deregistered while the lease was lost never comes back.
+// it, and then calls the OnRegrant hooks on a goroutine of their own (the
+// keep-alive loop never waits for them), with a deadline. Leader keys are
+// not remembered: the scheduler re-elects in its hook, taking over a leader
+// key still held by a former lease of the session (ElectLeader); the former
+// leases are revoked only once the hooks have finished or timed out, so a
+// leader key that survived the loss never has a gap. Every write, and the
+// re-write after a re-grant, happens under one mutex, so a key deregistered
+// while the lease was lost never comes back. A key whose delete failed is
+// forgotten at once (never re-put) and its delete is retried by Run until it
+// succeeds, so it cannot stay behind under a live lease.
 type Session struct {
 	c   *Client
 	log *slog.Logger
@@ -46,9 +57,11 @@ type Session struct {
 	lease  clientv3.LeaseID
 	former map[clientv3.LeaseID]bool // earlier leases of this session that may still hold keys
 	owned  map[string]string         // key → value, re-put under a new lease
+	doomed map[string]bool           // keys whose delete failed: Run retries it; never re-put
 	hooks  []func(context.Context)
 	closed bool
 
+	regranted chan struct{} // capacity 1: the hooks must run (again)
 	lost      chan struct{} // a write saw "lease not found": Run checks at once
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -70,14 +83,16 @@ func NewSession(ctx context.Context, c *Client, ttl time.Duration, log *slog.Log
 		return nil, fmt.Errorf("cluster: grant lease (ttl %ds): %w", secs, err)
 	}
 	s := &Session{
-		c:      c,
-		log:    orDiscard(log),
-		ttl:    time.Duration(resp.TTL) * time.Second,
-		lease:  resp.ID,
-		former: map[clientv3.LeaseID]bool{},
-		owned:  map[string]string{},
-		lost:   make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		c:         c,
+		log:       orDiscard(log),
+		ttl:       time.Duration(resp.TTL) * time.Second,
+		lease:     resp.ID,
+		former:    map[clientv3.LeaseID]bool{},
+		owned:     map[string]string{},
+		doomed:    map[string]bool{},
+		regranted: make(chan struct{}, 1),
+		lost:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	s.log.Debug("lease granted", "lease", fmt.Sprintf("%x", int64(resp.ID)), "ttl", s.ttl)
 	return s, nil
@@ -86,8 +101,12 @@ func NewSession(ctx context.Context, c *Client, ttl time.Duration, log *slog.Log
 // Client returns the client the session writes through.
 func (s *Session) Client() *Client { return s.c }
 
-// OnRegrant registers fn to be called, on Run's goroutine, after every
-// re-grant of the lease once the remembered keys are back.
+// OnRegrant registers fn to be called after every re-grant of the lease
+// once the remembered keys are back. The hooks run one after the other on
+// a goroutine of Run's (not the keep-alive loop), with a context that ends
+// after 3 TTLs (at least 10 s) or when Run returns; re-grants while they
+// run make them run once more afterwards. The session's former leases, and
+// the leader keys they may hold, live until the hooks have returned.
 func (s *Session) OnRegrant(fn func(ctx context.Context)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -98,6 +117,14 @@ func (s *Session) OnRegrant(fn func(ctx context.Context)) {
 // of its TTL and recovers from its loss (see Session). It returns nil when
 // ctx ends or the session is closed; it does not revoke the lease.
 func (s *Session) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	hooksDone := make(chan struct{})
+	defer func() {
+		cancel() // ends the hooks' context ...
+		<-hooksDone
+	}()
+	go func() { defer close(hooksDone); s.runHooks(ctx) }()
+
 	interval := max(s.ttl/3, 100*time.Millisecond)
 	minRetry := min(interval, 250*time.Millisecond)
 	retry := minRetry // doubles up to interval while etcd keeps failing
@@ -131,6 +158,7 @@ func (s *Session) Run(ctx context.Context) error {
 			case err == nil:
 				lastOK = time.Now()
 				ok()
+				s.retryDeletes(ctx, interval)
 				continue
 			case s.stopped(ctx):
 				return nil
@@ -157,6 +185,82 @@ func (s *Session) Run(ctx context.Context) error {
 		lost = false
 		lastOK = time.Now()
 		ok()
+		s.retryDeletes(ctx, interval)
+	}
+}
+
+// runHooks calls the OnRegrant hooks after each re-grant, until ctx ends,
+// then revokes the leases that were former when the round began: the hooks
+// have re-elected (taking leader keys over from them) or given up.
+func (s *Session) runHooks(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.regranted:
+		}
+		s.mu.Lock()
+		hooks := slices.Clone(s.hooks)
+		formers := slices.Collect(maps.Keys(s.former))
+		s.mu.Unlock()
+
+		hctx, cancel := context.WithTimeout(ctx, max(3*s.ttl, minHookTimeout))
+		finished := make(chan struct{})
+		go func() { // a hook that ignores its context is left behind, not waited for
+			defer close(finished)
+			for _, h := range hooks {
+				if hctx.Err() != nil {
+					return
+				}
+				h(hctx)
+			}
+		}()
+		select {
+		case <-finished:
+		case <-hctx.Done():
+			if ctx.Err() == nil {
+				s.log.Warn("lease re-grant hooks did not finish in time; revoking the former leases anyway")
+			}
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return // Run is returning: Close revokes them, or they expire
+		}
+		for _, id := range formers {
+			if s.revoke(id) {
+				s.mu.Lock()
+				delete(s.former, id)
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+// retryDeletes deletes the keys whose delete failed earlier (bounded by
+// timeout); the ones deleted are forgotten.
+func (s *Session) retryDeletes(ctx context.Context, timeout time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || len(s.doomed) == 0 {
+		return
+	}
+	keys := slices.Sorted(maps.Keys(s.doomed))
+	for chunk := range slices.Chunk(keys, refillBatch) {
+		ops := make([]clientv3.Op, 0, len(chunk))
+		for _, k := range chunk {
+			ops = append(ops, clientv3.OpDelete(k))
+		}
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		_, err := s.c.etcd.Txn(dctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			s.log.Debug("retrying deletes failed; trying again later", "keys", len(s.doomed), "err", err)
+			return
+		}
+		for _, k := range chunk {
+			delete(s.doomed, k)
+		}
+		s.log.Debug("deleted keys whose delete had failed", "keys", len(chunk))
 	}
 }
 
@@ -179,9 +283,9 @@ func (s *Session) keepAlive(ctx context.Context, timeout time.Duration) error {
 	return err
 }
 
-// recover grants a new lease, re-puts every remembered key under it,
-// revokes the earlier leases (their leader keys go with them) and calls the
-// OnRegrant hooks.
+// recover grants a new lease, re-puts every remembered key under it and
+// has runHooks call the OnRegrant hooks, then revoke the earlier leases
+// (their leader keys that were not taken over go with them).
 func (s *Session) recover(ctx context.Context) error {
 	gctx, cancel := context.WithTimeout(ctx, max(s.ttl, time.Second))
 	resp, err := s.c.etcd.Grant(gctx, int64(s.ttl/time.Second))
@@ -201,24 +305,15 @@ func (s *Session) recover(ctx context.Context) error {
 	s.lease = resp.ID
 	n := len(s.owned)
 	err = s.refillLocked(ctx)
-	formers := slices.Collect(maps.Keys(s.former))
-	hooks := slices.Clone(s.hooks)
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	s.log.Warn("etcd lease re-granted; keys restored",
 		"old", fmt.Sprintf("%x", int64(old)), "new", fmt.Sprintf("%x", int64(resp.ID)), "keys", n)
-
-	for _, id := range formers {
-		if s.revoke(id) {
-			s.mu.Lock()
-			delete(s.former, id)
-			s.mu.Unlock()
-		}
-	}
-	for _, h := range hooks {
-		h(ctx)
+	select {
+	case s.regranted <- struct{}{}:
+	default: // a round is already due; it will see this lease's formers
 	}
 	return nil
 }
@@ -265,6 +360,7 @@ func (s *Session) Close(ctx context.Context) error {
 		lease := s.lease
 		formers := slices.Collect(maps.Keys(s.former))
 		s.owned = map[string]string{}
+		s.doomed = map[string]bool{} // the revoke takes them
 		s.mu.Unlock()
 		close(s.done)
 		if _, rerr := s.c.etcd.Revoke(ctx, lease); rerr != nil && !errors.Is(rerr, rpctypes.ErrLeaseNotFound) {
@@ -323,6 +419,7 @@ func (s *Session) put(ctx context.Context, key string, v any) error {
 		return fmt.Errorf("cluster: put %s: %w", key, ErrSessionClosed)
 	}
 	s.owned[key] = string(val)
+	delete(s.doomed, key) // registered again: its pending delete would remove it
 	if _, err := s.c.etcd.Put(ctx, key, string(val), clientv3.WithLease(s.lease)); err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			s.signalLost()
@@ -335,7 +432,10 @@ func (s *Session) put(ctx context.Context, key string, v any) error {
 }
 
 // del forgets key and deletes it, in one critical section with every
-// re-put, so the key cannot be resurrected.
+// re-put, so the key cannot be resurrected. If the delete fails, the key is
+// still forgotten (never re-put) and Run retries the delete until it
+// succeeds (or a later put of the key cancels it); the error is returned
+// for the caller's information, it need not retry.
 func (s *Session) del(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -344,8 +444,10 @@ func (s *Session) del(ctx context.Context, key string) error {
 		return nil // the lease is revoked: the key is gone
 	}
 	if _, err := s.c.etcd.Delete(ctx, key); err != nil {
-		return fmt.Errorf("cluster: delete %s: %w", key, err)
+		s.doomed[key] = true
+		return fmt.Errorf("cluster: delete %s (retried in the background): %w", key, err)
 	}
+	delete(s.doomed, key)
 	return nil
 }
 

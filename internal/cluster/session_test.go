@@ -376,3 +376,192 @@ func TestRegrantNeverResurrects(t *testing.T) {
 		t.Fatal("keys changed after the session settled")
 	}
 }
+
+// A delete that fails (here: its caller's context already ended) does not
+// leave the key behind under the live lease: Run retries it until it goes,
+// and a re-grant meanwhile does not re-put it. A key registered again
+// after its delete failed is not deleted by the retry.
+func TestFailedDeleteRetried(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	other := dial(t, e.Endpoints())
+	s, _ := newSession(t, dial(t, e.Endpoints()), 2*time.Second)
+	ctx := ctxT(t)
+	gone := container("guest", "hello", 1, "i0", "gone")
+	back := container("guest", "hello", 1, "i0", "back")
+	for _, ci := range []whisk.ContainerInfo{gone, back} {
+		if err := s.RegisterContainer(ctx, ci); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	for _, ci := range []whisk.ContainerInfo{gone, back} {
+		if err := s.DeregisterContainer(ended, ci); err == nil {
+			t.Fatal("DeregisterContainer with an ended context succeeded; the test needs it to fail")
+		}
+	}
+	present := func(key string) bool {
+		resp, err := other.etcd.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(resp.Kvs) == 1
+	}
+	if !present(containerKey(gone)) {
+		t.Fatal("the failed delete removed the key; the test needs it to stay")
+	}
+	if err := s.RegisterContainer(ctx, back); err != nil { // registered again
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the failed delete never retried: key still under the live lease", func() bool {
+		return !present(containerKey(gone))
+	})
+
+	// A re-grant does not bring it back; the key registered again stays.
+	s.mu.Lock()
+	lease := s.lease
+	s.mu.Unlock()
+	if _, err := other.etcd.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "keys not restored after the re-grant", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.lease != lease && present(containerKey(back))
+	})
+	time.Sleep(time.Second) // a few keep-alive rounds, each retrying deletes
+	if present(containerKey(gone)) {
+		t.Error("deleted key re-put by the re-grant")
+	}
+	if !present(containerKey(back)) {
+		t.Error("key registered again after its failed delete was deleted")
+	}
+}
+
+// The OnRegrant hooks run off the keep-alive loop, with a deadline: a hook
+// stuck on etcd for longer than the TTL does not let the new lease expire.
+func TestRegrantHookDoesNotStallKeepAlive(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	other := dial(t, e.Endpoints())
+	s, _ := newSession(t, dial(t, e.Endpoints()), 2*time.Second)
+	ctx := ctxT(t)
+	ci := container("guest", "hello", 1, "i0", "c1")
+	if err := s.RegisterContainer(ctx, ci); err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	defer close(release)
+	entered := make(chan bool, 10)
+	s.OnRegrant(func(ctx context.Context) {
+		_, deadline := ctx.Deadline()
+		entered <- deadline
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	})
+	s.mu.Lock()
+	lease := s.lease
+	s.mu.Unlock()
+	if _, err := other.etcd.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case deadline := <-entered:
+		if !deadline {
+			t.Error("the hook's context has no deadline")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnRegrant hook not called")
+	}
+	time.Sleep(4 * time.Second) // two TTLs with the hook stuck
+	resp, err := other.etcd.Get(ctx, containerKey(ci))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	now := s.lease
+	s.mu.Unlock()
+	if len(resp.Kvs) != 1 {
+		t.Fatal("the container key vanished while a hook was stuck: the new lease was not kept alive")
+	}
+	if got := clientv3.LeaseID(resp.Kvs[0].Lease); got != now || now == lease {
+		t.Fatalf("key under lease %x, session lease %x, revoked lease %x", got, now, lease)
+	}
+	if n := len(entered); n != 0 {
+		t.Errorf("%d more re-grants while the hook was stuck", n)
+	}
+}
+
+// A re-grant while the former lease is still alive (keep-alives failed for
+// a TTL, then etcd answered again): the leader key stays until the hook has
+// re-elected, which moves it to the new lease; only then is the former
+// lease revoked. Watchers never see the leader key vanish.
+func TestRegrantLeaderKeyHasNoGap(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	other := dial(t, e.Endpoints())
+	s, _ := newSession(t, dial(t, e.Endpoints()), 5*time.Second)
+	ctx := ctxT(t)
+	f := whisk.FQN{Namespace: "guest", Name: "hello"}
+	li := whisk.LeaderInfo{SchedulerID: "s0", Addr: "127.0.0.1:1"}
+	if won, _, err := s.ElectLeader(ctx, f, li); err != nil || !won {
+		t.Fatalf("ElectLeader: %v, %v", won, err)
+	}
+	s.mu.Lock()
+	oldLease := s.lease
+	s.mu.Unlock()
+
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	events := other.etcd.Watch(wctx, leaderKey(f))
+
+	type seen struct {
+		presentBefore bool
+		won           bool
+		err           error
+	}
+	hook := make(chan seen, 1)
+	s.OnRegrant(func(ctx context.Context) {
+		resp, err := other.etcd.Get(ctx, leaderKey(f))
+		if err != nil {
+			hook <- seen{err: err}
+			return
+		}
+		won, _, err := s.ElectLeader(ctx, f, li)
+		hook <- seen{presentBefore: len(resp.Kvs) == 1, won: won, err: err}
+	})
+	if err := s.recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got seen
+	select {
+	case got = <-hook:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnRegrant hook not called")
+	}
+	if got.err != nil || !got.won || !got.presentBefore {
+		t.Fatalf("in the hook: leader key present %v, re-elected %v, %v", got.presentBefore, got.won, got.err)
+	}
+	s.mu.Lock()
+	newLease := s.lease
+	s.mu.Unlock()
+	eventually(t, 5*time.Second, "former lease not revoked after the hooks", func() bool {
+		ttl, err := other.etcd.TimeToLive(ctx, oldLease)
+		return err == nil && ttl.TTL == -1
+	})
+	resp, err := other.etcd.Get(ctx, leaderKey(f))
+	if err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != newLease {
+		t.Fatalf("leader key after the re-grant: %v, %v; want it under the new lease %x", resp, err, newLease)
+	}
+	wcancel()
+	for wr := range events {
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				t.Errorf("the leader key was deleted during the re-grant (revision %d)", ev.Kv.ModRevision)
+			}
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/container"
 	"github.com/eddy-faas/eddy/internal/container/process"
 	"github.com/eddy-faas/eddy/internal/invoker"
 	"github.com/eddy-faas/eddy/internal/manifest"
@@ -83,6 +85,11 @@ type stubScheduler struct {
 	fetches  []rpc.FetchRequest
 	goodbyes []rpc.FetchRequest // fetches with Alive false
 	park     time.Duration
+	// handOutAnyway makes a parked fetch hand out an activation that
+	// arrives even after the caller cancelled (as a scheduler that picked
+	// it before it saw the cancellation does).
+	handOutAnyway bool
+	parked        atomic.Int32 // fetches parked right now
 }
 
 func newStub() *stubScheduler {
@@ -92,7 +99,7 @@ func newStub() *stubScheduler {
 func (s *stubScheduler) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.FetchResponse, error) {
 	s.mu.Lock()
 	s.fetches = append(s.fetches, *req)
-	noQueue, rev := s.noQueue, s.rev
+	noQueue, rev, anyway, park := s.noQueue, s.rev, s.handOutAnyway, s.park
 	if !req.Alive {
 		s.goodbyes = append(s.goodbyes, *req)
 	}
@@ -105,18 +112,24 @@ func (s *stubScheduler) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.
 	case rev > 0 && req.Rev < rev:
 		return &rpc.FetchResponse{Status: rpc.FetchMismatch}, nil
 	}
-	t := time.NewTimer(s.park)
+	t := time.NewTimer(park)
 	defer t.Stop()
+	s.parked.Add(1)
+	defer s.parked.Add(-1)
+	done := ctx.Done()
+	if anyway {
+		done = nil
+	}
 	select {
 	case a := <-s.queue:
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !anyway {
 			s.queue <- a
 			return nil, ctx.Err()
 		}
 		return &rpc.FetchResponse{Status: rpc.FetchOK, Activation: a}, nil
 	case <-t.C:
 		return &rpc.FetchResponse{Status: rpc.FetchEmpty}, nil
-	case <-ctx.Done():
+	case <-done:
 		return nil, ctx.Err()
 	}
 }
@@ -186,6 +199,18 @@ func newEnv(t *testing.T, cfg invoker.Config) *env {
 // newEnvOn is newEnv on the etcd of client.
 func newEnvOn(t *testing.T, cfg invoker.Config, client *cluster.Client) *env {
 	t.Helper()
+	return newEnvWith(t, cfg, client, envWrap{})
+}
+
+// envWrap puts test doubles around the invoker's real session and backend.
+type envWrap struct {
+	session func(invoker.Session) invoker.Session
+	backend func(container.Backend) container.Backend
+}
+
+// newEnvWith is newEnvOn with the invoker's session and backend wrapped.
+func newEnvWith(t *testing.T, cfg invoker.Config, client *cluster.Client, wrap envWrap) *env {
+	t.Helper()
 	envSeq.Lock()
 	envSeq.n++
 	n := envSeq.n
@@ -249,8 +274,16 @@ func newEnvOn(t *testing.T, cfg invoker.Config, client *cluster.Client) *env {
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = time.Second
 	}
+	var sess invoker.Session = e.session
+	if wrap.session != nil {
+		sess = wrap.session(sess)
+	}
+	var backend container.Backend = e.backend
+	if wrap.backend != nil {
+		backend = wrap.backend(backend)
+	}
 	e.inv, err = invoker.New(cfg, invoker.Deps{
-		Log: log, Bus: e.bus, Session: e.session, Leaders: client, Backend: e.backend,
+		Log: log, Bus: e.bus, Session: sess, Leaders: client, Backend: backend,
 		Actions: e.store, Runtimes: manifest.Default(),
 	})
 	if err != nil {

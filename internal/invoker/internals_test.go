@@ -3,7 +3,9 @@ package invoker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,5 +143,105 @@ func TestCallFailedMapping(t *testing.T) {
 	o := p.callFailed(context.Canceled, false, container.Response{}, false, time.Second)
 	if o.code != whisk.StatusWhiskError || errorText(o.result) != whisk.MsgInvokerLost {
 		t.Fatalf("%+v %s", o, o.result)
+	}
+}
+
+func TestWatermark(t *testing.T) {
+	var w watermark
+	if _, ok := w.done(); ok {
+		t.Fatal("done before anything was handled")
+	}
+	for _, off := range []int64{5, 6, 7, 8} {
+		if !w.add(off) {
+			t.Fatalf("add(%d) refused", off)
+		}
+	}
+	if w.add(6) || w.add(8) {
+		t.Fatal("a redelivered offset was added again")
+	}
+	w.finish(7)
+	if _, ok := w.done(); ok {
+		t.Fatal("watermark moved past unhandled 5 and 6")
+	}
+	w.finish(5)
+	if off, ok := w.done(); !ok || off != 5 {
+		t.Fatalf("done = %d, %v; want 5", off, ok)
+	}
+	w.finish(6)
+	if off, _ := w.done(); off != 7 {
+		t.Fatalf("done = %d; want 7 (6 and 7 handled)", off)
+	}
+	w.add(9)
+	w.finish(9)
+	if off, _ := w.done(); off != 7 {
+		t.Fatalf("done = %d; want 7 (8 in flight)", off)
+	}
+	w.finish(8)
+	if off, _ := w.done(); off != 9 {
+		t.Fatalf("done = %d; want 9", off)
+	}
+}
+
+// TestLogPumpKeepsCursorExact: a collection that ends before its sentinels
+// leaves lines owed; the pump drops what comes between collections but
+// keeps the sentinels, so the next collection gets exactly its own lines.
+func TestLogPumpKeepsCursorExact(t *testing.T) {
+	in := make(chan container.LogLine, 100)
+	lp := startLogPump(in)
+	defer lp.stop()
+	var cur container.LogCursor
+	line := func(stream, text string) { in <- container.LogLine{Time: time.Now(), Stream: stream, Text: text} }
+	// collect runs a collection; call writes the activation's lines after
+	// it began, as a call's output comes after the proxy starts collecting.
+	collect := func(wait time.Duration, call func()) ([]string, bool) {
+		lp.setCollecting(true)
+		defer lp.setCollecting(false)
+		call()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		logs, _, complete := cur.Collect(ctx, lp.out, 1<<20)
+		return logs, complete
+	}
+	drained := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for len(in) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the pump does not read between collections")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	logs, complete := collect(200*time.Millisecond, func() { line(container.Stdout, "first") })
+	if complete || len(logs) != 1 || !strings.HasSuffix(logs[0], "stdout: first") {
+		t.Fatalf("first collection: %q, complete %v", logs, complete)
+	}
+	// The rest of the first activation, then output between activations.
+	line(container.Stdout, "first, late")
+	line(container.Stdout, container.Sentinel)
+	line(container.Stderr, "first, late on stderr")
+	line(container.Stderr, container.Sentinel)
+	for i := range 50 {
+		line(container.Stdout, fmt.Sprintf("background %d", i))
+	}
+	drained()
+
+	logs, complete = collect(5*time.Second, func() {
+		line(container.Stderr, "second")
+		line(container.Stdout, container.Sentinel)
+		line(container.Stderr, container.Sentinel)
+	})
+	if !complete || len(logs) != 1 || !strings.HasSuffix(logs[0], "stderr: second") {
+		t.Fatalf("second collection: %q, complete %v", logs, complete)
+	}
+
+	// The stream ends between collections: the next one learns it.
+	line(container.Stdout, "background")
+	close(in)
+	drained()
+	if logs, complete := collect(5*time.Second, func() {}); complete || len(logs) != 0 {
+		t.Fatalf("after the end: %q, complete %v", logs, complete)
 	}
 }

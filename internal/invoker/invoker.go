@@ -242,17 +242,53 @@ func (inv *Invoker) Run(ctx context.Context) error {
 	return nil
 }
 
-// consume reads creation requests until ctx ends. Each polled batch is
-// handled concurrently (every creation of a burst is served at once) and
-// committed once all of it is handled.
+// pollWait bounds one poll of the creation topic, so that the consumer's
+// goroutine commits the watermark of creations handled meanwhile.
+const pollWait = 250 * time.Millisecond
+
+// consume reads creation requests until ctx ends. Every creation is handled
+// on its own goroutine as soon as it is polled (one slow image pull does not
+// hold up the requests behind it); offsets are committed up to the last one
+// below which every creation was handled (a contiguous watermark), by this
+// goroutine, the consumer's only user. On the way out it waits for the
+// creations in flight and commits what they finished.
 func (inv *Invoker) consume(ctx context.Context, cons bus.Consumer, topic string) {
-	defer func() { _ = cons.Close() }()
+	var (
+		marks     watermark
+		inflight  sync.WaitGroup
+		committed = int64(-1)
+	)
+	commit := func(ctx context.Context) {
+		to, ok := marks.done()
+		if !ok || to <= committed {
+			return
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := cons.Commit(cctx, to); err != nil {
+			inv.log.Warn("commit creations", "offset", to, "err", err)
+			return
+		}
+		committed = to
+	}
+	defer func() {
+		inflight.Wait()
+		commit(context.WithoutCancel(ctx))
+		_ = cons.Close()
+	}()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		recs, err := cons.Poll(ctx, 64)
+		commit(ctx)
+		pctx, cancel := context.WithTimeout(ctx, pollWait)
+		recs, err := cons.Poll(pctx, 64)
+		timedOut := pctx.Err() != nil
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
+			}
+			if timedOut {
+				continue
 			}
 			inv.log.Warn("polling creations failed; resubscribing", "err", err)
 			_ = cons.Close()
@@ -266,28 +302,72 @@ func (inv *Invoker) consume(ctx context.Context, cons bus.Consumer, topic string
 				cons = nopConsumer{}
 				continue
 			}
-			cons = c
+			cons, committed = c, -1
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		if len(recs) == 0 {
-			continue
-		}
-		var wg sync.WaitGroup
 		for _, r := range recs {
-			wg.Add(1)
+			if !marks.add(r.Offset) {
+				continue // redelivered after a resubscription: already handled or in flight
+			}
+			inflight.Add(1)
 			go func() {
-				defer wg.Done()
+				defer inflight.Done()
+				defer marks.finish(r.Offset)
 				inv.handleCreation(ctx, r.Value)
 			}()
 		}
-		wg.Wait()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if err := cons.Commit(cctx, recs[len(recs)-1].Offset); err != nil {
-			inv.log.Warn("commit creations", "err", err)
-		}
-		cancel()
 	}
+}
+
+// watermark tracks the offsets of creations in flight, in the order they
+// were polled, and how far every one of them is handled.
+type watermark struct {
+	mu      sync.Mutex
+	pending []int64 // polled and not below the watermark, ascending
+	handled map[int64]bool
+	last    int64 // highest offset added
+	mark    int64 // every offset up to it is handled, once moved
+	started bool  // an offset was added
+	moved   bool  // mark was moved by finish
+}
+
+// add records a polled offset; it reports false for an offset at or below
+// one already added (a redelivery).
+func (w *watermark) add(off int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started && off <= w.last {
+		return false
+	}
+	if !w.started {
+		w.started = true
+		w.handled = map[int64]bool{}
+	}
+	w.last = off
+	w.pending = append(w.pending, off)
+	return true
+}
+
+// finish marks off handled and moves the watermark over every handled
+// offset at the front.
+func (w *watermark) finish(off int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.handled[off] = true
+	for len(w.pending) > 0 && w.handled[w.pending[0]] {
+		w.mark, w.moved = w.pending[0], true
+		delete(w.handled, w.pending[0])
+		w.pending = w.pending[1:]
+	}
+}
+
+// done returns the offset up to which everything polled is handled; ok is
+// false before anything was.
+func (w *watermark) done() (off int64, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mark, w.moved
 }
 
 // nopConsumer stands in after a failed resubscription so the loop retries.
@@ -339,7 +419,12 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 		inv.ack(ctx, &m, "", "cannot load the action: "+err.Error(), false, true)
 		return
 	case act.Rev != m.Action.Rev:
-		inv.ack(ctx, &m, "", fmt.Sprintf("the action changed (revision %d, requested %d)", act.Rev, m.Action.Rev), true, false)
+		// Not the developer's fault, and no reason to fail the queued
+		// activations: the ack carries the action as stored, so that the
+		// queue can adopt its revision and ask again.
+		changed := m
+		changed.Action = act.Meta()
+		inv.ack(ctx, &changed, "", fmt.Sprintf("the action changed (revision %d, requested %d)", act.Rev, m.Action.Rev), false, true)
 		return
 	}
 

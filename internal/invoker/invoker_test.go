@@ -213,11 +213,6 @@ func TestCreationFailures(t *testing.T) {
 	}
 
 	b := e.putAction("moved", "python:3.11", "def main(args):\n    return {}\n", whisk.Limits{})
-	stale := b
-	stale.Rev--
-	if ack := e.create(stale); ack.Error == "" || !ack.Developer || ack.Retryable {
-		t.Errorf("stale revision: ack %+v", ack)
-	}
 	ghost := b
 	ghost.Name = "ghost"
 	if ack := e.create(ghost); ack.Error == "" || !ack.Developer {
@@ -241,6 +236,35 @@ func TestCreationFailures(t *testing.T) {
 	}
 	if ack := e.create(b); ack.Error != "not enough memory" {
 		t.Fatalf("ack %+v", ack)
+	}
+}
+
+// TestCreationForChangedAction: a creation request for a revision the
+// action no longer has is not the developer's fault: the ack is retryable
+// and carries the action as stored, so the queue can adopt its revision.
+func TestCreationForChangedAction(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, invoker.Config{})
+	old := e.putAction("moved", "python:3.11", "def main(args):\n    return {}\n", whisk.Limits{})
+	updated := old
+	updated.Exec.Code = "def main(args):\n    return {'v': 2}\n"
+	updated.Limits.Memory = 128
+	updated, err := e.store.PutAction(e.ctx, updated, old.Rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if updated.Rev == old.Rev {
+		t.Fatal("the update kept the revision")
+	}
+	ack := e.create(old)
+	if ack.Error == "" || ack.Developer || !ack.Retryable || ack.ContainerID != "" {
+		t.Fatalf("stale revision: ack %+v, want a retryable, non-developer error", ack)
+	}
+	if ack.Action.Rev != updated.Rev || ack.Action.Limits.Memory != 128 || ack.Action.FQN() != old.FQN() {
+		t.Errorf("stale revision: ack carries %+v, want the stored action at revision %d", ack.Action, updated.Rev)
+	}
+	if got := e.inv.FreeMemoryMB(); got != 2048 {
+		t.Errorf("free memory %d after the refused creation", got)
 	}
 }
 

@@ -44,6 +44,7 @@ type proxy struct {
 	client *rpc.Client // for addr
 
 	warm         bool                // /init succeeded
+	logs         *logPump            // reads the container's log stream all the time (run starts it)
 	logCursor    container.LogCursor // where the previous call's logs ended (one collector at a time)
 	lastDuration int64
 	lastActive   time.Time
@@ -88,8 +89,17 @@ const (
 // run is the proxy's life: register, acknowledge, serve, clean up.
 func (p *proxy) run(ctx context.Context) {
 	defer close(p.done)
+	p.logs = startLogPump(p.ctr.Logs())
+	defer p.logs.stop()
 	if err := p.inv.d.Session.RegisterContainer(ctx, p.info); err != nil {
 		p.log.Warn("registering the container failed", "err", err)
+		// The session remembers a key whose write failed and would write
+		// it again after a lease re-grant: forget it, the container goes.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		if derr := p.inv.d.Session.DeregisterContainer(dctx, p.info); derr != nil {
+			p.log.Warn("deregistering the unregistered container failed", "err", derr)
+		}
+		cancel()
 		p.inv.ack(ctx, &p.creation, "", "cannot register the container: "+err.Error(), false, true)
 		close(p.ready)
 		p.remove(ctx)
@@ -153,9 +163,14 @@ func (p *proxy) serve(ctx context.Context) string {
 	}
 }
 
-// fetch asks the current scheduler for the next activation.
+// fetch asks the current scheduler for the next activation. The call is
+// not cancelled when ctx ends: a scheduler may hand out an activation as
+// the invoker is told to stop, and a cancelled call would drop it unseen
+// (no record, no completion). The park time (~1 s) bounds the wait; serve
+// runs what comes back within the shutdown grace, or fails it with a
+// record.
 func (p *proxy) fetch(ctx context.Context, alive bool) (*rpc.FetchResponse, error) {
-	fctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 	defer cancel()
 	return p.fetchWith(fctx, alive)
 }
@@ -426,6 +441,7 @@ func (p *proxy) exited(wait time.Duration) bool {
 
 // logCollector reads one call's logs on its own goroutine.
 type logCollector struct {
+	pump     *logPump
 	cancel   context.CancelFunc
 	done     chan struct{}
 	logs     []string
@@ -433,12 +449,15 @@ type logCollector struct {
 }
 
 // startLogs starts reading the container's logs up to the sentinels.
+// Lines the container wrote before it are not this call's: the log pump
+// dropped them.
 func (p *proxy) startLogs(ctx context.Context, limit int64) *logCollector {
 	ctx, cancel := context.WithCancel(ctx)
-	lc := &logCollector{cancel: cancel, done: make(chan struct{})}
+	lc := &logCollector{pump: p.logs, cancel: cancel, done: make(chan struct{})}
+	lc.pump.setCollecting(true)
 	go func() {
 		defer close(lc.done)
-		lc.logs, _, lc.complete = p.logCursor.Collect(ctx, p.ctr.Logs(), limit)
+		lc.logs, _, lc.complete = p.logCursor.Collect(ctx, lc.pump.out, limit)
 	}()
 	return lc
 }
@@ -453,6 +472,7 @@ func (lc *logCollector) wait(d time.Duration) {
 	}
 	lc.cancel()
 	<-lc.done
+	lc.pump.setCollecting(false)
 }
 
 // finish collects the logs of a call and kills the container if it must
