@@ -46,6 +46,9 @@ const (
 	DefaultIdleTimeout = 30 * time.Second
 	DefaultFlushRetry  = time.Second
 	DefaultMaxBuffer   = 10000
+	// DefaultCountTimeout bounds one round of etcd counts (CountContainers
+	// and CountNamespace); they run off the owner goroutine.
+	DefaultCountTimeout = time.Second
 	// DurationWindow is how many recent run times the average covers.
 	DurationWindow = 10
 	// pollBatch is the most records one Poll returns.
@@ -69,6 +72,13 @@ type Config struct {
 	FlushRetry     time.Duration // while Flushing, at most one creation per FlushRetry
 	FlushGrace     time.Duration // Flushing, empty, no arrival this long → Idle (default Retention)
 	MaxBuffer      int           // the buffer's bound; past it the rest waits in the bus
+	CountTimeout   time.Duration // bounds one round of etcd counts
+	// Provisional says Action holds only the action's name and a revision
+	// (a queue re-created for a container's fetch, with no action metadata
+	// at hand): the queue takes the metadata of the first message of that
+	// revision or newer, asks for no container before it, and never hands
+	// an older message its incomplete metadata.
+	Provisional bool
 }
 
 // CreateRequest asks the scheduler for one container. Done must be called
@@ -86,6 +96,10 @@ type CreationResult struct {
 	OK        bool
 	Developer bool   // the action's fault: queued activations fail with a developer error
 	Error     string // why it failed, shown in developer error records
+	// Action, when it has a newer revision than the queue's, is the
+	// action's current metadata as the invoker found it (the creation
+	// failed because the action changed): the queue adopts it.
+	Action whisk.ActionMeta
 }
 
 // Deps are what a queue needs from its scheduler. All but Log and Ticker
@@ -97,9 +111,11 @@ type Deps struct {
 	// The reader goroutine calls it, retrying until it succeeds.
 	Subscribe func(ctx context.Context) (bus.Consumer, error)
 	// CountContainers counts the action's containers of a revision
-	// (count-only read); called only when the queue has work.
+	// (count-only read); called only when the queue has work, never on
+	// the owner goroutine, with a deadline (Config.CountTimeout).
 	CountContainers func(ctx context.Context, rev int64) (int, error)
-	// CountNamespace counts the namespace's containers and creations.
+	// CountNamespace counts the namespace's containers and creations;
+	// called like CountContainers.
 	CountNamespace func(ctx context.Context) (containers, creations int, err error)
 	// Create starts a container creation; it must not block.
 	Create func(CreateRequest)
@@ -123,36 +139,59 @@ type Queue struct {
 	cancels chan *fetch
 	results chan CreationResult
 	failed  chan failBatch
+	countc  chan countResult // at most one count in flight
+	endc    chan error       // the reader found the topic gone
 	stopc   chan struct{}
 	final   chan struct{} // closed once commitTo holds the last watermark
 	done    chan struct{}
 
-	state    atomic.Int32
-	commitTo atomic.Int64 // the reader commits up to here
-	noCommit atomic.Bool  // Abandon: commit nothing more
+	state     atomic.Int32
+	commitTo  atomic.Int64 // the reader commits up to here
+	abandoned atomic.Bool  // Abandon: someone else leads now
 
 	// Everything below is owned by the goroutine running Run.
-	ctx       context.Context
-	st        State
-	meta      whisk.ActionMeta
-	nsLimit   int
-	buf       []*entry
-	parked    []*fetch
-	inflight  map[string]time.Time
-	offs      offsets
-	durs      []int64
-	durNext   int
-	lastCount int // containers at the last count (adjusted by fetches and acks)
-	lastFetch time.Time
-	lastMsg   time.Time
-	idleSince time.Time
-	lastAsk   time.Time
-	flushDev  bool
-	flushMsg  string
-	throttled bool
-	failing   int       // fail batches running
-	refail    []failure // records whose Fail errored, tried again next tick
-	started   time.Time
+	ctx         context.Context
+	countCtx    context.Context // counts run under it; cancelled when Run ends
+	st          State
+	meta        whisk.ActionMeta
+	provisional bool // meta holds only the name and a revision (Config.Provisional)
+	nsLimit     int
+	buf         []*entry
+	parked      []*fetch
+	inflight    map[string]int64 // creation id → the revision it creates
+	// Counts (BRIEF §3 goal 7: no etcd call on the owner goroutine):
+	// decisions use the last known counts; a helper goroutine refreshes them.
+	counting   bool      // a count is in flight
+	counted    bool      // the counts below are of the current revision
+	countGen   int       // bumped when lastCount is raised by a fetch or an ack
+	nsCount    int       // namespace containers at the last count
+	nsCreating int       // namespace creations at the last count
+	countAt    time.Time // when the last successful count came back
+	wantDecide bool      // a decision waits for the counts
+	offs       offsets
+	durs       []int64
+	durNext    int
+	lastCount  int // containers at the last count (adjusted by fetches and acks)
+	lastFetch  time.Time
+	lastMsg    time.Time
+	idleSince  time.Time
+	lastAsk    time.Time
+	flushDev   bool
+	flushMsg   string
+	throttled  bool
+	failing    int       // fail batches running
+	refail     []failure // records whose Fail errored, tried again next tick
+	started    time.Time
+}
+
+type countResult struct {
+	rev          int64
+	gen          int
+	at           time.Time // when the count was started
+	containers   int
+	nsContainers int
+	nsCreations  int
+	err          error
 }
 
 type inbound struct {
@@ -205,6 +244,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 	def(&cfg.IdleTimeout, DefaultIdleTimeout)
 	def(&cfg.FlushRetry, DefaultFlushRetry)
 	def(&cfg.FlushGrace, cfg.Retention)
+	def(&cfg.CountTimeout, DefaultCountTimeout)
 	if cfg.MaxBuffer <= 0 {
 		cfg.MaxBuffer = DefaultMaxBuffer
 	}
@@ -220,20 +260,24 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 	fqn := cfg.Action.FQN()
 	q := &Queue{
 		cfg: cfg, d: deps, fqn: fqn,
-		log:      deps.Log.With("action", fqn.String()),
-		msgs:     make(chan inbound, pollBatch),
-		fetches:  make(chan *fetch),
-		cancels:  make(chan *fetch),
-		results:  make(chan CreationResult),
-		failed:   make(chan failBatch),
-		stopc:    make(chan struct{}, 1),
-		final:    make(chan struct{}),
-		done:     make(chan struct{}),
-		ctx:      context.Background(),
-		meta:     cfg.Action,
-		nsLimit:  cfg.NamespaceLimit,
-		inflight: map[string]time.Time{},
-		offs:     offsets{mark: -1, done: map[int64]bool{}},
+		log:         deps.Log.With("action", fqn.String()),
+		msgs:        make(chan inbound, pollBatch),
+		fetches:     make(chan *fetch),
+		cancels:     make(chan *fetch),
+		results:     make(chan CreationResult),
+		failed:      make(chan failBatch),
+		countc:      make(chan countResult, 1),
+		endc:        make(chan error, 1),
+		stopc:       make(chan struct{}, 1),
+		final:       make(chan struct{}),
+		done:        make(chan struct{}),
+		ctx:         context.Background(),
+		countCtx:    context.Background(),
+		meta:        cfg.Action,
+		provisional: cfg.Provisional,
+		nsLimit:     cfg.NamespaceLimit,
+		inflight:    map[string]int64{},
+		offs:        offsets{mark: -1, done: map[int64]bool{}},
 	}
 	q.commitTo.Store(-1)
 	now := deps.Now()
@@ -260,10 +304,11 @@ func (q *Queue) Stop() {
 	}
 }
 
-// Abandon ends the queue like Stop but commits nothing more: someone else
-// leads the action now.
+// Abandon ends the queue like Stop: someone else leads the action now. It
+// still commits what it handed out, so those activations do not run twice
+// (a bus that fenced this consumer off refuses the commit; that is logged).
 func (q *Queue) Abandon() {
-	q.noCommit.Store(true)
+	q.abandoned.Store(true)
 	q.Stop()
 }
 
@@ -291,6 +336,14 @@ func (q *Queue) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.FetchRes
 	}
 	select {
 	case r := <-f.reply:
+		if ctx.Err() != nil && r.Status == rpc.FetchOK {
+			// The caller went away while (or just before) the activation
+			// came: it would be lost with the caller's connection. Give it
+			// back; the owner puts it at the head of the queue.
+			f.reply <- r
+			q.cancel(f)
+			return nil, ctx.Err()
+		}
 		return r, nil
 	case <-q.done:
 		select {
@@ -300,11 +353,17 @@ func (q *Queue) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.FetchRes
 			return &rpc.FetchResponse{Status: rpc.FetchNoQueue}, nil
 		}
 	case <-ctx.Done():
-		select {
-		case q.cancels <- f: // the owner takes back what it may have handed
-		case <-q.done:
-		}
+		q.cancel(f) // the owner takes back what it may have handed
 		return nil, ctx.Err()
+	}
+}
+
+// cancel tells the owner that f's caller went away; the owner drains f.reply
+// and puts an activation it finds there back at the head of the queue.
+func (q *Queue) cancel(f *fetch) {
+	select {
+	case q.cancels <- f:
+	case <-q.done:
 	}
 }
 
@@ -314,11 +373,14 @@ func (q *Queue) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.FetchRes
 func (q *Queue) Run(ctx context.Context) error {
 	defer close(q.done)
 	q.ctx = ctx
+	countCtx, stopCounts := context.WithCancel(ctx)
+	q.countCtx = countCtx
 	readCtx, stopReader := context.WithCancel(ctx)
 	readerDone := make(chan struct{})
 	go q.read(readCtx, readerDone)
 	tick, stopTick := q.d.Ticker(q.cfg.Tick)
 	q.log.Debug("queue started", "rev", q.meta.Rev)
+	q.startCount(q.d.Now()) // so the first arrival finds counts
 
 	for q.st != Removed && q.st != Removing {
 		in := q.msgs
@@ -340,12 +402,25 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.handleResult(q.d.Now(), r)
 		case b := <-q.failed:
 			q.handleFailed(b)
+		case c := <-q.countc:
+			q.handleCount(q.d.Now(), c)
+		case err := <-q.endc:
+			// The topic is gone (the action was deleted, maybe re-created
+			// with a new topic): end, so the next invocation elects a
+			// fresh queue on the new topic; never run a new action's
+			// activations with this queue's metadata.
+			q.log.Warn("queue: the action's topic is gone; removing the queue", "err", err)
+			q.setState(Removing)
 		case now := <-tick:
 			q.tick(now)
 		}
 		q.commitTo.Store(q.offs.mark)
 	}
 	stopTick()
+	stopCounts()
+	if q.counting {
+		q.handleCount(q.d.Now(), <-q.countc)
+	}
 
 	// Shut down: answer parked fetches, let running fail batches finish
 	// (their records are stored or their offsets stay uncommitted), publish
@@ -362,7 +437,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	stopReader()
 	<-readerDone
 	q.setState(Removed)
-	q.log.Debug("queue removed", "unhanded", len(q.buf), "abandoned", q.noCommit.Load())
+	q.log.Debug("queue removed", "unhanded", len(q.buf), "abandoned", q.abandoned.Load())
 	return nil
 }
 
@@ -388,6 +463,10 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
+		if whisk.IsKind(err, whisk.NotFound) {
+			q.end(err)
+			return
+		}
 		q.log.Warn("queue: subscribe failed", "err", err)
 		if !sleep(ctx, backoff) {
 			return
@@ -396,7 +475,7 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	committed := int64(-1)
 	commit := func(ctx context.Context) {
 		t := q.commitTo.Load()
-		if t <= committed || q.noCommit.Load() {
+		if t <= committed {
 			return
 		}
 		if err := c.Commit(ctx, t); err != nil {
@@ -423,6 +502,12 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 			if ctx.Err() != nil {
 				return
 			}
+			// A deleted topic (NotFound) or a closed consumer (Invalid)
+			// never comes back: polling it again is useless.
+			if whisk.IsKind(err, whisk.NotFound) || whisk.IsKind(err, whisk.Invalid) {
+				q.end(err)
+				return
+			}
 			if pctx.Err() == nil {
 				q.log.Warn("queue: poll failed", "err", err)
 				if !sleep(ctx, time.Second) {
@@ -445,6 +530,14 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
+// end asks the owner to end the queue (the reader found the topic gone).
+func (q *Queue) end(err error) {
+	select {
+	case q.endc <- err:
+	default:
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -464,12 +557,12 @@ func (q *Queue) handleMessage(now time.Time, in inbound) {
 		q.offs.finish(in.off)
 		return
 	}
-	e := &entry{msg: in.msg, off: in.off, tracked: true, enq: now}
+	e := &entry{msg: in.msg, off: in.off, tracked: true, enq: enqueued(in.msg, now)}
 	q.lastMsg = now
 	if in.msg.NamespaceLimit > 0 {
 		q.nsLimit = in.msg.NamespaceLimit
 	}
-	if in.msg.Action.Rev > q.meta.Rev {
+	if in.msg.Action.Rev > q.meta.Rev || q.provisional && in.msg.Action.Rev == q.meta.Rev {
 		q.adopt(in.msg.Action)
 	}
 	if q.st == Flushing && q.flushDev {
@@ -487,17 +580,38 @@ func (q *Queue) handleMessage(now time.Time, in inbound) {
 	q.buf = append(q.buf, e)
 	// BRIEF §3 goal 7: no container known and none coming → ask now, not
 	// at the next tick.
-	if q.st == Running && len(q.inflight) == 0 && (wasIdle || q.lastCount == 0) {
+	if q.st == Running && (wasIdle || q.lastCount == 0) && q.inFlight() == 0 {
 		q.decide(now)
 	}
 }
 
+// enqueued is when an activation entered the system: when the controller
+// published it (so retention and the queued time survive a fail-over and
+// agree with the invoker's records), or now when that is unknown or ahead
+// of our clock.
+func enqueued(m whisk.ActivationMessage, now time.Time) time.Time {
+	if m.Published <= 0 {
+		return now
+	}
+	if p := time.UnixMilli(m.Published); p.Before(now) {
+		return p
+	}
+	return now
+}
+
 // adopt makes meta the queue's revision: older containers get mismatch,
-// and a failing creation of the old revision no longer holds it back.
+// and a failing creation of the old revision no longer holds it back
+// (handleResult forgets results of older revisions' creations).
 func (q *Queue) adopt(meta whisk.ActionMeta) {
-	q.log.Info("queue: new action revision", "from", q.meta.Rev, "to", meta.Rev)
+	changed := meta.Rev != q.meta.Rev
 	q.meta = meta
+	q.provisional = false
+	if !changed {
+		return
+	}
+	q.log.Info("queue: new action revision", "to", meta.Rev)
 	q.lastCount = 0
+	q.counted = false // the counts were of the older revision
 	q.parked = slices.DeleteFunc(q.parked, func(f *fetch) bool {
 		if f.req.Rev < meta.Rev {
 			f.reply <- &rpc.FetchResponse{Status: rpc.FetchMismatch}
@@ -530,7 +644,10 @@ func (q *Queue) handleFetch(now time.Time, f *fetch) {
 		return
 	}
 	q.lastFetch = now
-	q.lastCount = max(q.lastCount, 1)
+	if q.lastCount < 1 {
+		q.lastCount = 1
+		q.countGen++
+	}
 	if q.st == Idle || q.st == Flushing { // a live container is here
 		q.flushDev, q.flushMsg = false, ""
 		q.setState(Running)
@@ -563,7 +680,7 @@ func (q *Queue) nextParked() *fetch {
 // hand gives e to f; its offset is done.
 func (q *Queue) hand(f *fetch, e *entry) {
 	msg := e.msg
-	if msg.Action.Rev < q.meta.Rev {
+	if msg.Action.Rev < q.meta.Rev && !q.provisional {
 		msg.Action = q.meta // older revisions run on the current code
 	}
 	f.handed = e
@@ -598,12 +715,25 @@ func (q *Queue) handleCancel(f *fetch) {
 }
 
 func (q *Queue) handleResult(now time.Time, r CreationResult) {
-	if _, ok := q.inflight[r.ID]; !ok {
+	rev, ok := q.inflight[r.ID]
+	if !ok {
 		return
 	}
 	delete(q.inflight, r.ID)
+	if r.Action.Rev > q.meta.Rev && r.Action.FQN() == q.fqn {
+		q.adopt(r.Action) // the invoker found the action changed
+	}
+	if rev < q.meta.Rev {
+		// A creation of an older revision: its container (if any) gets
+		// mismatch, and its failure says nothing about the current code.
+		q.log.Debug("queue: outcome of an older revision's creation ignored",
+			"creation", r.ID, "rev", rev, "current", q.meta.Rev, "ok", r.OK, "err", r.Error)
+		q.askIfNone(now)
+		return
+	}
 	if r.OK {
 		q.lastCount++
+		q.countGen++
 		if q.st == Flushing {
 			q.flushDev, q.flushMsg = false, ""
 			q.setState(Running)
@@ -623,6 +753,25 @@ func (q *Queue) handleResult(now time.Time, r CreationResult) {
 	if r.Developer {
 		q.failAll(now, whisk.StatusDeveloperError, msg)
 	}
+}
+
+// askIfNone decides at once when activations wait and no container of the
+// current revision is known or coming (BRIEF §3 goal 7).
+func (q *Queue) askIfNone(now time.Time) {
+	if q.st == Running && len(q.buf) > 0 && q.lastCount == 0 && q.inFlight() == 0 {
+		q.decide(now)
+	}
+}
+
+// inFlight is the number of creations in flight for the current revision.
+func (q *Queue) inFlight() int {
+	n := 0
+	for _, rev := range q.inflight {
+		if rev >= q.meta.Rev {
+			n++
+		}
+	}
+	return n
 }
 
 func (q *Queue) failAll(now time.Time, status int, text string) {
@@ -672,19 +821,8 @@ func (q *Queue) tick(now time.Time) {
 			q.setState(Idle)
 		}
 	case Idle:
-		if now.Sub(q.idleSince) < q.cfg.IdleTimeout {
-			return
-		}
-		n, err := q.d.CountContainers(q.ctx, q.meta.Rev)
-		switch {
-		case err != nil:
-			q.log.Warn("queue: counting containers before removal", "err", err)
-			q.idleSince = now
-		case n > 0:
-			q.lastCount = n
-			q.idleSince = now
-		default:
-			q.setState(Removed)
+		if now.Sub(q.idleSince) >= q.cfg.IdleTimeout {
+			q.startCount(now) // handleCount removes the queue when none is left
 		}
 	}
 }
@@ -704,24 +842,101 @@ func (q *Queue) expire(now time.Time) {
 	}
 }
 
-// decide counts containers, builds the Snapshot and asks for containers.
+// startCount refreshes the counts on a helper goroutine, bounded by the
+// count timeout; handleCount takes the result. At most one count is in
+// flight, so an etcd outage costs one blocked goroutine, never the owner.
+func (q *Queue) startCount(now time.Time) {
+	if q.counting {
+		return
+	}
+	q.counting = true
+	ctx, rev, gen := q.countCtx, q.meta.Rev, q.countGen
+	count, countNs, timeout := q.d.CountContainers, q.d.CountNamespace, q.cfg.CountTimeout
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		r := countResult{rev: rev, gen: gen, at: now}
+		r.containers, r.err = count(cctx, rev)
+		if r.err == nil {
+			r.nsContainers, r.nsCreations, r.err = countNs(cctx)
+		}
+		q.countc <- r // buffered: one count in flight at most
+	}()
+}
+
+// handleCount takes a count's result: the counts decisions use, the idle
+// queue's removal, and a decision that waited for counts.
+func (q *Queue) handleCount(now time.Time, r countResult) {
+	q.counting = false
+	want := q.wantDecide
+	q.wantDecide = false
+	idleDue := q.st == Idle && r.at.Sub(q.idleSince) >= q.cfg.IdleTimeout
+	if r.err != nil {
+		q.log.Warn("queue: counting containers", "err", r.err)
+		if idleDue {
+			q.idleSince = now
+		}
+		return
+	}
+	if r.rev != q.meta.Rev {
+		return // counted an older revision
+	}
+	n := r.containers
+	if r.gen != q.countGen {
+		n = max(n, q.lastCount) // a container showed up after the count began
+	}
+	q.lastCount, q.nsCount, q.nsCreating, q.counted = n, r.nsContainers, r.nsCreations, true
+	q.countAt = now
+	switch {
+	case idleDue && n > 0:
+		q.idleSince = now
+	case idleDue:
+		q.setState(Removed)
+	case q.st == Idle && now.Sub(q.idleSince) >= q.cfg.IdleTimeout:
+		q.startCount(now) // this count began before the idle timeout: count again
+	case want && len(q.buf) > 0 && (q.st == Running || q.st == Flushing):
+		q.decideNow(now)
+	}
+}
+
+// decide runs Decide on the last known counts and starts a refresh for the
+// next decision; with no counts of the current revision yet, the decision
+// waits for them.
 func (q *Queue) decide(now time.Time) {
-	existing, err := q.d.CountContainers(q.ctx, q.meta.Rev)
-	if err != nil {
-		q.log.Warn("queue: counting containers", "err", err)
+	q.startCount(now)
+	if !q.counted || q.provisional {
+		q.wantDecide = true
 		return
 	}
-	q.lastCount = existing
-	nsC, nsCr, err := q.d.CountNamespace(q.ctx)
-	if err != nil {
-		q.log.Warn("queue: counting the namespace", "err", err)
-		return
+	q.decideNow(now)
+}
+
+// decideNow builds the Snapshot from the last known counts and asks for
+// containers.
+func (q *Queue) decideNow(now time.Time) {
+	if q.provisional {
+		return // no metadata to create a container with
 	}
-	s := q.snapshot(now, existing, nsC, nsCr)
+	existing := q.lastCount
+	s := q.snapshot(now, existing, q.nsCount, q.nsCreating)
 	d := Decide(s)
 	if d.Throttle != q.throttled {
 		q.throttled = d.Throttle
 		q.log.Info("queue: namespace throttling", "on", d.Throttle, "reason", d.Reason)
+	}
+	if d.Throttle && d.Create <= 0 && existing == 0 && s.InFlight == 0 {
+		// The namespace limit holds the action back and it has no
+		// container to run anything: fail now instead of holding the
+		// activations for the whole retention. OpenWhisk answers these
+		// with a 429 and this message; a record made here carries the
+		// "whisk internal error" status, the nearest record status.
+		// Only on fresh counts: stale ones wait for the refresh.
+		if now.Sub(q.countAt) > 2*q.cfg.Tick {
+			q.wantDecide = true
+			return
+		}
+		q.failAll(now, whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(s.NsExisting+s.NsInFlight, s.NsLimit))
+		return
 	}
 	if d.Create <= 0 {
 		return
@@ -733,7 +948,7 @@ func (q *Queue) decide(now time.Time) {
 		"queued", s.Queued, "stale", s.Stale, "existing", s.Existing, "inFlight", s.InFlight, "avg", s.AvgDuration)
 	for range d.Create {
 		id := newID()
-		q.inflight[id] = now
+		q.inflight[id] = q.meta.Rev
 		q.lastAsk = now
 		q.d.Create(CreateRequest{ID: id, Action: q.meta, Done: q.CreationDone})
 	}
@@ -751,7 +966,7 @@ func (q *Queue) snapshot(now time.Time, existing, nsContainers, nsCreations int)
 	}
 	return Snapshot{
 		State: q.st, Queued: len(q.buf), Stale: stale,
-		Existing: existing, InFlight: len(q.inflight),
+		Existing: existing, InFlight: q.inFlight(),
 		NsExisting: max(nsContainers, existing), NsInFlight: max(nsCreations, len(q.inflight)),
 		NsLimit: q.nsLimit, ActionLimit: q.meta.Limits.Instances,
 		AvgDuration: avg, Concurrency: q.meta.Limits.Concurrency,
@@ -783,7 +998,7 @@ func (q *Queue) avg() time.Duration {
 func (q *Queue) record(e *entry, now time.Time, status int, text string) whisk.Activation {
 	m := e.msg
 	meta := m.Action
-	if meta.Rev < q.meta.Rev {
+	if meta.Rev < q.meta.Rev && !q.provisional {
 		meta = q.meta
 	}
 	a := whisk.Activation{

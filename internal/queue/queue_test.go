@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,12 +16,15 @@ import (
 )
 
 // harness drives a Queue's owner methods directly, as Run's goroutine
-// would, with an injected clock: no goroutine runs the queue, nothing sleeps.
+// would, with an injected clock: no goroutine runs the queue, nothing
+// sleeps. Counts run on the queue's helper goroutine; every step waits for
+// them (settle), as if etcd answered at once.
 type harness struct {
 	t          *testing.T
 	q          *Queue
 	now        time.Time
 	containers int // what CountContainers answers
+	nsOther    int // the namespace's containers of other actions
 	countErr   error
 	counts     int // CountContainers calls
 	creates    []CreateRequest
@@ -46,7 +50,7 @@ func newHarness(t *testing.T) *harness {
 			h.counts++
 			return h.containers, h.countErr
 		},
-		CountNamespace: func(context.Context) (int, int, error) { return h.containers, 0, nil },
+		CountNamespace: func(context.Context) (int, int, error) { return h.containers + h.nsOther, 0, nil },
 		Create:         func(r CreateRequest) { h.creates = append(h.creates, r) },
 		Fail: func(_ context.Context, _ whisk.ActivationMessage, rec whisk.Activation) error {
 			h.mu.Lock()
@@ -66,25 +70,39 @@ func newHarness(t *testing.T) *harness {
 }
 
 func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }
-func (h *harness) tick()                   { h.q.tick(h.now) }
+func (h *harness) tick()                   { h.q.tick(h.now); h.settle() }
+
+// settle lets a count the queue started finish, as Run would.
+func (h *harness) settle() {
+	for h.q.counting {
+		h.q.handleCount(h.now, <-h.q.countc)
+	}
+}
 
 func activation(id string, rev int64) whisk.ActivationMessage {
 	return whisk.ActivationMessage{ActivationID: whisk.ActivationID(id), Action: meta(rev), Subject: "guest", ControllerID: "c0"}
 }
 
 func (h *harness) msg(off int64, rev int64) {
-	h.q.handleMessage(h.now, inbound{off: off, msg: activation(strings.Repeat("a", 31)+string(rune('0'+off%10)), rev)})
+	h.msgWith(off, activation(strings.Repeat("a", 31)+string(rune('0'+off%10)), rev))
+}
+
+func (h *harness) msgWith(off int64, m whisk.ActivationMessage) {
+	h.q.handleMessage(h.now, inbound{off: off, msg: m})
+	h.settle()
 }
 
 func (h *harness) fetch(rev int64, alive, warm bool, lastMs int64) *fetch {
 	f := &fetch{req: rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: rev, Alive: alive, Warm: warm, LastDurationMs: lastMs},
 		reply: make(chan *rpc.FetchResponse, 1)}
 	h.q.handleFetch(h.now, f)
+	h.settle()
 	return f
 }
 
 func (h *harness) result(i int, ok, developer bool) {
 	h.q.handleResult(h.now, CreationResult{ID: h.creates[i].ID, OK: ok, Developer: developer, Error: "bad image"})
+	h.settle()
 }
 
 // drain lets the queue's fail batches finish, as Run would.
@@ -461,23 +479,29 @@ func TestFlushingRetriesAtTheFlushRate(t *testing.T) {
 // fakeConsumer is a bus.Consumer fed by the test.
 type fakeConsumer struct {
 	recs   chan bus.Record
+	errs   chan error // Poll fails with the error sent here, from then on
 	mu     sync.Mutex
 	commit []int64
 	closed chan struct{}
 }
 
 func newFakeConsumer() *fakeConsumer {
-	return &fakeConsumer{recs: make(chan bus.Record, 16), closed: make(chan struct{})}
+	return &fakeConsumer{recs: make(chan bus.Record, 16), errs: make(chan error, 1), closed: make(chan struct{})}
 }
 
 func (c *fakeConsumer) Poll(ctx context.Context, _ int) ([]bus.Record, error) {
 	select {
 	case r := <-c.recs:
 		return []bus.Record{r}, nil
+	case err := <-c.errs:
+		c.errs <- err
+		return nil, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
+
+func (c *fakeConsumer) fail(err error) { c.errs <- err }
 
 func (c *fakeConsumer) Commit(_ context.Context, off int64) error {
 	c.mu.Lock()
@@ -592,7 +616,7 @@ func TestRunParkedFetchAndCancel(t *testing.T) {
 	}
 }
 
-func TestRunAbandonCommitsNothing(t *testing.T) {
+func TestRunAbandonCommitsNothingUnhanded(t *testing.T) {
 	h := startQueue(t)
 	h.c.publish(t, 0, activation("00000000000000000000000000000000", 1))
 	wait(t, h.creates, "the first creation")
@@ -642,5 +666,301 @@ func TestRunIdleRemoval(t *testing.T) {
 	wait(t, c.closed, "the consumer to close")
 	if q.State() != Removed {
 		t.Fatalf("state %v", q.State())
+	}
+}
+
+// An old revision's creation that fails after the queue adopted a newer
+// revision (the invoker saw the action change) must not fail the new
+// revision's activations, nor those queued before the update: they run on
+// the current code.
+func TestOldRevisionCreationFailureIgnored(t *testing.T) {
+	h := newHarness(t)
+	h.msg(0, 1) // rev 1: C1 in flight
+	if len(h.creates) != 1 || h.creates[0].Action.Rev != 1 {
+		t.Fatalf("creations %+v", h.creates)
+	}
+	h.msg(1, 2) // the action was updated: rev 2 adopted
+	if len(h.creates) != 2 || h.creates[1].Action.Rev != 2 {
+		t.Fatalf("no creation for rev 2 (C1 is of rev 1): %d creations", len(h.creates))
+	}
+	h.result(0, false, true) // C1's "action changed" ack, as a developer error
+	h.drain()
+	h.state(Running)
+	if len(h.records) != 0 || len(h.q.buf) != 2 {
+		t.Fatalf("%d records, %d buffered after an old revision's failure", len(h.records), len(h.q.buf))
+	}
+	h.msg(2, 2) // later arrivals are not failed either
+	h.drain()
+	if len(h.records) != 0 || len(h.q.buf) != 3 {
+		t.Fatalf("arrival failed: %d records, %d buffered", len(h.records), len(h.q.buf))
+	}
+	// The rev-2 container runs them all, the rev-1 message on rev 2.
+	h.result(1, true, false)
+	for i := range 3 {
+		r := reply(t, h.fetch(2, true, false, 0))
+		if r.Status != rpc.FetchOK || r.Activation.Action.Rev != 2 {
+			t.Fatalf("fetch %d: %+v", i, r)
+		}
+	}
+}
+
+// A creation result carrying a newer revision of the action (the invoker
+// found it changed) makes the queue adopt it: queued activations run on
+// the new code instead of failing.
+func TestCreationResultAdoptsNewerRevision(t *testing.T) {
+	h := newHarness(t)
+	h.msg(0, 1)
+	h.q.handleResult(h.now, CreationResult{ID: h.creates[0].ID, Developer: true, Error: "action changed", Action: meta(2)})
+	h.settle()
+	h.drain()
+	h.state(Running)
+	if h.q.meta.Rev != 2 || len(h.records) != 0 || len(h.q.buf) != 1 {
+		t.Fatalf("rev %d, %d records, %d buffered", h.q.meta.Rev, len(h.records), len(h.q.buf))
+	}
+	if len(h.creates) != 2 || h.creates[1].Action.Rev != 2 {
+		t.Fatalf("no creation of rev 2 at once: %+v", h.creates)
+	}
+}
+
+// A message published long ago (a fail-over) is retained from its publish
+// time, and its record reports the queued time from there, like the
+// invoker's records do.
+func TestRetentionFromPublish(t *testing.T) {
+	h := newHarness(t)
+	m := activation("00000000000000000000000000000001", 1)
+	m.Published = h.now.Add(-50 * time.Second).UnixMilli()
+	h.msgWith(0, m)
+	h.advance(10 * time.Second)
+	h.tick()
+	h.drain()
+	if len(h.records) != 1 {
+		t.Fatalf("%d records 60 s after the publish, want 1", len(h.records))
+	}
+	var ann struct{ WaitTime int64 }
+	for _, a := range h.records[0].Annotations {
+		if a.Key == whisk.AnnWaitTime {
+			_ = json.Unmarshal(a.Value, &ann.WaitTime)
+		}
+	}
+	if ann.WaitTime != 60000 {
+		t.Fatalf("waitTime %d, want 60000", ann.WaitTime)
+	}
+	// A publish time ahead of the queue's clock counts from now.
+	m.Published = h.now.Add(time.Hour).UnixMilli()
+	if e := enqueued(m, h.now); !e.Equal(h.now) {
+		t.Fatalf("enqueued %v, want now", e)
+	}
+}
+
+// The namespace limit leaves no room and the action has no container: the
+// arrival fails at once with OpenWhisk's concurrency message instead of
+// waiting the whole retention.
+func TestNamespaceThrottleFailsAtOnce(t *testing.T) {
+	h := newHarness(t)
+	h.nsOther = 100 // the namespace's limit is 100
+	h.msg(0, 1)
+	h.drain()
+	if len(h.creates) != 0 {
+		t.Fatalf("%d creations past the namespace limit", len(h.creates))
+	}
+	if len(h.records) != 1 || len(h.q.buf) != 0 || h.q.offs.mark != 0 {
+		t.Fatalf("%d records, %d buffered, mark %d", len(h.records), len(h.q.buf), h.q.offs.mark)
+	}
+	rec := h.records[0]
+	var res struct{ Error string }
+	if err := json.Unmarshal(rec.Response.Result, &res); err != nil || rec.StatusCode != whisk.StatusWhiskError ||
+		res.Error != whisk.MsgTooManyConcurrent(100, 100) {
+		t.Fatalf("record %d %s", rec.StatusCode, rec.Response.Result)
+	}
+	// With a container of its own the action keeps its activations.
+	h.containers = 1
+	h.nsOther = 99
+	h.advance(time.Second) // the counts are stale: the arrival waits for fresh ones
+	h.msg(1, 1)
+	h.msg(2, 1)
+	h.advance(200 * time.Millisecond)
+	h.tick()
+	h.drain()
+	if len(h.records) != 1 || len(h.q.buf) != 2 {
+		t.Fatalf("%d records, %d buffered with a container", len(h.records), len(h.q.buf))
+	}
+}
+
+// A queue re-created for a fetch knows only the action's name and a
+// revision: it asks for no container and hands no message its incomplete
+// metadata until a message brings the metadata.
+func TestProvisionalQueue(t *testing.T) {
+	h := &harness{t: t, now: t0}
+	full := newHarness(t)
+	q, err := New(Config{Action: whisk.ActionMeta{Namespace: "guest", Name: "hello", Rev: 2}, Provisional: true, NamespaceLimit: 100}, full.q.d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.q, h.creates = q, nil
+	q.d.Create = func(r CreateRequest) { h.creates = append(h.creates, r) }
+	h.msg(0, 1) // older: keeps its own metadata
+	r := reply(t, h.fetch(2, true, false, 0))
+	if r.Status != rpc.FetchOK || r.Activation.Action.Kind != "python:3" || r.Activation.Action.Rev != 1 {
+		t.Fatalf("fetch %+v", r.Activation)
+	}
+	h.msg(1, 1)
+	h.advance(time.Second)
+	h.tick()
+	if len(h.creates) != 0 {
+		t.Fatalf("a provisional queue asked for %d containers", len(h.creates))
+	}
+	h.msg(2, 2) // brings the metadata
+	if q.provisional || q.meta.Kind != "python:3" {
+		t.Fatalf("meta %+v provisional %v", q.meta, q.provisional)
+	}
+	h.advance(time.Second)
+	h.tick()
+	if len(h.creates) == 0 || h.creates[0].Action.Kind != "python:3" {
+		t.Fatalf("creations %+v", h.creates)
+	}
+}
+
+// runQueue starts a queue on a fake consumer with the given deps changes.
+func runQueue(t *testing.T, cfg Config, edit func(*Deps)) *runHarness {
+	h := &runHarness{c: newFakeConsumer(), ticks: make(chan time.Time), creates: make(chan CreateRequest, 16), done: make(chan error, 1)}
+	if cfg.Action.Name == "" {
+		cfg.Action = meta(1)
+	}
+	if cfg.NamespaceLimit == 0 {
+		cfg.NamespaceLimit = 100
+	}
+	d := Deps{
+		Now:             func() time.Time { return t0 },
+		Subscribe:       func(context.Context) (bus.Consumer, error) { return h.c, nil },
+		CountContainers: func(context.Context, int64) (int, error) { return 0, nil },
+		CountNamespace:  func(context.Context) (int, int, error) { return 0, 0, nil },
+		Create:          func(r CreateRequest) { h.creates <- r },
+		Fail:            func(context.Context, whisk.ActivationMessage, whisk.Activation) error { return nil },
+		Ticker:          func(time.Duration) (<-chan time.Time, func()) { return h.ticks, func() {} },
+	}
+	if edit != nil {
+		edit(&d)
+	}
+	q, err := New(cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.q = q
+	go func() { h.done <- q.Run(context.Background()) }()
+	t.Cleanup(func() {
+		q.Stop()
+		<-q.Done()
+	})
+	return h
+}
+
+// etcd hangs: counts block until their deadline. The owner goroutine must
+// keep handing activations to containers, ticking and obeying Stop.
+func TestRunCountsDoNotBlockTheOwner(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	deadlines := make(chan bool, 16)
+	block := func(ctx context.Context) {
+		_, ok := ctx.Deadline()
+		select {
+		case deadlines <- ok:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+		case <-release:
+		}
+	}
+	h := runQueue(t, Config{CountTimeout: 50 * time.Millisecond}, func(d *Deps) {
+		d.CountContainers = func(ctx context.Context, _ int64) (int, error) { block(ctx); return 0, errors.New("etcd down") }
+		d.CountNamespace = func(ctx context.Context) (int, int, error) { block(ctx); return 0, 0, errors.New("etcd down") }
+	})
+	h.c.publish(t, 0, activation("00000000000000000000000000000000", 1))
+	h.c.publish(t, 1, activation("00000000000000000000000000000001", 1))
+	for i := range 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		r, err := h.q.Fetch(ctx, &rpc.FetchRequest{Rev: 1, Alive: true, Warm: true})
+		cancel()
+		if err != nil || r.Status != rpc.FetchOK {
+			t.Fatalf("fetch %d while etcd hangs: %+v %v", i, r, err)
+		}
+	}
+	select {
+	case h.ticks <- t0.Add(time.Second):
+	case <-time.After(3 * time.Second):
+		t.Fatal("the owner takes no tick while etcd hangs")
+	}
+	if !wait(t, deadlines, "a count") {
+		t.Fatal("a count without a deadline")
+	}
+	h.q.Stop()
+	wait(t, h.done, "Run to return while etcd hangs")
+}
+
+// The caller of a fetch went away just as the activation came: it goes
+// back to the head of the queue instead of to the gone caller.
+func TestRunFetchGivesBackWhenCallerGone(t *testing.T) {
+	h := runQueue(t, Config{}, nil)
+	h.c.publish(t, 0, activation("00000000000000000000000000000000", 1))
+	wait(t, h.creates, "the first creation")
+	// A context that reports its end but whose Done never fires: the
+	// reply and the end are both there, whichever select sees first.
+	gone := &goneCtx{Context: context.Background()}
+	gone.ended.Store(true)
+	if r, err := h.q.Fetch(gone, &rpc.FetchRequest{Rev: 1, Alive: true}); err == nil {
+		t.Fatalf("fetch of a gone caller returned %+v", r)
+	}
+	r, err := h.q.Fetch(context.Background(), &rpc.FetchRequest{Rev: 1, Alive: true})
+	if err != nil || r.Status != rpc.FetchOK || r.Activation.ActivationID != "00000000000000000000000000000000" {
+		t.Fatalf("the activation was not put back: %+v %v", r, err)
+	}
+}
+
+type goneCtx struct {
+	context.Context
+	ended atomic.Bool
+}
+
+func (c *goneCtx) Err() error {
+	if c.ended.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// The action's topic was deleted (and maybe re-created): the queue ends
+// instead of polling a dead consumer forever.
+func TestRunTopicDeletedEndsQueue(t *testing.T) {
+	h := runQueue(t, Config{}, nil)
+	h.c.publish(t, 0, activation("00000000000000000000000000000000", 1))
+	wait(t, h.creates, "the first creation")
+	h.c.fail(whisk.E("memory.Poll", whisk.NotFound, "", errors.New("topic deleted")))
+	wait(t, h.done, "Run to return after the topic was deleted")
+	if h.q.State() != Removed {
+		t.Fatalf("state %v", h.q.State())
+	}
+	// Subscribing to a topic that does not exist ends the queue too.
+	h2 := runQueue(t, Config{}, func(d *Deps) {
+		d.Subscribe = func(context.Context) (bus.Consumer, error) {
+			return nil, whisk.E("memory.Subscribe", whisk.NotFound, "", errors.New("no topic"))
+		}
+	})
+	wait(t, h2.done, "Run to return without a topic")
+}
+
+// Abandon still commits what was handed out: those activations ran.
+func TestRunAbandonCommitsHanded(t *testing.T) {
+	h := runQueue(t, Config{}, nil)
+	h.c.publish(t, 0, activation("00000000000000000000000000000000", 1))
+	h.c.publish(t, 1, activation("00000000000000000000000000000001", 1))
+	r, err := h.q.Fetch(context.Background(), &rpc.FetchRequest{Rev: 1, Alive: true})
+	if err != nil || r.Status != rpc.FetchOK {
+		t.Fatalf("fetch %+v %v", r, err)
+	}
+	h.q.Abandon()
+	wait(t, h.done, "Run to return")
+	wait(t, h.c.closed, "the consumer to close")
+	if cs := h.c.commits(); len(cs) == 0 || cs[len(cs)-1] != 0 {
+		t.Fatalf("commits %v, want the handed offset 0 last", cs)
 	}
 }

@@ -109,6 +109,11 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		}
 		if err := s.d.Session.PutCreation(ctx, info); err != nil {
 			log.Warn("scheduler: writing the creation key", "err", err)
+			// The session remembers the key even when the write failed
+			// (and would put it again after a lease re-grant): forget it,
+			// this creation never happened. Before the next attempt puts
+			// the same key again.
+			c.deleteCreation(ctx, info, true)
 			lastErr = err.Error()
 			continue
 		}
@@ -118,13 +123,13 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		})
 		if err := s.d.Bus.Publish(ctx, whisk.InvokerTopic(iid), msg); err != nil {
 			log.Warn("scheduler: sending the creation", "invoker", iid, "err", err)
-			c.deleteCreation(ctx, info)
+			c.deleteCreation(ctx, info, true)
 			tried[iid] = true
 			lastErr = err.Error()
 			continue
 		}
 		ack, ok := c.await(ctx, acks, iid)
-		c.deleteCreation(ctx, info)
+		c.deleteCreation(ctx, info, false)
 		if ctx.Err() != nil {
 			return fail("the scheduler is stopping")
 		}
@@ -137,6 +142,11 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 			return queue.CreationResult{ID: req.ID, OK: true}
 		}
 		log.Warn("scheduler: creation failed", "invoker", iid, "err", ack.Error, "developer", ack.Developer, "retryable", ack.Retryable)
+		if ack.Action.Rev > meta.Rev && ack.Action.FQN() == meta.FQN() {
+			// The action changed under the creation: not the new code's
+			// fault. The queue adopts the newer revision the ack carries.
+			return queue.CreationResult{ID: req.ID, Error: ack.Error, Action: ack.Action}
+		}
 		if ack.Developer {
 			return queue.CreationResult{ID: req.ID, Developer: true, Error: ack.Error}
 		}
@@ -169,12 +179,41 @@ func (c *creator) await(ctx context.Context, acks <-chan whisk.CreationAck, iid 
 	}
 }
 
-func (c *creator) deleteCreation(ctx context.Context, info whisk.CreationInfo) {
+// deleteCreation deletes a creation key (and makes the session forget it).
+// A failed delete is retried with backoff until it succeeds or the
+// scheduler stops (the key then goes with the lease): before returning
+// when wait is set (the job's next attempt puts the same key again), else
+// in the background, so the job's final outcome is not held up.
+func (c *creator) deleteCreation(ctx context.Context, info whisk.CreationInfo, wait bool) {
+	if c.tryDelete(ctx, info) {
+		return
+	}
+	retry := func() {
+		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+			if !sleep(ctx, backoff) || c.tryDelete(ctx, info) {
+				return
+			}
+		}
+	}
+	if wait {
+		retry()
+		return
+	}
+	c.s.wg.Add(1) // the calling job holds the group open
+	go func() {
+		defer c.s.wg.Done()
+		retry()
+	}()
+}
+
+func (c *creator) tryDelete(ctx context.Context, info whisk.CreationInfo) bool {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := c.s.d.Session.DeleteCreation(dctx, info); err != nil {
 		c.s.log.Warn("scheduler: deleting the creation key", "creation", info.CreationID, "err", err)
+		return false
 	}
+	return true
 }
 
 // pick chooses an invoker (see creator) and reserves the memory on it.

@@ -11,10 +11,13 @@
 //
 // Leadership: CreateQueue elects this scheduler with Session.ElectLeader
 // (put-if-absent under its lease); the winner starts the queue, a loser
-// answers with the current leader. After a lease re-grant every local
-// queue is re-elected; a queue whose key someone else now holds is
-// abandoned (it commits nothing more). A queue that ends for any other
-// reason resigns its key before it leaves the manager's map, so a
-// concurrent CreateQueue for the same action waits for it and never finds
-// a leader key without a queue.
+// answers with the current leader; on a live local queue it re-asserts the
+// key. After a lease re-grant every local queue is re-elected, off the
+// session's goroutine; a failed re-election is retried every second; a
+// queue whose key someone else now holds is abandoned (it commits what it
+// handed out, then stops). A queue that ends for any other reason resigns
+// its key — retrying until it succeeds — before it leaves the manager's
+// map, so a concurrent CreateQueue for the same action waits for it and
+// never finds a leader key without a queue. A fetch that finds no queue
+// while the leader key is this scheduler's re-creates the queue.
 package scheduler

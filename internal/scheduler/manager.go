@@ -20,6 +20,9 @@ type entry struct {
 	gone  chan struct{}
 	once  sync.Once
 	lost  bool // guarded by Scheduler.mu: leadership passed to someone else
+	// reelect is guarded by Scheduler.mu: re-electing the queue after a
+	// lease re-grant failed; the reconciler tries again every second.
+	reelect bool
 }
 
 func (e *entry) close() {
@@ -47,12 +50,23 @@ func (e *entry) live() bool {
 	return st != queue.Removing && st != queue.Removed
 }
 
+// Timeouts of the scheduler's own etcd calls off the activation path.
+const (
+	etcdCallTimeout = 2 * time.Second
+	resignTimeout   = 5 * time.Second
+	// reelectEvery is how often failed re-elections are tried again.
+	reelectEvery = time.Second
+)
+
 // Fetch routes a container's fetch to the action's queue.
 func (s *Scheduler) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.FetchResponse, error) {
 	f := whisk.FQN{Namespace: req.Namespace, Name: req.Action}
 	s.mu.RLock()
 	e := s.queues[f]
 	s.mu.RUnlock()
+	if e == nil {
+		e = s.recreate(ctx, f, req.Rev)
+	}
 	if e == nil {
 		return &rpc.FetchResponse{Status: rpc.FetchNoQueue}, nil
 	}
@@ -76,6 +90,11 @@ func (s *Scheduler) CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest
 	if f.Namespace == "" || f.Name == "" {
 		return nil, whisk.Errorf(whisk.Invalid, "CreateQueue needs the action's namespace and name")
 	}
+	return s.createQueue(ctx, meta, false)
+}
+
+func (s *Scheduler) createQueue(ctx context.Context, meta whisk.ActionMeta, provisional bool) (*rpc.CreateQueueResponse, error) {
+	f := meta.FQN()
 	for {
 		s.mu.Lock()
 		if s.runCtx == nil || s.stopping {
@@ -88,7 +107,7 @@ func (s *Scheduler) CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest
 			s.queues[f] = e
 			runCtx := s.runCtx
 			s.mu.Unlock()
-			return s.elect(ctx, runCtx, meta, e)
+			return s.elect(ctx, runCtx, meta, provisional, e)
 		}
 		s.mu.Unlock()
 		select {
@@ -97,7 +116,7 @@ func (s *Scheduler) CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest
 			return nil, ctx.Err()
 		}
 		if e.live() {
-			return &rpc.CreateQueueResponse{Leader: s.me}, nil
+			return s.assert(ctx, f, e)
 		}
 		select { // an election that lost, or a queue leaving: start over
 		case <-e.gone:
@@ -107,7 +126,64 @@ func (s *Scheduler) CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest
 	}
 }
 
-func (s *Scheduler) elect(ctx, runCtx context.Context, meta whisk.ActionMeta, e *entry) (*rpc.CreateQueueResponse, error) {
+// assert re-asserts the leader key of a live local queue (a cheap
+// put-if-absent): a key lost with an earlier lease is put back; a key
+// someone else holds now means the local queue is abandoned and the caller
+// is told the holder.
+func (s *Scheduler) assert(ctx context.Context, f whisk.FQN, e *entry) (*rpc.CreateQueueResponse, error) {
+	won, cur, err := s.d.Session.ElectLeader(ctx, f, s.me)
+	switch {
+	case err != nil:
+		// The queue is live here; the reconciler keeps trying.
+		s.log.Warn("scheduler: re-asserting the leader key", "action", f.String(), "err", err)
+		s.mu.Lock()
+		e.reelect = true
+		s.mu.Unlock()
+	case !won && cur.SchedulerID != s.cfg.ID:
+		s.abandon(f, e, cur)
+		return &rpc.CreateQueueResponse{Leader: cur}, nil
+	}
+	return &rpc.CreateQueueResponse{Leader: s.me}, nil
+}
+
+// abandon ends a local queue whose leader key another scheduler holds.
+func (s *Scheduler) abandon(f whisk.FQN, e *entry, holder whisk.LeaderInfo) {
+	s.log.Warn("scheduler: leadership lost; abandoning the queue", "action", f.String(), "leader", holder.SchedulerID)
+	s.mu.Lock()
+	e.lost, e.reelect = true, false
+	s.mu.Unlock()
+	e.q.Abandon()
+}
+
+// recreate serves a fetch for an action with no local queue whose leader
+// key is nevertheless this scheduler's (a queue that ended without its
+// key, or a key re-put under a new lease): it re-creates the queue here,
+// with the name and revision the fetch gives; the queue takes the rest of
+// the action's metadata from its first message. It returns nil when the
+// key is not ours or the queue could not be made.
+func (s *Scheduler) recreate(ctx context.Context, f whisk.FQN, rev int64) *entry {
+	if f.Namespace == "" || f.Name == "" {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	li, ok, err := s.d.Client.Leader(lctx, f)
+	cancel()
+	if err != nil || !ok || li.SchedulerID != s.cfg.ID {
+		return nil
+	}
+	s.log.Warn("scheduler: leader key without a queue; re-creating the queue", "action", f.String())
+	meta := whisk.ActionMeta{Namespace: f.Namespace, Name: f.Name, Rev: rev}
+	if _, err := s.createQueue(ctx, meta, true); err != nil {
+		s.log.Warn("scheduler: re-creating a queue", "action", f.String(), "err", err)
+		return nil
+	}
+	s.mu.RLock()
+	e := s.queues[f]
+	s.mu.RUnlock()
+	return e
+}
+
+func (s *Scheduler) elect(ctx, runCtx context.Context, meta whisk.ActionMeta, provisional bool, e *entry) (*rpc.CreateQueueResponse, error) {
 	f := meta.FQN()
 	drop := func() {
 		s.mu.Lock()
@@ -128,7 +204,7 @@ func (s *Scheduler) elect(ctx, runCtx context.Context, meta whisk.ActionMeta, e 
 		return &rpc.CreateQueueResponse{Leader: cur}, nil
 	}
 	q, err := queue.New(queue.Config{
-		Action: meta, NamespaceLimit: s.cfg.NamespaceLimit,
+		Action: meta, Provisional: provisional, NamespaceLimit: s.cfg.NamespaceLimit,
 		Tick: s.cfg.Tick, Park: s.cfg.Park, Retention: s.cfg.Retention, IdleTimeout: s.cfg.IdleQueueTimeout,
 	}, s.queueDeps(f))
 	if err == nil {
@@ -155,7 +231,9 @@ func (s *Scheduler) elect(ctx, runCtx context.Context, meta whisk.ActionMeta, e 
 }
 
 // own runs a queue to its end, then resigns its leader key (unless someone
-// else leads now) before the entry leaves the map.
+// else leads now) before the entry leaves the map: a key must never point
+// at a queue that does not exist, so a failed resign is retried until it
+// succeeds or the scheduler stops (its lease then goes with the session).
 func (s *Scheduler) own(ctx context.Context, f whisk.FQN, e *entry) {
 	defer s.wg.Done()
 	_ = e.q.Run(ctx)
@@ -176,45 +254,97 @@ func (s *Scheduler) own(ctx context.Context, f whisk.FQN, e *entry) {
 	s.log.Info("queue removed", "action", f.String(), "lost", lost)
 }
 
+// resign deletes f's leader key if this scheduler holds it, retrying with
+// backoff until it succeeds; once ctx has ended it tries once more and
+// gives up (the scheduler is stopping: its session's lease goes next).
 func (s *Scheduler) resign(ctx context.Context, f whisk.FQN) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.d.Session.ResignLeader(rctx, f); err != nil {
-		s.log.Warn("scheduler: resigning the leader key", "action", f.String(), "err", err)
+	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resignTimeout)
+		err := s.d.Session.ResignLeader(rctx, f)
+		cancel()
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil {
+			s.log.Warn("scheduler: resigning the leader key failed while stopping", "action", f.String(), "err", err)
+			return
+		}
+		s.log.Warn("scheduler: resigning the leader key; retrying", "action", f.String(), "err", err, "in", backoff)
+		sleep(ctx, backoff) // after ctx ends: one last try
 	}
 }
 
-// reconcile runs after the session re-granted its lease: every local queue
-// is elected again; a queue whose key another scheduler holds now is
-// abandoned without committing.
-func (s *Scheduler) reconcile(ctx context.Context) {
-	s.mu.RLock()
+// onRegrant is the session's re-grant hook. It runs on the session's
+// keep-alive goroutine, so it only signals the reconciler.
+func (s *Scheduler) onRegrant(context.Context) {
+	select {
+	case s.regrant <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileLoop re-elects every local queue after a lease re-grant, and
+// every second the queues whose re-election failed, until ctx ends.
+func (s *Scheduler) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(reelectEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.regrant:
+			s.reconcile(ctx, true)
+		case <-t.C:
+			s.reconcile(ctx, false)
+		}
+	}
+}
+
+// reconcile elects local queues again (all of them after a re-grant, else
+// those marked for it): a key lost with the old lease is put back; a queue
+// whose key another scheduler holds now is abandoned; a failed election is
+// marked and tried again.
+func (s *Scheduler) reconcile(ctx context.Context, all bool) {
+	s.mu.Lock()
 	if s.runCtx == nil || s.stopping {
-		s.mu.RUnlock()
+		s.mu.Unlock()
 		return
 	}
 	var es []*entry
 	for _, e := range s.queues {
-		if e.live() {
+		if !e.live() {
+			continue
+		}
+		if all {
+			e.reelect = true
+		}
+		if e.reelect {
 			es = append(es, e)
 		}
 	}
-	s.mu.RUnlock()
+	s.mu.Unlock()
 	for _, e := range es {
+		if ctx.Err() != nil {
+			return
+		}
 		f := e.q.FQN()
-		won, cur, err := s.d.Session.ElectLeader(ctx, f, s.me)
+		ectx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+		won, cur, err := s.d.Session.ElectLeader(ectx, f, s.me)
+		cancel()
 		switch {
 		case err != nil:
-			s.log.Warn("scheduler: re-electing after a lease re-grant", "action", f.String(), "err", err)
+			s.log.Warn("scheduler: re-electing a queue; retrying", "action", f.String(), "err", err, "in", reelectEvery)
 		case !won && cur.SchedulerID != s.cfg.ID:
-			s.log.Warn("scheduler: leadership lost; abandoning the queue", "action", f.String(), "leader", cur.SchedulerID)
+			s.abandon(f, e, cur)
+		default:
 			s.mu.Lock()
-			e.lost = true
+			e.reelect = false
 			s.mu.Unlock()
-			e.q.Abandon()
 		}
 	}
-	s.loadChanged()
+	if len(es) > 0 {
+		s.loadChanged()
+	}
 }
 
 func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"testing"
@@ -14,16 +15,34 @@ import (
 
 // fakeSession is a func-field Session: the election answer is set by the test.
 type fakeSession struct {
-	mu      sync.Mutex
-	leader  whisk.LeaderInfo // who ElectLeader says holds the key; zero = free
-	resigns int
-	hooks   []func(context.Context)
+	mu        sync.Mutex
+	leader    whisk.LeaderInfo // who ElectLeader says holds the key; zero = free
+	resigns   int
+	hooks     []func(context.Context)
+	electFail int           // ElectLeader fails this many more times
+	elects    int           // ElectLeader calls
+	block     chan struct{} // when set, ElectLeader waits for it (or its ctx)
 }
 
 func (f *fakeSession) RegisterScheduler(context.Context, whisk.SchedulerInfo) error { return nil }
-func (f *fakeSession) ElectLeader(_ context.Context, _ whisk.FQN, me whisk.LeaderInfo) (bool, whisk.LeaderInfo, error) {
+func (f *fakeSession) ElectLeader(ctx context.Context, _ whisk.FQN, me whisk.LeaderInfo) (bool, whisk.LeaderInfo, error) {
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return false, whisk.LeaderInfo{}, ctx.Err()
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.elects++
+	if f.electFail > 0 {
+		f.electFail--
+		return false, whisk.LeaderInfo{}, errors.New("etcd unreachable")
+	}
 	if f.leader.SchedulerID == "" || f.leader == me {
 		f.leader = me
 		return true, me, nil
@@ -56,6 +75,9 @@ func (f *fakeSession) regrant(ctx context.Context) {
 
 type fakeClient struct{}
 
+func (fakeClient) Leader(context.Context, whisk.FQN) (whisk.LeaderInfo, bool, error) {
+	return whisk.LeaderInfo{}, false, nil
+}
 func (fakeClient) Invokers(context.Context) ([]whisk.InvokerInfo, error)          { return nil, nil }
 func (fakeClient) CountContainers(context.Context, whisk.FQN, int64) (int, error) { return 0, nil }
 func (fakeClient) CountNamespace(context.Context, string) (int, int, error)       { return 0, 0, nil }
@@ -64,12 +86,13 @@ type nopStore struct{}
 
 func (nopStore) PutActivation(context.Context, whisk.Activation) error { return nil }
 
-func TestRegrantAbandonsLostQueues(t *testing.T) {
+// startFake runs a scheduler on a fakeSession with one queue for meta.
+func startFake(t *testing.T, sess *fakeSession, meta whisk.ActionMeta) (context.Context, *Scheduler) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess := &fakeSession{}
 	s, err := New(Config{ID: "s1", Addr: ln.Addr().String()}, Deps{
 		Bus: memory.New(nil), Session: sess, Client: fakeClient{}, Activations: nopStore{}, Listener: ln,
 	})
@@ -79,12 +102,10 @@ func TestRegrantAbandonsLostQueues(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		<-done
-	}()
-
-	meta := whisk.ActionMeta{Namespace: "guest", Name: "hello", Rev: 1}
+	})
 	var r *rpc.CreateQueueResponse
 	for deadline := time.Now().Add(5 * time.Second); ; { // until Run accepts queues
 		if r, err = s.CreateQueue(ctx, &rpc.CreateQueueRequest{Action: meta}); err == nil || time.Now().After(deadline) {
@@ -95,6 +116,29 @@ func TestRegrantAbandonsLostQueues(t *testing.T) {
 	if err != nil || r.Leader.SchedulerID != "s1" {
 		t.Fatalf("CreateQueue: %+v %v", r, err)
 	}
+	return ctx, s
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (f *fakeSession) holder() whisk.LeaderInfo {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leader
+}
+
+func TestRegrantAbandonsLostQueues(t *testing.T) {
+	sess := &fakeSession{}
+	meta := whisk.ActionMeta{Namespace: "guest", Name: "hello", Rev: 1}
+	ctx, s := startFake(t, sess, meta)
 
 	// A re-grant that finds the key still ours keeps the queue.
 	sess.regrant(ctx)
@@ -127,8 +171,81 @@ func TestRegrantAbandonsLostQueues(t *testing.T) {
 		t.Fatalf("%d resigns of a key held by another scheduler", resigns)
 	}
 	// CreateQueue now answers with the new leader.
-	r, err = s.CreateQueue(ctx, &rpc.CreateQueueRequest{Action: meta})
+	r, err := s.CreateQueue(ctx, &rpc.CreateQueueRequest{Action: meta})
 	if err != nil || r.Leader.SchedulerID != "s2" {
 		t.Fatalf("CreateQueue after the loss: %+v %v", r, err)
+	}
+}
+
+// A re-election that fails after a re-grant is retried until it wins; the
+// re-grant hook itself returns at once (it runs on the session's
+// keep-alive goroutine).
+func TestRegrantRetriesFailedReelection(t *testing.T) {
+	sess := &fakeSession{}
+	meta := whisk.ActionMeta{Namespace: "guest", Name: "hello", Rev: 1}
+	ctx, s := startFake(t, sess, meta)
+
+	// The key went with the old lease; etcd is slow, then fails twice.
+	sess.mu.Lock()
+	sess.leader = whisk.LeaderInfo{}
+	sess.electFail = 2
+	sess.block = make(chan struct{})
+	block := sess.block
+	sess.mu.Unlock()
+	returned := make(chan struct{})
+	go func() { sess.regrant(ctx); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(time.Second):
+		t.Fatal("the re-grant hook waits for etcd")
+	}
+	close(block)
+	eventually(t, "the leader key re-asserted after failed re-elections", func() bool {
+		return sess.holder() == s.me
+	})
+	s.mu.RLock()
+	e := s.queues[meta.FQN()]
+	s.mu.RUnlock()
+	if e == nil || !e.live() {
+		t.Fatal("queue gone after a re-election that won")
+	}
+}
+
+// CreateQueue on a live queue re-asserts its leader key; when someone else
+// holds it, the local queue is abandoned and the holder is the answer.
+func TestCreateQueueReassertsKey(t *testing.T) {
+	sess := &fakeSession{}
+	meta := whisk.ActionMeta{Namespace: "guest", Name: "hello", Rev: 1}
+	ctx, s := startFake(t, sess, meta)
+
+	sess.mu.Lock()
+	sess.leader = whisk.LeaderInfo{} // lost with an old lease
+	sess.mu.Unlock()
+	r, err := s.CreateQueue(ctx, &rpc.CreateQueueRequest{Action: meta})
+	if err != nil || r.Leader != s.me || sess.holder() != s.me {
+		t.Fatalf("CreateQueue %+v %v, key %+v", r, err, sess.holder())
+	}
+
+	s.mu.RLock()
+	e := s.queues[meta.FQN()]
+	s.mu.RUnlock()
+	s2 := whisk.LeaderInfo{SchedulerID: "s2", Addr: "elsewhere:1"}
+	sess.mu.Lock()
+	sess.leader = s2
+	sess.mu.Unlock()
+	r, err = s.CreateQueue(ctx, &rpc.CreateQueueRequest{Action: meta})
+	if err != nil || r.Leader != s2 {
+		t.Fatalf("CreateQueue with the key elsewhere: %+v %v", r, err)
+	}
+	select {
+	case <-e.gone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the local queue was not abandoned")
+	}
+	sess.mu.Lock()
+	resigns := sess.resigns
+	sess.mu.Unlock()
+	if resigns != 0 {
+		t.Fatalf("%d resigns of a key held by another scheduler", resigns)
 	}
 }

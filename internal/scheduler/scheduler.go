@@ -59,6 +59,7 @@ type Session interface {
 
 // Client is what the scheduler reads from etcd (*cluster.Client has it).
 type Client interface {
+	Leader(ctx context.Context, f whisk.FQN) (whisk.LeaderInfo, bool, error)
 	Invokers(ctx context.Context) ([]whisk.InvokerInfo, error)
 	CountContainers(ctx context.Context, f whisk.FQN, rev int64) (int, error)
 	CountNamespace(ctx context.Context, ns string) (containers, creations int, err error)
@@ -97,6 +98,7 @@ type Scheduler struct {
 
 	topics  sync.Map      // topics ensured by this process
 	changed chan struct{} // the queue count changed
+	regrant chan struct{} // the session re-granted its lease
 }
 
 var _ rpc.Scheduler = (*Scheduler)(nil)
@@ -126,6 +128,7 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 		me:      whisk.LeaderInfo{SchedulerID: cfg.ID, Addr: cfg.Addr},
 		queues:  map[whisk.FQN]*entry{},
 		changed: make(chan struct{}, 1),
+		regrant: make(chan struct{}, 1),
 	}
 	s.creator = newCreator(s)
 	return s, nil
@@ -157,16 +160,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	s.runCtx = ctx
 	s.mu.Unlock()
-	s.d.Session.OnRegrant(s.reconcile)
+	s.d.Session.OnRegrant(s.onRegrant)
 
 	srv := grpc.NewServer(rpc.ServerOptions()...)
 	rpc.Register(srv, s)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(s.d.Listener) }()
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() { defer bg.Done(); s.creator.consumeAcks(ctx, acks) }()
 	go func() { defer bg.Done(); s.publishLoad(ctx) }()
+	go func() { defer bg.Done(); s.reconcileLoop(ctx) }()
 	s.log.Info("scheduler running", "addr", s.cfg.Addr)
 
 	var runErr error

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,6 +97,7 @@ func (e *env) session() *cluster.Session {
 
 type sched struct {
 	s      *scheduler.Scheduler
+	sess   *cluster.Session
 	id     string
 	addr   string
 	rpc    *rpc.Client
@@ -105,6 +107,13 @@ type sched struct {
 
 func (e *env) scheduler(id string, cfg scheduler.Config) *sched {
 	e.t.Helper()
+	return e.schedulerWith(id, cfg, nil)
+}
+
+// schedulerWith starts a scheduler whose session wrap may wrap (to make
+// etcd calls fail).
+func (e *env) schedulerWith(id string, cfg scheduler.Config, wrap func(*cluster.Session) scheduler.Session) *sched {
+	e.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		e.t.Fatal(err)
@@ -113,15 +122,20 @@ func (e *env) scheduler(id string, cfg scheduler.Config) *sched {
 	if cfg.Tick == 0 {
 		cfg.Tick = 20 * time.Millisecond
 	}
+	sess := e.session()
+	var ss scheduler.Session = sess
+	if wrap != nil {
+		ss = wrap(sess)
+	}
 	s, err := scheduler.New(cfg, scheduler.Deps{
-		Log: testLog().With("sid", id), Bus: e.bus, Session: e.session(), Client: e.client,
+		Log: testLog().With("sid", id), Bus: e.bus, Session: ss, Client: e.client,
 		Activations: e.store, Now: time.Now, Listener: ln,
 	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
-	h := &sched{s: s, id: id, addr: cfg.Addr, cancel: cancel, done: make(chan error, 1)}
+	h := &sched{s: s, sess: sess, id: id, addr: cfg.Addr, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- s.Run(ctx) }()
 	cc, err := grpc.NewClient(cfg.Addr, append(rpc.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
@@ -523,6 +537,9 @@ func (nopSession) OnRegrant(func(context.Context))                          {}
 
 type nopClient struct{}
 
+func (nopClient) Leader(context.Context, whisk.FQN) (whisk.LeaderInfo, bool, error) {
+	return whisk.LeaderInfo{}, false, nil
+}
 func (nopClient) Invokers(context.Context) ([]whisk.InvokerInfo, error)          { return nil, nil }
 func (nopClient) CountContainers(context.Context, whisk.FQN, int64) (int, error) { return 0, nil }
 func (nopClient) CountNamespace(context.Context, string) (containers, creations int, err error) {
@@ -534,3 +551,285 @@ var (
 	_ scheduler.Client  = (*cluster.Client)(nil)
 	_ scheduler.Bus     = (*memory.Bus)(nil)
 )
+
+// flakySession is a real session whose resigns, creation puts and
+// creation deletes fail as many times as the test says.
+type flakySession struct {
+	*cluster.Session
+	failResigns, failPuts, failDeletes atomic.Int32
+	mu                                 sync.Mutex
+	deleted                            []string // creation ids DeleteCreation was called for
+}
+
+func (f *flakySession) ResignLeader(ctx context.Context, fqn whisk.FQN) error {
+	if f.failResigns.Add(-1) >= 0 {
+		return errors.New("etcd unreachable")
+	}
+	return f.Session.ResignLeader(ctx, fqn)
+}
+
+func (f *flakySession) PutCreation(ctx context.Context, info whisk.CreationInfo) error {
+	if f.failPuts.Add(-1) >= 0 {
+		// As the real one when etcd fails: the key is remembered anyway.
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_ = f.Session.PutCreation(cctx, info)
+		return errors.New("etcd unreachable")
+	}
+	return f.Session.PutCreation(ctx, info)
+}
+
+func (f *flakySession) DeleteCreation(ctx context.Context, info whisk.CreationInfo) error {
+	f.mu.Lock()
+	f.deleted = append(f.deleted, info.CreationID)
+	f.mu.Unlock()
+	if f.failDeletes.Add(-1) >= 0 {
+		return errors.New("etcd unreachable")
+	}
+	return f.Session.DeleteCreation(ctx, info)
+}
+
+func (f *flakySession) deletes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.deleted...)
+}
+
+// A resign that fails is retried: an idle queue never leaves its leader key
+// pointing at a queue that does not exist.
+func TestResignRetriedUntilDone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var fs *flakySession
+	s1 := e.schedulerWith("s1", scheduler.Config{Park: 100 * time.Millisecond, IdleQueueTimeout: 200 * time.Millisecond},
+		func(s *cluster.Session) scheduler.Session { fs = &flakySession{Session: s}; return fs })
+	fs.failResigns.Store(3)
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the idle queue's leader key to go despite failed resigns", func() bool {
+		_, ok, err := e.client.Leader(e.ctx, hello.FQN())
+		return err == nil && !ok
+	})
+	if n := fs.failResigns.Load(); n >= 0 {
+		t.Fatalf("resign tried %d times, want 4", 3-n)
+	}
+	// The manager's entry left only after the key: a new queue serves.
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	aid := e.publish("1", "c0")
+	if r := s1.fetch(t, 1); r.Status != rpc.FetchOK || r.Activation.ActivationID != aid {
+		t.Fatalf("fetch on the new queue: %+v", r)
+	}
+}
+
+// The leader key is this scheduler's but no local queue exists (it ended
+// without its key): a container's fetch re-creates the queue, which takes
+// the action's metadata from its first message.
+func TestFetchRecreatesQueueForOwnKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s1 := e.scheduler("s1", scheduler.Config{Park: 200 * time.Millisecond})
+	won, _, err := s1.sess.ElectLeader(e.ctx, hello.FQN(), whisk.LeaderInfo{SchedulerID: "s1", Addr: s1.addr})
+	if err != nil || !won {
+		t.Fatalf("elect: %v %v", won, err)
+	}
+	aid := e.publish("1", "c0")
+	var r *rpc.FetchResponse
+	e.eventually("the fetch to get the activation", func() bool {
+		r = s1.fetch(t, 1)
+		return r.Status == rpc.FetchOK
+	})
+	if r.Activation.ActivationID != aid || r.Activation.Action.Kind != hello.Kind || r.Activation.Action.Limits.Memory != 256 {
+		t.Fatalf("fetch: %+v", r.Activation)
+	}
+	// Someone else's key: nothing is re-created.
+	other := whisk.ActionMeta{Namespace: "guest", Name: "other", Rev: 1}
+	s2 := e.session()
+	if won, _, err := s2.ElectLeader(e.ctx, other.FQN(), whisk.LeaderInfo{SchedulerID: "s2", Addr: "x:1"}); err != nil || !won {
+		t.Fatalf("elect other: %v %v", won, err)
+	}
+	fr, err := s1.rpc.Fetch(e.ctx, &rpc.FetchRequest{Namespace: "guest", Action: "other", Rev: 1, Alive: true})
+	if err != nil || fr.Status != rpc.FetchNoQueue {
+		t.Fatalf("fetch of someone else's action: %+v %v", fr, err)
+	}
+}
+
+// A creation key whose write failed is deleted (the session forgets it),
+// and a failed delete of a creation key is retried.
+func TestCreationKeysCleanedUp(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var fs *flakySession
+	s1 := e.schedulerWith("s1", scheduler.Config{},
+		func(s *cluster.Session) scheduler.Session { fs = &flakySession{Session: s}; return fs })
+	fs.failPuts.Store(1)
+	fs.failDeletes.Store(1)
+	inv := e.session()
+	if err := inv.RegisterInvoker(e.ctx, whisk.InvokerInfo{ID: "i0", Status: whisk.InvokerUp, UserMemory: 1024, FreeMemory: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	creations := e.subscribe(whisk.InvokerTopic("i0"), "invoker")
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("1", "c0")
+	cr := next[whisk.ContainerCreation](t, creations) // the retry after the failed put
+	if cr.Retry != 1 {
+		t.Fatalf("creation %+v, want the retry after the failed put", cr)
+	}
+	if d := fs.deletes(); len(d) != 2 || d[0] != cr.CreationID || d[1] != cr.CreationID {
+		t.Fatalf("deletes %v: the failed put's key was not deleted (and retried) before the next put", d)
+	}
+	n, err := e.client.CountCreations(e.ctx, hello.FQN(), 1)
+	if err != nil || n != 1 {
+		t.Fatalf("creation keys %d %v, want the retry's", n, err)
+	}
+	if r := s1.fetch(t, 1); r.Status != rpc.FetchOK { // the queue is empty: no more creations
+		t.Fatalf("fetch %+v", r)
+	}
+	fs.failDeletes.Store(1) // the delete after the ack fails once
+	ack, _ := json.Marshal(whisk.CreationAck{CreationID: cr.CreationID, Action: hello, InvokerID: "i0", ContainerID: "c1"})
+	if err := e.bus.Publish(e.ctx, whisk.CreationAckTopic("s1"), ack); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the creation key deleted despite a failed delete", func() bool {
+		n, err := e.client.CountCreations(e.ctx, hello.FQN(), 1)
+		return err == nil && n == 0
+	})
+	if d := fs.deletes(); len(d) != 4 {
+		t.Fatalf("deletes %v, want 2 after the failed put and 2 after the ack", d)
+	}
+}
+
+// The action is deleted and created again while its queue lives: the
+// queue ends with the old topic, and the next CreateQueue starts one that
+// reads the new topic, with the new action's metadata.
+func TestTopicRecreatedGetsFreshQueue(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s1 := e.scheduler("s1", scheduler.Config{Park: 200 * time.Millisecond})
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("1", "c0")
+	if r := s1.fetch(t, 1); r.Status != rpc.FetchOK { // the queue reads the topic
+		t.Fatalf("fetch %+v", r)
+	}
+	topic := whisk.ActionTopic(hello.FQN())
+	if err := e.bus.DeleteTopic(e.ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("the old queue's leader key to go", func() bool {
+		_, ok, err := e.client.Leader(e.ctx, hello.FQN())
+		return err == nil && !ok
+	})
+	if err := e.bus.EnsureTopic(e.ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	fresh := hello
+	fresh.Kind = "nodejs:18" // a new action: revisions start again at 1
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: fresh}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(whisk.ActivationMessage{ActivationID: "00000000000000000000000000000002", Action: fresh,
+		ControllerID: "c0", Published: time.Now().UnixMilli()})
+	if err := e.bus.Publish(e.ctx, topic, b); err != nil {
+		t.Fatal(err)
+	}
+	r := s1.fetch(t, 1)
+	if r.Status != rpc.FetchOK || r.Activation.ActivationID != "00000000000000000000000000000002" || r.Activation.Action.Kind != "nodejs:18" {
+		t.Fatalf("fetch on the new topic: %+v", r)
+	}
+}
+
+// The action is updated while a creation of its old revision is in
+// flight; that creation then fails as the action's fault. The new revision
+// is not held to it: its creation goes out, nothing is failed, and every
+// activation runs on the new code.
+func TestOldRevisionCreationFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s1 := e.scheduler("s1", scheduler.Config{})
+	inv := e.session()
+	if err := inv.RegisterInvoker(e.ctx, whisk.InvokerInfo{ID: "i0", Status: whisk.InvokerUp, UserMemory: 4096, FreeMemory: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	creations := e.subscribe(whisk.InvokerTopic("i0"), "invoker")
+	completions := e.subscribe(whisk.CompletionTopic("c0"), "controller")
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	a1 := e.publish("1", "c0")
+	c1 := next[whisk.ContainerCreation](t, creations)
+	rev2 := hello
+	rev2.Rev = 2
+	b, _ := json.Marshal(whisk.ActivationMessage{ActivationID: "00000000000000000000000000000002", Action: rev2,
+		ControllerID: "c0", Published: time.Now().UnixMilli()})
+	if err := e.bus.Publish(e.ctx, whisk.ActionTopic(hello.FQN()), b); err != nil {
+		t.Fatal(err)
+	}
+	c2 := next[whisk.ContainerCreation](t, creations)
+	if c2.Action.Rev != 2 {
+		t.Fatalf("creation %+v, want one of rev 2", c2)
+	}
+	ack := func(a whisk.CreationAck) {
+		b, _ := json.Marshal(a)
+		if err := e.bus.Publish(e.ctx, whisk.CreationAckTopic("s1"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(whisk.CreationAck{CreationID: c1.CreationID, Action: hello, InvokerID: "i0", Error: "the action changed", Developer: true})
+	ctx, cancel := context.WithTimeout(e.ctx, 500*time.Millisecond)
+	defer cancel()
+	if recs, err := completions.Poll(ctx, 1); err == nil {
+		t.Fatalf("an activation was failed: %s", recs[0].Value)
+	}
+	ack(whisk.CreationAck{CreationID: c2.CreationID, Action: rev2, InvokerID: "i0", ContainerID: "c2"})
+	got := map[whisk.ActivationID]bool{}
+	for range 2 {
+		r := s1.fetch(t, 2)
+		if r.Status != rpc.FetchOK || r.Activation.Action.Rev != 2 {
+			t.Fatalf("fetch: %+v", r)
+		}
+		got[r.Activation.ActivationID] = true
+	}
+	if !got[a1] || !got["00000000000000000000000000000002"] {
+		t.Fatalf("fetched %v", got)
+	}
+}
+
+// The invoker acks a creation with the action's newer revision (the action
+// changed under it): the queue adopts it and asks for a container of the
+// new revision instead of failing the activation.
+func TestCreationAckWithNewerRevision(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s1 := e.scheduler("s1", scheduler.Config{})
+	inv := e.session()
+	if err := inv.RegisterInvoker(e.ctx, whisk.InvokerInfo{ID: "i0", Status: whisk.InvokerUp, UserMemory: 4096, FreeMemory: 4096}); err != nil {
+		t.Fatal(err)
+	}
+	creations := e.subscribe(whisk.InvokerTopic("i0"), "invoker")
+	completions := e.subscribe(whisk.CompletionTopic("c0"), "controller")
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("1", "c0")
+	c1 := next[whisk.ContainerCreation](t, creations)
+	rev2 := hello
+	rev2.Rev = 2
+	b, _ := json.Marshal(whisk.CreationAck{CreationID: c1.CreationID, Action: rev2, InvokerID: "i0", Error: "the action changed", Developer: true})
+	if err := e.bus.Publish(e.ctx, whisk.CreationAckTopic("s1"), b); err != nil {
+		t.Fatal(err)
+	}
+	if c2 := next[whisk.ContainerCreation](t, creations); c2.Action.Rev != 2 {
+		t.Fatalf("creation %+v, want one of rev 2", c2)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+	defer cancel()
+	if recs, err := completions.Poll(ctx, 1); err == nil {
+		t.Fatalf("the activation was failed: %s", recs[0].Value)
+	}
+}
