@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/eddy-faas/eddy/internal/bench"
 	"github.com/eddy-faas/eddy/internal/cli"
 	"github.com/eddy-faas/eddy/internal/runtime"
 )
@@ -48,6 +49,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "runtime":
 		return runtime.Main(args[1:], stdout, stderr)
+	case "bench":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return bench.Main(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "eddy %s\n", version)
 		return 0
@@ -69,6 +74,8 @@ Platform:
                          run controller, scheduler and invoker in one process
   eddy runtime           the runtime server that runs inside action containers
   eddy runtimes build    build the runtime images on the local Docker daemon (no registry)
+  eddy bench [--quick]   measure warm latency, throughput, cold start, bursts and many actions
+                         against their floors, in one run (see bench/RESULTS.md)
 
 Client (the wsk commands and flags, reading ~/.wskprops):
   eddy property set|get|unset

@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// eddyBin is the eddy binary built once for the package.
+var eddyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eddy-bench-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	eddyBin = filepath.Join(dir, "eddy")
+	// Built without the race detector: this test checks that the benchmark
+	// runs and reports sane numbers, and the end-to-end suite already runs
+	// a race-enabled eddy.
+	build := exec.Command("go", "build", "-o", eddyBin, "../../cmd/eddy")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building eddy:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// TestQuick runs `eddy bench --quick` against a real standalone on the
+// process backend and checks that every scenario wrote sane numbers, so the
+// benchmark never rots.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a standalone Eddy and runs every scenario (about a minute)")
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	began := time.Now()
+	code := Main(ctx, []string{"--quick", "--eddy", eddyBin, "--backend", "process", "--out", out}, &stdout, &stderr)
+	t.Logf("eddy bench --quick took %s:\n%s", time.Since(began).Round(time.Millisecond), stdout.String())
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+	}
+
+	var rep report
+	readJSON(t, filepath.Join(out, "bench.json"), &rep)
+	m := rep.Machine
+	if m.Cores < 1 || m.MemoryBytes <= 0 || m.CPUModel == "" || m.GoVersion == "" || m.Backend != "process" || m.Commit == "" {
+		t.Errorf("machine facts incomplete: %+v", m)
+	}
+	for _, s := range allScenarios {
+		var f scenarioFile
+		readJSON(t, filepath.Join(out, s+".json"), &f)
+		if f.Scenario != s || f.Machine.Cores != m.Cores || f.Result == nil {
+			t.Errorf("%s.json: scenario %q, machine %+v, result %v", s, f.Scenario, f.Machine, f.Result)
+		}
+	}
+
+	check := func(what string, ok bool, v any) {
+		t.Helper()
+		if !ok {
+			t.Errorf("%s: not sane: %+v", what, v)
+		}
+	}
+	latency := func(what string, d Dist, n int) {
+		t.Helper()
+		check(what, d.N == n && d.Min > 0 && d.Min <= d.P50 && d.P50 <= d.P90 && d.P90 <= d.P99 && d.P99 <= d.Max && d.Max < 60000, d)
+	}
+
+	w := rep.Warm
+	if w == nil {
+		t.Fatal("bench.json has no warm scenario")
+	}
+	latency("warm eddy", w.Eddy, 300)
+	latency("warm floor", w.Floor, 300)
+	latency("warm http", w.HTTP, 300)
+	// The floor bypasses Eddy: it cannot be slower than going through it.
+	check("warm floor below eddy", w.Floor.P50 < w.Eddy.P50 && w.HTTP.P50 < w.Floor.P50, w)
+	check("warm ratio", w.RatioP50 > 1 && w.Containers == 1 && w.Errors == 0, w)
+
+	tp := rep.Throughput
+	if tp == nil || len(tp.Levels) != 4 {
+		t.Fatalf("throughput: want 4 levels, got %+v", tp)
+	}
+	for i, l := range tp.Levels {
+		check(fmt.Sprintf("throughput level %d", l.Concurrency),
+			l.Concurrency == []int{1, 4, 16, 64}[i] && l.Eddy.Calls > 0 && l.Floor.Calls > 0 &&
+				l.Eddy.PerSecond > 0 && l.Floor.PerSecond > l.Eddy.PerSecond && l.RatioTput > 0 && l.RatioTput < 1 &&
+				l.Eddy.Containers >= 1 && l.Floor.Containers == min(l.Eddy.Containers, l.Concurrency) &&
+				l.Eddy.Errors == 0 && l.Floor.Errors == 0, l)
+		latency(fmt.Sprintf("throughput level %d eddy", l.Concurrency), l.Eddy.Latency, l.Eddy.Calls)
+	}
+
+	c := rep.Cold
+	if c == nil {
+		t.Fatal("no cold scenario")
+	}
+	latency("cold eddy total", c.Eddy.Total, 3)
+	latency("cold floor total", c.Floor.Total, 3)
+	check("cold parts", c.Starts["cold"] == 3 && c.Eddy.Init.P50 > 0 && c.Eddy.Create.P50 > 0 &&
+		c.Eddy.Queued.P50 >= c.Eddy.Create.P50 && c.Floor.Create.P50 > 0 && c.Floor.Init.P50 > 0 && c.RatioP50 > 0.5, c)
+
+	b := rep.Burst
+	if b == nil {
+		t.Fatal("no burst scenario")
+	}
+	check("burst", b.N == 30 && b.Accepted == 30 && b.Completed == 30 && b.Failed == 0 &&
+		b.AllDoneMs >= 100 && b.ObservedMs >= b.AllDoneMs-1000 && b.PeakContainers >= 1 && b.PeakContainers <= b.ContainerLimit &&
+		b.DistinctContainers >= 1 && b.DistinctContainers <= b.N && b.IdealMs >= 100 && b.IdealColdMs > b.IdealMs &&
+		b.FloorMs > 100 && b.RatioFloor > 0, b)
+
+	mn := rep.Many
+	if mn == nil {
+		t.Fatal("no many scenario")
+	}
+	check("many", mn.Actions == 25 && mn.Invocations == 75 && mn.Errors == 0 && mn.Queues == 25 &&
+		mn.RSSBeforeBytes > 1<<20 && mn.RSSAfterBytes > 1<<20 && mn.IdleCPUBefore >= 0 && mn.IdleCPUAfter >= 0 &&
+		strings.Contains(mn.GoHeap, "RSS only"), mn)
+
+	for _, f := range []string{"chart.svg", "report.md"} {
+		b, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil || len(b) < 500 {
+			t.Errorf("%s: %d bytes, %v", f, len(b), err)
+		}
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func TestDist(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	d := dist(ds)
+	want := Dist{N: 100, Mean: 50.5, Min: 1, P50: 50, P90: 90, P99: 99, Max: 100}
+	if d != want {
+		t.Errorf("dist = %+v, want %+v", d, want)
+	}
+	if (dist(nil) != Dist{}) {
+		t.Errorf("dist(nil) = %+v", dist(nil))
+	}
+	if d := dist([]time.Duration{3 * time.Millisecond}); d.P50 != 3 || d.P99 != 3 {
+		t.Errorf("one sample: %+v", d)
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	c, err := parseFlags([]string{"--quick"}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.warmN != 300 || c.coldN != 3 || c.burstN != 30 || c.manyN != 25 || len(c.only) != len(allScenarios) || c.idle != 2*time.Second {
+		t.Errorf("quick config: %+v", c)
+	}
+	c, err = parseFlags(nil, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.warmN != 10000 || c.coldN != 30 || c.burstN != 1000 || c.manyN != 1000 || c.tputDur != 5*time.Second {
+		t.Errorf("full config: %+v", c)
+	}
+	for _, bad := range [][]string{{"--backend", "k8s"}, {"--only", "warm,nope"}, {"--levels", "1,x"}, {"--kind", "java"}, {"extra"}} {
+		if _, err := parseFlags(bad, &stderr); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+}
+
+func TestSVG(t *testing.T) {
+	r := &report{Machine: Machine{CPUModel: "X <&>", Cores: 2, Backend: "process", Kind: "python:3.11"}}
+	s := r.svg()
+	if !strings.HasPrefix(s, "<svg") || !strings.Contains(s, "X &lt;&amp;&gt;") || !strings.Contains(s, "not run") {
+		t.Errorf("empty report svg:\n%s", s)
+	}
+	r.Warm = &WarmResult{Eddy: Dist{P50: 1, P90: 2, P99: 3}, Floor: Dist{P50: 0.1, P90: 0.2, P99: 0.3}}
+	r.Throughput = &ThroughputResult{Levels: []Level{{Concurrency: 1, Eddy: Load{PerSecond: 500}, Floor: Load{PerSecond: 2500}, RatioTput: 0.2}}}
+	s = r.svg()
+	if !strings.Contains(s, "c=1") || !strings.Contains(s, "20%") || strings.Count(s, "<rect") < 7 {
+		t.Errorf("svg:\n%s", s)
+	}
+}

@@ -1,0 +1,175 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/container/docker"
+	"github.com/eddy-faas/eddy/internal/container/process"
+	"github.com/eddy-faas/eddy/internal/manifest"
+)
+
+// floor runs the benchmark's actions WITHOUT Eddy: it creates runtimes with
+// the same container.Backend Eddy's invoker uses (the process backend
+// running `eddy runtime` from the same binary, or the Docker backend with
+// the same images, network, memory limit and CPU shares), and speaks the
+// runtime protocol to them with the same container.Client. No API, no bus,
+// no queue, no etcd: what is left is the runtime's own cost.
+type floor struct {
+	backend  container.Backend
+	rt       manifest.Runtime
+	memoryMB int64
+	apiHost  string
+	workDir  string
+	seq      int
+	mu       sync.Mutex
+}
+
+// floorInvoker names the owner of the floor's Docker containers: not
+// standalone's invoker, so neither removes the other's containers.
+const floorInvoker = "eddy-bench"
+
+func newFloor(ctx context.Context, cfg config, log *slog.Logger) (*floor, error) {
+	rt, ok := manifest.Default().Lookup(cfg.kind)
+	if !ok {
+		return nil, fmt.Errorf("kind %s is not in the built-in runtime manifest", cfg.kind)
+	}
+	f := &floor{rt: rt, memoryMB: cfg.memoryMB, apiHost: cfg.apiHost}
+	switch cfg.backend {
+	case "process":
+		dir, err := os.MkdirTemp("", "eddy-bench-floor-")
+		if err != nil {
+			return nil, err
+		}
+		f.workDir = dir
+		b, err := process.New(process.Config{Command: []string{cfg.eddyPath, "runtime"}, WorkRoot: dir, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		f.backend = b
+	case "docker":
+		b, err := docker.New(ctx, docker.Config{InvokerID: floorInvoker, Log: log})
+		if err != nil {
+			return nil, fmt.Errorf("docker backend for the floor: %w", err)
+		}
+		f.backend = b
+	}
+	return f, nil
+}
+
+func (f *floor) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_ = f.backend.Close(ctx)
+	if f.workDir != "" {
+		os.RemoveAll(f.workDir)
+	}
+}
+
+// direct is one runtime created by the floor, initialised with an action.
+type direct struct {
+	ctr    container.Container
+	cl     *container.Client
+	name   string
+	seq    int
+	drainD chan struct{}
+}
+
+// coldParts is one timed cold start without Eddy.
+type coldParts struct {
+	Create, Init, Run, Total time.Duration
+}
+
+// start creates a runtime, initialises it with code and runs it once,
+// timing each step: the floor of a cold start.
+func (f *floor) start(ctx context.Context, action, code string) (*direct, coldParts, error) {
+	var p coldParts
+	f.mu.Lock()
+	f.seq++
+	seq := f.seq
+	f.mu.Unlock()
+	spec := container.Spec{
+		Name:     fmt.Sprintf("bench_%s_%d", action, seq),
+		Kind:     f.rt.Kind,
+		Image:    f.rt.Image,
+		Launcher: f.rt.Launcher,
+		MemoryMB: f.memoryMB,
+		Env:      map[string]string{"__OW_API_HOST": f.apiHost},
+		Labels:   map[string]string{"eddy.invoker": floorInvoker, "eddy.namespace": "bench", "eddy.action": action},
+	}
+	t0 := time.Now()
+	ctr, err := f.backend.Create(ctx, spec)
+	if err != nil {
+		return nil, p, fmt.Errorf("floor: creating a %s runtime: %w", f.rt.Kind, err)
+	}
+	t1 := time.Now()
+	d := &direct{ctr: ctr, cl: container.NewClient(ctr.Addr()), name: action, seq: seq, drainD: make(chan struct{})}
+	go func() { // the logs must be read, or the runtime may block
+		defer close(d.drainD)
+		for range ctr.Logs() {
+		}
+	}()
+	deadline := time.Now().Add(time.Minute)
+	resp, err := d.cl.Init(ctx, container.InitRequest{
+		Name: action, Main: "main", Code: code,
+		Env: map[string]string{
+			"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/" + action, "__OW_ACTION_VERSION": "0.0.1",
+			"__OW_ACTIVATION_ID": activationID(seq, 0), "__OW_TRANSACTION_ID": "bench",
+			"__OW_DEADLINE": strconv.FormatInt(deadline.UnixMilli(), 10),
+		},
+	})
+	if err == nil && resp.Status != 200 {
+		err = fmt.Errorf("status %d: %s", resp.Status, resp.Body)
+	}
+	if err != nil {
+		d.remove()
+		return nil, p, fmt.Errorf("floor: /init: %w", err)
+	}
+	t2 := time.Now()
+	if err := d.run(ctx, 1); err != nil {
+		d.remove()
+		return nil, p, err
+	}
+	t3 := time.Now()
+	p = coldParts{Create: t1.Sub(t0), Init: t2.Sub(t1), Run: t3.Sub(t2), Total: t3.Sub(t0)}
+	return d, p, nil
+}
+
+// run POSTs one /run, as the invoker builds it, and checks the answer.
+func (d *direct) run(ctx context.Context, n int) error {
+	resp, err := d.cl.Run(ctx, container.RunRequest{
+		Value:         json.RawMessage("{}"),
+		Namespace:     "guest",
+		ActionName:    "/guest/" + d.name,
+		ActionVersion: "0.0.1",
+		ActivationID:  activationID(d.seq, n),
+		TransactionID: "bench",
+		Deadline:      strconv.FormatInt(time.Now().Add(time.Minute).UnixMilli(), 10),
+	})
+	if err == nil && resp.Status != 200 {
+		err = fmt.Errorf("status %d: %s", resp.Status, resp.Body)
+	}
+	if err != nil {
+		return fmt.Errorf("floor: /run: %w", err)
+	}
+	return nil
+}
+
+func (d *direct) remove() {
+	d.cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = d.ctr.Remove(ctx)
+}
+
+// activationID makes a 32-hex id from two counters.
+func activationID(a, b int) string {
+	return fmt.Sprintf("%016x%016x", a, b)
+}

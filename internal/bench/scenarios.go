@@ -1,0 +1,881 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/client"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// actionCode is the code of the benchmark actions per kind: a no-op that
+// answers with which container ran it (computed once, at load), and the
+// same after a sleep (the burst). Both are what the floor runs too.
+var actionCode = map[string]struct{ noop, sleep string }{
+	"python:3.11": {
+		noop: "import os, socket\n_ID = {'pid': os.getpid(), 'host': socket.gethostname()}\n\ndef main(args):\n    return _ID\n",
+		sleep: "import os, socket, time\n_ID = {'pid': os.getpid(), 'host': socket.gethostname()}\n\n" +
+			"def main(args):\n    time.sleep(0.1)\n    return _ID\n",
+	},
+	"nodejs:18": {
+		noop: "const ID = {pid: process.pid, host: require('os').hostname()};\nfunction main(args) { return ID; }\n",
+		sleep: "const ID = {pid: process.pid, host: require('os').hostname()};\n" +
+			"function main(args) { return new Promise(r => setTimeout(() => r(ID), 100)); }\n",
+	},
+}
+
+// ranBy is what the benchmark actions return: which container ran them.
+type ranBy struct {
+	Pid  int    `json:"pid"`
+	Host string `json:"host"`
+}
+
+func (r ranBy) String() string { return r.Host + "/" + strconv.Itoa(r.Pid) }
+
+// createAction PUTs an action of the benchmark's kind.
+func (e *env) createAction(ctx context.Context, name, code string) error {
+	mem, timeout := e.cfg.memoryMB, int64(60000)
+	_, err := e.api.PutAction(ctx, name, &client.ActionPut{
+		Exec:   &client.ExecPut{Kind: e.cfg.kind, Code: &code},
+		Limits: &client.LimitsPut{Memory: &mem, Timeout: &timeout},
+	}, true)
+	if err != nil {
+		return fmt.Errorf("creating action %s: %w", name, err)
+	}
+	return nil
+}
+
+// invoke does one blocking invocation with result=true and returns which
+// container ran it.
+func (e *env) invoke(ctx context.Context, name string) (string, error) {
+	inv, err := e.api.Invoke(ctx, name, nil, client.InvokeOptions{Blocking: true, Result: true})
+	if err != nil {
+		return "", err
+	}
+	if inv.Status != http.StatusOK {
+		return "", fmt.Errorf("invoke %s: status %d", name, inv.Status)
+	}
+	var r ranBy
+	if err := json.Unmarshal(inv.Body, &r); err != nil || r.Pid == 0 {
+		return "", fmt.Errorf("invoke %s: unexpected result %.200s", name, inv.Body)
+	}
+	return r.String(), nil
+}
+
+// ---------------------------------------------------------------------------
+// warm
+
+// WarmResult is the warm-latency scenario.
+type WarmResult struct {
+	Action string `json:"action"`
+	// Eddy: sequential blocking invocations through the API (result=true).
+	Eddy Dist `json:"eddy"`
+	// Floor: the same /run POSTed straight to a warm runtime (D_warm).
+	Floor Dist `json:"floor"`
+	// HTTP: a serial keep-alive POST to a Go net/http server on loopback (L_http).
+	HTTP          Dist    `json:"http"`
+	OverheadP50   float64 `json:"overheadP50Ms"` // Eddy p50 − floor p50
+	OverheadP99   float64 `json:"overheadP99Ms"` // Eddy p99 − floor p99
+	OverheadLHTTP float64 `json:"overheadP50InLHTTP"`
+	RatioP50      float64 `json:"ratioP50"` // Eddy p50 ÷ floor p50
+	Containers    int     `json:"containers"`
+	Errors        int     `json:"errors"`
+}
+
+func (e *env) warm(ctx context.Context) (*WarmResult, error) {
+	name := "bench-warm"
+	code := actionCode[e.cfg.kind].noop
+	if err := e.createAction(ctx, name, code); err != nil {
+		return nil, err
+	}
+	res := &WarmResult{Action: name}
+	ids := map[string]bool{}
+	for i := 0; i < e.cfg.warmup; i++ {
+		if _, err := e.invoke(ctx, name); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	lat := make([]time.Duration, 0, e.cfg.warmN)
+	for i := 0; i < e.cfg.warmN; i++ {
+		t := time.Now()
+		id, err := e.invoke(ctx, name)
+		d := time.Since(t)
+		if err != nil {
+			res.Errors++
+			if res.Errors > e.cfg.warmN/100+5 {
+				return nil, fmt.Errorf("too many errors, the last: %w", err)
+			}
+			continue
+		}
+		ids[id] = true
+		lat = append(lat, d)
+	}
+	res.Eddy = dist(lat)
+	res.Containers = len(ids)
+
+	// The floor: one warm runtime, the same code, /run straight to it.
+	d, _, err := e.floor.start(ctx, name, code)
+	if err != nil {
+		return nil, err
+	}
+	defer d.remove()
+	for i := 0; i < e.cfg.warmup; i++ {
+		if err := d.run(ctx, i); err != nil {
+			return nil, err
+		}
+	}
+	lat = lat[:0]
+	for i := 0; i < e.cfg.warmN; i++ {
+		t := time.Now()
+		if err := d.run(ctx, i); err != nil {
+			return nil, err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	res.Floor = dist(lat)
+
+	h, err := loopbackHTTP(ctx, e.cfg.warmup, e.cfg.warmN)
+	if err != nil {
+		return nil, err
+	}
+	res.HTTP = h
+	res.OverheadP50 = res.Eddy.P50 - res.Floor.P50
+	res.OverheadP99 = res.Eddy.P99 - res.Floor.P99
+	res.OverheadLHTTP = ratio(res.OverheadP50, res.HTTP.P50)
+	res.RatioP50 = ratio(res.Eddy.P50, res.Floor.P50)
+	printWarm(e.out, res)
+	return res, nil
+}
+
+// loopbackHTTP measures L_http: serial keep-alive POSTs of a small JSON
+// body to a Go net/http server in this process, on loopback.
+func loopbackHTTP(ctx context.Context, warmup, n int) (Dist, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return Dist{}, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("{}"))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	body := []byte(`{"value":{},"namespace":"guest","action_name":"/guest/bench-warm","activation_id":"0000000000000000000000000000000","deadline":"1700000000000"}`)
+	url := "http://" + ln.Addr().String() + "/run"
+	one := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.Body.Close()
+	}
+	for i := 0; i < warmup; i++ {
+		if err := one(); err != nil {
+			return Dist{}, err
+		}
+	}
+	lat := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		if err := one(); err != nil {
+			return Dist{}, err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	return dist(lat), nil
+}
+
+// ---------------------------------------------------------------------------
+// throughput
+
+// Load is one fixed-time run at a fixed client concurrency.
+type Load struct {
+	Calls      int     `json:"calls"`
+	Errors     int     `json:"errors"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"perSecond"`
+	Latency    Dist    `json:"latency"`
+	Containers int     `json:"containers"` // distinct containers (Eddy) or runtimes (floor) that served the calls
+	LastError  string  `json:"lastError,omitempty"`
+}
+
+// Level is one concurrency of the throughput scenario.
+type Level struct {
+	Concurrency int     `json:"concurrency"`
+	Eddy        Load    `json:"eddy"`
+	Floor       Load    `json:"floor"`
+	RatioTput   float64 `json:"ratioThroughput"` // Eddy calls/s ÷ floor calls/s
+	RatioP99    float64 `json:"ratioP99"`        // Eddy p99 ÷ floor p99
+	WarmupSec   float64 `json:"warmupSeconds"`   // time Eddy took to stop adding containers before measuring
+}
+
+// ThroughputResult is the throughput scenario.
+type ThroughputResult struct {
+	Action string  `json:"action"`
+	Levels []Level `json:"levels"`
+}
+
+// load runs call from c workers for d and summarises it.
+func load(ctx context.Context, c int, d time.Duration, call func(ctx context.Context) (string, error)) Load {
+	type part struct {
+		lat    []time.Duration
+		ids    map[string]bool
+		errs   int
+		lastEr error
+	}
+	parts := make([]part, c)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func(p *part) {
+			defer wg.Done()
+			p.ids = map[string]bool{}
+			for ctx.Err() == nil {
+				t := time.Now()
+				if t.After(deadline) {
+					return
+				}
+				id, err := call(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						p.errs++
+						p.lastEr = err
+						if p.errs > 100 {
+							return
+						}
+					}
+					continue
+				}
+				p.lat = append(p.lat, time.Since(t))
+				if id != "" {
+					p.ids[id] = true
+				}
+			}
+		}(&parts[w])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	ids := map[string]bool{}
+	out := Load{Seconds: elapsed.Seconds()}
+	for _, p := range parts {
+		all = append(all, p.lat...)
+		for id := range p.ids {
+			ids[id] = true
+		}
+		out.Errors += p.errs
+		if p.lastEr != nil {
+			out.LastError = p.lastEr.Error()
+		}
+	}
+	out.Calls = len(all)
+	out.PerSecond = float64(out.Calls) / elapsed.Seconds()
+	out.Latency = dist(all)
+	out.Containers = len(ids)
+	return out
+}
+
+func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
+	name := "bench-tput"
+	code := actionCode[e.cfg.kind].noop
+	if err := e.createAction(ctx, name, code); err != nil {
+		return nil, err
+	}
+	res := &ThroughputResult{Action: name}
+	call := func(ctx context.Context) (string, error) { return e.invoke(ctx, name) }
+	maxWarm := 30 * time.Second
+	if e.cfg.quick {
+		maxWarm = 10 * time.Second
+	}
+	// Eddy at every level first, ascending, so containers stay warm from
+	// one level to the next; then the floors.
+	for _, c := range e.cfg.levels {
+		// Warm up until Eddy stops adding containers: a chunk that uses
+		// no more containers than the busiest before it ends the warm-up.
+		most := 0
+		began := time.Now()
+		for {
+			w := load(ctx, c, e.cfg.tputWarm, call)
+			if w.Calls == 0 {
+				return nil, fmt.Errorf("concurrency %d: no call succeeded while warming up: %s", c, w.LastError)
+			}
+			grew := w.Containers > most
+			most = max(most, w.Containers)
+			if (!grew && time.Since(began) > e.cfg.tputWarm) || time.Since(began) > maxWarm {
+				break
+			}
+		}
+		l := load(ctx, c, e.cfg.tputDur, call)
+		if l.Calls == 0 {
+			return nil, fmt.Errorf("concurrency %d: no call succeeded: %s", c, l.LastError)
+		}
+		res.Levels = append(res.Levels, Level{Concurrency: c, Eddy: l, WarmupSec: time.Since(began).Seconds() - l.Seconds})
+	}
+
+	// The floor: as many warm runtimes as Eddy used at that level, handed
+	// out by an ideal pool (a free runtime at once, if there is one).
+	var runtimes []*direct
+	defer func() {
+		for _, d := range runtimes {
+			d.remove()
+		}
+	}()
+	for i := range res.Levels {
+		lv := &res.Levels[i]
+		n := min(max(lv.Eddy.Containers, 1), lv.Concurrency)
+		for len(runtimes) < n {
+			d, _, err := e.floor.start(ctx, name, code)
+			if err != nil {
+				return nil, err
+			}
+			runtimes = append(runtimes, d)
+		}
+		pool := make(chan *direct, n)
+		for _, d := range runtimes[:n] {
+			pool <- d
+		}
+		var seq atomic.Int64
+		call := func(ctx context.Context) (string, error) {
+			var d *direct
+			select {
+			case d = <-pool:
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+			defer func() { pool <- d }()
+			return strconv.Itoa(d.seq), d.run(ctx, int(seq.Add(1)))
+		}
+		_ = load(ctx, lv.Concurrency, e.cfg.tputWarm, call)
+		lv.Floor = load(ctx, lv.Concurrency, e.cfg.tputDur, call)
+		lv.RatioTput = ratio(lv.Eddy.PerSecond, lv.Floor.PerSecond)
+		lv.RatioP99 = ratio(lv.Eddy.Latency.P99, lv.Floor.Latency.P99)
+	}
+	printThroughput(e.out, res)
+	return res, nil
+}
+
+// ---------------------------------------------------------------------------
+// cold
+
+// ColdResult is the cold-start scenario.
+type ColdResult struct {
+	N int `json:"n"`
+	// Eddy: the client's time for the first (blocking) invocation of a fresh
+	// action, and its parts from the record's timings annotation.
+	Eddy struct {
+		Total  Dist `json:"total"`
+		Queued Dist `json:"queued"` // publication until a container took it (includes create)
+		Create Dist `json:"create"`
+		Init   Dist `json:"init"`
+		Run    Dist `json:"run"`
+		// Other: total − queued − init − run: API, bus, completion, answer.
+		Other Dist `json:"other"`
+	} `json:"eddy"`
+	// Floor: backend create, /init and the first /run, timed without Eddy.
+	Floor struct {
+		Total  Dist `json:"total"`
+		Create Dist `json:"create"`
+		Init   Dist `json:"init"`
+		Run    Dist `json:"run"`
+	} `json:"floor"`
+	OverheadP50 float64        `json:"overheadP50Ms"` // Eddy total p50 − floor total p50
+	RatioP50    float64        `json:"ratioP50"`
+	RatioP99    float64        `json:"ratioP99"`
+	Starts      map[string]int `json:"starts"` // the records' timings.start
+	Prewarm     string         `json:"prewarm"`
+}
+
+func (e *env) cold(ctx context.Context) (*ColdResult, error) {
+	code := actionCode[e.cfg.kind].noop
+	res := &ColdResult{N: e.cfg.coldN, Starts: map[string]int{}}
+	var total, other []time.Duration
+	var queued, create, initT, run []int64
+	var ft, fc, fi, fr []time.Duration
+	// Eddy and the floor alternate, so both meet the same background (the
+	// removal of earlier containers, other load on the machine).
+	for i := 0; i < e.cfg.coldN; i++ {
+		name := fmt.Sprintf("bench-cold-%s-%d", e.runID, i)
+		if err := e.createAction(ctx, name, code); err != nil {
+			return nil, err
+		}
+		t := time.Now()
+		inv, err := e.api.Invoke(ctx, name, nil, client.InvokeOptions{Blocking: true})
+		d := time.Since(t)
+		if err != nil {
+			return nil, fmt.Errorf("cold invocation %d: %w", i, err)
+		}
+		if inv.Status != http.StatusOK {
+			return nil, fmt.Errorf("cold invocation %d: status %d (%.200s)", i, inv.Status, inv.Body)
+		}
+		var rec whisk.Activation
+		if err := jsonUnmarshal(inv.Body, &rec); err != nil {
+			return nil, err
+		}
+		var tm whisk.Timings
+		if raw, ok := rec.Annotations.Get(whisk.AnnTimings); !ok {
+			return nil, fmt.Errorf("cold invocation %d: the record has no timings annotation", i)
+		} else if err := jsonUnmarshal(raw, &tm); err != nil {
+			return nil, err
+		}
+		res.Starts[tm.Start]++
+		total = append(total, d)
+		queued, create, initT, run = append(queued, tm.Queued), append(create, tm.Create), append(initT, tm.Init), append(run, tm.Run)
+		other = append(other, d-time.Duration(tm.Queued+tm.Init+tm.Run)*time.Millisecond)
+
+		fd, p, err := e.floor.start(ctx, fmt.Sprintf("bench-coldfloor-%d", i), code)
+		if err != nil {
+			return nil, err
+		}
+		fd.remove() // not timed
+		ft, fc, fi, fr = append(ft, p.Total), append(fc, p.Create), append(fi, p.Init), append(fr, p.Run)
+	}
+	res.Eddy.Total, res.Eddy.Other = dist(total), dist(other)
+	res.Eddy.Queued, res.Eddy.Create, res.Eddy.Init, res.Eddy.Run = distMs(queued), distMs(create), distMs(initT), distMs(run)
+	res.Floor.Total, res.Floor.Create, res.Floor.Init, res.Floor.Run = dist(ft), dist(fc), dist(fi), dist(fr)
+	res.OverheadP50 = res.Eddy.Total.P50 - res.Floor.Total.P50
+	res.RatioP50 = ratio(res.Eddy.Total.P50, res.Floor.Total.P50)
+	res.RatioP99 = ratio(res.Eddy.Total.P99, res.Floor.Total.P99)
+	res.Prewarm = "not measured: the runtime manifest configures no stem cells for " + e.cfg.kind
+	if rt := e.floor.rt; len(rt.StemCells) > 0 {
+		res.Prewarm = "the manifest configures stem cells for " + e.cfg.kind + "; the fresh actions above may have used them (see starts)"
+	}
+	e.coldFloorP50 = time.Duration(res.Floor.Total.P50 * float64(time.Millisecond))
+	printCold(e.out, res)
+	return res, nil
+}
+
+// ---------------------------------------------------------------------------
+// burst
+
+// BurstResult is the burst scenario.
+type BurstResult struct {
+	Action    string  `json:"action"`
+	N         int     `json:"n"`
+	SleepMs   int64   `json:"sleepMs"`
+	Accepted  int     `json:"accepted"`
+	Rejected  int     `json:"rejected"`
+	LastError string  `json:"lastError,omitempty"`
+	PublishMs float64 `json:"publishMs"` // until every invocation was accepted
+	// AllDoneMs: from the first invocation sent to the end of the last
+	// activation (the records' end times).
+	AllDoneMs float64 `json:"allDoneMs"`
+	// ObservedMs: until the poll of the activation count saw them all.
+	ObservedMs         float64 `json:"observedMs"`
+	Completed          int     `json:"completed"`
+	Failed             int     `json:"failed"` // records that are not a success
+	DistinctContainers int     `json:"distinctContainers"`
+	PeakContainers     int     `json:"peakContainers"` // from etcd, polled every 50 ms; -1 when etcd is unknown
+	PeakCreating       int     `json:"peakCreating"`
+	ContainerLimit     int     `json:"containerLimit"`
+	// IdealMs = ceil(N / limit) × sleep: every container busy all the time,
+	// created in no time. IdealColdMs adds one cold-start floor (p50).
+	IdealMs     float64 `json:"idealMs"`
+	IdealColdMs float64 `json:"idealColdMs"`
+	Ratio       float64 `json:"ratio"` // AllDoneMs ÷ IdealColdMs
+	// FloorMs is the backend's own bound for the same work: the time to
+	// create, /init and first-/run as many runtimes as Eddy used, all at
+	// once and without Eddy (FloorReadyMs), plus the remaining
+	// ceil(N / containers) − 1 rounds of sleep.
+	FloorReadyMs float64 `json:"floorReadyMs"`
+	FloorMs      float64 `json:"floorMs"`
+	RatioFloor   float64 `json:"ratioFloor"` // AllDoneMs ÷ FloorMs
+}
+
+func (e *env) burst(ctx context.Context) (*BurstResult, error) {
+	name := "bench-burst-" + e.runID
+	if err := e.createAction(ctx, name, actionCode[e.cfg.kind].sleep); err != nil {
+		return nil, err
+	}
+	n := e.cfg.burstN
+	res := &BurstResult{Action: name, N: n, SleepMs: e.cfg.burstSleep.Milliseconds(), PeakContainers: -1, PeakCreating: -1}
+	res.ContainerLimit = e.limits.Containers
+	if e.eddy != nil { // the invoker's memory is sized for 100 containers of this memory
+		res.ContainerLimit = min(res.ContainerLimit, 100)
+	}
+	if res.ContainerLimit < 1 {
+		res.ContainerLimit = 1
+	}
+
+	// Peak containers, from etcd.
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	var pollWG sync.WaitGroup
+	var peak, peakCreating atomic.Int64
+	if e.etcd != nil {
+		pollWG.Add(1)
+		go func() {
+			defer pollWG.Done()
+			fqn := whisk.FQN{Namespace: whisk.GuestNamespace, Name: name}
+			tick := time.NewTicker(50 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				if cs, err := e.etcd.Containers(pollCtx, fqn); err == nil && int64(len(cs)) > peak.Load() {
+					peak.Store(int64(len(cs)))
+				}
+				if _, cr, err := e.etcd.CountNamespace(pollCtx, whisk.GuestNamespace); err == nil && int64(cr) > peakCreating.Load() {
+					peakCreating.Store(int64(cr))
+				}
+				select {
+				case <-pollCtx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+	}
+	defer func() { stopPoll(); pollWG.Wait() }()
+
+	// Publish all at once: 64 senders, released together.
+	start := time.Now()
+	sinceMs := start.UnixMilli() - 1
+	jobs := make(chan int, n)
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	var accepted, rejected atomic.Int64
+	var lastErr atomic.Value
+	var wg sync.WaitGroup
+	for w := 0; w < min(64, n); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				inv, err := e.api.Invoke(ctx, name, nil, client.InvokeOptions{})
+				if err != nil || inv.Status != http.StatusAccepted {
+					rejected.Add(1)
+					if err != nil {
+						lastErr.Store(err.Error())
+					}
+					continue
+				}
+				accepted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	res.PublishMs = ms(time.Since(start))
+	res.Accepted, res.Rejected = int(accepted.Load()), int(rejected.Load())
+	if s, ok := lastErr.Load().(string); ok {
+		res.LastError = s
+	}
+	if res.Accepted == 0 {
+		return nil, fmt.Errorf("no invocation was accepted: %s", res.LastError)
+	}
+
+	// Wait until every accepted activation has a record.
+	limit := 5 * time.Minute
+	if e.cfg.quick {
+		limit = 40 * time.Second
+	}
+	deadline := start.Add(limit)
+	for {
+		cnt, err := e.countActivations(ctx, name, sinceMs)
+		if err != nil {
+			return nil, err
+		}
+		if cnt >= res.Accepted {
+			res.ObservedMs = ms(time.Since(start))
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("only %d of %d activations completed within %s", cnt, res.Accepted, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	stopPoll()
+	pollWG.Wait()
+	if e.etcd != nil {
+		res.PeakContainers, res.PeakCreating = int(peak.Load()), int(peakCreating.Load())
+	}
+
+	// Read the records: end times, who ran them, success.
+	ids := map[string]bool{}
+	var lastEnd int64
+	for skip := 0; ; skip += 200 {
+		recs, err := e.api.ListActivations(ctx, client.ActivationListOptions{Name: name, Limit: 200, Skip: skip, Since: sinceMs, Docs: true})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			res.Completed++
+			lastEnd = max(lastEnd, r.End)
+			if !r.Response.Success {
+				res.Failed++
+				continue
+			}
+			var rb ranBy
+			if json.Unmarshal(r.Response.Result, &rb) == nil && rb.Pid != 0 {
+				ids[rb.String()] = true
+			}
+		}
+		if len(recs) < 200 {
+			break
+		}
+	}
+	res.DistinctContainers = len(ids)
+	res.AllDoneMs = float64(lastEnd - start.UnixMilli())
+	rounds := math.Ceil(float64(res.Accepted) / float64(res.ContainerLimit))
+	res.IdealMs = rounds * float64(res.SleepMs)
+	res.IdealColdMs = res.IdealMs + ms(e.coldFloorP50)
+	res.Ratio = ratio(res.AllDoneMs, res.IdealColdMs)
+
+	// The floor: as many runtimes as Eddy used, created all at once, once
+	// Eddy's containers are gone (their removal would slow the floor down).
+	if k := res.DistinctContainers; k > 0 {
+		e.waitNoContainers(ctx)
+		ready, err := e.floorBurst(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		res.FloorReadyMs = ms(ready)
+		res.FloorMs = res.FloorReadyMs + (math.Ceil(float64(res.Accepted)/float64(k))-1)*float64(res.SleepMs)
+		res.RatioFloor = ratio(res.AllDoneMs, res.FloorMs)
+	}
+	printBurst(e.out, res, e.coldFloorP50 > 0)
+	return res, nil
+}
+
+// floorBurst creates k runtimes of the burst action at once, without Eddy,
+// and returns the time until every one has answered its first /run.
+func (e *env) floorBurst(ctx context.Context, k int) (time.Duration, error) {
+	code := actionCode[e.cfg.kind].sleep
+	ds := make([]*direct, k)
+	errs := make([]error, k)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ds[i], _, errs[i] = e.floor.start(ctx, fmt.Sprintf("bench-burstfloor-%d", i), code)
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	var first error
+	for i, d := range ds {
+		if d != nil {
+			go d.remove()
+		}
+		if errs[i] != nil && first == nil {
+			first = errs[i]
+		}
+	}
+	return took, first
+}
+
+func (e *env) countActivations(ctx context.Context, name string, sinceMs int64) (int, error) {
+	resp, err := e.api.Do(ctx, client.Request{
+		Method: http.MethodGet, Path: "/api/v1/namespaces/_/activations",
+		Query: "name=" + name + "&count=true&since=" + strconv.FormatInt(sinceMs, 10),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("counting activations: %w", err)
+	}
+	var c struct {
+		Activations int `json:"activations"`
+	}
+	return c.Activations, jsonUnmarshal(resp.Body, &c)
+}
+
+// ---------------------------------------------------------------------------
+// many actions
+
+// ManyResult is the many-actions scenario.
+type ManyResult struct {
+	Actions        int     `json:"actions"`
+	CallsPerAction int     `json:"callsPerAction"`
+	Invocations    int     `json:"invocations"`
+	Errors         int     `json:"errors"`
+	LastError      string  `json:"lastError,omitempty"`
+	CreateSeconds  float64 `json:"createSeconds"`
+	InvokeSeconds  float64 `json:"invokeSeconds"`
+	// Queues is the number of the scenario's actions with a leader key in
+	// etcd when measured (-1 when etcd is unknown).
+	Queues int `json:"queues"`
+	// Memory and CPU of the Eddy process (controller, scheduler, invoker and
+	// embedded etcd in one), from /proc; 0 when its pid is unknown.
+	RSSBeforeBytes   int64   `json:"rssBeforeBytes"`
+	RSSAfterBytes    int64   `json:"rssAfterBytes"`
+	RSSPerQueueBytes float64 `json:"rssPerQueueBytes"`
+	GoHeap           string  `json:"goHeap"`
+	// Idle CPU in % of one core over the idle window, before the actions
+	// were created and after they were invoked (their queues idle).
+	IdleCPUBefore     float64 `json:"idleCpuBeforePct"`
+	IdleCPUAfter      float64 `json:"idleCpuAfterPct"`
+	CPUPer1000Queues  float64 `json:"cpuPer1000QueuesPct"`
+	ContainersBefore  int     `json:"containersBefore"` // alive during the idle windows (-1 unknown)
+	ContainersAfter   int     `json:"containersAfter"`
+	IdleWindowSeconds float64 `json:"idleWindowSeconds"`
+}
+
+func (e *env) many(ctx context.Context) (*ManyResult, error) {
+	n, calls := e.cfg.manyN, e.cfg.manyCalls
+	code := actionCode[e.cfg.kind].noop
+	res := &ManyResult{Actions: n, CallsPerAction: calls, Queues: -1, IdleWindowSeconds: e.cfg.idleWindow.Seconds(),
+		GoHeap: "not measured: Eddy exposes no debug endpoint for its Go heap; RSS only"}
+	if e.pid == 0 {
+		res.GoHeap = "not measured: the pid of the targeted Eddy is unknown (--pid)"
+	}
+	res.ContainersBefore = e.waitNoContainers(ctx)
+	before, cpuBefore, err := e.idleCPU(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.RSSBeforeBytes, res.IdleCPUBefore = before.RSS, cpuBefore
+
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("bench-many-%s-%d", e.runID, i)
+	}
+	t := time.Now()
+	if err := parallel(ctx, 8, n, func(i int) error { return e.createAction(ctx, names[i], code) }); err != nil {
+		return nil, err
+	}
+	res.CreateSeconds = time.Since(t).Seconds()
+	t = time.Now()
+	var errs atomic.Int64
+	var lastErr atomic.Value
+	_ = parallel(ctx, 4, n, func(i int) error {
+		for k := 0; k < calls; k++ {
+			if _, err := e.invoke(ctx, names[i]); err != nil {
+				errs.Add(1)
+				lastErr.Store(err.Error())
+			}
+		}
+		return nil
+	})
+	res.InvokeSeconds = time.Since(t).Seconds()
+	res.Invocations, res.Errors = n*calls, int(errs.Load())
+	if s, ok := lastErr.Load().(string); ok {
+		res.LastError = s
+	}
+	if res.Errors > res.Invocations/10 {
+		return nil, fmt.Errorf("%d of %d invocations failed, the last: %s", res.Errors, res.Invocations, res.LastError)
+	}
+	if e.etcd != nil {
+		q := 0
+		for _, name := range names {
+			if _, ok, err := e.etcd.Leader(ctx, whisk.FQN{Namespace: whisk.GuestNamespace, Name: name}); err == nil && ok {
+				q++
+			}
+		}
+		res.Queues = q
+	}
+	res.ContainersAfter = e.waitNoContainers(ctx)
+	after, cpuAfter, err := e.idleCPU(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.RSSAfterBytes, res.IdleCPUAfter = after.RSS, cpuAfter
+	queues := float64(n)
+	if res.Queues >= 0 {
+		queues = float64(res.Queues)
+	}
+	if queues > 0 && e.pid != 0 {
+		res.RSSPerQueueBytes = float64(res.RSSAfterBytes-res.RSSBeforeBytes) / queues
+		res.CPUPer1000Queues = (res.IdleCPUAfter - res.IdleCPUBefore) / queues * 1000
+	}
+	printMany(e.out, res)
+	return res, nil
+}
+
+// waitNoContainers waits (up to the idle timeout and 15 s) until etcd
+// holds no container of the guest namespace, and returns how many are left
+// (-1 when etcd is unknown: it then waits the idle timeout and a second).
+func (e *env) waitNoContainers(ctx context.Context) int {
+	if e.etcd == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(e.cfg.idle + time.Second):
+		}
+		return -1
+	}
+	deadline := time.Now().Add(e.cfg.idle + 15*time.Second)
+	for {
+		c, _, err := e.etcd.CountNamespace(ctx, whisk.GuestNamespace)
+		if err == nil && c == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return c
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// idleCPU reads the Eddy process's RSS and its CPU use over the idle
+// window, in % of one core.
+func (e *env) idleCPU(ctx context.Context) (procStat, float64, error) {
+	if e.pid == 0 {
+		return procStat{}, 0, nil
+	}
+	a, err := readProc(e.pid)
+	if err != nil {
+		return a, 0, fmt.Errorf("reading the eddy process: %w", err)
+	}
+	t := time.Now()
+	select {
+	case <-ctx.Done():
+		return a, 0, ctx.Err()
+	case <-time.After(e.cfg.idleWindow):
+	}
+	b, err := readProc(e.pid)
+	if err != nil {
+		return a, 0, fmt.Errorf("reading the eddy process: %w", err)
+	}
+	return b, 100 * float64(b.CPU-a.CPU) / float64(time.Since(t)), nil
+}
+
+// parallel runs fn(0..n-1) on w workers and returns the first error.
+func parallel(ctx context.Context, w, n int, fn func(i int) error) error {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for k := 0; k < w; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+				}
+			}
+		}()
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}
