@@ -4,7 +4,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run build runtimes test check deps clean
+.PHONY: run build runtimes test check deps clean cluster cluster-stop cluster-status
 
 run: build
 	$(BIN)/eddy standalone $(ARGS)
@@ -12,6 +12,20 @@ run: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/eddy ./cmd/eddy
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/eddy-runtime ./cmd/eddy-runtime
+	$(GO) build -o $(BIN)/eddy-kafka-dev ./cmd/eddy-kafka-dev
+
+# A whole cluster on this machine: 3 etcd members, a Kafka dev broker,
+# PostgreSQL, 2 controllers (ports 3233, 3234), 3 schedulers, 2 invokers
+# (docs/cluster.md). EDDY_CLUSTER_BACKEND=docker for Docker invokers.
+# for Docker invokers.
+cluster: build
+	deploy/cluster.sh start
+
+cluster-stop:
+	deploy/cluster.sh stop
+
+cluster-status:
+	deploy/cluster.sh status
 
 # Builds the runtime images on the local Docker daemon (needs root and
 # debootstrap for the python and nodejs images; cached: seconds when nothing changed).

@@ -1,5 +1,6 @@
-// Command eddy is the one Eddy binary: the platform (`eddy standalone`, and
-// per role later), the runtime server that runs inside containers
+// Command eddy is the one Eddy binary: the platform (`eddy standalone`, or
+// one role per process in a cluster: `eddy controller|scheduler|invoker`,
+// with `eddy etcd` for local etcd members), the runtime server that runs inside containers
 // (`eddy runtime`), and the CLI (`eddy action …`, `eddy activation …`,
 // `eddy property …`), which speaks the OpenWhisk REST API and reads the same
 // ~/.wskprops as the wsk CLI.
@@ -39,6 +40,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "controller", "scheduler", "invoker":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runRole(ctx, args[0], args[1:], stdout, stderr, os.Getenv); err != nil {
+			fmt.Fprintf(stderr, "eddy %s: %v\n", args[0], err)
+			return 1
+		}
+		return 0
+	case "etcd":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := etcdMember(ctx, args[1:], stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "eddy etcd: %v\n", err)
+			return 1
+		}
+		return 0
 	case "runtimes":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -63,7 +80,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	home, _ := os.UserHomeDir()
-	return cli.Run(ctx, args, cli.Env{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, HomeDir: home})
+	return cli.Run(ctx, args, cli.Env{Stdin: stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv, HomeDir: home,
+		EtcdStatus: statusFromEtcd})
 }
 
 func usage(w io.Writer) {
@@ -72,6 +90,15 @@ func usage(w io.Writer) {
 Platform:
   eddy standalone [--port 3233] [--data-dir DIR] [--backend auto|process|docker]
                          run controller, scheduler and invoker in one process
+  eddy controller --etcd URLS --kafka BROKERS --postgres URL [--port 3233]
+  eddy scheduler  --etcd URLS --kafka BROKERS --postgres URL --id ID [--listen ADDR]
+  eddy invoker    --etcd URLS --kafka BROKERS --postgres URL --id ID [--backend B]
+                         one cluster role per process (flags, EDDY_* variables or
+                         --config FILE; see docs/cluster.md)
+  eddy etcd --name N --data-dir D --client-url U --peer-url P --initial-cluster LIST
+                         one embedded etcd member, for local clusters
+  eddy status [--etcd URLS | --apihost H] [--json]
+                         schedulers, invokers and queues of a cluster
   eddy runtime           the runtime server that runs inside action containers
   eddy runtimes build    build the runtime images on the local Docker daemon (no registry)
   eddy bench [--quick]   measure warm latency, throughput, cold start, bursts and many actions

@@ -66,6 +66,11 @@ type Topics interface {
 	DeleteTopic(ctx context.Context, topic string) error
 }
 
+// Status reads the cluster's state from etcd (*cluster.Client has it).
+type Status interface {
+	Status(ctx context.Context) (whisk.ClusterStatus, error)
+}
+
 // Deps are the API's collaborators. Store, Invoker, Runtimes and Topics are
 // required (New panics without them: a wiring bug).
 type Deps struct {
@@ -74,7 +79,9 @@ type Deps struct {
 	Invoker  Invoker
 	Runtimes Runtimes
 	Topics   Topics
-	Now      func() time.Time // nil: time.Now
+	// Status serves GET /eddy/v1/status; nil: that route is a 404.
+	Status Status
+	Now    func() time.Time // nil: time.Now
 }
 
 // server holds the routes and their collaborators.
@@ -85,6 +92,7 @@ type server struct {
 	inv    Invoker
 	rt     Runtimes
 	topics Topics
+	status Status
 	limits whisk.SystemLimits
 	now    func() time.Time
 	mux    *http.ServeMux
@@ -97,7 +105,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	}
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
-		topics: deps.Topics, limits: cfg.Limits, now: deps.Now,
+		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -134,6 +142,10 @@ func (s *server) routes() {
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}", s.authed(map[string]authedFunc{http.MethodGet: s.getActivation}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/logs", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationLogs}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/result", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationResult}))
+	if s.status != nil {
+		// Eddy's own: not part of the OpenWhisk API, any valid key may read it.
+		m.Handle("/eddy/v1/status", s.authed(map[string]authedFunc{http.MethodGet: s.getStatus}))
+	}
 	m.Handle("/", s.open(nil)) // everything else: 404
 }
 

@@ -110,3 +110,14 @@ func (s *server) getLimits(w http.ResponseWriter, r *http.Request, caller whisk.
 	})
 	return nil
 }
+
+// getStatus is GET /eddy/v1/status: the cluster as etcd shows it
+// (whisk.ClusterStatus). Any authenticated caller may read it.
+func (s *server) getStatus(w http.ResponseWriter, r *http.Request, _ whisk.Identity) error {
+	st, err := s.status.Status(r.Context())
+	if err != nil {
+		return whisk.E("api.status", whisk.Unavailable, "", err)
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}

@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/eddy-faas/eddy/internal/client"
+	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 // Version is the CLI version printed by `property get --cliversion`.
@@ -36,11 +37,14 @@ type Env struct {
 	HomeDir string
 	// HTTPClient, when set, is used for every API call (tests, embedding).
 	HTTPClient *http.Client
+	// EtcdStatus, when set, reads the cluster status from etcd at the
+	// endpoints (`eddy status --etcd`); cmd/eddy wires it to internal/cluster.
+	EtcdStatus func(ctx context.Context, endpoints []string) (*whisk.ClusterStatus, error)
 }
 
 // Commands are the top-level commands Run implements; cmd/eddy can use
 // Handles to route them here.
-var commandNames = []string{"property", "action", "activation", "namespace", "help"}
+var commandNames = []string{"property", "action", "activation", "namespace", "status", "help"}
 
 // Handles reports whether name is one of the CLI's top-level commands.
 func Handles(name string) bool {
@@ -222,6 +226,9 @@ func (r *runner) dispatch(args []string) error {
 	if cmd == "help" {
 		return r.help(rest)
 	}
+	if cmd == "status" {
+		return r.status(rest)
+	}
 	g, ok := r.groups()[cmd]
 	if !ok {
 		return usageErr("", "unknown command %q", cmd)
@@ -248,6 +255,10 @@ func (r *runner) dispatch(args []string) error {
 func (r *runner) help(path []string) error {
 	if len(path) == 0 {
 		fmt.Fprint(r.out, usageRoot)
+		return nil
+	}
+	if path[0] == "status" {
+		fmt.Fprint(r.out, usageStatus)
 		return nil
 	}
 	g, ok := r.groups()[path[0]]

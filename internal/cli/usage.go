@@ -21,6 +21,7 @@ Commands:
   action       work with actions
   activation   work with activations
   namespace    work with namespaces
+  status       show an Eddy cluster: schedulers, invokers, queues (Eddy's own)
   help         show help for a command: eddy help action create
 ` + globalFlagsHelp
 
@@ -84,6 +85,7 @@ Flags:
 `
 
 var leafUsage = map[string]string{
+	"status":         usageStatus,
 	"property set":   "Usage: eddy property set [--apihost HOST] [--auth KEY] [--namespace NS] [--apiversion V]\n" + globalFlagsHelp,
 	"property get":   "Usage: eddy property get [--all | --apihost | --auth | --namespace | --apiversion | --cliversion | --apibuild | --apibuildno]\n" + globalFlagsHelp,
 	"property unset": "Usage: eddy property unset [--apihost] [--auth] [--namespace] [--apiversion]\n" + globalFlagsHelp,

@@ -314,3 +314,13 @@ func (c *Client) APIInfo(ctx context.Context) (*APIInfo, error) {
 	out := new(APIInfo)
 	return out, decode(resp, out)
 }
+
+// Status returns the cluster's state as the controller reads it from etcd
+// (GET /eddy/v1/status, Eddy's own route; not in OpenWhisk).
+func (c *Client) Status(ctx context.Context) (*whisk.ClusterStatus, error) {
+	var st whisk.ClusterStatus
+	if err := c.get(ctx, "/eddy/v1/status", "", &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}

@@ -23,10 +23,14 @@ import (
 //	eddy/scheduler/<sid>                                   whisk.SchedulerInfo scheduler        Session.RegisterScheduler → Client.Schedulers (controllers pick the least loaded)
 //	eddy/invoker/<iid>                                     whisk.InvokerInfo   invoker          Session.RegisterInvoker → Client.Invokers (schedulers' creators)
 //	eddy/queue/<ns>/<action>/leader                        whisk.LeaderInfo    leader scheduler Session.ElectLeader (put-if-absent) → Client.Leader, Client.WatchLeaders (controllers, schedulers, proxies)
-//	eddy/queue/<ns>/<action>/follower/<sid>                whisk.LeaderInfo    follower         (reserved: followers, later)
+//	eddy/queue/<ns>/<action>/follower/<sid>                whisk.LeaderInfo    follower         Session.RegisterFollower (a scheduler asked to follow) → Client.Followers (the leader recruiting), Client.WatchLeader (followers: deleted with the leader key = queue retired)
 //	eddy/container/<ns>/<action>/<rev>/<iid>/<cid>         whisk.ContainerInfo invoker          Session.RegisterContainer (the container's proxy) → Client.CountContainers, CountNamespace, Containers
 //	eddy/creating/<ns>/<action>/<rev>/<sid>/<creationId>   whisk.CreationInfo  scheduler        Session.PutCreation (the scheduler's creator) → Client.CountCreations, CountNamespace
 //	eddy/throttle/<ns>[/<action>]                          "true"/"false"      scheduler        (reserved: throttling, later)
+//
+// Besides, Client.Status (status.go) reads the scheduler, invoker, queue,
+// container and creation subtrees whole, in one transaction, for operators
+// (`eddy status`, GET /eddy/v1/status); nothing on the invocation path does.
 const root = "eddy/"
 
 // seg escapes one free-form path segment. url.PathEscape turns '/' into
@@ -62,11 +66,16 @@ func invokerPrefix() string        { return root + "invoker/" }
 // controllers and followers (WatchLeaders).
 func leaderKey(f whisk.FQN) string { return queueActionPrefix(f) + "leader" }
 
-// eddy/queue/<ns>/<action>/follower/<sid>: reserved for follower queues,
-// under the follower scheduler's lease.
-func followerKey(f whisk.FQN, sid string) string {
-	return queueActionPrefix(f) + "follower/" + seg(sid)
-}
+// eddy/queue/<ns>/<action>/follower/<sid>: a scheduler following the
+// action's leader queue (holding no activations, ready to take over).
+// Written by the follower (RegisterFollower) under its lease, deleted by it
+// (DeregisterFollower) when it stops following, by the leader together with
+// the leader key when the queue is retired on purpose (RetireQueue: idle,
+// action deleted), or with the follower's lease. Listed by the leader
+// (Followers) to recruit the missing ones; watched by followers
+// (WatchLeader).
+func followerKey(f whisk.FQN, sid string) string { return followerPrefix(f) + seg(sid) }
+func followerPrefix(f whisk.FQN) string          { return queueActionPrefix(f) + "follower/" }
 
 func queuePrefix() string { return root + "queue/" }
 func queueActionPrefix(f whisk.FQN) string {
@@ -131,3 +140,28 @@ func throttleNamespaceKey(ns string) string { return root + "throttle/" + seg(ns
 func throttleActionKey(f whisk.FQN) string {
 	return throttleNamespaceKey(f.Namespace) + "/" + seg(f.Name)
 }
+
+// parseFollowerKey extracts the action and the follower's scheduler id from
+// a follower key; ok is false for any other key under queuePrefix.
+func parseFollowerKey(key string) (f whisk.FQN, sid string, ok bool) {
+	rest, found := strings.CutPrefix(key, queuePrefix())
+	if !found {
+		return f, "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 4 || parts[2] != "follower" {
+		return f, "", false
+	}
+	ns, ok1 := unseg(parts[0])
+	name, ok2 := unseg(parts[1])
+	id, ok3 := unseg(parts[3])
+	if !ok1 || !ok2 || !ok3 {
+		return f, "", false
+	}
+	return whisk.FQN{Namespace: ns, Name: name}, id, true
+}
+
+// containerPrefix and creationPrefix hold every container and every
+// in-flight creation (read whole only by Client.Status).
+func containerPrefix() string { return root + "container/" }
+func creationPrefix() string  { return root + "creating/" }

@@ -12,6 +12,10 @@
 // records to the owner and commits the offset the owner publishes — the
 // highest offset up to which every activation was handed to a container or
 // failed with a stored record, so a successor resumes with nothing lost.
+// A queue that the bus fences off its topic (kind Conflict: a successor
+// consumes now) ends at once; a successor skips activations it was handed
+// again that already ran (their ids, Deps.Recorded). Ended says why a
+// queue ended.
 //
 // Time comes from Deps.Now and ticks from Deps.Ticker, so tests drive the
 // queue without sleeping.

@@ -31,6 +31,29 @@ const (
 
 var stateNames = [...]string{"running", "idle", "flushing", "removing", "removed"}
 
+// End is why a queue ended (Queue.Ended); its owner resigns leadership
+// accordingly.
+type End int32
+
+// Why queues end.
+const (
+	EndNone      End = iota // Run has not returned
+	EndStopped              // ctx ended or Stop: the scheduler stops; a follower may take over
+	EndIdle                 // idle for the idle timeout with no container left: the queue is retired
+	EndTopicGone            // the action's topic was deleted: the queue is retired
+	EndAbandoned            // Abandon: another scheduler leads the action
+	EndLost                 // the bus gave the topic to another consumer (kind Conflict): no longer leader
+)
+
+var endNames = [...]string{"none", "stopped", "idle", "topic gone", "abandoned", "lost"}
+
+func (e End) String() string {
+	if e < 0 || int(e) >= len(endNames) {
+		return fmt.Sprintf("end(%d)", int(e))
+	}
+	return endNames[e]
+}
+
 func (s State) String() string {
 	if s < 0 || int(s) >= len(stateNames) {
 		return fmt.Sprintf("state(%d)", int(s))
@@ -55,6 +78,13 @@ const (
 	pollBatch = 128
 	// pollWait bounds one Poll, so the reader commits between polls.
 	pollWait = 250 * time.Millisecond
+	// DefaultDedupWindow is how many recent activation ids a queue
+	// remembers to skip duplicates.
+	DefaultDedupWindow = 4096
+	// DefaultDedupSkew is the clock skew allowed between the publisher's
+	// Published stamp and the queue's clock when deciding which records a
+	// predecessor may have handed out (see Deps.Recorded).
+	DefaultDedupSkew = time.Second
 )
 
 // Config is one queue's configuration; zero durations take the defaults.
@@ -73,6 +103,8 @@ type Config struct {
 	FlushGrace     time.Duration // Flushing, empty, no arrival this long → Idle (default Retention)
 	MaxBuffer      int           // the buffer's bound; past it the rest waits in the bus
 	CountTimeout   time.Duration // bounds one round of etcd counts
+	DedupWindow    int           // recent activation ids remembered to skip duplicates
+	DedupSkew      time.Duration // clock skew allowed when checking records with Deps.Recorded
 	// Provisional says Action holds only the action's name and a revision
 	// (a queue re-created for a container's fetch, with no action metadata
 	// at hand): the queue takes the metadata of the first message of that
@@ -125,6 +157,14 @@ type Deps struct {
 	// Ticker makes the decision ticker; default time.NewTicker. The
 	// values it sends are taken as the time of the tick.
 	Ticker func(d time.Duration) (<-chan time.Time, func())
+	// Recorded, if set, reports which of msgs already have an activation
+	// record (a predecessor leader handed them out and they ran, or failed
+	// them). The reader asks it, off the owner goroutine, about every
+	// record published before the queue's consumer got the topic (plus
+	// Config.DedupSkew): only those can have been handed out by a previous
+	// leader without a commit. Recorded ones are skipped and committed. An
+	// error counts as "none recorded" (a duplicate is better than a loss).
+	Recorded func(ctx context.Context, msgs []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error)
 }
 
 // Queue is one action's leader queue. Create it with New, run it with Run.
@@ -140,7 +180,7 @@ type Queue struct {
 	results chan CreationResult
 	failed  chan failBatch
 	countc  chan countResult // at most one count in flight
-	endc    chan error       // the reader found the topic gone
+	endc    chan ending      // the reader found the topic gone or taken
 	stopc   chan struct{}
 	final   chan struct{} // closed once commitTo holds the last watermark
 	done    chan struct{}
@@ -148,6 +188,8 @@ type Queue struct {
 	state     atomic.Int32
 	commitTo  atomic.Int64 // the reader commits up to here
 	abandoned atomic.Bool  // Abandon: someone else leads now
+	ended     atomic.Int32 // End, set when Run returns
+	dups      atomic.Int64 // duplicate activations skipped
 
 	// Everything below is owned by the goroutine running Run.
 	ctx         context.Context
@@ -182,6 +224,41 @@ type Queue struct {
 	failing    int       // fail batches running
 	refail     []failure // records whose Fail errored, tried again next tick
 	started    time.Time
+	why        End     // why the queue ends, once it does
+	recent     recents // activation ids consumed lately (duplicates are skipped)
+}
+
+type ending struct {
+	why End
+	err error
+}
+
+// recents is a bounded set of activation ids: the oldest is forgotten when
+// a new one comes and it is full.
+type recents struct {
+	ids  map[whisk.ActivationID]struct{}
+	ring []whisk.ActivationID
+	next int
+	size int
+}
+
+func (r *recents) has(id whisk.ActivationID) bool {
+	_, ok := r.ids[id]
+	return ok
+}
+
+func (r *recents) add(id whisk.ActivationID) {
+	if r.has(id) {
+		return
+	}
+	if len(r.ring) < r.size {
+		r.ring = append(r.ring, id)
+	} else {
+		delete(r.ids, r.ring[r.next])
+		r.ring[r.next] = id
+		r.next = (r.next + 1) % r.size
+	}
+	r.ids[id] = struct{}{}
 }
 
 type countResult struct {
@@ -198,6 +275,7 @@ type inbound struct {
 	off int64
 	msg whisk.ActivationMessage
 	err error
+	dup bool // the activation already has a record (Deps.Recorded)
 }
 
 type entry struct {
@@ -245,8 +323,12 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 	def(&cfg.FlushRetry, DefaultFlushRetry)
 	def(&cfg.FlushGrace, cfg.Retention)
 	def(&cfg.CountTimeout, DefaultCountTimeout)
+	def(&cfg.DedupSkew, DefaultDedupSkew)
 	if cfg.MaxBuffer <= 0 {
 		cfg.MaxBuffer = DefaultMaxBuffer
+	}
+	if cfg.DedupWindow <= 0 {
+		cfg.DedupWindow = DefaultDedupWindow
 	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
@@ -267,7 +349,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		results:     make(chan CreationResult),
 		failed:      make(chan failBatch),
 		countc:      make(chan countResult, 1),
-		endc:        make(chan error, 1),
+		endc:        make(chan ending, 1),
 		stopc:       make(chan struct{}, 1),
 		final:       make(chan struct{}),
 		done:        make(chan struct{}),
@@ -278,6 +360,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		nsLimit:     cfg.NamespaceLimit,
 		inflight:    map[string]int64{},
 		offs:        offsets{mark: -1, done: map[int64]bool{}},
+		recent:      recents{ids: map[whisk.ActivationID]struct{}{}, size: cfg.DedupWindow},
 	}
 	q.commitTo.Store(-1)
 	now := deps.Now()
@@ -293,6 +376,14 @@ func (q *Queue) State() State { return State(q.state.Load()) }
 
 // Done is closed when Run has returned.
 func (q *Queue) Done() <-chan struct{} { return q.done }
+
+// Ended says why the queue ended; EndNone until Run has returned.
+func (q *Queue) Ended() End { return End(q.ended.Load()) }
+
+// Duplicates is the number of activations the queue skipped because it
+// had consumed them already or a record of them existed (safe from any
+// goroutine).
+func (q *Queue) Duplicates() int64 { return q.dups.Load() }
 
 // Stop ends the queue: it answers parked fetches, commits what was handed
 // out, closes the consumer (unhanded records go to the next consumer) and
@@ -389,8 +480,13 @@ func (q *Queue) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
+			q.why = EndStopped
 			q.setState(Removing)
 		case <-q.stopc:
+			q.why = EndStopped
+			if q.abandoned.Load() {
+				q.why = EndAbandoned
+			}
 			q.setState(Removing)
 		case m := <-in:
 			q.handleMessage(q.d.Now(), m)
@@ -404,12 +500,25 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.handleFailed(b)
 		case c := <-q.countc:
 			q.handleCount(q.d.Now(), c)
-		case err := <-q.endc:
-			// The topic is gone (the action was deleted, maybe re-created
-			// with a new topic): end, so the next invocation elects a
-			// fresh queue on the new topic; never run a new action's
-			// activations with this queue's metadata.
-			q.log.Warn("queue: the action's topic is gone; removing the queue", "err", err)
+		case e := <-q.endc:
+			q.why = e.why
+			switch e.why {
+			case EndLost:
+				// Another consumer has the topic: it is the leader now and
+				// gets every uncommitted record again. Hand out nothing
+				// more; what was handed stays handed (its commit fails, and
+				// the successor skips what has a record by then).
+				q.log.Warn("queue: the bus gave the action's topic to another consumer; ending the queue",
+					"unhanded", len(q.buf), "err", e.err)
+				q.buf = nil
+			default:
+				// The topic is gone (the action was deleted, maybe
+				// re-created with a new topic): end, so the next
+				// invocation elects a fresh queue on the new topic; never
+				// run a new action's activations with this queue's
+				// metadata.
+				q.log.Warn("queue: the action's topic is gone; removing the queue", "err", e.err)
+			}
 			q.setState(Removing)
 		case now := <-tick:
 			q.tick(now)
@@ -437,7 +546,11 @@ func (q *Queue) Run(ctx context.Context) error {
 	stopReader()
 	<-readerDone
 	q.setState(Removed)
-	q.log.Debug("queue removed", "unhanded", len(q.buf), "abandoned", q.abandoned.Load())
+	if q.why == EndNone {
+		q.why = EndStopped
+	}
+	q.ended.Store(int32(q.why))
+	q.log.Debug("queue removed", "unhanded", len(q.buf), "why", q.why, "duplicates", q.dups.Load())
 	return nil
 }
 
@@ -455,6 +568,10 @@ func (q *Queue) setState(s State) {
 func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	var c bus.Consumer
+	// A Subscribe of a group whose previous consumer (a dead leader's) is
+	// still in it waits, bounded by ctx, until the bus gives this one the
+	// topic; a bus that refuses at once (kind Conflict) is asked again.
+	began := q.d.Now()
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
 		var err error
 		if c, err = q.d.Subscribe(ctx); err == nil {
@@ -464,21 +581,34 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 			return
 		}
 		if whisk.IsKind(err, whisk.NotFound) {
-			q.end(err)
+			q.end(EndTopicGone, err)
 			return
 		}
-		q.log.Warn("queue: subscribe failed", "err", err)
+		q.log.Warn("queue: subscribe failed; retrying", "err", err, "in", backoff)
 		if !sleep(ctx, backoff) {
 			return
 		}
 	}
+	subscribed := q.d.Now()
+	if w := subscribed.Sub(began); w > time.Second {
+		q.log.Info("queue: consuming the action's topic after waiting for the previous consumer", "waited", w)
+	}
+	// Records published before this consumer got the topic may have been
+	// handed out by a predecessor without a commit: check those.
+	checkBefore := subscribed.Add(q.cfg.DedupSkew).UnixMilli()
 	committed := int64(-1)
+	lost := false
 	commit := func(ctx context.Context) {
 		t := q.commitTo.Load()
-		if t <= committed {
+		if t <= committed || lost {
 			return
 		}
 		if err := c.Commit(ctx, t); err != nil {
+			if whisk.IsKind(err, whisk.Conflict) {
+				lost = true
+				q.end(EndLost, err)
+				return
+			}
 			q.log.Warn("queue: commit failed", "offset", t, "err", err)
 			return
 		}
@@ -495,6 +625,9 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	}()
 	for ctx.Err() == nil {
 		commit(ctx)
+		if lost {
+			return
+		}
 		pctx, cancel := context.WithTimeout(ctx, pollWait)
 		recs, err := c.Poll(pctx, pollBatch)
 		cancel()
@@ -503,9 +636,14 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 				return
 			}
 			// A deleted topic (NotFound) or a closed consumer (Invalid)
-			// never comes back: polling it again is useless.
-			if whisk.IsKind(err, whisk.NotFound) || whisk.IsKind(err, whisk.Invalid) {
-				q.end(err)
+			// never comes back: polling it again is useless. A topic the
+			// bus gave to another consumer (Conflict) has a new leader.
+			switch {
+			case whisk.IsKind(err, whisk.NotFound), whisk.IsKind(err, whisk.Invalid):
+				q.end(EndTopicGone, err)
+				return
+			case whisk.IsKind(err, whisk.Conflict):
+				q.end(EndLost, err)
 				return
 			}
 			if pctx.Err() == nil {
@@ -516,11 +654,15 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 			}
 			continue
 		}
-		for _, r := range recs {
-			in := inbound{off: r.Offset}
-			if err := json.Unmarshal(r.Value, &in.msg); err != nil {
-				in.err = err
+		ins := make([]inbound, len(recs))
+		for i, r := range recs {
+			ins[i].off = r.Offset
+			if err := json.Unmarshal(r.Value, &ins[i].msg); err != nil {
+				ins[i].err = err
 			}
+		}
+		q.markRecorded(ctx, ins, checkBefore)
+		for _, in := range ins {
 			select {
 			case q.msgs <- in:
 			case <-ctx.Done():
@@ -530,10 +672,39 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// end asks the owner to end the queue (the reader found the topic gone).
-func (q *Queue) end(err error) {
+// markRecorded asks Deps.Recorded about the records published before
+// checkBefore (epoch ms) and marks those with a record as duplicates.
+func (q *Queue) markRecorded(ctx context.Context, ins []inbound, checkBefore int64) {
+	if q.d.Recorded == nil {
+		return
+	}
+	var ask []whisk.ActivationMessage
+	for _, in := range ins {
+		if in.err == nil && in.msg.Published < checkBefore {
+			ask = append(ask, in.msg)
+		}
+	}
+	if len(ask) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, q.cfg.CountTimeout+time.Duration(len(ask))*10*time.Millisecond)
+	done, err := q.d.Recorded(rctx, ask)
+	cancel()
+	if err != nil {
+		q.log.Warn("queue: checking for records of activations a predecessor may have handed out", "n", len(ask), "err", err)
+	}
+	for i := range ins {
+		if ins[i].err == nil && done[ins[i].msg.ActivationID] {
+			ins[i].dup = true
+		}
+	}
+}
+
+// end asks the owner to end the queue (the reader found the topic gone, or
+// taken by another consumer).
+func (q *Queue) end(why End, err error) {
 	select {
-	case q.endc <- err:
+	case q.endc <- ending{why, err}:
 	default:
 	}
 }
@@ -557,6 +728,15 @@ func (q *Queue) handleMessage(now time.Time, in inbound) {
 		q.offs.finish(in.off)
 		return
 	}
+	if id := in.msg.ActivationID; in.dup || id != "" && q.recent.has(id) {
+		// Handed out before (by this queue, or by a predecessor whose
+		// commit did not happen): never run twice.
+		q.dups.Add(1)
+		q.log.Info("queue: duplicate activation skipped", "activation", id, "offset", in.off, "recorded", in.dup)
+		q.offs.finish(in.off)
+		return
+	}
+	q.recent.add(in.msg.ActivationID)
 	e := &entry{msg: in.msg, off: in.off, tracked: true, enq: enqueued(in.msg, now)}
 	q.lastMsg = now
 	if in.msg.NamespaceLimit > 0 {
@@ -891,6 +1071,7 @@ func (q *Queue) handleCount(now time.Time, r countResult) {
 	case idleDue && n > 0:
 		q.idleSince = now
 	case idleDue:
+		q.why = EndIdle
 		q.setState(Removed)
 	case q.st == Idle && now.Sub(q.idleSince) >= q.cfg.IdleTimeout:
 		q.startCount(now) // this count began before the idle timeout: count again

@@ -44,10 +44,22 @@ type FetchResponse struct {
 	Activation *whisk.ActivationMessage `json:"activation,omitempty"`
 }
 
-// CreateQueueRequest asks a scheduler to host the leader queue of an action.
+// CreateQueueRequest asks a scheduler to host the leader queue of an
+// action, or, with Role RoleFollower, to follow it.
 type CreateQueueRequest struct {
 	Action whisk.ActionMeta `json:"action"`
+	// Role is RoleLeader (empty: controllers ask for the leader queue) or
+	// RoleFollower (a leader recruits a follower: the scheduler writes its
+	// follower key, holds no activations, and elects itself when the leader
+	// key vanishes).
+	Role string `json:"role,omitempty"`
 }
+
+// Roles of a CreateQueueRequest.
+const (
+	RoleLeader   = ""
+	RoleFollower = "follower"
+)
 
 // CreateQueueResponse says who leads the action's queue after the request.
 type CreateQueueResponse struct {

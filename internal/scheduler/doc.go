@@ -20,4 +20,15 @@
 // map, so a concurrent CreateQueue for the same action waits for it and
 // never finds a leader key without a queue. A fetch that finds no queue
 // while the leader key is this scheduler's re-creates the queue.
+//
+// Followers (follower.go): with Config.Followers > 0, the winner of an
+// election asks that many other schedulers (fewest queues first) to follow
+// the action (CreateQueue with rpc.RoleFollower); each writes its follower
+// key, holds no activations and watches the leader key. A key that
+// vanishes alone (lease expired, leader stopped) makes them elect; the
+// winner's queue resumes from the committed offset and skips what already
+// has a record. A queue that ends idle (or with its topic) retires its
+// followers with its leader key (Session.RetireQueue); one that ends with
+// the scheduler, or fenced off its topic by the bus, resigns only its own
+// leader key. Leaders re-recruit missing followers every 5 s.
 package scheduler

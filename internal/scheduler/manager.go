@@ -16,6 +16,7 @@ import (
 // leader key is resigned and the entry is out of the map).
 type entry struct {
 	q     *queue.Queue
+	meta  whisk.ActionMeta // as elected (followers are recruited with it)
 	ready chan struct{}
 	gone  chan struct{}
 	once  sync.Once
@@ -90,7 +91,14 @@ func (s *Scheduler) CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest
 	if f.Namespace == "" || f.Name == "" {
 		return nil, whisk.Errorf(whisk.Invalid, "CreateQueue needs the action's namespace and name")
 	}
-	return s.createQueue(ctx, meta, false)
+	switch req.Role {
+	case rpc.RoleLeader:
+		return s.createQueue(ctx, meta, false)
+	case rpc.RoleFollower:
+		return s.follow(ctx, meta)
+	default:
+		return nil, whisk.Errorf(whisk.Invalid, "CreateQueue: unknown role %q", req.Role)
+	}
 }
 
 func (s *Scheduler) createQueue(ctx context.Context, meta whisk.ActionMeta, provisional bool) (*rpc.CreateQueueResponse, error) {
@@ -212,7 +220,7 @@ func (s *Scheduler) elect(ctx, runCtx context.Context, meta whisk.ActionMeta, pr
 		if s.stopping {
 			err = whisk.E("CreateQueue", whisk.Unavailable, "the scheduler is stopping", nil)
 		} else {
-			e.q = q
+			e.q, e.meta = q, meta
 			s.active++
 			s.wg.Add(1)
 		}
@@ -227,21 +235,34 @@ func (s *Scheduler) elect(ctx, runCtx context.Context, meta whisk.ActionMeta, pr
 	go s.own(runCtx, f, e)
 	s.loadChanged()
 	s.log.Info("queue created", "action", f.String(), "rev", meta.Rev)
+	s.unfollow(f) // a follower that leads now follows no more
+	s.goRecruit(meta)
 	return &rpc.CreateQueueResponse{Leader: s.me}, nil
 }
 
-// own runs a queue to its end, then resigns its leader key (unless someone
-// else leads now) before the entry leaves the map: a key must never point
-// at a queue that does not exist, so a failed resign is retried until it
-// succeeds or the scheduler stops (its lease then goes with the session).
+// own runs a queue to its end, then gives up its leader key before the
+// entry leaves the map: a key must never point at a queue that does not
+// exist, so a failed resign is retried until it succeeds or the scheduler
+// stops (its lease then goes with the session). How depends on why the
+// queue ended: removed on purpose (idle, topic gone) it retires the queue
+// (leader and follower keys together: the followers stop); stopped with
+// the scheduler, or fenced off the topic by the bus, it resigns the leader
+// key only if it is still its own (a follower takes over); abandoned to
+// another leader, it touches nothing.
 func (s *Scheduler) own(ctx context.Context, f whisk.FQN, e *entry) {
 	defer s.wg.Done()
 	_ = e.q.Run(ctx)
 	s.mu.RLock()
 	lost := e.lost
 	s.mu.RUnlock()
-	if !lost {
-		s.resign(ctx, f)
+	why := e.q.Ended()
+	switch {
+	case lost || why == queue.EndAbandoned:
+		lost = true
+	case why == queue.EndIdle || why == queue.EndTopicGone:
+		s.giveUp(ctx, f, true)
+	default:
+		s.giveUp(ctx, f, false)
 	}
 	s.mu.Lock()
 	if s.queues[f] == e {
@@ -251,16 +272,25 @@ func (s *Scheduler) own(ctx context.Context, f whisk.FQN, e *entry) {
 	s.mu.Unlock()
 	e.close()
 	s.loadChanged()
-	s.log.Info("queue removed", "action", f.String(), "lost", lost)
+	s.log.Info("queue removed", "action", f.String(), "why", why.String(), "lost", lost, "duplicatesSkipped", e.q.Duplicates())
 }
 
-// resign deletes f's leader key if this scheduler holds it, retrying with
-// backoff until it succeeds; once ctx has ended it tries once more and
-// gives up (the scheduler is stopping: its session's lease goes next).
-func (s *Scheduler) resign(ctx context.Context, f whisk.FQN) {
+// resign deletes f's leader key if this scheduler holds it (see giveUp).
+func (s *Scheduler) resign(ctx context.Context, f whisk.FQN) { s.giveUp(ctx, f, false) }
+
+// giveUp deletes f's leader key if this scheduler holds it — with the
+// follower keys when retire is set — retrying with backoff until it
+// succeeds; once ctx has ended it tries once more and gives up (the
+// scheduler is stopping: its session's lease goes next).
+func (s *Scheduler) giveUp(ctx context.Context, f whisk.FQN, retire bool) {
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resignTimeout)
-		err := s.d.Session.ResignLeader(rctx, f)
+		var err error
+		if retire {
+			err = s.d.Session.RetireQueue(rctx, f)
+		} else {
+			err = s.d.Session.ResignLeader(rctx, f)
+		}
 		cancel()
 		if err == nil {
 			return
@@ -288,6 +318,12 @@ func (s *Scheduler) onRegrant(context.Context) {
 func (s *Scheduler) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reelectEvery)
 	defer t.Stop()
+	var checkFollowers <-chan time.Time
+	if s.cfg.Followers > 0 {
+		ft := time.NewTicker(followerCheckEvery)
+		defer ft.Stop()
+		checkFollowers = ft.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -296,6 +332,8 @@ func (s *Scheduler) reconcileLoop(ctx context.Context) {
 			s.reconcile(ctx, true)
 		case <-t.C:
 			s.reconcile(ctx, false)
+		case <-checkFollowers:
+			s.checkFollowers(ctx)
 		}
 	}
 }
@@ -364,7 +402,31 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		CountNamespace: func(ctx context.Context) (int, int, error) {
 			return s.d.Client.CountNamespace(ctx, f.Namespace)
 		},
-		Create: s.creator.start,
-		Fail:   s.fail,
+		Create:   s.creator.start,
+		Fail:     s.fail,
+		Recorded: s.recorded(),
+	}
+}
+
+// recorded is the queues' duplicate check: which activations already have
+// a record in the store (nil without Deps.Records).
+func (s *Scheduler) recorded() func(context.Context, []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error) {
+	r := s.d.Records
+	if r == nil {
+		return nil
+	}
+	return func(ctx context.Context, msgs []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error) {
+		out := make(map[whisk.ActivationID]bool, len(msgs))
+		for _, m := range msgs {
+			_, err := r.GetActivation(ctx, m.Action.Namespace, m.ActivationID)
+			switch {
+			case err == nil:
+				out[m.ActivationID] = true
+			case whisk.IsKind(err, whisk.NotFound):
+			default:
+				return out, err
+			}
+		}
+		return out, nil
 	}
 }

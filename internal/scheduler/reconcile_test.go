@@ -56,8 +56,15 @@ func (f *fakeSession) ResignLeader(context.Context, whisk.FQN) error {
 	f.leader = whisk.LeaderInfo{}
 	return nil
 }
+func (f *fakeSession) RetireQueue(ctx context.Context, fqn whisk.FQN) error {
+	return f.ResignLeader(ctx, fqn)
+}
 func (f *fakeSession) PutCreation(context.Context, whisk.CreationInfo) error    { return nil }
 func (f *fakeSession) DeleteCreation(context.Context, whisk.CreationInfo) error { return nil }
+func (f *fakeSession) RegisterFollower(context.Context, whisk.FQN, whisk.LeaderInfo) error {
+	return nil
+}
+func (f *fakeSession) DeregisterFollower(context.Context, whisk.FQN, string) error { return nil }
 func (f *fakeSession) OnRegrant(fn func(context.Context)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -81,6 +88,14 @@ func (fakeClient) Leader(context.Context, whisk.FQN) (whisk.LeaderInfo, bool, er
 func (fakeClient) Invokers(context.Context) ([]whisk.InvokerInfo, error)          { return nil, nil }
 func (fakeClient) CountContainers(context.Context, whisk.FQN, int64) (int, error) { return 0, nil }
 func (fakeClient) CountNamespace(context.Context, string) (int, int, error)       { return 0, 0, nil }
+func (fakeClient) Schedulers(context.Context) ([]whisk.SchedulerInfo, error)      { return nil, nil }
+func (fakeClient) Followers(context.Context, whisk.FQN) ([]whisk.LeaderInfo, error) {
+	return nil, nil
+}
+func (fakeClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.LeaderInfo, bool, bool)) error {
+	<-ctx.Done()
+	return nil
+}
 
 type nopStore struct{}
 

@@ -37,6 +37,11 @@ type Config struct {
 	IdleQueueTimeout time.Duration
 	CreationTimeout  time.Duration
 	NamespaceLimit   int // concurrent containers per namespace when messages carry none
+	// Followers is how many other schedulers follow each leader queue of
+	// this scheduler's (BRIEF §2: 0 in standalone, 1 in a cluster). A
+	// follower holds no activations; it watches the leader key and elects
+	// itself when the key vanishes with its leader's lease.
+	Followers int
 }
 
 // Bus is what the scheduler needs of the message bus (bus.Bus has it).
@@ -55,6 +60,13 @@ type Session interface {
 	PutCreation(ctx context.Context, info whisk.CreationInfo) error
 	DeleteCreation(ctx context.Context, info whisk.CreationInfo) error
 	OnRegrant(fn func(ctx context.Context))
+	// RegisterFollower and DeregisterFollower write and remove this
+	// scheduler's follower key of an action.
+	RegisterFollower(ctx context.Context, f whisk.FQN, info whisk.LeaderInfo) error
+	DeregisterFollower(ctx context.Context, f whisk.FQN, schedulerID string) error
+	// RetireQueue deletes the leader key (if this scheduler's) together
+	// with the follower keys: the followers stop instead of taking over.
+	RetireQueue(ctx context.Context, f whisk.FQN) error
 }
 
 // Client is what the scheduler reads from etcd (*cluster.Client has it).
@@ -63,11 +75,27 @@ type Client interface {
 	Invokers(ctx context.Context) ([]whisk.InvokerInfo, error)
 	CountContainers(ctx context.Context, f whisk.FQN, rev int64) (int, error)
 	CountNamespace(ctx context.Context, ns string) (containers, creations int, err error)
+	// Schedulers and Followers are read to recruit followers (fewest
+	// queues first).
+	Schedulers(ctx context.Context) ([]whisk.SchedulerInfo, error)
+	Followers(ctx context.Context, f whisk.FQN) ([]whisk.LeaderInfo, error)
+	// WatchLeader reports f's leader key: its state first, then every
+	// change, resuming from the last revision seen; retired says the key
+	// was deleted together with the follower keys (RetireQueue).
+	WatchLeader(ctx context.Context, f whisk.FQN, fn func(li whisk.LeaderInfo, present, retired bool)) error
 }
 
 // Activations stores the records the scheduler makes (failed activations).
 type Activations interface {
 	PutActivation(ctx context.Context, a whisk.Activation) error
+}
+
+// Records reads activation records (store.Store has it): a new leader
+// skips activations that already have a record, which a predecessor handed
+// out without committing them. GetActivation must fail with kind NotFound
+// for a missing record.
+type Records interface {
+	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
 }
 
 // Deps are the scheduler's collaborators. Log and Now are optional.
@@ -77,8 +105,11 @@ type Deps struct {
 	Session     Session
 	Client      Client
 	Activations Activations
-	Now         func() time.Time
-	Listener    net.Listener // Run serves gRPC on it and stops it on exit
+	// Records is optional; when nil and Activations has GetActivation, it
+	// is used. With neither, duplicates are detected in memory only.
+	Records  Records
+	Now      func() time.Time
+	Listener net.Listener // Run serves gRPC on it and stops it on exit
 }
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.
@@ -93,8 +124,9 @@ type Scheduler struct {
 	runCtx   context.Context // set while Run accepts queues
 	stopping bool
 	queues   map[whisk.FQN]*entry
-	active   int            // queues started and not yet gone
-	wg       sync.WaitGroup // queue owners and creation jobs
+	follows  map[whisk.FQN]*follower // actions this scheduler follows
+	active   int                     // queues started and not yet gone
+	wg       sync.WaitGroup          // queue owners, followers, recruiters and creation jobs
 
 	topics  sync.Map      // topics ensured by this process
 	changed chan struct{} // the queue count changed
@@ -123,10 +155,19 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	if deps.Records == nil {
+		if r, ok := deps.Activations.(Records); ok {
+			deps.Records = r
+		}
+	}
+	if cfg.Followers < 0 {
+		cfg.Followers = 0
+	}
 	s := &Scheduler{
 		cfg: cfg, d: deps, log: deps.Log.With("scheduler", cfg.ID),
 		me:      whisk.LeaderInfo{SchedulerID: cfg.ID, Addr: cfg.Addr},
 		queues:  map[whisk.FQN]*entry{},
+		follows: map[whisk.FQN]*follower{},
 		changed: make(chan struct{}, 1),
 		regrant: make(chan struct{}, 1),
 	}

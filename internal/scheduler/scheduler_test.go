@@ -530,10 +530,15 @@ func (nopSession) RegisterScheduler(context.Context, whisk.SchedulerInfo) error 
 func (nopSession) ElectLeader(context.Context, whisk.FQN, whisk.LeaderInfo) (bool, whisk.LeaderInfo, error) {
 	return false, whisk.LeaderInfo{}, errors.New("nop")
 }
-func (nopSession) ResignLeader(context.Context, whisk.FQN) error            { return nil }
-func (nopSession) PutCreation(context.Context, whisk.CreationInfo) error    { return nil }
-func (nopSession) DeleteCreation(context.Context, whisk.CreationInfo) error { return nil }
-func (nopSession) OnRegrant(func(context.Context))                          {}
+func (nopSession) ResignLeader(context.Context, whisk.FQN) error { return nil }
+func (nopSession) RetireQueue(context.Context, whisk.FQN) error  { return nil }
+func (nopSession) RegisterFollower(context.Context, whisk.FQN, whisk.LeaderInfo) error {
+	return nil
+}
+func (nopSession) DeregisterFollower(context.Context, whisk.FQN, string) error { return nil }
+func (nopSession) PutCreation(context.Context, whisk.CreationInfo) error       { return nil }
+func (nopSession) DeleteCreation(context.Context, whisk.CreationInfo) error    { return nil }
+func (nopSession) OnRegrant(func(context.Context))                             {}
 
 type nopClient struct{}
 
@@ -544,6 +549,14 @@ func (nopClient) Invokers(context.Context) ([]whisk.InvokerInfo, error)         
 func (nopClient) CountContainers(context.Context, whisk.FQN, int64) (int, error) { return 0, nil }
 func (nopClient) CountNamespace(context.Context, string) (containers, creations int, err error) {
 	return 0, 0, nil
+}
+func (nopClient) Schedulers(context.Context) ([]whisk.SchedulerInfo, error) { return nil, nil }
+func (nopClient) Followers(context.Context, whisk.FQN) ([]whisk.LeaderInfo, error) {
+	return nil, nil
+}
+func (nopClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.LeaderInfo, bool, bool)) error {
+	<-ctx.Done()
+	return nil
 }
 
 var (
@@ -566,6 +579,14 @@ func (f *flakySession) ResignLeader(ctx context.Context, fqn whisk.FQN) error {
 		return errors.New("etcd unreachable")
 	}
 	return f.Session.ResignLeader(ctx, fqn)
+}
+
+// RetireQueue (an idle queue's resign) fails like ResignLeader.
+func (f *flakySession) RetireQueue(ctx context.Context, fqn whisk.FQN) error {
+	if f.failResigns.Add(-1) >= 0 {
+		return errors.New("etcd unreachable")
+	}
+	return f.Session.RetireQueue(ctx, fqn)
 }
 
 func (f *flakySession) PutCreation(ctx context.Context, info whisk.CreationInfo) error {

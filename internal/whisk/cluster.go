@@ -61,3 +61,27 @@ type CreationInfo struct {
 	InvokerID   string `json:"invokerId"`
 	Requested   int64  `json:"requested"` // epoch ms
 }
+
+// ClusterStatus is a snapshot of what the processes of a cluster publish in
+// etcd, read at one etcd revision (cluster.Client.Status): what `eddy
+// status` prints and GET /eddy/v1/status returns.
+type ClusterStatus struct {
+	Revision   int64           `json:"revision"` // the etcd revision read
+	Schedulers []SchedulerInfo `json:"schedulers"`
+	Invokers   []InvokerInfo   `json:"invokers"`
+	Queues     []QueueStatus   `json:"queues"`
+}
+
+// QueueStatus is one action's queue as etcd shows it: its leader, its
+// followers, its registered containers (every revision) and its in-flight
+// container creations. An action with containers or creations but no
+// leader key (its leader just died) is listed with an empty Leader.
+type QueueStatus struct {
+	Namespace  string   `json:"namespace"`
+	Action     string   `json:"action"`
+	Leader     string   `json:"leader,omitempty"` // scheduler id
+	LeaderAddr string   `json:"leaderAddr,omitempty"`
+	Followers  []string `json:"followers,omitempty"` // scheduler ids
+	Containers int      `json:"containers"`
+	Creations  int      `json:"creations"`
+}

@@ -145,9 +145,6 @@ func (c *consumer) Poll(ctx context.Context, limit int) ([]bus.Record, error) {
 		if err := c.state(op); err != nil {
 			return nil, err
 		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		var ferr error
 		fetches.EachError(func(topic string, _ int32, err error) {
 			switch {
@@ -171,6 +168,7 @@ func (c *consumer) Poll(ctx context.Context, limit int) ([]bus.Record, error) {
 		if ferr != nil {
 			return nil, ferr
 		}
+		// (ctx is checked after the records are taken, below.)
 		out := make([]bus.Record, 0, fetches.NumRecords())
 		c.mu.Lock()
 		fetches.EachRecord(func(r *kgo.Record) {
@@ -181,8 +179,14 @@ func (c *consumer) Poll(ctx context.Context, limit int) ([]bus.Record, error) {
 			c.next = r.Offset + 1
 		})
 		c.mu.Unlock()
+		// Records the client handed over are returned even when ctx ended
+		// meanwhile: the client's position has moved past them, so dropping
+		// them here would skip them for good.
 		if len(out) > 0 {
 			return out, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -11,6 +11,16 @@
 // separate pool of read-only connections, which WAL mode lets run alongside
 // the writer. Every connection also sets a busy timeout, for other processes
 // that open the same file.
+//
+// Activation records, the one write on every invocation, are group
+// committed: PutActivation hands its record to a single writer goroutine,
+// which writes every record waiting at that moment in one transaction (up
+// to maxBatch), so that many concurrent writers pay for one commit instead
+// of one each. Nothing waits for a batch to fill: a lone record is written
+// at once. Each caller gets its own answer and returns only once its record
+// is committed (nil) or known not written (an error); if a record of a
+// batch fails, the others are written again one by one, so one bad record
+// never fails its neighbours.
 package sqlite
 
 import (
@@ -22,6 +32,8 @@ import (
 	"log/slog"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/store"
@@ -34,12 +46,30 @@ import (
 // connection (another process, or a checkpoint) before failing.
 const busyTimeoutMs = 10000
 
+// maxBatch is the most activation records written in one transaction.
+const maxBatch = 256
+
 // Store is a store.Store on SQLite.
 type Store struct {
 	w   *sql.DB // the one write connection
 	r   *sql.DB // read-only connections; == w for in-memory databases
 	log *slog.Logger
 	now func() time.Time
+
+	putAct     *sql.Stmt     // the activation upsert, prepared on w
+	acts       chan *actReq  // to the activation writer (unbuffered)
+	closing    chan struct{} // closed by Close
+	closeOnce  sync.Once
+	writerDone chan struct{} // closed when the writer has returned
+	batches    atomic.Uint64 // transactions of more than one record, for tests
+	recorded   atomic.Uint64 // records written, for tests
+}
+
+// actReq is one PutActivation waiting for the writer.
+type actReq struct {
+	ctx  context.Context
+	args []any
+	done chan error // buffered: the writer never blocks on it
 }
 
 var _ store.Store = (*Store)(nil)
@@ -96,17 +126,32 @@ func Open(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
 		}
 		s.r = r
 	}
+	s.putAct, err = w.PrepareContext(ctx, putActivationSQL)
+	if err != nil {
+		if s.r != w {
+			s.r.Close()
+		}
+		w.Close()
+		return nil, dbErr(op, err)
+	}
+	s.acts = make(chan *actReq)
+	s.closing = make(chan struct{})
+	s.writerDone = make(chan struct{})
+	go s.activationWriter()
 	log.Debug("sqlite store open", "path", path)
 	return s, nil
 }
 
-// Close closes the database.
+// Close waits for the activation writer to finish the batch it is writing
+// (PutActivation calls not yet taken fail), then closes the database.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closing) })
+	<-s.writerDone
 	var rerr error
 	if s.r != s.w {
 		rerr = s.r.Close()
 	}
-	return errors.Join(s.w.Close(), rerr)
+	return errors.Join(s.putAct.Close(), s.w.Close(), rerr)
 }
 
 // migrations are applied in order; schema_version holds how many were.
@@ -364,19 +409,117 @@ func (s *Store) CountActions(ctx context.Context, namespace string) (int, error)
 
 // ---- activations ----
 
-// PutActivation stores a record; storing the same id again replaces it.
+const putActivationSQL = `INSERT INTO activations (activation_id, namespace, name, start, "end", doc) VALUES (?, ?, ?, ?, ?, ?)
+	ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name,
+	  start = excluded.start, "end" = excluded."end", doc = excluded.doc`
+
+// errClosed answers writes after Close.
+var errClosed = errors.New("sqlite: store closed")
+
+// PutActivation stores a record; storing the same id again replaces it. It
+// returns nil once the record is committed (group commit: see the package
+// comment). When ctx ends first it returns ctx's error, and the record may
+// or may not have been written.
 func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 	const op = "sqlite.PutActivation"
 	doc, err := json.Marshal(a)
 	if err != nil {
 		return whisk.E(op, whisk.Internal, "", err)
 	}
-	_, err = s.w.ExecContext(ctx,
-		`INSERT INTO activations (activation_id, namespace, name, start, "end", doc) VALUES (?, ?, ?, ?, ?, ?)
-		 ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name,
-		   start = excluded.start, "end" = excluded."end", doc = excluded.doc`,
-		string(a.ActivationID), a.Namespace, a.Name, a.Start, a.End, string(doc))
-	return dbErr(op, err)
+	req := &actReq{
+		ctx:  ctx,
+		args: []any{string(a.ActivationID), a.Namespace, a.Name, a.Start, a.End, string(doc)},
+		done: make(chan error, 1),
+	}
+	select {
+	case s.acts <- req:
+	case <-s.closing:
+		return whisk.E(op, whisk.Internal, "", errClosed)
+	case <-ctx.Done():
+		return dbErr(op, ctx.Err())
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return dbErr(op, ctx.Err())
+	}
+}
+
+// activationWriter is the one goroutine that writes activation records:
+// it takes a record, then every other one already waiting (up to
+// maxBatch), and writes them together. It returns when Close is called.
+func (s *Store) activationWriter() {
+	defer close(s.writerDone)
+	batch := make([]*actReq, 0, maxBatch)
+	for {
+		select {
+		case r := <-s.acts:
+			batch = append(batch[:0], r)
+		case <-s.closing:
+			return
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.acts:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		s.writeActivations(batch)
+		clear(batch)
+	}
+}
+
+// writeActivations writes a batch and answers every request of it.
+func (s *Store) writeActivations(batch []*actReq) {
+	const op = "sqlite.PutActivation"
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil { // the caller is gone: do not write
+			r.done <- dbErr(op, err)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) > 1 && s.writeBatch(live) == nil {
+		s.batches.Add(1)
+		s.recorded.Add(uint64(len(live)))
+		for _, r := range live {
+			r.done <- nil
+		}
+		return
+	}
+	// One record, or a batch that failed (rolled back): one by one, each
+	// with its own answer. Records are upserts, so writing one again is safe.
+	for _, r := range live {
+		_, err := s.putAct.ExecContext(r.ctx, r.args...)
+		if err == nil {
+			s.recorded.Add(1)
+		}
+		r.done <- dbErr(op, err)
+	}
+}
+
+// writeBatch writes every record in one transaction; on any error nothing
+// is kept.
+func (s *Store) writeBatch(batch []*actReq) error {
+	// Not a caller's context: one caller giving up must not fail the others.
+	ctx := context.Background()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	stmt := tx.StmtContext(ctx, s.putAct)
+	for _, r := range batch {
+		if _, err := stmt.ExecContext(ctx, r.args...); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // GetActivation returns one record of a namespace.

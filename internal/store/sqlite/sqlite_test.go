@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,5 +197,177 @@ func BenchmarkPutActivation(b *testing.B) {
 		if err := s.PutActivation(b.Context(), rec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPutActivationConcurrent has N goroutines write records at once,
+// as an invoker's containers do; ns/op is per record.
+func BenchmarkPutActivationConcurrent(b *testing.B) {
+	for _, n := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("goroutines=%d", n), func(b *testing.B) {
+			s, err := Open(b.Context(), filepath.Join(b.TempDir(), "eddy.db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var next atomic.Int64
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range n {
+				wg.Go(func() {
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						rec := whisk.Activation{Namespace: "ns", Name: "a", ActivationID: whisk.ActivationID(fmt.Sprintf("%032x", i)),
+							Start: i, Logs: []string{"a log line"}}
+						if err := s.PutActivation(b.Context(), rec); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func rec(i int, name string) whisk.Activation {
+	return whisk.Activation{Namespace: "ns", Name: name, ActivationID: whisk.ActivationID(fmt.Sprintf("%032x", i)), Start: int64(i)}
+}
+
+// TestGroupCommit: many concurrent writers are grouped into few
+// transactions, and every record whose write returned nil is there.
+func TestGroupCommit(t *testing.T) {
+	ctx := t.Context()
+	s := openT(t, filepath.Join(t.TempDir(), "eddy.db"))
+	defer s.Close()
+	// Hold the write connection so that the writers pile up behind it.
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers = 200
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			if err := s.PutActivation(ctx, rec(i, "a")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if n, err := s.CountActivations(ctx, "ns", store.ActivationFilter{}); err != nil || n != writers {
+		t.Fatalf("count = %d, %v; want %d", n, err, writers)
+	}
+	if got := s.recorded.Load(); got != writers {
+		t.Errorf("recorded = %d, want %d", got, writers)
+	}
+	if b := s.batches.Load(); b == 0 || b > writers/10 {
+		t.Errorf("%d records in %d batched transactions; want them grouped", writers, b)
+	}
+}
+
+// TestGroupCommitOneBadRecord: a record that fails gets its error, and
+// the others of its batch are still written, whether the failure aborts
+// only its statement or the whole transaction.
+func TestGroupCommitOneBadRecord(t *testing.T) {
+	for _, raise := range []string{"ABORT", "ROLLBACK"} {
+		t.Run(raise, func(t *testing.T) {
+			ctx := t.Context()
+			s := openT(t, filepath.Join(t.TempDir(), "eddy.db"))
+			defer s.Close()
+			if _, err := s.w.ExecContext(ctx, `CREATE TRIGGER reject BEFORE INSERT ON activations
+				WHEN NEW.name = 'bad' BEGIN SELECT RAISE(`+raise+`, 'rejected'); END`); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := s.w.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const writers = 100
+			errs := make([]error, writers)
+			var wg sync.WaitGroup
+			for i := range writers {
+				name := "good"
+				if i%7 == 3 {
+					name = "bad"
+				}
+				wg.Go(func() { errs[i] = s.PutActivation(ctx, rec(i, name)) })
+			}
+			time.Sleep(100 * time.Millisecond)
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			good := 0
+			for i, err := range errs {
+				switch {
+				case i%7 == 3 && err == nil:
+					t.Errorf("record %d (bad) written", i)
+				case i%7 != 3 && err != nil:
+					t.Errorf("record %d (good): %v", i, err)
+				case err == nil:
+					good++
+				}
+			}
+			if n, err := s.CountActivations(ctx, "ns", store.ActivationFilter{}); err != nil || n != good {
+				t.Fatalf("count = %d, %v; want %d", n, err, good)
+			}
+		})
+	}
+}
+
+// TestPutActivationClose: writers racing Close either got nil and their
+// record is in the file, or got an error; none hangs.
+func TestPutActivationClose(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "eddy.db")
+	s := openT(t, path)
+	const writers = 200
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			if err := s.PutActivation(ctx, rec(i, "a")); err == nil {
+				ok.Add(1)
+			} else if whisk.KindOf(err) != whisk.Internal {
+				t.Errorf("write during close: %v", err)
+			}
+		})
+	}
+	time.Sleep(time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if err := s.PutActivation(ctx, rec(1000, "a")); whisk.KindOf(err) != whisk.Internal {
+		t.Errorf("PutActivation after Close: %v, want an internal error", err)
+	}
+	s = openT(t, path)
+	defer s.Close()
+	if n, err := s.CountActivations(ctx, "ns", store.ActivationFilter{}); err != nil || int64(n) != ok.Load() {
+		t.Fatalf("count after reopen = %d, %v; want %d (the writes that returned nil)", n, err, ok.Load())
+	}
+	t.Logf("%d of %d writes done before Close", ok.Load(), writers)
+}
+
+// TestPutActivationCanceled: a caller whose context is done is not written.
+func TestPutActivationCanceled(t *testing.T) {
+	s := openT(t, ":memory:")
+	defer s.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.PutActivation(ctx, rec(1, "a")); err == nil {
+		t.Fatal("PutActivation with a canceled context succeeded")
+	}
+	if n, _ := s.CountActivations(t.Context(), "ns", store.ActivationFilter{}); n != 0 {
+		t.Fatalf("count = %d, want 0", n)
 	}
 }

@@ -1,0 +1,303 @@
+package main
+
+// The wiring shared by `eddy standalone` and the role commands (`eddy
+// controller|scheduler|invoker`): flags every platform command takes, the
+// logger, the container backend, the role constructors from those flags,
+// and the runner that starts a process's parts and stops them together.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/api"
+	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/container/docker"
+	"github.com/eddy-faas/eddy/internal/container/process"
+	"github.com/eddy-faas/eddy/internal/controller"
+	"github.com/eddy-faas/eddy/internal/invoker"
+	"github.com/eddy-faas/eddy/internal/manifest"
+	"github.com/eddy-faas/eddy/internal/scheduler"
+	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// tuning holds the settings of the roles that standalone and the role
+// commands share; each command registers the ones its roles use.
+type tuning struct {
+	logLevel                 string
+	containerIdle, queueIdle time.Duration
+	retention                time.Duration
+	leaseTTL                 time.Duration
+	nsContainers, perMinute  int
+	followers                int // scheduler: followers per leader queue (0 in standalone)
+	invokerMemory            int64
+	manifestPath             string
+}
+
+// Which settings a command registers.
+const (
+	forController = 1 << iota
+	forScheduler
+	forInvoker
+	forAll = forController | forScheduler | forInvoker
+)
+
+// register puts the settings that roles use on fs, with the same names,
+// defaults and help everywhere.
+func (t *tuning) register(fs *flag.FlagSet, roles int) {
+	fs.StringVar(&t.logLevel, "log-level", "info", "debug, info, warn or error")
+	if roles&forInvoker != 0 {
+		fs.DurationVar(&t.containerIdle, "container-idle-timeout", 10*time.Second, "remove a container after this long without work")
+		fs.Int64Var(&t.invokerMemory, "invoker-memory", 2048, "MB of memory the invoker hands to containers")
+	}
+	if roles&forScheduler != 0 {
+		fs.DurationVar(&t.queueIdle, "queue-idle-timeout", 30*time.Second, "remove an action's queue after this long without work")
+		fs.DurationVar(&t.retention, "queue-retention", 60*time.Second, "fail an activation still queued after this long")
+	}
+	if roles&(forScheduler|forInvoker) != 0 {
+		what := "of the scheduler and the invoker"
+		if roles&forAll != forAll {
+			what = "of this process"
+		}
+		fs.DurationVar(&t.leaseTTL, "lease-ttl", 10*time.Second, "etcd lease TTL "+what)
+	}
+	if roles&(forController|forScheduler) != 0 {
+		fs.IntVar(&t.nsContainers, "namespace-containers", 100, "concurrent containers per namespace")
+	}
+	if roles&forController != 0 {
+		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
+	}
+	if roles&(forController|forInvoker) != 0 {
+		fs.StringVar(&t.manifestPath, "runtimes", "", "runtime manifest file (default: the built-in one)")
+	}
+}
+
+// logger builds the process's logger on w at the configured level.
+func (t *tuning) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(t.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
+}
+
+// runtimes loads the runtime manifest (the built-in one by default).
+func (t *tuning) runtimes() (*manifest.Manifest, error) {
+	if t.manifestPath == "" {
+		return manifest.Default(), nil
+	}
+	return manifest.Load(t.manifestPath)
+}
+
+// limits are the system limits with the configured namespace limits.
+func (t *tuning) limits() whisk.SystemLimits {
+	l := whisk.DefaultSystemLimits()
+	l.ConcurrentContainers = t.nsContainers
+	l.InvocationsPerMinute = t.perMinute
+	return l
+}
+
+// newScheduler builds a scheduler serving gRPC on ln and advertising addr.
+func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, s *cluster.Session,
+	c *cluster.Client, st scheduler.Activations, log *slog.Logger) (*scheduler.Scheduler, error) {
+	return scheduler.New(scheduler.Config{
+		ID: id, Addr: addr,
+		IdleQueueTimeout: t.queueIdle, NamespaceLimit: t.nsContainers, Retention: t.retention,
+		Followers: t.followers,
+	}, scheduler.Deps{
+		Log: log.With("role", "scheduler"), Bus: b, Session: s, Client: c,
+		Activations: st, Listener: ln, Now: time.Now,
+	})
+}
+
+// newInvoker builds an invoker whose containers see apiHost as
+// __OW_API_HOST.
+func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session, c *cluster.Client,
+	backend container.Backend, st store.Store, runtimes *manifest.Manifest, log *slog.Logger) (*invoker.Invoker, error) {
+	return invoker.New(invoker.Config{
+		ID: id, UserMemoryMB: t.invokerMemory, IdleTimeout: t.containerIdle, APIHost: apiHost,
+	}, invoker.Deps{
+		Log: log.With("role", "invoker"), Bus: b, Session: s, Leaders: c,
+		Backend: backend, Actions: st, Runtimes: runtimes, Now: time.Now,
+	})
+}
+
+// apiBus is what the controller and the API need of the bus.
+type apiBus interface {
+	controller.Bus
+	api.Topics
+}
+
+// newController builds a controller and the API over it; the HTTP server
+// also serves GET /eddy/v1/status from etcd.
+func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
+	runtimes *manifest.Manifest, log *slog.Logger) (*controller.Controller, *http.Server, error) {
+	limits := t.limits()
+	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
+		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	handler := api.New(api.Config{Limits: limits}, api.Deps{
+		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
+		Status: c, Now: time.Now,
+	})
+	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
+}
+
+// serve runs srv on ln until ctx ends, then shuts it down gracefully.
+func serve(srv *http.Server, ln net.Listener) func(context.Context) error {
+	return func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer scancel()
+			return srv.Shutdown(sctx)
+		}
+	}
+}
+
+// parts runs the long-lived parts of a process; the first to fail stops
+// the rest.
+type parts struct {
+	ctx    context.Context // ends when the process is asked to stop or a part fails
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+}
+
+func newParts(ctx context.Context) *parts {
+	p := &parts{}
+	p.ctx, p.cancel = context.WithCancelCause(ctx)
+	return p
+}
+
+// start runs one part on its own goroutine.
+func (p *parts) start(name string, run func(context.Context) error) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := run(p.ctx); err != nil && p.ctx.Err() == nil {
+			p.cancel(fmt.Errorf("%s: %w", name, err))
+		}
+	}()
+}
+
+// fail stops every part with err as the cause.
+func (p *parts) fail(err error) { p.cancel(err) }
+
+// wait blocks until the parts stop, either because parent ended (a clean
+// shutdown: nil) or because one failed (its error), and returns once every
+// part has returned.
+func (p *parts) wait(parent context.Context, log *slog.Logger) error {
+	<-p.ctx.Done()
+	cause := context.Cause(p.ctx)
+	if parent.Err() != nil {
+		cause = nil
+		log.Info("shutting down")
+	}
+	p.cancel(nil)
+	p.wg.Wait()
+	return cause
+}
+
+// newBackend picks the container backend of invoker id. auto takes Docker
+// when the daemon answers and every runtime image of the manifest is
+// present, and the process backend otherwise, saying why. The process
+// backend keeps its containers' work dirs under workRoot.
+func newBackend(ctx context.Context, kind, id, workRoot string, runtimes *manifest.Manifest, log *slog.Logger) (container.Backend, error) {
+	switch kind {
+	case "docker":
+		return docker.New(ctx, docker.Config{InvokerID: id, Log: log})
+	case "process":
+		return newProcessBackend(workRoot, log)
+	case "auto":
+		b, err := docker.New(ctx, docker.Config{InvokerID: id, PingTimeout: 2 * time.Second, Log: log})
+		if err != nil {
+			log.Info("container backend: process (Docker is not reachable)", "reason", err)
+			return newProcessBackend(workRoot, log)
+		}
+		missing, err := docker.MissingImages(ctx, b.Client(), runtimes.Images())
+		if err == nil && len(missing) == 0 {
+			log.Info("container backend: docker")
+			return b, nil
+		}
+		_ = b.Close(ctx)
+		log.Info("container backend: process (Docker answers, but runtime images are missing: run `eddy runtimes build` or `make runtimes`)",
+			"missing", missing, "err", err)
+		return newProcessBackend(workRoot, log)
+	default:
+		return nil, fmt.Errorf("--backend %q: want auto, process or docker", kind)
+	}
+}
+
+func newProcessBackend(workRoot string, log *slog.Logger) (container.Backend, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locating the eddy binary for the process backend: %w", err)
+	}
+	return process.New(process.Config{
+		Command:  []string{self, "runtime"},
+		WorkRoot: filepath.Join(workRoot, "containers"),
+		Log:      log.With("backend", "process"),
+	})
+}
+
+// identities is what ensureGuest needs of the store.
+type identities interface {
+	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
+	PutIdentity(ctx context.Context, id whisk.Identity) error
+}
+
+// ensureGuest creates the guest identity if it is missing.
+func ensureGuest(ctx context.Context, s identities) error {
+	if _, err := s.IdentityByUUID(ctx, whisk.GuestUUID); err == nil {
+		return nil
+	} else if !whisk.IsKind(err, whisk.NotFound) {
+		return fmt.Errorf("reading the guest identity: %w", err)
+	}
+	err := s.PutIdentity(ctx, whisk.Identity{
+		Subject: whisk.GuestNamespace, Namespace: whisk.GuestNamespace,
+		UUID: whisk.GuestUUID, Key: whisk.GuestKey,
+	})
+	if err != nil {
+		// Another controller may have created it at the same moment.
+		if _, rerr := s.IdentityByUUID(ctx, whisk.GuestUUID); rerr == nil {
+			return nil
+		}
+		return fmt.Errorf("creating the guest identity: %w", err)
+	}
+	return nil
+}
+
+// waitRegistered waits until a scheduler and an invoker are in etcd.
+func waitRegistered(ctx context.Context, c *cluster.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		s, err1 := c.Schedulers(ctx)
+		i, err2 := c.Invokers(ctx)
+		if err1 == nil && err2 == nil && len(s) > 0 && len(i) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("scheduler and invoker did not register in etcd: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,322 @@
+// Package cached wraps a store.Store with an in-memory cache of the two
+// reads on every request's path: IdentityByUUID (every authenticated API
+// call) and GetAction (every invocation). Everything else goes straight to
+// the inner store.
+//
+// Consistency:
+//   - In one process, writes made through the wrapper are seen at once:
+//     PutIdentity, PutAction and DeleteAction drop the entry they touch
+//     (whether they succeed or fail), and a read that was in flight during
+//     the write does not put its older answer into the cache. So every
+//     part of a process must share the one wrapper (or write through it).
+//   - Writes made by other processes (the other controllers of a cluster,
+//     or an admin tool writing the database) are seen once the cached entry
+//     expires: after Config.TTL (default 2 s) at most.
+//   - Optimistic concurrency is untouched: PutAction's compare-and-swap on
+//     Rev always runs in the inner store, so a cached, older action can at
+//     worst make an update fail with a Conflict (which the API reports as a
+//     concurrent update), never overwrite a newer revision.
+//   - Misses (NotFound) are cached only when Config.NegativeTTL is set, and
+//     then for that long. In a cluster keep it at 0 or very short: an action
+//     created through another process stays "not found" here until the
+//     cached miss expires.
+//
+// The cache holds at most Config.MaxEntries identities and as many actions,
+// evicting the least recently used. Values are copied in and out, so a
+// caller that changes a returned action's slices does not change the cache.
+// A Store is safe for concurrent use.
+package cached
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultTTL        = 2 * time.Second
+	DefaultMaxEntries = 10000
+)
+
+// Config tunes a Store. Zero fields take the defaults.
+type Config struct {
+	// TTL is how long a found identity or action is served from memory
+	// (default DefaultTTL). It bounds how late writes of other processes
+	// are seen.
+	TTL time.Duration
+	// NegativeTTL is how long a NotFound answer is served from memory;
+	// 0 (the default) does not cache misses.
+	NegativeTTL time.Duration
+	// MaxEntries bounds each of the two caches (identities, actions);
+	// default DefaultMaxEntries.
+	MaxEntries int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Stats counts the cache's answers since New.
+type Stats struct {
+	IdentityHits, IdentityMisses uint64
+	ActionHits, ActionMisses     uint64
+}
+
+// Store is a caching store.Store.
+type Store struct {
+	inner store.Store
+	cfg   Config
+	ids   *lru[string, whisk.Identity]
+	acts  *lru[actionKey, whisk.Action]
+
+	idHits, idMisses, actHits, actMisses atomic.Uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+type actionKey struct{ namespace, name string }
+
+// New wraps inner. Closing the Store closes inner.
+func New(inner store.Store, cfg Config) *Store {
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.NegativeTTL < 0 {
+		cfg.NegativeTTL = 0
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Store{
+		inner: inner,
+		cfg:   cfg,
+		ids:   newLRU[string, whisk.Identity](cfg.MaxEntries),
+		acts:  newLRU[actionKey, whisk.Action](cfg.MaxEntries),
+	}
+}
+
+// Inner returns the wrapped store.
+func (s *Store) Inner() store.Store { return s.inner }
+
+// Stats returns the hit and miss counts so far.
+func (s *Store) Stats() Stats {
+	return Stats{
+		IdentityHits: s.idHits.Load(), IdentityMisses: s.idMisses.Load(),
+		ActionHits: s.actHits.Load(), ActionMisses: s.actMisses.Load(),
+	}
+}
+
+// expiry returns when an answer read now stops being served, and whether
+// it is to be cached at all.
+func (s *Store) expiry(err error) (time.Time, bool) {
+	switch {
+	case err == nil:
+		return s.cfg.Now().Add(s.cfg.TTL), true
+	case whisk.IsKind(err, whisk.NotFound) && s.cfg.NegativeTTL > 0:
+		return s.cfg.Now().Add(s.cfg.NegativeTTL), true
+	}
+	return time.Time{}, false
+}
+
+// IdentityByUUID answers from the cache, or from the inner store.
+func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
+	if id, err, ok := s.ids.get(uuid, s.cfg.Now()); ok {
+		s.idHits.Add(1)
+		return id, err
+	}
+	s.idMisses.Add(1)
+	gen := s.ids.generation()
+	id, err := s.inner.IdentityByUUID(ctx, uuid)
+	if exp, ok := s.expiry(err); ok {
+		s.ids.put(uuid, id, err, exp, gen)
+	}
+	return id, err
+}
+
+// PutIdentity writes through and drops the cached identity.
+func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
+	err := s.inner.PutIdentity(ctx, id)
+	s.ids.invalidate(id.UUID)
+	return err
+}
+
+// GetAction answers from the cache, or from the inner store.
+func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	k := actionKey{namespace, name}
+	if a, err, ok := s.acts.get(k, s.cfg.Now()); ok {
+		s.actHits.Add(1)
+		return cloneAction(a), err
+	}
+	s.actMisses.Add(1)
+	gen := s.acts.generation()
+	a, err := s.inner.GetAction(ctx, namespace, name)
+	if exp, ok := s.expiry(err); ok {
+		s.acts.put(k, cloneAction(a), err, exp, gen)
+	}
+	return a, err
+}
+
+// PutAction runs the compare-and-swap in the inner store and drops the
+// cached action.
+func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) (whisk.Action, error) {
+	out, err := s.inner.PutAction(ctx, a, expectRev)
+	s.acts.invalidate(actionKey{a.Namespace, a.Name})
+	return out, err
+}
+
+// DeleteAction deletes in the inner store and drops the cached action.
+func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	out, err := s.inner.DeleteAction(ctx, namespace, name)
+	s.acts.invalidate(actionKey{namespace, name})
+	return out, err
+}
+
+// ListActions is not cached.
+func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error) {
+	return s.inner.ListActions(ctx, namespace, skip, limit)
+}
+
+// CountActions is not cached.
+func (s *Store) CountActions(ctx context.Context, namespace string) (int, error) {
+	return s.inner.CountActions(ctx, namespace)
+}
+
+// PutActivation is not cached.
+func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
+	return s.inner.PutActivation(ctx, a)
+}
+
+// GetActivation is not cached.
+func (s *Store) GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error) {
+	return s.inner.GetActivation(ctx, namespace, id)
+}
+
+// ListActivations is not cached.
+func (s *Store) ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error) {
+	return s.inner.ListActivations(ctx, namespace, f)
+}
+
+// CountActivations is not cached.
+func (s *Store) CountActivations(ctx context.Context, namespace string, f store.ActivationFilter) (int, error) {
+	return s.inner.CountActivations(ctx, namespace, f)
+}
+
+// Close closes the inner store.
+func (s *Store) Close() error { return s.inner.Close() }
+
+// cloneAction copies the slices of a, so that the copy shares no memory
+// with a.
+func cloneAction(a whisk.Action) whisk.Action {
+	a.Exec.Components = slices.Clone(a.Exec.Components)
+	a.Parameters = cloneParams(a.Parameters)
+	a.Annotations = cloneParams(a.Annotations)
+	return a
+}
+
+func cloneParams(p whisk.Params) whisk.Params {
+	if p == nil {
+		return nil
+	}
+	out := make(whisk.Params, len(p))
+	for i, kv := range p {
+		out[i] = whisk.KeyValue{Key: kv.Key, Value: bytes.Clone(kv.Value)}
+	}
+	return out
+}
+
+// lru is a size-bounded map with expiring entries, least recently used
+// first out. An entry holds a value or a cached error (a miss).
+type lru[K comparable, V any] struct {
+	mu  sync.Mutex
+	max int
+	// gen is bumped by every invalidation; put drops an answer read
+	// under an older generation, which may predate the write.
+	gen uint64
+	ll  *list.List // of *entry[K, V], most recently used at the front
+	m   map[K]*list.Element
+}
+
+type entry[K comparable, V any] struct {
+	key     K
+	val     V
+	err     error
+	expires time.Time
+}
+
+func newLRU[K comparable, V any](max int) *lru[K, V] {
+	return &lru[K, V]{max: max, ll: list.New(), m: make(map[K]*list.Element)}
+}
+
+// get returns the live entry of k; ok is false when there is none.
+func (c *lru[K, V]) get(k K, now time.Time) (v V, err error, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, found := c.m[k]
+	if !found {
+		return v, nil, false
+	}
+	e := el.Value.(*entry[K, V])
+	if !now.Before(e.expires) {
+		c.ll.Remove(el)
+		delete(c.m, k)
+		return v, nil, false
+	}
+	c.ll.MoveToFront(el)
+	return e.val, e.err, true
+}
+
+// generation is read before asking the inner store, and passed to put.
+func (c *lru[K, V]) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put stores an answer read under generation gen, unless an invalidation
+// happened since.
+func (c *lru[K, V]) put(k K, v V, err error, expires time.Time, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	if el, found := c.m[k]; found {
+		e := el.Value.(*entry[K, V])
+		e.val, e.err, e.expires = v, err, expires
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.m[k] = c.ll.PushFront(&entry[K, V]{key: k, val: v, err: err, expires: expires})
+	for c.ll.Len() > c.max {
+		last := c.ll.Back()
+		c.ll.Remove(last)
+		delete(c.m, last.Value.(*entry[K, V]).key)
+	}
+}
+
+// invalidate drops k and makes reads in flight not cache their answers.
+func (c *lru[K, V]) invalidate(k K) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if el, found := c.m[k]; found {
+		c.ll.Remove(el)
+		delete(c.m, k)
+	}
+}
+
+// size returns the number of entries, live or expired.
+func (c *lru[K, V]) size() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len()
+}

@@ -1,0 +1,419 @@
+package cached
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/store/sqlite"
+	"github.com/eddy-faas/eddy/internal/store/storetest"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+func openSQLite(t *testing.T) store.Store {
+	t.Helper()
+	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "eddy.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The cache keeps the store contract, with and without cached misses.
+func TestContract(t *testing.T) {
+	for _, neg := range []time.Duration{0, time.Minute} {
+		t.Run(fmt.Sprintf("negativeTTL=%v", neg), func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) store.Store {
+				s := New(openSQLite(t), Config{NegativeTTL: neg})
+				t.Cleanup(func() { s.Close() })
+				return s
+			})
+		})
+	}
+}
+
+// counting counts the reads that reach the inner store; block, when set,
+// holds GetAction until it is closed.
+type counting struct {
+	store.Store
+	idReads, actReads atomic.Int64
+	block             chan struct{}
+	entered           chan struct{}
+	fail              error
+}
+
+func (c *counting) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
+	c.idReads.Add(1)
+	if c.fail != nil {
+		return whisk.Identity{}, c.fail
+	}
+	return c.Store.IdentityByUUID(ctx, uuid)
+}
+
+func (c *counting) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	c.actReads.Add(1)
+	if c.fail != nil {
+		return whisk.Action{}, c.fail
+	}
+	block, entered := c.block, c.entered
+	a, err := c.Store.GetAction(ctx, namespace, name)
+	if block != nil {
+		entered <- struct{}{}
+		<-block
+	}
+	return a, err
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func setup(t *testing.T, cfg Config) (*Store, *counting, *clock) {
+	t.Helper()
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	inner := &counting{Store: openSQLite(t)}
+	cfg.Now = clk.now
+	s := New(inner, cfg)
+	t.Cleanup(func() { s.Close() })
+	return s, inner, clk
+}
+
+func action(name, code string) whisk.Action {
+	return whisk.Action{Namespace: "ns", Name: name, Exec: whisk.Exec{Kind: "python:3", Code: code},
+		Parameters: whisk.Params{{Key: "p", Value: json.RawMessage(`"v"`)}}}
+}
+
+func mustGet(t *testing.T, s store.Store, name string) whisk.Action {
+	t.Helper()
+	a, err := s.GetAction(t.Context(), "ns", name)
+	if err != nil {
+		t.Fatalf("GetAction(%s): %v", name, err)
+	}
+	return a
+}
+
+func TestActionHitsAndTTL(t *testing.T) {
+	s, inner, clk := setup(t, Config{TTL: 2 * time.Second})
+	if _, err := s.PutAction(t.Context(), action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if a := mustGet(t, s, "a"); a.Exec.Code != "v1" || a.Rev != 1 {
+			t.Fatalf("got %q rev %d", a.Exec.Code, a.Rev)
+		}
+	}
+	if n := inner.actReads.Load(); n != 1 {
+		t.Fatalf("inner reads = %d, want 1 (then hits)", n)
+	}
+	// Another process writes: seen only after the TTL.
+	if _, err := inner.Store.PutAction(t.Context(), action("a", "v2"), 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(1999 * time.Millisecond)
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v1" {
+		t.Fatalf("before TTL: %q, want the cached v1", a.Exec.Code)
+	}
+	clk.advance(time.Millisecond)
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v2" || a.Rev != 2 {
+		t.Fatalf("after TTL: %q rev %d, want v2 rev 2", a.Exec.Code, a.Rev)
+	}
+	if n := inner.actReads.Load(); n != 2 {
+		t.Fatalf("inner reads = %d, want 2", n)
+	}
+	if st := s.Stats(); st.ActionHits != 5 || st.ActionMisses != 2 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+func TestActionInvalidation(t *testing.T) {
+	s, _, _ := setup(t, Config{TTL: time.Hour, NegativeTTL: time.Hour})
+	ctx := t.Context()
+	// A cached miss is dropped by the create: the action is visible at once.
+	if _, err := s.GetAction(ctx, "ns", "a"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Fatalf("GetAction before create: %v", err)
+	}
+	v1, err := s.PutAction(ctx, action("a", "v1"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v1" || a.Rev != v1.Rev {
+		t.Fatalf("after create: %q rev %d", a.Exec.Code, a.Rev)
+	}
+	// An update is visible at once.
+	v2, err := s.PutAction(ctx, action("a", "v2"), v1.Rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v2" || a.Rev != v2.Rev {
+		t.Fatalf("after update: %q rev %d", a.Exec.Code, a.Rev)
+	}
+	// The compare-and-swap is the inner store's: a stale revision conflicts.
+	if _, err := s.PutAction(ctx, action("a", "v3"), v1.Rev); !whisk.IsKind(err, whisk.Conflict) {
+		t.Fatalf("stale update: %v, want Conflict", err)
+	}
+	// A delete is visible at once.
+	if _, err := s.DeleteAction(ctx, "ns", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAction(ctx, "ns", "a"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Fatalf("after delete: %v, want NotFound", err)
+	}
+}
+
+func TestIdentityCacheAndInvalidation(t *testing.T) {
+	s, inner, clk := setup(t, Config{TTL: 2 * time.Second, NegativeTTL: 500 * time.Millisecond})
+	ctx := t.Context()
+	id := whisk.Identity{Subject: "s", Namespace: "ns", UUID: "u1", Key: "k1"}
+	if _, err := s.IdentityByUUID(ctx, "u1"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Fatalf("before put: %v", err)
+	}
+	if _, err := s.IdentityByUUID(ctx, "u1"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Fatalf("cached miss: %v", err)
+	}
+	if n := inner.idReads.Load(); n != 1 {
+		t.Fatalf("inner reads = %d, want 1 (the miss is cached)", n)
+	}
+	if err := s.PutIdentity(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got, err := s.IdentityByUUID(ctx, "u1"); err != nil || got != id {
+			t.Fatalf("after put: %+v, %v", got, err)
+		}
+	}
+	if n := inner.idReads.Load(); n != 2 {
+		t.Fatalf("inner reads = %d, want 2", n)
+	}
+	id.Key = "k2"
+	if err := s.PutIdentity(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.IdentityByUUID(ctx, "u1"); got.Key != "k2" {
+		t.Fatalf("after key change: %q", got.Key)
+	}
+	// A miss written by another process expires after NegativeTTL.
+	if _, err := s.IdentityByUUID(ctx, "u2"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Fatal(err)
+	}
+	if err := inner.Store.PutIdentity(ctx, whisk.Identity{UUID: "u2", Namespace: "ns2"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.IdentityByUUID(ctx, "u2"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Fatalf("within NegativeTTL: %v, want the cached miss", err)
+	}
+	clk.advance(500 * time.Millisecond)
+	if got, err := s.IdentityByUUID(ctx, "u2"); err != nil || got.Namespace != "ns2" {
+		t.Fatalf("after NegativeTTL: %+v, %v", got, err)
+	}
+}
+
+func TestMissesNotCachedByDefault(t *testing.T) {
+	s, inner, _ := setup(t, Config{})
+	for range 3 {
+		if _, err := s.GetAction(t.Context(), "ns", "none"); !whisk.IsKind(err, whisk.NotFound) {
+			t.Fatal(err)
+		}
+	}
+	if n := inner.actReads.Load(); n != 3 {
+		t.Fatalf("inner reads = %d, want 3", n)
+	}
+	// Written behind the cache's back, and still seen at once.
+	if _, err := inner.Store.PutAction(t.Context(), action("none", "x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, s, "none")
+}
+
+func TestErrorsNotCached(t *testing.T) {
+	s, inner, _ := setup(t, Config{NegativeTTL: time.Hour})
+	inner.fail = whisk.E("test", whisk.Internal, "", errors.New("disk on fire"))
+	for range 2 {
+		if _, err := s.GetAction(t.Context(), "ns", "a"); whisk.KindOf(err) != whisk.Internal {
+			t.Fatal(err)
+		}
+		if _, err := s.IdentityByUUID(t.Context(), "u"); whisk.KindOf(err) != whisk.Internal {
+			t.Fatal(err)
+		}
+	}
+	if inner.actReads.Load() != 2 || inner.idReads.Load() != 2 {
+		t.Fatalf("errors were cached: %d action reads, %d identity reads", inner.actReads.Load(), inner.idReads.Load())
+	}
+}
+
+// A read that started before a write through the wrapper must not put its
+// older answer into the cache after the write invalidated it.
+func TestInFlightReadDoesNotResurrect(t *testing.T) {
+	s, inner, _ := setup(t, Config{TTL: time.Hour})
+	ctx := t.Context()
+	if _, err := s.PutAction(ctx, action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	block := make(chan struct{})
+	inner.block, inner.entered = block, make(chan struct{})
+	done := make(chan whisk.Action)
+	go func() {
+		a, _ := s.GetAction(ctx, "ns", "a")
+		done <- a
+	}()
+	<-inner.entered // the read has v1 in hand
+	if _, err := s.PutAction(ctx, action("a", "v2"), 1); err != nil {
+		t.Fatal(err)
+	}
+	inner.block, inner.entered = nil, nil
+	close(block)
+	if a := <-done; a.Exec.Code != "v1" {
+		t.Fatalf("in-flight read = %q, want v1", a.Exec.Code)
+	}
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v2" {
+		t.Fatalf("after the write = %q, want v2 (the in-flight v1 was cached)", a.Exec.Code)
+	}
+}
+
+func TestBoundedLRU(t *testing.T) {
+	s, inner, _ := setup(t, Config{TTL: time.Hour, MaxEntries: 3})
+	ctx := t.Context()
+	for _, n := range []string{"a", "b", "c", "d"} {
+		if _, err := inner.Store.PutAction(ctx, action(n, n), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"a", "b", "c", "a", "d"} { // d evicts b, the least recently used
+		mustGet(t, s, n)
+	}
+	if got := s.acts.size(); got != 3 {
+		t.Fatalf("size = %d, want 3", got)
+	}
+	before := inner.actReads.Load()
+	for _, n := range []string{"a", "c", "d"} {
+		mustGet(t, s, n)
+	}
+	if got := inner.actReads.Load() - before; got != 0 {
+		t.Fatalf("a, c, d: %d inner reads, want 0", got)
+	}
+	mustGet(t, s, "b")
+	if got := inner.actReads.Load() - before; got != 1 {
+		t.Fatalf("b: %d inner reads, want 1 (evicted)", got)
+	}
+}
+
+// Callers may change what they got without changing the cache.
+func TestValuesAreCopies(t *testing.T) {
+	s, _, _ := setup(t, Config{TTL: time.Hour})
+	if _, err := s.PutAction(t.Context(), action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	a := mustGet(t, s, "a")
+	a.Parameters[0].Value[1] = 'X'
+	a.Parameters[0].Key = "changed"
+	b := mustGet(t, s, "a")
+	b.Parameters = append(b.Parameters, whisk.KeyValue{Key: "more"})
+	c := mustGet(t, s, "a")
+	if len(c.Parameters) != 1 || c.Parameters[0].Key != "p" || string(c.Parameters[0].Value) != `"v"` {
+		t.Fatalf("cached action changed by a caller: %+v", c.Parameters)
+	}
+}
+
+// Readers and writers at once (run with -race): after the writers are
+// done, a read through the cache sees each action's last revision.
+func TestConcurrent(t *testing.T) {
+	s, _, clk := setup(t, Config{TTL: time.Hour, MaxEntries: 4})
+	ctx := t.Context()
+	const actions, writes = 8, 20
+	for i := range actions {
+		if _, err := s.PutAction(ctx, action(fmt.Sprint("a", i), "v0"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for r := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.GetAction(ctx, "ns", fmt.Sprint("a", (r+i)%actions)); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.IdentityByUUID(ctx, "nobody"); !whisk.IsKind(err, whisk.NotFound) {
+					t.Error(err)
+					return
+				}
+				if i%50 == 0 {
+					clk.advance(time.Millisecond)
+				}
+			}
+		})
+	}
+	var ww sync.WaitGroup
+	for i := range actions {
+		ww.Go(func() {
+			name := fmt.Sprint("a", i)
+			for w := range writes {
+				if _, err := s.PutAction(ctx, action(name, fmt.Sprint("v", w+1)), int64(w+1)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	ww.Wait()
+	close(stop)
+	wg.Wait()
+	for i := range actions {
+		if a := mustGet(t, s, fmt.Sprint("a", i)); a.Rev != writes+1 || a.Exec.Code != fmt.Sprint("v", writes) {
+			t.Errorf("a%d: rev %d code %q, want rev %d", i, a.Rev, a.Exec.Code, writes+1)
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	s := New(nil, Config{TTL: -1, NegativeTTL: -1})
+	if s.cfg.TTL != DefaultTTL || s.cfg.NegativeTTL != 0 || s.cfg.MaxEntries != DefaultMaxEntries || s.cfg.Now == nil {
+		t.Fatalf("defaults: %+v", s.cfg)
+	}
+}
+
+func BenchmarkGetActionHit(b *testing.B) {
+	inner, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "eddy.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := New(inner, Config{})
+	defer s.Close()
+	if _, err := s.PutAction(b.Context(), action("a", "v1"), 0); err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.GetAction(b.Context(), "ns", "a"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
