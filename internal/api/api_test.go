@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -704,5 +705,63 @@ func TestActivations(t *testing.T) {
 	t.Run("other namespace sees none", func(t *testing.T) {
 		res := r.do(t, "GET", "/api/v1/namespaces/_/activations/"+string(ids[0]), "", "other")
 		wantError(t, res, 404, whisk.MsgNotFound)
+	})
+}
+
+// TestInvokeThrottled checks a 429's status, message, Retry-After header and
+// "limit" field for both limits, through the API's one error writer.
+func TestInvokeThrottled(t *testing.T) {
+	r := newRig(t)
+	if res := r.do(t, "PUT", "/api/v1/namespaces/_/actions/hello", helloPut, asGuest); res.status != 200 {
+		t.Fatalf("create: %d %s", res.status, res.body)
+	}
+	const path = "/api/v1/namespaces/_/actions/hello?blocking=true"
+	tests := []struct {
+		name       string
+		throttle   *whisk.Throttle
+		msg, limit string
+		retryAfter string
+	}{
+		{name: "per minute", throttle: &whisk.Throttle{Limit: whisk.LimitInvocationsPerMinute, RetryAfter: 12300 * time.Millisecond, Count: 61, Allowed: 60},
+			msg: whisk.MsgTooManyPerMinute(61, 60), limit: "invocationsPerMinute", retryAfter: "13"},
+		{name: "per minute at the boundary", throttle: &whisk.Throttle{Limit: whisk.LimitInvocationsPerMinute, RetryAfter: 0, Count: 3, Allowed: 2},
+			msg: whisk.MsgTooManyPerMinute(3, 2), limit: "invocationsPerMinute", retryAfter: "1"},
+		{name: "concurrent", throttle: &whisk.Throttle{Limit: whisk.LimitConcurrentContainers, RetryAfter: time.Second, Count: 100, Allowed: 100},
+			msg: whisk.MsgTooManyConcurrent(100, 100), limit: "concurrentContainers", retryAfter: "1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r.inv.set(func(controller.Request) (controller.Result, error) {
+				// Wrapped once more, as a caller adding context would.
+				return controller.Result{}, fmt.Errorf("invoke: %w", whisk.ThrottledError("fake", tc.throttle))
+			})
+			res := r.do(t, "POST", path, "", asGuest)
+			if res.status != http.StatusTooManyRequests {
+				t.Fatalf("status %d, want 429: %s", res.status, res.body)
+			}
+			if got := res.hdr.Get("Retry-After"); got != tc.retryAfter {
+				t.Fatalf("Retry-After %q, want %q", got, tc.retryAfter)
+			}
+			var e map[string]any
+			if err := json.Unmarshal(res.body, &e); err != nil || len(e) != 3 {
+				t.Fatalf("body %s is not {error, code, limit}", res.body)
+			}
+			if e["error"] != tc.msg || e["limit"] != tc.limit {
+				t.Fatalf("body %s, want error %q limit %q", res.body, tc.msg, tc.limit)
+			}
+			if code, _ := e["code"].(string); !tidRE.MatchString(code) {
+				t.Fatalf("code %q is not a transaction id", e["code"])
+			}
+		})
+	}
+	t.Run("other errors carry neither", func(t *testing.T) {
+		r.inv.set(func(controller.Request) (controller.Result, error) {
+			return controller.Result{}, whisk.E("fake", whisk.Unavailable, whisk.MsgNoSchedulers, nil)
+		})
+		res := r.do(t, "POST", path, "", asGuest)
+		wantError(t, res, 503, whisk.MsgNoSchedulers)
+		if res.hdr.Get("Retry-After") != "" {
+			t.Fatalf("Retry-After on a 503: %q", res.hdr.Get("Retry-After"))
+		}
 	})
 }

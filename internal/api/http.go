@@ -93,13 +93,27 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeError writes err in OpenWhisk's error shape with the status of its kind.
+// A throttled error carrying a *whisk.Throttle also gets a Retry-After header
+// and a "limit" field naming the limit that was hit.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	kind := whisk.KindOf(err)
-	s.writeStatus(w, r, kind.HTTPStatus(), whisk.UserMessage(err), err)
+	status := kind.HTTPStatus()
+	if t := whisk.ThrottleOf(err); t != nil && status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(t.RetryAfterSeconds()))
+		s.writeBody(w, r, status, whisk.UserMessage(err), t.Limit, err)
+		return
+	}
+	s.writeStatus(w, r, status, whisk.UserMessage(err), err)
 }
 
-// writeStatus is the one writer of error bodies: {"error": msg, "code": tid}.
+// writeStatus writes an error body: {"error": msg, "code": tid}.
 func (s *server) writeStatus(w http.ResponseWriter, r *http.Request, status int, msg string, err error) {
+	s.writeBody(w, r, status, msg, "", err)
+}
+
+// writeBody is the one writer of error bodies: {"error": msg, "code": tid},
+// plus "limit" when a throttle names one (clients ignore unknown fields).
+func (s *server) writeBody(w http.ResponseWriter, r *http.Request, status int, msg, limit string, err error) {
 	tid := transactionID(r)
 	if status >= 500 {
 		s.log.Error("request failed", "tid", tid, "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
@@ -112,7 +126,8 @@ func (s *server) writeStatus(w http.ResponseWriter, r *http.Request, status int,
 	writeJSON(w, status, struct {
 		Error string `json:"error"`
 		Code  string `json:"code"`
-	}{msg, tid})
+		Limit string `json:"limit,omitempty"`
+	}{msg, tid, limit})
 }
 
 // writeJSON writes v as a JSON body with status.

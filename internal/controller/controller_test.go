@@ -617,3 +617,91 @@ func TestDialGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRateThrottleClears shows the per-minute throttle's reasons (limit,
+// Retry-After, OpenWhisk's message) and that it clears the moment the
+// window moves, with an injected clock.
+func TestRateThrottleClears(t *testing.T) {
+	limits := whisk.DefaultSystemLimits()
+	limits.InvocationsPerMinute = 3
+	r := newRig(t, "c0", nil, nil, limits)
+	r.c.now = r.clock.Now
+	ctx := context.Background()
+	a := action("hello", nil, nil)
+	invoke := func() error {
+		_, err := r.c.Invoke(ctx, Request{Identity: guest(), Action: a})
+		return err
+	}
+	wantThrottle := func(step string, err error, count int, retry time.Duration, retrySecs int) {
+		t.Helper()
+		if !whisk.IsKind(err, whisk.Throttled) || whisk.UserMessage(err) != whisk.MsgTooManyPerMinute(count, 3) {
+			t.Fatalf("%s: got %v, want throttled %q", step, err, whisk.MsgTooManyPerMinute(count, 3))
+		}
+		th := whisk.ThrottleOf(err)
+		if th == nil || th.Limit != whisk.LimitInvocationsPerMinute || th.Count != count || th.Allowed != 3 ||
+			th.RetryAfter != retry || th.RetryAfterSeconds() != retrySecs {
+			t.Fatalf("%s: throttle %+v, want %s count %d retry %v (%d s)", step, th, whisk.LimitInvocationsPerMinute, count, retry, retrySecs)
+		}
+	}
+
+	r.clock.Add(40 * time.Second) // 12:00:40
+	for i := range 3 {
+		if err := invoke(); err != nil {
+			t.Fatalf("invocation %d under the limit: %v", i, err)
+		}
+	}
+	wantThrottle("at the limit", invoke(), 4, 20*time.Second, 20)
+	r.clock.Add(19*time.Second + 500*time.Millisecond) // 12:00:59.5
+	wantThrottle("half a second before the window moves", invoke(), 5, 500*time.Millisecond, 1)
+	r.clock.Add(500 * time.Millisecond) // 12:01:00: the window moved
+	for i := range 3 {
+		if err := invoke(); err != nil {
+			t.Fatalf("invocation %d right after the window moved: %v", i, err)
+		}
+	}
+	wantThrottle("at the limit again", invoke(), 4, time.Minute, 60)
+}
+
+// TestConcurrentThrottleRecord: a blocking invocation whose record the queue
+// failed at the namespace's concurrent-containers limit answers a Throttled
+// error naming that limit; other whisk errors stay records.
+func TestConcurrentThrottleRecord(t *testing.T) {
+	id := whisk.NewActivationID()
+	rec := func(code int, msg string) whisk.Activation {
+		return whisk.Activation{Namespace: "guest", Name: "a", ActivationID: id, Response: whisk.ErrorResponse(code, msg)}
+	}
+	res, err := blockingResult(id, rec(whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(7, 7)))
+	th := whisk.ThrottleOf(err)
+	if !whisk.IsKind(err, whisk.Throttled) || whisk.UserMessage(err) != whisk.MsgTooManyConcurrent(7, 7) || th == nil ||
+		th.Limit != whisk.LimitConcurrentContainers || th.RetryAfterSeconds() != 1 || res.ActivationID != id || res.Activation != nil {
+		t.Fatalf("got %+v, %v (throttle %+v)", res, err, th)
+	}
+	for _, a := range []whisk.Activation{
+		rec(whisk.StatusWhiskError, whisk.MsgNotInitiated(1000)),
+		rec(whisk.StatusApplicationError, whisk.MsgTooManyConcurrent(7, 7)), // the action's own error
+		{ActivationID: id, Response: whisk.NewResponse(whisk.StatusWhiskError, raw(`"not an object"`))},
+	} {
+		res, err := blockingResult(id, a)
+		if err != nil || res.Activation == nil {
+			t.Fatalf("record %+v: got %+v, %v, want the record", a.Response, res, err)
+		}
+	}
+
+	// Through the blocking path: the record comes from the store fallback.
+	r := newRig(t, "c0", nil, nil, whisk.DefaultSystemLimits())
+	r.run(t)
+	act := action("crowded", nil, nil)
+	cons := queueConsumer(t, r.bus, act)
+	go func() {
+		m := nextMessage(t, cons)
+		r.store.mu.Lock()
+		r.store.recs[m.ActivationID] = whisk.Activation{Namespace: "guest", Name: act.Name, ActivationID: m.ActivationID,
+			Response: whisk.ErrorResponse(whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(3, 2))}
+		r.store.mu.Unlock()
+	}()
+	_, err = r.c.Invoke(context.Background(), Request{Identity: guest(), Action: act, Blocking: true, Wait: 300 * time.Millisecond})
+	if th := whisk.ThrottleOf(err); !whisk.IsKind(err, whisk.Throttled) || th == nil || th.Limit != whisk.LimitConcurrentContainers ||
+		whisk.UserMessage(err) != whisk.MsgTooManyConcurrent(3, 2) {
+		t.Fatalf("got %v, want the concurrent throttle", err)
+	}
+}

@@ -104,7 +104,7 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 	defer timer.Stop()
 	select {
 	case a := <-done:
-		return Result{ActivationID: id, Activation: &a}, nil
+		return blockingResult(id, a)
 	case <-ctx.Done():
 		return Result{ActivationID: id}, nil
 	case <-timer.C:
@@ -117,17 +117,43 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 	c.mu.Unlock()
 	select {
 	case a := <-done:
-		return Result{ActivationID: id, Activation: &a}, nil
+		return blockingResult(id, a)
 	default:
 	}
 	// The completion may have been lost (or sent to a controller that went
 	// away and came back); the record is the truth.
 	if a, err := c.deps.Activations.GetActivation(ctx, req.Identity.Namespace, id); err == nil {
-		return Result{ActivationID: id, Activation: &a}, nil
+		return blockingResult(id, a)
 	} else if !whisk.IsKind(err, whisk.NotFound) {
 		c.log.Warn("blocking fallback read failed", "activation", string(id), "err", err)
 	}
 	return Result{ActivationID: id}, nil
+}
+
+// concurrentRetryAfter is the Retry-After of the concurrent-containers
+// limit: containers free up as activations finish, so a short constant.
+const concurrentRetryAfter = time.Second
+
+// blockingResult is the answer of a blocking invocation that has its record.
+// A record the queue failed because the namespace was at its
+// concurrent-containers limit becomes a Throttled error (429 with
+// OpenWhisk's message, like OpenWhisk's ActivationThrottler) that names the
+// limit; the record stays in the store under id.
+func blockingResult(id whisk.ActivationID, a whisk.Activation) (Result, error) {
+	if a.Response.StatusCode == whisk.StatusWhiskError {
+		var body struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(a.Response.Result, &body) == nil {
+			if count, allowed, ok := whisk.ParseTooManyConcurrent(body.Error); ok {
+				return Result{ActivationID: id}, whisk.ThrottledError("controller.Invoke", &whisk.Throttle{
+					Limit: whisk.LimitConcurrentContainers, RetryAfter: concurrentRetryAfter,
+					Count: count, Allowed: allowed,
+				})
+			}
+		}
+	}
+	return Result{ActivationID: id, Activation: &a}, nil
 }
 
 func (c *Controller) dropWaiter(id whisk.ActivationID) {
@@ -157,7 +183,9 @@ type rateWindow struct {
 // admit applies the per-namespace per-minute rate. It is a fixed window on
 // the wall-clock minute, like OpenWhisk's RateThrottler, kept in this
 // controller's memory (N controllers admit N× the limit, as in OpenWhisk).
-// Rejected requests count too, so the message reports every attempt.
+// Rejected requests count too, so the message reports every attempt. The
+// throttle clears by itself when the minute turns: a refusal's Retry-After is
+// the time left in the current minute.
 func (c *Controller) admit(id whisk.Identity) error {
 	allowed := id.Limits.InvocationsPerMinute
 	if allowed == 0 {
@@ -166,7 +194,8 @@ func (c *Controller) admit(id whisk.Identity) error {
 	if allowed <= 0 {
 		return nil
 	}
-	minute := c.now().Unix() / 60
+	now := c.now()
+	minute := now.Unix() / 60
 	c.mu.Lock()
 	w := c.rates[id.Namespace]
 	if w == nil {
@@ -180,7 +209,11 @@ func (c *Controller) admit(id whisk.Identity) error {
 	count := w.count
 	c.mu.Unlock()
 	if count > allowed {
-		return whisk.E("controller.admit", whisk.Throttled, whisk.MsgTooManyPerMinute(count, allowed), nil)
+		next := time.Unix((minute+1)*60, 0)
+		return whisk.ThrottledError("controller.admit", &whisk.Throttle{
+			Limit: whisk.LimitInvocationsPerMinute, RetryAfter: next.Sub(now),
+			Count: count, Allowed: allowed,
+		})
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestKindOfAndStatus(t *testing.T) {
@@ -106,5 +107,37 @@ func TestAnnotateAndBinary(t *testing.T) {
 	}
 	if r := ErrorResponse(StatusDeveloperError, "boom"); r.Success || r.Status != "action developer error" || string(r.Result) != `{"error":"boom"}` {
 		t.Fatalf("ErrorResponse = %+v", r)
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	th := &Throttle{Limit: LimitConcurrentContainers, RetryAfter: 1500 * time.Millisecond, Count: 5, Allowed: 4}
+	err := fmt.Errorf("wrapped: %w", ThrottledError("op", th))
+	if KindOf(err) != Throttled || Throttled.HTTPStatus() != 429 || UserMessage(err) != MsgTooManyConcurrent(5, 4) ||
+		ThrottleOf(err) != th || th.RetryAfterSeconds() != 2 {
+		t.Fatalf("throttle error %v", err)
+	}
+	if ThrottleOf(Errorf(Throttled, "x")) != nil || (&Throttle{}).RetryAfterSeconds() != 1 {
+		t.Fatal("ThrottleOf or RetryAfterSeconds")
+	}
+	if (&Throttle{Limit: LimitInvocationsPerMinute, Count: 2, Allowed: 1}).Message() != MsgTooManyPerMinute(2, 1) {
+		t.Fatal("per-minute message")
+	}
+	for _, tc := range []struct {
+		msg            string
+		count, allowed int
+		ok             bool
+	}{
+		{MsgTooManyConcurrent(100, 100), 100, 100, true},
+		{MsgTooManyConcurrent(0, 1), 0, 1, true},
+		{MsgTooManyPerMinute(3, 2), 0, 0, false},
+		{MsgTooManyConcurrent(3, 2) + " more", 0, 0, false},
+		{"Too many concurrent requests in flight (count: x, allowed: 2).", 0, 0, false},
+		{"", 0, 0, false},
+	} {
+		c, a, ok := ParseTooManyConcurrent(tc.msg)
+		if c != tc.count || a != tc.allowed || ok != tc.ok {
+			t.Errorf("ParseTooManyConcurrent(%q) = %d, %d, %v", tc.msg, c, a, ok)
+		}
 	}
 }
