@@ -22,6 +22,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus/kafka"
 	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/store/cached"
 	"github.com/eddy-faas/eddy/internal/store/postgres"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -206,7 +207,12 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 			return err
 		}
 	}
-	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, d.store, runtimes, log)
+	// The controller serves every request's identity and action reads
+	// from a short-lived cache (writes of other controllers are seen
+	// within its TTL; misses are not cached, so an action created
+	// elsewhere is found at once). See internal/store/cached.
+	st := cached.New(d.store, cached.Config{})
+	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/store/cached"
 	"github.com/eddy-faas/eddy/internal/store/sqlite"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -100,11 +101,19 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer etcdClient.Close()
 
-	store, err := sqlite.Open(ctx, filepath.Join(cfg.dataDir, "eddy.db"), log)
+	// The activation writer waits up to 2 ms to commit records in groups
+	// under a steady stream; the cache serves the two reads on every
+	// request's path (identity, action). Every role of this process shares
+	// the one cached store, so its own writes are seen at once; other
+	// processes writing the database (eddy admin) are seen within the
+	// cache's TTL. See internal/store/cached.
+	db, err := sqlite.OpenWith(ctx, filepath.Join(cfg.dataDir, "eddy.db"), log,
+		sqlite.Options{CommitDelay: 2 * time.Millisecond})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	defer store.Close()
+	defer db.Close()
+	store := cached.New(db, cached.Config{NegativeTTL: time.Second})
 	if err := ensureGuest(ctx, store); err != nil {
 		return err
 	}

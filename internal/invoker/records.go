@@ -13,6 +13,12 @@ import (
 // proxies wait (back-pressure) rather than drop a record.
 const recordQueue = 1024
 
+// recordWorkers is how many records are written at once: a store that
+// group-commits concurrent writes (store/sqlite) then writes the records
+// that piled up during one commit in the next, and a record being retried
+// does not hold up the others.
+const recordWorkers = 16
+
 // Retry policy of one record write.
 const (
 	recordAttempts   = 8
@@ -22,8 +28,9 @@ const (
 	recordFlushLimit = 15 * time.Second // total time a flush on shutdown may take
 )
 
-// recordWriter writes activation records off the response path: one
-// goroutine, a bounded queue, retries with back-off, and a flush on close.
+// recordWriter writes activation records off the response path:
+// recordWorkers goroutines on a bounded queue, retries with back-off, and a
+// flush on close.
 type recordWriter struct {
 	store Actions
 	log   *slog.Logger
@@ -56,9 +63,15 @@ func (w *recordWriter) put(a whisk.Activation) {
 
 // run writes queued records until close, then flushes what is left.
 func (w *recordWriter) run() {
-	for a := range w.queue {
-		w.write(a)
+	var wg sync.WaitGroup
+	for range recordWorkers {
+		wg.Go(func() {
+			for a := range w.queue {
+				w.write(a)
+			}
+		})
 	}
+	wg.Wait()
 	w.mu.Lock()
 	if w.timer != nil {
 		w.timer.Stop()

@@ -371,3 +371,56 @@ func TestPutActivationCanceled(t *testing.T) {
 		t.Fatalf("count = %d, want 0", n)
 	}
 }
+
+// TestCommitDelay: with a CommitDelay, records of a stream that arrive
+// one by one are committed together; a write after a quiet spell is not
+// delayed; Close does not wait out a delay.
+func TestCommitDelay(t *testing.T) {
+	ctx := t.Context()
+	s, err := OpenWith(ctx, filepath.Join(t.TempDir(), "eddy.db"), nil, Options{CommitDelay: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	start := time.Now()
+	if err := s.PutActivation(ctx, rec(0, "a")); err != nil { // after a quiet spell: at once
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 150*time.Millisecond {
+		t.Errorf("a lone write took %v; it should not wait", d)
+	}
+	var wg sync.WaitGroup
+	for i := 1; i <= 5; i++ { // a stream: one record every 5 ms
+		time.Sleep(5 * time.Millisecond)
+		wg.Go(func() {
+			if err := s.PutActivation(ctx, rec(i, "a")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n, err := s.CountActivations(ctx, "ns", store.ActivationFilter{}); err != nil || n != 6 {
+		t.Fatalf("count = %d, %v; want 6", n, err)
+	}
+	if b := s.batches.Load(); b == 0 {
+		t.Errorf("the stream was not batched (%d batches)", b)
+	}
+
+	time.Sleep(streamWindow + 10*time.Millisecond)
+	if err := s.PutActivation(ctx, rec(10, "a")); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.PutActivation(ctx, rec(11, "a")) }() // waits for company
+	time.Sleep(20 * time.Millisecond)
+	start = time.Now()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 150*time.Millisecond {
+		t.Errorf("Close took %v; it should cut the delay short", d)
+	}
+	if err := <-errc; err != nil {
+		t.Errorf("the record taken before Close: %v", err)
+	}
+}
