@@ -176,6 +176,11 @@ func runRole(ctx context.Context, role string, args []string, stdout, stderr io.
 		return err
 	}
 	log = log.With("id", cfg.id)
+	stopDebug, err := startDebug(ctx, cfg.debugAddr, log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	switch role {
 	case "controller":
 		return runController(ctx, &cfg, stdout, log)

@@ -68,6 +68,11 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	stopDebug, err := startDebug(ctx, cfg.debugAddr, log)
+	if err != nil {
+		return err
+	}
+	defer stopDebug()
 	runtimes, err := cfg.runtimes()
 	if err != nil {
 		return err

@@ -35,6 +35,7 @@ import (
 // commands share; each command registers the ones its roles use.
 type tuning struct {
 	logLevel                 string
+	debugAddr                string
 	containerIdle, queueIdle time.Duration
 	retention                time.Duration
 	leaseTTL                 time.Duration
@@ -56,6 +57,7 @@ const (
 // defaults and help everywhere.
 func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	fs.StringVar(&t.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&t.debugAddr, "debug-addr", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off when empty)")
 	if roles&forInvoker != 0 {
 		fs.DurationVar(&t.containerIdle, "container-idle-timeout", 10*time.Second, "remove a container after this long without work")
 		fs.Int64Var(&t.invokerMemory, "invoker-memory", 2048, "MB of memory the invoker hands to containers")
