@@ -327,16 +327,7 @@ func (r *runner) actionGet(args []string) error {
 	case summary:
 		printActionSummary(r.out, a)
 	case len(pos) == 2:
-		field := pos[1]
-		var m map[string]json.RawMessage
-		b, _ := json.Marshal(a)
-		_ = json.Unmarshal(b, &m)
-		v, ok := m[field]
-		if !ok {
-			return usageErr(cmd, "Invalid field filter '%s'.", field)
-		}
-		fmt.Fprintf(r.out, "ok: got action %s, displaying field %s\n", entity, field)
-		printJSON(r.out, v)
+		return printField(r.out, cmd, "action", entity, a, pos[1])
 	default:
 		fmt.Fprintf(r.out, "ok: got action %s\n", entity)
 		printJSON(r.out, a)

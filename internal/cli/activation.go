@@ -165,16 +165,7 @@ func (r *runner) activationGet(args []string) error {
 			a.Namespace, a.Name, a.Response.Status, time.Unix(a.End/1000, 0))
 		printJSON(r.out, a.Response.Result)
 	case len(pos) == 2:
-		field := pos[1]
-		var m map[string]json.RawMessage
-		b, _ := json.Marshal(a)
-		_ = json.Unmarshal(b, &m)
-		v, ok := m[field]
-		if !ok {
-			return usageErr(cmd, "Invalid field filter '%s'.", field)
-		}
-		fmt.Fprintf(r.out, "ok: got activation %s, displaying field %s\n", id, field)
-		printJSON(r.out, v)
+		return printField(r.out, cmd, "activation", id, a, pos[1])
 	default:
 		fmt.Fprintf(r.out, "ok: got activation %s\n", id)
 		printJSON(r.out, a)

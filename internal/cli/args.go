@@ -155,6 +155,26 @@ func paramsObject(p whisk.Params) json.RawMessage {
 
 // printJSON prints v as wsk does: indented by four spaces, HTML characters
 // unescaped, a newline at the end. Raw JSON keeps the server's field order.
+// printField prints one top-level field of entity v, as `wsk <what> get
+// NAME FIELD` does; an unknown field is a usage error of cmd.
+func printField(w io.Writer, cmd, what, name string, v any, field string) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	f, ok := m[field]
+	if !ok {
+		return usageErr(cmd, "Invalid field filter '%s'.", field)
+	}
+	fmt.Fprintf(w, "ok: got %s %s, displaying field %s\n", what, name, field)
+	printJSON(w, f)
+	return nil
+}
+
 func printJSON(w io.Writer, v any) {
 	var raw []byte
 	switch t := v.(type) {
