@@ -402,9 +402,57 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		CountNamespace: func(ctx context.Context) (int, int, error) {
 			return s.d.Client.CountNamespace(ctx, f.Namespace)
 		},
-		Create:   s.creator.start,
-		Fail:     s.fail,
-		Recorded: s.recorded(),
+		Create:         s.creator.start,
+		Fail:           s.fail,
+		Recorded:       s.recorded(),
+		ContainerAlive: s.containerAlive(f),
+	}
+}
+
+// watchContainers tells the local queues that their containers' keys
+// vanished (internal/queue, lost.go), until ctx ends.
+func (s *Scheduler) watchContainers(ctx context.Context) {
+	c := s.d.Containers
+	if c == nil {
+		return
+	}
+	for {
+		err := c.WatchContainerDeletes(ctx, func(info whisk.ContainerInfo) {
+			s.mu.RLock()
+			e := s.queues[info.FQN()]
+			s.mu.RUnlock()
+			if e != nil && e.live() {
+				e.q.ContainerGone(info.InvokerID, info.ContainerID)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("scheduler: watching container keys failed; retrying", "err", err)
+		if !sleep(ctx, time.Second) {
+			return
+		}
+	}
+}
+
+// containerAlive is the queues' check that a container whose key vanished
+// has not registered again (nil without Deps.Containers).
+func (s *Scheduler) containerAlive(f whisk.FQN) func(context.Context, string, string) (bool, error) {
+	c := s.d.Containers
+	if c == nil {
+		return nil
+	}
+	return func(ctx context.Context, invokerID, containerID string) (bool, error) {
+		cs, err := c.Containers(ctx, f)
+		if err != nil {
+			return false, err
+		}
+		for _, ci := range cs {
+			if ci.InvokerID == invokerID && ci.ContainerID == containerID {
+				return true, nil
+			}
+		}
+		return false, nil
 	}
 }
 
