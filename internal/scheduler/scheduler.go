@@ -116,13 +116,13 @@ type Deps struct {
 	Activations Activations
 	// Records is optional; when nil and Activations has GetActivation, it
 	// is used. With neither, duplicates are detected in memory only.
-	Records  Records
+	Records Records
 	// Containers is optional; when nil and Client has it, Client is used.
 	// With neither (or without Records), activations lost with their
 	// invoker are not noticed (internal/queue, lost.go).
 	Containers Containers
 	Now        func() time.Time
-	Listener net.Listener // Run serves gRPC on it and stops it on exit
+	Listener   net.Listener // Run serves gRPC on it and stops it on exit
 }
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.
