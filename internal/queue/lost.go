@@ -21,10 +21,11 @@ import (
 //
 //   - ContainerGone (the scheduler watches container keys, which live under
 //     their invoker's lease): after Config.GoneGrace, unless the container
-//     fetched again or its key is back (Deps.ContainerAlive: a lease
-//     re-grant re-registers it), every remembered activation of it that has
-//     no record (Deps.Recorded) gets a "whisk internal error" record naming
-//     the invoker and the container, and its completion goes to the
+//     fetched again or its invoker is still registered (Deps.InvokerAlive:
+//     a living invoker records what its containers ran, and re-registers
+//     them after a lease re-grant), every remembered activation of it that
+//     has no record (Deps.Recorded) gets a "whisk internal error" record
+//     naming the invoker and the container, and its completion goes to the
 //     controller that waits.
 //   - The safety net: a remembered activation with no record
 //     Config.LostAfter past its action's time limit (and the init limit, if
@@ -72,7 +73,7 @@ type lostCheck struct {
 	id       ctrID
 	acts     []*handedAct
 	gone     bool // checked because the key vanished (else: overdue)
-	alive    bool // the key is back
+	alive    bool // the invoker is registered
 	recorded map[whisk.ActivationID]bool
 	err      error
 }
@@ -170,12 +171,13 @@ func (q *Queue) checkLost(now time.Time) {
 	}
 }
 
-// startCheck asks, off the owner goroutine, whether a gone container is
-// back and which of acts have a record; handleCheck takes the answer.
+// startCheck asks, off the owner goroutine, which of acts have a record
+// and, for a gone container with unrecorded ones, whether its invoker
+// lives; handleCheck takes the answer.
 func (q *Queue) startCheck(id ctrID, w *ctrWork, acts []*handedAct, gone bool) {
 	w.checking = true
 	q.checks++
-	ctx, alive, recorded, timeout := q.countCtx, q.d.ContainerAlive, q.d.Recorded, q.cfg.CountTimeout
+	ctx, alive, recorded, timeout := q.countCtx, q.d.InvokerAlive, q.d.Recorded, q.cfg.CountTimeout
 	msgs := make([]whisk.ActivationMessage, len(acts))
 	for i, h := range acts {
 		msgs[i] = h.e.msg
@@ -184,17 +186,24 @@ func (q *Queue) startCheck(id ctrID, w *ctrWork, acts []*handedAct, gone bool) {
 		r := lostCheck{id: id, acts: acts, gone: gone}
 		cctx, cancel := context.WithTimeout(ctx, timeout+time.Duration(len(msgs))*10*time.Millisecond)
 		defer cancel()
-		if gone && alive != nil {
-			r.alive, r.err = alive(cctx, id.invoker, id.container)
-		}
-		if r.err == nil && !r.alive && len(msgs) > 0 {
+		if len(msgs) > 0 {
 			r.recorded, r.err = recorded(cctx, msgs)
+		}
+		open := 0
+		for _, m := range msgs {
+			if !r.recorded[m.ActivationID] {
+				open++
+			}
+		}
+		if r.err == nil && gone && alive != nil && open > 0 {
+			r.alive, r.err = alive(cctx, id.invoker)
 		}
 		q.lostc <- r // the owner takes it, in Run or while shutting down
 	}()
 }
 
-// handleCheck fails the activations of a check that have no record.
+// handleCheck forgets the activations of a check that have a record and
+// fails the others, unless their container is not lost after all.
 func (q *Queue) handleCheck(now time.Time, r lostCheck) {
 	q.checks--
 	w := q.work[r.id]
@@ -202,8 +211,12 @@ func (q *Queue) handleCheck(now time.Time, r lostCheck) {
 		return
 	}
 	w.checking = false
-	switch {
-	case r.err != nil:
+	defer func() {
+		if len(w.acts) == 0 && !w.checking {
+			delete(q.work, r.id)
+		}
+	}()
+	if r.err != nil {
 		q.log.Warn("queue: checking activations of a lost container; retrying", "invoker", r.id.invoker, "container", r.id.container, "err", r.err)
 		if r.gone {
 			w.goneAt = now.Add(-q.cfg.GoneGrace + q.cfg.Tick*10) // again in ten ticks
@@ -213,21 +226,35 @@ func (q *Queue) handleCheck(now time.Time, r lostCheck) {
 			}
 		}
 		return
-	case r.gone && (r.alive || w.goneAt.IsZero()):
-		// The key is back, or the container fetched meanwhile: not lost.
-		w.goneAt = time.Time{}
-		return
 	}
-	var fs []failure
+	var open []*handedAct // still tracked, no record
 	for _, h := range r.acts {
 		i := slices.Index(w.acts, h)
 		if i < 0 {
 			continue // evicted meanwhile: it finished
 		}
-		w.acts = slices.Delete(w.acts, i, i+1)
 		if r.recorded[h.e.msg.ActivationID] {
+			w.acts = slices.Delete(w.acts, i, i+1)
 			continue
 		}
+		open = append(open, h)
+	}
+	switch {
+	case len(open) == 0:
+		return
+	case r.gone && w.goneAt.IsZero():
+		return // the container fetched meanwhile: it lives
+	case r.gone && r.alive:
+		// Its invoker lives (it removed the container, is shutting down
+		// and flushing records, or got a new lease): the invoker records
+		// what ran. Look again after another grace, until the records are
+		// there or the invoker is gone too.
+		w.goneAt = now
+		return
+	}
+	fs := make([]failure, 0, len(open))
+	for _, h := range open {
+		w.acts = slices.DeleteFunc(w.acts, func(x *handedAct) bool { return x == h })
 		text := whisk.MsgContainerLost(r.id.invoker, r.id.container)
 		if !r.gone {
 			text = whisk.MsgNoRecord(r.id.invoker, r.id.container, now.Sub(h.at).Milliseconds())
@@ -237,20 +264,10 @@ func (q *Queue) handleCheck(now time.Time, r lostCheck) {
 		rec.Duration = rec.End - rec.Start
 		fs = append(fs, failure{h.e, rec})
 	}
-	if r.gone {
-		// Anything handed to it after the check began is lost as well.
-		if len(w.acts) == 0 {
-			delete(q.work, r.id)
-		}
-	} else if len(w.acts) == 0 && w.goneAt.IsZero() {
-		delete(q.work, r.id)
-	}
-	if len(fs) > 0 {
-		q.lostCount.Add(int64(len(fs)))
-		q.log.Warn("queue: activations lost with their container get error records",
-			"invoker", r.id.invoker, "container", r.id.container, "count", len(fs), "gone", r.gone)
-		q.startFail(fs)
-	}
+	q.lostCount.Add(int64(len(fs)))
+	q.log.Warn("queue: activations lost with their container get error records",
+		"invoker", r.id.invoker, "container", r.id.container, "count", len(fs), "gone", r.gone)
+	q.startFail(fs)
 }
 
 // Lost is the number of activations the queue failed because their

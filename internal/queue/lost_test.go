@@ -19,12 +19,12 @@ type lostHarness struct {
 	*harness
 	mu       sync.Mutex
 	recorded map[whisk.ActivationID]bool
-	alive    map[ctrID]bool
+	alive    map[string]bool // registered invokers
 	checkErr error
 }
 
 func newLostHarness(t *testing.T) *lostHarness {
-	h := &lostHarness{harness: newHarness(t), recorded: map[whisk.ActivationID]bool{}, alive: map[ctrID]bool{}}
+	h := &lostHarness{harness: newHarness(t), recorded: map[whisk.ActivationID]bool{}, alive: map[string]bool{}}
 	h.q.d.Recorded = func(_ context.Context, msgs []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -37,10 +37,10 @@ func newLostHarness(t *testing.T) *lostHarness {
 		}
 		return out, nil
 	}
-	h.q.d.ContainerAlive = func(_ context.Context, inv, ctr string) (bool, error) {
+	h.q.d.InvokerAlive = func(_ context.Context, inv string) (bool, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		return h.alive[ctrID{inv, ctr}], h.checkErr
+		return h.alive[inv], h.checkErr
 	}
 	return h
 }
@@ -153,11 +153,12 @@ func TestHandOffProvesTheOldestFinished(t *testing.T) {
 	h.wantFailed(id(2))
 }
 
-func TestContainerBackIsNotLost(t *testing.T) {
+func TestContainerOfLiveInvokerIsNotLost(t *testing.T) {
 	h := newLostHarness(t)
 	h.handTo(1, "invoker1", "c1", true)
-	// The invoker got a new lease and registered the container again.
-	h.alive[ctrID{"invoker1", "c1"}] = true
+	// The invoker lives (it removed the container, or is shutting down and
+	// flushing its records, or got a new lease): it records what ran.
+	h.alive["invoker1"] = true
 	h.q.handleGone(h.now, ctrID{"invoker1", "c1"})
 	h.step(3 * time.Second)
 	h.wantFailed()
@@ -169,10 +170,23 @@ func TestContainerBackIsNotLost(t *testing.T) {
 	h.q.handleFetch(h.now, f)
 	h.step(3 * time.Second)
 	h.wantFailed()
-	// It goes for good later: what it still runs is failed.
-	delete(h.alive, ctrID{"invoker1", "c1"})
-	h.q.handleGone(h.now, ctrID{"invoker1", "c1"})
+	// Checked again after each grace while the invoker lives; once it is
+	// gone too, what the container still ran is failed.
 	h.step(3 * time.Second)
+	h.wantFailed()
+	delete(h.alive, "invoker1")
+	h.step(3 * time.Second)
+	h.wantFailed(id(1))
+	// And a record that comes while the invoker lives ends the tracking.
+	h.handTo(3, "invoker3", "c3", true)
+	h.alive["invoker3"] = true
+	h.q.handleGone(h.now, ctrID{"invoker3", "c3"})
+	h.step(3 * time.Second)
+	h.recorded[id(3)] = true
+	h.step(3 * time.Second)
+	if _, ok := h.q.work[ctrID{"invoker3", "c3"}]; ok {
+		t.Error("a recorded activation is still tracked")
+	}
 	h.wantFailed(id(1))
 }
 

@@ -169,13 +169,15 @@ type Deps struct {
 	// leader without a commit. Recorded ones are skipped and committed. An
 	// error counts as "none recorded" (a duplicate is better than a loss).
 	Recorded func(ctx context.Context, msgs []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error)
-	// ContainerAlive, if set, reports whether a container's key exists
-	// (again) after ContainerGone said it vanished: an invoker that got a
-	// new lease registers its containers again, and they are not lost.
-	// Called off the owner goroutine. Without it a vanished key is taken
-	// as the container's loss. Activations handed out are tracked only
-	// when Recorded is set (lost.go).
-	ContainerAlive func(ctx context.Context, invokerID, containerID string) (bool, error)
+	// InvokerAlive, if set, reports whether an invoker is registered. A
+	// container key removed while its invoker lives (the container went
+	// idle or was removed, the invoker is shutting down, or it got a new
+	// lease) is the invoker's to record: the queue acts on a vanished
+	// container key only when its invoker is gone as well. Called off the
+	// owner goroutine. Without it a vanished key is taken as the
+	// container's loss. Activations handed out are tracked only when
+	// Recorded is set (lost.go).
+	InvokerAlive func(ctx context.Context, invokerID string) (bool, error)
 }
 
 // Queue is one action's leader queue. Create it with New, run it with Run.

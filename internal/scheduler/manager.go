@@ -405,7 +405,7 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		Create:         s.creator.start,
 		Fail:           s.fail,
 		Recorded:       s.recorded(),
-		ContainerAlive: s.containerAlive(f),
+		InvokerAlive:   s.invokerAlive,
 	}
 }
 
@@ -435,25 +435,20 @@ func (s *Scheduler) watchContainers(ctx context.Context) {
 	}
 }
 
-// containerAlive is the queues' check that a container whose key vanished
-// has not registered again (nil without Deps.Containers).
-func (s *Scheduler) containerAlive(f whisk.FQN) func(context.Context, string, string) (bool, error) {
-	c := s.d.Containers
-	if c == nil {
-		return nil
+// invokerAlive is the queues' check, after a container key vanished, that
+// its invoker is still registered (then the invoker records what its
+// container ran).
+func (s *Scheduler) invokerAlive(ctx context.Context, invokerID string) (bool, error) {
+	invs, err := s.d.Client.Invokers(ctx)
+	if err != nil {
+		return false, err
 	}
-	return func(ctx context.Context, invokerID, containerID string) (bool, error) {
-		cs, err := c.Containers(ctx, f)
-		if err != nil {
-			return false, err
+	for _, inv := range invs {
+		if inv.ID == invokerID {
+			return true, nil
 		}
-		for _, ci := range cs {
-			if ci.InvokerID == invokerID && ci.ContainerID == containerID {
-				return true, nil
-			}
-		}
-		return false, nil
 	}
+	return false, nil
 }
 
 // recorded is the queues' duplicate check: which activations already have

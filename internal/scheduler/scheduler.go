@@ -98,13 +98,11 @@ type Records interface {
 	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
 }
 
-// Containers is what the scheduler needs to notice containers lost with
-// their invoker (*cluster.Client has it): the deletions of container keys,
-// which live under their invoker's lease, and the action's registered
-// containers (a vanished key may come back after a lease re-grant).
-type Containers interface {
+// ContainerWatcher reports the deletions of container keys, which live
+// under their invoker's lease (*cluster.Client has it): the scheduler
+// notices containers lost with their invoker.
+type ContainerWatcher interface {
 	WatchContainerDeletes(ctx context.Context, fn func(whisk.ContainerInfo)) error
-	Containers(ctx context.Context, f whisk.FQN) ([]whisk.ContainerInfo, error)
 }
 
 // Deps are the scheduler's collaborators. Log and Now are optional.
@@ -118,9 +116,10 @@ type Deps struct {
 	// is used. With neither, duplicates are detected in memory only.
 	Records Records
 	// Containers is optional; when nil and Client has it, Client is used.
-	// With neither (or without Records), activations lost with their
-	// invoker are not noticed (internal/queue, lost.go).
-	Containers Containers
+	// With neither, activations lost with their invoker are failed by the
+	// queues' safety net only; without Records, not at all
+	// (internal/queue, lost.go).
+	Containers ContainerWatcher
 	Now        func() time.Time
 	Listener   net.Listener // Run serves gRPC on it and stops it on exit
 }
@@ -174,7 +173,7 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 		}
 	}
 	if deps.Containers == nil {
-		if c, ok := deps.Client.(Containers); ok {
+		if c, ok := deps.Client.(ContainerWatcher); ok {
 			deps.Containers = c
 		}
 	}
