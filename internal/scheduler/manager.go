@@ -402,10 +402,10 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		CountNamespace: func(ctx context.Context) (int, int, error) {
 			return s.d.Client.CountNamespace(ctx, f.Namespace)
 		},
-		Create:         s.creator.start,
-		Fail:           s.fail,
-		Recorded:       s.recorded(),
-		InvokerAlive:   s.invokerAlive,
+		Create:       s.creator.start,
+		Fail:         s.fail,
+		Recorded:     s.recorded(),
+		InvokerAlive: s.invokerAlive,
 	}
 }
 
