@@ -105,6 +105,10 @@ type Config struct {
 	CountTimeout   time.Duration // bounds one round of etcd counts
 	DedupWindow    int           // recent activation ids remembered to skip duplicates
 	DedupSkew      time.Duration // clock skew allowed when checking records with Deps.Recorded
+	// GoneGrace and LostAfter time the error records of activations lost
+	// with their container (lost.go).
+	GoneGrace time.Duration // a container's key vanished this long ago → fail what it had not finished
+	LostAfter time.Duration // handed out, no record this long past the action's limits → failed
 	// Provisional says Action holds only the action's name and a revision
 	// (a queue re-created for a container's fetch, with no action metadata
 	// at hand): the queue takes the metadata of the first message of that
@@ -165,6 +169,15 @@ type Deps struct {
 	// leader without a commit. Recorded ones are skipped and committed. An
 	// error counts as "none recorded" (a duplicate is better than a loss).
 	Recorded func(ctx context.Context, msgs []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error)
+	// InvokerAlive, if set, reports whether an invoker is registered. A
+	// container key removed while its invoker lives (the container went
+	// idle or was removed, the invoker is shutting down, or it got a new
+	// lease) is the invoker's to record: the queue acts on a vanished
+	// container key only when its invoker is gone as well. Called off the
+	// owner goroutine. Without it a vanished key is taken as the
+	// container's loss. Activations handed out are tracked only when
+	// Recorded is set (lost.go).
+	InvokerAlive func(ctx context.Context, invokerID string) (bool, error)
 }
 
 // Queue is one action's leader queue. Create it with New, run it with Run.
@@ -226,6 +239,12 @@ type Queue struct {
 	started    time.Time
 	why        End     // why the queue ends, once it does
 	recent     recents // activation ids consumed lately (duplicates are skipped)
+	// Activations handed out that may still run, per container (lost.go).
+	work      map[ctrID]*ctrWork
+	gonec     chan ctrID
+	lostc     chan lostCheck
+	checks    int // lost checks in flight
+	lostCount atomic.Int64
 }
 
 type ending struct {
@@ -324,6 +343,8 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 	def(&cfg.FlushGrace, cfg.Retention)
 	def(&cfg.CountTimeout, DefaultCountTimeout)
 	def(&cfg.DedupSkew, DefaultDedupSkew)
+	def(&cfg.GoneGrace, DefaultGoneGrace)
+	def(&cfg.LostAfter, DefaultLostAfter)
 	if cfg.MaxBuffer <= 0 {
 		cfg.MaxBuffer = DefaultMaxBuffer
 	}
@@ -361,6 +382,9 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		inflight:    map[string]int64{},
 		offs:        offsets{mark: -1, done: map[int64]bool{}},
 		recent:      recents{ids: map[whisk.ActivationID]struct{}{}, size: cfg.DedupWindow},
+		work:        map[ctrID]*ctrWork{},
+		gonec:       make(chan ctrID, 16),
+		lostc:       make(chan lostCheck),
 	}
 	q.commitTo.Store(-1)
 	now := deps.Now()
@@ -500,6 +524,10 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.handleFailed(b)
 		case c := <-q.countc:
 			q.handleCount(q.d.Now(), c)
+		case id := <-q.gonec:
+			q.handleGone(q.d.Now(), id)
+		case r := <-q.lostc:
+			q.handleCheck(q.d.Now(), r)
 		case e := <-q.endc:
 			q.why = e.why
 			switch e.why {
@@ -538,6 +566,9 @@ func (q *Queue) Run(ctx context.Context) error {
 		f.reply <- &rpc.FetchResponse{Status: rpc.FetchUnavailable}
 	}
 	q.parked = nil
+	for q.checks > 0 { // a lost check that finds activations to fail starts a fail batch
+		q.handleCheck(q.d.Now(), <-q.lostc)
+	}
 	for q.failing > 0 {
 		q.handleFailed(<-q.failed)
 	}
@@ -824,6 +855,7 @@ func (q *Queue) handleFetch(now time.Time, f *fetch) {
 		return
 	}
 	q.lastFetch = now
+	q.fetchedBy(r.InvokerID, r.ContainerID)
 	if q.lastCount < 1 {
 		q.lastCount = 1
 		q.countGen++
@@ -865,6 +897,7 @@ func (q *Queue) hand(f *fetch, e *entry) {
 	}
 	f.handed = e
 	f.reply <- &rpc.FetchResponse{Status: rpc.FetchOK, Activation: &msg}
+	q.handedTo(f, e, &msg)
 	if e.tracked {
 		q.offs.finish(e.off)
 	}
@@ -880,6 +913,7 @@ func (q *Queue) handleCancel(f *fetch) {
 			return
 		}
 		e := f.handed
+		q.takenBack(f, e)
 		if e.tracked && !q.offs.reopen(e.off) {
 			e.tracked = false // already committed past; kept in memory only
 		}
@@ -977,6 +1011,7 @@ func (q *Queue) tick(now time.Time) {
 		return false
 	})
 	q.expire(now)
+	q.checkLost(now)
 	if len(q.refail) > 0 && q.failing == 0 {
 		fs := q.refail
 		q.refail = nil

@@ -402,10 +402,53 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		CountNamespace: func(ctx context.Context) (int, int, error) {
 			return s.d.Client.CountNamespace(ctx, f.Namespace)
 		},
-		Create:   s.creator.start,
-		Fail:     s.fail,
-		Recorded: s.recorded(),
+		Create:       s.creator.start,
+		Fail:         s.fail,
+		Recorded:     s.recorded(),
+		InvokerAlive: s.invokerAlive,
 	}
+}
+
+// watchContainers tells the local queues that their containers' keys
+// vanished (internal/queue, lost.go), until ctx ends.
+func (s *Scheduler) watchContainers(ctx context.Context) {
+	c := s.d.Containers
+	if c == nil {
+		return
+	}
+	for {
+		err := c.WatchContainerDeletes(ctx, func(info whisk.ContainerInfo) {
+			s.mu.RLock()
+			e := s.queues[info.FQN()]
+			s.mu.RUnlock()
+			if e != nil && e.live() {
+				e.q.ContainerGone(info.InvokerID, info.ContainerID)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("scheduler: watching container keys failed; retrying", "err", err)
+		if !sleep(ctx, time.Second) {
+			return
+		}
+	}
+}
+
+// invokerAlive is the queues' check, after a container key vanished, that
+// its invoker is still registered (then the invoker records what its
+// container ran).
+func (s *Scheduler) invokerAlive(ctx context.Context, invokerID string) (bool, error) {
+	invs, err := s.d.Client.Invokers(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, inv := range invs {
+		if inv.ID == invokerID {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // recorded is the queues' duplicate check: which activations already have

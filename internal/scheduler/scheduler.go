@@ -98,6 +98,13 @@ type Records interface {
 	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
 }
 
+// ContainerWatcher reports the deletions of container keys, which live
+// under their invoker's lease (*cluster.Client has it): the scheduler
+// notices containers lost with their invoker.
+type ContainerWatcher interface {
+	WatchContainerDeletes(ctx context.Context, fn func(whisk.ContainerInfo)) error
+}
+
 // Deps are the scheduler's collaborators. Log and Now are optional.
 type Deps struct {
 	Log         *slog.Logger
@@ -107,9 +114,14 @@ type Deps struct {
 	Activations Activations
 	// Records is optional; when nil and Activations has GetActivation, it
 	// is used. With neither, duplicates are detected in memory only.
-	Records  Records
-	Now      func() time.Time
-	Listener net.Listener // Run serves gRPC on it and stops it on exit
+	Records Records
+	// Containers is optional; when nil and Client has it, Client is used.
+	// With neither, activations lost with their invoker are failed by the
+	// queues' safety net only; without Records, not at all
+	// (internal/queue, lost.go).
+	Containers ContainerWatcher
+	Now        func() time.Time
+	Listener   net.Listener // Run serves gRPC on it and stops it on exit
 }
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.
@@ -160,6 +172,11 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 			deps.Records = r
 		}
 	}
+	if deps.Containers == nil {
+		if c, ok := deps.Client.(ContainerWatcher); ok {
+			deps.Containers = c
+		}
+	}
 	if cfg.Followers < 0 {
 		cfg.Followers = 0
 	}
@@ -208,7 +225,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(s.d.Listener) }()
 	var bg sync.WaitGroup
-	bg.Add(3)
+	bg.Add(4)
+	go func() { defer bg.Done(); s.watchContainers(ctx) }()
 	go func() { defer bg.Done(); s.creator.consumeAcks(ctx, acks) }()
 	go func() { defer bg.Done(); s.publishLoad(ctx) }()
 	go func() { defer bg.Done(); s.reconcileLoop(ctx) }()
@@ -300,12 +318,22 @@ func (s *Scheduler) ensure(ctx context.Context, topic string) error {
 // fail stores a record the scheduler made and completes it to the
 // controller that waits for it. A controller whose topic is gone is not
 // waiting: the stored record is enough.
+//
+// The store keeps the first record of an activation: when one was there
+// already (an invoker's, written between the queue's check and this
+// write), the completion carries the stored record, so the caller is told
+// what the store says.
 func (s *Scheduler) fail(ctx context.Context, msg whisk.ActivationMessage, rec whisk.Activation) error {
 	if err := s.d.Activations.PutActivation(ctx, rec); err != nil {
 		return err
 	}
 	if msg.ControllerID == "" {
 		return nil
+	}
+	if s.d.Records != nil {
+		if stored, err := s.d.Records.GetActivation(ctx, rec.Namespace, rec.ActivationID); err == nil {
+			rec = stored
+		}
 	}
 	b, err := json.Marshal(whisk.Completion{Activation: rec})
 	if err != nil {

@@ -46,7 +46,13 @@ type Store interface {
 	// CountActions counts the actions of a namespace.
 	CountActions(ctx context.Context, namespace string) (int, error)
 
-	// PutActivation stores a record; storing the same id again replaces it.
+	// PutActivation stores a record. The first record of an activation id
+	// wins: storing the same id again keeps the stored record and returns
+	// nil. So an activation has exactly one record even when two parties
+	// write one (a scheduler's "invoker lost" error record and a late
+	// record of a partitioned invoker, or the two runs of an activation
+	// delivered twice after a fail-over): the first one, which is the one
+	// its waiting caller was told.
 	PutActivation(ctx context.Context, a whisk.Activation) error
 	// GetActivation returns one record of a namespace.
 	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)

@@ -31,6 +31,19 @@ const (
 	MsgStubNotRunning = "The action's container stopped before the activation ran."
 )
 
+// MsgContainerLost is the result error of an activation handed to a
+// container whose key vanished (its invoker died or lost its lease) before
+// a record of it was written.
+func MsgContainerLost(invoker, container string) string {
+	return fmt.Sprintf("The invoker %s running the activation was lost (container %s is gone) before the activation finished.", invoker, container)
+}
+
+// MsgNoRecord is the result error of an activation handed to a container
+// that wrote no record of it long past the action's time limit.
+func MsgNoRecord(invoker, container string, ms int64) string {
+	return fmt.Sprintf("No result came from container %s of invoker %s within %d milliseconds of handing it the activation.", container, invoker, ms)
+}
+
 // MsgTimeLimit is the result error of an activation that ran past its limit.
 func MsgTimeLimit(ms int64, duringInit bool) string {
 	if duringInit {

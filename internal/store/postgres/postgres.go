@@ -403,7 +403,8 @@ func (s *Store) CountActions(ctx context.Context, namespace string) (int, error)
 
 // ---- activations ----
 
-// PutActivation stores a record; storing the same id again replaces it.
+// PutActivation stores a record; storing the same id again keeps the
+// first record (store.Store.PutActivation).
 func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 	const op = "postgres.PutActivation"
 	doc, err := encode(a)
@@ -412,8 +413,7 @@ func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 	}
 	_, err = s.pool.Exec(ctx,
 		`INSERT INTO activations (activation_id, namespace, name, start, "end", doc) VALUES ($1, $2, $3, $4, $5, $6)
-		 ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name,
-		   start = excluded.start, "end" = excluded."end", doc = excluded.doc`,
+		 ON CONFLICT (activation_id) DO NOTHING`,
 		string(a.ActivationID), a.Namespace, a.Name, a.Start, a.End, doc)
 	return dbErr(op, err)
 }

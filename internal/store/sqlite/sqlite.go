@@ -431,14 +431,16 @@ func (s *Store) CountActions(ctx context.Context, namespace string) (int, error)
 
 // ---- activations ----
 
+// putActivationSQL inserts a record unless one of the id exists (the
+// first record wins; see store.Store.PutActivation).
 const putActivationSQL = `INSERT INTO activations (activation_id, namespace, name, start, "end", doc) VALUES (?, ?, ?, ?, ?, ?)
-	ON CONFLICT (activation_id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name,
-	  start = excluded.start, "end" = excluded."end", doc = excluded.doc`
+	ON CONFLICT (activation_id) DO NOTHING`
 
 // errClosed answers writes after Close.
 var errClosed = errors.New("sqlite: store closed")
 
-// PutActivation stores a record; storing the same id again replaces it. It
+// PutActivation stores a record; storing the same id again keeps the
+// first record (store.Store.PutActivation). It
 // returns nil once the record is committed (group commit: see the package
 // comment). When ctx ends first it returns ctx's error, and the record may
 // or may not have been written.
@@ -538,7 +540,7 @@ func (s *Store) writeActivations(batch []*actReq) {
 		return
 	}
 	// One record, or a batch that failed (rolled back): one by one, each
-	// with its own answer. Records are upserts, so writing one again is safe.
+	// with its own answer. Records are insert-if-absent, so writing one again is safe.
 	for _, r := range live {
 		_, err := s.putAct.ExecContext(r.ctx, r.args...)
 		if err == nil {

@@ -42,7 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ActionListAndCount", testActionList},
 		{"ActionConcurrentCAS", testActionConcurrentCAS},
 		{"ActivationRoundTrip", testActivationRoundTrip},
-		{"ActivationReplace", testActivationReplace},
+		{"ActivationFirstWins", testActivationFirstWins},
 		{"ActivationNotFound", testActivationNotFound},
 		{"ActivationOrder", testActivationOrder},
 		{"ActivationFilters", testActivationFilters},
@@ -489,7 +489,9 @@ func testActivationRoundTrip(t *testing.T, s store.Store) {
 	}
 }
 
-func testActivationReplace(t *testing.T, s store.Store) {
+// testActivationFirstWins: storing a record of an id that has one keeps
+// the first (one record per activation, the one its caller was told).
+func testActivationFirstWins(t *testing.T, s store.Store) {
 	ctx := ctxFor(t)
 	a := newActivation("ns", "hello", 7, 1000)
 	if err := s.PutActivation(ctx, a); err != nil {
@@ -506,11 +508,11 @@ func testActivationReplace(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !sameJSON(t, got, b) {
-		t.Errorf("after replace: got %+v, want %+v", got, b)
+	if !sameJSON(t, got, a) {
+		t.Errorf("after a second put: got %+v, want the first record %+v", got, a)
 	}
 	if n, err := s.CountActivations(ctx, "ns", store.ActivationFilter{}); err != nil || n != 1 {
-		t.Errorf("CountActivations after replace = %d, %v; want 1", n, err)
+		t.Errorf("CountActivations after a second put = %d, %v; want 1", n, err)
 	}
 }
 
