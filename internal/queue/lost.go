@@ -14,9 +14,11 @@ import (
 //
 // The queue is the one party that knows which activations it handed to
 // which container. It remembers, per container, the activations it handed
-// that may still be running: at most the action's concurrency limit of
-// them, because a container fetches only with a free slot, so a hand-off
-// beyond the limit proves the oldest one finished. Two things make it
+// that may still be running: the action's concurrency limit of them,
+// because a container fetches only with a free slot, so a hand-off beyond
+// the limit proves the oldest one finished; and keepFinished more of those
+// that finished, because a finished activation's record may still sit in
+// its invoker's record writer when the invoker dies. Two things make it
 // act on them, both off the owner goroutine:
 //
 //   - ContainerGone (the scheduler watches container keys, which live under
@@ -49,6 +51,12 @@ const (
 	// initAllowance is the init time a cold container may add to a run
 	// (OpenWhisk's init timeout).
 	initAllowance = 60 * time.Second
+	// keepFinished is how many activations a container is known to have
+	// finished the queue still remembers, so that one whose record was
+	// lost with its invoker (still queued in its record writer) gets an
+	// error record too. A remembered activation costs one store read when
+	// its container is lost or its safety-net deadline passes.
+	keepFinished = 8
 )
 
 // ctrID names one container.
@@ -112,8 +120,9 @@ func (q *Queue) handedTo(f *fetch, e *entry, msg *whisk.ActivationMessage) {
 		limit += initAllowance
 	}
 	w.acts = append(w.acts, &handedAct{e: e, at: now, due: now.Add(limit + q.cfg.LostAfter)})
-	if n := len(w.acts) - max(1, msg.Action.Limits.Concurrency); n > 0 && !w.checking {
-		// The container fetched with a free slot: the oldest finished.
+	if n := len(w.acts) - max(1, msg.Action.Limits.Concurrency) - keepFinished; n > 0 && !w.checking {
+		// The container fetched with a free slot: the oldest finished,
+		// and keepFinished finished ones are remembered already.
 		clear(w.acts[:n])
 		w.acts = w.acts[n:]
 	}

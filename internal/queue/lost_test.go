@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -46,7 +47,7 @@ func newLostHarness(t *testing.T) *lostHarness {
 }
 
 func id(n int) whisk.ActivationID {
-	return whisk.ActivationID(strings.Repeat("0", 31) + string(rune('0'+n)))
+	return whisk.ActivationID(fmt.Sprintf("%032x", n))
 }
 
 // handTo makes activation n arrive and a container of inv fetch it.
@@ -144,13 +145,37 @@ func TestContainerGoneAfterRecordsIsQuiet(t *testing.T) {
 
 func TestHandOffProvesTheOldestFinished(t *testing.T) {
 	// Concurrency 1: a container fetches again only once its activation
-	// finished, so only the last one handed to it can be lost with it.
+	// finished, so only the last one handed to it can still run when it
+	// is lost; a finished one whose record the invoker wrote is quiet.
 	h := newLostHarness(t)
 	h.handTo(1, "invoker1", "c1", true)
 	h.handTo(2, "invoker1", "c1", true)
+	h.recorded[id(1)] = true
 	h.q.handleGone(h.now, ctrID{"invoker1", "c1"})
 	h.step(3 * time.Second)
 	h.wantFailed(id(2))
+}
+
+func TestFinishedButUnrecordedIsFailed(t *testing.T) {
+	// Activation 1 finished (the container fetched again) but its record
+	// was still in the invoker's record writer when the invoker died: it
+	// gets an error record too, never silence. Only the last keepFinished
+	// finished ones are remembered: older ones cost nothing.
+	h := newLostHarness(t)
+	n := keepFinished + 3
+	for i := 1; i <= n; i++ {
+		h.handTo(i, "invoker1", "c1", true)
+	}
+	if got, want := len(h.q.work[ctrID{"invoker1", "c1"}].acts), keepFinished+1; got != want {
+		t.Fatalf("remembered %d activations of one container, want %d", got, want)
+	}
+	h.q.handleGone(h.now, ctrID{"invoker1", "c1"})
+	h.step(3 * time.Second)
+	var want []whisk.ActivationID
+	for i := n - keepFinished; i <= n; i++ {
+		want = append(want, id(i))
+	}
+	h.wantFailed(want...)
 }
 
 func TestContainerOfLiveInvokerIsNotLost(t *testing.T) {
