@@ -141,3 +141,26 @@ func TestThrottle(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthKeys(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		u, k := NewAuthKey()
+		pu, pk, err := ParseAuthKey(u + ":" + k)
+		if err != nil || pu != u || pk != k {
+			t.Fatalf("ParseAuthKey(NewAuthKey() %s:%s) = %s, %s, %v", u, k, pu, pk, err)
+		}
+		if seen[u] || seen[k] {
+			t.Fatalf("repeated uuid or key %s:%s", u, k)
+		}
+		seen[u], seen[k] = true, true
+	}
+	if _, _, err := ParseAuthKey(GuestUUID + ":" + GuestKey); err != nil {
+		t.Errorf("guest key: %v", err)
+	}
+	for _, bad := range []string{"", "nocolon", "not-a-uuid:" + GuestKey, GuestUUID + ":short", GuestUUID + ":" + GuestKey[:60] + "!!!!"} {
+		if _, _, err := ParseAuthKey(bad); !IsKind(err, Invalid) {
+			t.Errorf("ParseAuthKey(%q) = %v, want Invalid", bad, err)
+		}
+	}
+}
