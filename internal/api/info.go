@@ -90,16 +90,10 @@ func (s *server) listNamespaces(w http.ResponseWriter, r *http.Request, caller w
 // getLimits is GET /api/v1/namespaces/{ns}/limits: the namespace's
 // effective limits.
 func (s *server) getLimits(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	perMin, conc := caller.Limits.InvocationsPerMinute, caller.Limits.ConcurrentContainers
-	if perMin == 0 {
-		perMin = s.limits.InvocationsPerMinute
-	}
-	if conc == 0 {
-		conc = s.limits.ConcurrentContainers
-	}
+	l := caller.Limits.Effective(s.limits)
 	writeJSON(w, http.StatusOK, map[string]any{
-		"invocationsPerMinute":  perMin,
-		"concurrentInvocations": conc,
+		"invocationsPerMinute":  l.InvocationsPerMinute,
+		"concurrentInvocations": l.ConcurrentContainers,
 		"minActionMemory":       s.limits.MinMemory * 1024 * 1024,
 		"maxActionMemory":       s.limits.MaxMemory * 1024 * 1024,
 		"minActionTimeout":      s.limits.MinTimeout,

@@ -20,10 +20,24 @@ type Identity struct {
 // AuthKey renders "uuid:key".
 func (i Identity) AuthKey() string { return i.UUID + ":" + i.Key }
 
-// NamespaceLimits are per-namespace limits; zero means "the system default".
+// NamespaceLimits are per-namespace limits, set by the operator (eddy
+// admin limits set) and stored with the namespace; zero means "the system
+// default" (SystemLimits). The JSON names are wskadmin's.
 type NamespaceLimits struct {
 	InvocationsPerMinute int `json:"invocationsPerMinute,omitempty"`
 	ConcurrentContainers int `json:"concurrentInvocations,omitempty"`
+}
+
+// Effective returns l with each unset (zero) limit replaced by the
+// system's default.
+func (l NamespaceLimits) Effective(s SystemLimits) NamespaceLimits {
+	if l.InvocationsPerMinute == 0 {
+		l.InvocationsPerMinute = s.InvocationsPerMinute
+	}
+	if l.ConcurrentContainers == 0 {
+		l.ConcurrentContainers = s.ConcurrentContainers
+	}
+	return l
 }
 
 // GuestUUID and GuestKey are OpenWhisk's well-known development credentials

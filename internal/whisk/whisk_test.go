@@ -164,3 +164,17 @@ func TestAuthKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestNamespaceLimitsEffective(t *testing.T) {
+	sys := DefaultSystemLimits()
+	for _, tc := range []struct{ in, want NamespaceLimits }{
+		{NamespaceLimits{}, NamespaceLimits{sys.InvocationsPerMinute, sys.ConcurrentContainers}},
+		{NamespaceLimits{InvocationsPerMinute: 5}, NamespaceLimits{5, sys.ConcurrentContainers}},
+		{NamespaceLimits{ConcurrentContainers: 2}, NamespaceLimits{sys.InvocationsPerMinute, 2}},
+		{NamespaceLimits{7, 3}, NamespaceLimits{7, 3}},
+	} {
+		if got := tc.in.Effective(sys); got != tc.want {
+			t.Errorf("%+v.Effective = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
