@@ -4,8 +4,8 @@
 // limits. Like wskadmin, which writes the database directly, it talks to the
 // store and not to the API: standalone's SQLite file (--data-dir) or a
 // cluster's PostgreSQL (--postgres). It can run while the platform runs;
-// controllers see its writes once their identity cache entries expire (see
-// Config.Open's caller and docs/tenants.md).
+// controllers see its writes within 2 s, when their cached identities
+// expire (docs/tenants.md).
 //
 // The data model is wskadmin's: a subject owns one or more namespaces and
 // has one key (uuid:key) in each; several subjects may share a namespace.
@@ -175,7 +175,7 @@ func run(ctx context.Context, args []string, cfg Config) error {
 		return usagef("want a command: user create|get|delete|list or limits set|get|delete")
 	}
 	var do func(context.Context, Store, *command, io.Writer) error
-	min, max := 1, 1 // positional arguments after the two command words
+	minArgs, maxArgs := 1, 1 // positional arguments after the two command words
 	switch c.words[0] + " " + c.words[1] {
 	case "user create":
 		do = userCreate
@@ -184,7 +184,7 @@ func run(ctx context.Context, args []string, cfg Config) error {
 	case "user delete":
 		do = userDelete
 	case "user list":
-		do, min = userList, 0
+		do, minArgs = userList, 0
 	case "limits set":
 		do = limitsSet
 	case "limits get":
@@ -194,8 +194,8 @@ func run(ctx context.Context, args []string, cfg Config) error {
 	default:
 		return usagef("unknown command %q", c.words[0]+" "+c.words[1])
 	}
-	if n := len(c.words) - 2; n < min || n > max {
-		return usagef("%s %s: want %d argument(s), got %d", c.words[0], c.words[1], max, n)
+	if n := len(c.words) - 2; n < minArgs || n > maxArgs {
+		return usagef("%s %s: want %d argument(s), got %d", c.words[0], c.words[1], maxArgs, n)
 	}
 	if c.words[0] == "user" && (c.perMinute != -1 || c.concurrent != -1 || c.concurrentAlias != -1) {
 		return usagef("limit flags belong to 'limits set'")
