@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/subtle"
 	"net/http"
+	"slices"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -106,12 +107,16 @@ func (s *server) getLimits(w http.ResponseWriter, r *http.Request, caller whisk.
 }
 
 // getStatus is GET /eddy/v1/status: the cluster as etcd shows it
-// (whisk.ClusterStatus). Any authenticated caller may read it.
-func (s *server) getStatus(w http.ResponseWriter, r *http.Request, _ whisk.Identity) error {
+// (whisk.ClusterStatus). Any authenticated caller may read it; the queues
+// listed are those of its namespace.
+func (s *server) getStatus(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
 	st, err := s.status.Status(r.Context())
 	if err != nil {
 		return whisk.E("api.status", whisk.Unavailable, "", err)
 	}
+	// A key sees the queues of its own namespace only: another tenant's
+	// action names are not its business (eddy status --etcd shows all).
+	st.Queues = slices.DeleteFunc(st.Queues, func(q whisk.QueueStatus) bool { return q.Namespace != caller.Namespace })
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }
