@@ -148,6 +148,13 @@ func TestTenantIsolation(t *testing.T) {
 			if code != 200 || string(bytes.TrimSpace(out)) != fmt.Sprintf("[%q]", me) {
 				t.Errorf("namespaces as %s: %d %s", me, code, out)
 			}
+			// The status route lists the caller's queues only (both
+			// tenants' echo queues exist: each invoked it).
+			code, _, out = e.callAuth(key, "GET", "/eddy/v1/status", nil)
+			var st whisk.ClusterStatus
+			if err := json.Unmarshal(out, &st); code != 200 || err != nil || len(st.Queues) != 1 || st.Queues[0].Namespace != me {
+				t.Errorf("status as %s: %d %s", me, code, out)
+			}
 		})
 	}
 	// The victim's action survived the other's attempts.
