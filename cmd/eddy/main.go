@@ -64,6 +64,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "admin":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return adminCmd(ctx, args[1:], stdout, stderr)
 	case "runtime":
 		return runtime.Main(args[1:], stdout, stderr)
 	case "bench":
@@ -97,6 +101,9 @@ Platform:
                          --config FILE; see docs/cluster.md)
   eddy etcd --name N --data-dir D --client-url U --peer-url P --initial-cluster LIST
                          one embedded etcd member, for local clusters
+  eddy admin user create|get|delete|list, eddy admin limits set|get|delete
+                         tenants: subjects, namespaces, keys and namespace limits,
+                         in the store (--data-dir or --postgres; 'eddy admin help')
   eddy status [--etcd URLS | --apihost H] [--json]
                          schedulers, invokers and queues of a cluster
   eddy runtime           the runtime server that runs inside action containers

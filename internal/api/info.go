@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/subtle"
 	"net/http"
+	"slices"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -90,16 +91,10 @@ func (s *server) listNamespaces(w http.ResponseWriter, r *http.Request, caller w
 // getLimits is GET /api/v1/namespaces/{ns}/limits: the namespace's
 // effective limits.
 func (s *server) getLimits(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	perMin, conc := caller.Limits.InvocationsPerMinute, caller.Limits.ConcurrentContainers
-	if perMin == 0 {
-		perMin = s.limits.InvocationsPerMinute
-	}
-	if conc == 0 {
-		conc = s.limits.ConcurrentContainers
-	}
+	l := caller.Limits.Effective(s.limits)
 	writeJSON(w, http.StatusOK, map[string]any{
-		"invocationsPerMinute":  perMin,
-		"concurrentInvocations": conc,
+		"invocationsPerMinute":  l.InvocationsPerMinute,
+		"concurrentInvocations": l.ConcurrentContainers,
 		"minActionMemory":       s.limits.MinMemory * 1024 * 1024,
 		"maxActionMemory":       s.limits.MaxMemory * 1024 * 1024,
 		"minActionTimeout":      s.limits.MinTimeout,
@@ -112,12 +107,16 @@ func (s *server) getLimits(w http.ResponseWriter, r *http.Request, caller whisk.
 }
 
 // getStatus is GET /eddy/v1/status: the cluster as etcd shows it
-// (whisk.ClusterStatus). Any authenticated caller may read it.
-func (s *server) getStatus(w http.ResponseWriter, r *http.Request, _ whisk.Identity) error {
+// (whisk.ClusterStatus). Any authenticated caller may read it; the queues
+// listed are those of its namespace.
+func (s *server) getStatus(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
 	st, err := s.status.Status(r.Context())
 	if err != nil {
 		return whisk.E("api.status", whisk.Unavailable, "", err)
 	}
+	// A key sees the queues of its own namespace only: another tenant's
+	// action names are not its business (eddy status --etcd shows all).
+	st.Queues = slices.DeleteFunc(st.Queues, func(q whisk.QueueStatus) bool { return q.Namespace != caller.Namespace })
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }

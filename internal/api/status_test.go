@@ -39,13 +39,20 @@ func TestStatusRoute(t *testing.T) {
 	if res := r.do(t, "POST", "/eddy/v1/status", "", asGuest); res.status != 405 {
 		t.Fatalf("POST: %d", res.status)
 	}
-	res := r.do(t, "GET", "/eddy/v1/status", "", "other")
+	res := r.do(t, "GET", "/eddy/v1/status", "", asGuest)
 	if res.status != 200 {
 		t.Fatalf("GET: %d %s", res.status, res.body)
 	}
 	var got whisk.ClusterStatus
 	if err := json.Unmarshal(res.body, &got); err != nil || got.Revision != 7 || len(got.Queues) != 1 || got.Queues[0].Followers[0] != "s2" {
 		t.Fatalf("GET: %s (%v)", res.body, err)
+	}
+	// Another tenant sees the schedulers and invokers, not guest's queues.
+	res = r.do(t, "GET", "/eddy/v1/status", "", "other")
+	got = whisk.ClusterStatus{}
+	if err := json.Unmarshal(res.body, &got); res.status != 200 || err != nil || len(got.Queues) != 0 ||
+		len(got.Schedulers) != 1 || len(got.Invokers) != 1 {
+		t.Fatalf("GET as other: %d %s (%v)", res.status, res.body, err)
 	}
 
 	fs.err = errors.New("etcd down")

@@ -42,10 +42,7 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 		Params:         params,
 		Blocking:       req.Blocking,
 		ControllerID:   c.cfg.ID,
-		NamespaceLimit: req.Identity.Limits.ConcurrentContainers,
-	}
-	if msg.NamespaceLimit == 0 {
-		msg.NamespaceLimit = c.cfg.Limits.ConcurrentContainers
+		NamespaceLimit: req.Identity.Limits.Effective(c.cfg.Limits).ConcurrentContainers,
 	}
 	if truthy(req.Action.Annotations, annProvideAPIKey, true) {
 		msg.APIKey = req.Identity.AuthKey()
@@ -187,10 +184,7 @@ type rateWindow struct {
 // throttle clears by itself when the minute turns: a refusal's Retry-After is
 // the time left in the current minute.
 func (c *Controller) admit(id whisk.Identity) error {
-	allowed := id.Limits.InvocationsPerMinute
-	if allowed == 0 {
-		allowed = c.cfg.Limits.InvocationsPerMinute
-	}
+	allowed := id.Limits.Effective(c.cfg.Limits).InvocationsPerMinute
 	if allowed <= 0 {
 		return nil
 	}

@@ -1,7 +1,7 @@
 // Package store defines where Eddy keeps its entities and activation
-// records: identities (namespaces and keys), actions, and activations with
-// their logs. Implementations: store/sqlite (the embedded default) and
-// store/postgres (clusters); store/storetest is the contract suite.
+// records: identities (namespaces and keys), namespace limits, actions, and
+// activations with their logs. Implementations: store/sqlite (the embedded
+// default) and store/postgres (clusters); store/storetest is the contract suite.
 //
 // Errors carry whisk kinds: NotFound for a missing entity, Conflict for a
 // create over an existing one or a stale revision.
@@ -26,10 +26,28 @@ type ActivationFilter struct {
 
 // Store is the whole store; role packages declare the parts they use.
 type Store interface {
-	// IdentityByUUID returns the identity whose key has this UUID (NotFound otherwise).
+	// IdentityByUUID returns the identity whose key has this UUID (NotFound
+	// otherwise), with its namespace's limits (zero when none are set).
 	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
-	// PutIdentity creates or replaces an identity.
+	// PutIdentity creates or replaces an identity (a key). id.Limits is
+	// not stored: limits belong to the namespace (PutNamespaceLimits).
 	PutIdentity(ctx context.Context, id whisk.Identity) error
+	// ListIdentities returns the identities of a namespace ("" = of every
+	// namespace) with their namespace's limits, ordered by subject,
+	// namespace, then UUID.
+	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
+	// DeleteIdentity removes the key with this UUID (NotFound otherwise).
+	DeleteIdentity(ctx context.Context, uuid string) error
+
+	// GetNamespaceLimits returns the limits set for a namespace (NotFound
+	// when none are set: the system defaults apply).
+	GetNamespaceLimits(ctx context.Context, namespace string) (whisk.NamespaceLimits, error)
+	// PutNamespaceLimits sets (replaces) a namespace's limits. A zero
+	// field means the system default.
+	PutNamespaceLimits(ctx context.Context, namespace string, l whisk.NamespaceLimits) error
+	// DeleteNamespaceLimits removes a namespace's limits (NotFound when
+	// none are set), so that the system defaults apply again.
+	DeleteNamespaceLimits(ctx context.Context, namespace string) error
 
 	// GetAction returns an action with its code and Rev.
 	GetAction(ctx context.Context, namespace, name string) (whisk.Action, error)

@@ -141,3 +141,40 @@ func TestThrottle(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthKeys(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		u, k := NewAuthKey()
+		pu, pk, err := ParseAuthKey(u + ":" + k)
+		if err != nil || pu != u || pk != k {
+			t.Fatalf("ParseAuthKey(NewAuthKey() %s:%s) = %s, %s, %v", u, k, pu, pk, err)
+		}
+		if seen[u] || seen[k] {
+			t.Fatalf("repeated uuid or key %s:%s", u, k)
+		}
+		seen[u], seen[k] = true, true
+	}
+	if _, _, err := ParseAuthKey(GuestUUID + ":" + GuestKey); err != nil {
+		t.Errorf("guest key: %v", err)
+	}
+	for _, bad := range []string{"", "nocolon", "not-a-uuid:" + GuestKey, GuestUUID + ":short", GuestUUID + ":" + GuestKey[:60] + "!!!!"} {
+		if _, _, err := ParseAuthKey(bad); !IsKind(err, Invalid) {
+			t.Errorf("ParseAuthKey(%q) = %v, want Invalid", bad, err)
+		}
+	}
+}
+
+func TestNamespaceLimitsEffective(t *testing.T) {
+	sys := DefaultSystemLimits()
+	for _, tc := range []struct{ in, want NamespaceLimits }{
+		{NamespaceLimits{}, NamespaceLimits{sys.InvocationsPerMinute, sys.ConcurrentContainers}},
+		{NamespaceLimits{InvocationsPerMinute: 5}, NamespaceLimits{5, sys.ConcurrentContainers}},
+		{NamespaceLimits{ConcurrentContainers: 2}, NamespaceLimits{sys.InvocationsPerMinute, 2}},
+		{NamespaceLimits{7, 3}, NamespaceLimits{7, 3}},
+	} {
+		if got := tc.in.Effective(sys); got != tc.want {
+			t.Errorf("%+v.Effective = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -5,7 +5,8 @@
 //
 // Consistency:
 //   - In one process, writes made through the wrapper are seen at once:
-//     PutIdentity, PutAction and DeleteAction drop the entry they touch
+//     PutIdentity, DeleteIdentity, PutAction and DeleteAction drop the
+//     entry they touch, Put/DeleteNamespaceLimits every cached identity
 //     (whether they succeed or fail), and a read that was in flight during
 //     the write does not put its older answer into the cache. So every
 //     part of a process must share the one wrapper (or write through it).
@@ -146,6 +147,39 @@ func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity
 func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 	err := s.inner.PutIdentity(ctx, id)
 	s.ids.invalidate(id.UUID)
+	return err
+}
+
+// ListIdentities is not cached.
+func (s *Store) ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error) {
+	return s.inner.ListIdentities(ctx, namespace)
+}
+
+// DeleteIdentity writes through and drops the cached identity.
+func (s *Store) DeleteIdentity(ctx context.Context, uuid string) error {
+	err := s.inner.DeleteIdentity(ctx, uuid)
+	s.ids.invalidate(uuid)
+	return err
+}
+
+// GetNamespaceLimits is not cached (identities carry their namespace's
+// limits, and those are cached with them).
+func (s *Store) GetNamespaceLimits(ctx context.Context, namespace string) (whisk.NamespaceLimits, error) {
+	return s.inner.GetNamespaceLimits(ctx, namespace)
+}
+
+// PutNamespaceLimits writes through and drops every cached identity (which
+// carry their namespace's limits; limits change rarely).
+func (s *Store) PutNamespaceLimits(ctx context.Context, namespace string, l whisk.NamespaceLimits) error {
+	err := s.inner.PutNamespaceLimits(ctx, namespace, l)
+	s.ids.invalidateAll()
+	return err
+}
+
+// DeleteNamespaceLimits writes through and drops every cached identity.
+func (s *Store) DeleteNamespaceLimits(ctx context.Context, namespace string) error {
+	err := s.inner.DeleteNamespaceLimits(ctx, namespace)
+	s.ids.invalidateAll()
 	return err
 }
 
@@ -312,6 +346,16 @@ func (c *lru[K, V]) invalidate(k K) {
 		c.ll.Remove(el)
 		delete(c.m, k)
 	}
+}
+
+// invalidateAll drops every entry and makes reads in flight not cache
+// their answers.
+func (c *lru[K, V]) invalidateAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.ll.Init()
+	clear(c.m)
 }
 
 // size returns the number of entries, live or expired.

@@ -228,6 +228,57 @@ func TestIdentityCacheAndInvalidation(t *testing.T) {
 	}
 }
 
+// Deleting a key through the wrapper is seen at once; setting or deleting
+// limits through it is seen at once by every cached key of the namespace;
+// limits set by another process are seen once the TTL has passed.
+func TestIdentityDeleteAndLimitsInvalidation(t *testing.T) {
+	s, inner, clk := setup(t, Config{TTL: 2 * time.Second})
+	ctx := t.Context()
+	for _, id := range []whisk.Identity{
+		{Subject: "a", Namespace: "ns", UUID: "u1", Key: "k1"},
+		{Subject: "b", Namespace: "ns", UUID: "u2", Key: "k2"},
+	} {
+		if err := s.PutIdentity(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.IdentityByUUID(ctx, id.UUID); err != nil { // cache it
+			t.Fatal(err)
+		}
+	}
+	lim := whisk.NamespaceLimits{InvocationsPerMinute: 3}
+	if err := s.PutNamespaceLimits(ctx, "ns", lim); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"u1", "u2"} {
+		if got, err := s.IdentityByUUID(ctx, u); err != nil || got.Limits != lim {
+			t.Fatalf("%s after PutNamespaceLimits: %+v, %v", u, got.Limits, err)
+		}
+	}
+	if err := s.DeleteNamespaceLimits(ctx, "ns"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.IdentityByUUID(ctx, "u1"); got.Limits != (whisk.NamespaceLimits{}) {
+		t.Fatalf("after DeleteNamespaceLimits: %+v", got.Limits)
+	}
+	// Another process's change: stale until the TTL passes.
+	if err := inner.Store.PutNamespaceLimits(ctx, "ns", lim); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.IdentityByUUID(ctx, "u1"); got.Limits != (whisk.NamespaceLimits{}) {
+		t.Fatalf("within TTL: %+v, want the cached identity", got.Limits)
+	}
+	clk.advance(2 * time.Second)
+	if got, _ := s.IdentityByUUID(ctx, "u1"); got.Limits != lim {
+		t.Fatalf("after TTL: %+v, want %+v", got.Limits, lim)
+	}
+	if err := s.DeleteIdentity(ctx, "u2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.IdentityByUUID(ctx, "u2"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Fatalf("after DeleteIdentity: %v, want NotFound", err)
+	}
+}
+
 func TestMissesNotCachedByDefault(t *testing.T) {
 	s, inner, _ := setup(t, Config{})
 	for range 3 {

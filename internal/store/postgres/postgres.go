@@ -3,7 +3,7 @@
 // clusters, where several controllers and invokers share one database.
 //
 // The schema mirrors store/sqlite: schema_version (how many migrations were
-// applied), identities, actions and activations; entities are kept as JSONB
+// applied), identities (keys), namespace_limits, actions and activations; entities are kept as JSONB
 // documents next to the columns the queries need. Open applies pending
 // migrations in one transaction that first takes a transaction-scoped
 // advisory lock, so several processes starting at once against a fresh
@@ -151,6 +151,17 @@ var migrations = []string{
 	);
 	CREATE INDEX activations_ns_start ON activations (namespace, start DESC, activation_id);
 	CREATE INDEX activations_ns_name_start ON activations (namespace, name, start DESC, activation_id);`,
+	// 2: limits belong to the namespace, not to one of its keys; the
+	// identities.limits column is kept (as '{}') but no longer read.
+	`CREATE TABLE namespace_limits (
+		namespace TEXT COLLATE "C" PRIMARY KEY,
+		limits    JSONB NOT NULL -- whisk.NamespaceLimits
+	);
+	INSERT INTO namespace_limits (namespace, limits)
+		SELECT DISTINCT ON (namespace) namespace, limits FROM identities
+		WHERE limits <> '{}'::jsonb ORDER BY namespace, uuid;
+	UPDATE identities SET limits = '{}'::jsonb;
+	CREATE INDEX identities_subject ON identities (subject, namespace);`,
 }
 
 // migrate applies pending migrations in one transaction, under an advisory
@@ -243,36 +254,110 @@ func encode(v any) ([]byte, error) {
 
 // ---- identities ----
 
-// IdentityByUUID returns the identity whose key has this UUID.
-func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
-	const op = "postgres.IdentityByUUID"
-	id := whisk.Identity{UUID: uuid}
+// identitySelect reads identities with their namespace's limits.
+const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key, l.limits
+	FROM identities i LEFT JOIN namespace_limits l ON l.namespace = i.namespace `
+
+// scanIdentity scans one row of identitySelect.
+func scanIdentity(op string, row pgx.Row) (whisk.Identity, error) {
+	var id whisk.Identity
 	var limits []byte
-	err := s.pool.QueryRow(ctx,
-		`SELECT namespace, subject, key, limits FROM identities WHERE uuid = $1`, uuid,
-	).Scan(&id.Namespace, &id.Subject, &id.Key, &limits)
-	if err != nil {
+	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.Key, &limits); err != nil {
 		return whisk.Identity{}, dbErr(op, err)
 	}
-	if err := json.Unmarshal(limits, &id.Limits); err != nil {
-		return whisk.Identity{}, dbErr(op, fmt.Errorf("decode limits of %s: %w", uuid, err))
+	if limits != nil {
+		if err := json.Unmarshal(limits, &id.Limits); err != nil {
+			return whisk.Identity{}, dbErr(op, fmt.Errorf("decode limits of %s: %w", id.Namespace, err))
+		}
 	}
 	return id, nil
 }
 
-// PutIdentity creates or replaces an identity.
+// IdentityByUUID returns the identity whose key has this UUID.
+func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
+	return scanIdentity("postgres.IdentityByUUID", s.pool.QueryRow(ctx, identitySelect+`WHERE i.uuid = $1`, uuid))
+}
+
+// PutIdentity creates or replaces an identity (id.Limits is not stored).
 func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 	const op = "postgres.PutIdentity"
-	limits, err := encode(id.Limits)
+	_, err := s.pool.Exec(ctx,
+		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES ($1, $2, $3, $4, '{}')
+		 ON CONFLICT (uuid) DO UPDATE SET namespace = excluded.namespace, subject = excluded.subject,
+		   key = excluded.key`,
+		id.UUID, id.Namespace, id.Subject, id.Key)
+	return dbErr(op, err)
+}
+
+// ListIdentities returns the identities of a namespace ("" = all).
+func (s *Store) ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error) {
+	const op = "postgres.ListIdentities"
+	rows, err := s.pool.Query(ctx, identitySelect+`WHERE $1 = '' OR i.namespace = $1
+		ORDER BY i.subject COLLATE "C", i.namespace, i.uuid`, namespace)
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	defer rows.Close()
+	out := []whisk.Identity{}
+	for rows.Next() {
+		id, err := scanIdentity(op, rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, dbErr(op, rows.Err())
+}
+
+// DeleteIdentity removes the key with this UUID.
+func (s *Store) DeleteIdentity(ctx context.Context, uuid string) error {
+	return s.deleteRow(ctx, "postgres.DeleteIdentity", `DELETE FROM identities WHERE uuid = $1`, uuid)
+}
+
+// deleteRow runs a DELETE of one row; no row is NotFound.
+func (s *Store) deleteRow(ctx context.Context, op, query string, args ...any) error {
+	tag, err := s.pool.Exec(ctx, query, args...)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return whisk.E(op, whisk.NotFound, whisk.MsgNotFound, nil)
+	}
+	return nil
+}
+
+// ---- namespace limits ----
+
+// GetNamespaceLimits returns the limits set for a namespace.
+func (s *Store) GetNamespaceLimits(ctx context.Context, namespace string) (whisk.NamespaceLimits, error) {
+	const op = "postgres.GetNamespaceLimits"
+	var doc []byte
+	if err := s.pool.QueryRow(ctx, `SELECT limits FROM namespace_limits WHERE namespace = $1`, namespace).Scan(&doc); err != nil {
+		return whisk.NamespaceLimits{}, dbErr(op, err)
+	}
+	var l whisk.NamespaceLimits
+	if err := json.Unmarshal(doc, &l); err != nil {
+		return whisk.NamespaceLimits{}, dbErr(op, fmt.Errorf("decode limits of %s: %w", namespace, err))
+	}
+	return l, nil
+}
+
+// PutNamespaceLimits sets a namespace's limits.
+func (s *Store) PutNamespaceLimits(ctx context.Context, namespace string, l whisk.NamespaceLimits) error {
+	const op = "postgres.PutNamespaceLimits"
+	doc, err := encode(l)
 	if err != nil {
 		return whisk.E(op, whisk.Internal, "", err)
 	}
 	_, err = s.pool.Exec(ctx,
-		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES ($1, $2, $3, $4, $5)
-		 ON CONFLICT (uuid) DO UPDATE SET namespace = excluded.namespace, subject = excluded.subject,
-		   key = excluded.key, limits = excluded.limits`,
-		id.UUID, id.Namespace, id.Subject, id.Key, limits)
+		`INSERT INTO namespace_limits (namespace, limits) VALUES ($1, $2)
+		 ON CONFLICT (namespace) DO UPDATE SET limits = excluded.limits`, namespace, doc)
 	return dbErr(op, err)
+}
+
+// DeleteNamespaceLimits removes a namespace's limits.
+func (s *Store) DeleteNamespaceLimits(ctx context.Context, namespace string) error {
+	return s.deleteRow(ctx, "postgres.DeleteNamespaceLimits", `DELETE FROM namespace_limits WHERE namespace = $1`, namespace)
 }
 
 // ---- actions ----

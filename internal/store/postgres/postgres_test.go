@@ -56,6 +56,9 @@ func TestReopenPersists(t *testing.T) {
 	if err := s.PutIdentity(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.PutNamespaceLimits(ctx, id.Namespace, id.Limits); err != nil {
+		t.Fatal(err)
+	}
 	a := whisk.Action{Namespace: "guest", Name: "hello", Exec: whisk.Exec{Kind: "python:3", Code: "def main(a): return a"}}
 	v1, err := s.PutAction(ctx, a, 0)
 	if err != nil {
@@ -121,7 +124,7 @@ func TestSchemaVersion(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"actions", "activations", "identities", "schema_version"}; !slices.Equal(tables, want) {
+	if want := []string{"actions", "activations", "identities", "namespace_limits", "schema_version"}; !slices.Equal(tables, want) {
 		t.Errorf("tables = %v, want %v", tables, want)
 	}
 	// The activation list queries use the (namespace, ..., start desc, id) indexes.
@@ -545,5 +548,40 @@ func BenchmarkPutActivation(b *testing.B) {
 		if err := s.PutActivation(b.Context(), rec); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestMigrateNamespaceLimits opens a database of schema version 1, where
+// limits were stored on each identity, and checks that migration 2 moves
+// them to the namespace.
+func TestMigrateNamespaceLimits(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Shared(t).NewDatabase(t)
+	all := migrations
+	migrations = all[:1]
+	s, err := Open(ctx, url, nil)
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES
+		('u1', 'ns', 'a', 'k1', '{"invocationsPerMinute":5,"concurrentInvocations":2}'),
+		('u2', 'ns', 'b', 'k2', '{"invocationsPerMinute":5,"concurrentInvocations":2}'),
+		('u3', 'plain', 'c', 'k3', '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openT(t, url)
+	defer s.Close()
+	want := whisk.NamespaceLimits{InvocationsPerMinute: 5, ConcurrentContainers: 2}
+	if got, err := s.GetNamespaceLimits(ctx, "ns"); err != nil || got != want {
+		t.Errorf("GetNamespaceLimits(ns) = %+v, %v; want %+v", got, err, want)
+	}
+	if _, err := s.GetNamespaceLimits(ctx, "plain"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Errorf("GetNamespaceLimits(plain) = %v, want NotFound", err)
+	}
+	if id, err := s.IdentityByUUID(ctx, "u2"); err != nil || id.Limits != want || id.Subject != "b" {
+		t.Errorf("IdentityByUUID(u2) = %+v, %v", id, err)
 	}
 }

@@ -1,9 +1,10 @@
 // Package sqlite implements store.Store on an embedded SQLite database
 // (modernc.org/sqlite, pure Go). It is Eddy's default store for standalone.
 //
-// The database file holds four tables: schema_version (the migrations
-// applied so far), identities, actions and activations; entities are kept as
-// JSON documents next to the columns the queries need.
+// The database file holds five tables: schema_version (the migrations
+// applied so far), identities (keys), namespace_limits, actions and
+// activations; entities are kept as JSON documents next to the columns the
+// queries need. Open applies pending migrations.
 //
 // Concurrency: the Store is safe for use by many goroutines. Writes go
 // through one connection (SQLite serializes writers anyway), so concurrent
@@ -206,6 +207,16 @@ var migrations = []string{
 	);
 	CREATE INDEX activations_ns_start ON activations (namespace, start DESC, activation_id);
 	CREATE INDEX activations_ns_name_start ON activations (namespace, name, start DESC, activation_id);`,
+	// 2: limits belong to the namespace, not to one of its keys; the
+	// identities.limits column is kept (as '{}') but no longer read.
+	`CREATE TABLE namespace_limits (
+		namespace TEXT PRIMARY KEY,
+		limits    TEXT NOT NULL -- JSON whisk.NamespaceLimits
+	);
+	INSERT INTO namespace_limits (namespace, limits)
+		SELECT namespace, min(limits) FROM identities WHERE limits <> '{}' GROUP BY namespace;
+	UPDATE identities SET limits = '{}';
+	CREATE INDEX identities_subject ON identities (subject, namespace);`,
 }
 
 // migrate creates the schema_version table and applies pending migrations
@@ -263,39 +274,126 @@ func notFound(op string) error { return whisk.E(op, whisk.NotFound, whisk.MsgNot
 
 // ---- identities ----
 
+// identitySelect reads identities with their namespace's limits.
+const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key, l.limits
+	FROM identities i LEFT JOIN namespace_limits l ON l.namespace = i.namespace `
+
+// scanIdentity scans one row of identitySelect.
+func scanIdentity(op string, row interface{ Scan(...any) error }) (whisk.Identity, error) {
+	var id whisk.Identity
+	var limits sql.NullString
+	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.Key, &limits); err != nil {
+		return whisk.Identity{}, err
+	}
+	if limits.Valid {
+		if err := json.Unmarshal([]byte(limits.String), &id.Limits); err != nil {
+			return whisk.Identity{}, dbErr(op, fmt.Errorf("decode limits of %s: %w", id.Namespace, err))
+		}
+	}
+	return id, nil
+}
+
 // IdentityByUUID returns the identity whose key has this UUID.
 func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
 	const op = "sqlite.IdentityByUUID"
-	id := whisk.Identity{UUID: uuid}
-	var limits string
-	err := s.r.QueryRowContext(ctx,
-		`SELECT namespace, subject, key, limits FROM identities WHERE uuid = ?`, uuid,
-	).Scan(&id.Namespace, &id.Subject, &id.Key, &limits)
+	id, err := scanIdentity(op, s.r.QueryRowContext(ctx, identitySelect+`WHERE i.uuid = ?`, uuid))
 	if errors.Is(err, sql.ErrNoRows) {
 		return whisk.Identity{}, notFound(op)
 	}
 	if err != nil {
 		return whisk.Identity{}, dbErr(op, err)
 	}
-	if err := json.Unmarshal([]byte(limits), &id.Limits); err != nil {
-		return whisk.Identity{}, dbErr(op, fmt.Errorf("decode limits of %s: %w", uuid, err))
-	}
 	return id, nil
 }
 
-// PutIdentity creates or replaces an identity.
+// PutIdentity creates or replaces an identity (id.Limits is not stored).
 func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 	const op = "sqlite.PutIdentity"
-	limits, err := json.Marshal(id.Limits)
+	_, err := s.w.ExecContext(ctx,
+		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES (?, ?, ?, ?, '{}')
+		 ON CONFLICT (uuid) DO UPDATE SET namespace = excluded.namespace, subject = excluded.subject,
+		   key = excluded.key`,
+		id.UUID, id.Namespace, id.Subject, id.Key)
+	return dbErr(op, err)
+}
+
+// ListIdentities returns the identities of a namespace ("" = all).
+func (s *Store) ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error) {
+	const op = "sqlite.ListIdentities"
+	rows, err := s.r.QueryContext(ctx, identitySelect+`WHERE ? = '' OR i.namespace = ?
+		ORDER BY i.subject, i.namespace, i.uuid`, namespace, namespace)
+	if err != nil {
+		return nil, dbErr(op, err)
+	}
+	defer rows.Close()
+	out := []whisk.Identity{}
+	for rows.Next() {
+		id, err := scanIdentity(op, rows)
+		if err != nil {
+			return nil, dbErr(op, err)
+		}
+		out = append(out, id)
+	}
+	return out, dbErr(op, rows.Err())
+}
+
+// DeleteIdentity removes the key with this UUID.
+func (s *Store) DeleteIdentity(ctx context.Context, uuid string) error {
+	return s.deleteRow(ctx, "sqlite.DeleteIdentity", `DELETE FROM identities WHERE uuid = ?`, uuid)
+}
+
+// deleteRow runs a DELETE of one row; no row is NotFound.
+func (s *Store) deleteRow(ctx context.Context, op, query string, args ...any) error {
+	res, err := s.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return dbErr(op, err)
+	}
+	if n == 0 {
+		return notFound(op)
+	}
+	return nil
+}
+
+// ---- namespace limits ----
+
+// GetNamespaceLimits returns the limits set for a namespace.
+func (s *Store) GetNamespaceLimits(ctx context.Context, namespace string) (whisk.NamespaceLimits, error) {
+	const op = "sqlite.GetNamespaceLimits"
+	var doc string
+	err := s.r.QueryRowContext(ctx, `SELECT limits FROM namespace_limits WHERE namespace = ?`, namespace).Scan(&doc)
+	if errors.Is(err, sql.ErrNoRows) {
+		return whisk.NamespaceLimits{}, notFound(op)
+	}
+	if err != nil {
+		return whisk.NamespaceLimits{}, dbErr(op, err)
+	}
+	var l whisk.NamespaceLimits
+	if err := json.Unmarshal([]byte(doc), &l); err != nil {
+		return whisk.NamespaceLimits{}, dbErr(op, fmt.Errorf("decode limits of %s: %w", namespace, err))
+	}
+	return l, nil
+}
+
+// PutNamespaceLimits sets a namespace's limits.
+func (s *Store) PutNamespaceLimits(ctx context.Context, namespace string, l whisk.NamespaceLimits) error {
+	const op = "sqlite.PutNamespaceLimits"
+	doc, err := json.Marshal(l)
 	if err != nil {
 		return whisk.E(op, whisk.Internal, "", err)
 	}
 	_, err = s.w.ExecContext(ctx,
-		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES (?, ?, ?, ?, ?)
-		 ON CONFLICT (uuid) DO UPDATE SET namespace = excluded.namespace, subject = excluded.subject,
-		   key = excluded.key, limits = excluded.limits`,
-		id.UUID, id.Namespace, id.Subject, id.Key, string(limits))
+		`INSERT INTO namespace_limits (namespace, limits) VALUES (?, ?)
+		 ON CONFLICT (namespace) DO UPDATE SET limits = excluded.limits`, namespace, string(doc))
 	return dbErr(op, err)
+}
+
+// DeleteNamespaceLimits removes a namespace's limits.
+func (s *Store) DeleteNamespaceLimits(ctx context.Context, namespace string) error {
+	return s.deleteRow(ctx, "sqlite.DeleteNamespaceLimits", `DELETE FROM namespace_limits WHERE namespace = ?`, namespace)
 }
 
 // ---- actions ----

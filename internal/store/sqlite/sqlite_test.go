@@ -50,6 +50,9 @@ func TestReopenPersists(t *testing.T) {
 	if err := s.PutIdentity(ctx, id); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.PutNamespaceLimits(ctx, id.Namespace, id.Limits); err != nil {
+		t.Fatal(err)
+	}
 	a := whisk.Action{Namespace: "guest", Name: "hello", Exec: whisk.Exec{Kind: "python:3", Code: "def main(a): return a"}}
 	v1, err := s.PutAction(ctx, a, 0)
 	if err != nil {
@@ -422,5 +425,40 @@ func TestCommitDelay(t *testing.T) {
 	}
 	if err := <-errc; err != nil {
 		t.Errorf("the record taken before Close: %v", err)
+	}
+}
+
+// TestMigrateNamespaceLimits opens a database of schema version 1, where
+// limits were stored on each identity, and checks that migration 2 moves
+// them to the namespace.
+func TestMigrateNamespaceLimits(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "eddy.db")
+	all := migrations
+	migrations = all[:1]
+	s, err := Open(ctx, path, nil)
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES
+		('u1', 'ns', 'a', 'k1', '{"invocationsPerMinute":5,"concurrentInvocations":2}'),
+		('u2', 'ns', 'b', 'k2', '{"invocationsPerMinute":5,"concurrentInvocations":2}'),
+		('u3', 'plain', 'c', 'k3', '{}')`); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openT(t, path)
+	defer s.Close()
+	want := whisk.NamespaceLimits{InvocationsPerMinute: 5, ConcurrentContainers: 2}
+	if got, err := s.GetNamespaceLimits(ctx, "ns"); err != nil || got != want {
+		t.Errorf("GetNamespaceLimits(ns) = %+v, %v; want %+v", got, err, want)
+	}
+	if _, err := s.GetNamespaceLimits(ctx, "plain"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Errorf("GetNamespaceLimits(plain) = %v, want NotFound", err)
+	}
+	if id, err := s.IdentityByUUID(ctx, "u2"); err != nil || id.Limits != want || id.Subject != "b" {
+		t.Errorf("IdentityByUUID(u2) = %+v, %v", id, err)
 	}
 }

@@ -33,6 +33,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"IdentityRoundTrip", testIdentityRoundTrip},
 		{"IdentityNotFound", testIdentityNotFound},
+		{"IdentityListAndDelete", testIdentityListDelete},
+		{"NamespaceLimits", testNamespaceLimits},
 		{"ActionCreate", testActionCreate},
 		{"ActionCreateConflict", testActionCreateConflict},
 		{"ActionCompareAndSwap", testActionCAS},
@@ -109,10 +111,7 @@ func newAction(ns, name, code string) whisk.Action {
 
 func testIdentityRoundTrip(t *testing.T, s store.Store) {
 	ctx := ctxFor(t)
-	id := whisk.Identity{
-		Subject: "alice", Namespace: "alice-ns", UUID: "8f7c1b7e-3f4a-4a4c-9d7e-1c2b3a4d5e6f", Key: "secret",
-		Limits: whisk.NamespaceLimits{InvocationsPerMinute: 60, ConcurrentContainers: 7},
-	}
+	id := whisk.Identity{Subject: "alice", Namespace: "alice-ns", UUID: "8f7c1b7e-3f4a-4a4c-9d7e-1c2b3a4d5e6f", Key: "secret"}
 	if err := s.PutIdentity(ctx, id); err != nil {
 		t.Fatal(err)
 	}
@@ -123,13 +122,124 @@ func testIdentityRoundTrip(t *testing.T, s store.Store) {
 	if got != id {
 		t.Fatalf("got %+v, want %+v", got, id)
 	}
-	// Put again replaces.
-	id.Key, id.Namespace, id.Limits = "other", "alice-2", whisk.NamespaceLimits{}
-	if err := s.PutIdentity(ctx, id); err != nil {
+	// Put again replaces; Limits given to PutIdentity are not stored
+	// (they are the namespace's).
+	id.Key, id.Namespace = "other", "alice-2"
+	withLimits := id
+	withLimits.Limits = whisk.NamespaceLimits{InvocationsPerMinute: 60}
+	if err := s.PutIdentity(ctx, withLimits); err != nil {
 		t.Fatal(err)
 	}
 	if got, err = s.IdentityByUUID(ctx, id.UUID); err != nil || got != id {
 		t.Fatalf("after replace: got %+v, %v; want %+v", got, err, id)
+	}
+}
+
+func testIdentityListDelete(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	if ids, err := s.ListIdentities(ctx, ""); err != nil || ids == nil || len(ids) != 0 {
+		t.Fatalf("empty store: ListIdentities = %v, %v; want [] (not nil)", ids, err)
+	}
+	put := []whisk.Identity{
+		{Subject: "bob", Namespace: "shared", UUID: "u3", Key: "k3"},
+		{Subject: "alice", Namespace: "shared", UUID: "u2", Key: "k2"},
+		{Subject: "alice", Namespace: "alice", UUID: "u1", Key: "k1"},
+		{Subject: "alice", Namespace: "alice", UUID: "u0", Key: "k0"},
+	}
+	for _, id := range put {
+		if err := s.PutIdentity(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uuids := func(ids []whisk.Identity) []string {
+		var out []string
+		for _, id := range ids {
+			out = append(out, id.UUID)
+		}
+		return out
+	}
+	all, err := s.ListIdentities(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// By subject, namespace, then uuid.
+	if got, want := uuids(all), []string{"u0", "u1", "u2", "u3"}; !slices.Equal(got, want) {
+		t.Fatalf("ListIdentities(\"\") = %v, want %v", got, want)
+	}
+	if all[2] != put[1] {
+		t.Errorf("listed %+v, want %+v", all[2], put[1])
+	}
+	shared, err := s.ListIdentities(ctx, "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := uuids(shared), []string{"u2", "u3"}; !slices.Equal(got, want) {
+		t.Fatalf("ListIdentities(shared) = %v, want %v", got, want)
+	}
+	if err := s.DeleteIdentity(ctx, "u2"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.IdentityByUUID(ctx, "u2")
+	wantKind(t, err, whisk.NotFound, whisk.MsgNotFound)
+	wantKind(t, s.DeleteIdentity(ctx, "u2"), whisk.NotFound, whisk.MsgNotFound)
+	if shared, err = s.ListIdentities(ctx, "shared"); err != nil || len(shared) != 1 || shared[0].UUID != "u3" {
+		t.Fatalf("after delete: ListIdentities(shared) = %+v, %v", shared, err)
+	}
+}
+
+func testNamespaceLimits(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	_, err := s.GetNamespaceLimits(ctx, "ns")
+	wantKind(t, err, whisk.NotFound, whisk.MsgNotFound)
+	wantKind(t, s.DeleteNamespaceLimits(ctx, "ns"), whisk.NotFound, whisk.MsgNotFound)
+	for _, id := range []whisk.Identity{
+		{Subject: "a", Namespace: "ns", UUID: "u1", Key: "k1"},
+		{Subject: "b", Namespace: "ns", UUID: "u2", Key: "k2"},
+		{Subject: "c", Namespace: "other", UUID: "u3", Key: "k3"},
+	} {
+		if err := s.PutIdentity(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := whisk.NamespaceLimits{InvocationsPerMinute: 60, ConcurrentContainers: 7}
+	if err := s.PutNamespaceLimits(ctx, "ns", want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetNamespaceLimits(ctx, "ns"); err != nil || got != want {
+		t.Fatalf("GetNamespaceLimits = %+v, %v; want %+v", got, err, want)
+	}
+	// Every key of the namespace carries its limits; other namespaces' do not.
+	for uuid, w := range map[string]whisk.NamespaceLimits{"u1": want, "u2": want, "u3": {}} {
+		if id, err := s.IdentityByUUID(ctx, uuid); err != nil || id.Limits != w {
+			t.Errorf("IdentityByUUID(%s).Limits = %+v, %v; want %+v", uuid, id.Limits, err, w)
+		}
+	}
+	ids, err := s.ListIdentities(ctx, "ns")
+	if err != nil || len(ids) != 2 || ids[0].Limits != want || ids[1].Limits != want {
+		t.Errorf("ListIdentities(ns) = %+v, %v; want both with %+v", ids, err, want)
+	}
+	// Put replaces (a zero field is stored as zero: the default).
+	want = whisk.NamespaceLimits{ConcurrentContainers: 3}
+	if err := s.PutNamespaceLimits(ctx, "ns", want); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.IdentityByUUID(ctx, "u1"); err != nil || id.Limits != want {
+		t.Errorf("after replace: Limits = %+v, %v; want %+v", id.Limits, err, want)
+	}
+	// Limits may be set for a namespace with no key yet.
+	if err := s.PutNamespaceLimits(ctx, "empty", want); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteNamespaceLimits(ctx, "ns"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.GetNamespaceLimits(ctx, "ns")
+	wantKind(t, err, whisk.NotFound, whisk.MsgNotFound)
+	if id, err := s.IdentityByUUID(ctx, "u1"); err != nil || id.Limits != (whisk.NamespaceLimits{}) {
+		t.Errorf("after delete: Limits = %+v, %v; want zero", id.Limits, err)
+	}
+	if got, err := s.GetNamespaceLimits(ctx, "empty"); err != nil || got != want {
+		t.Errorf("GetNamespaceLimits(empty) = %+v, %v; want %+v", got, err, want)
 	}
 }
 
