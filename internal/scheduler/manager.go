@@ -57,6 +57,9 @@ const (
 	resignTimeout   = 5 * time.Second
 	// reelectEvery is how often failed re-elections are tried again.
 	reelectEvery = time.Second
+	// adoptEvery is how often the leader keys naming this scheduler are
+	// checked against its local queues (and after every re-grant).
+	adoptEvery = 5 * time.Second
 )
 
 // Fetch routes a container's fetch to the action's queue.
@@ -318,6 +321,8 @@ func (s *Scheduler) onRegrant(context.Context) {
 func (s *Scheduler) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reelectEvery)
 	defer t.Stop()
+	at := time.NewTicker(adoptEvery)
+	defer at.Stop()
 	var checkFollowers <-chan time.Time
 	if s.cfg.Followers > 0 {
 		ft := time.NewTicker(followerCheckEvery)
@@ -330,10 +335,40 @@ func (s *Scheduler) reconcileLoop(ctx context.Context) {
 			return
 		case <-s.regrant:
 			s.reconcile(ctx, true)
+			s.adoptOrphans(ctx)
 		case <-t.C:
 			s.reconcile(ctx, false)
+		case <-at.C:
+			s.adoptOrphans(ctx)
 		case <-checkFollowers:
 			s.checkFollowers(ctx)
+		}
+	}
+}
+
+// adoptOrphans re-creates the queue of every action whose leader key names
+// this scheduler but that has no local queue (OpenWhisk #5301: a key
+// pointing at a scheduler without the queue). Controllers trust the key and
+// ask nobody, and with no container left no fetch re-creates the queue:
+// without this, the action's activations would wait in its topic forever.
+// An action with a local entry (electing, live or leaving) is left alone.
+func (s *Scheduler) adoptOrphans(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	fs, err := s.d.Client.LeadersOf(lctx, s.cfg.ID)
+	cancel()
+	if err != nil {
+		s.log.Debug("scheduler: listing own leader keys failed", "err", err)
+		return
+	}
+	for _, f := range fs {
+		if ctx.Err() != nil {
+			return
+		}
+		s.mu.RLock()
+		_, ok := s.queues[f]
+		s.mu.RUnlock()
+		if !ok {
+			s.recreate(ctx, f, 0) // rev 0: the queue takes the revision of its first message
 		}
 	}
 }

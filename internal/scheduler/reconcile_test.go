@@ -92,6 +92,7 @@ func (fakeClient) Schedulers(context.Context) ([]whisk.SchedulerInfo, error)    
 func (fakeClient) Followers(context.Context, whisk.FQN) ([]whisk.LeaderInfo, error) {
 	return nil, nil
 }
+func (fakeClient) LeadersOf(context.Context, string) ([]whisk.FQN, error) { return nil, nil }
 func (fakeClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.LeaderInfo, bool, bool)) error {
 	<-ctx.Done()
 	return nil

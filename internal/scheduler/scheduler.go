@@ -79,6 +79,9 @@ type Client interface {
 	// queues first).
 	Schedulers(ctx context.Context) ([]whisk.SchedulerInfo, error)
 	Followers(ctx context.Context, f whisk.FQN) ([]whisk.LeaderInfo, error)
+	// LeadersOf lists the actions whose leader key names this scheduler
+	// (the reconciler adopts those without a local queue).
+	LeadersOf(ctx context.Context, schedulerID string) ([]whisk.FQN, error)
 	// WatchLeader reports f's leader key: its state first, then every
 	// change, resuming from the last revision seen; retired says the key
 	// was deleted together with the follower keys (RetireQueue).
