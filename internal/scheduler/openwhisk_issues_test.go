@@ -3,7 +3,11 @@ package scheduler_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -229,4 +233,199 @@ func nextWithin[T any](t *testing.T, c bus.Consumer, d time.Duration) T {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestOpenWhisk5325NoOrphanContainerKey reproduces apache/openwhisk#5325:
+// a container's etcd key was written again by a racing path (an unpause)
+// after the container had been deleted, so the queue counted a container
+// that did not exist, created none, and its activations expired. In Eddy
+// one proxy registers a container once and deregisters it once, and the
+// only other writer of the key is the invoker's session re-putting what it
+// owns after a lease re-grant. Here each container is deleted at the same
+// moment as its invoker's lease is really cut (revoked), so the delete
+// races the re-grant's re-put, five times; no container key may come back,
+// and the queue, believing in no container, asks for one for the next
+// activation.
+func TestOpenWhisk5325NoOrphanContainerKey(t *testing.T) {
+	t.Parallel()
+	e := newIssueEnv(t)
+	s1 := e.scheduler("s1", scheduler.Config{Park: 200 * time.Millisecond})
+	inv := e.sessionTTL(e.client, 2*time.Second)
+	if err := inv.RegisterInvoker(e.ctx, whisk.InvokerInfo{ID: "i0", Status: whisk.InvokerUp, UserMemory: 1024, FreeMemory: 1024}); err != nil {
+		t.Fatal(err)
+	}
+	creations := e.subscribe(whisk.InvokerTopic("i0"), "invoker")
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	const invKey = "eddy/invoker/i0"
+	for k := range 5 {
+		ci := whisk.ContainerInfo{Namespace: hello.Namespace, Action: hello.Name, Rev: hello.Rev, InvokerID: "i0",
+			ContainerID: fmt.Sprintf("c%d", k), MemoryMB: 256, Started: time.Now().UnixMilli()}
+		if err := inv.RegisterContainer(e.ctx, ci); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := e.client.CountContainers(e.ctx, hello.FQN(), hello.Rev); err != nil || n != 1 {
+			t.Fatalf("round %d: %d containers registered (%v), want 1", k, n, err)
+		}
+		lease := e.leaseOf(invKey)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); e.cutLease(invKey) }()
+		go func() {
+			defer wg.Done()
+			if err := inv.DeregisterContainer(e.ctx, ci); err != nil {
+				t.Errorf("round %d: deregister: %v", k, err)
+			}
+		}()
+		wg.Wait()
+		within(t, 15*time.Second, "the invoker's keys back under a new lease", func() bool {
+			l := e.leaseOf(invKey)
+			return l != 0 && l != lease
+		})
+		if n, err := e.client.CountContainers(e.ctx, hello.FQN(), hello.Rev); err != nil || n != 0 {
+			t.Fatalf("round %d: %d container keys (%v) after the container was deleted, want 0 (an orphan)", k, n, err)
+		}
+	}
+	aid := e.publish("5325", "c0")
+	cr := nextWithin[whisk.ContainerCreation](t, creations, 10*time.Second)
+	if cr.Action.Name != hello.Name {
+		t.Fatalf("creation %+v, want one for hello", cr)
+	}
+	e.fetchUntil(s1, aid, 10*time.Second)
+}
+
+// partition is a TCP proxy to etcd that can cut every connection through
+// it and refuse new ones, as a network partition does.
+type partition struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]bool
+}
+
+func newPartition(t *testing.T, targetURL string) *partition {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &partition{ln: ln, target: strings.TrimPrefix(targetURL, "http://"), conns: map[net.Conn]bool{}}
+	go p.accept()
+	t.Cleanup(func() { ln.Close(); p.pause() })
+	return p
+}
+
+func (p *partition) url() string { return "http://" + p.ln.Addr().String() }
+
+func (p *partition) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		d, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c], p.conns[d] = true, true
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			_, _ = io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+			p.mu.Lock()
+			delete(p.conns, dst)
+			delete(p.conns, src)
+			p.mu.Unlock()
+		}
+		go pipe(c, d)
+		go pipe(d, c)
+	}
+}
+
+// pause cuts every connection and refuses new ones until resume.
+func (p *partition) pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+func (p *partition) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
+// TestOpenWhisk5485LeaseLostForLongAndRepeatedly reproduces
+// apache/openwhisk#5485: after lease losses ("lease not found") queues
+// could not be re-created ("Failed to recreate queue ... no scheduler
+// endpoint available") and stayed so for good. Here the only scheduler is
+// cut off from etcd (a real partition) until its lease expires in etcd and
+// its scheduler and leader keys are gone — the "no scheduler endpoint"
+// state — and, once reconnected, has its lease revoked three times in a
+// row. After each loss, without a restart, it is registered again, leads
+// its action's queue under its current lease, and hands out a newly
+// published activation.
+func TestOpenWhisk5485LeaseLostForLongAndRepeatedly(t *testing.T) {
+	t.Parallel()
+	e := newIssueEnv(t)
+	p := newPartition(t, e.etcd.Endpoints()[0])
+	cli, err := cluster.Dial(e.ctx, []string{p.url()}, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	s1 := e.schedulerOn("s1", cli, 2*time.Second, scheduler.Config{Park: 200 * time.Millisecond})
+	const schedKey, leaderKey = "eddy/scheduler/s1", "eddy/queue/guest/hello/leader"
+	within(t, 10*time.Second, "s1 registered", func() bool { return e.leaseOf(schedKey) != 0 })
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	e.fetchUntil(s1, e.publish("5485", "c0"), 10*time.Second)
+
+	back := func(round int) {
+		t.Helper()
+		start := time.Now()
+		within(t, 20*time.Second, fmt.Sprintf("round %d: s1 registered and holding the leader key under one lease", round), func() bool {
+			sl, ll := e.leaseOf(schedKey), e.leaseOf(leaderKey)
+			return sl != 0 && sl == ll
+		})
+		ss, err := e.client.Schedulers(e.ctx)
+		if err != nil || len(ss) != 1 || ss[0].ID != "s1" {
+			t.Fatalf("round %d: schedulers %+v %v", round, ss, err)
+		}
+		e.fetchUntil(s1, e.publish(fmt.Sprintf("5485%d", round), "c0"), 15*time.Second)
+		s1.running(t)
+		t.Logf("round %d: serving again %v after the loss ended", round, time.Since(start).Round(time.Millisecond))
+	}
+
+	// Lost for long: the lease expires in etcd behind the partition.
+	p.pause()
+	within(t, 20*time.Second, "s1's lease to expire in etcd (scheduler and leader keys gone)", func() bool {
+		return e.leaseOf(schedKey) == 0 && e.leaseOf(leaderKey) == 0
+	})
+	if ss, err := e.client.Schedulers(e.ctx); err != nil || len(ss) != 0 {
+		t.Fatalf("schedulers during the partition: %+v %v, want none", ss, err)
+	}
+	time.Sleep(2 * time.Second) // longer still
+	p.resume()
+	back(0)
+	// Lost repeatedly: revoked again as soon as it is back.
+	for round := 1; round <= 3; round++ {
+		e.cutLease(schedKey)
+		back(round)
+	}
 }

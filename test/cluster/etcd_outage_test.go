@@ -143,7 +143,9 @@ func checkLoad(t *testing.T, c *testCluster, res *mixedLoad) (accepted, success,
 }
 
 // etcdClientURL is member etcd<i>'s client URL.
-func (c *testCluster) etcdClientURL(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", c.base+i) }
+func (c *testCluster) etcdClientURL(i int) string {
+	return fmt.Sprintf("http://127.0.0.1:%d", c.base+i)
+}
 
 // restartEtcd starts member etcd<i> again on its data dir, as cluster.sh
 // does; it does not wait (a member alone, without quorum, is not ready).
