@@ -153,6 +153,10 @@ func (s *Scheduler) assert(ctx context.Context, f whisk.FQN, e *entry) (*rpc.Cre
 	case !won && cur.SchedulerID != s.cfg.ID:
 		s.abandon(f, e, cur)
 		return &rpc.CreateQueueResponse{Leader: cur}, nil
+	case !won: // a predecessor's lease holds the key (see reconcile)
+		s.mu.Lock()
+		e.reelect = true
+		s.mu.Unlock()
 	}
 	return &rpc.CreateQueueResponse{Leader: s.me}, nil
 }
@@ -224,6 +228,8 @@ func (s *Scheduler) elect(ctx, runCtx context.Context, meta whisk.ActionMeta, pr
 			err = whisk.E("CreateQueue", whisk.Unavailable, "the scheduler is stopping", nil)
 		} else {
 			e.q, e.meta = q, meta
+			// !won: a predecessor's lease holds the key (see reconcile).
+			e.reelect = !won
 			s.active++
 			s.wg.Add(1)
 		}
@@ -409,6 +415,11 @@ func (s *Scheduler) reconcile(ctx context.Context, all bool) {
 			s.log.Warn("scheduler: re-electing a queue; retrying", "action", f.String(), "err", err, "in", reelectEvery)
 		case !won && cur.SchedulerID != s.cfg.ID:
 			s.abandon(f, e, cur)
+		case !won:
+			// The key names this scheduler under a lease not its session's:
+			// a predecessor with the same id (killed and restarted). Tried
+			// again every second until that lease ends (the key is then
+			// taken, or another scheduler's and the queue is abandoned).
 		default:
 			s.mu.Lock()
 			e.reelect = false

@@ -429,3 +429,47 @@ func TestOpenWhisk5485LeaseLostForLongAndRepeatedly(t *testing.T) {
 		back(round)
 	}
 }
+
+// A scheduler restarted with the same id finds its predecessor's leader
+// key (under the dead process's lease, still alive): it serves the queue
+// and takes the key under its own lease once the old lease ends; if
+// another scheduler takes the key first, it abandons its queue.
+func TestPredecessorKeyReelected(t *testing.T) {
+	t.Parallel()
+	e := newIssueEnv(t)
+	s1 := e.scheduler("s1", scheduler.Config{Park: 200 * time.Millisecond})
+	other := whisk.ActionMeta{Namespace: "guest", Name: "other", Rev: 1, Kind: "python:3",
+		Limits: whisk.Limits{Timeout: 60000, Memory: 256, Concurrency: 1}}
+	const helloKey, otherKey = "eddy/queue/guest/hello/leader", "eddy/queue/guest/other/leader"
+	pred := e.sessionTTL(e.client, 30*time.Second) // the killed predecessor's lease
+	for _, m := range []whisk.ActionMeta{hello, other} {
+		if won, _, err := pred.ElectLeader(e.ctx, m.FQN(), whisk.LeaderInfo{SchedulerID: "s1", Addr: s1.addr}); err != nil || !won {
+			t.Fatalf("predecessor elect %s: %v %v", m.Name, won, err)
+		}
+		r, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: m})
+		if err != nil || r.Leader.SchedulerID != "s1" {
+			t.Fatalf("CreateQueue %s: %+v %v", m.Name, r, err)
+		}
+	}
+	e.fetchUntil(s1, e.publish("1", "c0"), 10*time.Second)
+	// Another scheduler takes "other" as the old lease ends; s1 takes hello.
+	predLease := e.leaseOf(helloKey)
+	intruder := e.session()
+	if _, err := e.raw.Revoke(e.ctx, predLease); err != nil {
+		t.Fatal(err)
+	}
+	if won, _, err := intruder.ElectLeader(e.ctx, other.FQN(), whisk.LeaderInfo{SchedulerID: "s2", Addr: "s2:1"}); err != nil || !won {
+		t.Fatalf("s2 elect other: %v %v", won, err)
+	}
+	within(t, 10*time.Second, "s1 to hold hello's key under its own lease", func() bool {
+		return e.leaseOf(helloKey) == e.leaseOf("eddy/scheduler/s1")
+	})
+	within(t, 10*time.Second, "s1 to abandon its queue of other", func() bool {
+		r, err := s1.rpc.Fetch(e.ctx, &rpc.FetchRequest{Namespace: "guest", Action: "other", Rev: 1, ContainerID: "c9", InvokerID: "i0", Alive: true})
+		return err == nil && r.Status == rpc.FetchNoQueue
+	})
+	if l := e.leaseOf(otherKey); l == e.leaseOf("eddy/scheduler/s1") {
+		t.Fatalf("other's key under s1's lease after s2 took it")
+	}
+	e.fetchUntil(s1, e.publish("2", "c0"), 10*time.Second)
+}
