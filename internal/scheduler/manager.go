@@ -313,12 +313,31 @@ func (s *Scheduler) giveUp(ctx context.Context, f whisk.FQN, retire bool) {
 	}
 }
 
-// onRegrant is the session's re-grant hook. It runs on the session's
-// keep-alive goroutine, so it only signals the reconciler.
-func (s *Scheduler) onRegrant(context.Context) {
+// onRegrant is the session's re-grant hook (run off the keep-alive loop).
+// It has the reconciler re-elect every local queue and waits until it has:
+// the session revokes its former leases only after its hooks return, so a
+// leader key still held by the old lease is moved to the new one first and
+// never vanishes (else the followers would take every queue over after
+// each etcd outage longer than the TTL).
+func (s *Scheduler) onRegrant(ctx context.Context) {
+	s.mu.RLock()
+	runCtx := s.runCtx
+	s.mu.RUnlock()
+	if runCtx == nil {
+		return
+	}
+	done := make(chan struct{})
 	select {
-	case s.regrant <- struct{}{}:
-	default:
+	case s.regrant <- done:
+	case <-ctx.Done():
+		return
+	case <-runCtx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-runCtx.Done():
 	}
 }
 
@@ -339,8 +358,9 @@ func (s *Scheduler) reconcileLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.regrant:
+		case done := <-s.regrant:
 			s.reconcile(ctx, true)
+			close(done)
 			s.adoptOrphans(ctx)
 		case <-t.C:
 			s.reconcile(ctx, false)

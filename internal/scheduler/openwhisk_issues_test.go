@@ -37,9 +37,12 @@ type issueEnv struct {
 	raw  *clientv3.Client
 }
 
-func newIssueEnv(t *testing.T) *issueEnv {
+func newIssueEnv(t *testing.T) *issueEnv { return newIssueEnvN(t, 1) }
+
+// newIssueEnvN is newIssueEnv on an etcd cluster of n members.
+func newIssueEnvN(t *testing.T, n int) *issueEnv {
 	t.Helper()
-	c := clustertest.StartTestCluster(t, 1)
+	c := clustertest.StartTestCluster(t, n)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	cli, err := cluster.Dial(ctx, c.Endpoints(), testLog())
@@ -472,4 +475,69 @@ func TestPredecessorKeyReelected(t *testing.T) {
 		t.Fatalf("other's key under s1's lease after s2 took it")
 	}
 	e.fetchUntil(s1, e.publish("2", "c0"), 10*time.Second)
+}
+
+// An etcd outage longer than the lease TTL (the lease survives in etcd,
+// which renews every lease when it comes back, but the scheduler presumes
+// it expired and re-grants): the leader re-elects its queue onto the new
+// lease before the old lease is revoked, so the leader key never vanishes
+// and the follower does not take over; leadership does not churn.
+func TestRegrantAfterOutageKeepsLeadership(t *testing.T) {
+	t.Parallel()
+	e := newIssueEnvN(t, 3)
+	cfg := scheduler.Config{Park: 200 * time.Millisecond, Followers: 1}
+	// A TTL that outlasts the client's reconnection after the restart
+	// (gRPC backs off for a few seconds), so the old lease is still in
+	// etcd when the scheduler is back.
+	const ttl = 5 * time.Second
+	s1 := e.schedulerOn("s1", e.client, ttl, cfg)
+	within(t, 10*time.Second, "s1 registered", func() bool { return e.leaseOf("eddy/scheduler/s1") != 0 })
+	if _, err := s1.rpc.CreateQueue(e.ctx, &rpc.CreateQueueRequest{Action: hello}); err != nil {
+		t.Fatal(err)
+	}
+	s2 := e.schedulerOn("s2", e.client, ttl, cfg)
+	const leaderKey = "eddy/queue/guest/hello/leader"
+	within(t, 15*time.Second, "s2 to follow hello", func() bool {
+		return e.leaseOf("eddy/queue/guest/hello/follower/s2") != 0
+	})
+	get := func() (create int64, lease clientv3.LeaseID, li whisk.LeaderInfo) {
+		ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
+		defer cancel()
+		resp, err := e.raw.Get(ctx, leaderKey)
+		if err != nil || len(resp.Kvs) == 0 {
+			return 0, 0, li
+		}
+		_ = json.Unmarshal(resp.Kvs[0].Value, &li)
+		return resp.Kvs[0].CreateRevision, clientv3.LeaseID(resp.Kvs[0].Lease), li
+	}
+	created, oldLease, _ := get()
+	// Quorum lost: no etcd leader, so no lease expires in etcd meanwhile;
+	// the one that comes back renews every lease.
+	ms := e.etcd.Members()[1:]
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Stop() }()
+	}
+	wg.Wait()
+	time.Sleep(ttl + time.Second) // more than a TTL without keep-alive
+	for _, m := range ms {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Restart() }()
+	}
+	wg.Wait()
+	t.Logf("etcd quorum lost for %v", time.Since(start).Round(time.Millisecond))
+	within(t, 15*time.Second, "s1's leader key under a new lease", func() bool {
+		_, l, li := get()
+		return l != 0 && l != oldLease && li.SchedulerID == "s1"
+	})
+	t.Logf("leader key under the new lease %v after the restart", time.Since(start).Round(time.Millisecond))
+	time.Sleep(2 * time.Second) // the old lease is revoked
+	c2, _, li := get()
+	if li.SchedulerID != "s1" || c2 != created {
+		t.Fatalf("leader key after the outage: %+v created at revision %d, was s1 created at %d: it vanished and was taken again", li, c2, created)
+	}
+	_ = s2
+	e.fetchUntil(s1, e.publish("77", "c0"), 10*time.Second)
 }

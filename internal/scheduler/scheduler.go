@@ -131,9 +131,9 @@ type Scheduler struct {
 	active   int                     // queues started and not yet gone
 	wg       sync.WaitGroup          // queue owners, followers, recruiters and creation jobs
 
-	topics  sync.Map      // topics ensured by this process
-	changed chan struct{} // the queue count changed
-	regrant chan struct{} // the session re-granted its lease
+	topics  sync.Map           // topics ensured by this process
+	changed chan struct{}      // the queue count changed
+	regrant chan chan struct{} // the session re-granted its lease: re-elect, then close the channel
 }
 
 var _ rpc.Scheduler = (*Scheduler)(nil)
@@ -172,7 +172,7 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 		queues:  map[whisk.FQN]*entry{},
 		follows: map[whisk.FQN]*follower{},
 		changed: make(chan struct{}, 1),
-		regrant: make(chan struct{}, 1),
+		regrant: make(chan chan struct{}),
 	}
 	s.creator = newCreator(s)
 	return s, nil

@@ -361,6 +361,16 @@ func sameShape(t *testing.T, before, after keyAudit) {
 	}
 }
 
+// regrants counts, per process, the lease re-grants its log shows.
+func (c *testCluster) regrants() map[string]int {
+	out := map[string]int{}
+	for _, n := range []string{"scheduler1", "scheduler2", "scheduler3", "invoker1", "invoker2"} {
+		b, _ := os.ReadFile(filepath.Join(c.runDir, n+".log"))
+		out[n] = strings.Count(string(b), "etcd lease re-granted")
+	}
+	return out
+}
+
 // invokeEach invokes every action blocking through both controllers.
 func invokeEach(t *testing.T, c *testCluster, actions []string, tag string) {
 	t.Helper()
@@ -486,6 +496,7 @@ func TestEtcdOutage(t *testing.T) {
 		t.Logf("keys clean %v after the load stopped (%v after the restore): %s",
 			time.Since(cleanFrom).Round(time.Millisecond), time.Since(upAt).Round(time.Millisecond), after)
 		sameShape(t, before, after)
+		t.Logf("lease re-grants per process: %v", c.regrants())
 		for n, pid := range pidsBefore {
 			if !alive(pid) || readPid(t, filepath.Join(c.runDir, n+".pid")) != pid {
 				t.Errorf("%s (pid %d) did not survive the etcd outage", n, pid)
@@ -548,6 +559,16 @@ func TestOpenWhisk5286EtcdBlip(t *testing.T) {
 	after := auditUntilClean(t, cli, 20*time.Second)
 	t.Logf("keys after: %s", after)
 	sameShape(t, before, after)
+	// The scenario happened: the processes' leases were lost (presumed
+	// expired a TTL without keep-alive) and re-granted; the leader keys
+	// are now under the schedulers' new leases (auditKeys checks that).
+	rg := c.regrants()
+	t.Logf("lease re-grants per process: %v", rg)
+	for _, n := range []string{"scheduler1", "scheduler2", "scheduler3"} {
+		if rg[n] == 0 {
+			t.Errorf("%s never re-granted its lease: the outage did not outlast the TTL", n)
+		}
+	}
 	t.Logf("FIGURES #5286 (2 s outage, 1 s TTL): accepted %d, completed successfully %d, refused %d, lost %d, first success after restore %v",
 		accepted, success, len(res.refused), lost, firstOKAfter(res, upAt).Round(time.Millisecond))
 }
