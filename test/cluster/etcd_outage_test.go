@@ -241,6 +241,7 @@ func (c *testCluster) waitEtcd(members ...int) time.Time {
 type keyAudit struct {
 	counts   map[string]int // per kind: scheduler, invoker, leader, follower, container, creating
 	leaders  map[string]string
+	leases   map[string]int64 // process (scheduler or invoker id) → the lease of its registration
 	problems []string
 }
 
@@ -257,7 +258,7 @@ func (a keyAudit) String() string {
 // matches its leader keys; each follower key is under a live scheduler's
 // current lease; no creation key is left.
 func auditKeys(ctx context.Context, cli *clientv3.Client) (keyAudit, error) {
-	a := keyAudit{counts: map[string]int{}, leaders: map[string]string{}}
+	a := keyAudit{counts: map[string]int{}, leaders: map[string]string{}, leases: map[string]int64{}}
 	resp, err := cli.Get(ctx, "eddy/", clientv3.WithPrefix())
 	if err != nil {
 		return a, err
@@ -272,10 +273,11 @@ func auditKeys(ctx context.Context, cli *clientv3.Client) (keyAudit, error) {
 			var si whisk.SchedulerInfo
 			_ = json.Unmarshal(kv.Value, &si)
 			schedLease[si.ID], schedQueues[si.ID] = kv.Lease, si.Queues
+			a.leases[si.ID] = kv.Lease
 		case "invoker":
 			var ii whisk.InvokerInfo
 			_ = json.Unmarshal(kv.Value, &ii)
-			invLease[ii.ID] = kv.Lease
+			invLease[ii.ID], a.leases[ii.ID] = kv.Lease, kv.Lease
 		}
 	}
 	leads := map[string]int{}
@@ -371,6 +373,17 @@ func (c *testCluster) regrants() map[string]int {
 	return out
 }
 
+// moved counts the actions whose leader changed between two audits.
+func moved(before, after keyAudit) int {
+	n := 0
+	for a, sid := range before.leaders {
+		if after.leaders[a] != sid {
+			n++
+		}
+	}
+	return n
+}
+
 // invokeEach invokes every action blocking through both controllers.
 func invokeEach(t *testing.T, c *testCluster, actions []string, tag string) {
 	t.Helper()
@@ -463,21 +476,26 @@ func TestEtcdOutage(t *testing.T) {
 		}
 		upAt := c.waitEtcd(1, 2, 3)
 		t.Logf("quorum back %v after the kill", upAt.Sub(downAt).Round(time.Millisecond))
-		// While the load goes on: how long until the keys are clean again
-		// (every session re-granted or kept its lease, every queue
-		// re-elected, nothing orphaned).
+		// While the load goes on: how long until every process has a new
+		// lease (each presumed its lease expired: no keep-alive for more
+		// than a TTL) and the keys are clean again (every key re-put under
+		// it, every queue re-elected, nothing orphaned).
 		keysClean := time.Duration(-1)
 		for time.Since(upAt) < 15*time.Second {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			a, err := auditKeys(ctx, cli)
 			cancel()
-			if err == nil && len(a.problems) == 0 && a.counts["scheduler"] == 3 && a.counts["invoker"] == 2 && len(a.leaders) == len(actions) {
+			regranted := len(a.leases) == len(before.leases)
+			for p, l := range before.leases {
+				regranted = regranted && a.leases[p] != 0 && a.leases[p] != l
+			}
+			if err == nil && regranted && len(a.problems) == 0 && len(a.leaders) == len(actions) {
 				keysClean = time.Since(upAt)
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		t.Logf("keys clean (under load) %v after the restore", keysClean.Round(time.Millisecond))
+		t.Logf("every process re-granted and keys clean (under load) %v after the restore", keysClean.Round(time.Millisecond))
 		time.Sleep(4 * time.Second) // load goes on after the restore
 		close(stop)
 		res := <-load
@@ -496,7 +514,7 @@ func TestEtcdOutage(t *testing.T) {
 		t.Logf("keys clean %v after the load stopped (%v after the restore): %s",
 			time.Since(cleanFrom).Round(time.Millisecond), time.Since(upAt).Round(time.Millisecond), after)
 		sameShape(t, before, after)
-		t.Logf("lease re-grants per process: %v", c.regrants())
+		t.Logf("lease re-grants per process: %v; leaders moved: %d of %d", c.regrants(), moved(before, after), len(before.leaders))
 		for n, pid := range pidsBefore {
 			if !alive(pid) || readPid(t, filepath.Join(c.runDir, n+".pid")) != pid {
 				t.Errorf("%s (pid %d) did not survive the etcd outage", n, pid)
@@ -506,7 +524,7 @@ func TestEtcdOutage(t *testing.T) {
 		if recovery < 0 {
 			t.Errorf("no blocking invocation sent after the restore succeeded")
 		}
-		t.Logf("FIGURES quorum lost 5 s: accepted %d, completed successfully %d, refused %d, lost %d, first success after restore %v, keys clean after restore %v",
+		t.Logf("FIGURES quorum lost 5 s: accepted %d, completed successfully %d, refused %d, lost %d, first success after restore %v, re-granted and keys clean after restore %v",
 			accepted, success, len(res.refused), lost, recovery.Round(time.Millisecond), keysClean.Round(time.Millisecond))
 	})
 }
@@ -563,7 +581,7 @@ func TestOpenWhisk5286EtcdBlip(t *testing.T) {
 	// expired a TTL without keep-alive) and re-granted; the leader keys
 	// are now under the schedulers' new leases (auditKeys checks that).
 	rg := c.regrants()
-	t.Logf("lease re-grants per process: %v", rg)
+	t.Logf("lease re-grants per process: %v; leaders moved: %d of %d", rg, moved(before, after), len(before.leaders))
 	for _, n := range []string{"scheduler1", "scheduler2", "scheduler3"} {
 		if rg[n] == 0 {
 			t.Errorf("%s never re-granted its lease: the outage did not outlast the TTL", n)
