@@ -96,6 +96,31 @@ func (c *Client) Leader(ctx context.Context, f whisk.FQN) (whisk.LeaderInfo, boo
 	return li, true, nil
 }
 
+// LeadersOf returns the actions whose leader key names scheduler sid, in
+// key order (one range read of the queue subtree).
+func (c *Client) LeadersOf(ctx context.Context, sid string) ([]whisk.FQN, error) {
+	resp, err := c.etcd.Get(ctx, queuePrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: read leaders: %w", err)
+	}
+	var out []whisk.FQN
+	for _, kv := range resp.Kvs {
+		f, ok := parseLeaderKey(string(kv.Key))
+		if !ok {
+			continue
+		}
+		var li whisk.LeaderInfo
+		if err := json.Unmarshal(kv.Value, &li); err != nil {
+			c.log.Warn("undecodable leader key", "key", string(kv.Key), "err", err)
+			continue
+		}
+		if li.SchedulerID == sid {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
 // Schedulers returns every registered scheduler, ordered by key.
 func (c *Client) Schedulers(ctx context.Context) ([]whisk.SchedulerInfo, error) {
 	return list[whisk.SchedulerInfo](ctx, c, schedulerPrefix())

@@ -19,7 +19,13 @@
 // its key — retrying until it succeeds — before it leaves the manager's
 // map, so a concurrent CreateQueue for the same action waits for it and
 // never finds a leader key without a queue. A fetch that finds no queue
-// while the leader key is this scheduler's re-creates the queue.
+// while the leader key is this scheduler's re-creates the queue, and so
+// does the reconciler, every 5 s and after a re-grant, for every leader key
+// naming this scheduler without a local queue (OpenWhisk #5301: nothing
+// else would consume the action's topic). A key naming this scheduler under
+// a lease not its own (a predecessor with the same id, killed and
+// restarted) serves the queue and is re-elected every second until that
+// lease ends.
 //
 // Followers (follower.go): with Config.Followers > 0, the winner of an
 // election asks that many other schedulers (fewest queues first) to follow

@@ -57,6 +57,9 @@ const (
 	resignTimeout   = 5 * time.Second
 	// reelectEvery is how often failed re-elections are tried again.
 	reelectEvery = time.Second
+	// adoptEvery is how often the leader keys naming this scheduler are
+	// checked against its local queues (and after every re-grant).
+	adoptEvery = 5 * time.Second
 )
 
 // Fetch routes a container's fetch to the action's queue.
@@ -150,6 +153,10 @@ func (s *Scheduler) assert(ctx context.Context, f whisk.FQN, e *entry) (*rpc.Cre
 	case !won && cur.SchedulerID != s.cfg.ID:
 		s.abandon(f, e, cur)
 		return &rpc.CreateQueueResponse{Leader: cur}, nil
+	case !won: // a predecessor's lease holds the key (see reconcile)
+		s.mu.Lock()
+		e.reelect = true
+		s.mu.Unlock()
 	}
 	return &rpc.CreateQueueResponse{Leader: s.me}, nil
 }
@@ -221,6 +228,8 @@ func (s *Scheduler) elect(ctx, runCtx context.Context, meta whisk.ActionMeta, pr
 			err = whisk.E("CreateQueue", whisk.Unavailable, "the scheduler is stopping", nil)
 		} else {
 			e.q, e.meta = q, meta
+			// !won: a predecessor's lease holds the key (see reconcile).
+			e.reelect = !won
 			s.active++
 			s.wg.Add(1)
 		}
@@ -304,12 +313,31 @@ func (s *Scheduler) giveUp(ctx context.Context, f whisk.FQN, retire bool) {
 	}
 }
 
-// onRegrant is the session's re-grant hook. It runs on the session's
-// keep-alive goroutine, so it only signals the reconciler.
-func (s *Scheduler) onRegrant(context.Context) {
+// onRegrant is the session's re-grant hook (run off the keep-alive loop).
+// It has the reconciler re-elect every local queue and waits until it has:
+// the session revokes its former leases only after its hooks return, so a
+// leader key still held by the old lease is moved to the new one first and
+// never vanishes (else the followers would take every queue over after
+// each etcd outage longer than the TTL).
+func (s *Scheduler) onRegrant(ctx context.Context) {
+	s.mu.RLock()
+	runCtx := s.runCtx
+	s.mu.RUnlock()
+	if runCtx == nil {
+		return
+	}
+	done := make(chan struct{})
 	select {
-	case s.regrant <- struct{}{}:
-	default:
+	case s.regrant <- done:
+	case <-ctx.Done():
+		return
+	case <-runCtx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-runCtx.Done():
 	}
 }
 
@@ -318,6 +346,8 @@ func (s *Scheduler) onRegrant(context.Context) {
 func (s *Scheduler) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reelectEvery)
 	defer t.Stop()
+	at := time.NewTicker(adoptEvery)
+	defer at.Stop()
 	var checkFollowers <-chan time.Time
 	if s.cfg.Followers > 0 {
 		ft := time.NewTicker(followerCheckEvery)
@@ -328,12 +358,43 @@ func (s *Scheduler) reconcileLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.regrant:
+		case done := <-s.regrant:
 			s.reconcile(ctx, true)
+			close(done)
+			s.adoptOrphans(ctx)
 		case <-t.C:
 			s.reconcile(ctx, false)
+		case <-at.C:
+			s.adoptOrphans(ctx)
 		case <-checkFollowers:
 			s.checkFollowers(ctx)
+		}
+	}
+}
+
+// adoptOrphans re-creates the queue of every action whose leader key names
+// this scheduler but that has no local queue (OpenWhisk #5301: a key
+// pointing at a scheduler without the queue). Controllers trust the key and
+// ask nobody, and with no container left no fetch re-creates the queue:
+// without this, the action's activations would wait in its topic forever.
+// An action with a local entry (electing, live or leaving) is left alone.
+func (s *Scheduler) adoptOrphans(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	fs, err := s.d.Client.LeadersOf(lctx, s.cfg.ID)
+	cancel()
+	if err != nil {
+		s.log.Debug("scheduler: listing own leader keys failed", "err", err)
+		return
+	}
+	for _, f := range fs {
+		if ctx.Err() != nil {
+			return
+		}
+		s.mu.RLock()
+		_, ok := s.queues[f]
+		s.mu.RUnlock()
+		if !ok {
+			s.recreate(ctx, f, 0) // rev 0: the queue takes the revision of its first message
 		}
 	}
 }
@@ -374,6 +435,11 @@ func (s *Scheduler) reconcile(ctx context.Context, all bool) {
 			s.log.Warn("scheduler: re-electing a queue; retrying", "action", f.String(), "err", err, "in", reelectEvery)
 		case !won && cur.SchedulerID != s.cfg.ID:
 			s.abandon(f, e, cur)
+		case !won:
+			// The key names this scheduler under a lease not its session's:
+			// a predecessor with the same id (killed and restarted). Tried
+			// again every second until that lease ends (the key is then
+			// taken, or another scheduler's and the queue is abandoned).
 		default:
 			s.mu.Lock()
 			e.reelect = false

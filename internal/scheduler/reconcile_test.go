@@ -92,6 +92,7 @@ func (fakeClient) Schedulers(context.Context) ([]whisk.SchedulerInfo, error)    
 func (fakeClient) Followers(context.Context, whisk.FQN) ([]whisk.LeaderInfo, error) {
 	return nil, nil
 }
+func (fakeClient) LeadersOf(context.Context, string) ([]whisk.FQN, error) { return nil, nil }
 func (fakeClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.LeaderInfo, bool, bool)) error {
 	<-ctx.Done()
 	return nil
@@ -194,7 +195,7 @@ func TestRegrantAbandonsLostQueues(t *testing.T) {
 
 // A re-election that fails after a re-grant is retried until it wins; the
 // re-grant hook itself returns at once (it runs on the session's
-// keep-alive goroutine).
+// keep-alive goroutine; it waits for one re-election pass at most).
 func TestRegrantRetriesFailedReelection(t *testing.T) {
 	sess := &fakeSession{}
 	meta := whisk.ActionMeta{Namespace: "guest", Name: "hello", Rev: 1}
@@ -207,12 +208,14 @@ func TestRegrantRetriesFailedReelection(t *testing.T) {
 	sess.block = make(chan struct{})
 	block := sess.block
 	sess.mu.Unlock()
+	// The hook waits for the re-election (the session revokes the old
+	// lease after it), which is bounded by the etcd call timeout.
 	returned := make(chan struct{})
 	go func() { sess.regrant(ctx); close(returned) }()
 	select {
 	case <-returned:
-	case <-time.After(time.Second):
-		t.Fatal("the re-grant hook waits for etcd")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the re-grant hook waits for etcd beyond the call timeout")
 	}
 	close(block)
 	eventually(t, "the leader key re-asserted after failed re-elections", func() bool {

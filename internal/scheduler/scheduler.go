@@ -79,6 +79,9 @@ type Client interface {
 	// queues first).
 	Schedulers(ctx context.Context) ([]whisk.SchedulerInfo, error)
 	Followers(ctx context.Context, f whisk.FQN) ([]whisk.LeaderInfo, error)
+	// LeadersOf lists the actions whose leader key names this scheduler
+	// (the reconciler adopts those without a local queue).
+	LeadersOf(ctx context.Context, schedulerID string) ([]whisk.FQN, error)
 	// WatchLeader reports f's leader key: its state first, then every
 	// change, resuming from the last revision seen; retired says the key
 	// was deleted together with the follower keys (RetireQueue).
@@ -140,9 +143,9 @@ type Scheduler struct {
 	active   int                     // queues started and not yet gone
 	wg       sync.WaitGroup          // queue owners, followers, recruiters and creation jobs
 
-	topics  sync.Map      // topics ensured by this process
-	changed chan struct{} // the queue count changed
-	regrant chan struct{} // the session re-granted its lease
+	topics  sync.Map           // topics ensured by this process
+	changed chan struct{}      // the queue count changed
+	regrant chan chan struct{} // the session re-granted its lease: re-elect, then close the channel
 }
 
 var _ rpc.Scheduler = (*Scheduler)(nil)
@@ -186,7 +189,7 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 		queues:  map[whisk.FQN]*entry{},
 		follows: map[whisk.FQN]*follower{},
 		changed: make(chan struct{}, 1),
-		regrant: make(chan struct{}, 1),
+		regrant: make(chan chan struct{}),
 	}
 	s.creator = newCreator(s)
 	return s, nil

@@ -554,6 +554,7 @@ func (nopClient) Schedulers(context.Context) ([]whisk.SchedulerInfo, error) { re
 func (nopClient) Followers(context.Context, whisk.FQN) ([]whisk.LeaderInfo, error) {
 	return nil, nil
 }
+func (nopClient) LeadersOf(context.Context, string) ([]whisk.FQN, error) { return nil, nil }
 func (nopClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.LeaderInfo, bool, bool)) error {
 	<-ctx.Done()
 	return nil
