@@ -201,10 +201,10 @@ type slot struct {
 // conc is the server's state in concurrent mode.
 type conc struct {
 	n      int
-	shared bool          // one child for every run (python, nodejs)
-	free   chan *slot    // native: idle slots; python/nodejs: n tokens of the one slot
-	slots  []*slot       // every slot, for Close
-	mu     sync.Mutex    // inUse, seq, slot tags
+	shared bool       // one child for every run (python, nodejs)
+	free   chan *slot // native: idle slots; python/nodejs: n tokens of the one slot
+	slots  []*slot    // every slot, for Close
+	mu     sync.Mutex // inUse, seq, slot tags
 	inUse  map[string]bool
 	seq    int
 	dead   chan struct{} // python/nodejs: closed when the shared child's answers end
