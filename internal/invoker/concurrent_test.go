@@ -22,13 +22,34 @@ def main(args):
     return {"m": m}
 `
 
+const concJS = `const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function main(args) {
+  const m = args.m;
+  console.log("begin", m);
+  await sleep(500);
+  console.error("middle", m);
+  await sleep(500);
+  console.log("end", m);
+  return { m };
+}
+`
+
 // One container of an action with limits.concurrency 4 runs 4 activations
 // at once (fetching them itself), and every record's logs hold its own
 // lines only.
 func TestConcurrentActivationsShareAContainerWithTheirOwnLogs(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct{ kind, code string }{{"python:3.11", concPy}, {"nodejs:18", concJS}} {
+		t.Run(tc.kind, func(t *testing.T) {
+			t.Parallel()
+			testConcurrentActivations(t, tc.kind, tc.code)
+		})
+	}
+}
+
+func testConcurrentActivations(t *testing.T, kind, code string) {
 	e := newEnv(t, invoker.Config{})
-	a := e.putAction("conc", "python:3.11", concPy, whisk.Limits{Concurrency: 4})
+	a := e.putAction("conc-"+strings.ReplaceAll(kind, ":", ""), kind, code, whisk.Limits{Concurrency: 4})
 	if ack := e.create(a); ack.Error != "" {
 		t.Fatalf("ack %+v", ack)
 	}
@@ -82,4 +103,24 @@ func TestConcurrentActivationsShareAContainerWithTheirOwnLogs(t *testing.T) {
 	if peak < 2 || peak > 4 {
 		t.Errorf("%d activations ran at once, want 2..4", peak)
 	}
+}
+
+// When /init fails, the activations the container's other slots already
+// took fail with the init error (none is lost), and the container goes.
+func TestConcurrentInitFailureFailsEveryTakenActivation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, invoker.Config{})
+	a := e.putAction("brokenconc", "python:3.11", "def main(args)\n    return {}\n", whisk.Limits{Concurrency: 4})
+	e.create(a)
+	const n = 4
+	for range n {
+		e.enqueue(a, "")
+	}
+	for range n {
+		rec := e.completion(60 * time.Second)
+		if rec.Response.Status != "action developer error" || !strings.Contains(errorOf(rec), "SyntaxError") && !strings.Contains(errorOf(rec), "initialization") {
+			t.Errorf("%s: %+v %s", rec.ActivationID, rec.Response, rec.Response.Result)
+		}
+	}
+	e.expectGone(a)
 }
