@@ -33,6 +33,19 @@ def main(args):
     return {"pid": os.getpid(), "host": socket.gethostname(), "marker": m}
 `
 
+const concurrentJS = `const os = require("os");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function main(args) {
+  const m = args.marker;
+  console.log("start", m);
+  await sleep(500);
+  console.error("middle", m);
+  await sleep(500);
+  console.log("stop", m);
+  return { pid: process.pid, host: os.hostname(), marker: m };
+}
+`
+
 func testIntraContainerConcurrency(t *testing.T, backend string) {
 	e := startEddy(t, backend, "", "--max-action-concurrency", "4")
 	code, _, out := e.call("PUT", "/api/v1/namespaces/_/actions/tooconc", map[string]any{
@@ -41,7 +54,20 @@ func testIntraContainerConcurrency(t *testing.T, backend string) {
 	if code != 400 || !strings.Contains(string(out), "concurrency 5 exceeds allowed threshold of 4") {
 		t.Errorf("concurrency 5: %d %s", code, out)
 	}
-	e.createAction("conc", "python:3.11", concurrentPy, map[string]any{"concurrency": 4})
+	for _, tc := range []struct{ name, kind, code string }{
+		{"conc", "python:3.11", concurrentPy},
+		{"concjs", "nodejs:18", concurrentJS},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			e.createAction(tc.name, tc.kind, tc.code, map[string]any{"concurrency": 4})
+			burstConcurrent(t, e, backend, tc.name)
+		})
+	}
+}
+
+// burstConcurrent invokes action 8 times at once and checks the containers
+// and the logs.
+func burstConcurrent(t *testing.T, e *eddy, backend, action string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
@@ -50,7 +76,7 @@ func testIntraContainerConcurrency(t *testing.T, backend string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	fqn := whisk.FQN{Namespace: "guest", Name: "conc"}
+	fqn := whisk.FQN{Namespace: "guest", Name: action}
 	peak, peakCreating := 0, 0
 	watchDone := make(chan struct{})
 	stopWatch := make(chan struct{})
@@ -89,7 +115,7 @@ func testIntraContainerConcurrency(t *testing.T, backend string) {
 			r := &results[i]
 			r.marker = fmt.Sprintf("marker-%d-%d", i, time.Now().UnixNano())
 			body := strings.NewReader(fmt.Sprintf(`{"marker":%q}`, r.marker))
-			req, _ := http.NewRequest("POST", e.URL+"/api/v1/namespaces/_/actions/conc?blocking=true", body)
+			req, _ := http.NewRequest("POST", e.URL+"/api/v1/namespaces/_/actions/"+action+"?blocking=true", body)
 			req.SetBasicAuth(whisk.GuestUUID, whisk.GuestKey)
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := client.Do(req)
