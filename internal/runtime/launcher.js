@@ -69,8 +69,7 @@ function syncStream(fd) {
 }
 
 const concurrentMode = process.argv.slice(4).includes('--concurrent');
-const { AsyncLocalStorage } = require('async_hooks');
-const tagStore = new AsyncLocalStorage();
+const tagStore = concurrentMode ? new (require('async_hooks').AsyncLocalStorage)() : null;
 
 // taggedStream is syncStream for concurrent mode: whole lines, each tagged
 // with the activation of the async context that wrote it.

@@ -18,76 +18,11 @@ outside any activation go out untagged). __OW_* variables are process-wide:
 with overlapping activations they hold the last one's values.
 """
 
-import contextvars
 import importlib.util
-import io
 import json
 import os
 import sys
-import threading
 import traceback
-
-TAG_MARK = "\x1e"
-_tag = contextvars.ContextVar("eddy_activation_tag", default=None)
-
-
-def _write_all(fd, data):
-    while data:
-        n = os.write(fd, data)
-        data = data[n:]
-
-
-class _TaggedStream(io.TextIOBase):
-    """A text stream that writes whole lines, each tagged with the
-    activation of the thread (context) that wrote it."""
-
-    def __init__(self, fd, lock):
-        self._fd = fd
-        self._lock = lock
-        self._partial = {}
-
-    def writable(self):
-        return True
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    def isatty(self):
-        return False
-
-    def fileno(self):
-        return self._fd
-
-    def _line(self, tag, text):
-        if tag is None:
-            return text + "\n"
-        return TAG_MARK + tag + " " + text + "\n"
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
-        tag = _tag.get()
-        with self._lock:
-            buf = self._partial.pop(tag, "") + s
-            lines = buf.split("\n")
-            rest = lines.pop()
-            if rest:
-                self._partial[tag] = rest
-            if lines:
-                data = "".join(self._line(tag, l) for l in lines)
-                _write_all(self._fd, data.encode("utf-8", "replace"))
-        return len(s)
-
-    def end(self, tag):
-        """Writes out the activation's unfinished line, if any."""
-        with self._lock:
-            rest = self._partial.pop(tag, None)
-            if rest is not None:
-                _write_all(self._fd, self._line(tag, rest).encode("utf-8", "replace"))
-
-    def flush(self):
-        pass
 
 
 def _flush():
@@ -167,6 +102,71 @@ def main():
 
 
 def concurrent(fn):
+    # Imported here: the one-at-a-time path does not pay for them.
+    import contextvars
+    import io
+    import threading
+
+    TAG_MARK = "\x1e"
+    _tag = contextvars.ContextVar("eddy_activation_tag", default=None)
+
+    def _write_all(fd, data):
+        while data:
+            n = os.write(fd, data)
+            data = data[n:]
+
+    class _TaggedStream(io.TextIOBase):
+        """A text stream that writes whole lines, each tagged with the
+        activation of the thread (context) that wrote it."""
+
+        def __init__(self, fd, lock):
+            self._fd = fd
+            self._lock = lock
+            self._partial = {}
+
+        def writable(self):
+            return True
+
+        @property
+        def encoding(self):
+            return "utf-8"
+
+        def isatty(self):
+            return False
+
+        def fileno(self):
+            return self._fd
+
+        def _line(self, tag, text):
+            if tag is None:
+                return text + "\n"
+            return TAG_MARK + tag + " " + text + "\n"
+
+        def write(self, s):
+            if not isinstance(s, str):
+                raise TypeError("write() argument must be str, not %s" % type(s).__name__)
+            tag = _tag.get()
+            with self._lock:
+                buf = self._partial.pop(tag, "") + s
+                lines = buf.split("\n")
+                rest = lines.pop()
+                if rest:
+                    self._partial[tag] = rest
+                if lines:
+                    data = "".join(self._line(tag, l) for l in lines)
+                    _write_all(self._fd, data.encode("utf-8", "replace"))
+            return len(s)
+
+        def end(self, tag):
+            """Writes out the activation's unfinished line, if any."""
+            with self._lock:
+                rest = self._partial.pop(tag, None)
+                if rest is not None:
+                    _write_all(self._fd, self._line(tag, rest).encode("utf-8", "replace"))
+
+        def flush(self):
+            pass
+
     _flush()
     lock = threading.Lock()
     sys.stdout = _TaggedStream(1, lock)
