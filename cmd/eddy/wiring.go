@@ -40,6 +40,7 @@ type tuning struct {
 	retention                time.Duration
 	leaseTTL                 time.Duration
 	nsContainers, perMinute  int
+	maxConcurrency           int
 	followers                int // scheduler: followers per leader queue (0 in standalone)
 	invokerMemory            int64
 	manifestPath             string
@@ -78,6 +79,7 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	}
 	if roles&forController != 0 {
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
+		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
 	}
 	if roles&(forController|forInvoker) != 0 {
 		fs.StringVar(&t.manifestPath, "runtimes", "", "runtime manifest file (default: the built-in one)")
@@ -106,6 +108,9 @@ func (t *tuning) limits() whisk.SystemLimits {
 	l := whisk.DefaultSystemLimits()
 	l.ConcurrentContainers = t.nsContainers
 	l.InvocationsPerMinute = t.perMinute
+	if t.maxConcurrency > 0 {
+		l.MaxConcurrency = t.maxConcurrency
+	}
 	return l
 }
 

@@ -22,6 +22,10 @@ type InitRequest struct {
 	// Env holds the __OW_* variables of the first activation and the
 	// parameters annotated init:true; all values are strings.
 	Env map[string]string `json:"env,omitempty"`
+	// Concurrency > 1 asks Eddy's runtime for concurrent mode (Eddy's
+	// extension of the protocol: tagged output, see Demux); other runtimes
+	// ignore it, and their answer does not confirm it.
+	Concurrency int `json:"concurrency,omitempty"`
 }
 
 // RunRequest is the body of a POST /run (reference §2.3). Value is the

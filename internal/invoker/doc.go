@@ -18,6 +18,11 @@
 // activation timed out, crashed or answered with a developer error is
 // destroyed at once and the queue asks for a new one.
 //
+// An action with limits.concurrency N > 1 has N fetch/run loops per
+// container (the proxy goroutine and N-1 extra slots, concurrent.go); the
+// runtime tags each line of output with its activation, and a
+// container.Demux gives each record its own logs.
+//
 // The invoker depends on small interfaces declared here (Bus, Session,
 // Leaders, Actions, Runtimes) that cluster, bus, store and manifest satisfy,
 // and on container.Backend.

@@ -325,7 +325,9 @@ func (e *env) putAction(name, kind, code string, limits whisk.Limits) whisk.Acti
 	if limits.Logs == 0 {
 		limits.Logs = 10
 	}
-	limits.Concurrency = 1
+	if limits.Concurrency == 0 {
+		limits.Concurrency = 1
+	}
 	a, err := e.store.PutAction(e.ctx, whisk.Action{
 		Namespace: "guest", Name: name, Version: "0.0.1",
 		Exec: whisk.Exec{Kind: kind, Code: code}, Limits: limits,

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
@@ -53,6 +55,23 @@ type proxy struct {
 
 	ready chan struct{} // closed once the creation was acknowledged (either way)
 	done  chan struct{} // closed when run returns
+
+	// Intra-container concurrency (concurrent.go). mu guards addr and
+	// client writes (the main slot reads them without it), lastActive,
+	// busy, extra and slotsStopped.
+	mu           sync.Mutex
+	demux        *container.Demux // set once the runtime confirmed concurrent mode
+	slotCtx      context.Context  // extra slots end with it
+	slotCancel   context.CancelFunc
+	slots        sync.WaitGroup
+	extra        int  // extra slots running
+	slotsStopped bool // no more extra slots
+	busy         int  // activations the extra slots are running
+	destroyed    atomic.Bool
+	initDone     chan struct{} // closed when the first /init ended (concurrency > 1)
+	initErr      string        // its error, when it failed; set before initDone closes
+	runMu        sync.Mutex    // one run at a time while concurrent mode is not confirmed
+	slotsOK      bool          // the main slot started /init: extra slots may fetch (main's own)
 }
 
 func newProxy(inv *Invoker, m whisk.ContainerCreation, act whisk.Action, ctr container.Container, memMB, createMs int64) *proxy {
@@ -74,6 +93,7 @@ func newProxy(inv *Invoker, m whisk.ContainerCreation, act whisk.Action, ctr con
 		backoff:    minBackoff,
 		ready:      make(chan struct{}),
 		done:       make(chan struct{}),
+		initDone:   make(chan struct{}),
 	}
 }
 
@@ -118,11 +138,18 @@ func (p *proxy) run(ctx context.Context) {
 
 // serve fetches and runs activations until the container should go.
 func (p *proxy) serve(ctx context.Context) string {
+	if p.concurrency() > 1 {
+		p.slotCtx, p.slotCancel = context.WithCancel(ctx)
+		defer p.stopSlots()
+	}
 	for {
 		if ctx.Err() != nil {
 			return stopShutdown
 		}
-		if p.inv.now().Sub(p.lastActive) >= p.inv.cfg.IdleTimeout {
+		if p.destroyed.Load() {
+			return stopDestroyed
+		}
+		if p.idle() {
 			return stopIdle
 		}
 		resp, err := p.fetch(ctx, true)
@@ -143,16 +170,20 @@ func (p *proxy) serve(ctx context.Context) string {
 		switch resp.Status {
 		case rpc.FetchOK:
 			p.fetchWorked()
+			p.ensureSlots()
 			if resp.Activation == nil {
 				continue
 			}
-			destroy := p.runActivation(resp.Activation)
+			destroy := p.runMain(resp.Activation)
+			p.mu.Lock()
 			p.lastActive = p.inv.now()
+			p.mu.Unlock()
 			if destroy {
 				return stopDestroyed
 			}
 		case rpc.FetchEmpty:
 			p.fetchWorked()
+			p.ensureSlots()
 		case rpc.FetchMismatch:
 			return stopObsolete
 		default: // FetchNoQueue, FetchUnavailable, anything unknown
@@ -228,14 +259,18 @@ func (p *proxy) connect(addr string) bool {
 		return false
 	}
 	p.disconnect()
+	p.mu.Lock()
 	p.addr, p.client = addr, c
+	p.mu.Unlock()
 	return true
 }
 
 func (p *proxy) disconnect() {
 	if p.client != nil {
 		p.inv.pool.release(p.addr)
+		p.mu.Lock()
 		p.addr, p.client = "", nil
+		p.mu.Unlock()
 	}
 }
 
@@ -282,8 +317,18 @@ func (p *proxy) remove(ctx context.Context) {
 
 // runActivation runs one activation: /init on a cold container, /run, the
 // logs, then the completion and the record. It reports whether the
-// container must be destroyed.
+// container must be destroyed. The main slot's only.
 func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
+	destroy, runMs := p.runActivationMs(msg)
+	if runMs >= 0 {
+		p.lastDuration = runMs
+	}
+	return destroy
+}
+
+// runActivationMs is runActivation for any slot; it also returns how long
+// /run took, or -1 when it did not run.
+func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ranMs int64) {
 	hard := p.inv.hard
 	limits := msg.Action.Limits
 	if limits.Timeout <= 0 {
@@ -306,14 +351,15 @@ func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
 	)
 	// Logs are read while a call runs (a chatty action would otherwise
 	// block on a full pipe) and until LogWait after it returns.
-	var lc *logCollector
+	var lc logWaiter
 	collect := func() {
-		lc.wait(p.inv.cfg.LogWait)
-		logs = append(logs, lc.logs...)
-		logsDone = logsDone && lc.complete
+		l, complete := lc.waitLogs(p.inv.cfg.LogWait)
+		logs = append(logs, l...)
+		logsDone = logsDone && complete
 	}
 
 	if cold {
+		p.initStarted()
 		lc = p.startLogs(hard, logLimit)
 		ictx, cancel := context.WithDeadline(hard, deadline)
 		resp, err := p.rt.Init(ictx, p.initRequest(msg, deadline))
@@ -324,14 +370,17 @@ func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
 		if err == nil && resp.Status == 200 {
 			p.warm = true
 			collect()
+			p.afterInit(resp.Body)
+			p.initEnded("")
 		} else {
 			out = p.callFailed(err, expired, resp, true, timeout)
 			p.finish(out, err == nil, collect)
+			p.initEnded(errorText(out.result))
 		}
 	}
 	runBegin := p.inv.now()
 	if p.warm && out.result == nil {
-		lc = p.startLogs(hard, logLimit)
+		lc = p.startRunLogs(hard, msg, logLimit)
 		rctx, cancel := context.WithDeadline(hard, deadline)
 		resp, err := p.rt.Run(rctx, p.runRequest(msg, deadline))
 		expired := errors.Is(rctx.Err(), context.DeadlineExceeded)
@@ -346,8 +395,9 @@ func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
 		}
 		p.finish(out, err == nil, collect)
 	}
+	ranMs = -1
 	if ran {
-		p.lastDuration = runMs
+		ranMs = runMs
 	}
 
 	t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
@@ -360,7 +410,7 @@ func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
 		out: out, logs: logs, logsDone: logsDone, timings: t,
 	})
 	p.complete(msg, rec)
-	return out.destroy
+	return out.destroy, ranMs
 }
 
 // callFailed maps a failed /init or /run to an outcome: a transport error
@@ -437,6 +487,17 @@ func (p *proxy) exited(wait time.Duration) bool {
 	case <-t.C:
 		return false
 	}
+}
+
+// logWaiter is one call's log collection: waitLogs waits up to d for its
+// sentinels and returns its lines and whether both sentinels came.
+type logWaiter interface {
+	waitLogs(d time.Duration) ([]string, bool)
+}
+
+func (lc *logCollector) waitLogs(d time.Duration) ([]string, bool) {
+	lc.wait(d)
+	return lc.logs, lc.complete
 }
 
 // logCollector reads one call's logs on its own goroutine.
@@ -551,9 +612,13 @@ func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) co
 	if main == "" {
 		main = "main"
 	}
-	return container.InitRequest{
+	req := container.InitRequest{
 		Name: p.action.Name, Main: main, Binary: p.action.Exec.Binary, Code: p.action.Exec.Code, Env: env,
 	}
+	if n := p.concurrency(); n > 1 {
+		req.Concurrency = n
+	}
+	return req
 }
 
 // runRequest is the /run request (reference §2.3).

@@ -1,7 +1,7 @@
 // Eddy's Node.js launcher: the actionloop child that the eddy runtime server
 // starts for the "nodejs" launcher.
 //
-// Usage: node launcher.js <action dir> [<main function name>]
+// Usage: node launcher.js <action dir> [<main function name>] [--concurrent]
 //
 // It loads the action (require(<action dir>): package.json "main" or
 // index.js; an ES module is imported), finds the function named <main>
@@ -15,6 +15,14 @@
 // process.stdout/stderr are replaced), so that everything an activation
 // logged is out before its answer: Node writes to pipes asynchronously, and
 // the server writes the activation's sentinels as soon as it has the answer.
+//
+// With --concurrent, every line read is "<tag> <json>" and runs at once (not
+// waiting for the runs before it); its answer is "<tag> <json>", and what it
+// writes to stdout and stderr goes out as whole lines "\x1e<tag> <text>",
+// the tag taken from an AsyncLocalStorage that follows the activation's
+// async calls (lines written outside any activation go out untagged).
+// process.env's __OW_* variables are process-wide: with overlapping
+// activations they hold the last one's values.
 'use strict';
 
 const fs = require('fs');
@@ -60,8 +68,54 @@ function syncStream(fd) {
   return s;
 }
 
-const stdout = syncStream(1);
-const stderr = syncStream(2);
+const concurrentMode = process.argv.slice(4).includes('--concurrent');
+const tagStore = concurrentMode ? new (require('async_hooks').AsyncLocalStorage)() : null;
+
+// taggedStream is syncStream for concurrent mode: whole lines, each tagged
+// with the activation of the async context that wrote it.
+function taggedStream(fd) {
+  const partial = new Map();
+  const line = (tag, text) => (tag === undefined ? text + '\n' : '\x1e' + tag + ' ' + text + '\n');
+  const put = (tag, text) => {
+    const lines = ((partial.get(tag) || '') + text).split('\n');
+    const rest = lines.pop();
+    if (rest !== '') partial.set(tag, rest);
+    else partial.delete(tag);
+    if (lines.length > 0) {
+      try {
+        writeAll(fd, lines.map((l) => line(tag, l)).join(''));
+      } catch (e) {
+        // A closed stdout or stderr must not crash the action.
+      }
+    }
+  };
+  const s = syncStream(fd);
+  s.write = function (chunk, encoding, cb) {
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    put(tagStore.getStore(), text);
+    if (typeof cb === 'function') process.nextTick(cb);
+    return true;
+  };
+  s.end_ = (tag) => {
+    const rest = partial.get(tag);
+    if (rest !== undefined) {
+      partial.delete(tag);
+      try {
+        writeAll(fd, line(tag, rest));
+      } catch (e) {
+        // nothing to do
+      }
+    }
+  };
+  return s;
+}
+
+const stdout = concurrentMode ? taggedStream(1) : syncStream(1);
+const stderr = concurrentMode ? taggedStream(2) : syncStream(2);
 Object.defineProperty(process, 'stdout', { configurable: true, enumerable: true, get: () => stdout });
 Object.defineProperty(process, 'stderr', { configurable: true, enumerable: true, get: () => stderr });
 {
@@ -94,6 +148,10 @@ function errorValue(err) {
 function logError(err) {
   const text = err instanceof Error && err.stack ? err.stack : String(err);
   try {
+    if (concurrentMode) {
+      stderr.write(text + '\n');
+      return;
+    }
     writeAll(2, text + '\n');
   } catch (e) {
     // nothing to do
@@ -134,6 +192,7 @@ async function run() {
     process.exit(1);
   }
   answer({ ok: true });
+  if (concurrentMode) return runConcurrent(fn);
 
   let exported = new Set();
   const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
@@ -168,6 +227,52 @@ async function run() {
       res = { error: errorValue(e) };
     }
     answer(res);
+  }
+  process.exit(0);
+}
+
+async function runOne(fn, tag, msg) {
+  let res;
+  try {
+    res = await fn(msg.value === undefined || msg.value === null ? {} : msg.value);
+    if (res === null || typeof res !== 'object') res = { error: 'The action did not return a dictionary.' };
+  } catch (e) {
+    logError(e);
+    res = { error: errorValue(e) };
+  }
+  stdout.end_(tag);
+  stderr.end_(tag);
+  let data;
+  try {
+    data = JSON.stringify(res);
+  } catch (e) {
+    data = JSON.stringify({ error: 'The action returned a result that is not JSON: ' + e.message });
+  }
+  if (data === undefined) data = JSON.stringify({ error: 'The action returned a result that is not JSON.' });
+  writeAll(3, tag + ' ' + data + '\n');
+}
+
+async function runConcurrent(fn) {
+  const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false });
+  for await (const line of rl) {
+    if (line.trim() === '') continue;
+    const sp = line.indexOf(' ');
+    const tag = sp < 0 ? line : line.slice(0, sp);
+    let msg;
+    try {
+      msg = JSON.parse(sp < 0 ? '' : line.slice(sp + 1));
+      if (msg === null || typeof msg !== 'object' || Array.isArray(msg)) throw new Error('the message is not a JSON object');
+    } catch (e) {
+      writeAll(3, tag + ' ' + JSON.stringify({ error: 'The runtime sent an invalid message: ' + e.message }) + '\n');
+      continue;
+    }
+    for (const [key, val] of Object.entries(msg)) {
+      if (key === 'value') continue;
+      process.env['__OW_' + key.toUpperCase()] = typeof val === 'string' ? val : JSON.stringify(val);
+    }
+    tagStore.run(tag, () => {
+      runOne(fn, tag, msg).catch(logError);
+    });
   }
   process.exit(0);
 }

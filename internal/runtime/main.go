@@ -32,6 +32,11 @@
 // logs. Before /init (or after an /init without code), runs answer as the
 // skeleton's stub does.
 //
+// An /init whose value carries "concurrency": N > 1 (an Eddy extension)
+// puts the python, nodejs and native launchers in concurrent mode: up to N
+// runs at once, every line of output tagged with its run's activation id,
+// and per-run sentinels (concurrent.go).
+//
 // The package imports only the standard library: it is built into a small
 // static binary (cmd/eddy-runtime) for images, and into eddy as
 // "eddy runtime".

@@ -29,6 +29,7 @@ type harness struct {
 	srv  *Server
 	url  string
 	logs chan container.LogLine
+	dm   *container.Demux // concurrent mode: the one reader of logs (concurrent_test.go)
 }
 
 func newHarness(t *testing.T, launcher string, env ...string) *harness {

@@ -46,8 +46,10 @@ type Config struct {
 	// its answer. Other writers are fed through a copying goroutine and
 	// lose that ordering.
 	Stdout, Stderr io.Writer
-	// Concurrency is how many /run calls may be in flight; only 1 is
-	// supported (an actionloop child answers one line at a time). 0 means 1.
+	// Concurrency is how many /run calls may be in flight before an /init
+	// asks for more; only 1 is supported (an actionloop child answers one
+	// line at a time). 0 means 1. An /init with "concurrency" > 1 switches
+	// the server to concurrent mode (concurrent.go).
 	Concurrency int
 	// OOMFiles are the cgroup files whose "oom_kill N" counter tells that
 	// the kernel killed the action's process for memory (nil: the cgroup v2
@@ -77,6 +79,9 @@ type Server struct {
 	// flight can be cancelled by Close.
 	skeleton  *skeletonAction
 	cancelRun context.CancelFunc
+
+	conc    *conc // concurrent mode (nil: one run at a time)
+	markSeq int   // mark ids of concurrent mode
 }
 
 // NewServer checks cfg and returns a Server that has no action yet.
@@ -131,6 +136,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		handle = s.init
 	case "/run":
 		handle = s.run
+		s.mu.Lock()
+		c := s.conc
+		s.mu.Unlock()
+		if c != nil {
+			s.serveConcurrent(w, r, c)
+			return
+		}
 	default:
 		w.WriteHeader(http.StatusOK)
 		return
@@ -189,6 +201,9 @@ type initValue struct {
 	Binary bool                       `json:"binary"`
 	Code   string                     `json:"code"`
 	Env    map[string]json.RawMessage `json:"env"`
+	// Concurrency > 1 asks for concurrent mode (Eddy's extension; the
+	// python, nodejs and native launchers; ignored by skeleton).
+	Concurrency int `json:"concurrency"`
 }
 
 func (s *Server) init(ctx context.Context, body []byte) (int, any) {
@@ -228,6 +243,13 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 	if cmd.perRun {
 		return s.initialize(nil, &skeletonAction{cmd: cmd, env: env})
 	}
+	if n := req.Value.Concurrency; n > 1 {
+		c, status, resp := s.startConcurrent(cmd, env, n, s.cfg.Launcher != LauncherNative, ctx)
+		if c == nil {
+			return status, resp
+		}
+		return s.initializeConcurrent(c)
+	}
 	ch, err := startChild(cmd, env, s.cfg.Stdout, s.cfg.Stderr)
 	if err != nil {
 		return s.initFailed(&initError{status: http.StatusBadGateway, msg: msgNoBinary, detail: "cannot start the action: " + err.Error()})
@@ -259,6 +281,21 @@ func (s *Server) initialize(ch *child, act *skeletonAction) (int, any) {
 	}
 	s.child = ch
 	return http.StatusOK, map[string]bool{"ok": true}
+}
+
+// initializeConcurrent records a successful /init in concurrent mode; the
+// answer says so ("concurrency": N), which tells the invoker that this
+// runtime tags its output per run.
+func (s *Server) initializeConcurrent(c *conc) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.close()
+		return http.StatusServiceUnavailable, errBody("the runtime is shutting down")
+	}
+	s.initialized = true
+	s.conc = c
+	return http.StatusOK, map[string]any{"ok": true, "concurrency": c.n}
 }
 
 // awaitAck reads the child's start-up line: {"ok":true}, or {"ok":false,
@@ -365,11 +402,19 @@ func (s *Server) drop(ch *child) {
 // Close kills the action's process; later requests fail.
 func (s *Server) Close() {
 	s.mu.Lock()
-	ch, cancelRun := s.child, s.cancelRun
+	ch, cancelRun, c := s.child, s.cancelRun, s.conc
 	s.child, s.closed = nil, true
 	s.mu.Unlock()
 	if cancelRun != nil {
 		cancelRun()
+	}
+	if c != nil {
+		c.close()
+		for _, sl := range c.slots {
+			if sl.ch != nil {
+				<-sl.ch.exited
+			}
+		}
 	}
 	if ch != nil {
 		ch.kill()
