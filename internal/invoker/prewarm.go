@@ -126,6 +126,49 @@ type stemCell struct {
 	ctr   container.Container
 	logs  *logPump
 	ready time.Time
+	out   chan struct{} // closed when it leaves the idle pool (ends its watcher)
+}
+
+// addIdleLocked puts c in the idle pool and watches it: a stem cell that
+// exits while idle is dropped, and the pool refills. Called with mu held,
+// while the prewarmer runs (it holds procs open).
+func (inv *Invoker) addIdleLocked(c *stemCell) {
+	p := inv.cells
+	p.idle[c.key] = append(p.idle[c.key], c)
+	c.out = make(chan struct{})
+	out := c.out
+	inv.memoryChanged()
+	inv.procs.Add(1)
+	go func() {
+		defer inv.procs.Done()
+		select {
+		case <-out:
+		case <-c.ctr.Done():
+			inv.mu.Lock()
+			found := p.removeIdleLocked(c)
+			if found {
+				inv.memoryChanged()
+			}
+			inv.mu.Unlock()
+			if found {
+				inv.log.Warn("a stem cell exited while idle", "kind", c.key.kind, "memoryMB", c.key.mem, "container", c.ctr.ID())
+				inv.removeStemCell(c, "exited while idle")
+			}
+		}
+	}()
+}
+
+// removeIdleLocked takes c out of the idle pool if it is there.
+func (p *stemPool) removeIdleLocked(c *stemCell) bool {
+	cells := p.idle[c.key]
+	for i, x := range cells {
+		if x == c {
+			p.idle[c.key] = append(cells[:i:i], cells[i+1:]...)
+			close(c.out)
+			return true
+		}
+	}
+	return false
 }
 
 // stemPool is the prewarm state; every field is guarded by the invoker's
@@ -207,7 +250,7 @@ func (inv *Invoker) takeStemCell(spec container.Spec) *stemCell {
 	for len(p.idle[k]) > 0 {
 		cells := p.idle[k]
 		c := cells[len(cells)-1] // the youngest: the oldest go first when memory is short
-		p.idle[k] = cells[:len(cells)-1]
+		p.removeIdleLocked(c)
 		p.poke()
 		inv.memoryChanged()
 		select {
@@ -229,8 +272,7 @@ func (inv *Invoker) takeStemCell(spec container.Spec) *stemCell {
 func (inv *Invoker) giveBack(c *stemCell) {
 	inv.mu.Lock()
 	if !inv.cells.stopped {
-		inv.cells.idle[c.key] = append(inv.cells.idle[c.key], c)
-		inv.memoryChanged()
+		inv.addIdleLocked(c)
 		inv.mu.Unlock()
 		return
 	}
@@ -262,13 +304,7 @@ func (p *stemPool) evictLocked(need int64) ([]*stemCell, int64) {
 		got += c.key.mem
 	}
 	for _, c := range out {
-		cells := p.idle[c.key]
-		for i, x := range cells {
-			if x == c {
-				p.idle[c.key] = append(cells[:i:i], cells[i+1:]...)
-				break
-			}
-		}
+		p.removeIdleLocked(c)
 	}
 	return out, got
 }
@@ -408,8 +444,7 @@ func (inv *Invoker) startStemCell(ctx context.Context, k cellKey) {
 	}
 	p.failures[k] = 0
 	delete(p.retryAt, k)
-	p.idle[k] = append(p.idle[k], c)
-	inv.memoryChanged()
+	inv.addIdleLocked(c)
 	inv.mu.Unlock()
 	inv.log.Debug("stem cell ready", "kind", k.kind, "memoryMB", k.mem, "container", ctr.ID(), "ms", inv.now().Sub(began).Milliseconds())
 }
@@ -423,7 +458,9 @@ func (inv *Invoker) drainStemCells() {
 	var all []*stemCell
 	for _, k := range p.order {
 		all = append(all, p.idle[k]...)
-		p.idle[k] = nil
+	}
+	for _, c := range all {
+		p.removeIdleLocked(c)
 	}
 	inv.memoryChanged()
 	inv.mu.Unlock()

@@ -241,6 +241,37 @@ func TestPrewarmMemoryAccounting(t *testing.T) {
 	}
 }
 
+// TestPrewarmDeadStemCellReplaced: a stem cell that exits while idle is
+// dropped, its memory released, and the pool refills.
+func TestPrewarmDeadStemCellReplaced(t *testing.T) {
+	t.Parallel()
+	counting := &countingBackend{}
+	e := newEnvWith(t, invoker.Config{StemCells: []invoker.StemCell{{Kind: "python:3.11", MemoryMB: 256, Count: 1}}},
+		etcd, envWrap{backend: counting.wrap})
+	e.waitStemCells("python:3.11", 256, 1)
+	counting.mu.Lock()
+	first := counting.stems[0]
+	counting.mu.Unlock()
+	// Killed behind the invoker's back (the inner container, not the counted one).
+	if err := first.Remove(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a second stem cell", func() bool {
+		l, p := e.stemCells("python:3.11", 256)
+		return counting.created.Load() == 2 && l == 1 && p == 1
+	})
+	if got := e.inv.FreeMemoryMB(); got != 2048-256 {
+		t.Errorf("free memory %d, want %d: the dead stem cell's memory leaked or was released twice", got, 2048-256)
+	}
+	o := e.own(e.putAction("after", "python:3.11", pyNoop, whisk.Limits{}))
+	if ack := o.create(); ack.Error != "" {
+		t.Fatalf("ack %+v", ack)
+	}
+	if got := startOf(t, o.invoke()); got != whisk.StartPrewarm {
+		t.Errorf("start %q, want prewarm", got)
+	}
+}
+
 // TestPrewarmFailuresBackOff: a kind whose stem cells cannot be created is
 // retried with back-off, not in a loop, and holds no memory meanwhile.
 func TestPrewarmFailuresBackOff(t *testing.T) {
@@ -351,6 +382,7 @@ type countingBackend struct {
 	attempts    atomic.Int64
 
 	mu      sync.Mutex
+	stems   []container.Container // stem cells created, in order
 	live    map[string]int64
 	memory  int64
 	peakMem int64
@@ -385,6 +417,9 @@ func (c *countingBackend) Create(ctx context.Context, spec container.Spec) (cont
 	c.created.Add(1)
 	c.mu.Lock()
 	c.live[ctr.ID()] = spec.MemoryMB
+	if spec.Labels["eddy.prewarm"] == "true" {
+		c.stems = append(c.stems, ctr)
+	}
 	c.mu.Unlock()
 	return &countedContainer{Container: ctr, b: c}, nil
 }
