@@ -41,6 +41,10 @@ const (
 	stemCreateTimeout = 60 * time.Second // one stem cell's creation (an image pull included)
 	stemMinBackoff    = 250 * time.Millisecond
 	stemMaxBackoff    = 30 * time.Second
+	// stemRefillDelay holds off the refill after a stem cell was taken, so
+	// that creating its successor does not compete for the CPU with its
+	// /init, the part of the start that is still to come.
+	stemRefillDelay = 500 * time.Millisecond
 )
 
 // StemCellsFromManifest lists the prewarm settings of a runtime manifest.
@@ -251,6 +255,9 @@ func (inv *Invoker) takeStemCell(spec container.Spec) *stemCell {
 		cells := p.idle[k]
 		c := cells[len(cells)-1] // the youngest: the oldest go first when memory is short
 		p.removeIdleLocked(c)
+		if at := inv.now().Add(stemRefillDelay); at.After(p.retryAt[k]) {
+			p.retryAt[k] = at
+		}
 		p.poke()
 		inv.memoryChanged()
 		select {
