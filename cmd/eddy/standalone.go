@@ -42,6 +42,9 @@ func parseStandalone(args []string, stderr io.Writer) (standaloneConfig, error) 
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	if c.prewarm == "" {
+		c.prewarm = os.Getenv("EDDY_PREWARM") // as the role commands take it
+	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}

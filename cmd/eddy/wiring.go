@@ -43,6 +43,7 @@ type tuning struct {
 	maxConcurrency           int
 	followers                int // scheduler: followers per leader queue (0 in standalone)
 	invokerMemory            int64
+	prewarm                  string // --prewarm: stem cells, "" for the manifest's
 	manifestPath             string
 }
 
@@ -62,6 +63,7 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	if roles&forInvoker != 0 {
 		fs.DurationVar(&t.containerIdle, "container-idle-timeout", 10*time.Second, "remove a container after this long without work")
 		fs.Int64Var(&t.invokerMemory, "invoker-memory", 2048, "MB of memory the invoker hands to containers")
+		fs.StringVar(&t.prewarm, "prewarm", "", "prewarm stem cells as kind:memoryMB:count[,...] (e.g. python:3.11:256:1), or 0 for none (default: the runtime manifest's)")
 	}
 	if roles&forScheduler != 0 {
 		fs.DurationVar(&t.queueIdle, "queue-idle-timeout", 30*time.Second, "remove an action's queue after this long without work")
@@ -131,8 +133,13 @@ func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, 
 // __OW_API_HOST.
 func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session, c *cluster.Client,
 	backend container.Backend, st store.Store, runtimes *manifest.Manifest, log *slog.Logger) (*invoker.Invoker, error) {
+	cells, err := invoker.ParseStemCells(t.prewarm, invoker.StemCellsFromManifest(runtimes), runtimes.Resolve)
+	if err != nil {
+		return nil, fmt.Errorf("--prewarm: %w", err)
+	}
 	return invoker.New(invoker.Config{
 		ID: id, UserMemoryMB: t.invokerMemory, IdleTimeout: t.containerIdle, APIHost: apiHost,
+		StemCells: cells,
 	}, invoker.Deps{
 		Log: log.With("role", "invoker"), Bus: b, Session: s, Leaders: c,
 		Backend: backend, Actions: st, Runtimes: runtimes, Now: time.Now,

@@ -18,6 +18,9 @@
 //   - cold: the first invocation of a fresh action (a new name each time),
 //     with its parts from the record's timings annotation. Floor: the backend
 //     creating the same runtime, then /init and /run, timed without Eddy.
+//     Interleaved with it, the same with a prewarm stem cell waiting: fresh
+//     actions at the memory of an invoker's stem cells of the kind (the
+//     bench's own Eddy keeps one at the benchmark's memory + 1 MB).
 //   - burst: N non-blocking invocations of a fresh 100 ms action published
 //     at once: time until all completed, peak containers, and the ideal time
 //     given the container limit.

@@ -112,6 +112,15 @@ func TestQuick(t *testing.T) {
 	latency("cold floor total", c.Floor.Total, 3)
 	check("cold parts", c.Starts["cold"] == 3 && c.Eddy.Init.P50 > 0 && c.Eddy.Create.P50 > 0 &&
 		c.Eddy.Queued.P50 >= c.Eddy.Create.P50 && c.Floor.Create.P50 > 0 && c.Floor.Init.P50 > 0 && c.RatioP50 > 0.5, c)
+	pw := c.Prewarmed
+	if pw == nil {
+		t.Fatalf("no prewarm series: %s", c.Prewarm)
+	}
+	latency("prewarm eddy total", pw.Total, 3)
+	// Every fresh action of the prewarmed memory ran in a stem cell: no
+	// container creation in its record.
+	check("prewarm parts", pw.Starts["prewarm"] == 3 && pw.Create.Max == 0 && pw.Init.P50 > 0 &&
+		pw.MemoryMB != c.MemoryMB && pw.RatioP50 > 0, pw)
 
 	b := rep.Burst
 	if b == nil {

@@ -140,8 +140,21 @@ func coldTable(w io.Writer, md bool, r *ColdResult) {
 		distRow("  init", r.Floor.Init),
 		distRow("  run", r.Floor.Run),
 	})
-	fmt.Fprintf(w, "overhead p50 %s ms; Eddy ÷ floor p50 %.2f, p99 %.2f; starts %v; prewarm: %s\n\n",
-		f3(r.OverheadP50), r.RatioP50, r.RatioP99, r.Starts, r.Prewarm)
+	fmt.Fprintf(w, "cold (%d MB, no stem cell): overhead p50 %s ms; Eddy ÷ floor p50 %.2f, p99 %.2f; starts %v\n",
+		r.MemoryMB, f3(r.OverheadP50), r.RatioP50, r.RatioP99, r.Starts)
+	if p := r.Prewarmed; p != nil {
+		table(w, md, [][]string{distHead,
+			distRow(fmt.Sprintf("Eddy prewarm total (%d MB)", p.MemoryMB), p.Total),
+			distRow("  queued", p.Queued),
+			distRow("  create", p.Create),
+			distRow("  init", p.Init),
+			distRow("  run", p.Run),
+			distRow("  other (API, bus, answer)", p.Other),
+		})
+		fmt.Fprintf(w, "prewarm: overhead over the cold floor p50 %s ms (÷ %.2f); saves %s ms p50 over cold; starts %v; sent before the refill %d\n",
+			f3(p.OverheadP50), p.RatioP50, f3(p.ColdSavedP50), p.Starts, p.StemCellWaits)
+	}
+	fmt.Fprintf(w, "prewarm: %s\n\n", r.Prewarm)
 }
 
 func printCold(w io.Writer, r *ColdResult) {
@@ -282,10 +295,16 @@ func (r *report) svg() string {
 	}
 	if r.Cold != nil {
 		c := r.Cold
-		barPanel(&b, 70+2*pw, 60, pw, H-110, "cold start (ms)", colors, []group{
-			{"p50", []float64{c.Eddy.Total.P50, c.Floor.Total.P50}, ""},
-			{"p99", []float64{c.Eddy.Total.P99, c.Floor.Total.P99}, ""},
-		}, "%.0f")
+		gs := []group{
+			{"cold p50", []float64{c.Eddy.Total.P50, c.Floor.Total.P50}, ""},
+			{"cold p99", []float64{c.Eddy.Total.P99, c.Floor.Total.P99}, ""},
+		}
+		if p := c.Prewarmed; p != nil {
+			gs = append(gs,
+				group{"prewarm p50", []float64{p.Total.P50, c.Floor.Total.P50}, ""},
+				group{"prewarm p99", []float64{p.Total.P99, c.Floor.Total.P99}, ""})
+		}
+		barPanel(&b, 70+2*pw, 60, pw, H-110, "cold start (ms; floor: create + init + run)", colors, gs, "%.0f")
 	} else {
 		emptyPanel(&b, 70+2*pw, 60, "cold start: not run")
 	}

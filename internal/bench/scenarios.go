@@ -44,7 +44,12 @@ func (r ranBy) String() string { return r.Host + "/" + strconv.Itoa(r.Pid) }
 
 // createAction PUTs an action of the benchmark's kind.
 func (e *env) createAction(ctx context.Context, name, code string) error {
-	mem, timeout := e.cfg.memoryMB, int64(60000)
+	return e.createActionMem(ctx, name, code, e.cfg.memoryMB)
+}
+
+// createActionMem is createAction with another memory limit.
+func (e *env) createActionMem(ctx context.Context, name, code string, mem int64) error {
+	timeout := int64(60000)
 	_, err := e.api.PutAction(ctx, name, &client.ActionPut{
 		Exec:   &client.ExecPut{Kind: e.cfg.kind, Code: &code},
 		Limits: &client.LimitsPut{Memory: &mem, Timeout: &timeout},
@@ -406,45 +411,55 @@ type ColdResult struct {
 	RatioP50    float64        `json:"ratioP50"`
 	RatioP99    float64        `json:"ratioP99"`
 	Starts      map[string]int `json:"starts"` // the records' timings.start
-	Prewarm     string         `json:"prewarm"`
+	MemoryMB    int64          `json:"memoryMB"`
+	// Prewarm says whether and how the prewarm series below was measured.
+	Prewarm string `json:"prewarm"`
+	// Prewarmed: the same with a stem cell waiting (fresh actions of the
+	// same kind at the memory of the invoker's stem cells); nil when no
+	// invoker keeps stem cells of the kind.
+	Prewarmed *StartSeries `json:"prewarmed,omitempty"`
+}
+
+// StartSeries is a series of first invocations of fresh actions.
+type StartSeries struct {
+	N        int   `json:"n"`
+	MemoryMB int64 `json:"memoryMB"`
+	Total    Dist  `json:"total"`
+	Queued   Dist  `json:"queued"`
+	Create   Dist  `json:"create"`
+	Init     Dist  `json:"init"`
+	Run      Dist  `json:"run"`
+	Other    Dist  `json:"other"`
+	// Starts counts the records' start annotation; StemCellWaits counts the
+	// invocations sent before the pool had refilled (waited up to 10 s).
+	Starts        map[string]int `json:"starts"`
+	StemCellWaits int            `json:"stemCellWaits"`
+	OverheadP50   float64        `json:"overheadP50Ms"`  // total p50 − cold floor total p50
+	RatioP50      float64        `json:"ratioP50"`       // total p50 ÷ cold floor total p50
+	ColdSavedP50  float64        `json:"coldSavedP50Ms"` // cold total p50 − this total p50
 }
 
 func (e *env) cold(ctx context.Context) (*ColdResult, error) {
 	code := actionCode[e.cfg.kind].noop
-	res := &ColdResult{N: e.cfg.coldN, Starts: map[string]int{}}
-	var total, other []time.Duration
-	var queued, create, initT, run []int64
+	res := &ColdResult{N: e.cfg.coldN, MemoryMB: e.cfg.memoryMB}
+	cold := &series{starts: map[string]int{}}
 	var ft, fc, fi, fr []time.Duration
-	// Eddy and the floor alternate, so both meet the same background (the
-	// removal of earlier containers, other load on the machine).
+	pwMem, pwOK := e.stemCellMemory(ctx)
+	var pw *series
+	if pwOK {
+		pw = &series{starts: map[string]int{}}
+	}
+	// Eddy cold, the floor and Eddy prewarm alternate, so all meet the same
+	// background (the removal of earlier containers, other load on the
+	// machine); the stem cell taken refills meanwhile.
 	for i := 0; i < e.cfg.coldN; i++ {
 		name := fmt.Sprintf("bench-cold-%s-%d", e.runID, i)
 		if err := e.createAction(ctx, name, code); err != nil {
 			return nil, err
 		}
-		t := time.Now()
-		inv, err := e.api.Invoke(ctx, name, nil, client.InvokeOptions{Blocking: true})
-		d := time.Since(t)
-		if err != nil {
+		if err := cold.invoke(ctx, e, name); err != nil {
 			return nil, fmt.Errorf("cold invocation %d: %w", i, err)
 		}
-		if inv.Status != http.StatusOK {
-			return nil, fmt.Errorf("cold invocation %d: status %d (%.200s)", i, inv.Status, inv.Body)
-		}
-		var rec whisk.Activation
-		if err := jsonUnmarshal(inv.Body, &rec); err != nil {
-			return nil, err
-		}
-		var tm whisk.Timings
-		if raw, ok := rec.Annotations.Get(whisk.AnnTimings); !ok {
-			return nil, fmt.Errorf("cold invocation %d: the record has no timings annotation", i)
-		} else if err := jsonUnmarshal(raw, &tm); err != nil {
-			return nil, err
-		}
-		res.Starts[tm.Start]++
-		total = append(total, d)
-		queued, create, initT, run = append(queued, tm.Queued), append(create, tm.Create), append(initT, tm.Init), append(run, tm.Run)
-		other = append(other, d-time.Duration(tm.Queued+tm.Init+tm.Run)*time.Millisecond)
 
 		fd, p, err := e.floor.start(ctx, fmt.Sprintf("bench-coldfloor-%d", i), code)
 		if err != nil {
@@ -452,16 +467,36 @@ func (e *env) cold(ctx context.Context) (*ColdResult, error) {
 		}
 		fd.remove() // not timed
 		ft, fc, fi, fr = append(ft, p.Total), append(fc, p.Create), append(fi, p.Init), append(fr, p.Run)
+
+		if pw != nil {
+			if !e.waitStemCell(ctx, pwMem, 10*time.Second) {
+				pw.waits++
+			}
+			name := fmt.Sprintf("bench-prewarm-%s-%d", e.runID, i)
+			if err := e.createActionMem(ctx, name, code, pwMem); err != nil {
+				return nil, err
+			}
+			if err := pw.invoke(ctx, e, name); err != nil {
+				return nil, fmt.Errorf("prewarm invocation %d: %w", i, err)
+			}
+		}
 	}
-	res.Eddy.Total, res.Eddy.Other = dist(total), dist(other)
-	res.Eddy.Queued, res.Eddy.Create, res.Eddy.Init, res.Eddy.Run = distMs(queued), distMs(create), distMs(initT), distMs(run)
+	c := cold.result(e.cfg.memoryMB)
+	res.Starts = c.Starts
+	res.Eddy.Total, res.Eddy.Queued, res.Eddy.Create, res.Eddy.Init, res.Eddy.Run, res.Eddy.Other = c.Total, c.Queued, c.Create, c.Init, c.Run, c.Other
 	res.Floor.Total, res.Floor.Create, res.Floor.Init, res.Floor.Run = dist(ft), dist(fc), dist(fi), dist(fr)
 	res.OverheadP50 = res.Eddy.Total.P50 - res.Floor.Total.P50
 	res.RatioP50 = ratio(res.Eddy.Total.P50, res.Floor.Total.P50)
 	res.RatioP99 = ratio(res.Eddy.Total.P99, res.Floor.Total.P99)
-	res.Prewarm = "not measured: the runtime manifest configures no stem cells for " + e.cfg.kind
-	if rt := e.floor.rt; len(rt.StemCells) > 0 {
-		res.Prewarm = "the manifest configures stem cells for " + e.cfg.kind + "; the fresh actions above may have used them (see starts)"
+	res.Prewarm = "not measured: no invoker keeps stem cells of " + e.cfg.kind + " at a memory other than the cold series'"
+	if pw != nil {
+		s := pw.result(pwMem)
+		s.OverheadP50 = s.Total.P50 - res.Floor.Total.P50
+		s.RatioP50 = ratio(s.Total.P50, res.Floor.Total.P50)
+		s.ColdSavedP50 = res.Eddy.Total.P50 - s.Total.P50
+		res.Prewarmed = s
+		res.Prewarm = fmt.Sprintf("fresh %s actions of %d MB, an invoker keeping stem cells of that kind and memory (the cold series' %d MB has none)",
+			e.cfg.kind, pwMem, e.cfg.memoryMB)
 	}
 	e.coldFloorP50 = time.Duration(res.Floor.Total.P50 * float64(time.Millisecond))
 	printCold(e.out, res)
@@ -878,4 +913,119 @@ func parallel(ctx context.Context, w, n int, fn func(i int) error) error {
 		first = ctx.Err()
 	}
 	return first
+}
+
+// ---------------------------------------------------------------------------
+// prewarm (part of cold)
+
+// prewarmMemory is the memory of the stem cells the bench's own Eddy keeps
+// and of the prewarm series' actions: one MB off the benchmark's memory, so
+// that the cold series (at the benchmark's memory) finds no stem cell.
+func prewarmMemory(cfg config) int64 {
+	if cfg.memoryMB+1 <= whisk.DefaultSystemLimits().MaxMemory {
+		return cfg.memoryMB + 1
+	}
+	return cfg.memoryMB - 1
+}
+
+// stemCellMemory finds the memory of stem cells of the benchmark's kind
+// that some invoker keeps, other than the cold series' memory.
+func (e *env) stemCellMemory(ctx context.Context) (int64, bool) {
+	want := int64(0)
+	if e.eddy != nil {
+		want = prewarmMemory(e.cfg)
+	}
+	deadline := time.Now().Add(30 * time.Second) // the first stem cell may still be starting (a Docker image)
+	for {
+		st, err := e.api.Status(ctx)
+		if err != nil {
+			e.log.Warn("reading the status for stem cells", "err", err)
+			return 0, false
+		}
+		for _, inv := range st.Invokers {
+			for _, c := range inv.StemCells {
+				if c.Kind == e.cfg.kind && c.MemoryMB != e.cfg.memoryMB && (want == 0 || c.MemoryMB == want) {
+					return c.MemoryMB, true
+				}
+			}
+		}
+		if want == 0 || time.Now().After(deadline) || !sleepCtx(ctx, 100*time.Millisecond) {
+			return 0, false
+		}
+	}
+}
+
+// waitStemCell waits up to d for an idle stem cell of the benchmark's kind
+// and mem; it reports whether one was there.
+func (e *env) waitStemCell(ctx context.Context, mem int64, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if st, err := e.api.Status(ctx); err == nil {
+			for _, inv := range st.Invokers {
+				for _, c := range inv.StemCells {
+					if c.Kind == e.cfg.kind && c.MemoryMB == mem && c.Count > 0 {
+						return true
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) || !sleepCtx(ctx, 20*time.Millisecond) {
+			return false
+		}
+	}
+}
+
+// series collects first invocations of fresh actions.
+type series struct {
+	total, other               []time.Duration
+	queued, create, initT, run []int64
+	starts                     map[string]int
+	waits                      int
+}
+
+func (s *series) invoke(ctx context.Context, e *env, name string) error {
+	t := time.Now()
+	inv, err := e.api.Invoke(ctx, name, nil, client.InvokeOptions{Blocking: true})
+	d := time.Since(t)
+	if err != nil {
+		return err
+	}
+	if inv.Status != http.StatusOK {
+		return fmt.Errorf("status %d (%.200s)", inv.Status, inv.Body)
+	}
+	var rec whisk.Activation
+	if err := jsonUnmarshal(inv.Body, &rec); err != nil {
+		return err
+	}
+	var tm whisk.Timings
+	if raw, ok := rec.Annotations.Get(whisk.AnnTimings); !ok {
+		return fmt.Errorf("the record has no timings annotation")
+	} else if err := jsonUnmarshal(raw, &tm); err != nil {
+		return err
+	}
+	s.starts[tm.Start]++
+	s.total = append(s.total, d)
+	s.queued, s.create, s.initT, s.run = append(s.queued, tm.Queued), append(s.create, tm.Create), append(s.initT, tm.Init), append(s.run, tm.Run)
+	s.other = append(s.other, d-time.Duration(tm.Queued+tm.Init+tm.Run)*time.Millisecond)
+	return nil
+}
+
+func (s *series) result(mem int64) *StartSeries {
+	return &StartSeries{
+		N: len(s.total), MemoryMB: mem, Total: dist(s.total), Other: dist(s.other),
+		Queued: distMs(s.queued), Create: distMs(s.create), Init: distMs(s.initT), Run: distMs(s.run),
+		Starts: s.starts, StemCellWaits: s.waits,
+	}
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

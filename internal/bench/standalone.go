@@ -32,7 +32,11 @@ type standalone struct {
 //     the namespace limit (100), not memory, bounds scale-out;
 //   - queue idle timeout: the many-actions scenario must still hold every
 //     queue when it measures;
-//   - log level warn: logging is not what is measured.
+//   - log level warn: logging is not what is measured;
+//   - prewarm: one stem cell of the benchmark's kind at a memory one MB off
+//     the benchmark's (see prewarmMemory), so that the cold-start scenario
+//     measures fresh actions with and without a stem cell, and the other
+//     scenarios' actions never take one.
 func standaloneArgs(cfg config, port int, dataDir string) []string {
 	return []string{
 		"standalone",
@@ -44,6 +48,7 @@ func standaloneArgs(cfg config, port int, dataDir string) []string {
 		"--container-idle-timeout", cfg.idle.String(),
 		"--queue-idle-timeout", "30m",
 		"--log-level", "warn",
+		"--prewarm", fmt.Sprintf("%s:%d:1", cfg.kind, prewarmMemory(cfg)),
 	}
 }
 

@@ -86,9 +86,13 @@ func printStatus(w io.Writer, st *whisk.ClusterStatus) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\n", s.ID, s.Addr, s.Queues)
 	}
 	fmt.Fprintf(tw, "\nINVOKERS (%d)\n", len(st.Invokers))
-	fmt.Fprintln(tw, "ID\tSTATUS\tFREE MB\tUSER MB\tBACKEND")
+	fmt.Fprintln(tw, "ID\tSTATUS\tFREE MB\tUSER MB\tBACKEND\tSTEM CELLS")
 	for _, i := range st.Invokers {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", i.ID, i.Status, i.FreeMemory, i.UserMemory, orDash(i.Backend))
+		var cells []string
+		for _, c := range i.StemCells {
+			cells = append(cells, fmt.Sprintf("%s/%dMB×%d", c.Kind, c.MemoryMB, c.Count))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", i.ID, i.Status, i.FreeMemory, i.UserMemory, orDash(i.Backend), orDash(strings.Join(cells, ",")))
 	}
 	fmt.Fprintf(tw, "\nQUEUES (%d)\n", len(st.Queues))
 	fmt.Fprintln(tw, "ACTION\tLEADER\tFOLLOWERS\tCONTAINERS\tCREATING")

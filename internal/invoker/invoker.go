@@ -40,6 +40,8 @@ type Config struct {
 	MaxResult int
 	// Tags are published with the invoker's registration.
 	Tags []string
+	// StemCells are the prewarm settings (see prewarm.go); none by default.
+	StemCells []StemCell
 }
 
 // Defaults.
@@ -113,6 +115,7 @@ type Invoker struct {
 	topics  map[string]bool
 	running bool
 
+	cells      *stemPool     // prewarm stem cells, guarded by mu
 	memChanged chan struct{} // capacity 1: the registration is stale
 	procs      sync.WaitGroup
 	hard       context.Context // ends ShutdownGrace after Run's context
@@ -158,6 +161,7 @@ func New(cfg Config, d Deps) (*Invoker, error) {
 		now:        d.Now,
 		free:       cfg.UserMemoryMB,
 		topics:     map[string]bool{},
+		cells:      newStemPool(cfg.StemCells),
 		memChanged: make(chan struct{}, 1),
 	}
 	inv.recs = newRecordWriter(d.Actions, log)
@@ -223,7 +227,10 @@ func (inv *Invoker) Run(ctx context.Context) error {
 	regDone := make(chan struct{})
 	go func() { defer close(regDone); inv.registrar(ctx) }()
 
-	inv.log.Info("invoker started", "memoryMB", inv.cfg.UserMemoryMB, "backend", inv.d.Backend.Name())
+	inv.procs.Add(1)
+	go func() { defer inv.procs.Done(); inv.prewarmer(ctx) }()
+
+	inv.log.Info("invoker started", "memoryMB", inv.cfg.UserMemoryMB, "backend", inv.d.Backend.Name(), "stemCells", len(inv.cells.order))
 	inv.consume(ctx, cons, topic)
 
 	inv.procs.Wait() // every creation and proxy has ended
@@ -397,14 +404,21 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 	if mem <= 0 {
 		mem = defaultMemoryMB
 	}
-	if !inv.reserve(mem) {
+	// A stem cell of the action's kind and memory brings its own memory;
+	// else the memory is reserved, idle stem cells giving way if needed.
+	cell := inv.takeStemCell(inv.containerSpec(m.Action.Kind, mem))
+	if cell == nil && !inv.reserve(mem) {
 		log.Debug("not enough memory", "needMB", mem, "freeMB", inv.FreeMemoryMB())
 		inv.ack(ctx, &m, "", "not enough memory", false, true)
 		return
 	}
 	reserved := true
 	defer func() {
-		if reserved {
+		switch {
+		case !reserved:
+		case cell != nil:
+			inv.giveBack(cell)
+		default:
 			inv.release(mem)
 		}
 	}()
@@ -449,6 +463,24 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 		spec.Image, spec.Launcher = rt.Image, rt.Launcher
 	}
 
+	if cell != nil && (cell.key.kind != spec.Kind || cell.spec.Image != spec.Image || cell.spec.Launcher != spec.Launcher) {
+		// The creation message's kind was not the stored action's: the
+		// stem cell goes back and the memory is reserved the usual way.
+		inv.giveBack(cell)
+		cell = nil
+		if !inv.reserve(mem) {
+			reserved = false
+			inv.ack(ctx, &m, "", "not enough memory", false, true)
+			return
+		}
+	}
+	if cell != nil {
+		log.Debug("took a stem cell", "container", cell.ctr.ID())
+		reserved = false // the proxy owns the memory and the stem cell now
+		inv.startProxy(ctx, newProxy(inv, m, act, cell.ctr, mem, 0).fromStemCell(cell))
+		return
+	}
+
 	began := inv.now()
 	ctr, err := inv.d.Backend.Create(ctx, spec)
 	if err != nil {
@@ -465,7 +497,11 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 	log.Debug("container created", "container", ctr.ID(), "ms", createMs)
 
 	reserved = false // the proxy owns the memory now
-	p := newProxy(inv, m, act, ctr, mem, createMs)
+	inv.startProxy(ctx, newProxy(inv, m, act, ctr, mem, createMs))
+}
+
+// startProxy runs p and returns once its creation was acknowledged.
+func (inv *Invoker) startProxy(ctx context.Context, p *proxy) {
 	inv.procs.Add(1)
 	go func() {
 		defer inv.procs.Done()
@@ -475,6 +511,20 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 	case <-p.ready:
 	case <-p.done:
 	}
+}
+
+// containerSpec is the part of a container's spec that follows from its
+// kind and memory: image and launcher from the manifest (none for blackbox
+// or an unknown kind).
+func (inv *Invoker) containerSpec(kind string, mem int64) container.Spec {
+	spec := container.Spec{Kind: kind, MemoryMB: mem}
+	if kind == whisk.KindBlackbox {
+		return spec
+	}
+	if rt, ok := inv.d.Runtimes.Lookup(kind); ok {
+		spec.Image, spec.Launcher = rt.Image, rt.Launcher
+	}
+	return spec
 }
 
 // ack answers a creation request on its scheduler's ack topic.
@@ -530,15 +580,34 @@ func sanitizeName(s string) string {
 	return string(b)
 }
 
-// reserve takes mb of the budget if it is free.
+// reserve takes mb of the budget if it is free, removing idle stem cells
+// when that makes it free (before it returns, so that the backend never
+// holds more than the budget).
 func (inv *Invoker) reserve(mb int64) bool {
 	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	if inv.free < mb {
+	if inv.free >= mb {
+		inv.free -= mb
+		inv.memoryChanged()
+		inv.mu.Unlock()
+		return true
+	}
+	victims, got := inv.cells.evictLocked(mb - inv.free)
+	if victims == nil {
+		inv.mu.Unlock()
 		return false
 	}
-	inv.free -= mb
+	// The free memory and the victims' cover mb; what is left over of the
+	// victims' is free once they are gone.
+	surplus := inv.free + got - mb
+	inv.free = 0
 	inv.memoryChanged()
+	inv.mu.Unlock()
+	for _, c := range victims {
+		inv.destroyStemCell(c, "a container needs the memory")
+	}
+	if surplus > 0 {
+		inv.release(surplus)
+	}
 	return true
 }
 
@@ -550,23 +619,27 @@ func (inv *Invoker) release(mb int64) {
 	inv.memoryChanged()
 }
 
-// memoryChanged wakes the registrar; called with mu held.
+// memoryChanged wakes the registrar and the stem-cell pool; called with
+// mu held.
 func (inv *Invoker) memoryChanged() {
 	select {
 	case inv.memChanged <- struct{}{}:
 	default:
 	}
+	inv.cells.poke()
 }
 
 func (inv *Invoker) info(status string) whisk.InvokerInfo {
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	free := inv.free
+	cellsMB, cells := inv.cells.idleLocked()
 	if status == whisk.InvokerDown {
-		free = 0
+		free, cellsMB, cells = 0, 0, nil
 	}
 	return whisk.InvokerInfo{
 		ID: inv.cfg.ID, Status: status, UserMemory: inv.cfg.UserMemoryMB, FreeMemory: free,
+		StemCellMemory: cellsMB, StemCells: cells,
 		Tags: inv.cfg.Tags, Backend: inv.d.Backend.Name(),
 	}
 }
@@ -575,6 +648,7 @@ func (inv *Invoker) info(status string) whisk.InvokerInfo {
 // changed, retrying failures, until ctx ends.
 func (inv *Invoker) registrar(ctx context.Context) {
 	last := inv.cfg.UserMemoryMB
+	lastCells := "null" // the stem cells published, as JSON
 	var retry <-chan time.Time
 	for {
 		select {
@@ -585,7 +659,8 @@ func (inv *Invoker) registrar(ctx context.Context) {
 		}
 		retry = nil
 		info := inv.info(whisk.InvokerUp)
-		if info.FreeMemory == last {
+		cells, _ := json.Marshal(info.StemCells)
+		if info.FreeMemory == last && string(cells) == lastCells {
 			continue
 		}
 		if err := inv.d.Session.RegisterInvoker(ctx, info); err != nil {
@@ -596,7 +671,7 @@ func (inv *Invoker) registrar(ctx context.Context) {
 			retry = time.After(time.Second)
 			continue
 		}
-		last = info.FreeMemory
+		last, lastCells = info.FreeMemory, string(cells)
 	}
 }
 

@@ -42,6 +42,8 @@ type proxy struct {
 	memMB    int64
 	createMs int64 // how long creating the container took
 
+	start string // how the container came to be: whisk.StartCold or StartPrewarm
+
 	addr   string      // scheduler address in use ("" when none)
 	client *rpc.Client // for addr
 
@@ -89,6 +91,7 @@ func newProxy(inv *Invoker, m whisk.ContainerCreation, act whisk.Action, ctr con
 		},
 		memMB:      memMB,
 		createMs:   createMs,
+		start:      whisk.StartCold,
 		lastActive: now,
 		backoff:    minBackoff,
 		ready:      make(chan struct{}),
@@ -109,7 +112,9 @@ const (
 // run is the proxy's life: register, acknowledge, serve, clean up.
 func (p *proxy) run(ctx context.Context) {
 	defer close(p.done)
-	p.logs = startLogPump(p.ctr.Logs())
+	if p.logs == nil { // a stem cell brings its pump
+		p.logs = startLogPump(p.ctr.Logs())
+	}
 	defer p.logs.stop()
 	if err := p.inv.d.Session.RegisterContainer(ctx, p.info); err != nil {
 		p.log.Warn("registering the container failed", "err", err)
@@ -402,7 +407,7 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 
 	t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
 	if cold {
-		t.Start, t.Create, t.Init = whisk.StartCold, p.createMs, initMs
+		t.Start, t.Create, t.Init = p.start, p.createMs, initMs
 		p.createMs = 0
 	}
 	rec := buildRecord(recordInput{

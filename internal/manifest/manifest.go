@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -21,10 +22,48 @@ import (
 var builtin []byte
 
 // StemCell is a prewarm setting: keep Count started containers of a kind
-// with MemoryMB memory.
+// with MemoryMB memory. OpenWhisk's form is read too: "initialCount" for
+// count and memory as a string such as "256 MB" ("reactive" is ignored:
+// Eddy keeps the count fixed).
 type StemCell struct {
 	Count    int   `json:"count"`
 	MemoryMB int64 `json:"memory"`
+}
+
+// UnmarshalJSON reads Eddy's and OpenWhisk's forms.
+func (s *StemCell) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Count        *int            `json:"count"`
+		InitialCount *int            `json:"initialCount"`
+		Memory       json.RawMessage `json:"memory"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	switch {
+	case raw.Count != nil:
+		s.Count = *raw.Count
+	case raw.InitialCount != nil:
+		s.Count = *raw.InitialCount
+	}
+	s.MemoryMB = 0
+	if len(raw.Memory) > 0 {
+		var text string
+		if err := json.Unmarshal(raw.Memory, &s.MemoryMB); err != nil {
+			if json.Unmarshal(raw.Memory, &text) != nil {
+				return fmt.Errorf("stem cell memory %s: want MB as a number or \"256 MB\"", raw.Memory)
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(text)), "MB")), 10, 64)
+			if err != nil {
+				return fmt.Errorf("stem cell memory %q: want MB as a number or \"256 MB\"", text)
+			}
+			s.MemoryMB = n
+		}
+	}
+	if s.Count < 0 || s.MemoryMB < 0 {
+		return fmt.Errorf("stem cell %s: count and memory must not be negative", b)
+	}
+	return nil
 }
 
 // Runtime is one kind.

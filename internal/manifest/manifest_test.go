@@ -60,3 +60,25 @@ func TestBuiltinLaunchersAndImages(t *testing.T) {
 		t.Errorf("nodejs:18 = %+v, %v", r, ok)
 	}
 }
+
+func TestStemCellForms(t *testing.T) {
+	m, err := Parse([]byte(`{"runtimes": {"python": [{"kind": "python:3.11", "default": true, "launcher": "python",
+		"stemCells": [{"count": 2, "memory": 128}, {"initialCount": 1, "memory": "256 MB", "reactive": {"minCount": 1}}]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, _ := m.Lookup("python:3.11")
+	if len(rt.StemCells) != 2 || rt.StemCells[0] != (StemCell{Count: 2, MemoryMB: 128}) || rt.StemCells[1] != (StemCell{Count: 1, MemoryMB: 256}) {
+		t.Fatalf("stem cells %+v", rt.StemCells)
+	}
+	for _, bad := range []string{`{"count": 1, "memory": "lots"}`, `{"count": -1, "memory": 256}`, `{"count": 1, "memory": true}`} {
+		var s StemCell
+		if err := s.UnmarshalJSON([]byte(bad)); err == nil {
+			t.Errorf("%s parsed as %+v", bad, s)
+		}
+	}
+	def, _ := Default().Lookup("python:3.11")
+	if len(def.StemCells) != 1 || def.StemCells[0].MemoryMB != 256 {
+		t.Errorf("built-in python stem cells %+v", def.StemCells)
+	}
+}

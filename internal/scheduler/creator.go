@@ -230,7 +230,7 @@ func (c *creator) pick(ctx context.Context, memMB int64, tried map[string]bool) 
 		if inv.Status != whisk.InvokerUp {
 			continue
 		}
-		free := inv.FreeMemory - c.reservedLocked(inv.ID, now)
+		free := inv.Available() - c.reservedLocked(inv.ID, now) // idle stem cells give way
 		if free < memMB {
 			continue
 		}

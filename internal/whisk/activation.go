@@ -85,6 +85,7 @@ const (
 	AnnWaitTime = "waitTime"
 	AnnInitTime = "initTime"
 	AnnTimings  = "timings" // Eddy's own: a Timings object
+	AnnStart    = "start"   // Eddy's own: StartCold, StartPrewarm or StartWarm
 )
 
 // Annotate sets the record's standard annotations from the action and the timings.
@@ -100,6 +101,9 @@ func (a *Activation) Annotate(meta ActionMeta, t Timings, timedOut bool) {
 	add(AnnWaitTime, t.Queued)
 	if t.Start != StartWarm && t.Init > 0 {
 		add(AnnInitTime, t.Init)
+	}
+	if t.Start != "" {
+		add(AnnStart, t.Start)
 	}
 	add(AnnTimings, t)
 }

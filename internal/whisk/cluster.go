@@ -19,13 +19,30 @@ const (
 )
 
 // InvokerInfo is an invoker's registration: health and memory in MB.
+// FreeMemory counts the prewarm stem cells as used; StemCellMemory is the
+// part of the used memory held by idle stem cells, which give way to a
+// real container that needs it (see Available).
 type InvokerInfo struct {
-	ID         string   `json:"id"`
-	Status     string   `json:"status"`
-	UserMemory int64    `json:"userMemory"`
-	FreeMemory int64    `json:"freeMemory"`
-	Tags       []string `json:"tags,omitempty"`
-	Backend    string   `json:"backend,omitempty"`
+	ID             string     `json:"id"`
+	Status         string     `json:"status"`
+	UserMemory     int64      `json:"userMemory"`
+	FreeMemory     int64      `json:"freeMemory"`
+	StemCellMemory int64      `json:"stemCellMemory,omitempty"`
+	StemCells      []StemCell `json:"stemCells,omitempty"`
+	Tags           []string   `json:"tags,omitempty"`
+	Backend        string     `json:"backend,omitempty"`
+}
+
+// Available is the memory a new container can get on the invoker: the free
+// memory plus what idle stem cells would give up.
+func (i InvokerInfo) Available() int64 { return i.FreeMemory + i.StemCellMemory }
+
+// StemCell counts an invoker's idle prewarm containers of one kind and
+// memory (started, not initialised, belonging to no action).
+type StemCell struct {
+	Kind     string `json:"kind"`
+	MemoryMB int64  `json:"memory"`
+	Count    int    `json:"count"`
 }
 
 // LeaderInfo names the scheduler that holds an action's leader queue.

@@ -102,6 +102,23 @@ func TestAnnotateAndBinary(t *testing.T) {
 	if _, ok := w.Annotations.Get(AnnInitTime); ok {
 		t.Fatal("warm record has initTime")
 	}
+	if v, ok := a.Annotations.Get(AnnStart); !ok || string(v) != `"cold"` {
+		t.Errorf("cold record start = %s, %v", v, ok)
+	}
+	if v, ok := w.Annotations.Get(AnnStart); !ok || string(v) != `"warm"` {
+		t.Errorf("warm record start = %s, %v", v, ok)
+	}
+	var p Activation
+	p.Annotate(meta, Timings{Queued: 2, Init: 30, Run: 3, Start: StartPrewarm}, false)
+	if v, ok := p.Annotations.Get(AnnStart); !ok || string(v) != `"prewarm"` {
+		t.Errorf("prewarm record start = %s, %v", v, ok)
+	}
+	if v, ok := p.Annotations.Get(AnnInitTime); !ok || string(v) != "30" {
+		t.Errorf("prewarm record initTime = %s, %v", v, ok)
+	}
+	if (InvokerInfo{FreeMemory: 100, StemCellMemory: 256}).Available() != 356 {
+		t.Error("Available does not count idle stem cells")
+	}
 	if !LooksBinary("UEsDBAoAAAAAAA==") || LooksBinary("def main(args): pass") || LooksBinary("") {
 		t.Fatal("LooksBinary wrong")
 	}
