@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,9 +20,29 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// invokerID names standalone's one invoker; the Docker backend labels its
-// containers with it, so a restart finds and removes what a killed run left.
+// invokerID names standalone's one invoker (in etcd and in records); its
+// Docker containers are labelled with containerOwner.
 const invokerID = "invoker0"
+
+// containerOwner is the owner label of the Docker containers of the
+// standalone on dataDir: its invoker id and a hash of the data dir's
+// absolute path, so that two standalones on one Docker host (other data
+// dirs) never remove each other's containers at start-up nor clash on
+// container names, while a restart on the same data dir finds what a
+// killed run left. It is written to <data-dir>/container-owner for tools
+// and tests.
+func containerOwner(dataDir string) (string, error) {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	owner := invokerID + "-" + hex.EncodeToString(sum[:6])
+	if err := os.WriteFile(filepath.Join(dataDir, "container-owner"), []byte(owner+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	return owner, nil
+}
 
 // standaloneConfig is everything `eddy standalone` can be told.
 type standaloneConfig struct {
@@ -129,7 +151,11 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	bus := memory.New(log)
 	defer bus.Close()
 
-	backend, err := newBackend(ctx, cfg.backend, invokerID, cfg.dataDir, runtimes, log)
+	owner, err := containerOwner(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	backend, err := newBackend(ctx, cfg.backend, owner, cfg.dataDir, runtimes, log)
 	if err != nil {
 		return err
 	}

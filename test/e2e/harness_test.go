@@ -402,7 +402,11 @@ func (e *eddy) containers() []string {
 			e.t.Fatal(err)
 		}
 		defer cli.Close()
-		ids, err := docker.Owned(ctx, cli, "invoker0")
+		owner, err := os.ReadFile(filepath.Join(e.DataDir, "container-owner"))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		ids, err := docker.Owned(ctx, cli, strings.TrimSpace(string(owner)))
 		if err != nil {
 			e.t.Fatal(err)
 		}
