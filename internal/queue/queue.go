@@ -966,6 +966,28 @@ func (q *Queue) failAll(now time.Time, status int, text string) {
 	q.startFail(fs)
 }
 
+// ConcurrentRetryAfter is the Retry-After of the concurrent-containers
+// limit: containers free up as activations finish, so a short constant.
+const ConcurrentRetryAfter = time.Second
+
+// failThrottled fails the buffer at the namespace's concurrent-containers
+// limit: OpenWhisk's message, and the throttle marker (whisk.AnnThrottled)
+// from which the controller answers 429 with Retry-After and the limit.
+func (q *Queue) failThrottled(now time.Time, count, allowed int) {
+	if len(q.buf) == 0 {
+		return
+	}
+	t := &whisk.Throttle{Limit: whisk.LimitConcurrentContainers, Count: count, Allowed: allowed, RetryAfter: ConcurrentRetryAfter}
+	fs := make([]failure, 0, len(q.buf))
+	for _, e := range q.buf {
+		rec := q.record(e, now, whisk.StatusWhiskError, t.Message())
+		rec.MarkThrottled(t)
+		fs = append(fs, failure{e, rec})
+	}
+	q.buf = nil
+	q.startFail(fs)
+}
+
 // tick is the periodic work: expiry, retries of failed records, the
 // scaling decision and the idle transitions.
 func (q *Queue) tick(now time.Time) {
@@ -1116,7 +1138,7 @@ func (q *Queue) decideNow(now time.Time) {
 			q.wantDecide = true
 			return
 		}
-		q.failAll(now, whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(s.NsExisting+s.NsInFlight, s.NsLimit))
+		q.failThrottled(now, s.NsExisting+s.NsInFlight, s.NsLimit)
 		return
 	}
 	if d.Create <= 0 {
