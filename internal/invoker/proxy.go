@@ -84,6 +84,7 @@ const (
 	stopObsolete  = "obsolete revision"
 	stopNoLeader  = "no leader queue"
 	stopDestroyed = "destroyed"
+	stopReleased  = "released to the namespace" // rpc.FetchRelease: another action needs the slot
 )
 
 // run is the proxy's life: register, acknowledge, serve, clean up.
@@ -155,6 +156,8 @@ func (p *proxy) serve(ctx context.Context) string {
 			p.fetchWorked()
 		case rpc.FetchMismatch:
 			return stopObsolete
+		case rpc.FetchRelease:
+			return stopReleased
 		default: // FetchNoQueue, FetchUnavailable, anything unknown
 			if !p.findLeader(ctx) {
 				return stopNoLeader

@@ -165,7 +165,31 @@ type Deps struct {
 	// leader without a commit. Recorded ones are skipped and committed. An
 	// error counts as "none recorded" (a duplicate is better than a loss).
 	Recorded func(ctx context.Context, msgs []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error)
+	// NamespaceShare, if set, reads how many containers (and creations)
+	// each action of the namespace holds and which actions want a share
+	// (Share, without Limit: the queue knows it). Called like
+	// CountNamespace, with the counts, while the action holds containers
+	// or is throttled; without it the namespace is not shared (the first
+	// action to take the limit keeps it).
+	NamespaceShare func(ctx context.Context) (held map[string]int, wanting map[string]bool, err error)
+	// Want publishes (true) or withdraws (false) the action's demand for a
+	// share of the namespace (an etcd key the other queues read through
+	// NamespaceShare). Called off the owner goroutine, one call at a time,
+	// and once more as the queue ends if a demand is published.
+	Want func(ctx context.Context, want bool) error
 }
+
+// Sharing the namespace's containers (see Share).
+const (
+	// ShareEvery is how often a queue that holds containers but has no
+	// backlog reads the namespace share, to give back idle containers.
+	ShareEvery = time.Second
+	// shareFresh is how old a share read may be to act on it.
+	shareFresh = 2 * time.Second
+	// releaseSettle: a share read started this soon after a container was
+	// told to go may still count it; it does not reset the give-back.
+	releaseSettle = 500 * time.Millisecond
+)
 
 // Queue is one action's leader queue. Create it with New, run it with Run.
 type Queue struct {
@@ -226,6 +250,14 @@ type Queue struct {
 	started    time.Time
 	why        End     // why the queue ends, once it does
 	recent     recents // activation ids consumed lately (duplicates are skipped)
+	// Sharing the namespace (Deps.NamespaceShare, Deps.Want).
+	share      Share     // the last read
+	shareAt    time.Time // when it came back
+	wanting    bool      // the action wants a share (to publish)
+	wantPub    bool      // the demand as last published
+	release    int       // containers to tell to go (FetchRelease) on their next fetch
+	releasedAt time.Time // when the last one was told
+	released   int64     // containers given back, in all
 }
 
 type ending struct {
@@ -269,6 +301,14 @@ type countResult struct {
 	nsContainers int
 	nsCreations  int
 	err          error
+	// The namespace share, when read (shared), and the demand published.
+	shared   bool
+	held     map[string]int
+	wanting  map[string]bool
+	shareErr error
+	wantSet  bool // Want was called with want
+	want     bool
+	wantErr  error
 }
 
 type inbound struct {
@@ -529,6 +569,14 @@ func (q *Queue) Run(ctx context.Context) error {
 	stopCounts()
 	if q.counting {
 		q.handleCount(q.d.Now(), <-q.countc)
+	}
+	if q.d.Want != nil && (q.wantPub || q.wanting) {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.CountTimeout)
+		if err := q.d.Want(wctx, false); err != nil {
+			q.log.Warn("queue: withdrawing the namespace share demand", "err", err)
+		}
+		cancel()
+		q.wanting, q.wantPub = false, false
 	}
 
 	// Shut down: answer parked fetches, let running fail batches finish
@@ -824,6 +872,10 @@ func (q *Queue) handleFetch(now time.Time, f *fetch) {
 		return
 	}
 	q.lastFetch = now
+	if q.release > 0 && q.shareIsFresh(now, shareFresh) {
+		q.releaseTo(now, f)
+		return
+	}
 	if q.lastCount < 1 {
 		q.lastCount = 1
 		q.countGen++
@@ -1004,6 +1056,16 @@ func (q *Queue) tick(now time.Time) {
 		q.refail = nil
 		q.startFail(fs)
 	}
+	if !q.shareIsFresh(now, shareFresh) {
+		q.release = 0 // acting on an old read could give back too much
+	}
+	if len(q.buf) == 0 {
+		q.wanting = false
+	}
+	if q.d.NamespaceShare != nil && len(q.buf) == 0 &&
+		(q.wanting != q.wantPub || (q.lastCount > 0 && now.Sub(q.shareAt) >= ShareEvery)) {
+		q.startCount(now) // withdraw the demand; give idle containers back
+	}
 	switch q.st {
 	case Running, Flushing:
 		if len(q.buf) > 0 {
@@ -1054,13 +1116,29 @@ func (q *Queue) startCount(now time.Time) {
 	q.counting = true
 	ctx, rev, gen := q.countCtx, q.meta.Rev, q.countGen
 	count, countNs, timeout := q.d.CountContainers, q.d.CountNamespace, q.cfg.CountTimeout
+	share := q.d.NamespaceShare
+	if share != nil && q.lastCount <= 0 && !q.throttled && !q.wanting && !q.wantPub {
+		share = nil // nothing to give back or to ask for
+	}
+	var want func(context.Context, bool) error
+	wantTo := q.wanting
+	if q.d.Want != nil && q.wanting != q.wantPub {
+		want = q.d.Want
+	}
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		r := countResult{rev: rev, gen: gen, at: now}
+		if want != nil {
+			r.wantSet, r.want, r.wantErr = true, wantTo, want(cctx, wantTo)
+		}
 		r.containers, r.err = count(cctx, rev)
 		if r.err == nil {
 			r.nsContainers, r.nsCreations, r.err = countNs(cctx)
+		}
+		if share != nil {
+			r.held, r.wanting, r.shareErr = share(cctx)
+			r.shared = r.shareErr == nil
 		}
 		q.countc <- r // buffered: one count in flight at most
 	}()
@@ -1073,6 +1151,7 @@ func (q *Queue) handleCount(now time.Time, r countResult) {
 	want := q.wantDecide
 	q.wantDecide = false
 	idleDue := q.st == Idle && r.at.Sub(q.idleSince) >= q.cfg.IdleTimeout
+	q.takeShare(now, r)
 	if r.err != nil {
 		q.log.Warn("queue: counting containers", "err", r.err)
 		if idleDue {
@@ -1102,6 +1181,56 @@ func (q *Queue) handleCount(now time.Time, r countResult) {
 	}
 }
 
+// takeShare takes a count's share read and demand publication: the
+// give-back is recomputed from a read that began after the last container
+// told to go had time to deregister, and idle (parked) containers go first.
+func (q *Queue) takeShare(now time.Time, r countResult) {
+	if r.wantSet {
+		if r.wantErr != nil {
+			q.log.Warn("queue: publishing the namespace share demand", "want", r.want, "err", r.wantErr)
+		} else {
+			q.wantPub = r.want
+		}
+	}
+	if r.shareErr != nil {
+		q.log.Warn("queue: reading the namespace share", "err", r.shareErr)
+	}
+	if !r.shared {
+		return
+	}
+	q.share = Share{Limit: q.nsLimit, Held: r.held, Wanting: r.wanting}
+	q.shareAt = now
+	if r.at.Sub(q.releasedAt) < releaseSettle {
+		return
+	}
+	n := q.share.GiveBack(q.fqn.Name)
+	if n != q.release && n > 0 {
+		q.log.Info("queue: giving containers back to the namespace", "n", n,
+			"fairShare", q.share.Fair(), "held", q.share.Held[q.fqn.Name], "limit", q.share.Limit)
+	}
+	q.release = n
+	for q.release > 0 && len(q.parked) > 0 {
+		f := q.parked[len(q.parked)-1] // the newest parked: the others may get work
+		q.parked = q.parked[:len(q.parked)-1]
+		q.releaseTo(now, f)
+	}
+}
+
+// releaseTo tells a fetching container to go: the namespace needs it for
+// another action. It deregisters and says so with a last fetch (Alive
+// false), which lowers the count.
+func (q *Queue) releaseTo(now time.Time, f *fetch) {
+	q.release--
+	q.released++
+	q.releasedAt = now
+	f.reply <- &rpc.FetchResponse{Status: rpc.FetchRelease}
+}
+
+// shareFresh reports whether the last share read may be acted on.
+func (q *Queue) shareIsFresh(now time.Time, within time.Duration) bool {
+	return q.d.NamespaceShare != nil && !q.shareAt.IsZero() && now.Sub(q.shareAt) <= within
+}
+
 // decide runs Decide on the last known counts and starts a refresh for the
 // next decision; with no counts of the current revision yet, the decision
 // waits for them.
@@ -1122,10 +1251,19 @@ func (q *Queue) decideNow(now time.Time) {
 	}
 	existing := q.lastCount
 	s := q.snapshot(now, existing, q.nsCount, q.nsCreating)
+	fresh := q.shareIsFresh(now, shareFresh)
+	if fresh {
+		s.ShareCap = q.share.Cap(q.fqn.Name)
+	}
 	d := Decide(s)
 	if d.Throttle != q.throttled {
 		q.throttled = d.Throttle
 		q.log.Info("queue: namespace throttling", "on", d.Throttle, "reason", d.Reason)
+	}
+	if fresh {
+		// The action wants more than the limits give it and holds less
+		// than its fair share: ask the namespace's busiest actions.
+		q.wanting = d.Want > d.Create && s.Existing+s.InFlight+d.Create < q.share.FairFor(q.fqn.Name)
 	}
 	if d.Throttle && d.Create <= 0 && existing == 0 && s.InFlight == 0 {
 		// The namespace limit holds the action back and it has no
@@ -1137,6 +1275,18 @@ func (q *Queue) decideNow(now time.Time) {
 		if now.Sub(q.countAt) > 2*q.cfg.Tick {
 			q.wantDecide = true
 			return
+		}
+		if q.d.NamespaceShare != nil {
+			// Other actions of the namespace over their fair share give
+			// containers back: wait for one (within the retention).
+			if !q.shareIsFresh(now, 2*q.cfg.Tick) {
+				q.wantDecide = true
+				return
+			}
+			if q.share.Releasable(q.fqn.Name) > 0 {
+				q.wanting = true
+				return
+			}
 		}
 		q.failThrottled(now, s.NsExisting+s.NsInFlight, s.NsLimit)
 		return
