@@ -146,7 +146,14 @@ func TestDecide(t *testing.T) {
 				s.ShareCap = 5
 			}), 2, false},
 		{"a share cap above the action limit changes nothing",
-			with(func(s *Snapshot) { s.Queued = 45; s.Stale = 45; s.Existing = 4; s.NsExisting = 4; s.ActionLimit = 4; s.ShareCap = 50 }), 0, false},
+			with(func(s *Snapshot) {
+				s.Queued = 45
+				s.Stale = 45
+				s.Existing = 4
+				s.NsExisting = 4
+				s.ActionLimit = 4
+				s.ShareCap = 50
+			}), 0, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
