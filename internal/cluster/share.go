@@ -62,3 +62,22 @@ func (c *Client) NamespaceShare(ctx context.Context, ns string) (held map[string
 	}
 	return held, wanting, nil
 }
+
+// CountUsed counts, in one transaction of four count-only reads, what
+// namespace f.Namespace and revision rev of f use against their limits:
+// registered containers plus in-flight creations. A container registered
+// whose creation key is not deleted yet (its ack is on its way) counts
+// twice: the count errs on the safe side.
+func (c *Client) CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, action int, err error) {
+	resp, err := c.etcd.Txn(ctx).Then(
+		clientv3.OpGet(containerNamespacePrefix(f.Namespace), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(creationNamespacePrefix(f.Namespace), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(containerRevPrefix(f, rev), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+		clientv3.OpGet(creationRevPrefix(f, rev), clientv3.WithPrefix(), clientv3.WithCountOnly()),
+	).Commit()
+	if err != nil {
+		return 0, 0, fmt.Errorf("cluster: count used by %s: %w", f, err)
+	}
+	n := func(i int) int { return int(resp.Responses[i].GetResponseRange().Count) }
+	return n(0) + n(1), n(2) + n(3), nil
+}

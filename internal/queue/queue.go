@@ -118,7 +118,12 @@ type Config struct {
 type CreateRequest struct {
 	ID     string
 	Action whisk.ActionMeta
-	Done   func(CreationResult)
+	// NamespaceLimit is the namespace's concurrent-containers limit the
+	// queue decided with: the creator admits the creation only if the
+	// namespace (and the action, Action.Limits.Instances) has room in
+	// etcd at that moment, else it answers Refused.
+	NamespaceLimit int
+	Done           func(CreationResult)
 }
 
 // CreationResult is the final outcome of a CreateRequest, after the
@@ -127,6 +132,11 @@ type CreationResult struct {
 	ID        string
 	OK        bool
 	Developer bool   // the action's fault: queued activations fail with a developer error
+	// Refused says the creator found no room under the namespace's or the
+	// action's limit when it came to write the creation (another queue
+	// took it since the counts the decision used): no container, and no
+	// failure either; the queue decides again on fresh counts.
+	Refused bool
 	Error     string // why it failed, shown in developer error records
 	// Action, when it has a newer revision than the queue's, is the
 	// action's current metadata as the invoker found it (the creation
@@ -952,6 +962,10 @@ func (q *Queue) handleResult(now time.Time, r CreationResult) {
 		return
 	}
 	delete(q.inflight, r.ID)
+	if r.Refused {
+		q.log.Debug("queue: creation refused at a limit", "creation", r.ID, "why", r.Error)
+		return
+	}
 	if r.Action.Rev > q.meta.Rev && r.Action.FQN() == q.fqn {
 		q.adopt(r.Action) // the invoker found the action changed
 	}
@@ -1303,7 +1317,7 @@ func (q *Queue) decideNow(now time.Time) {
 		id := newID()
 		q.inflight[id] = q.meta.Rev
 		q.lastAsk = now
-		q.d.Create(CreateRequest{ID: id, Action: q.meta, Done: q.CreationDone})
+		q.d.Create(CreateRequest{ID: id, Action: q.meta, NamespaceLimit: q.nsLimit, Done: q.CreationDone})
 	}
 }
 
