@@ -131,13 +131,13 @@ type CreateRequest struct {
 type CreationResult struct {
 	ID        string
 	OK        bool
-	Developer bool   // the action's fault: queued activations fail with a developer error
+	Developer bool // the action's fault: queued activations fail with a developer error
 	// Refused says the creator found no room under the namespace's or the
 	// action's limit when it came to write the creation (another queue
 	// took it since the counts the decision used): no container, and no
 	// failure either; the queue decides again on fresh counts.
 	Refused bool
-	Error     string // why it failed, shown in developer error records
+	Error   string // why it failed, shown in developer error records
 	// Action, when it has a newer revision than the queue's, is the
 	// action's current metadata as the invoker found it (the creation
 	// failed because the action changed): the queue adopts it.
@@ -196,9 +196,10 @@ const (
 	ShareEvery = time.Second
 	// shareFresh is how old a share read may be to act on it.
 	shareFresh = 2 * time.Second
-	// releaseSettle: a share read started this soon after a container was
-	// told to go may still count it; it does not reset the give-back.
-	releaseSettle = 500 * time.Millisecond
+	// releaseGrace is how long a container told to go may still be
+	// registered (it deregisters once removed): share reads within it
+	// count it, so the give-back they compute is reduced by it.
+	releaseGrace = 5 * time.Second
 )
 
 // Queue is one action's leader queue. Create it with New, run it with Run.
@@ -266,8 +267,8 @@ type Queue struct {
 	wanting    bool      // the action wants a share (to publish)
 	wantPub    bool      // the demand as last published
 	release    int       // containers to tell to go (FetchRelease) on their next fetch
-	releasedAt time.Time // when the last one was told
-	released   int64     // containers given back, in all
+	releasedAt []time.Time // when the containers told to go lately were told (releaseGrace)
+	released   int64       // containers given back, in all
 }
 
 type ending struct {
@@ -1196,8 +1197,9 @@ func (q *Queue) handleCount(now time.Time, r countResult) {
 }
 
 // takeShare takes a count's share read and demand publication: the
-// give-back is recomputed from a read that began after the last container
-// told to go had time to deregister, and idle (parked) containers go first.
+// give-back is recomputed from each read, less the containers told to go
+// in the last releaseGrace (the read may still count them: a container
+// deregisters once removed), and idle (parked) containers go first.
 func (q *Queue) takeShare(now time.Time, r countResult) {
 	if r.wantSet {
 		if r.wantErr != nil {
@@ -1214,10 +1216,8 @@ func (q *Queue) takeShare(now time.Time, r countResult) {
 	}
 	q.share = Share{Limit: q.nsLimit, Held: r.held, Wanting: r.wanting}
 	q.shareAt = now
-	if r.at.Sub(q.releasedAt) < releaseSettle {
-		return
-	}
-	n := q.share.GiveBack(q.fqn.Name)
+	q.releasedAt = slices.DeleteFunc(q.releasedAt, func(at time.Time) bool { return now.Sub(at) >= releaseGrace })
+	n := max(0, q.share.GiveBack(q.fqn.Name)-len(q.releasedAt))
 	if n != q.release && n > 0 {
 		q.log.Info("queue: giving containers back to the namespace", "n", n,
 			"fairShare", q.share.Fair(), "held", q.share.Held[q.fqn.Name], "limit", q.share.Limit)
@@ -1236,7 +1236,7 @@ func (q *Queue) takeShare(now time.Time, r countResult) {
 func (q *Queue) releaseTo(now time.Time, f *fetch) {
 	q.release--
 	q.released++
-	q.releasedAt = now
+	q.releasedAt = append(q.releasedAt, now)
 	f.reply <- &rpc.FetchResponse{Status: rpc.FetchRelease}
 }
 

@@ -120,6 +120,9 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 			SchedulerID: s.cfg.ID, CreationID: req.ID, InvokerID: iid, Requested: now.UnixMilli(),
 		}
 		unlock, err := c.admit(ctx, meta, req.NamespaceLimit)
+		if err != nil {
+			c.unreserve(iid, mem)
+		}
 		if errors.Is(err, errRefused) {
 			log.Debug("scheduler: creation refused", "err", err)
 			return queue.CreationResult{ID: req.ID, Refused: true, Error: err.Error()}
@@ -133,6 +136,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		unlock()
 		if err != nil {
 			log.Warn("scheduler: writing the creation key", "err", err)
+			c.unreserve(iid, mem)
 			// The session remembers the key even when the write failed
 			// (and would put it again after a lease re-grant): forget it,
 			// this creation never happened. Before the next attempt puts
@@ -147,6 +151,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		})
 		if err := s.d.Bus.Publish(ctx, whisk.InvokerTopic(iid), msg); err != nil {
 			log.Warn("scheduler: sending the creation", "invoker", iid, "err", err)
+			c.unreserve(iid, mem)
 			c.deleteCreation(ctx, info, true)
 			tried[iid] = true
 			lastErr = err.Error()
@@ -156,6 +161,11 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		c.deleteCreation(ctx, info, false)
 		if ctx.Err() != nil {
 			return fail("the scheduler is stopping")
+		}
+		if !ok || ack.Error != "" {
+			// No container came of this attempt: its memory is not taken
+			// on the invoker (a retry may pick it again).
+			c.unreserve(iid, mem)
 		}
 		if !ok {
 			log.Warn("scheduler: creation timed out", "invoker", iid, "timeout", s.cfg.CreationTimeout)
@@ -313,6 +323,20 @@ func (c *creator) pick(ctx context.Context, memMB int64, tried map[string]bool) 
 	}
 	c.reserved[best] = append(c.reserved[best], reservation{mb: memMB, at: now})
 	return best, nil
+}
+
+// unreserve drops the newest reservation of mb on invoker iid: the attempt
+// that made it created no container.
+func (c *creator) unreserve(iid string, mb int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs := c.reserved[iid]
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].mb == mb {
+			c.reserved[iid] = append(rs[:i], rs[i+1:]...)
+			return
+		}
+	}
 }
 
 func (c *creator) reservedLocked(iid string, now time.Time) int64 {
