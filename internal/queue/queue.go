@@ -262,11 +262,11 @@ type Queue struct {
 	why        End     // why the queue ends, once it does
 	recent     recents // activation ids consumed lately (duplicates are skipped)
 	// Sharing the namespace (Deps.NamespaceShare, Deps.Want).
-	share      Share     // the last read
-	shareAt    time.Time // when it came back
-	wanting    bool      // the action wants a share (to publish)
-	wantPub    bool      // the demand as last published
-	release    int       // containers to tell to go (FetchRelease) on their next fetch
+	share      Share       // the last read
+	shareAt    time.Time   // when it came back
+	wanting    bool        // the action wants a share (to publish)
+	wantPub    bool        // the demand as last published
+	release    int         // containers to tell to go (FetchRelease) on their next fetch
 	releasedAt []time.Time // when the containers told to go lately were told (releaseGrace)
 	released   int64       // containers given back, in all
 }
