@@ -1078,7 +1078,7 @@ func (q *Queue) tick(now time.Time) {
 		q.wanting = false
 	}
 	if q.d.NamespaceShare != nil && len(q.buf) == 0 &&
-		(q.wanting != q.wantPub || (q.lastCount > 0 && now.Sub(q.shareAt) >= ShareEvery)) {
+		(q.wanting != q.wantPub || (q.st == Running && q.lastCount > 0 && now.Sub(q.shareAt) >= ShareEvery)) {
 		q.startCount(now) // withdraw the demand; give idle containers back
 	}
 	switch q.st {
@@ -1277,7 +1277,10 @@ func (q *Queue) decideNow(now time.Time) {
 	if fresh {
 		// The action wants more than the limits give it and holds less
 		// than its fair share: ask the namespace's busiest actions.
-		q.wanting = d.Want > d.Create && s.Existing+s.InFlight+d.Create < q.share.FairFor(q.fqn.Name)
+		// Not when its own instances limit is what holds it back.
+		total := s.Existing + s.InFlight + d.Create
+		inst := q.meta.Limits.Instances
+		q.wanting = d.Want > d.Create && total < q.share.FairFor(q.fqn.Name) && (inst <= 0 || total < inst)
 	}
 	if d.Throttle && d.Create <= 0 && existing == 0 && s.InFlight == 0 {
 		// The namespace limit holds the action back and it has no

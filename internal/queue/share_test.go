@@ -180,3 +180,30 @@ func TestRefusedCreationIsNoFailure(t *testing.T) {
 		t.Fatalf("%d creations after the refusal and a tick, want 2", len(h.creates))
 	}
 }
+
+// An action held back by its own instances limit does not ask the
+// namespace for containers it could not use.
+func TestNoDemandAtOwnInstancesLimit(t *testing.T) {
+	h, wants := shareHarness(t, 4, map[string]int{"hog": 3, "hello": 1}, map[string]bool{})
+	h.q.meta.Limits.Instances = 1
+	h.containers, h.nsOther = 1, 3
+	for i := range 10 {
+		h.msg(int64(i), 1)
+	}
+	for range 5 {
+		h.advance(DefaultTick)
+		h.tick()
+	}
+	if h.q.wanting || len(*wants) != 0 {
+		t.Fatalf("wanting %v, publications %v at its own instances limit", h.q.wanting, *wants)
+	}
+	// Without the instances limit it wants its share (2 of 4).
+	h.q.meta.Limits.Instances = 0
+	for range 3 {
+		h.advance(DefaultTick)
+		h.tick()
+	}
+	if !h.q.wanting {
+		t.Fatal("a flooded action below its fair share does not want it")
+	}
+}
