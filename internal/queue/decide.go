@@ -294,16 +294,22 @@ func (s Share) with(self string) Share {
 // FairFor is the fair share with self counted among the busy actions.
 func (s Share) FairFor(self string) int { return s.with(self).Fair() }
 
-// Releasable is how many containers the other actions would give back if
-// self wanted a share: 0 means self cannot expect one (every other action
-// is at or below its fair share), and its activations are throttled.
+// Releasable is how many containers self could get if it wanted a share:
+// the namespace's free room as this read sees it (counts taken a moment
+// apart may disagree) plus what the other actions would give back. 0 means
+// self cannot expect one (the namespace is full and every other action is
+// at or below its fair share), and its activations are throttled.
 func (s Share) Releasable(self string) int {
+	used := 0
+	for _, h := range s.Held {
+		used += h
+	}
 	t := s.with(self)
 	fair := t.Fair()
 	if s.Held[self] >= fair {
-		return 0
+		return max(0, s.Limit-used)
 	}
-	n := 0
+	n := max(0, s.Limit-used)
 	for a, h := range s.Held {
 		if a != self && !t.Wanting[a] {
 			n += max(0, h-fair)

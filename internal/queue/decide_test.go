@@ -336,6 +336,8 @@ func TestShare(t *testing.T) {
 			Share{Limit: 1, Held: map[string]int{"a": 1}}, "b", 1, 0, 0, 0},
 		{"a wanting action is not asked to give back",
 			Share{Limit: 4, Held: map[string]int{"a": 3, "b": 1}, Wanting: map[string]bool{"a": true, "c": true}}, "a", 1, 0, 1, 0},
+		{"room in the read (the counts were behind): a starved action may wait",
+			Share{Limit: 2, Held: map[string]int{"hog": 1}, Wanting: map[string]bool{"meek": true}}, "meek", 1, 0, 0, 1},
 		{"creations count as held",
 			Share{Limit: 4, Held: map[string]int{"a": 4, "b": 2}, Wanting: map[string]bool{"b": true}}, "a", 2, 0, 0, 0},
 	}
