@@ -26,6 +26,7 @@ import (
 //	eddy/queue/<ns>/<action>/follower/<sid>                whisk.LeaderInfo    follower         Session.RegisterFollower (a scheduler asked to follow) → Client.Followers (the leader recruiting), Client.WatchLeader (followers: deleted with the leader key = queue retired)
 //	eddy/container/<ns>/<action>/<rev>/<iid>/<cid>         whisk.ContainerInfo invoker          Session.RegisterContainer (the container's proxy) → Client.CountContainers, CountNamespace, Containers
 //	eddy/creating/<ns>/<action>/<rev>/<sid>/<creationId>   whisk.CreationInfo  scheduler        Session.PutCreation (the scheduler's creator) → Client.CountCreations, CountNamespace
+//	eddy/demand/<ns>/<action>                              whisk.LeaderInfo    scheduler        Session.PutDemand (a leader queue refused by its namespace limit, below its fair share) → Client.NamespaceShare (share.go: the queues of the namespace)
 //	eddy/throttle/<ns>[/<action>]                          "true"/"false"      scheduler        (reserved: throttling, later)
 //
 // Besides, Client.Status (status.go) reads the scheduler, invoker, queue,

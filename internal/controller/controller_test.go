@@ -663,14 +663,19 @@ func TestRateThrottleClears(t *testing.T) {
 }
 
 // TestConcurrentThrottleRecord: a blocking invocation whose record the queue
-// failed at the namespace's concurrent-containers limit answers a Throttled
+// failed at the namespace's concurrent-containers limit (the record carries
+// the throttle marker) answers a Throttled
 // error naming that limit; other whisk errors stay records.
 func TestConcurrentThrottleRecord(t *testing.T) {
 	id := whisk.NewActivationID()
 	rec := func(code int, msg string) whisk.Activation {
 		return whisk.Activation{Namespace: "guest", Name: "a", ActivationID: id, Response: whisk.ErrorResponse(code, msg)}
 	}
-	res, err := blockingResult(id, rec(whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(7, 7)))
+	marked := func(a whisk.Activation, count, allowed int) whisk.Activation {
+		a.MarkThrottled(&whisk.Throttle{Limit: whisk.LimitConcurrentContainers, Count: count, Allowed: allowed, RetryAfter: time.Second})
+		return a
+	}
+	res, err := blockingResult(id, marked(rec(whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(7, 7)), 7, 7))
 	th := whisk.ThrottleOf(err)
 	if !whisk.IsKind(err, whisk.Throttled) || whisk.UserMessage(err) != whisk.MsgTooManyConcurrent(7, 7) || th == nil ||
 		th.Limit != whisk.LimitConcurrentContainers || th.RetryAfterSeconds() != 1 || res.ActivationID != id || res.Activation != nil {
@@ -679,6 +684,8 @@ func TestConcurrentThrottleRecord(t *testing.T) {
 	for _, a := range []whisk.Activation{
 		rec(whisk.StatusWhiskError, whisk.MsgNotInitiated(1000)),
 		rec(whisk.StatusApplicationError, whisk.MsgTooManyConcurrent(7, 7)), // the action's own error
+		rec(whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(7, 7)),       // the text alone is no marker
+		marked(rec(whisk.StatusApplicationError, "x"), 7, 7),                // a marker on a non-whisk error
 		{ActivationID: id, Response: whisk.NewResponse(whisk.StatusWhiskError, raw(`"not an object"`))},
 	} {
 		res, err := blockingResult(id, a)
@@ -695,8 +702,8 @@ func TestConcurrentThrottleRecord(t *testing.T) {
 	go func() {
 		m := nextMessage(t, cons)
 		r.store.mu.Lock()
-		r.store.recs[m.ActivationID] = whisk.Activation{Namespace: "guest", Name: act.Name, ActivationID: m.ActivationID,
-			Response: whisk.ErrorResponse(whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(3, 2))}
+		r.store.recs[m.ActivationID] = marked(whisk.Activation{Namespace: "guest", Name: act.Name, ActivationID: m.ActivationID,
+			Response: whisk.ErrorResponse(whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(3, 2))}, 3, 2)
 		r.store.mu.Unlock()
 	}()
 	_, err = r.c.Invoke(context.Background(), Request{Identity: guest(), Action: act, Blocking: true, Wait: 300 * time.Millisecond})

@@ -127,28 +127,15 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 	return Result{ActivationID: id}, nil
 }
 
-// concurrentRetryAfter is the Retry-After of the concurrent-containers
-// limit: containers free up as activations finish, so a short constant.
-const concurrentRetryAfter = time.Second
-
 // blockingResult is the answer of a blocking invocation that has its record.
-// A record the queue failed because the namespace was at its
-// concurrent-containers limit becomes a Throttled error (429 with
-// OpenWhisk's message, like OpenWhisk's ActivationThrottler) that names the
-// limit; the record stays in the store under id.
+// A record the queue failed at a limit carries the throttle marker
+// (whisk.AnnThrottled: which limit, count, allowed, retry-after) and becomes
+// a Throttled error (429 with OpenWhisk's message, like OpenWhisk's
+// ActivationThrottler, a Retry-After header and the limit named); the
+// record stays in the store under id.
 func blockingResult(id whisk.ActivationID, a whisk.Activation) (Result, error) {
-	if a.Response.StatusCode == whisk.StatusWhiskError {
-		var body struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(a.Response.Result, &body) == nil {
-			if count, allowed, ok := whisk.ParseTooManyConcurrent(body.Error); ok {
-				return Result{ActivationID: id}, whisk.ThrottledError("controller.Invoke", &whisk.Throttle{
-					Limit: whisk.LimitConcurrentContainers, RetryAfter: concurrentRetryAfter,
-					Count: count, Allowed: allowed,
-				})
-			}
-		}
+	if t := whisk.ThrottleOfRecord(a); t != nil && a.Response.StatusCode == whisk.StatusWhiskError {
+		return Result{ActivationID: id}, whisk.ThrottledError("controller.Invoke", t)
 	}
 	return Result{ActivationID: id, Activation: &a}, nil
 }

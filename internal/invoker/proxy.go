@@ -107,6 +107,7 @@ const (
 	stopObsolete  = "obsolete revision"
 	stopNoLeader  = "no leader queue"
 	stopDestroyed = "destroyed"
+	stopReleased  = "released to the namespace" // rpc.FetchRelease: another action needs the slot
 )
 
 // run is the proxy's life: register, acknowledge, serve, clean up.
@@ -191,6 +192,8 @@ func (p *proxy) serve(ctx context.Context) string {
 			p.ensureSlots()
 		case rpc.FetchMismatch:
 			return stopObsolete
+		case rpc.FetchRelease:
+			return stopReleased
 		default: // FetchNoQueue, FetchUnavailable, anything unknown
 			if !p.findLeader(ctx) {
 				return stopNoLeader
@@ -279,14 +282,11 @@ func (p *proxy) disconnect() {
 	}
 }
 
-// stop takes the container out of service: deregister (so the queue stops
-// counting it), tell the queue it is gone, remove it, release its memory.
+// stop takes the container out of service: tell the queue it is gone,
+// remove it, release its memory, deregister it.
 func (p *proxy) stop(ctx context.Context, tellQueue bool) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if err := p.inv.d.Session.DeregisterContainer(cctx, p.info); err != nil {
-		p.log.Warn("deregistering the container failed", "err", err)
-	}
 	if p.client != nil && tellQueue {
 		fctx, fcancel := context.WithTimeout(cctx, 2*time.Second)
 		resp, err := p.fetchWith(fctx, false)
@@ -299,6 +299,12 @@ func (p *proxy) stop(ctx context.Context, tellQueue bool) {
 	}
 	p.disconnect()
 	p.remove(ctx)
+	// Deregistered once removed: the container counts against the
+	// namespace's and the action's limits (etcd) until it is gone, so a
+	// replacement never runs beside it.
+	if err := p.inv.d.Session.DeregisterContainer(cctx, p.info); err != nil {
+		p.log.Warn("deregistering the container failed", "err", err)
+	}
 }
 
 func (p *proxy) fetchWith(ctx context.Context, alive bool) (*rpc.FetchResponse, error) {

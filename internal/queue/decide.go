@@ -34,6 +34,10 @@ type Snapshot struct {
 	ActionLimit int           // the action's instances limit; 0 means the namespace limit
 	AvgDuration time.Duration // average run time; 0 when unknown
 	Concurrency int           // activations one container runs at once; ≤0 means 1
+	// ShareCap, when > 0, caps the action's containers at its fair share of
+	// the namespace while other actions of the namespace want theirs
+	// (Share.Cap); 0 means no cap.
+	ShareCap int
 }
 
 // Decision is Decide's answer: how many containers to ask for now, whether
@@ -41,6 +45,7 @@ type Snapshot struct {
 // throttling), and why, for logs.
 type Decision struct {
 	Create   int
+	Want     int // what the rules asked for before the limits cut it
 	Throttle bool
 	Reason   string
 }
@@ -63,6 +68,9 @@ type Decision struct {
 //  6. Removing: only stale activations count (rule g);
 //  7. the request is cut to capacity; when the namespace binds, Throttle.
 //
+// The action's limit is its instances limit, the namespace limit, and, while
+// other actions of the namespace want a share, its fair share (ShareCap).
+//
 // Throttle is also true whenever the namespace has no room left.
 func Decide(s Snapshot) Decision {
 	conc := max(1, s.Concurrency)
@@ -70,6 +78,10 @@ func Decide(s Snapshot) Decision {
 	actionLimit := nsLimit
 	if s.ActionLimit > 0 && s.ActionLimit < nsLimit {
 		actionLimit = s.ActionLimit
+	}
+	shareCapped := s.ShareCap > 0 && s.ShareCap < actionLimit
+	if shareCapped {
+		actionLimit = s.ShareCap
 	}
 	if min(nsLimit, actionLimit) <= 0 {
 		return Decision{Throttle: true, Reason: fmt.Sprintf("limit is zero (namespace %d, action %d)", nsLimit, actionLimit)}
@@ -80,7 +92,7 @@ func Decide(s Snapshot) Decision {
 	capacity := min(nsCap, actionCap)
 
 	want, reason := wanted(s, conc, total)
-	d := Decision{Throttle: nsCap <= 0, Reason: reason}
+	d := Decision{Throttle: nsCap <= 0, Want: want, Reason: reason}
 	if want <= 0 {
 		return d
 	}
@@ -89,6 +101,8 @@ func Decide(s Snapshot) Decision {
 		if nsCap <= actionCap {
 			d.Throttle = true
 			d.Reason = fmt.Sprintf("%s: want %d, namespace limit %d leaves %d", reason, want, nsLimit, c)
+		} else if shareCapped {
+			d.Reason = fmt.Sprintf("%s: want %d, fair share %d leaves %d", reason, want, actionLimit, c)
 		} else {
 			d.Reason = fmt.Sprintf("%s: want %d, action limit %d leaves %d", reason, want, actionLimit, c)
 		}
@@ -179,4 +193,139 @@ func scale(s Snapshot, conc, total int) (int, string) {
 		return staleProv, fmt.Sprintf("%d stale over %.1f per container per %v", s.Stale, t, StaleThreshold(s.AvgDuration))
 	}
 	return 0, "containers keep up"
+}
+
+// Share is a namespace as its queues see it in etcd (one read): the
+// containers and in-flight creations each action holds, and which actions
+// want a share the limit refuses them (demand keys). It decides how the
+// namespace's containers are shared between its busy actions, so that one
+// hot action cannot starve the others (OpenWhisk issue 5257, reference
+// §10.3).
+type Share struct {
+	Limit   int             // the namespace's concurrent-containers limit
+	Held    map[string]int  // action name → containers + creations
+	Wanting map[string]bool // actions that want a share (demand)
+}
+
+// busy is the number of actions that hold containers or want some.
+func (s Share) busy() int {
+	n := 0
+	for a, h := range s.Held {
+		if h > 0 || s.Wanting[a] {
+			n++
+		}
+	}
+	for a := range s.Wanting {
+		if s.Held[a] <= 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// Fair is the fair share of one busy action: Limit / busy actions, at
+// least 1 (with more busy actions than the limit, some get none: the
+// namespace is over-subscribed and they are throttled).
+func (s Share) Fair() int {
+	b := s.busy()
+	if b <= 0 {
+		return s.Limit
+	}
+	return max(1, s.Limit/b)
+}
+
+// deficit is how many containers the wanting actions lack to reach their
+// fair share.
+func (s Share) deficit(fair int) int {
+	d := 0
+	for a := range s.Wanting {
+		d += max(0, fair-s.Held[a])
+	}
+	return d
+}
+
+// GiveBack is how many containers action self gives back now: the
+// deficit of the wanting actions is taken from the busiest actions over
+// their fair share, one container at a time from the one holding most
+// (ties: the smaller name), never below the fair share. Every queue of the
+// namespace computes the same split from the same read, so the actions
+// give back exactly the deficit between them, wherever their queues live.
+func (s Share) GiveBack(self string) int {
+	fair := s.Fair()
+	need := s.deficit(fair)
+	if need <= 0 {
+		return 0
+	}
+	over := map[string]int{}
+	for a, h := range s.Held {
+		if h > fair && !s.Wanting[a] {
+			over[a] = h
+		}
+	}
+	n := 0
+	for ; need > 0; need-- {
+		top, most := "", fair
+		for a, h := range over {
+			if h > most || (h == most && h > fair && a < top) {
+				top, most = a, h
+			}
+		}
+		if top == "" {
+			break
+		}
+		over[top]--
+		if top == self {
+			n++
+		}
+	}
+	return n
+}
+
+// with is s with self among the wanting actions.
+func (s Share) with(self string) Share {
+	w := make(map[string]bool, len(s.Wanting)+1)
+	for a, v := range s.Wanting {
+		w[a] = v
+	}
+	w[self] = true
+	return Share{Limit: s.Limit, Held: s.Held, Wanting: w}
+}
+
+// FairFor is the fair share with self counted among the busy actions.
+func (s Share) FairFor(self string) int { return s.with(self).Fair() }
+
+// Releasable is how many containers self could get if it wanted a share:
+// the namespace's free room as this read sees it (counts taken a moment
+// apart may disagree) plus what the other actions would give back. 0 means
+// self cannot expect one (the namespace is full and every other action is
+// at or below its fair share), and its activations are throttled.
+func (s Share) Releasable(self string) int {
+	used := 0
+	for _, h := range s.Held {
+		used += h
+	}
+	t := s.with(self)
+	fair := t.Fair()
+	if s.Held[self] >= fair {
+		return max(0, s.Limit-used)
+	}
+	n := max(0, s.Limit-used)
+	for a, h := range s.Held {
+		if a != self && !t.Wanting[a] {
+			n += max(0, h-fair)
+		}
+	}
+	return n
+}
+
+// Cap is self's ShareCap: its fair share while another action wants one
+// and holds less than it; 0 (no cap) otherwise.
+func (s Share) Cap(self string) int {
+	fair := s.Fair()
+	for a := range s.Wanting {
+		if a != self && s.Held[a] < fair {
+			return fair
+		}
+	}
+	return 0
 }

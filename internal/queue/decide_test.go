@@ -127,6 +127,33 @@ func TestDecide(t *testing.T) {
 		{"removing with stale backlog", with(func(s *Snapshot) { s.State = Removing; s.Queued = 5; s.Stale = 3; s.Existing = 1; s.NsExisting = 1 }), 3, false},
 		{"removing, nothing stale", with(func(s *Snapshot) { s.State = Removing; s.Queued = 5; s.Existing = 1; s.NsExisting = 1 }), 0, false},
 		{"removed", with(func(s *Snapshot) { s.State = Removed; s.Queued = 5 }), 0, false},
+		{"fair share caps a flooded action while another wants",
+			with(func(s *Snapshot) {
+				s.NsLimit = 10
+				s.Queued = 100
+				s.Stale = 100
+				s.Existing = 5
+				s.NsExisting = 8
+				s.ShareCap = 5
+			}), 0, false},
+		{"fair share leaves room up to the share",
+			with(func(s *Snapshot) {
+				s.NsLimit = 10
+				s.Queued = 100
+				s.Stale = 100
+				s.Existing = 3
+				s.NsExisting = 6
+				s.ShareCap = 5
+			}), 2, false},
+		{"a share cap above the action limit changes nothing",
+			with(func(s *Snapshot) {
+				s.Queued = 45
+				s.Stale = 45
+				s.Existing = 4
+				s.NsExisting = 4
+				s.ActionLimit = 4
+				s.ShareCap = 50
+			}), 0, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -267,5 +294,77 @@ func TestSlowActionBounded(t *testing.T) {
 			}
 			t.Logf("%s: %d containers", c.name, 1+created)
 		})
+	}
+}
+
+// TestShare is the table of the namespace sharing rules (OpenWhisk 5257):
+// the fair share, who gives back how many, the cap of the others while an
+// action wants its share, and whether a starved action may wait for one.
+func TestShare(t *testing.T) {
+	cases := []struct {
+		name       string
+		s          Share
+		self       string
+		fair       int
+		giveBack   int
+		cap        int
+		releasable int
+	}{
+		{"alone at the limit: nothing to share",
+			Share{Limit: 10, Held: map[string]int{"a": 10}}, "a", 10, 0, 0, 0},
+		{"b starves: a gives half back",
+			Share{Limit: 10, Held: map[string]int{"a": 10}, Wanting: map[string]bool{"b": true}}, "a", 5, 5, 5, 0},
+		{"b starves, seen from b: it may wait for a give-back",
+			Share{Limit: 10, Held: map[string]int{"a": 10}}, "b", 10, 0, 0, 5},
+		{"b got part of its share: a gives the rest",
+			Share{Limit: 10, Held: map[string]int{"a": 7, "b": 3}, Wanting: map[string]bool{"b": true}}, "a", 5, 2, 5, 0},
+		{"b at its share: nothing more",
+			Share{Limit: 10, Held: map[string]int{"a": 5, "b": 5}, Wanting: map[string]bool{"b": true}}, "a", 5, 0, 0, 0},
+		{"the busiest gives first: a (7) and c (3), b wants 3",
+			Share{Limit: 10, Held: map[string]int{"a": 7, "c": 3}, Wanting: map[string]bool{"b": true}}, "a", 3, 3, 3, 0},
+		{"… and c, at its share, gives nothing",
+			Share{Limit: 10, Held: map[string]int{"a": 7, "c": 3}, Wanting: map[string]bool{"b": true}}, "c", 3, 0, 3, 0},
+		{"two over the share split the deficit from the top: a",
+			Share{Limit: 12, Held: map[string]int{"a": 6, "c": 6}, Wanting: map[string]bool{"b": true}}, "a", 4, 2, 4, 0},
+		{"two over the share split the deficit from the top: c",
+			Share{Limit: 12, Held: map[string]int{"a": 6, "c": 6}, Wanting: map[string]bool{"b": true}}, "c", 4, 2, 4, 0},
+		{"ties break by name: a gives the odd one",
+			Share{Limit: 3, Held: map[string]int{"a": 2, "c": 1}, Wanting: map[string]bool{"b": true}}, "a", 1, 1, 1, 0},
+		{"over-subscribed (more busy actions than the limit): a starved action cannot expect one",
+			Share{Limit: 2, Held: map[string]int{"a": 1, "c": 1}}, "b", 1, 0, 0, 0},
+		{"limit 1 held by another: throttled, no give-back",
+			Share{Limit: 1, Held: map[string]int{"a": 1}}, "b", 1, 0, 0, 0},
+		{"a wanting action is not asked to give back",
+			Share{Limit: 4, Held: map[string]int{"a": 3, "b": 1}, Wanting: map[string]bool{"a": true, "c": true}}, "a", 1, 0, 1, 0},
+		{"room in the read (the counts were behind): a starved action may wait",
+			Share{Limit: 2, Held: map[string]int{"hog": 1}, Wanting: map[string]bool{"meek": true}}, "meek", 1, 0, 0, 1},
+		{"creations count as held",
+			Share{Limit: 4, Held: map[string]int{"a": 4, "b": 2}, Wanting: map[string]bool{"b": true}}, "a", 2, 0, 0, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.s.Fair(); got != c.fair {
+				t.Errorf("Fair = %d, want %d", got, c.fair)
+			}
+			if got := c.s.GiveBack(c.self); got != c.giveBack {
+				t.Errorf("GiveBack(%s) = %d, want %d", c.self, got, c.giveBack)
+			}
+			if got := c.s.Cap(c.self); got != c.cap {
+				t.Errorf("Cap(%s) = %d, want %d", c.self, got, c.cap)
+			}
+			if got := c.s.Releasable(c.self); got != c.releasable {
+				t.Errorf("Releasable(%s) = %d, want %d", c.self, got, c.releasable)
+			}
+		})
+	}
+	// Every queue computes the same split: the give-backs add up to the
+	// deficit exactly.
+	s := Share{Limit: 30, Held: map[string]int{"a": 13, "c": 9, "d": 8}, Wanting: map[string]bool{"b": true, "e": true}}
+	sum := 0
+	for _, a := range []string{"a", "c", "d"} {
+		sum += s.GiveBack(a)
+	}
+	if fair := s.Fair(); sum != 2*fair {
+		t.Errorf("give-backs add up to %d, want the deficit %d", sum, 2*fair)
 	}
 }

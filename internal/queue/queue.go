@@ -122,7 +122,12 @@ type Config struct {
 type CreateRequest struct {
 	ID     string
 	Action whisk.ActionMeta
-	Done   func(CreationResult)
+	// NamespaceLimit is the namespace's concurrent-containers limit the
+	// queue decided with: the creator admits the creation only if the
+	// namespace (and the action, Action.Limits.Instances) has room in
+	// etcd at that moment, else it answers Refused.
+	NamespaceLimit int
+	Done           func(CreationResult)
 }
 
 // CreationResult is the final outcome of a CreateRequest, after the
@@ -130,8 +135,13 @@ type CreateRequest struct {
 type CreationResult struct {
 	ID        string
 	OK        bool
-	Developer bool   // the action's fault: queued activations fail with a developer error
-	Error     string // why it failed, shown in developer error records
+	Developer bool // the action's fault: queued activations fail with a developer error
+	// Refused says the creator found no room under the namespace's or the
+	// action's limit when it came to write the creation (another queue
+	// took it since the counts the decision used): no container, and no
+	// failure either; the queue decides again on fresh counts.
+	Refused bool
+	Error   string // why it failed, shown in developer error records
 	// Action, when it has a newer revision than the queue's, is the
 	// action's current metadata as the invoker found it (the creation
 	// failed because the action changed): the queue adopts it.
@@ -178,7 +188,32 @@ type Deps struct {
 	// container's loss. Activations handed out are tracked only when
 	// Recorded is set (lost.go).
 	InvokerAlive func(ctx context.Context, invokerID string) (bool, error)
+	// NamespaceShare, if set, reads how many containers (and creations)
+	// each action of the namespace holds and which actions want a share
+	// (Share, without Limit: the queue knows it). Called like
+	// CountNamespace, with the counts, while the action holds containers
+	// or is throttled; without it the namespace is not shared (the first
+	// action to take the limit keeps it).
+	NamespaceShare func(ctx context.Context) (held map[string]int, wanting map[string]bool, err error)
+	// Want publishes (true) or withdraws (false) the action's demand for a
+	// share of the namespace (an etcd key the other queues read through
+	// NamespaceShare). Called off the owner goroutine, one call at a time,
+	// and once more as the queue ends if a demand is published.
+	Want func(ctx context.Context, want bool) error
 }
+
+// Sharing the namespace's containers (see Share).
+const (
+	// ShareEvery is how often a queue that holds containers but has no
+	// backlog reads the namespace share, to give back idle containers.
+	ShareEvery = time.Second
+	// shareFresh is how old a share read may be to act on it.
+	shareFresh = 2 * time.Second
+	// releaseGrace is how long a container told to go may still be
+	// registered (it deregisters once removed): share reads within it
+	// count it, so the give-back they compute is reduced by it.
+	releaseGrace = 5 * time.Second
+)
 
 // Queue is one action's leader queue. Create it with New, run it with Run.
 type Queue struct {
@@ -245,6 +280,14 @@ type Queue struct {
 	lostc     chan lostCheck
 	checks    int // lost checks in flight
 	lostCount atomic.Int64
+	// Sharing the namespace (Deps.NamespaceShare, Deps.Want).
+	share      Share       // the last read
+	shareAt    time.Time   // when it came back
+	wanting    bool        // the action wants a share (to publish)
+	wantPub    bool        // the demand as last published
+	release    int         // containers to tell to go (FetchRelease) on their next fetch
+	releasedAt []time.Time // when the containers told to go lately were told (releaseGrace)
+	released   int64       // containers given back, in all
 }
 
 type ending struct {
@@ -288,6 +331,14 @@ type countResult struct {
 	nsContainers int
 	nsCreations  int
 	err          error
+	// The namespace share, when read (shared), and the demand published.
+	shared   bool
+	held     map[string]int
+	wanting  map[string]bool
+	shareErr error
+	wantSet  bool // Want was called with want
+	want     bool
+	wantErr  error
 }
 
 type inbound struct {
@@ -557,6 +608,14 @@ func (q *Queue) Run(ctx context.Context) error {
 	stopCounts()
 	if q.counting {
 		q.handleCount(q.d.Now(), <-q.countc)
+	}
+	if q.d.Want != nil && (q.wantPub || q.wanting) {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), q.cfg.CountTimeout)
+		if err := q.d.Want(wctx, false); err != nil {
+			q.log.Warn("queue: withdrawing the namespace share demand", "err", err)
+		}
+		cancel()
+		q.wanting, q.wantPub = false, false
 	}
 
 	// Shut down: answer parked fetches, let running fail batches finish
@@ -856,6 +915,10 @@ func (q *Queue) handleFetch(now time.Time, f *fetch) {
 	}
 	q.lastFetch = now
 	q.fetchedBy(r.InvokerID, r.ContainerID)
+	if q.release > 0 && q.shareIsFresh(now, shareFresh) {
+		q.releaseTo(now, f)
+		return
+	}
 	if q.lastCount < 1 {
 		q.lastCount = 1
 		q.countGen++
@@ -934,6 +997,10 @@ func (q *Queue) handleResult(now time.Time, r CreationResult) {
 		return
 	}
 	delete(q.inflight, r.ID)
+	if r.Refused {
+		q.log.Debug("queue: creation refused at a limit", "creation", r.ID, "why", r.Error)
+		return
+	}
 	if r.Action.Rev > q.meta.Rev && r.Action.FQN() == q.fqn {
 		q.adopt(r.Action) // the invoker found the action changed
 	}
@@ -1000,6 +1067,28 @@ func (q *Queue) failAll(now time.Time, status int, text string) {
 	q.startFail(fs)
 }
 
+// ConcurrentRetryAfter is the Retry-After of the concurrent-containers
+// limit: containers free up as activations finish, so a short constant.
+const ConcurrentRetryAfter = time.Second
+
+// failThrottled fails the buffer at the namespace's concurrent-containers
+// limit: OpenWhisk's message, and the throttle marker (whisk.AnnThrottled)
+// from which the controller answers 429 with Retry-After and the limit.
+func (q *Queue) failThrottled(now time.Time, count, allowed int) {
+	if len(q.buf) == 0 {
+		return
+	}
+	t := &whisk.Throttle{Limit: whisk.LimitConcurrentContainers, Count: count, Allowed: allowed, RetryAfter: ConcurrentRetryAfter}
+	fs := make([]failure, 0, len(q.buf))
+	for _, e := range q.buf {
+		rec := q.record(e, now, whisk.StatusWhiskError, t.Message())
+		rec.MarkThrottled(t)
+		fs = append(fs, failure{e, rec})
+	}
+	q.buf = nil
+	q.startFail(fs)
+}
+
 // tick is the periodic work: expiry, retries of failed records, the
 // scaling decision and the idle transitions.
 func (q *Queue) tick(now time.Time) {
@@ -1016,6 +1105,16 @@ func (q *Queue) tick(now time.Time) {
 		fs := q.refail
 		q.refail = nil
 		q.startFail(fs)
+	}
+	if !q.shareIsFresh(now, shareFresh) {
+		q.release = 0 // acting on an old read could give back too much
+	}
+	if len(q.buf) == 0 {
+		q.wanting = false
+	}
+	if q.d.NamespaceShare != nil && len(q.buf) == 0 &&
+		(q.wanting != q.wantPub || (q.st == Running && q.lastCount > 0 && now.Sub(q.shareAt) >= ShareEvery)) {
+		q.startCount(now) // withdraw the demand; give idle containers back
 	}
 	switch q.st {
 	case Running, Flushing:
@@ -1067,13 +1166,29 @@ func (q *Queue) startCount(now time.Time) {
 	q.counting = true
 	ctx, rev, gen := q.countCtx, q.meta.Rev, q.countGen
 	count, countNs, timeout := q.d.CountContainers, q.d.CountNamespace, q.cfg.CountTimeout
+	share := q.d.NamespaceShare
+	if share != nil && q.lastCount <= 0 && !q.throttled && !q.wanting && !q.wantPub {
+		share = nil // nothing to give back or to ask for
+	}
+	var want func(context.Context, bool) error
+	wantTo := q.wanting
+	if q.d.Want != nil && q.wanting != q.wantPub {
+		want = q.d.Want
+	}
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
 		r := countResult{rev: rev, gen: gen, at: now}
+		if want != nil {
+			r.wantSet, r.want, r.wantErr = true, wantTo, want(cctx, wantTo)
+		}
 		r.containers, r.err = count(cctx, rev)
 		if r.err == nil {
 			r.nsContainers, r.nsCreations, r.err = countNs(cctx)
+		}
+		if share != nil {
+			r.held, r.wanting, r.shareErr = share(cctx)
+			r.shared = r.shareErr == nil
 		}
 		q.countc <- r // buffered: one count in flight at most
 	}()
@@ -1086,6 +1201,7 @@ func (q *Queue) handleCount(now time.Time, r countResult) {
 	want := q.wantDecide
 	q.wantDecide = false
 	idleDue := q.st == Idle && r.at.Sub(q.idleSince) >= q.cfg.IdleTimeout
+	q.takeShare(now, r)
 	if r.err != nil {
 		q.log.Warn("queue: counting containers", "err", r.err)
 		if idleDue {
@@ -1115,6 +1231,55 @@ func (q *Queue) handleCount(now time.Time, r countResult) {
 	}
 }
 
+// takeShare takes a count's share read and demand publication: the
+// give-back is recomputed from each read, less the containers told to go
+// in the last releaseGrace (the read may still count them: a container
+// deregisters once removed), and idle (parked) containers go first.
+func (q *Queue) takeShare(now time.Time, r countResult) {
+	if r.wantSet {
+		if r.wantErr != nil {
+			q.log.Warn("queue: publishing the namespace share demand", "want", r.want, "err", r.wantErr)
+		} else {
+			q.wantPub = r.want
+		}
+	}
+	if r.shareErr != nil {
+		q.log.Warn("queue: reading the namespace share", "err", r.shareErr)
+	}
+	if !r.shared {
+		return
+	}
+	q.share = Share{Limit: q.nsLimit, Held: r.held, Wanting: r.wanting}
+	q.shareAt = now
+	q.releasedAt = slices.DeleteFunc(q.releasedAt, func(at time.Time) bool { return now.Sub(at) >= releaseGrace })
+	n := max(0, q.share.GiveBack(q.fqn.Name)-len(q.releasedAt))
+	if n != q.release && n > 0 {
+		q.log.Info("queue: giving containers back to the namespace", "n", n,
+			"fairShare", q.share.Fair(), "held", q.share.Held[q.fqn.Name], "limit", q.share.Limit)
+	}
+	q.release = n
+	for q.release > 0 && len(q.parked) > 0 {
+		f := q.parked[len(q.parked)-1] // the newest parked: the others may get work
+		q.parked = q.parked[:len(q.parked)-1]
+		q.releaseTo(now, f)
+	}
+}
+
+// releaseTo tells a fetching container to go: the namespace needs it for
+// another action. It deregisters and says so with a last fetch (Alive
+// false), which lowers the count.
+func (q *Queue) releaseTo(now time.Time, f *fetch) {
+	q.release--
+	q.released++
+	q.releasedAt = append(q.releasedAt, now)
+	f.reply <- &rpc.FetchResponse{Status: rpc.FetchRelease}
+}
+
+// shareFresh reports whether the last share read may be acted on.
+func (q *Queue) shareIsFresh(now time.Time, within time.Duration) bool {
+	return q.d.NamespaceShare != nil && !q.shareAt.IsZero() && now.Sub(q.shareAt) <= within
+}
+
 // decide runs Decide on the last known counts and starts a refresh for the
 // next decision; with no counts of the current revision yet, the decision
 // waits for them.
@@ -1135,10 +1300,22 @@ func (q *Queue) decideNow(now time.Time) {
 	}
 	existing := q.lastCount
 	s := q.snapshot(now, existing, q.nsCount, q.nsCreating)
+	fresh := q.shareIsFresh(now, shareFresh)
+	if fresh {
+		s.ShareCap = q.share.Cap(q.fqn.Name)
+	}
 	d := Decide(s)
 	if d.Throttle != q.throttled {
 		q.throttled = d.Throttle
 		q.log.Info("queue: namespace throttling", "on", d.Throttle, "reason", d.Reason)
+	}
+	if fresh {
+		// The action wants more than the limits give it and holds less
+		// than its fair share: ask the namespace's busiest actions.
+		// Not when its own instances limit is what holds it back.
+		total := s.Existing + s.InFlight + d.Create
+		inst := q.meta.Limits.Instances
+		q.wanting = d.Want > d.Create && total < q.share.FairFor(q.fqn.Name) && (inst <= 0 || total < inst)
 	}
 	if d.Throttle && d.Create <= 0 && existing == 0 && s.InFlight == 0 {
 		// The namespace limit holds the action back and it has no
@@ -1151,7 +1328,19 @@ func (q *Queue) decideNow(now time.Time) {
 			q.wantDecide = true
 			return
 		}
-		q.failAll(now, whisk.StatusWhiskError, whisk.MsgTooManyConcurrent(s.NsExisting+s.NsInFlight, s.NsLimit))
+		if q.d.NamespaceShare != nil {
+			// Other actions of the namespace over their fair share give
+			// containers back: wait for one (within the retention).
+			if !q.shareIsFresh(now, 2*q.cfg.Tick) {
+				q.wantDecide = true
+				return
+			}
+			if q.share.Releasable(q.fqn.Name) > 0 {
+				q.wanting = true
+				return
+			}
+		}
+		q.failThrottled(now, s.NsExisting+s.NsInFlight, s.NsLimit)
 		return
 	}
 	if d.Create <= 0 {
@@ -1166,7 +1355,7 @@ func (q *Queue) decideNow(now time.Time) {
 		id := newID()
 		q.inflight[id] = q.meta.Rev
 		q.lastAsk = now
-		q.d.Create(CreateRequest{ID: id, Action: q.meta, Done: q.CreationDone})
+		q.d.Create(CreateRequest{ID: id, Action: q.meta, NamespaceLimit: q.nsLimit, Done: q.CreationDone})
 	}
 }
 

@@ -772,6 +772,10 @@ func TestNamespaceThrottleFailsAtOnce(t *testing.T) {
 		res.Error != whisk.MsgTooManyConcurrent(100, 100) {
 		t.Fatalf("record %d %s", rec.StatusCode, rec.Response.Result)
 	}
+	if th := whisk.ThrottleOfRecord(rec); th == nil || th.Limit != whisk.LimitConcurrentContainers ||
+		th.Count != 100 || th.Allowed != 100 || th.RetryAfter != ConcurrentRetryAfter {
+		t.Fatalf("throttle marker %+v", th)
+	}
 	// With a container of its own the action keeps its activations.
 	h.containers = 1
 	h.nsOther = 99

@@ -36,6 +36,10 @@ const (
 	FetchNoQueue     = "noQueue"     // this scheduler holds no queue for the action: re-read the leader
 	FetchMismatch    = "mismatch"    // the action has a newer revision: this container is obsolete
 	FetchUnavailable = "unavailable" // the queue is shutting down
+	// FetchRelease: the namespace needs this container for another action
+	// (its concurrent-containers limit is shared fairly): go away now, as
+	// after an idle timeout. Sent only between activations.
+	FetchRelease = "release"
 )
 
 // FetchResponse answers a FetchRequest.

@@ -42,7 +42,18 @@ type creator struct {
 	mu       sync.Mutex
 	jobs     map[string]chan whisk.CreationAck // creation id → its job's acks
 	reserved map[string][]reservation          // invoker id → recent requests
+	nsLocks  map[string]*sync.Mutex            // namespace → admission lock
 }
+
+// usedCounter counts what a namespace and an action use against their
+// limits (*cluster.Client has it); without it creations are not admitted
+// against fresh counts (the queue's decision alone holds the limits).
+type usedCounter interface {
+	CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, action int, err error)
+}
+
+// errRefused is admit's answer when a limit leaves no room.
+var errRefused = errors.New("refused at a limit")
 
 type reservation struct {
 	mb int64
@@ -50,7 +61,8 @@ type reservation struct {
 }
 
 func newCreator(s *Scheduler) *creator {
-	return &creator{s: s, jobs: map[string]chan whisk.CreationAck{}, reserved: map[string][]reservation{}}
+	return &creator{s: s, jobs: map[string]chan whisk.CreationAck{}, reserved: map[string][]reservation{},
+		nsLocks: map[string]*sync.Mutex{}}
 }
 
 // start runs a creation job for a queue. It never blocks and never calls
@@ -107,8 +119,24 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 			Namespace: meta.Namespace, Action: meta.Name, Rev: meta.Rev,
 			SchedulerID: s.cfg.ID, CreationID: req.ID, InvokerID: iid, Requested: now.UnixMilli(),
 		}
-		if err := s.d.Session.PutCreation(ctx, info); err != nil {
+		unlock, err := c.admit(ctx, meta, req.NamespaceLimit)
+		if err != nil {
+			c.unreserve(iid, mem)
+		}
+		if errors.Is(err, errRefused) {
+			log.Debug("scheduler: creation refused", "err", err)
+			return queue.CreationResult{ID: req.ID, Refused: true, Error: err.Error()}
+		}
+		if err != nil {
+			log.Warn("scheduler: counting the namespace before a creation", "err", err)
+			lastErr = err.Error()
+			continue
+		}
+		err = s.d.Session.PutCreation(ctx, info)
+		unlock()
+		if err != nil {
 			log.Warn("scheduler: writing the creation key", "err", err)
+			c.unreserve(iid, mem)
 			// The session remembers the key even when the write failed
 			// (and would put it again after a lease re-grant): forget it,
 			// this creation never happened. Before the next attempt puts
@@ -123,6 +151,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		})
 		if err := s.d.Bus.Publish(ctx, whisk.InvokerTopic(iid), msg); err != nil {
 			log.Warn("scheduler: sending the creation", "invoker", iid, "err", err)
+			c.unreserve(iid, mem)
 			c.deleteCreation(ctx, info, true)
 			tried[iid] = true
 			lastErr = err.Error()
@@ -132,6 +161,11 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		c.deleteCreation(ctx, info, false)
 		if ctx.Err() != nil {
 			return fail("the scheduler is stopping")
+		}
+		if !ok || ack.Error != "" {
+			// No container came of this attempt: its memory is not taken
+			// on the invoker (a retry may pick it again).
+			c.unreserve(iid, mem)
 		}
 		if !ok {
 			log.Warn("scheduler: creation timed out", "invoker", iid, "timeout", s.cfg.CreationTimeout)
@@ -157,6 +191,48 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		lastErr = ack.Error
 	}
 	return fail(lastErr)
+}
+
+// admit is the last check of the limits before a creation key is written:
+// with the namespace's admission lock held, a fresh count of what the
+// namespace and the action use (containers + creations, from etcd) must
+// leave room under the namespace limit and the action's instances limit.
+// The caller writes the creation key and then calls unlock, so this
+// scheduler's creations of a namespace are admitted one at a time, each
+// counting the keys of the ones before: the queues' decisions use counts
+// up to one refresh old, and two actions of a namespace (or one action's
+// successive ticks) deciding on the same old counts would over-commit the
+// namespace. errRefused when a limit leaves no room; another error when
+// the count failed (the attempt is retried).
+func (c *creator) admit(ctx context.Context, meta whisk.ActionMeta, nsLimit int) (unlock func(), err error) {
+	uc, ok := c.s.d.Client.(usedCounter)
+	inst := meta.Limits.Instances
+	if !ok || (nsLimit <= 0 && inst <= 0) {
+		return func() {}, nil
+	}
+	c.mu.Lock()
+	l := c.nsLocks[meta.Namespace]
+	if l == nil {
+		l = &sync.Mutex{}
+		c.nsLocks[meta.Namespace] = l
+	}
+	c.mu.Unlock()
+	l.Lock()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ns, act, err := uc.CountUsed(cctx, meta.FQN(), meta.Rev)
+	cancel()
+	switch {
+	case err != nil:
+		l.Unlock()
+		return nil, err
+	case nsLimit > 0 && ns >= nsLimit:
+		l.Unlock()
+		return nil, fmt.Errorf("%w: namespace %s uses %d of %d containers", errRefused, meta.Namespace, ns, nsLimit)
+	case inst > 0 && act >= inst:
+		l.Unlock()
+		return nil, fmt.Errorf("%w: action %s uses %d of %d instances", errRefused, meta.FQN(), act, inst)
+	}
+	return l.Unlock, nil
 }
 
 // await waits for the ack of the current attempt (acks of earlier attempts
@@ -247,6 +323,20 @@ func (c *creator) pick(ctx context.Context, memMB int64, tried map[string]bool) 
 	}
 	c.reserved[best] = append(c.reserved[best], reservation{mb: memMB, at: now})
 	return best, nil
+}
+
+// unreserve drops the newest reservation of mb on invoker iid: the attempt
+// that made it created no container.
+func (c *creator) unreserve(iid string, mb int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rs := c.reserved[iid]
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].mb == mb {
+			c.reserved[iid] = append(rs[:i], rs[i+1:]...)
+			return
+		}
+	}
 }
 
 func (c *creator) reservedLocked(iid string, now time.Time) int64 {

@@ -453,7 +453,7 @@ func (s *Scheduler) reconcile(ctx context.Context, all bool) {
 
 func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 	topic := whisk.ActionTopic(f)
-	return queue.Deps{
+	d := queue.Deps{
 		Log: s.log,
 		Now: s.d.Now,
 		Subscribe: func(ctx context.Context) (bus.Consumer, error) {
@@ -472,6 +472,38 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		Fail:         s.fail,
 		Recorded:     s.recorded(),
 		InvokerAlive: s.invokerAlive,
+	}
+	s.shareDeps(f, &d)
+	return d
+}
+
+// shareClient and demandSession are what sharing a namespace's containers
+// fairly between its actions needs (*cluster.Client and *cluster.Session
+// have them); without them the namespace is not shared.
+type shareClient interface {
+	NamespaceShare(ctx context.Context, ns string) (map[string]int, map[string]bool, error)
+}
+
+type demandSession interface {
+	PutDemand(ctx context.Context, f whisk.FQN, schedulerID string) error
+	DeleteDemand(ctx context.Context, f whisk.FQN) error
+}
+
+// shareDeps wires the queue of f to the namespace's share in etcd.
+func (s *Scheduler) shareDeps(f whisk.FQN, d *queue.Deps) {
+	sc, ok1 := s.d.Client.(shareClient)
+	ds, ok2 := s.d.Session.(demandSession)
+	if !ok1 || !ok2 {
+		return
+	}
+	d.NamespaceShare = func(ctx context.Context) (map[string]int, map[string]bool, error) {
+		return sc.NamespaceShare(ctx, f.Namespace)
+	}
+	d.Want = func(ctx context.Context, want bool) error {
+		if want {
+			return ds.PutDemand(ctx, f, s.cfg.ID)
+		}
+		return ds.DeleteDemand(ctx, f)
 	}
 }
 

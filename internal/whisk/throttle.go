@@ -1,9 +1,9 @@
 package whisk
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -57,16 +57,38 @@ func ThrottleOf(err error) *Throttle {
 	return nil
 }
 
-// ParseTooManyConcurrent recognises MsgTooManyConcurrent's text (the error
-// the queue records when the namespace's concurrent-containers limit fails
-// an activation) and returns its count and limit.
-func ParseTooManyConcurrent(msg string) (count, allowed int, ok bool) {
-	if !strings.HasPrefix(msg, "Too many concurrent requests in flight (") {
-		return 0, 0, false
+// AnnThrottled is the annotation key of the explicit throttle marker: a
+// record the queue failed because a limit refused its activation (today the
+// namespace's concurrent-containers limit) carries
+// {"limit", "count", "allowed", "retryAfterMs"}, so the controller answers
+// 429 from the marker, whether the record came in a completion or from the
+// store, and never from the message text.
+const AnnThrottled = "throttled"
+
+type throttleMark struct {
+	Limit        string `json:"limit"`
+	Count        int    `json:"count"`
+	Allowed      int    `json:"allowed"`
+	RetryAfterMs int64  `json:"retryAfterMs"`
+}
+
+// MarkThrottled sets the throttle marker on a record.
+func (a *Activation) MarkThrottled(t *Throttle) {
+	b, _ := json.Marshal(throttleMark{Limit: t.Limit, Count: t.Count, Allowed: t.Allowed, RetryAfterMs: t.RetryAfter.Milliseconds()})
+	a.Annotations = a.Annotations.Merge(Params{{Key: AnnThrottled, Value: b}})
+}
+
+// ThrottleOfRecord returns the throttle marker of a record the queue failed
+// at a limit, or nil (no marker, or one that does not decode to a known
+// limit).
+func ThrottleOfRecord(a Activation) *Throttle {
+	raw, ok := a.Annotations.Get(AnnThrottled)
+	if !ok {
+		return nil
 	}
-	n, err := fmt.Sscanf(msg, "Too many concurrent requests in flight (count: %d, allowed: %d).", &count, &allowed)
-	if err != nil || n != 2 || MsgTooManyConcurrent(count, allowed) != msg {
-		return 0, 0, false
+	var m throttleMark
+	if json.Unmarshal(raw, &m) != nil || (m.Limit != LimitConcurrentContainers && m.Limit != LimitInvocationsPerMinute) {
+		return nil
 	}
-	return count, allowed, true
+	return &Throttle{Limit: m.Limit, Count: m.Count, Allowed: m.Allowed, RetryAfter: time.Duration(m.RetryAfterMs) * time.Millisecond}
 }

@@ -140,22 +140,27 @@ func TestThrottle(t *testing.T) {
 	if (&Throttle{Limit: LimitInvocationsPerMinute, Count: 2, Allowed: 1}).Message() != MsgTooManyPerMinute(2, 1) {
 		t.Fatal("per-minute message")
 	}
-	for _, tc := range []struct {
-		msg            string
-		count, allowed int
-		ok             bool
-	}{
-		{MsgTooManyConcurrent(100, 100), 100, 100, true},
-		{MsgTooManyConcurrent(0, 1), 0, 1, true},
-		{MsgTooManyPerMinute(3, 2), 0, 0, false},
-		{MsgTooManyConcurrent(3, 2) + " more", 0, 0, false},
-		{"Too many concurrent requests in flight (count: x, allowed: 2).", 0, 0, false},
-		{"", 0, 0, false},
-	} {
-		c, a, ok := ParseTooManyConcurrent(tc.msg)
-		if c != tc.count || a != tc.allowed || ok != tc.ok {
-			t.Errorf("ParseTooManyConcurrent(%q) = %d, %d, %v", tc.msg, c, a, ok)
-		}
+	var a Activation
+	if ThrottleOfRecord(a) != nil {
+		t.Fatal("a record without the marker is throttled")
+	}
+	a.Response = ErrorResponse(StatusWhiskError, MsgTooManyConcurrent(7, 7))
+	if ThrottleOfRecord(a) != nil {
+		t.Fatal("the message text alone marks a record throttled")
+	}
+	want := &Throttle{Limit: LimitConcurrentContainers, Count: 7, Allowed: 5, RetryAfter: 1500 * time.Millisecond}
+	a.MarkThrottled(want)
+	if got := ThrottleOfRecord(a); got == nil || *got != *want || got.RetryAfterSeconds() != 2 {
+		t.Fatalf("ThrottleOfRecord = %+v, want %+v", got, want)
+	}
+	b, _ := json.Marshal(a)
+	var back Activation
+	if err := json.Unmarshal(b, &back); err != nil || ThrottleOfRecord(back) == nil {
+		t.Fatalf("the marker does not survive JSON: %s", b)
+	}
+	back.Annotations = Params{{Key: AnnThrottled, Value: json.RawMessage(`{"limit":"other"}`)}}
+	if ThrottleOfRecord(back) != nil {
+		t.Fatal("an unknown limit is a throttle")
 	}
 }
 
