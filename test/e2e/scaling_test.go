@@ -156,6 +156,15 @@ func (e *eddy) directChildren() int {
 	return n
 }
 
+// backendCount is how many containers the backend runs: Docker
+// containers of this standalone, or the processes it started.
+func (e *eddy) backendCount() int {
+	if e.Backend == "docker" {
+		return len(e.containers())
+	}
+	return e.directChildren()
+}
+
 // sampler polls the container counts while a test runs: per action and
 // per namespace from etcd (containers and creations in flight), and from
 // the backend (processes or Docker containers).
@@ -204,12 +213,7 @@ func (e *eddy) sample(t *testing.T, actions ...string) *sampler {
 				}
 			}
 			ccancel()
-			var be int
-			if e.Backend == "docker" {
-				be = len(e.containers())
-			} else {
-				be = e.directChildren()
-			}
+			be := e.backendCount()
 			s.mu.Lock()
 			s.samples++
 			if err != nil || err2 != nil {
@@ -234,17 +238,6 @@ func (s *sampler) end() {
 	<-s.done
 }
 
-// scalingBackend skips the Docker variant of the long scaling tests unless
-// EDDY_E2E_SCALING_DOCKER=1: they take 30–45 s each, and on a dockerd
-// shared with other Eddy runs the backend count is not this run's alone
-// (every standalone labels its containers invoker0, and one starting up
-// removes the others' as orphans).
-func scalingBackend(t *testing.T, backend string) {
-	if backend == "docker" && os.Getenv("EDDY_E2E_SCALING_DOCKER") != "1" {
-		t.Skip("set EDDY_E2E_SCALING_DOCKER=1 to run the burst and slow-action tests on Docker")
-	}
-}
-
 // TestBurstHoldsLimits: 1,000 non-blocking invocations of a 100 ms action
 // arrive at once (with 200 of a second action of the namespace, so that
 // the namespace limit binds too): every one completes, and neither the
@@ -254,7 +247,6 @@ func scalingBackend(t *testing.T, backend string) {
 func TestBurstHoldsLimits(t *testing.T) { forBackends(t, testBurstHoldsLimits) }
 
 func testBurstHoldsLimits(t *testing.T, backend string) {
-	scalingBackend(t, backend)
 	const (
 		nsLimit   = 12
 		instances = 8
@@ -262,12 +254,13 @@ func testBurstHoldsLimits(t *testing.T, backend string) {
 		side      = 200
 	)
 	// The invoker has room for 32 containers of 128 MB: the limits, not
-	// memory, bind.
+	// memory, bind. No stem cells: the backend count is then the action
+	// containers alone.
 	e := startEddy(t, backend, "", "--namespace-containers", fmt.Sprint(nsLimit), "--invocations-per-minute", "100000",
-		"--invoker-memory", "4096")
+		"--invoker-memory", "4096", "--prewarm", "0")
 	e.createAction("burst", "python:3.11", sleepPy, map[string]any{"instances": instances, "memory": 128})
 	e.createAction("side", "python:3.11", sleepPy, map[string]any{"memory": 128})
-	idle := e.directChildren()
+	idle := e.backendCount()
 
 	s := e.sample(t, "burst", "side")
 	start := time.Now()
@@ -323,12 +316,11 @@ func testBurstHoldsLimits(t *testing.T, backend string) {
 func TestSlowActionNoFanOut(t *testing.T) { forBackends(t, testSlowActionNoFanOut) }
 
 func testSlowActionNoFanOut(t *testing.T, backend string) {
-	scalingBackend(t, backend)
 	const n = 20
 	// Room for 32 containers of 128 MB: memory does not hide a fan-out.
-	e := startEddy(t, backend, "", "--invocations-per-minute", "100000", "--invoker-memory", "4096")
+	e := startEddy(t, backend, "", "--invocations-per-minute", "100000", "--invoker-memory", "4096", "--prewarm", "0")
 	e.createAction("slow", "python:3.11", sleepPy, map[string]any{"timeout": 30000, "memory": 128})
-	idle := e.directChildren()
+	idle := e.backendCount()
 	s := e.sample(t, "slow")
 	start := time.Now()
 	first := e.invokeAsync(t, "slow", map[string]any{"ms": 5000}, n, n)
