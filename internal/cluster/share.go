@@ -63,6 +63,16 @@ func (c *Client) NamespaceShare(ctx context.Context, ns string) (held map[string
 	return held, wanting, nil
 }
 
+// HasDemand reports, with one count-only read, whether any action of
+// namespace ns wants a share of its containers (has a demand key).
+func (c *Client) HasDemand(ctx context.Context, ns string) (bool, error) {
+	resp, err := c.etcd.Get(ctx, demandNamespacePrefix(ns), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return false, fmt.Errorf("cluster: demand of namespace %q: %w", ns, err)
+	}
+	return resp.Count > 0, nil
+}
+
 // CountUsed counts, in one transaction of four count-only reads, what
 // namespace f.Namespace and revision rev of f use against their limits:
 // registered containers plus in-flight creations. A container registered

@@ -194,7 +194,13 @@ type Deps struct {
 	// CountNamespace, with the counts, while the action holds containers
 	// or is throttled; without it the namespace is not shared (the first
 	// action to take the limit keeps it).
-	NamespaceShare func(ctx context.Context) (held map[string]int, wanting map[string]bool, err error)
+	//
+	// giveBackOnly says the queue reads only to give idle containers back
+	// (it holds containers, has no backlog, is not throttled and wants
+	// nothing): an implementation may then answer with no counts and no
+	// wanting actions when no action of the namespace wants a share, which
+	// it can learn without reading every container key of the namespace.
+	NamespaceShare func(ctx context.Context, giveBackOnly bool) (held map[string]int, wanting map[string]bool, err error)
 	// Want publishes (true) or withdraws (false) the action's demand for a
 	// share of the namespace (an etcd key the other queues read through
 	// NamespaceShare). Called off the owner goroutine, one call at a time,
@@ -281,13 +287,14 @@ type Queue struct {
 	checks    int // lost checks in flight
 	lostCount atomic.Int64
 	// Sharing the namespace (Deps.NamespaceShare, Deps.Want).
-	share      Share       // the last read
-	shareAt    time.Time   // when it came back
-	wanting    bool        // the action wants a share (to publish)
-	wantPub    bool        // the demand as last published
-	release    int         // containers to tell to go (FetchRelease) on their next fetch
-	releasedAt []time.Time // when the containers told to go lately were told (releaseGrace)
-	released   int64       // containers given back, in all
+	share        Share       // the last read
+	shareAt      time.Time   // when it came back
+	sharePartial bool        // it was a give-back-only read without counts
+	wanting      bool        // the action wants a share (to publish)
+	wantPub      bool        // the demand as last published
+	release      int         // containers to tell to go (FetchRelease) on their next fetch
+	releasedAt   []time.Time // when the containers told to go lately were told (releaseGrace)
+	released     int64       // containers given back, in all
 }
 
 type ending struct {
@@ -333,6 +340,7 @@ type countResult struct {
 	err          error
 	// The namespace share, when read (shared), and the demand published.
 	shared   bool
+	partial  bool // a give-back-only read that found no demand: no counts
 	held     map[string]int
 	wanting  map[string]bool
 	shareErr error
@@ -1167,7 +1175,8 @@ func (q *Queue) startCount(now time.Time) {
 	ctx, rev, gen := q.countCtx, q.meta.Rev, q.countGen
 	count, countNs, timeout := q.d.CountContainers, q.d.CountNamespace, q.cfg.CountTimeout
 	share := q.d.NamespaceShare
-	if share != nil && q.lastCount <= 0 && !q.throttled && !q.wanting && !q.wantPub {
+	giveBackOnly := !q.throttled && !q.wanting && !q.wantPub
+	if share != nil && q.lastCount <= 0 && giveBackOnly {
 		share = nil // nothing to give back or to ask for
 	}
 	var want func(context.Context, bool) error
@@ -1187,8 +1196,9 @@ func (q *Queue) startCount(now time.Time) {
 			r.nsContainers, r.nsCreations, r.err = countNs(cctx)
 		}
 		if share != nil {
-			r.held, r.wanting, r.shareErr = share(cctx)
+			r.held, r.wanting, r.shareErr = share(cctx, giveBackOnly)
 			r.shared = r.shareErr == nil
+			r.partial = giveBackOnly && r.held == nil
 		}
 		q.countc <- r // buffered: one count in flight at most
 	}()
@@ -1251,6 +1261,9 @@ func (q *Queue) takeShare(now time.Time, r countResult) {
 	}
 	q.share = Share{Limit: q.nsLimit, Held: r.held, Wanting: r.wanting}
 	q.shareAt = now
+	// A give-back-only read that found nobody wanting carries no counts:
+	// nothing to give back, and nothing to decide on (shareIsFresh).
+	q.sharePartial = r.partial
 	q.releasedAt = slices.DeleteFunc(q.releasedAt, func(at time.Time) bool { return now.Sub(at) >= releaseGrace })
 	n := max(0, q.share.GiveBack(q.fqn.Name)-len(q.releasedAt))
 	if n != q.release && n > 0 {
@@ -1277,7 +1290,7 @@ func (q *Queue) releaseTo(now time.Time, f *fetch) {
 
 // shareFresh reports whether the last share read may be acted on.
 func (q *Queue) shareIsFresh(now time.Time, within time.Duration) bool {
-	return q.d.NamespaceShare != nil && !q.shareAt.IsZero() && now.Sub(q.shareAt) <= within
+	return q.d.NamespaceShare != nil && !q.shareAt.IsZero() && !q.sharePartial && now.Sub(q.shareAt) <= within
 }
 
 // decide runs Decide on the last known counts and starts a refresh for the

@@ -15,7 +15,7 @@ func shareHarness(t *testing.T, limit int, held map[string]int, wanting map[stri
 	h := newHarness(t)
 	h.q.nsLimit = limit
 	var wants []bool
-	h.q.d.NamespaceShare = func(context.Context) (map[string]int, map[string]bool, error) {
+	h.q.d.NamespaceShare = func(context.Context, bool) (map[string]int, map[string]bool, error) {
 		return held, wanting, nil
 	}
 	h.q.d.Want = func(_ context.Context, w bool) error {
@@ -205,5 +205,38 @@ func TestNoDemandAtOwnInstancesLimit(t *testing.T) {
 	}
 	if !h.q.wanting {
 		t.Fatal("a flooded action below its fair share does not want it")
+	}
+}
+
+// A steady queue (containers, no backlog, wanting nothing) reads the share
+// only to give back: it says so (giveBackOnly), and an answer without
+// counts (nobody wants a share, learnt from the demand keys alone) neither
+// releases a container nor counts as a share to decide on.
+func TestSteadyQueueReadsGiveBackOnly(t *testing.T) {
+	h := newHarness(t)
+	h.q.nsLimit = 4
+	var modes []bool
+	h.q.d.NamespaceShare = func(_ context.Context, giveBackOnly bool) (map[string]int, map[string]bool, error) {
+		modes = append(modes, giveBackOnly)
+		if giveBackOnly {
+			return nil, map[string]bool{}, nil
+		}
+		return map[string]int{"hello": 4}, map[string]bool{}, nil
+	}
+	h.q.d.Want = func(context.Context, bool) error { return nil }
+	h.containers = 4
+	h.advance(ShareEvery)
+	parked := h.fetch(1, true, true, 0)
+	h.tick()
+	h.advance(10 * time.Millisecond)
+	h.tick()
+	if len(modes) == 0 || !modes[len(modes)-1] {
+		t.Fatalf("a steady queue read the share with giveBackOnly %v, want true", modes)
+	}
+	if len(parked.reply) != 0 {
+		t.Fatalf("a give-back-only answer without demand released a container: %+v", <-parked.reply)
+	}
+	if h.q.release != 0 || h.q.shareIsFresh(h.now, shareFresh) {
+		t.Fatalf("release %d, share fresh %v after a read without counts; want 0, false", h.q.release, h.q.shareIsFresh(h.now, shareFresh))
 	}
 }

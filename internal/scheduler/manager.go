@@ -482,6 +482,7 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 // have them); without them the namespace is not shared.
 type shareClient interface {
 	NamespaceShare(ctx context.Context, ns string) (map[string]int, map[string]bool, error)
+	HasDemand(ctx context.Context, ns string) (bool, error)
 }
 
 type demandSession interface {
@@ -496,7 +497,16 @@ func (s *Scheduler) shareDeps(f whisk.FQN, d *queue.Deps) {
 	if !ok1 || !ok2 {
 		return
 	}
-	d.NamespaceShare = func(ctx context.Context) (map[string]int, map[string]bool, error) {
+	d.NamespaceShare = func(ctx context.Context, giveBackOnly bool) (map[string]int, map[string]bool, error) {
+		if giveBackOnly {
+			// A steady queue asks every ShareEvery: one count-only read
+			// when nobody wants a share, not every container key of the
+			// namespace.
+			wanted, err := sc.HasDemand(ctx, f.Namespace)
+			if err != nil || !wanted {
+				return nil, map[string]bool{}, err
+			}
+		}
 		return sc.NamespaceShare(ctx, f.Namespace)
 	}
 	d.Want = func(ctx context.Context, want bool) error {
