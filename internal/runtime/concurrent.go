@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -365,20 +364,7 @@ func (s *Server) runConcurrent(ctx context.Context, c *conc, body []byte) (int, 
 		sl.tag = ""
 		c.mu.Unlock()
 	}
-	if err != nil {
-		if errors.Is(err, errExited) {
-			if after, ok := oomKills(s.cfg.OOMFiles); counted && ok && after > kills {
-				return http.StatusBadGateway, map[string]any{"error": msgExited, "oom": true}
-			}
-			return http.StatusBadGateway, errBody(msgExited)
-		}
-		return http.StatusServiceUnavailable, errBody("the run was cancelled: " + err.Error())
-	}
-	answer = bytes.TrimSpace(answer)
-	if len(answer) == 0 || (answer[0] != '{' && answer[0] != '[') || !json.Valid(answer) {
-		return http.StatusBadGateway, errBody(msgNotDictOrArr)
-	}
-	return http.StatusOK, answer
+	return s.runAnswer(answer, err, counted, kills)
 }
 
 // endRun writes the run's sentinels through the slot's pipes (after the

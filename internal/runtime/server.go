@@ -372,6 +372,15 @@ func (s *Server) run(ctx context.Context, body []byte) (int, any) {
 		// The child is gone, or the caller gave up on it: either way its
 		// next answer could not be matched to a run, so it is done.
 		s.drop(ch)
+	}
+	return s.runAnswer(answer, err, counted, kills)
+}
+
+// runAnswer is the /run response for a run that answered (err nil) or
+// failed: the child exited (with an OOM kill counted since kills, when
+// counted) or the run was cancelled.
+func (s *Server) runAnswer(answer []byte, err error, counted bool, kills int64) (int, any) {
+	if err != nil {
 		if errors.Is(err, errExited) {
 			// The container lives on when only the action's process was
 			// killed for memory, so say so: the invoker cannot see it.
