@@ -19,7 +19,12 @@ const recordQueue = 1024
 // does not hold up the others.
 const recordWorkers = 16
 
-// Retry policy of one record write.
+// Retry policy of one record write. A write that fails because the store
+// is unreachable or slow (whisk.Unavailable, whisk.Timeout: the database
+// is down, restarting or failing over) is retried until it succeeds, for
+// as long as the invoker runs (and, on shutdown, until recordFlushLimit):
+// an outage of the store delays records, it does not lose them. Other
+// failures are tried recordAttempts times.
 const (
 	recordAttempts   = 8
 	recordBackoff    = 50 * time.Millisecond
@@ -92,7 +97,7 @@ func (w *recordWriter) close() {
 	w.timer = time.AfterFunc(recordFlushLimit, func() { close(w.stop) })
 }
 
-// write stores one record, retrying failures.
+// write stores one record, retrying failures (see recordAttempts).
 func (w *recordWriter) write(a whisk.Activation) {
 	backoff := recordBackoff
 	for i := 1; ; i++ {
@@ -100,13 +105,19 @@ func (w *recordWriter) write(a whisk.Activation) {
 		err := w.store.PutActivation(ctx, a)
 		cancel()
 		if err == nil {
+			if i > 1 {
+				w.log.Info("activation record stored after retries", "activation", a.ActivationID, "attempts", i)
+			}
 			return
 		}
-		if i >= recordAttempts {
+		transient := whisk.IsKind(err, whisk.Unavailable) || whisk.IsKind(err, whisk.Timeout)
+		if !transient && i >= recordAttempts {
 			w.log.Error("activation record lost: the store keeps failing", "activation", a.ActivationID, "err", err)
 			return
 		}
-		w.log.Warn("storing an activation record failed; retrying", "activation", a.ActivationID, "attempt", i, "err", err)
+		if i == 1 || i%10 == 0 {
+			w.log.Warn("storing an activation record failed; retrying", "activation", a.ActivationID, "attempt", i, "err", err)
+		}
 		select {
 		case <-time.After(backoff):
 		case <-w.stop:
