@@ -41,6 +41,8 @@ type recordWriter struct {
 	log   *slog.Logger
 	queue chan whisk.Activation
 
+	backoff, maxBackoff time.Duration // recordBackoff, recordMaxBackoff (tests shorten them)
+
 	mu     sync.Mutex
 	closed bool
 	stop   chan struct{} // closed when the flush deadline passed
@@ -48,7 +50,8 @@ type recordWriter struct {
 }
 
 func newRecordWriter(store Actions, log *slog.Logger) *recordWriter {
-	return &recordWriter{store: store, log: log, queue: make(chan whisk.Activation, recordQueue), stop: make(chan struct{})}
+	return &recordWriter{store: store, log: log, queue: make(chan whisk.Activation, recordQueue), stop: make(chan struct{}),
+		backoff: recordBackoff, maxBackoff: recordMaxBackoff}
 }
 
 // put queues a record; it blocks while the queue is full. After close the
@@ -99,7 +102,7 @@ func (w *recordWriter) close() {
 
 // write stores one record, retrying failures (see recordAttempts).
 func (w *recordWriter) write(a whisk.Activation) {
-	backoff := recordBackoff
+	backoff := w.backoff
 	for i := 1; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), recordPutTimeout)
 		err := w.store.PutActivation(ctx, a)
@@ -124,6 +127,6 @@ func (w *recordWriter) write(a whisk.Activation) {
 			w.log.Error("activation record lost: shutdown flush limit passed", "activation", a.ActivationID, "err", err)
 			return
 		}
-		backoff = min(2*backoff, recordMaxBackoff)
+		backoff = min(2*backoff, w.maxBackoff)
 	}
 }
