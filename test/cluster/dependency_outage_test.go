@@ -362,6 +362,9 @@ func TestPostgresOutage(t *testing.T) {
 			t.Errorf("%s logged a lost activation record", n)
 		}
 	}
+	if retried == 0 {
+		t.Errorf("no invoker retried a record write: the outage did not happen under load")
+	}
 	t.Logf("records stored after retries (written during the outage): %d", retried)
 	t.Logf("FIGURES postgres stopped %v: calls %d (during the outage %d, errors %d), accepted %d, completed successfully %d, lost %d, slow (> %v) %d, store reads back %v and first blocking success %v after the restart",
 		upAt.Sub(downAt).Round(time.Millisecond), len(res.calls), during, errsDuring, accepted, success, lost, callBound, slow,
