@@ -220,7 +220,7 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	// brief database outage does not stop invocations of actions in use
 	// (the invokers' record writes retry through it). See
 	// internal/store/cached and docs/cluster.md.
-	st := cached.New(d.store, cached.Config{StaleIfError: controllerStaleIfError})
+	st := cached.New(d.store, cached.Config{StaleIfError: controllerStaleIfError, StaleWait: controllerStaleWait})
 	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log)
 	if err != nil {
 		return err
@@ -237,8 +237,13 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 }
 
 // controllerStaleIfError is how long past its TTL a controller serves a
-// cached identity or action while PostgreSQL cannot be reached.
-const controllerStaleIfError = time.Minute
+// cached identity or action while PostgreSQL cannot be reached;
+// controllerStaleWait how long it waits for PostgreSQL before it does (a
+// hung server does not refuse, it does not answer).
+const (
+	controllerStaleIfError = time.Minute
+	controllerStaleWait    = time.Second
+)
 
 func runScheduler(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.listen)

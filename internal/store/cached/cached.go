@@ -31,7 +31,12 @@
 //     processes made in the last TTL+StaleIfError before the outage (a
 //     write through this wrapper drops the entry, so it is never served
 //     stale). Misses are never served stale. With StaleIfError 0 (the
-//     default) an entry is never served past its TTL.
+//     default) an entry is never served past its TTL. A server that hangs
+//     (rather than refusing connections) is noticed only when the inner
+//     read times out; Config.StaleWait bounds that wait when an expired
+//     entry could stand in, so a read then takes at most StaleWait (and a
+//     database slower than that is treated as unreachable for entries in
+//     their stale window).
 //
 // The cache holds at most Config.MaxEntries identities and as many actions,
 // evicting the least recently used. Values are copied in and out, so a
@@ -43,6 +48,7 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -71,6 +77,11 @@ type Config struct {
 	// still served when the inner store is unreachable (see the package
 	// comment); 0 (the default) never serves an expired entry.
 	StaleIfError time.Duration
+	// StaleWait, with StaleIfError, bounds the wait for the inner store
+	// when an entry expired less than StaleIfError ago could stand in: a
+	// read not answered by then counts as unreachable and the entry is
+	// served. 0 (the default) waits as long as the caller's context.
+	StaleWait time.Duration
 	// MaxEntries bounds each of the two caches (identities, actions);
 	// default DefaultMaxEntries.
 	MaxEntries int
@@ -151,10 +162,20 @@ func (s *Store) expiry(err error) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// readCtx bounds an inner read by Config.StaleWait when an expired entry
+// could stand in for its answer.
+func (s *Store) readCtx(ctx context.Context, canStale bool) (context.Context, context.CancelFunc) {
+	if !canStale || s.cfg.StaleWait <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.cfg.StaleWait)
+}
+
 // unreachable tells whether err means the inner store could not be
 // reached, so that an expired entry may stand in (Config.StaleIfError).
 func unreachable(err error) bool {
-	return whisk.IsKind(err, whisk.Unavailable) || whisk.IsKind(err, whisk.Timeout)
+	return whisk.IsKind(err, whisk.Unavailable) || whisk.IsKind(err, whisk.Timeout) ||
+		errors.Is(err, context.DeadlineExceeded)
 }
 
 // IdentityByUUID answers from the cache, or from the inner store.
@@ -165,6 +186,8 @@ func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity
 	}
 	s.idMisses.Add(1)
 	gen := s.ids.generation()
+	ctx, cancel := s.readCtx(ctx, s.ids.hasStale(uuid, s.cfg.Now()))
+	defer cancel()
 	id, err := s.inner.IdentityByUUID(ctx, uuid)
 	if exp, ok := s.expiry(err); ok {
 		s.ids.put(uuid, id, err, exp, gen)
@@ -228,6 +251,8 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 	}
 	s.actMisses.Add(1)
 	gen := s.acts.generation()
+	ctx, cancel := s.readCtx(ctx, s.acts.hasStale(k, s.cfg.Now()))
+	defer cancel()
 	a, err := s.inner.GetAction(ctx, namespace, name)
 	if exp, ok := s.expiry(err); ok {
 		s.acts.put(k, cloneAction(a), err, exp, gen)
@@ -353,6 +378,12 @@ func (c *lru[K, V]) get(k K, now time.Time) (v V, err error, ok bool) {
 	}
 	c.ll.MoveToFront(el)
 	return e.val, e.err, true
+}
+
+// hasStale tells whether stale would find k's value.
+func (c *lru[K, V]) hasStale(k K, now time.Time) bool {
+	_, ok := c.stale(k, now)
+	return ok
 }
 
 // stale returns k's value when it expired less than keep ago (a live

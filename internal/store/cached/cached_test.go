@@ -48,10 +48,15 @@ type counting struct {
 	block             chan struct{}
 	entered           chan struct{}
 	fail              error
+	hang              bool // reads wait for their context to end (a hung server)
 }
 
 func (c *counting) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
 	c.idReads.Add(1)
+	if c.hang {
+		<-ctx.Done()
+		return whisk.Identity{}, ctx.Err()
+	}
 	if c.fail != nil {
 		return whisk.Identity{}, c.fail
 	}
@@ -60,6 +65,10 @@ func (c *counting) IdentityByUUID(ctx context.Context, uuid string) (whisk.Ident
 
 func (c *counting) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
 	c.actReads.Add(1)
+	if c.hang {
+		<-ctx.Done()
+		return whisk.Action{}, ctx.Err()
+	}
 	if c.fail != nil {
 		return whisk.Action{}, c.fail
 	}
@@ -379,6 +388,43 @@ func TestStaleIfError(t *testing.T) {
 	inner.fail = whisk.E("test", whisk.Unavailable, "", errors.New("connection refused"))
 	if _, err := s.GetAction(ctx, "ns", "a"); !whisk.IsKind(err, whisk.Unavailable) {
 		t.Fatalf("an action found deleted must not come back stale: %v", err)
+	}
+}
+
+// With StaleWait, a hung inner store (no answer, no error) is waited for
+// only that long when an expired entry can stand in; otherwise the
+// caller's context bounds the wait.
+func TestStaleWait(t *testing.T) {
+	s, inner, clk := setup(t, Config{TTL: 2 * time.Second, StaleIfError: time.Minute, StaleWait: 100 * time.Millisecond})
+	ctx := t.Context()
+	if _, err := s.PutAction(ctx, action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, s, "a")
+	if err := s.PutIdentity(ctx, whisk.Identity{UUID: "u", Namespace: "ns", Subject: "s", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.IdentityByUUID(ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(5 * time.Second)
+	inner.hang = true
+	began := time.Now()
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v1" {
+		t.Fatalf("stale action: %q", a.Exec.Code)
+	}
+	if id, err := s.IdentityByUUID(ctx, "u"); err != nil || id.Key != "k" {
+		t.Fatalf("stale identity: %+v %v", id, err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("two stale reads took %v, want about 2×100ms", took)
+	}
+	// Nothing to stand in: the caller's deadline is the bound.
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	began = time.Now()
+	if _, err := s.GetAction(dctx, "ns", "never"); !errors.Is(err, context.DeadlineExceeded) || time.Since(began) < 250*time.Millisecond {
+		t.Fatalf("uncached read on a hung store: %v after %v, want the caller's deadline", err, time.Since(began))
 	}
 }
 

@@ -556,8 +556,11 @@ func TestOperationTimeout(t *testing.T) {
 		"PutActivation": func(ctx context.Context) error {
 			return s.PutActivation(ctx, whisk.Activation{ActivationID: "x", Namespace: "ns", Name: "a"})
 		},
-		"IdentityByUUID":   func(ctx context.Context) error { _, err := s.IdentityByUUID(ctx, "u"); return err },
-		"CountActivations": func(ctx context.Context) error { _, err := s.CountActivations(ctx, "ns", store.ActivationFilter{}); return err },
+		"IdentityByUUID": func(ctx context.Context) error { _, err := s.IdentityByUUID(ctx, "u"); return err },
+		"CountActivations": func(ctx context.Context) error {
+			_, err := s.CountActivations(ctx, "ns", store.ActivationFilter{})
+			return err
+		},
 	} {
 		began := time.Now()
 		err := call(context.Background())
