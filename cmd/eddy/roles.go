@@ -215,8 +215,12 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	// The controller serves every request's identity and action reads
 	// from a short-lived cache (writes of other controllers are seen
 	// within its TTL; misses are not cached, so an action created
-	// elsewhere is found at once). See internal/store/cached.
-	st := cached.New(d.store, cached.Config{})
+	// elsewhere is found at once). While PostgreSQL is unreachable, what
+	// was read in the last controllerStaleIfError is still served, so a
+	// brief database outage does not stop invocations of actions in use
+	// (the invokers' record writes retry through it). See
+	// internal/store/cached and docs/cluster.md.
+	st := cached.New(d.store, cached.Config{StaleIfError: controllerStaleIfError, StaleWait: controllerStaleWait})
 	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log)
 	if err != nil {
 		return err
@@ -231,6 +235,15 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	log.Info("stopped")
 	return nil
 }
+
+// controllerStaleIfError is how long past its TTL a controller serves a
+// cached identity or action while PostgreSQL cannot be reached;
+// controllerStaleWait how long it waits for PostgreSQL before it does (a
+// hung server does not refuse, it does not answer).
+const (
+	controllerStaleIfError = time.Minute
+	controllerStaleWait    = time.Second
+)
 
 func runScheduler(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", cfg.listen)

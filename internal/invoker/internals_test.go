@@ -79,6 +79,65 @@ func TestRecordWriterRetriesAndFlushes(t *testing.T) {
 	}
 }
 
+// downStore is a store that is unreachable for its first failures writes
+// (whisk.Unavailable, as store/postgres answers while the server is down),
+// or fails them with err when set.
+type downStore struct {
+	flakyStore
+	err   error
+	tries int
+}
+
+func (s *downStore) PutActivation(ctx context.Context, a whisk.Activation) error {
+	s.mu.Lock()
+	s.tries++
+	if s.failures > 0 {
+		s.failures--
+		s.mu.Unlock()
+		if s.err != nil {
+			return s.err
+		}
+		return whisk.E("test.PutActivation", whisk.Unavailable, "", errors.New("connection refused"))
+	}
+	defer s.mu.Unlock()
+	s.stored[a.ActivationID] = true
+	return nil
+}
+
+// A store outage delays records, however long it lasts (here far more
+// attempts than recordAttempts), and loses none; other errors are tried
+// recordAttempts times.
+func TestRecordWriterOutlastsStoreOutage(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		err     error
+		stored  int
+		atLeast int
+	}{
+		{"unavailable", nil, 3, 3*recordAttempts + 3},
+		{"timeout", whisk.E("test", whisk.Timeout, "", context.DeadlineExceeded), 3, 3*recordAttempts + 3},
+		{"other errors give up", errors.New("disk on fire"), 0, 3 * recordAttempts},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := &downStore{flakyStore: flakyStore{failures: 3 * recordAttempts, stored: map[whisk.ActivationID]bool{}}, err: c.err}
+			w := newRecordWriter(st, discardLog())
+			w.backoff, w.maxBackoff = time.Millisecond, 2*time.Millisecond
+			done := make(chan struct{})
+			go func() { defer close(done); w.run() }()
+			for _, id := range []whisk.ActivationID{"a", "b", "c"} {
+				w.put(whisk.Activation{ActivationID: id})
+			}
+			w.close()
+			<-done
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if len(st.stored) != c.stored || st.tries < c.atLeast {
+				t.Fatalf("%d records stored after %d writes, want %d after at least %d", len(st.stored), st.tries, c.stored, c.atLeast)
+			}
+		})
+	}
+}
+
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // deadContainer is a container that has exited.

@@ -19,7 +19,12 @@ const recordQueue = 1024
 // does not hold up the others.
 const recordWorkers = 16
 
-// Retry policy of one record write.
+// Retry policy of one record write. A write that fails because the store
+// is unreachable or slow (whisk.Unavailable, whisk.Timeout: the database
+// is down, restarting or failing over) is retried until it succeeds, for
+// as long as the invoker runs (and, on shutdown, until recordFlushLimit):
+// an outage of the store delays records, it does not lose them. Other
+// failures are tried recordAttempts times.
 const (
 	recordAttempts   = 8
 	recordBackoff    = 50 * time.Millisecond
@@ -36,6 +41,8 @@ type recordWriter struct {
 	log   *slog.Logger
 	queue chan whisk.Activation
 
+	backoff, maxBackoff time.Duration // recordBackoff, recordMaxBackoff (tests shorten them)
+
 	mu     sync.Mutex
 	closed bool
 	stop   chan struct{} // closed when the flush deadline passed
@@ -43,7 +50,8 @@ type recordWriter struct {
 }
 
 func newRecordWriter(store Actions, log *slog.Logger) *recordWriter {
-	return &recordWriter{store: store, log: log, queue: make(chan whisk.Activation, recordQueue), stop: make(chan struct{})}
+	return &recordWriter{store: store, log: log, queue: make(chan whisk.Activation, recordQueue), stop: make(chan struct{}),
+		backoff: recordBackoff, maxBackoff: recordMaxBackoff}
 }
 
 // put queues a record; it blocks while the queue is full. After close the
@@ -92,27 +100,33 @@ func (w *recordWriter) close() {
 	w.timer = time.AfterFunc(recordFlushLimit, func() { close(w.stop) })
 }
 
-// write stores one record, retrying failures.
+// write stores one record, retrying failures (see recordAttempts).
 func (w *recordWriter) write(a whisk.Activation) {
-	backoff := recordBackoff
+	backoff := w.backoff
 	for i := 1; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), recordPutTimeout)
 		err := w.store.PutActivation(ctx, a)
 		cancel()
 		if err == nil {
+			if i > 1 {
+				w.log.Info("activation record stored after retries", "activation", a.ActivationID, "attempts", i)
+			}
 			return
 		}
-		if i >= recordAttempts {
+		transient := whisk.IsKind(err, whisk.Unavailable) || whisk.IsKind(err, whisk.Timeout)
+		if !transient && i >= recordAttempts {
 			w.log.Error("activation record lost: the store keeps failing", "activation", a.ActivationID, "err", err)
 			return
 		}
-		w.log.Warn("storing an activation record failed; retrying", "activation", a.ActivationID, "attempt", i, "err", err)
+		if i == 1 || i%10 == 0 {
+			w.log.Warn("storing an activation record failed; retrying", "activation", a.ActivationID, "attempt", i, "err", err)
+		}
 		select {
 		case <-time.After(backoff):
 		case <-w.stop:
 			w.log.Error("activation record lost: shutdown flush limit passed", "activation", a.ActivationID, "err", err)
 			return
 		}
-		backoff = min(2*backoff, recordMaxBackoff)
+		backoff = min(2*backoff, w.maxBackoff)
 	}
 }

@@ -21,6 +21,22 @@
 //     then for that long. In a cluster keep it at 0 or very short: an action
 //     created through another process stays "not found" here until the
 //     cached miss expires.
+//   - Stale on error, only when Config.StaleIfError is set: when the inner
+//     store cannot be reached (its error is whisk.Unavailable or
+//     whisk.Timeout: the database is down or restarting), an identity or
+//     action whose entry expired at most StaleIfError ago is served instead
+//     of the error, so that a process rides out a brief database outage for
+//     what it has read recently. While the database is unreachable nobody
+//     can change it, so such an answer misses only writes of other
+//     processes made in the last TTL+StaleIfError before the outage (a
+//     write through this wrapper drops the entry, so it is never served
+//     stale). Misses are never served stale. With StaleIfError 0 (the
+//     default) an entry is never served past its TTL. A server that hangs
+//     (rather than refusing connections) is noticed only when the inner
+//     read times out; Config.StaleWait bounds that wait when an expired
+//     entry could stand in, so a read then takes at most StaleWait (and a
+//     database slower than that is treated as unreachable for entries in
+//     their stale window).
 //
 // The cache holds at most Config.MaxEntries identities and as many actions,
 // evicting the least recently used. Values are copied in and out, so a
@@ -32,6 +48,7 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -56,6 +73,15 @@ type Config struct {
 	// NegativeTTL is how long a NotFound answer is served from memory;
 	// 0 (the default) does not cache misses.
 	NegativeTTL time.Duration
+	// StaleIfError is how long past its expiry an identity or action is
+	// still served when the inner store is unreachable (see the package
+	// comment); 0 (the default) never serves an expired entry.
+	StaleIfError time.Duration
+	// StaleWait, with StaleIfError, bounds the wait for the inner store
+	// when an entry expired less than StaleIfError ago could stand in: a
+	// read not answered by then counts as unreachable and the entry is
+	// served. 0 (the default) waits as long as the caller's context.
+	StaleWait time.Duration
 	// MaxEntries bounds each of the two caches (identities, actions);
 	// default DefaultMaxEntries.
 	MaxEntries int
@@ -67,6 +93,9 @@ type Config struct {
 type Stats struct {
 	IdentityHits, IdentityMisses uint64
 	ActionHits, ActionMisses     uint64
+	// IdentityStale and ActionStale count the expired entries served
+	// because the inner store was unreachable (Config.StaleIfError).
+	IdentityStale, ActionStale uint64
 }
 
 // Store is a caching store.Store.
@@ -77,6 +106,7 @@ type Store struct {
 	acts  *lru[actionKey, whisk.Action]
 
 	idHits, idMisses, actHits, actMisses atomic.Uint64
+	idStale, actStale                    atomic.Uint64
 }
 
 var _ store.Store = (*Store)(nil)
@@ -91,6 +121,9 @@ func New(inner store.Store, cfg Config) *Store {
 	if cfg.NegativeTTL < 0 {
 		cfg.NegativeTTL = 0
 	}
+	if cfg.StaleIfError < 0 {
+		cfg.StaleIfError = 0
+	}
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = DefaultMaxEntries
 	}
@@ -100,8 +133,8 @@ func New(inner store.Store, cfg Config) *Store {
 	return &Store{
 		inner: inner,
 		cfg:   cfg,
-		ids:   newLRU[string, whisk.Identity](cfg.MaxEntries),
-		acts:  newLRU[actionKey, whisk.Action](cfg.MaxEntries),
+		ids:   newLRU[string, whisk.Identity](cfg.MaxEntries, cfg.StaleIfError),
+		acts:  newLRU[actionKey, whisk.Action](cfg.MaxEntries, cfg.StaleIfError),
 	}
 }
 
@@ -113,6 +146,7 @@ func (s *Store) Stats() Stats {
 	return Stats{
 		IdentityHits: s.idHits.Load(), IdentityMisses: s.idMisses.Load(),
 		ActionHits: s.actHits.Load(), ActionMisses: s.actMisses.Load(),
+		IdentityStale: s.idStale.Load(), ActionStale: s.actStale.Load(),
 	}
 }
 
@@ -128,6 +162,22 @@ func (s *Store) expiry(err error) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// readCtx bounds an inner read by Config.StaleWait when an expired entry
+// could stand in for its answer.
+func (s *Store) readCtx(ctx context.Context, canStale bool) (context.Context, context.CancelFunc) {
+	if !canStale || s.cfg.StaleWait <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.cfg.StaleWait)
+}
+
+// unreachable tells whether err means the inner store could not be
+// reached, so that an expired entry may stand in (Config.StaleIfError).
+func unreachable(err error) bool {
+	return whisk.IsKind(err, whisk.Unavailable) || whisk.IsKind(err, whisk.Timeout) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
 // IdentityByUUID answers from the cache, or from the inner store.
 func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
 	if id, err, ok := s.ids.get(uuid, s.cfg.Now()); ok {
@@ -136,9 +186,18 @@ func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity
 	}
 	s.idMisses.Add(1)
 	gen := s.ids.generation()
+	ctx, cancel := s.readCtx(ctx, s.ids.hasStale(uuid, s.cfg.Now()))
+	defer cancel()
 	id, err := s.inner.IdentityByUUID(ctx, uuid)
 	if exp, ok := s.expiry(err); ok {
 		s.ids.put(uuid, id, err, exp, gen)
+	} else if whisk.IsKind(err, whisk.NotFound) {
+		s.ids.drop(uuid)
+	} else if unreachable(err) {
+		if old, ok := s.ids.stale(uuid, s.cfg.Now()); ok {
+			s.idStale.Add(1)
+			return old, nil
+		}
 	}
 	return id, err
 }
@@ -192,9 +251,18 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 	}
 	s.actMisses.Add(1)
 	gen := s.acts.generation()
+	ctx, cancel := s.readCtx(ctx, s.acts.hasStale(k, s.cfg.Now()))
+	defer cancel()
 	a, err := s.inner.GetAction(ctx, namespace, name)
 	if exp, ok := s.expiry(err); ok {
 		s.acts.put(k, cloneAction(a), err, exp, gen)
+	} else if whisk.IsKind(err, whisk.NotFound) {
+		s.acts.drop(k)
+	} else if unreachable(err) {
+		if old, ok := s.acts.stale(k, s.cfg.Now()); ok {
+			s.actStale.Add(1)
+			return cloneAction(old), nil
+		}
 	}
 	return a, err
 }
@@ -268,10 +336,12 @@ func cloneParams(p whisk.Params) whisk.Params {
 }
 
 // lru is a size-bounded map with expiring entries, least recently used
-// first out. An entry holds a value or a cached error (a miss).
+// first out. An entry holds a value or a cached error (a miss). An expired
+// value is kept for keep more (Config.StaleIfError), for stale.
 type lru[K comparable, V any] struct {
-	mu  sync.Mutex
-	max int
+	mu   sync.Mutex
+	max  int
+	keep time.Duration
 	// gen is bumped by every invalidation; put drops an answer read
 	// under an older generation, which may predate the write.
 	gen uint64
@@ -286,8 +356,8 @@ type entry[K comparable, V any] struct {
 	expires time.Time
 }
 
-func newLRU[K comparable, V any](max int) *lru[K, V] {
-	return &lru[K, V]{max: max, ll: list.New(), m: make(map[K]*list.Element)}
+func newLRU[K comparable, V any](max int, keep time.Duration) *lru[K, V] {
+	return &lru[K, V]{max: max, keep: keep, ll: list.New(), m: make(map[K]*list.Element)}
 }
 
 // get returns the live entry of k; ok is false when there is none.
@@ -300,12 +370,36 @@ func (c *lru[K, V]) get(k K, now time.Time) (v V, err error, ok bool) {
 	}
 	e := el.Value.(*entry[K, V])
 	if !now.Before(e.expires) {
-		c.ll.Remove(el)
-		delete(c.m, k)
+		if e.err != nil || !now.Before(e.expires.Add(c.keep)) {
+			c.ll.Remove(el)
+			delete(c.m, k)
+		}
 		return v, nil, false
 	}
 	c.ll.MoveToFront(el)
 	return e.val, e.err, true
+}
+
+// hasStale tells whether stale would find k's value.
+func (c *lru[K, V]) hasStale(k K, now time.Time) bool {
+	_, ok := c.stale(k, now)
+	return ok
+}
+
+// stale returns k's value when it expired less than keep ago (a live
+// entry is returned too: it was put since the caller's get).
+func (c *lru[K, V]) stale(k K, now time.Time) (v V, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, found := c.m[k]
+	if !found {
+		return v, false
+	}
+	e := el.Value.(*entry[K, V])
+	if e.err != nil || !now.Before(e.expires.Add(c.keep)) {
+		return v, false
+	}
+	return e.val, true
 }
 
 // generation is read before asking the inner store, and passed to put.
@@ -342,6 +436,17 @@ func (c *lru[K, V]) invalidate(k K) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
+	if el, found := c.m[k]; found {
+		c.ll.Remove(el)
+		delete(c.m, k)
+	}
+}
+
+// drop removes k's entry (a read found it gone), without touching reads
+// in flight.
+func (c *lru[K, V]) drop(k K) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if el, found := c.m[k]; found {
 		c.ll.Remove(el)
 		delete(c.m, k)

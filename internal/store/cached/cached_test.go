@@ -48,10 +48,15 @@ type counting struct {
 	block             chan struct{}
 	entered           chan struct{}
 	fail              error
+	hang              bool // reads wait for their context to end (a hung server)
 }
 
 func (c *counting) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
 	c.idReads.Add(1)
+	if c.hang {
+		<-ctx.Done()
+		return whisk.Identity{}, ctx.Err()
+	}
 	if c.fail != nil {
 		return whisk.Identity{}, c.fail
 	}
@@ -60,6 +65,10 @@ func (c *counting) IdentityByUUID(ctx context.Context, uuid string) (whisk.Ident
 
 func (c *counting) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
 	c.actReads.Add(1)
+	if c.hang {
+		<-ctx.Done()
+		return whisk.Action{}, ctx.Err()
+	}
 	if c.fail != nil {
 		return whisk.Action{}, c.fail
 	}
@@ -309,6 +318,127 @@ func TestErrorsNotCached(t *testing.T) {
 	}
 	if inner.actReads.Load() != 2 || inner.idReads.Load() != 2 {
 		t.Fatalf("errors were cached: %d action reads, %d identity reads", inner.actReads.Load(), inner.idReads.Load())
+	}
+}
+
+// With StaleIfError, an expired identity or action is served while the
+// inner store is unreachable, up to StaleIfError past its expiry; never a
+// miss, never on other errors, never after a write through the wrapper.
+func TestStaleIfError(t *testing.T) {
+	s, inner, clk := setup(t, Config{TTL: 2 * time.Second, StaleIfError: 30 * time.Second})
+	ctx := t.Context()
+	for _, n := range []string{"a", "b"} {
+		if _, err := s.PutAction(ctx, action(n, "v1"), 0); err != nil {
+			t.Fatal(err)
+		}
+		mustGet(t, s, n)
+	}
+	if err := s.PutIdentity(ctx, whisk.Identity{UUID: "u", Namespace: "ns", Subject: "s", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.IdentityByUUID(ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(10 * time.Second) // expired, within the stale window
+	inner.fail = whisk.E("test", whisk.Unavailable, "", errors.New("connection refused"))
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v1" {
+		t.Fatalf("stale action: %q", a.Exec.Code)
+	}
+	if id, err := s.IdentityByUUID(ctx, "u"); err != nil || id.Key != "k" {
+		t.Fatalf("stale identity: %+v %v", id, err)
+	}
+	if st := s.Stats(); st.ActionStale != 1 || st.IdentityStale != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	// Never cached: the error stands.
+	if _, err := s.GetAction(ctx, "ns", "never"); !whisk.IsKind(err, whisk.Unavailable) {
+		t.Fatalf("uncached action while unreachable: %v", err)
+	}
+	// Another kind of error is not an outage.
+	inner.fail = whisk.E("test", whisk.Internal, "", errors.New("disk on fire"))
+	if _, err := s.GetAction(ctx, "ns", "a"); !whisk.IsKind(err, whisk.Internal) {
+		t.Fatalf("internal error: %v", err)
+	}
+	// A write through the wrapper drops the entry.
+	inner.fail = whisk.E("test", whisk.Timeout, "", errors.New("slow"))
+	_, _ = s.DeleteAction(ctx, "ns", "b")
+	if _, err := s.GetAction(ctx, "ns", "b"); !whisk.IsKind(err, whisk.Timeout) {
+		t.Fatalf("action deleted through the wrapper: %v", err)
+	}
+	// Past the window the error stands.
+	clk.advance(22 * time.Second) // 30 s past the expiry
+	if _, err := s.GetAction(ctx, "ns", "a"); !whisk.IsKind(err, whisk.Timeout) {
+		t.Fatalf("past the stale window: %v", err)
+	}
+	if _, err := s.IdentityByUUID(ctx, "u"); !whisk.IsKind(err, whisk.Timeout) {
+		t.Fatalf("identity past the stale window: %v", err)
+	}
+	// The store is back: fresh reads, and a NotFound drops the old entry.
+	inner.fail = nil
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v1" {
+		t.Fatalf("after the outage: %q", a.Exec.Code)
+	}
+	if _, err := inner.Store.DeleteAction(ctx, "ns", "a"); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(3 * time.Second)
+	if _, err := s.GetAction(ctx, "ns", "a"); !whisk.IsKind(err, whisk.NotFound) {
+		t.Fatalf("deleted elsewhere: %v", err)
+	}
+	inner.fail = whisk.E("test", whisk.Unavailable, "", errors.New("connection refused"))
+	if _, err := s.GetAction(ctx, "ns", "a"); !whisk.IsKind(err, whisk.Unavailable) {
+		t.Fatalf("an action found deleted must not come back stale: %v", err)
+	}
+}
+
+// With StaleWait, a hung inner store (no answer, no error) is waited for
+// only that long when an expired entry can stand in; otherwise the
+// caller's context bounds the wait.
+func TestStaleWait(t *testing.T) {
+	s, inner, clk := setup(t, Config{TTL: 2 * time.Second, StaleIfError: time.Minute, StaleWait: 100 * time.Millisecond})
+	ctx := t.Context()
+	if _, err := s.PutAction(ctx, action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, s, "a")
+	if err := s.PutIdentity(ctx, whisk.Identity{UUID: "u", Namespace: "ns", Subject: "s", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.IdentityByUUID(ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(5 * time.Second)
+	inner.hang = true
+	began := time.Now()
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v1" {
+		t.Fatalf("stale action: %q", a.Exec.Code)
+	}
+	if id, err := s.IdentityByUUID(ctx, "u"); err != nil || id.Key != "k" {
+		t.Fatalf("stale identity: %+v %v", id, err)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("two stale reads took %v, want about 2×100ms", took)
+	}
+	// Nothing to stand in: the caller's deadline is the bound.
+	dctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	began = time.Now()
+	if _, err := s.GetAction(dctx, "ns", "never"); !errors.Is(err, context.DeadlineExceeded) || time.Since(began) < 250*time.Millisecond {
+		t.Fatalf("uncached read on a hung store: %v after %v, want the caller's deadline", err, time.Since(began))
+	}
+}
+
+// Without StaleIfError an expired entry is never served.
+func TestNoStaleByDefault(t *testing.T) {
+	s, inner, clk := setup(t, Config{TTL: 2 * time.Second})
+	if _, err := s.PutAction(t.Context(), action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, s, "a")
+	clk.advance(2 * time.Second)
+	inner.fail = whisk.E("test", whisk.Unavailable, "", errors.New("connection refused"))
+	if _, err := s.GetAction(t.Context(), "ns", "a"); !whisk.IsKind(err, whisk.Unavailable) {
+		t.Fatalf("expired entry served without StaleIfError: %v", err)
 	}
 }
 

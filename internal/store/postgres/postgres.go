@@ -18,8 +18,9 @@
 // ascending; a limit of 0 means no limit.
 //
 // Errors carry whisk kinds: NotFound for a missing row, Conflict for a
-// unique violation, Timeout when a deadline passed (the context's or the
-// server's statement_timeout), Unavailable when the server cannot be reached
+// unique violation, Timeout when a deadline passed (the context's, the
+// Store's DefaultOpTimeout on every operation, or the server's
+// statement_timeout), Unavailable when the server cannot be reached
 // or is shutting down, Internal otherwise; the driver's error is always the
 // wrapped cause.
 //
@@ -55,6 +56,14 @@ import (
 // connect_timeout, so that Open fails fast on an unreachable server.
 const connectTimeout = 5 * time.Second
 
+// DefaultOpTimeout bounds one operation of the Store (a query and the wait
+// for a pooled connection) when the caller's context has no earlier
+// deadline, so that a server that hangs (frozen, or behind a network
+// partition that drops packets) makes calls fail with kind Timeout instead
+// of blocking their callers until TCP gives up. A server that is down
+// refuses connections and calls fail at once with kind Unavailable.
+const DefaultOpTimeout = 10 * time.Second
+
 // migrateLockID is the advisory lock key that serializes migrations
 // ("eddy" "migr" in ASCII).
 const migrateLockID int64 = 0x65646479_6d696772
@@ -65,6 +74,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 	now  func() time.Time
+	// opTimeout is DefaultOpTimeout (tests shorten it).
+	opTimeout time.Duration
 }
 
 var _ store.Store = (*Store)(nil)
@@ -95,7 +106,7 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("postgres: %w", err))
 	}
-	s := &Store{pool: pool, log: log, now: time.Now}
+	s := &Store{pool: pool, log: log, now: time.Now, opTimeout: DefaultOpTimeout}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		kind := whisk.Unavailable
@@ -110,6 +121,15 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	}
 	log.Debug("postgres store open", "server", where)
 	return s, nil
+}
+
+// bound gives ctx the Store's operation timeout unless its own deadline
+// is earlier.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) <= s.opTimeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, s.opTimeout)
 }
 
 // Close closes the pool, waiting for connections in use to be released.
@@ -275,11 +295,15 @@ func scanIdentity(op string, row pgx.Row) (whisk.Identity, error) {
 
 // IdentityByUUID returns the identity whose key has this UUID.
 func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return scanIdentity("postgres.IdentityByUUID", s.pool.QueryRow(ctx, identitySelect+`WHERE i.uuid = $1`, uuid))
 }
 
 // PutIdentity creates or replaces an identity (id.Limits is not stored).
 func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.PutIdentity"
 	_, err := s.pool.Exec(ctx,
 		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES ($1, $2, $3, $4, '{}')
@@ -291,6 +315,8 @@ func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 
 // ListIdentities returns the identities of a namespace ("" = all).
 func (s *Store) ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.ListIdentities"
 	rows, err := s.pool.Query(ctx, identitySelect+`WHERE $1 = '' OR i.namespace = $1
 		ORDER BY i.subject COLLATE "C", i.namespace, i.uuid`, namespace)
@@ -316,6 +342,8 @@ func (s *Store) DeleteIdentity(ctx context.Context, uuid string) error {
 
 // deleteRow runs a DELETE of one row; no row is NotFound.
 func (s *Store) deleteRow(ctx context.Context, op, query string, args ...any) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tag, err := s.pool.Exec(ctx, query, args...)
 	if err != nil {
 		return dbErr(op, err)
@@ -330,6 +358,8 @@ func (s *Store) deleteRow(ctx context.Context, op, query string, args ...any) er
 
 // GetNamespaceLimits returns the limits set for a namespace.
 func (s *Store) GetNamespaceLimits(ctx context.Context, namespace string) (whisk.NamespaceLimits, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.GetNamespaceLimits"
 	var doc []byte
 	if err := s.pool.QueryRow(ctx, `SELECT limits FROM namespace_limits WHERE namespace = $1`, namespace).Scan(&doc); err != nil {
@@ -344,6 +374,8 @@ func (s *Store) GetNamespaceLimits(ctx context.Context, namespace string) (whisk
 
 // PutNamespaceLimits sets a namespace's limits.
 func (s *Store) PutNamespaceLimits(ctx context.Context, namespace string, l whisk.NamespaceLimits) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.PutNamespaceLimits"
 	doc, err := encode(l)
 	if err != nil {
@@ -374,6 +406,8 @@ func decodeAction(op string, rev, updated int64, doc []byte) (whisk.Action, erro
 
 // GetAction returns an action with its code and Rev.
 func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.GetAction"
 	var rev, updated int64
 	var doc []byte
@@ -390,6 +424,8 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 // action; see store.Store. The stored document is a as given: a replace
 // keeps nothing of the previous version.
 func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) (whisk.Action, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.PutAction"
 	if expectRev < 0 {
 		return whisk.Action{}, whisk.E(op, whisk.Invalid, fmt.Sprintf("invalid revision %d", expectRev), nil)
@@ -425,6 +461,8 @@ func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) 
 
 // DeleteAction removes an action and returns it as it was.
 func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.DeleteAction"
 	var rev, updated int64
 	var doc []byte
@@ -450,6 +488,8 @@ func sqlLimit(limit int) *int64 {
 // code (Exec.Code is empty: the server drops it from the document). limit 0
 // means no limit.
 func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.ListActions"
 	rows, err := s.pool.Query(ctx,
 		`SELECT rev, updated, doc #- '{exec,code}' FROM actions WHERE namespace = $1
@@ -481,6 +521,8 @@ func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit i
 
 // CountActions counts the actions of a namespace.
 func (s *Store) CountActions(ctx context.Context, namespace string) (int, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var n int
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM actions WHERE namespace = $1`, namespace).Scan(&n)
 	return n, dbErr("postgres.CountActions", err)
@@ -491,6 +533,8 @@ func (s *Store) CountActions(ctx context.Context, namespace string) (int, error)
 // PutActivation stores a record; storing the same id again keeps the
 // first record (store.Store.PutActivation).
 func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.PutActivation"
 	doc, err := encode(a)
 	if err != nil {
@@ -505,6 +549,8 @@ func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 
 // GetActivation returns one record of a namespace.
 func (s *Store) GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.GetActivation"
 	var doc []byte
 	err := s.pool.QueryRow(ctx,
@@ -543,6 +589,8 @@ func activationWhere(namespace string, f store.ActivationFilter) (string, []any)
 // ListActivations returns the full records matching f, newest first (by
 // Start descending, then by activation id ascending).
 func (s *Store) ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	const op = "postgres.ListActivations"
 	where, args := activationWhere(namespace, f)
 	args = append(args, sqlLimit(f.Limit), max(f.Skip, 0))
@@ -574,6 +622,8 @@ func (s *Store) ListActivations(ctx context.Context, namespace string, f store.A
 
 // CountActivations counts the records matching f (Skip and Limit ignored).
 func (s *Store) CountActivations(ctx context.Context, namespace string, f store.ActivationFilter) (int, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	where, args := activationWhere(namespace, f)
 	var n int
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM activations `+where, args...).Scan(&n)

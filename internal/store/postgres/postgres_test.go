@@ -525,6 +525,65 @@ func TestErrorKinds(t *testing.T) {
 	})
 }
 
+// A server that does not answer (here: every table locked by another
+// session, as good as a hung server for the Store) makes each operation
+// fail with kind Timeout after the Store's operation timeout, even when
+// the caller's context has no deadline; then the Store works again.
+func TestOperationTimeout(t *testing.T) {
+	url := pgtest.Start(t)
+	s := openT(t, url)
+	defer s.Close()
+	ctx := t.Context()
+	if _, err := s.PutAction(ctx, whisk.Action{Namespace: "ns", Name: "a"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.opTimeout = 300 * time.Millisecond
+
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `LOCK TABLE actions, activations, identities IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func(context.Context) error{
+		"GetAction": func(ctx context.Context) error { _, err := s.GetAction(ctx, "ns", "a"); return err },
+		"PutActivation": func(ctx context.Context) error {
+			return s.PutActivation(ctx, whisk.Activation{ActivationID: "x", Namespace: "ns", Name: "a"})
+		},
+		"IdentityByUUID": func(ctx context.Context) error { _, err := s.IdentityByUUID(ctx, "u"); return err },
+		"CountActivations": func(ctx context.Context) error {
+			_, err := s.CountActivations(ctx, "ns", store.ActivationFilter{})
+			return err
+		},
+	} {
+		began := time.Now()
+		err := call(context.Background())
+		if took := time.Since(began); whisk.KindOf(err) != whisk.Timeout || took > 5*time.Second {
+			t.Errorf("%s on a hung server: %v (kind %v) after %v, want a timeout after about 300ms", name, err, whisk.KindOf(err), took)
+		}
+	}
+	// An earlier deadline of the caller's still wins.
+	s.opTimeout = time.Minute
+	dctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if _, err := s.GetAction(dctx, "ns", "a"); whisk.KindOf(err) != whisk.Timeout || time.Since(began) > 5*time.Second {
+		t.Errorf("with the caller's deadline: %v after %v", err, time.Since(began))
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAction(ctx, "ns", "a"); err != nil {
+		t.Fatalf("once the server answers again: %v", err)
+	}
+}
+
 func TestInvalidRevision(t *testing.T) {
 	s := openT(t, pgtest.Start(t))
 	defer s.Close()
