@@ -233,6 +233,15 @@ func subjectKeys(ctx context.Context, st Store, subject string) ([]whisk.Identit
 	return out, nil
 }
 
+// knownSubjectKeys is subjectKeys for a subject that must exist.
+func knownSubjectKeys(ctx context.Context, st Store, subject string) ([]whisk.Identity, error) {
+	keys, err := subjectKeys(ctx, st, subject)
+	if err == nil && len(keys) == 0 {
+		err = fmt.Errorf("subject %q not found", subject)
+	}
+	return keys, err
+}
+
 func userCreate(ctx context.Context, st Store, c *command, out io.Writer) error {
 	subject := c.words[2]
 	if len(subject) < MinSubjectLength {
@@ -282,12 +291,9 @@ func userCreate(ctx context.Context, st Store, c *command, out io.Writer) error 
 
 func userGet(ctx context.Context, st Store, c *command, out io.Writer) error {
 	subject := c.words[2]
-	keys, err := subjectKeys(ctx, st, subject)
+	keys, err := knownSubjectKeys(ctx, st, subject)
 	if err != nil {
 		return err
-	}
-	if len(keys) == 0 {
-		return fmt.Errorf("subject %q not found", subject)
 	}
 	if c.all {
 		for _, id := range keys {
@@ -314,12 +320,9 @@ func userGet(ctx context.Context, st Store, c *command, out io.Writer) error {
 
 func userDelete(ctx context.Context, st Store, c *command, out io.Writer) error {
 	subject := c.words[2]
-	keys, err := subjectKeys(ctx, st, subject)
+	keys, err := knownSubjectKeys(ctx, st, subject)
 	if err != nil {
 		return err
-	}
-	if len(keys) == 0 {
-		return fmt.Errorf("subject %q not found", subject)
 	}
 	n := 0
 	for _, id := range keys {

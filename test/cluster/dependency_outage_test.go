@@ -106,72 +106,6 @@ type timedCall struct {
 	blocking bool
 }
 
-// timedLoad is startMixedLoad's load (alternating controllers, blocking
-// and non-blocking) that also keeps every call's timing and answer, so
-// that the errors answered during an outage can be checked one by one.
-// The result's mixedLoad feeds checkLoad.
-type timedLoad struct {
-	*mixedLoad
-	calls []timedCall
-}
-
-func startTimedLoad(c *testCluster, actions []string, rate int, stop <-chan struct{}) <-chan *timedLoad {
-	res := &timedLoad{mixedLoad: &mixedLoad{accepted: map[string]time.Time{}, blocking: map[string]bool{}, from: time.Now()}}
-	out := make(chan *timedLoad, 1)
-	go func() {
-		tick := time.NewTicker(time.Second / time.Duration(rate))
-		defer tick.Stop()
-		var wg sync.WaitGroup
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				res.to = time.Now()
-				wg.Wait()
-				out <- res
-				return
-			case <-tick.C:
-			}
-			base := []string{c.ctl1.base, c.ctl2.base}[i%2]
-			action := actions[(i/2)%len(actions)]
-			blocking := (i/4)%2 == 0
-			wg.Go(func() {
-				at := time.Now()
-				path := "/api/v1/namespaces/_/actions/" + action
-				if blocking {
-					path += "?blocking=true"
-				}
-				code, body, err := httpCall(base, "POST", path, map[string]any{"name": fmt.Sprintf("p%d", i)})
-				took := time.Since(at)
-				var got struct {
-					ActivationID string `json:"activationId"`
-					Response     struct {
-						Success bool `json:"success"`
-					} `json:"response"`
-				}
-				if err == nil {
-					_ = json.Unmarshal(body, &got)
-				}
-				res.mu.Lock()
-				defer res.mu.Unlock()
-				res.calls = append(res.calls, timedCall{at: at, took: took, code: code, body: string(body), err: err, blocking: blocking})
-				if err != nil || got.ActivationID == "" {
-					res.refused = append(res.refused, fmt.Sprintf("%s %s at %s: %d %v %s",
-						base, path, at.Format("15:04:05.000"), code, err, tail(string(body), 200)))
-					return
-				}
-				res.accepted[got.ActivationID] = at
-				if blocking {
-					res.blocking[got.ActivationID] = true
-					if code == 200 && got.Response.Success {
-						res.okAt = append(res.okAt, at)
-					}
-				}
-			})
-		}
-	}()
-	return out
-}
-
 // isWhiskError tells whether body is an OpenWhisk error: a JSON object
 // with a non-empty "error" message and a "code" (transaction id).
 func isWhiskError(body string) bool {
@@ -262,7 +196,7 @@ func pgOutageUnderLoad(t *testing.T, c *testCluster, actions []string, outage, p
 	retriedBefore := c.recordRetries()
 	since := time.Now().UnixMilli() // earlier records start before, the load's after
 	stop := make(chan struct{})
-	load := startTimedLoad(c, actions, 10, stop)
+	load := startMixedLoad(c, actions, 10, stop)
 	time.Sleep(3 * time.Second)
 	down()
 	downAt := time.Now()
@@ -352,7 +286,7 @@ func pgOutageUnderLoad(t *testing.T, c *testCluster, actions []string, outage, p
 		}
 	}
 
-	ph.accepted, ph.success, ph.lost = checkLoad(t, c, res.mixedLoad)
+	ph.accepted, ph.success, ph.lost = checkLoad(t, c, res)
 
 	// Exactly one record per accepted activation: the store's count of
 	// each action's records since the load started equals what the API
@@ -391,7 +325,7 @@ func pgOutageUnderLoad(t *testing.T, c *testCluster, actions []string, outage, p
 		}
 	}
 
-	ph.recovery = firstOKAfter(res.mixedLoad, upAt)
+	ph.recovery = firstOKAfter(res, upAt)
 	if ph.recovery < 0 || ph.recovery > 15*time.Second {
 		t.Errorf("first successful blocking invocation sent after postgres came back: %v later, want within 15 s", ph.recovery)
 	}

@@ -36,6 +36,7 @@ type mixedLoad struct {
 	okAt     []time.Time          // when each successful blocking call was sent
 	refused  []string             // answers without an activation id (clear errors)
 	from, to time.Time            // when the load started and stopped sending
+	calls    []timedCall          // every call, its timing and answer
 }
 
 // startMixedLoad invokes actions at rate per second, alternating
@@ -69,6 +70,7 @@ func startMixedLoad(c *testCluster, actions []string, rate int, stop <-chan stru
 					path += "?blocking=true"
 				}
 				code, body, err := httpCall(base, "POST", path, map[string]any{"name": fmt.Sprintf("m%d", i)})
+				took := time.Since(at)
 				var got struct {
 					ActivationID string `json:"activationId"`
 					Response     struct {
@@ -80,6 +82,7 @@ func startMixedLoad(c *testCluster, actions []string, rate int, stop <-chan stru
 				}
 				res.mu.Lock()
 				defer res.mu.Unlock()
+				res.calls = append(res.calls, timedCall{at: at, took: took, code: code, body: string(body), err: err, blocking: blocking})
 				if err != nil || got.ActivationID == "" {
 					// A transport error after the request was sent could hide an
 					// accepted activation; count it as refused but show it.

@@ -301,8 +301,9 @@ func (e *eddy) etcdEndpoint() string {
 	return strings.TrimSpace(string(b))
 }
 
-// descendants lists the pids of every live process below eddy in the process tree.
-func (e *eddy) descendants() []int {
+// liveParents maps the pid of every live (not zombie) process to its
+// parent's, from /proc.
+func liveParents() map[int]int {
 	parent := map[int]int{}
 	entries, _ := os.ReadDir("/proc")
 	for _, ent := range entries {
@@ -326,6 +327,12 @@ func (e *eddy) descendants() []int {
 			parent[pid] = ppid
 		}
 	}
+	return parent
+}
+
+// descendants lists the pids of every live process below eddy in the process tree.
+func (e *eddy) descendants() []int {
+	parent := liveParents()
 	var out []int
 	for pid := range parent {
 		for p := parent[pid]; p > 1; p = parent[p] {

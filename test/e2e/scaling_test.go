@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,21 +133,8 @@ func (e *eddy) tryActivation(id string) (int, whisk.Activation) {
 // interpreter below it).
 func (e *eddy) directChildren() int {
 	n := 0
-	entries, _ := os.ReadDir("/proc")
-	for _, ent := range entries {
-		stat, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		var state string
-		var ppid int
-		fmt.Sscanf(s[i+2:], "%s %d", &state, &ppid)
-		if state != "Z" && ppid == e.cmd.Process.Pid {
+	for _, ppid := range liveParents() {
+		if ppid == e.cmd.Process.Pid {
 			n++
 		}
 	}
