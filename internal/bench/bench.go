@@ -71,6 +71,7 @@ type config struct {
 	only     []string
 	etcd     string
 	pid      int
+	debug    string // host:port of the Eddy's --debug-addr (its Go heap)
 	idle     time.Duration
 	keep     bool
 	started  bool     // bench started the Eddy it measures
@@ -99,12 +100,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.apiHost, "apihost", "", "target a running Eddy at this API host instead of starting one")
 	fs.StringVar(&c.auth, "auth", whisk.GuestUUID+":"+whisk.GuestKey, "UUID:KEY for --apihost")
 	fs.StringVar(&c.backend, "backend", "process", "container backend: process or docker (also of the floors)")
-	fs.StringVar(&c.kind, "kind", "python:3.11", "runtime kind of the benchmark actions: python:3.11 or nodejs:18")
+	fs.StringVar(&c.kind, "kind", "python:3.11", "runtime kind of the benchmark actions: "+kinds+" (native builds a static Go no-op with the go tool)")
 	fs.StringVar(&c.out, "out", "bench-out", "directory for the JSON files, chart.svg and report.md")
 	fs.BoolVar(&c.quick, "quick", false, "run every scenario small (under a minute in all)")
 	only := fs.String("only", strings.Join(allScenarios, ","), "scenarios to run, comma-separated")
 	fs.StringVar(&c.etcd, "etcd", "", "etcd endpoint of a targeted Eddy (for container counts); found in the data dir when bench starts Eddy")
 	fs.IntVar(&c.pid, "pid", 0, "pid of a targeted Eddy (for its memory and CPU); known when bench starts Eddy")
+	fs.StringVar(&c.debug, "debug-addr", "", "host:port of a targeted Eddy's --debug-addr (for its Go heap); bench gives the Eddy it starts one")
 	fs.DurationVar(&c.idle, "container-idle-timeout", 0, "container idle timeout of the started Eddy (default 10s, 2s with --quick)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the started Eddy's data dir and output")
 	fs.StringVar(&c.render, "render", "", "measure nothing: redraw chart.svg and report.md of this directory from its bench.json")
@@ -127,8 +129,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	default:
 		return c, fmt.Errorf("--backend %q: want process or docker", c.backend)
 	}
-	if _, ok := actionCode[c.kind]; !ok {
-		return c, fmt.Errorf("--kind %q: want python:3.11 or nodejs:18", c.kind)
+	if _, ok := interpreted[c.kind]; !ok && c.kind != "native" {
+		return c, fmt.Errorf("--kind %q: want %s", c.kind, kinds)
 	}
 	for _, s := range strings.Split(*only, ",") {
 		s = strings.TrimSpace(s)
@@ -216,6 +218,7 @@ type env struct {
 	etcd   *cluster.Client
 	pid    int
 	runID  string
+	code   actionCodes // the benchmark actions of cfg.kind
 	limits limits
 	// results of earlier scenarios, for later ones (burst uses the cold floor)
 	coldFloorP50 time.Duration
@@ -240,6 +243,11 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	e := &env{cfg: cfg, out: stdout, log: log, runID: strconv.FormatInt(time.Now().UnixMilli()%1e9, 36)}
+	code, err := codesFor(ctx, cfg.kind)
+	if err != nil {
+		return err
+	}
+	e.code = code
 
 	if cfg.apiHost == "" {
 		s, err := startStandalone(ctx, cfg, stderr)
@@ -249,7 +257,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		defer s.stop(stderr)
 		e.eddy = s
 		cfg.started = true
-		cfg.apiHost, e.pid = s.url, s.pid()
+		cfg.apiHost, e.pid, cfg.debug = s.url, s.pid(), s.debugAddr
 		if ep, err := s.etcdEndpoint(); err == nil {
 			cfg.etcd = ep
 		}

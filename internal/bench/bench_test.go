@@ -100,7 +100,9 @@ func TestQuick(t *testing.T) {
 			l.Concurrency == []int{1, 4, 16, 64}[i] && l.Eddy.Calls > 0 && l.Floor.Calls > 0 &&
 				l.Eddy.PerSecond > 0 && l.Floor.PerSecond > l.Eddy.PerSecond && l.RatioTput > 0 && l.RatioTput < 1 &&
 				l.Eddy.Containers >= 1 && l.Floor.Containers == min(l.Eddy.Containers, l.Concurrency) &&
-				l.Eddy.Errors == 0 && l.Floor.Errors == 0, l)
+				l.Eddy.Errors == 0 && l.Floor.Errors == 0 &&
+				// bench started Eddy, so it knows its pid and measures its CPU
+				l.EddyCPUPerCall > 0 && l.MachineBusyEddy > 0 && l.MachineBusyEddy <= 100 && l.MachineBusyFloor > 0, l)
 		latency(fmt.Sprintf("throughput level %d eddy", l.Concurrency), l.Eddy.Latency, l.Eddy.Calls)
 	}
 
@@ -137,12 +139,45 @@ func TestQuick(t *testing.T) {
 	}
 	check("many", mn.Actions == 25 && mn.Invocations == 75 && mn.Errors == 0 && mn.Queues == 25 &&
 		mn.RSSBeforeBytes > 1<<20 && mn.RSSAfterBytes > 1<<20 && mn.IdleCPUBefore >= 0 && mn.IdleCPUAfter >= 0 &&
-		strings.Contains(mn.GoHeap, "RSS only"), mn)
+		mn.GoHeapBeforeBytes > 1<<20 && mn.GoHeapAfterBytes > 1<<20 && strings.HasPrefix(mn.GoHeap, "HeapAlloc"), mn)
 
 	for _, f := range []string{"chart.svg", "report.md"} {
 		b, err := os.ReadFile(filepath.Join(out, f))
 		if err != nil || len(b) < 500 {
 			t.Errorf("%s: %d bytes, %v", f, len(b), err)
+		}
+	}
+}
+
+// TestNativeKind runs the warm and throughput scenarios with --kind native:
+// the no-op built from nativeSource, sent base64 as a native action and run
+// by the floor as the same binary.
+func TestNativeKind(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the native action and starts a standalone Eddy")
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := Main(ctx, []string{"--quick", "--eddy", eddyBin, "--backend", "process", "--kind", "native",
+		"--only", "warm,throughput", "--levels", "1,4", "--out", out}, &stdout, &stderr)
+	t.Logf("eddy bench --kind native:\n%s", stdout.String())
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+	}
+	var rep report
+	readJSON(t, filepath.Join(out, "bench.json"), &rep)
+	if rep.Machine.Kind != "native" || rep.Warm == nil || rep.Throughput == nil || len(rep.Throughput.Levels) != 2 {
+		t.Fatalf("report: %+v", rep)
+	}
+	w := rep.Warm
+	if w.Errors != 0 || w.Eddy.N != 300 || w.Floor.N != 300 || w.Floor.P50 >= w.Eddy.P50 {
+		t.Errorf("warm: %+v", w)
+	}
+	for _, l := range rep.Throughput.Levels {
+		if l.Eddy.Errors != 0 || l.Floor.Errors != 0 || l.Eddy.Calls == 0 || l.Floor.Calls == 0 {
+			t.Errorf("throughput level %d: %+v", l.Concurrency, l)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/container/process"
 	"github.com/eddy-faas/eddy/internal/manifest"
+	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 // floor runs the benchmark's actions WITHOUT Eddy: it creates runtimes with
@@ -118,7 +119,7 @@ func (f *floor) start(ctx context.Context, action, code string) (*direct, coldPa
 	}()
 	deadline := time.Now().Add(time.Minute)
 	resp, err := d.cl.Init(ctx, container.InitRequest{
-		Name: action, Main: "main", Code: code,
+		Name: action, Main: "main", Code: code, Binary: whisk.LooksBinary(code),
 		Env: map[string]string{
 			"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/" + action, "__OW_ACTION_VERSION": "0.0.1",
 			"__OW_ACTIVATION_ID": activationID(seq, 0), "__OW_TRANSACTION_ID": "bench",

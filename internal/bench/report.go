@@ -111,15 +111,25 @@ func printWarm(w io.Writer, r *WarmResult) {
 }
 
 func throughputTable(w io.Writer, md bool, r *ThroughputResult) {
-	rows := [][]string{{"concurrency", "Eddy calls/s", "floor calls/s", "Eddy ÷ floor", "Eddy p50 ms", "Eddy p99 ms", "floor p50 ms", "floor p99 ms", "p99 ratio", "containers", "errors"}}
+	rows := [][]string{{"concurrency", "Eddy calls/s", "floor calls/s", "Eddy ÷ floor", "Eddy p50 ms", "Eddy p99 ms", "floor p50 ms", "floor p99 ms", "p99 ratio", "containers", "errors", "Eddy CPU µs/call", "machine busy % (Eddy/floor)"}}
 	for _, l := range r.Levels {
 		rows = append(rows, []string{
 			fmt.Sprint(l.Concurrency), fmt.Sprintf("%.0f", l.Eddy.PerSecond), fmt.Sprintf("%.0f", l.Floor.PerSecond), f3(l.RatioTput),
 			f3(l.Eddy.Latency.P50), f3(l.Eddy.Latency.P99), f3(l.Floor.Latency.P50), f3(l.Floor.Latency.P99), f2(l.RatioP99),
 			fmt.Sprint(l.Eddy.Containers), fmt.Sprint(l.Eddy.Errors + l.Floor.Errors),
+			cpuPerCall(l.EddyCPUPerCall), fmt.Sprintf("%.0f/%.0f", l.MachineBusyEddy, l.MachineBusyFloor),
 		})
 	}
 	table(w, md, rows)
+}
+
+// cpuPerCall prints Eddy's CPU per call, or "-" when it was not measured
+// (bench targeting an Eddy whose pid it was not told).
+func cpuPerCall(us float64) string {
+	if us == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", us)
 }
 
 func printThroughput(w io.Writer, r *ThroughputResult) {
@@ -189,9 +199,9 @@ func printBurst(w io.Writer, r *BurstResult, withCold bool) {
 func manyTable(w io.Writer, md bool, r *ManyResult) {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
 	table(w, md, [][]string{
-		{"actions", "invocations", "errors", "queues", "create s", "invoke s", "RSS before MiB", "RSS after MiB", "RSS per queue KiB", "idle CPU before %", "idle CPU after %", "CPU per 1000 queues %"},
+		{"actions", "invocations", "errors", "queues", "create s", "invoke s", "RSS before MiB", "RSS after MiB", "RSS per queue KiB", "Go heap per queue KiB", "idle CPU before %", "idle CPU after %", "CPU per 1000 queues %"},
 		{fmt.Sprint(r.Actions), fmt.Sprint(r.Invocations), fmt.Sprint(r.Errors), fmt.Sprint(r.Queues), f2(r.CreateSeconds), f2(r.InvokeSeconds),
-			mib(r.RSSBeforeBytes), mib(r.RSSAfterBytes), fmt.Sprintf("%.1f", r.RSSPerQueueBytes/1024),
+			mib(r.RSSBeforeBytes), mib(r.RSSAfterBytes), fmt.Sprintf("%.1f", r.RSSPerQueueBytes/1024), fmt.Sprintf("%.1f", r.GoHeapPerQueueBytes/1024),
 			f2(r.IdleCPUBefore), f2(r.IdleCPUAfter), f2(r.CPUPer1000Queues)},
 	})
 	fmt.Fprintf(w, "containers alive while idle CPU was measured: before %d, after %d (window %.0f s); Go heap: %s\n\n",

@@ -18,22 +18,6 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// actionCode is the code of the benchmark actions per kind: a no-op that
-// answers with which container ran it (computed once, at load), and the
-// same after a sleep (the burst). Both are what the floor runs too.
-var actionCode = map[string]struct{ noop, sleep string }{
-	"python:3.11": {
-		noop: "import os, socket\n_ID = {'pid': os.getpid(), 'host': socket.gethostname()}\n\ndef main(args):\n    return _ID\n",
-		sleep: "import os, socket, time\n_ID = {'pid': os.getpid(), 'host': socket.gethostname()}\n\n" +
-			"def main(args):\n    time.sleep(0.1)\n    return _ID\n",
-	},
-	"nodejs:18": {
-		noop: "const ID = {pid: process.pid, host: require('os').hostname()};\nfunction main(args) { return ID; }\n",
-		sleep: "const ID = {pid: process.pid, host: require('os').hostname()};\n" +
-			"function main(args) { return new Promise(r => setTimeout(() => r(ID), 100)); }\n",
-	},
-}
-
 // ranBy is what the benchmark actions return: which container ran them.
 type ranBy struct {
 	Pid  int    `json:"pid"`
@@ -99,7 +83,7 @@ type WarmResult struct {
 
 func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 	name := "bench-warm"
-	code := actionCode[e.cfg.kind].noop
+	code := e.code.noop
 	if err := e.createAction(ctx, name, code); err != nil {
 		return nil, err
 	}
@@ -232,6 +216,18 @@ type Level struct {
 	RatioTput   float64 `json:"ratioThroughput"` // Eddy calls/s ÷ floor calls/s
 	RatioP99    float64 `json:"ratioP99"`        // Eddy p99 ÷ floor p99
 	WarmupSec   float64 `json:"warmupSeconds"`   // time Eddy took to stop adding containers before measuring
+	// EddyCPUPerCall is the CPU time the Eddy process (controller,
+	// scheduler and invoker; not the runtimes) spent per call while Eddy
+	// was measured, in µs; 0 when bench does not know Eddy's pid. It is
+	// the platform's own cost, the figure that carries over to a machine
+	// where the runtimes and the load generator do not share its cores.
+	EddyCPUPerCall float64 `json:"eddyCpuPerCallUs,omitempty"`
+	// MachineBusy is the share of all the machine's cores that was busy
+	// (load generator, Eddy, runtimes, anything else) while Eddy and while
+	// the floor were measured, in %: near 100 means the level is bound by
+	// CPU, not by waiting.
+	MachineBusyEddy  float64 `json:"machineBusyEddyPct"`
+	MachineBusyFloor float64 `json:"machineBusyFloorPct"`
 }
 
 // ThroughputResult is the throughput scenario.
@@ -306,7 +302,7 @@ func load(ctx context.Context, c int, d time.Duration, call func(ctx context.Con
 
 func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
 	name := "bench-tput"
-	code := actionCode[e.cfg.kind].noop
+	code := e.code.noop
 	if err := e.createAction(ctx, name, code); err != nil {
 		return nil, err
 	}
@@ -334,11 +330,16 @@ func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
 				break
 			}
 		}
-		l := load(ctx, c, e.cfg.tputDur, call)
+		var l Load
+		cpu, busy := e.cpuOver(func() { l = load(ctx, c, e.cfg.tputDur, call) })
 		if l.Calls == 0 {
 			return nil, fmt.Errorf("concurrency %d: no call succeeded: %s", c, l.LastError)
 		}
-		res.Levels = append(res.Levels, Level{Concurrency: c, Eddy: l, WarmupSec: time.Since(began).Seconds() - l.Seconds})
+		lv := Level{Concurrency: c, Eddy: l, WarmupSec: time.Since(began).Seconds() - l.Seconds, MachineBusyEddy: busy}
+		if cpu > 0 {
+			lv.EddyCPUPerCall = float64(cpu.Microseconds()) / float64(l.Calls)
+		}
+		res.Levels = append(res.Levels, lv)
 	}
 
 	// The floor: as many warm runtimes as Eddy used at that level, handed
@@ -375,7 +376,7 @@ func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
 			return strconv.Itoa(d.seq), d.run(ctx, int(seq.Add(1)))
 		}
 		_ = load(ctx, lv.Concurrency, e.cfg.tputWarm, call)
-		lv.Floor = load(ctx, lv.Concurrency, e.cfg.tputDur, call)
+		_, lv.MachineBusyFloor = e.cpuOver(func() { lv.Floor = load(ctx, lv.Concurrency, e.cfg.tputDur, call) })
 		lv.RatioTput = ratio(lv.Eddy.PerSecond, lv.Floor.PerSecond)
 		lv.RatioP99 = ratio(lv.Eddy.Latency.P99, lv.Floor.Latency.P99)
 	}
@@ -440,7 +441,7 @@ type StartSeries struct {
 }
 
 func (e *env) cold(ctx context.Context) (*ColdResult, error) {
-	code := actionCode[e.cfg.kind].noop
+	code := e.code.noop
 	res := &ColdResult{N: e.cfg.coldN, MemoryMB: e.cfg.memoryMB}
 	cold := &series{starts: map[string]int{}}
 	var ft, fc, fi, fr []time.Duration
@@ -542,7 +543,7 @@ type BurstResult struct {
 
 func (e *env) burst(ctx context.Context) (*BurstResult, error) {
 	name := "bench-burst-" + e.runID
-	if err := e.createAction(ctx, name, actionCode[e.cfg.kind].sleep); err != nil {
+	if err := e.createAction(ctx, name, e.code.sleep); err != nil {
 		return nil, err
 	}
 	n := e.cfg.burstN
@@ -701,7 +702,7 @@ func (e *env) burst(ctx context.Context) (*BurstResult, error) {
 // floorBurst creates k runtimes of the burst action at once, without Eddy,
 // and returns the time until every one has answered its first /run.
 func (e *env) floorBurst(ctx context.Context, k int) (time.Duration, error) {
-	code := actionCode[e.cfg.kind].sleep
+	code := e.code.sleep
 	ds := make([]*direct, k)
 	errs := make([]error, k)
 	start := time.Now()
@@ -761,7 +762,13 @@ type ManyResult struct {
 	RSSBeforeBytes   int64   `json:"rssBeforeBytes"`
 	RSSAfterBytes    int64   `json:"rssAfterBytes"`
 	RSSPerQueueBytes float64 `json:"rssPerQueueBytes"`
-	GoHeap           string  `json:"goHeap"`
+	// Go heap of the Eddy process (HeapAlloc after a forced GC, read from
+	// its --debug-addr), next to RSS; GoHeap says how it was measured or
+	// why it was not.
+	GoHeap              string  `json:"goHeap"`
+	GoHeapBeforeBytes   int64   `json:"goHeapBeforeBytes"`
+	GoHeapAfterBytes    int64   `json:"goHeapAfterBytes"`
+	GoHeapPerQueueBytes float64 `json:"goHeapPerQueueBytes"`
 	// Idle CPU in % of one core over the idle window, before the actions
 	// were created and after they were invoked (their queues idle).
 	IdleCPUBefore     float64 `json:"idleCpuBeforePct"`
@@ -774,11 +781,22 @@ type ManyResult struct {
 
 func (e *env) many(ctx context.Context) (*ManyResult, error) {
 	n, calls := e.cfg.manyN, e.cfg.manyCalls
-	code := actionCode[e.cfg.kind].noop
+	code := e.code.noop
 	res := &ManyResult{Actions: n, CallsPerAction: calls, Queues: -1, IdleWindowSeconds: e.cfg.idleWindow.Seconds(),
-		GoHeap: "not measured: Eddy exposes no debug endpoint for its Go heap; RSS only"}
+		GoHeap: "HeapAlloc after a forced GC, from " + e.cfg.debug}
 	if e.pid == 0 {
 		res.GoHeap = "not measured: the pid of the targeted Eddy is unknown (--pid)"
+	}
+	heap := func() int64 {
+		if e.cfg.debug == "" {
+			res.GoHeap = "not measured: the targeted Eddy's --debug-addr is unknown (--debug-addr)"
+			return 0
+		}
+		h, err := goHeap(ctx, e.cfg.debug)
+		if err != nil {
+			res.GoHeap = "not measured: " + err.Error()
+		}
+		return h
 	}
 	res.ContainersBefore = e.waitNoContainers(ctx)
 	before, cpuBefore, err := e.idleCPU(ctx)
@@ -786,6 +804,7 @@ func (e *env) many(ctx context.Context) (*ManyResult, error) {
 		return nil, err
 	}
 	res.RSSBeforeBytes, res.IdleCPUBefore = before.RSS, cpuBefore
+	res.GoHeapBeforeBytes = heap()
 
 	names := make([]string, n)
 	for i := range names {
@@ -831,6 +850,7 @@ func (e *env) many(ctx context.Context) (*ManyResult, error) {
 		return nil, err
 	}
 	res.RSSAfterBytes, res.IdleCPUAfter = after.RSS, cpuAfter
+	res.GoHeapAfterBytes = heap()
 	queues := float64(n)
 	if res.Queues >= 0 {
 		queues = float64(res.Queues)
@@ -838,6 +858,9 @@ func (e *env) many(ctx context.Context) (*ManyResult, error) {
 	if queues > 0 && e.pid != 0 {
 		res.RSSPerQueueBytes = float64(res.RSSAfterBytes-res.RSSBeforeBytes) / queues
 		res.CPUPer1000Queues = (res.IdleCPUAfter - res.IdleCPUBefore) / queues * 1000
+	}
+	if queues > 0 && res.GoHeapBeforeBytes > 0 && res.GoHeapAfterBytes > 0 {
+		res.GoHeapPerQueueBytes = float64(res.GoHeapAfterBytes-res.GoHeapBeforeBytes) / queues
 	}
 	printMany(e.out, res)
 	return res, nil
@@ -862,6 +885,32 @@ func (e *env) waitNoContainers(ctx context.Context) int {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// cpuOver runs fn and returns the CPU time the Eddy process spent meanwhile
+// (0 when its pid is unknown or unreadable) and how busy the whole machine
+// was, in % of all its cores.
+func (e *env) cpuOver(fn func()) (time.Duration, float64) {
+	var a, b procStat
+	var errA, errB error
+	if e.pid != 0 {
+		a, errA = readProc(e.pid)
+	}
+	ma, errMA := readMachineCPU()
+	fn()
+	mb, errMB := readMachineCPU()
+	if e.pid != 0 {
+		b, errB = readProc(e.pid)
+	}
+	var cpu time.Duration
+	if e.pid != 0 && errA == nil && errB == nil {
+		cpu = b.CPU - a.CPU
+	}
+	var busy float64
+	if errMA == nil && errMB == nil && mb.total > ma.total {
+		busy = 100 * float64(mb.busy-ma.busy) / float64(mb.total-ma.total)
+	}
+	return cpu, busy
 }
 
 // idleCPU reads the Eddy process's RSS and its CPU use over the idle

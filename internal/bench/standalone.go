@@ -17,12 +17,13 @@ import (
 
 // standalone is an `eddy standalone` started by the bench.
 type standalone struct {
-	url     string
-	dataDir string
-	keep    bool
-	cmd     *exec.Cmd
-	out     *tailBuffer
-	done    chan struct{}
+	url       string
+	debugAddr string // its --debug-addr: pprof, for the Go heap
+	dataDir   string
+	keep      bool
+	cmd       *exec.Cmd
+	out       *tailBuffer
+	done      chan struct{}
 }
 
 // Settings of the started Eddy that differ from standalone's defaults, and why:
@@ -33,11 +34,12 @@ type standalone struct {
 //   - queue idle timeout: the many-actions scenario must still hold every
 //     queue when it measures;
 //   - log level warn: logging is not what is measured;
+//   - debug address: the many-actions scenario reads the Go heap from it;
 //   - prewarm: one stem cell of the benchmark's kind at a memory one MB off
 //     the benchmark's (see prewarmMemory), so that the cold-start scenario
 //     measures fresh actions with and without a stem cell, and the other
 //     scenarios' actions never take one.
-func standaloneArgs(cfg config, port int, dataDir string) []string {
+func standaloneArgs(cfg config, port int, dataDir, debugAddr string) []string {
 	return []string{
 		"standalone",
 		"--port", fmt.Sprint(port), "--host", "127.0.0.1",
@@ -48,6 +50,7 @@ func standaloneArgs(cfg config, port int, dataDir string) []string {
 		"--container-idle-timeout", cfg.idle.String(),
 		"--queue-idle-timeout", "30m",
 		"--log-level", "warn",
+		"--debug-addr", debugAddr,
 		"--prewarm", fmt.Sprintf("%s:%d:1", cfg.kind, prewarmMemory(cfg)),
 	}
 }
@@ -61,9 +64,14 @@ func startStandalone(ctx context.Context, cfg config, stderr io.Writer) (*standa
 	if err != nil {
 		return nil, err
 	}
-	args := standaloneArgs(cfg, port, dataDir)
+	debugPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	debugAddr := fmt.Sprintf("127.0.0.1:%d", debugPort)
+	args := standaloneArgs(cfg, port, dataDir, debugAddr)
 	s := &standalone{
-		url: fmt.Sprintf("http://127.0.0.1:%d", port), dataDir: dataDir, keep: cfg.keep,
+		url: fmt.Sprintf("http://127.0.0.1:%d", port), debugAddr: debugAddr, dataDir: dataDir, keep: cfg.keep,
 		out: &tailBuffer{max: 64 << 10}, done: make(chan struct{}),
 	}
 	s.cmd = exec.Command(cfg.eddyPath, args...)

@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -183,6 +186,69 @@ func readProc(pid int) (procStat, error) {
 		}
 	}
 	return ps, nil
+}
+
+// goHeap reads the Go heap in use (HeapAlloc, after a forced GC) of the
+// Eddy serving pprof at debugAddr (its --debug-addr).
+func goHeap(ctx context.Context, debugAddr string) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+debugAddr+"/debug/pprof/heap?debug=1&gc=1", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("reading the Go heap: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("reading the Go heap: %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("reading the Go heap: %w", err)
+	}
+	return 0, errors.New("reading the Go heap: no HeapAlloc in the heap profile")
+}
+
+// machineCPU is the machine's CPU time in clock ticks, all cores together,
+// from the first line of /proc/stat.
+type machineCPU struct{ busy, total int64 }
+
+func readMachineCPU() (machineCPU, error) {
+	var m machineCPU
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return m, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return m, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	// user nice system idle iowait irq softirq steal ...: idle and iowait
+	// are the machine waiting; guest time is already in user.
+	for i, v := range f[1:] {
+		if i >= 8 {
+			break
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return m, fmt.Errorf("/proc/stat: %w", err)
+		}
+		m.total += n
+		if i != 3 && i != 4 {
+			m.busy += n
+		}
+	}
+	return m, nil
 }
 
 func jsonUnmarshal(b []byte, v any) error {
