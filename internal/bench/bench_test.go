@@ -102,7 +102,10 @@ func TestQuick(t *testing.T) {
 				l.Eddy.Containers >= 1 && l.Floor.Containers == min(l.Eddy.Containers, l.Concurrency) &&
 				l.Eddy.Errors == 0 && l.Floor.Errors == 0 &&
 				// bench started Eddy, so it knows its pid and measures its CPU
-				l.EddyCPUPerCall > 0 && l.MachineBusyEddy > 0 && l.MachineBusyEddy <= 100 && l.MachineBusyFloor > 0, l)
+				l.EddyCPUPerCall > 0 && l.MachineBusyEddy > 0 && l.MachineBusyEddy <= 100 && l.MachineBusyFloor > 0 &&
+				l.LoadGenCPUPerCallEddy > 0 && l.LoadGenCPUPerCallFloor > 0 &&
+				// the machine's CPU holds Eddy's and the load generator's
+				l.MachineCPUPerCallEddy >= l.EddyCPUPerCall && l.MachineCPUPerCallFloor >= l.LoadGenCPUPerCallFloor, l)
 		latency(fmt.Sprintf("throughput level %d eddy", l.Concurrency), l.Eddy.Latency, l.Eddy.Calls)
 	}
 

@@ -111,13 +111,14 @@ func printWarm(w io.Writer, r *WarmResult) {
 }
 
 func throughputTable(w io.Writer, md bool, r *ThroughputResult) {
-	rows := [][]string{{"concurrency", "Eddy calls/s", "floor calls/s", "Eddy ÷ floor", "Eddy p50 ms", "Eddy p99 ms", "floor p50 ms", "floor p99 ms", "p99 ratio", "containers", "errors", "Eddy CPU µs/call", "machine busy % (Eddy/floor)"}}
+	rows := [][]string{{"concurrency", "Eddy calls/s", "floor calls/s", "Eddy ÷ floor", "Eddy p50 ms", "Eddy p99 ms", "floor p50 ms", "floor p99 ms", "p99 ratio", "containers", "errors", "CPU µs/call: Eddy", "load gen (Eddy/floor)", "machine (Eddy/floor)", "machine busy % (Eddy/floor)"}}
 	for _, l := range r.Levels {
 		rows = append(rows, []string{
 			fmt.Sprint(l.Concurrency), fmt.Sprintf("%.0f", l.Eddy.PerSecond), fmt.Sprintf("%.0f", l.Floor.PerSecond), f3(l.RatioTput),
 			f3(l.Eddy.Latency.P50), f3(l.Eddy.Latency.P99), f3(l.Floor.Latency.P50), f3(l.Floor.Latency.P99), f2(l.RatioP99),
 			fmt.Sprint(l.Eddy.Containers), fmt.Sprint(l.Eddy.Errors + l.Floor.Errors),
-			cpuPerCall(l.EddyCPUPerCall), fmt.Sprintf("%.0f/%.0f", l.MachineBusyEddy, l.MachineBusyFloor),
+			cpuPerCall(l.EddyCPUPerCall), fmt.Sprintf("%.0f/%.0f", l.LoadGenCPUPerCallEddy, l.LoadGenCPUPerCallFloor),
+			fmt.Sprintf("%.0f/%.0f", l.MachineCPUPerCallEddy, l.MachineCPUPerCallFloor), fmt.Sprintf("%.0f/%.0f", l.MachineBusyEddy, l.MachineBusyFloor),
 		})
 	}
 	table(w, md, rows)

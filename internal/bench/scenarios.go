@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -216,16 +217,22 @@ type Level struct {
 	RatioTput   float64 `json:"ratioThroughput"` // Eddy calls/s ÷ floor calls/s
 	RatioP99    float64 `json:"ratioP99"`        // Eddy p99 ÷ floor p99
 	WarmupSec   float64 `json:"warmupSeconds"`   // time Eddy took to stop adding containers before measuring
-	// EddyCPUPerCall is the CPU time the Eddy process (controller,
-	// scheduler and invoker; not the runtimes) spent per call while Eddy
-	// was measured, in µs; 0 when bench does not know Eddy's pid. It is
-	// the platform's own cost, the figure that carries over to a machine
-	// where the runtimes and the load generator do not share its cores.
-	EddyCPUPerCall float64 `json:"eddyCpuPerCallUs,omitempty"`
+	// CPU per call, in µs, while Eddy and while the floor were measured:
+	// the Eddy process (controller, scheduler and invoker, not the
+	// runtimes; 0 when bench does not know Eddy's pid), the load generator
+	// (bench itself) and the whole machine (every busy core: those two, the
+	// runtimes, anything else). Eddy's own figure is the platform's cost
+	// that carries over to a machine where the runtimes and the load
+	// generator do not share its cores; on N cores no level can pass
+	// N s ÷ the machine's figure.
+	EddyCPUPerCall         float64 `json:"eddyCpuPerCallUs,omitempty"`
+	LoadGenCPUPerCallEddy  float64 `json:"loadGenCpuPerCallEddyUs"`
+	LoadGenCPUPerCallFloor float64 `json:"loadGenCpuPerCallFloorUs"`
+	MachineCPUPerCallEddy  float64 `json:"machineCpuPerCallEddyUs"`
+	MachineCPUPerCallFloor float64 `json:"machineCpuPerCallFloorUs"`
 	// MachineBusy is the share of all the machine's cores that was busy
-	// (load generator, Eddy, runtimes, anything else) while Eddy and while
-	// the floor were measured, in %: near 100 means the level is bound by
-	// CPU, not by waiting.
+	// while Eddy and while the floor were measured, in %: near 100 means
+	// the level is bound by CPU, not by waiting.
 	MachineBusyEddy  float64 `json:"machineBusyEddyPct"`
 	MachineBusyFloor float64 `json:"machineBusyFloorPct"`
 }
@@ -331,15 +338,15 @@ func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
 			}
 		}
 		var l Load
-		cpu, busy := e.cpuOver(func() { l = load(ctx, c, e.cfg.tputDur, call) })
+		cpu := e.cpuOver(func() { l = load(ctx, c, e.cfg.tputDur, call) })
 		if l.Calls == 0 {
 			return nil, fmt.Errorf("concurrency %d: no call succeeded: %s", c, l.LastError)
 		}
-		lv := Level{Concurrency: c, Eddy: l, WarmupSec: time.Since(began).Seconds() - l.Seconds, MachineBusyEddy: busy}
-		if cpu > 0 {
-			lv.EddyCPUPerCall = float64(cpu.Microseconds()) / float64(l.Calls)
-		}
-		res.Levels = append(res.Levels, lv)
+		res.Levels = append(res.Levels, Level{
+			Concurrency: c, Eddy: l, WarmupSec: time.Since(began).Seconds() - l.Seconds,
+			EddyCPUPerCall: perCall(cpu.eddy, l.Calls), LoadGenCPUPerCallEddy: perCall(cpu.loadGen, l.Calls),
+			MachineCPUPerCallEddy: perCall(cpu.machine, l.Calls), MachineBusyEddy: cpu.busyPct,
+		})
 	}
 
 	// The floor: as many warm runtimes as Eddy used at that level, handed
@@ -376,7 +383,10 @@ func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
 			return strconv.Itoa(d.seq), d.run(ctx, int(seq.Add(1)))
 		}
 		_ = load(ctx, lv.Concurrency, e.cfg.tputWarm, call)
-		_, lv.MachineBusyFloor = e.cpuOver(func() { lv.Floor = load(ctx, lv.Concurrency, e.cfg.tputDur, call) })
+		cpu := e.cpuOver(func() { lv.Floor = load(ctx, lv.Concurrency, e.cfg.tputDur, call) })
+		lv.LoadGenCPUPerCallFloor = perCall(cpu.loadGen, lv.Floor.Calls)
+		lv.MachineCPUPerCallFloor = perCall(cpu.machine, lv.Floor.Calls)
+		lv.MachineBusyFloor = cpu.busyPct
 		lv.RatioTput = ratio(lv.Eddy.PerSecond, lv.Floor.PerSecond)
 		lv.RatioP99 = ratio(lv.Eddy.Latency.P99, lv.Floor.Latency.P99)
 	}
@@ -887,30 +897,50 @@ func (e *env) waitNoContainers(ctx context.Context) int {
 	}
 }
 
-// cpuOver runs fn and returns the CPU time the Eddy process spent meanwhile
-// (0 when its pid is unknown or unreadable) and how busy the whole machine
-// was, in % of all its cores.
-func (e *env) cpuOver(fn func()) (time.Duration, float64) {
+// cpuSplit is where the CPU time went while fn ran (see cpuOver).
+type cpuSplit struct {
+	eddy    time.Duration // the Eddy process; 0 when its pid is unknown or unreadable
+	loadGen time.Duration // this process: the load generator
+	machine time.Duration // every core of the machine, busy
+	busyPct float64       // machine busy in % of all its cores
+}
+
+// perCall returns d per call in µs (0 for no calls).
+func perCall(d time.Duration, calls int) float64 {
+	if calls == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(calls)
+}
+
+// cpuOver runs fn and returns the CPU time the Eddy process, this process
+// and the whole machine spent meanwhile.
+func (e *env) cpuOver(fn func()) cpuSplit {
+	var out cpuSplit
 	var a, b procStat
 	var errA, errB error
 	if e.pid != 0 {
 		a, errA = readProc(e.pid)
 	}
+	sa, errSA := readProc(os.Getpid())
 	ma, errMA := readMachineCPU()
 	fn()
 	mb, errMB := readMachineCPU()
+	sb, errSB := readProc(os.Getpid())
 	if e.pid != 0 {
 		b, errB = readProc(e.pid)
 	}
-	var cpu time.Duration
 	if e.pid != 0 && errA == nil && errB == nil {
-		cpu = b.CPU - a.CPU
+		out.eddy = b.CPU - a.CPU
 	}
-	var busy float64
+	if errSA == nil && errSB == nil {
+		out.loadGen = sb.CPU - sa.CPU
+	}
 	if errMA == nil && errMB == nil && mb.total > ma.total {
-		busy = 100 * float64(mb.busy-ma.busy) / float64(mb.total-ma.total)
+		out.busyPct = 100 * float64(mb.busy-ma.busy) / float64(mb.total-ma.total)
+		out.machine = time.Duration(mb.busy-ma.busy) * time.Second / clockTick
 	}
-	return cpu, busy
+	return out
 }
 
 // idleCPU reads the Eddy process's RSS and its CPU use over the idle
