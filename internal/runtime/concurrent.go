@@ -345,7 +345,6 @@ func (s *Server) runConcurrent(ctx context.Context, c *conc, body []byte) (int, 
 		s.taggedSentinels(tag)
 		return http.StatusBadRequest, errBody("The request body is not valid JSON: " + err.Error())
 	}
-	kills, counted := oomKills(s.cfg.OOMFiles)
 	var answer []byte
 	var err error
 	if c.shared {
@@ -364,7 +363,7 @@ func (s *Server) runConcurrent(ctx context.Context, c *conc, body []byte) (int, 
 		sl.tag = ""
 		c.mu.Unlock()
 	}
-	return s.runAnswer(answer, err, counted, kills)
+	return s.runAnswer(answer, err)
 }
 
 // endRun writes the run's sentinels through the slot's pipes (after the

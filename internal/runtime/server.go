@@ -82,6 +82,14 @@ type Server struct {
 
 	conc    *conc // concurrent mode (nil: one run at a time)
 	markSeq int   // mark ids of concurrent mode
+
+	// oomBase is the cgroup's oom_kill counter when the action's process
+	// started (or when a child's exit was last explained), oomCounted
+	// whether there is one: a child that exits with the counter above it
+	// was killed for memory. Reading it there and not around every run
+	// keeps a file read off the warm path.
+	oomBase    int64
+	oomCounted bool
 }
 
 // NewServer checks cfg and returns a Server that has no action yet.
@@ -280,6 +288,7 @@ func (s *Server) initialize(ch *child, act *skeletonAction) (int, any) {
 		return http.StatusOK, plainText(msgInitOK)
 	}
 	s.child = ch
+	s.oomBase, s.oomCounted = oomKills(s.cfg.OOMFiles)
 	return http.StatusOK, map[string]bool{"ok": true}
 }
 
@@ -295,6 +304,7 @@ func (s *Server) initializeConcurrent(c *conc) (int, any) {
 	}
 	s.initialized = true
 	s.conc = c
+	s.oomBase, s.oomCounted = oomKills(s.cfg.OOMFiles)
 	return http.StatusOK, map[string]any{"ok": true, "concurrency": c.n}
 }
 
@@ -366,25 +376,36 @@ func (s *Server) run(ctx context.Context, body []byte) (int, any) {
 	if err := json.Compact(&line, body); err != nil {
 		return http.StatusBadRequest, errBody("The request body is not valid JSON: " + err.Error())
 	}
-	kills, counted := oomKills(s.cfg.OOMFiles)
 	answer, err := ch.roundTrip(ctx, line.Bytes())
 	if err != nil {
 		// The child is gone, or the caller gave up on it: either way its
 		// next answer could not be matched to a run, so it is done.
 		s.drop(ch)
 	}
-	return s.runAnswer(answer, err, counted, kills)
+	return s.runAnswer(answer, err)
+}
+
+// killedForMemory says whether the cgroup's oom_kill counter went up since
+// the action's process started or since the last exit it explained, and
+// moves the base to the current count.
+func (s *Server) killedForMemory() bool {
+	after, ok := oomKills(s.cfg.OOMFiles)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	killed := ok && s.oomCounted && after > s.oomBase
+	s.oomBase, s.oomCounted = after, ok
+	return killed
 }
 
 // runAnswer is the /run response for a run that answered (err nil) or
-// failed: the child exited (with an OOM kill counted since kills, when
-// counted) or the run was cancelled.
-func (s *Server) runAnswer(answer []byte, err error, counted bool, kills int64) (int, any) {
+// failed: the child exited (killed for memory or not) or the run was
+// cancelled.
+func (s *Server) runAnswer(answer []byte, err error) (int, any) {
 	if err != nil {
 		if errors.Is(err, errExited) {
 			// The container lives on when only the action's process was
 			// killed for memory, so say so: the invoker cannot see it.
-			if after, ok := oomKills(s.cfg.OOMFiles); counted && ok && after > kills {
+			if s.killedForMemory() {
 				return http.StatusBadGateway, map[string]any{"error": msgExited, "oom": true}
 			}
 			return http.StatusBadGateway, errBody(msgExited)
