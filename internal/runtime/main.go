@@ -37,6 +37,13 @@
 // runs at once, every line of output tagged with its run's activation id,
 // and per-run sentinels (concurrent.go).
 //
+// The server runs Go with one P (GOMAXPROCS=1) unless GOMAXPROCS is set in
+// its environment: it only relays between HTTP and the action's pipes, and
+// on a machine shared by many runtimes a second P mostly spins looking for
+// work. Measured with `eddy bench --kind native` on 2 cores: the direct
+// /run floor went from 5,495 to 9,968 calls/s at concurrency 16, the
+// machine's CPU per call from 360 to 175 µs (bench/RESULTS.md).
+//
 // The package imports only the standard library: it is built into a small
 // static binary (cmd/eddy-runtime) for images, and into eddy as
 // "eddy runtime".
@@ -52,6 +59,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	goruntime "runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -70,6 +78,9 @@ import (
 // The action's process writes to stdout and stderr directly when they are
 // *os.File values.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if os.Getenv("GOMAXPROCS") == "" {
+		goruntime.GOMAXPROCS(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	return run(ctx, args, stdout, stderr)
