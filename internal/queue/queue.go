@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,7 +77,10 @@ const (
 	DurationWindow = 10
 	// pollBatch is the most records one Poll returns.
 	pollBatch = 128
-	// pollWait bounds one Poll, so the reader commits between polls.
+	// pollWait bounds how long a moved commit watermark waits for the
+	// reader's next commit: a Poll that began with nothing to commit waits
+	// for records without a deadline (an idle queue costs nothing), and is
+	// ended pollWait after the owner moved the watermark.
 	pollWait = 250 * time.Millisecond
 	// DefaultDedupWindow is how many recent activation ids a queue
 	// remembers to skip duplicates.
@@ -168,8 +172,12 @@ type Deps struct {
 	// Fail stores an activation record made by the queue and sends the
 	// completion to the controller that waits for it.
 	Fail func(ctx context.Context, msg whisk.ActivationMessage, rec whisk.Activation) error
-	// Ticker makes the decision ticker; default time.NewTicker. The
-	// values it sends are taken as the time of the tick.
+	// Ticker, if set, makes the queue's tick source in place of its own
+	// wake-up timer (tests drive time with it): the queue then does its
+	// periodic work exactly when a value comes, taken as the time of the
+	// tick. Without it the queue arms one timer for the next moment it has
+	// something to do (README.md "Wake-ups"): every Config.Tick while
+	// activations wait, never while it is idle but for its idle timeout.
 	Ticker func(d time.Duration) (<-chan time.Time, func())
 	// Recorded, if set, reports which of msgs already have an activation
 	// record (a predecessor leader handed them out and they ran, or failed
@@ -228,7 +236,7 @@ type Queue struct {
 	log *slog.Logger
 	fqn whisk.FQN
 
-	msgs    chan inbound
+	msgs    chan []inbound // one Poll's records at a time
 	fetches chan *fetch
 	cancels chan *fetch
 	results chan CreationResult
@@ -241,6 +249,7 @@ type Queue struct {
 
 	state     atomic.Int32
 	commitTo  atomic.Int64 // the reader commits up to here
+	poll      pollWaker    // ends the reader's open-ended Poll once commitTo moves
 	abandoned atomic.Bool  // Abandon: someone else leads now
 	ended     atomic.Int32 // End, set when Run returns
 	dups      atomic.Int64 // duplicate activations skipped
@@ -248,6 +257,10 @@ type Queue struct {
 	// Everything below is owned by the goroutine running Run.
 	ctx         context.Context
 	countCtx    context.Context // counts run under it; cancelled when Run ends
+	wakeAt      time.Time       // the wake-up timer is armed for then (zero: not armed)
+	wakes       int             // times the wake-up timer fired (read by tests after Done)
+	published   int64           // the watermark last stored in commitTo
+	lostWake    time.Time       // no lost check is due before then (zero: none tracked); see checkLost
 	st          State
 	meta        whisk.ActionMeta
 	provisional bool // meta holds only the name and a revision (Config.Provisional)
@@ -413,17 +426,11 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
-	if deps.Ticker == nil {
-		deps.Ticker = func(d time.Duration) (<-chan time.Time, func()) {
-			t := time.NewTicker(d)
-			return t.C, t.Stop
-		}
-	}
 	fqn := cfg.Action.FQN()
 	q := &Queue{
 		cfg: cfg, d: deps, fqn: fqn,
 		log:         deps.Log.With("action", fqn.String()),
-		msgs:        make(chan inbound, pollBatch),
+		msgs:        make(chan []inbound, 1),
 		fetches:     make(chan *fetch),
 		cancels:     make(chan *fetch),
 		results:     make(chan CreationResult),
@@ -446,6 +453,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		lostc:       make(chan lostCheck),
 	}
 	q.commitTo.Store(-1)
+	q.published = -1
 	now := deps.Now()
 	q.started, q.lastFetch, q.lastMsg = now, now, now
 	return q, nil
@@ -552,11 +560,24 @@ func (q *Queue) Run(ctx context.Context) error {
 	readCtx, stopReader := context.WithCancel(ctx)
 	readerDone := make(chan struct{})
 	go q.read(readCtx, readerDone)
-	tick, stopTick := q.d.Ticker(q.cfg.Tick)
+	var tick <-chan time.Time
+	stopTick := func() {}
+	if q.d.Ticker != nil {
+		tick, stopTick = q.d.Ticker(q.cfg.Tick)
+	}
+	// Without a Ticker, one timer wakes the queue when it next has
+	// something to do (arm); an idle queue sleeps until its idle timeout.
+	wake := time.NewTimer(time.Hour)
+	wake.Stop()
+	defer wake.Stop()
 	q.log.Debug("queue started", "rev", q.meta.Rev)
 	q.startCount(q.d.Now()) // so the first arrival finds counts
 
 	for q.st != Removed && q.st != Removing {
+		q.publishMark()
+		if tick == nil {
+			q.arm(wake, q.d.Now())
+		}
 		in := q.msgs
 		if len(q.buf) >= q.cfg.MaxBuffer {
 			in = nil // the rest waits in the bus
@@ -571,8 +592,11 @@ func (q *Queue) Run(ctx context.Context) error {
 				q.why = EndAbandoned
 			}
 			q.setState(Removing)
-		case m := <-in:
-			q.handleMessage(q.d.Now(), m)
+		case ms := <-in:
+			now := q.d.Now()
+			for _, m := range ms {
+				q.handleMessage(now, m)
+			}
 		case f := <-q.fetches:
 			q.handleFetch(q.d.Now(), f)
 		case f := <-q.cancels:
@@ -609,8 +633,11 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.setState(Removing)
 		case now := <-tick:
 			q.tick(now)
+		case <-wake.C:
+			q.wakeAt = time.Time{}
+			q.wakes++
+			q.tick(q.d.Now())
 		}
-		q.commitTo.Store(q.offs.mark)
 	}
 	stopTick()
 	stopCounts()
@@ -639,7 +666,7 @@ func (q *Queue) Run(ctx context.Context) error {
 	for q.failing > 0 {
 		q.handleFailed(<-q.failed)
 	}
-	q.commitTo.Store(q.offs.mark)
+	q.publishMark()
 	close(q.final)
 	stopReader()
 	<-readerDone
@@ -726,8 +753,17 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 		if lost {
 			return
 		}
-		pctx, cancel := context.WithTimeout(ctx, pollWait)
+		// The Poll waits for records with no deadline; once the owner
+		// moves the watermark (or it is ahead of the commit already: a
+		// commit failed or raced), the Poll ends within pollWait so that
+		// the reader commits it.
+		pctx, cancel := context.WithCancel(ctx)
+		q.poll.begin(cancel)
+		if q.commitTo.Load() > committed {
+			q.poll.moved()
+		}
 		recs, err := c.Poll(pctx, pollBatch)
+		q.poll.end()
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -760,13 +796,80 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 			}
 		}
 		q.markRecorded(ctx, ins, checkBefore)
-		for _, in := range ins {
-			select {
-			case q.msgs <- in:
-			case <-ctx.Done():
-				return
-			}
+		select {
+		case q.msgs <- ins:
+		case <-ctx.Done():
+			return
 		}
+	}
+}
+
+// pollWaker ends the reader's Poll pollWait after the owner moved the
+// commit watermark, so that a queue with nothing to commit polls without a
+// timer and one that handed something out commits it soon. The timer is
+// armed at most once per Poll.
+type pollWaker struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc // of the Poll in progress; nil between polls
+	gen    uint64             // counts Polls, so a late fire spares the next one
+	armed  bool
+	armGen uint64      // the Poll the timer was armed for
+	timer  *time.Timer // calls fire; made on first use
+}
+
+// begin registers the cancel of a Poll about to start (reader).
+func (p *pollWaker) begin(cancel context.CancelFunc) {
+	p.mu.Lock()
+	p.cancel = cancel
+	p.gen++
+	p.mu.Unlock()
+}
+
+// end forgets the Poll that returned (reader).
+func (p *pollWaker) end() {
+	p.mu.Lock()
+	p.cancel = nil
+	if p.armed {
+		p.timer.Stop()
+		p.armed = false
+	}
+	p.mu.Unlock()
+}
+
+// moved says the watermark moved: the Poll in progress ends within pollWait.
+func (p *pollWaker) moved() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cancel == nil || p.armed {
+		return
+	}
+	p.armed, p.armGen = true, p.gen
+	if p.timer == nil {
+		p.timer = time.AfterFunc(pollWait, p.fire)
+		return
+	}
+	p.timer.Reset(pollWait)
+}
+
+func (p *pollWaker) fire() {
+	p.mu.Lock()
+	cancel := p.cancel
+	if !p.armed || p.armGen != p.gen {
+		cancel = nil // the Poll it was armed for has returned
+	}
+	p.armed = false
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// publishMark hands the watermark to the reader when it moved (owner).
+func (q *Queue) publishMark() {
+	if m := q.offs.mark; m != q.published {
+		q.published = m
+		q.commitTo.Store(m)
+		q.poll.moved()
 	}
 }
 
@@ -1147,6 +1250,65 @@ func (q *Queue) tick(now time.Time) {
 			q.startCount(now) // handleCount removes the queue when none is left
 		}
 	}
+}
+
+// arm sets the wake-up timer for the queue's next duty (nextWake), unless
+// it is armed for that time or earlier already: an early wake-up costs one
+// tick that finds little to do and arms the timer again.
+func (q *Queue) arm(t *time.Timer, now time.Time) {
+	w := q.nextWake(now)
+	if w.IsZero() || !q.wakeAt.IsZero() && !q.wakeAt.After(w) {
+		return
+	}
+	q.wakeAt = w
+	t.Reset(w.Sub(now))
+}
+
+// nextWake is when tick next has something to do; zero for never. It is
+// never less than one Config.Tick away, so a duty that stays due (a count
+// in flight holds it up) cannot spin the owner; while activations wait,
+// the queue ticks every Config.Tick as before.
+func (q *Queue) nextWake(now time.Time) time.Time {
+	soon := now.Add(q.cfg.Tick)
+	if len(q.buf) > 0 || len(q.refail) > 0 && q.failing == 0 || q.wanting || q.wantPub {
+		return soon // decisions, expiry, record retries, the share demand
+	}
+	var w time.Time
+	at := func(t time.Time) {
+		if w.IsZero() || t.Before(w) {
+			w = t
+		}
+	}
+	if len(q.parked) > 0 {
+		at(q.parked[0].at.Add(q.cfg.Park)) // parked in arrival order: the first expires first
+	}
+	if !q.lostWake.IsZero() {
+		at(q.lostWake)
+	}
+	if !q.counting {
+		if q.d.NamespaceShare != nil && q.st == Running && q.lastCount > 0 {
+			at(q.shareAt.Add(ShareEvery)) // give idle containers back
+		}
+		if q.st == Idle {
+			at(q.idleSince.Add(q.cfg.IdleTimeout))
+		}
+	}
+	if len(q.inflight) == 0 && len(q.parked) == 0 {
+		switch q.st {
+		case Running:
+			last := q.lastFetch
+			if q.lastMsg.After(last) {
+				last = q.lastMsg
+			}
+			at(last.Add(2 * q.cfg.Park))
+		case Flushing:
+			at(q.lastMsg.Add(q.cfg.FlushGrace))
+		}
+	}
+	if !w.IsZero() && w.Before(soon) {
+		w = soon
+	}
+	return w
 }
 
 // expire fails activations queued longer than the retention.
