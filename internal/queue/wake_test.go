@@ -147,4 +147,3 @@ func TestIdleQueueParks(t *testing.T) {
 		t.Errorf("%d wake-ups; an idle queue should sleep", l.q.wakes)
 	}
 }
-
