@@ -230,13 +230,13 @@ func (q *Queue) startCheck(id ctrID, w *ctrWork, acts []*handedAct, gone bool) {
 		if r.err == nil && gone && alive != nil && open > 0 {
 			r.alive, r.err = alive(cctx, id.invoker)
 		}
-		q.lostc <- r // the owner takes it, in Run or while shutting down
+		q.lostc <- &r // the owner takes it, in Run or while shutting down
 	}()
 }
 
 // handleCheck forgets the activations of a check that have a record and
 // fails the others, unless their container is not lost after all.
-func (q *Queue) handleCheck(now time.Time, r lostCheck) {
+func (q *Queue) handleCheck(now time.Time, r *lostCheck) {
 	q.checks--
 	w := q.work[r.id]
 	if w == nil {

@@ -239,9 +239,9 @@ type Queue struct {
 	msgs    chan []inbound // one Poll's records at a time
 	fetches chan *fetch
 	cancels chan *fetch
-	results chan CreationResult
+	results chan *CreationResult
 	failed  chan failBatch
-	countc  chan countResult // at most one count in flight
+	countc  chan *countResult // at most one count in flight
 	endc    chan ending      // the reader found the topic gone or taken
 	stopc   chan struct{}
 	final   chan struct{} // closed once commitTo holds the last watermark
@@ -296,7 +296,7 @@ type Queue struct {
 	// Activations handed out that may still run, per container (lost.go).
 	work      map[ctrID]*ctrWork
 	gonec     chan ctrID
-	lostc     chan lostCheck
+	lostc     chan *lostCheck
 	checks    int // lost checks in flight
 	lostCount atomic.Int64
 	// Sharing the namespace (Deps.NamespaceShare, Deps.Want).
@@ -433,9 +433,9 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		msgs:        make(chan []inbound, 1),
 		fetches:     make(chan *fetch),
 		cancels:     make(chan *fetch),
-		results:     make(chan CreationResult),
+		results:     make(chan *CreationResult),
 		failed:      make(chan failBatch),
-		countc:      make(chan countResult, 1),
+		countc:      make(chan *countResult, 1),
 		endc:        make(chan ending, 1),
 		stopc:       make(chan struct{}, 1),
 		final:       make(chan struct{}),
@@ -450,7 +450,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		recent:      recents{ids: map[whisk.ActivationID]struct{}{}, size: cfg.DedupWindow},
 		work:        map[ctrID]*ctrWork{},
 		gonec:       make(chan ctrID, 16),
-		lostc:       make(chan lostCheck),
+		lostc:       make(chan *lostCheck),
 	}
 	q.commitTo.Store(-1)
 	q.published = -1
@@ -498,7 +498,7 @@ func (q *Queue) Abandon() {
 // long: after Run returned it drops the result.
 func (q *Queue) CreationDone(r CreationResult) {
 	select {
-	case q.results <- r:
+	case q.results <- &r:
 	case <-q.done:
 	}
 }
@@ -572,7 +572,25 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer wake.Stop()
 	q.log.Debug("queue started", "rev", q.meta.Rev)
 	q.startCount(q.d.Now()) // so the first arrival finds counts
+	q.loop(ctx, tick, wake)
+	stopTick()
+	stopCounts()
+	q.shutdown(ctx)
+	stopReader()
+	<-readerDone
+	q.setState(Removed)
+	if q.why == EndNone {
+		q.why = EndStopped
+	}
+	q.ended.Store(int32(q.why))
+	q.log.Debug("queue removed", "unhanded", len(q.buf), "why", q.why, "duplicates", q.dups.Load())
+	return nil
+}
 
+// loop handles events until the queue is removing. Its frame is what an
+// idle queue's goroutine keeps on its stack: the rare events' work is in
+// methods of their own.
+func (q *Queue) loop(ctx context.Context, tick <-chan time.Time, wake *time.Timer) {
 	for q.st != Removed && q.st != Removing {
 		q.publishMark()
 		if tick == nil {
@@ -594,8 +612,8 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.setState(Removing)
 		case ms := <-in:
 			now := q.d.Now()
-			for _, m := range ms {
-				q.handleMessage(now, m)
+			for i := range ms {
+				q.handleMessage(now, &ms[i])
 			}
 		case f := <-q.fetches:
 			q.handleFetch(q.d.Now(), f)
@@ -612,25 +630,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		case r := <-q.lostc:
 			q.handleCheck(q.d.Now(), r)
 		case e := <-q.endc:
-			q.why = e.why
-			switch e.why {
-			case EndLost:
-				// Another consumer has the topic: it is the leader now and
-				// gets every uncommitted record again. Hand out nothing
-				// more; what was handed stays handed (its commit fails, and
-				// the successor skips what has a record by then).
-				q.log.Warn("queue: the bus gave the action's topic to another consumer; ending the queue",
-					"unhanded", len(q.buf), "err", e.err)
-				q.buf = nil
-			default:
-				// The topic is gone (the action was deleted, maybe
-				// re-created with a new topic): end, so the next
-				// invocation elects a fresh queue on the new topic; never
-				// run a new action's activations with this queue's
-				// metadata.
-				q.log.Warn("queue: the action's topic is gone; removing the queue", "err", e.err)
-			}
-			q.setState(Removing)
+			q.handleEnd(e)
 		case now := <-tick:
 			q.tick(now)
 		case <-wake.C:
@@ -639,8 +639,36 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.tick(q.d.Now())
 		}
 	}
-	stopTick()
-	stopCounts()
+}
+
+// handleEnd takes the reader's news that the topic is gone or taken.
+func (q *Queue) handleEnd(e ending) {
+	q.why = e.why
+	switch e.why {
+	case EndLost:
+		// Another consumer has the topic: it is the leader now and
+		// gets every uncommitted record again. Hand out nothing
+		// more; what was handed stays handed (its commit fails, and
+		// the successor skips what has a record by then).
+		q.log.Warn("queue: the bus gave the action's topic to another consumer; ending the queue",
+			"unhanded", len(q.buf), "err", e.err)
+		q.buf = nil
+	default:
+		// The topic is gone (the action was deleted, maybe
+		// re-created with a new topic): end, so the next
+		// invocation elects a fresh queue on the new topic; never
+		// run a new action's activations with this queue's
+		// metadata.
+		q.log.Warn("queue: the action's topic is gone; removing the queue", "err", e.err)
+	}
+	q.setState(Removing)
+}
+
+// shutdown withdraws the share demand, answers parked fetches, lets
+// running checks and fail batches finish (their records are stored or
+// their offsets stay uncommitted) and publishes the last watermark for the
+// reader to commit.
+func (q *Queue) shutdown(ctx context.Context) {
 	if q.counting {
 		q.handleCount(q.d.Now(), <-q.countc)
 	}
@@ -668,15 +696,6 @@ func (q *Queue) Run(ctx context.Context) error {
 	}
 	q.publishMark()
 	close(q.final)
-	stopReader()
-	<-readerDone
-	q.setState(Removed)
-	if q.why == EndNone {
-		q.why = EndStopped
-	}
-	q.ended.Store(int32(q.why))
-	q.log.Debug("queue removed", "unhanded", len(q.buf), "why", q.why, "duplicates", q.dups.Load())
-	return nil
 }
 
 func (q *Queue) setState(s State) {
@@ -720,37 +739,30 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	}
 	// Records published before this consumer got the topic may have been
 	// handed out by a predecessor without a commit: check those.
-	checkBefore := subscribed.Add(q.cfg.DedupSkew).UnixMilli()
-	committed := int64(-1)
-	lost := false
-	commit := func(ctx context.Context) {
-		t := q.commitTo.Load()
-		if t <= committed || lost {
-			return
-		}
-		if err := c.Commit(ctx, t); err != nil {
-			if whisk.IsKind(err, whisk.Conflict) {
-				lost = true
-				q.end(EndLost, err)
-				return
-			}
-			q.log.Warn("queue: commit failed", "offset", t, "err", err)
-			return
-		}
-		committed = t
-	}
-	defer func() {
-		<-q.final
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		commit(cctx)
-		cancel()
-		if err := c.Close(); err != nil {
-			q.log.Warn("queue: closing the consumer", "err", err)
-		}
-	}()
+	r := &reader{q: q, c: c, checkBefore: subscribed.Add(q.cfg.DedupSkew).UnixMilli(), committed: -1}
+	defer r.close(ctx)
+	r.consume(ctx)
+}
+
+// reader is the state of the reader goroutine once subscribed.
+type reader struct {
+	q *Queue
+	c bus.Consumer
+	// Records published before this consumer got the topic may have been
+	// handed out by a predecessor without a commit: those are checked.
+	checkBefore int64 // epoch ms
+	committed   int64 // the last offset committed
+	lost        bool  // the bus gave the topic to another consumer
+}
+
+// consume polls, forwards records to the owner and commits the watermark.
+// Its frame is what an idle queue's reader keeps on its stack: the work on
+// records and errors is in methods of their own.
+func (r *reader) consume(ctx context.Context) {
+	q := r.q
 	for ctx.Err() == nil {
-		commit(ctx)
-		if lost {
+		r.commit(ctx)
+		if r.lost {
 			return
 		}
 		// The Poll waits for records with no deadline; once the owner
@@ -759,48 +771,92 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 		// the reader commits it.
 		pctx, cancel := context.WithCancel(ctx)
 		q.poll.begin(cancel)
-		if q.commitTo.Load() > committed {
+		if q.commitTo.Load() > r.committed {
 			q.poll.moved()
 		}
-		recs, err := c.Poll(pctx, pollBatch)
+		recs, err := r.c.Poll(pctx, pollBatch)
 		q.poll.end()
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
+			if !r.pollFailed(ctx, pctx, err) {
 				return
-			}
-			// A deleted topic (NotFound) or a closed consumer (Invalid)
-			// never comes back: polling it again is useless. A topic the
-			// bus gave to another consumer (Conflict) has a new leader.
-			switch {
-			case whisk.IsKind(err, whisk.NotFound), whisk.IsKind(err, whisk.Invalid):
-				q.end(EndTopicGone, err)
-				return
-			case whisk.IsKind(err, whisk.Conflict):
-				q.end(EndLost, err)
-				return
-			}
-			if pctx.Err() == nil {
-				q.log.Warn("queue: poll failed", "err", err)
-				if !sleep(ctx, time.Second) {
-					return
-				}
 			}
 			continue
 		}
-		ins := make([]inbound, len(recs))
-		for i, r := range recs {
-			ins[i].off = r.Offset
-			if err := json.Unmarshal(r.Value, &ins[i].msg); err != nil {
-				ins[i].err = err
-			}
-		}
-		q.markRecorded(ctx, ins, checkBefore)
-		select {
-		case q.msgs <- ins:
-		case <-ctx.Done():
+		if !r.forward(ctx, recs) {
 			return
 		}
+	}
+}
+
+// commit commits the watermark the owner published, if it moved.
+func (r *reader) commit(ctx context.Context) {
+	t := r.q.commitTo.Load()
+	if t <= r.committed || r.lost {
+		return
+	}
+	if err := r.c.Commit(ctx, t); err != nil {
+		if whisk.IsKind(err, whisk.Conflict) {
+			r.lost = true
+			r.q.end(EndLost, err)
+			return
+		}
+		r.q.log.Warn("queue: commit failed", "offset", t, "err", err)
+		return
+	}
+	r.committed = t
+}
+
+// close commits the owner's last watermark and closes the consumer.
+func (r *reader) close(ctx context.Context) {
+	<-r.q.final
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	r.commit(cctx)
+	cancel()
+	if err := r.c.Close(); err != nil {
+		r.q.log.Warn("queue: closing the consumer", "err", err)
+	}
+}
+
+// pollFailed takes a Poll's error; false when the reader must stop.
+func (r *reader) pollFailed(ctx, pctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	// A deleted topic (NotFound) or a closed consumer (Invalid)
+	// never comes back: polling it again is useless. A topic the
+	// bus gave to another consumer (Conflict) has a new leader.
+	switch {
+	case whisk.IsKind(err, whisk.NotFound), whisk.IsKind(err, whisk.Invalid):
+		r.q.end(EndTopicGone, err)
+		return false
+	case whisk.IsKind(err, whisk.Conflict):
+		r.q.end(EndLost, err)
+		return false
+	}
+	if pctx.Err() == nil {
+		r.q.log.Warn("queue: poll failed", "err", err)
+		return sleep(ctx, time.Second)
+	}
+	return true // the Poll was ended to commit
+}
+
+// forward decodes recs and hands them to the owner in one send; false
+// when ctx ended first.
+func (r *reader) forward(ctx context.Context, recs []bus.Record) bool {
+	ins := make([]inbound, len(recs))
+	for i, rec := range recs {
+		ins[i].off = rec.Offset
+		if err := json.Unmarshal(rec.Value, &ins[i].msg); err != nil {
+			ins[i].err = err
+		}
+	}
+	r.q.markRecorded(ctx, ins, r.checkBefore)
+	select {
+	case r.q.msgs <- ins:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -922,7 +978,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // handleMessage takes one consumed record.
-func (q *Queue) handleMessage(now time.Time, in inbound) {
+func (q *Queue) handleMessage(now time.Time, in *inbound) {
 	q.offs.add(in.off)
 	if in.err != nil {
 		q.log.Error("queue: undecodable activation message skipped", "offset", in.off, "err", in.err)
@@ -1102,7 +1158,7 @@ func (q *Queue) handleCancel(f *fetch) {
 	}
 }
 
-func (q *Queue) handleResult(now time.Time, r CreationResult) {
+func (q *Queue) handleResult(now time.Time, r *CreationResult) {
 	rev, ok := q.inflight[r.ID]
 	if !ok {
 		return
@@ -1362,13 +1418,13 @@ func (q *Queue) startCount(now time.Time) {
 			r.shared = r.shareErr == nil
 			r.partial = giveBackOnly && r.held == nil
 		}
-		q.countc <- r // buffered: one count in flight at most
+		q.countc <- &r // buffered: one count in flight at most
 	}()
 }
 
 // handleCount takes a count's result: the counts decisions use, the idle
 // queue's removal, and a decision that waited for counts.
-func (q *Queue) handleCount(now time.Time, r countResult) {
+func (q *Queue) handleCount(now time.Time, r *countResult) {
 	q.counting = false
 	want := q.wantDecide
 	q.wantDecide = false
@@ -1407,7 +1463,7 @@ func (q *Queue) handleCount(now time.Time, r countResult) {
 // give-back is recomputed from each read, less the containers told to go
 // in the last releaseGrace (the read may still count them: a container
 // deregisters once removed), and idle (parked) containers go first.
-func (q *Queue) takeShare(now time.Time, r countResult) {
+func (q *Queue) takeShare(now time.Time, r *countResult) {
 	if r.wantSet {
 		if r.wantErr != nil {
 			q.log.Warn("queue: publishing the namespace share demand", "want", r.want, "err", r.wantErr)

@@ -165,7 +165,7 @@ func TestRefusedCreationIsNoFailure(t *testing.T) {
 	if len(h.creates) != 1 {
 		t.Fatalf("%d creations, want 1", len(h.creates))
 	}
-	h.q.handleResult(h.now, CreationResult{ID: h.creates[0].ID, Refused: true, Error: "refused at a limit"})
+	h.q.handleResult(h.now, &CreationResult{ID: h.creates[0].ID, Refused: true, Error: "refused at a limit"})
 	h.settle()
 	h.state(Running)
 	if len(h.q.inflight) != 0 || len(h.q.buf) != 1 {
