@@ -242,7 +242,7 @@ type Queue struct {
 	results chan *CreationResult
 	failed  chan failBatch
 	countc  chan *countResult // at most one count in flight
-	endc    chan ending      // the reader found the topic gone or taken
+	endc    chan ending       // the reader found the topic gone or taken
 	stopc   chan struct{}
 	final   chan struct{} // closed once commitTo holds the last watermark
 	done    chan struct{}
