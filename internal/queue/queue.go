@@ -105,7 +105,7 @@ type Config struct {
 	IdleTimeout    time.Duration // Idle this long (and no containers) → Removed
 	FlushRetry     time.Duration // while Flushing, at most one creation per FlushRetry
 	FlushGrace     time.Duration // Flushing, empty, no arrival this long → Idle (default Retention)
-	MaxBuffer      int           // the buffer's bound; past it the rest waits in the bus
+	MaxBuffer      int           // the buffer's bound; past it the rest waits in the bus (one Poll batch, at most 128, may pass it)
 	CountTimeout   time.Duration // bounds one round of etcd counts
 	DedupWindow    int           // recent activation ids remembered to skip duplicates
 	DedupSkew      time.Duration // clock skew allowed when checking records with Deps.Recorded
