@@ -711,10 +711,20 @@ func (q *Queue) setState(s State) {
 // commits the watermark the owner publishes.
 func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
+	r := q.subscribe(ctx)
+	if r == nil {
+		return
+	}
+	defer r.close(ctx)
+	r.consume(ctx)
+}
+
+// subscribe opens the consumer; nil when ctx ended or the topic is gone.
+// A Subscribe of a group whose previous consumer (a dead leader's) is
+// still in it waits, bounded by ctx, until the bus gives this one the
+// topic; a bus that refuses at once (kind Conflict) is asked again.
+func (q *Queue) subscribe(ctx context.Context) *reader {
 	var c bus.Consumer
-	// A Subscribe of a group whose previous consumer (a dead leader's) is
-	// still in it waits, bounded by ctx, until the bus gives this one the
-	// topic; a bus that refuses at once (kind Conflict) is asked again.
 	began := q.d.Now()
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
 		var err error
@@ -722,26 +732,22 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 			break
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if whisk.IsKind(err, whisk.NotFound) {
 			q.end(EndTopicGone, err)
-			return
+			return nil
 		}
 		q.log.Warn("queue: subscribe failed; retrying", "err", err, "in", backoff)
 		if !sleep(ctx, backoff) {
-			return
+			return nil
 		}
 	}
 	subscribed := q.d.Now()
 	if w := subscribed.Sub(began); w > time.Second {
 		q.log.Info("queue: consuming the action's topic after waiting for the previous consumer", "waited", w)
 	}
-	// Records published before this consumer got the topic may have been
-	// handed out by a predecessor without a commit: check those.
-	r := &reader{q: q, c: c, checkBefore: subscribed.Add(q.cfg.DedupSkew).UnixMilli(), committed: -1}
-	defer r.close(ctx)
-	r.consume(ctx)
+	return &reader{q: q, c: c, checkBefore: subscribed.Add(q.cfg.DedupSkew).UnixMilli(), committed: -1}
 }
 
 // reader is the state of the reader goroutine once subscribed.
