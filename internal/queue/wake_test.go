@@ -147,3 +147,52 @@ func TestIdleQueueParks(t *testing.T) {
 		t.Errorf("%d wake-ups; an idle queue should sleep", l.q.wakes)
 	}
 }
+
+// nextWake names the queue's next duty: every tick only while activations
+// wait; otherwise the end of a park, the quiet time before Idle, or the
+// idle timeout.
+func TestNextWake(t *testing.T) {
+	const tick, park, idle = 100 * time.Millisecond, time.Second, 30 * time.Second
+	h := newHarness(t)
+	at := func(what string, want time.Time) {
+		t.Helper()
+		if got := h.q.nextWake(h.now); !got.Equal(want) {
+			t.Fatalf("%s: next wake-up at %v, want %v", what, got.Sub(t0), want.Sub(t0))
+		}
+	}
+	at("a new queue with nothing: two parks after its start (→ Idle)", t0.Add(2*park))
+	h.advance(2 * park)
+	h.tick()
+	h.state(Idle)
+	at("idle: at the idle timeout", h.now.Add(idle))
+
+	h.msg(0, 1) // asks for a container
+	at("an activation waits: the next tick", h.now.Add(tick))
+	h.result(0, true, false)
+	f := h.fetch(1, true, true, 0)
+	if r := reply(t, f); r.Status != rpc.FetchOK {
+		t.Fatalf("fetch got %+v", r)
+	}
+	h.advance(300 * time.Millisecond)
+	h.fetch(1, true, true, 0) // parks
+	parkedAt := h.now
+	h.advance(200 * time.Millisecond)
+	h.fetch(1, true, true, 0) // parks too
+	at("parked fetches: the oldest one's park ends", parkedAt.Add(park))
+	h.advance(park)
+	h.tick() // both expire
+	at("nothing parked, quiet: two parks after the last fetch", parkedAt.Add(200*time.Millisecond).Add(2*park))
+	h.advance(2 * park)
+	h.tick()
+	h.state(Idle)
+	at("idle again: the idle timeout", h.now.Add(idle))
+
+	// A duty that stays due (here: the idle timeout's count is in flight)
+	// never spins the owner: no wake-up before a tick from now.
+	h.q.counting = true
+	h.advance(idle)
+	if got := h.q.nextWake(h.now); !got.IsZero() && got.Before(h.now.Add(tick)) {
+		t.Fatalf("wake-up %v ahead, less than a tick", got.Sub(h.now))
+	}
+	h.q.counting = false
+}
