@@ -347,6 +347,7 @@ type countResult struct {
 	rev          int64
 	gen          int
 	at           time.Time // when the count was started
+	counts       bool      // the counts were read (else only the share: startShareRead)
 	containers   int
 	nsContainers int
 	nsCreations  int
@@ -1287,7 +1288,7 @@ func (q *Queue) tick(now time.Time) {
 	}
 	if q.d.NamespaceShare != nil && len(q.buf) == 0 &&
 		(q.wanting != q.wantPub || (q.st == Running && q.lastCount > 0 && now.Sub(q.shareAt) >= ShareEvery)) {
-		q.startCount(now) // withdraw the demand; give idle containers back
+		q.startShareRead(now) // withdraw the demand; give idle containers back
 	}
 	switch q.st {
 	case Running, Flushing:
@@ -1391,7 +1392,16 @@ func (q *Queue) expire(now time.Time) {
 // startCount refreshes the counts on a helper goroutine, bounded by the
 // count timeout; handleCount takes the result. At most one count is in
 // flight, so an etcd outage costs one blocked goroutine, never the owner.
-func (q *Queue) startCount(now time.Time) {
+func (q *Queue) startCount(now time.Time) { q.startRead(now, true) }
+
+// startShareRead reads the namespace share and publishes or withdraws the
+// demand, like startCount but without the counts: a queue with no backlog
+// that looks for idle containers to give back (every ShareEvery while it
+// holds containers) decides nothing, and its decisions count afresh. With
+// nobody wanting a share that is one count-only read of the demand keys.
+func (q *Queue) startShareRead(now time.Time) { q.startRead(now, false) }
+
+func (q *Queue) startRead(now time.Time, counts bool) {
 	if q.counting {
 		return
 	}
@@ -1411,13 +1421,15 @@ func (q *Queue) startCount(now time.Time) {
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		r := countResult{rev: rev, gen: gen, at: now}
+		r := countResult{rev: rev, gen: gen, at: now, counts: counts}
 		if want != nil {
 			r.wantSet, r.want, r.wantErr = true, wantTo, want(cctx, wantTo)
 		}
-		r.containers, r.err = count(cctx, rev)
-		if r.err == nil {
-			r.nsContainers, r.nsCreations, r.err = countNs(cctx)
+		if counts {
+			r.containers, r.err = count(cctx, rev)
+			if r.err == nil {
+				r.nsContainers, r.nsCreations, r.err = countNs(cctx)
+			}
 		}
 		if share != nil {
 			r.held, r.wanting, r.shareErr = share(cctx, giveBackOnly)
@@ -1436,6 +1448,14 @@ func (q *Queue) handleCount(now time.Time, r *countResult) {
 	q.wantDecide = false
 	idleDue := q.st == Idle && r.at.Sub(q.idleSince) >= q.cfg.IdleTimeout
 	q.takeShare(now, r)
+	if !r.counts {
+		// A share read only: what waits for counts counts now.
+		if want || q.st == Idle && now.Sub(q.idleSince) >= q.cfg.IdleTimeout {
+			q.wantDecide = want
+			q.startCount(now)
+		}
+		return
+	}
 	if r.err != nil {
 		q.log.Warn("queue: counting containers", "err", r.err)
 		if idleDue {
