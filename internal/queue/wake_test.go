@@ -113,7 +113,10 @@ func until(t *testing.T, what string, cond func() bool) {
 func TestIdleQueueParks(t *testing.T) {
 	const tick = 10 * time.Millisecond
 	l := startLive(t, Config{Tick: tick, Park: 20 * time.Millisecond, IdleTimeout: time.Hour})
-	until(t, "the queue to go idle", func() bool { return l.q.State() == Idle && l.c.Load() != nil })
+	until(t, "the queue to go idle", func() bool {
+		c := l.c.Load()
+		return l.q.State() == Idle && c != nil && c.polls.Load() > 0 // the reader waits in its first Poll
+	})
 	c := l.c.Load()
 	polls := c.polls.Load()
 	const window = 500 * time.Millisecond
