@@ -17,6 +17,8 @@
 // again that already ran (their ids, Deps.Recorded). Ended says why a
 // queue ended.
 //
-// Time comes from Deps.Now and ticks from Deps.Ticker, so tests drive the
-// queue without sleeping.
+// The owner wakes for its periodic work only when it has some (a timer for
+// its next duty: every tick while activations wait, the idle timeout when
+// idle; README.md "Wake-ups"). Time comes from Deps.Now, and tests drive
+// the ticks with Deps.Ticker, without sleeping.
 package queue

@@ -119,7 +119,9 @@ func (q *Queue) handedTo(f *fetch, e *entry, msg *whisk.ActivationMessage) {
 	if !f.req.Warm {
 		limit += initAllowance
 	}
-	w.acts = append(w.acts, &handedAct{e: e, at: now, due: now.Add(limit + q.cfg.LostAfter)})
+	due := now.Add(limit + q.cfg.LostAfter)
+	w.acts = append(w.acts, &handedAct{e: e, at: now, due: due})
+	q.lostDue(due)
 	if n := len(w.acts) - max(1, msg.Action.Limits.Concurrency) - keepFinished; n > 0 && !w.checking {
 		// The container fetched with a free slot: the oldest finished,
 		// and keepFinished finished ones are remembered already.
@@ -155,23 +157,44 @@ func (q *Queue) handleGone(now time.Time, id ctrID) {
 	}
 	q.log.Debug("queue: a container with activations handed to it is gone", "invoker", id.invoker, "container", id.container, "activations", len(w.acts))
 	w.goneAt = now
+	q.lostDue(now.Add(q.cfg.GoneGrace))
+}
+
+// lostDue notes that a lost check may be due at t (the queue wakes then);
+// lostWake stays a lower bound of the next due check, and checkLost
+// computes it afresh.
+func (q *Queue) lostDue(t time.Time) {
+	if q.lostWake.IsZero() || t.Before(q.lostWake) {
+		q.lostWake = t
+	}
 }
 
 // checkLost starts the checks that are due: containers gone for the grace,
-// and activations past the safety net's deadline.
+// and activations past the safety net's deadline. It sets lostWake to the
+// next one (a container being checked sets it when its check comes back).
 func (q *Queue) checkLost(now time.Time) {
+	if q.lostWake.IsZero() || now.Before(q.lostWake) {
+		return // nothing due yet
+	}
+	q.lostWake = time.Time{}
 	for id, w := range q.work {
 		if w.checking {
 			continue
 		}
-		if !w.goneAt.IsZero() && now.Sub(w.goneAt) >= q.cfg.GoneGrace {
-			q.startCheck(id, w, slices.Clone(w.acts), true)
-			continue
+		if !w.goneAt.IsZero() {
+			due := w.goneAt.Add(q.cfg.GoneGrace)
+			if !now.Before(due) {
+				q.startCheck(id, w, slices.Clone(w.acts), true)
+				continue
+			}
+			q.lostDue(due)
 		}
 		var over []*handedAct
 		for _, h := range w.acts {
 			if !now.Before(h.due) {
 				over = append(over, h)
+			} else {
+				q.lostDue(h.due)
 			}
 		}
 		if len(over) > 0 {
@@ -207,19 +230,20 @@ func (q *Queue) startCheck(id ctrID, w *ctrWork, acts []*handedAct, gone bool) {
 		if r.err == nil && gone && alive != nil && open > 0 {
 			r.alive, r.err = alive(cctx, id.invoker)
 		}
-		q.lostc <- r // the owner takes it, in Run or while shutting down
+		q.lostc <- &r // the owner takes it, in Run or while shutting down
 	}()
 }
 
 // handleCheck forgets the activations of a check that have a record and
 // fails the others, unless their container is not lost after all.
-func (q *Queue) handleCheck(now time.Time, r lostCheck) {
+func (q *Queue) handleCheck(now time.Time, r *lostCheck) {
 	q.checks--
 	w := q.work[r.id]
 	if w == nil {
 		return
 	}
 	w.checking = false
+	q.lostDue(now) // what is left of w is due again at its times: checkLost finds them
 	defer func() {
 		if len(w.acts) == 0 && !w.checking {
 			delete(q.work, r.id)

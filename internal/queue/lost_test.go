@@ -277,3 +277,33 @@ func TestNoTrackingWithoutRecorded(t *testing.T) {
 		t.Fatalf("tracked without Deps.Recorded: %v", h.q.work)
 	}
 }
+
+// A queue that tracks handed-out activations wakes for their checks, and
+// only then: at a gone container's grace, at the safety net's deadline.
+func TestLostChecksWakeTheQueue(t *testing.T) {
+	h := newLostHarness(t)
+	h.handTo(1, "invoker1", "c1", true)
+	due := h.now.Add(time.Duration(meta(1).Limits.Timeout)*time.Millisecond + DefaultLostAfter)
+	if h.q.lostWake.IsZero() || h.q.lostWake.After(due) {
+		t.Fatalf("lost wake-up at %v, want the safety net's deadline %v at the latest", h.q.lostWake.Sub(t0), due.Sub(t0))
+	}
+	h.q.handleGone(h.now, ctrID{"invoker1", "c1"})
+	if w := h.q.nextWake(h.now); w.After(h.now.Add(DefaultGoneGrace)) {
+		t.Fatalf("next wake-up in %v, want the gone container's grace (%v)", w.Sub(h.now), DefaultGoneGrace)
+	}
+	// Ticks before the grace start no check.
+	h.step(DefaultGoneGrace / 2)
+	if h.q.checks != 0 || len(h.failed()) != 0 {
+		t.Fatal("checked before the grace")
+	}
+	h.step(DefaultGoneGrace / 2)
+	h.wantFailed(id(1))
+	if len(h.q.work) == 0 && !h.q.lostWake.IsZero() && h.q.nextWake(h.now).Before(h.now.Add(time.Second)) {
+		// Nothing is tracked any more: a stale lower bound costs one
+		// early wake-up at most, which checkLost clears.
+		h.step(DefaultTick)
+		if !h.q.lostWake.IsZero() {
+			t.Fatalf("lost wake-up %v with nothing tracked", h.q.lostWake.Sub(t0))
+		}
+	}
+}

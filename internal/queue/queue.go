@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,7 +77,10 @@ const (
 	DurationWindow = 10
 	// pollBatch is the most records one Poll returns.
 	pollBatch = 128
-	// pollWait bounds one Poll, so the reader commits between polls.
+	// pollWait bounds how long a moved commit watermark waits for the
+	// reader's next commit: a Poll that began with nothing to commit waits
+	// for records without a deadline (an idle queue costs nothing), and is
+	// ended pollWait after the owner moved the watermark.
 	pollWait = 250 * time.Millisecond
 	// DefaultDedupWindow is how many recent activation ids a queue
 	// remembers to skip duplicates.
@@ -101,7 +105,7 @@ type Config struct {
 	IdleTimeout    time.Duration // Idle this long (and no containers) → Removed
 	FlushRetry     time.Duration // while Flushing, at most one creation per FlushRetry
 	FlushGrace     time.Duration // Flushing, empty, no arrival this long → Idle (default Retention)
-	MaxBuffer      int           // the buffer's bound; past it the rest waits in the bus
+	MaxBuffer      int           // the buffer's bound; past it the rest waits in the bus (one Poll batch, at most 128, may pass it)
 	CountTimeout   time.Duration // bounds one round of etcd counts
 	DedupWindow    int           // recent activation ids remembered to skip duplicates
 	DedupSkew      time.Duration // clock skew allowed when checking records with Deps.Recorded
@@ -168,8 +172,12 @@ type Deps struct {
 	// Fail stores an activation record made by the queue and sends the
 	// completion to the controller that waits for it.
 	Fail func(ctx context.Context, msg whisk.ActivationMessage, rec whisk.Activation) error
-	// Ticker makes the decision ticker; default time.NewTicker. The
-	// values it sends are taken as the time of the tick.
+	// Ticker, if set, makes the queue's tick source in place of its own
+	// wake-up timer (tests drive time with it): the queue then does its
+	// periodic work exactly when a value comes, taken as the time of the
+	// tick. Without it the queue arms one timer for the next moment it has
+	// something to do (README.md "Wake-ups"): every Config.Tick while
+	// activations wait, never while it is idle but for its idle timeout.
 	Ticker func(d time.Duration) (<-chan time.Time, func())
 	// Recorded, if set, reports which of msgs already have an activation
 	// record (a predecessor leader handed them out and they ran, or failed
@@ -228,19 +236,20 @@ type Queue struct {
 	log *slog.Logger
 	fqn whisk.FQN
 
-	msgs    chan inbound
+	msgs    chan []inbound // one Poll's records at a time
 	fetches chan *fetch
 	cancels chan *fetch
-	results chan CreationResult
+	results chan *CreationResult
 	failed  chan failBatch
-	countc  chan countResult // at most one count in flight
-	endc    chan ending      // the reader found the topic gone or taken
+	countc  chan *countResult // at most one count in flight
+	endc    chan ending       // the reader found the topic gone or taken
 	stopc   chan struct{}
 	final   chan struct{} // closed once commitTo holds the last watermark
 	done    chan struct{}
 
 	state     atomic.Int32
 	commitTo  atomic.Int64 // the reader commits up to here
+	poll      pollWaker    // ends the reader's open-ended Poll once commitTo moves
 	abandoned atomic.Bool  // Abandon: someone else leads now
 	ended     atomic.Int32 // End, set when Run returns
 	dups      atomic.Int64 // duplicate activations skipped
@@ -248,6 +257,10 @@ type Queue struct {
 	// Everything below is owned by the goroutine running Run.
 	ctx         context.Context
 	countCtx    context.Context // counts run under it; cancelled when Run ends
+	wakeAt      time.Time       // the wake-up timer is armed for then (zero: not armed)
+	wakes       int             // times the wake-up timer fired (read by tests after Done)
+	published   int64           // the watermark last stored in commitTo
+	lostWake    time.Time       // no lost check is due before then (zero: none tracked); see checkLost
 	st          State
 	meta        whisk.ActionMeta
 	provisional bool // meta holds only the name and a revision (Config.Provisional)
@@ -283,7 +296,7 @@ type Queue struct {
 	// Activations handed out that may still run, per container (lost.go).
 	work      map[ctrID]*ctrWork
 	gonec     chan ctrID
-	lostc     chan lostCheck
+	lostc     chan *lostCheck
 	checks    int // lost checks in flight
 	lostCount atomic.Int64
 	// Sharing the namespace (Deps.NamespaceShare, Deps.Want).
@@ -334,6 +347,7 @@ type countResult struct {
 	rev          int64
 	gen          int
 	at           time.Time // when the count was started
+	counts       bool      // the counts were read (else only the share: startShareRead)
 	containers   int
 	nsContainers int
 	nsCreations  int
@@ -413,22 +427,16 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
-	if deps.Ticker == nil {
-		deps.Ticker = func(d time.Duration) (<-chan time.Time, func()) {
-			t := time.NewTicker(d)
-			return t.C, t.Stop
-		}
-	}
 	fqn := cfg.Action.FQN()
 	q := &Queue{
 		cfg: cfg, d: deps, fqn: fqn,
 		log:         deps.Log.With("action", fqn.String()),
-		msgs:        make(chan inbound, pollBatch),
+		msgs:        make(chan []inbound, 1),
 		fetches:     make(chan *fetch),
 		cancels:     make(chan *fetch),
-		results:     make(chan CreationResult),
+		results:     make(chan *CreationResult),
 		failed:      make(chan failBatch),
-		countc:      make(chan countResult, 1),
+		countc:      make(chan *countResult, 1),
 		endc:        make(chan ending, 1),
 		stopc:       make(chan struct{}, 1),
 		final:       make(chan struct{}),
@@ -443,9 +451,10 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		recent:      recents{ids: map[whisk.ActivationID]struct{}{}, size: cfg.DedupWindow},
 		work:        map[ctrID]*ctrWork{},
 		gonec:       make(chan ctrID, 16),
-		lostc:       make(chan lostCheck),
+		lostc:       make(chan *lostCheck),
 	}
 	q.commitTo.Store(-1)
+	q.published = -1
 	now := deps.Now()
 	q.started, q.lastFetch, q.lastMsg = now, now, now
 	return q, nil
@@ -490,7 +499,7 @@ func (q *Queue) Abandon() {
 // long: after Run returned it drops the result.
 func (q *Queue) CreationDone(r CreationResult) {
 	select {
-	case q.results <- r:
+	case q.results <- &r:
 	case <-q.done:
 	}
 }
@@ -552,11 +561,42 @@ func (q *Queue) Run(ctx context.Context) error {
 	readCtx, stopReader := context.WithCancel(ctx)
 	readerDone := make(chan struct{})
 	go q.read(readCtx, readerDone)
-	tick, stopTick := q.d.Ticker(q.cfg.Tick)
+	var tick <-chan time.Time
+	stopTick := func() {}
+	if q.d.Ticker != nil {
+		tick, stopTick = q.d.Ticker(q.cfg.Tick)
+	}
+	// Without a Ticker, one timer wakes the queue when it next has
+	// something to do (arm); an idle queue sleeps until its idle timeout.
+	wake := time.NewTimer(time.Hour)
+	wake.Stop()
+	defer wake.Stop()
 	q.log.Debug("queue started", "rev", q.meta.Rev)
 	q.startCount(q.d.Now()) // so the first arrival finds counts
+	q.loop(ctx, tick, wake)
+	stopTick()
+	stopCounts()
+	q.shutdown(ctx)
+	stopReader()
+	<-readerDone
+	q.setState(Removed)
+	if q.why == EndNone {
+		q.why = EndStopped
+	}
+	q.ended.Store(int32(q.why))
+	q.log.Debug("queue removed", "unhanded", len(q.buf), "why", q.why, "duplicates", q.dups.Load())
+	return nil
+}
 
+// loop handles events until the queue is removing. Its frame is what an
+// idle queue's goroutine keeps on its stack: the rare events' work is in
+// methods of their own.
+func (q *Queue) loop(ctx context.Context, tick <-chan time.Time, wake *time.Timer) {
 	for q.st != Removed && q.st != Removing {
+		q.publishMark()
+		if tick == nil {
+			q.arm(wake, q.d.Now())
+		}
 		in := q.msgs
 		if len(q.buf) >= q.cfg.MaxBuffer {
 			in = nil // the rest waits in the bus
@@ -571,8 +611,11 @@ func (q *Queue) Run(ctx context.Context) error {
 				q.why = EndAbandoned
 			}
 			q.setState(Removing)
-		case m := <-in:
-			q.handleMessage(q.d.Now(), m)
+		case ms := <-in:
+			now := q.d.Now()
+			for i := range ms {
+				q.handleMessage(now, &ms[i])
+			}
 		case f := <-q.fetches:
 			q.handleFetch(q.d.Now(), f)
 		case f := <-q.cancels:
@@ -588,32 +631,45 @@ func (q *Queue) Run(ctx context.Context) error {
 		case r := <-q.lostc:
 			q.handleCheck(q.d.Now(), r)
 		case e := <-q.endc:
-			q.why = e.why
-			switch e.why {
-			case EndLost:
-				// Another consumer has the topic: it is the leader now and
-				// gets every uncommitted record again. Hand out nothing
-				// more; what was handed stays handed (its commit fails, and
-				// the successor skips what has a record by then).
-				q.log.Warn("queue: the bus gave the action's topic to another consumer; ending the queue",
-					"unhanded", len(q.buf), "err", e.err)
-				q.buf = nil
-			default:
-				// The topic is gone (the action was deleted, maybe
-				// re-created with a new topic): end, so the next
-				// invocation elects a fresh queue on the new topic; never
-				// run a new action's activations with this queue's
-				// metadata.
-				q.log.Warn("queue: the action's topic is gone; removing the queue", "err", e.err)
-			}
-			q.setState(Removing)
+			q.handleEnd(e)
 		case now := <-tick:
 			q.tick(now)
+		case <-wake.C:
+			q.wakeAt = time.Time{}
+			q.wakes++
+			q.tick(q.d.Now())
 		}
-		q.commitTo.Store(q.offs.mark)
 	}
-	stopTick()
-	stopCounts()
+}
+
+// handleEnd takes the reader's news that the topic is gone or taken.
+func (q *Queue) handleEnd(e ending) {
+	q.why = e.why
+	switch e.why {
+	case EndLost:
+		// Another consumer has the topic: it is the leader now and
+		// gets every uncommitted record again. Hand out nothing
+		// more; what was handed stays handed (its commit fails, and
+		// the successor skips what has a record by then).
+		q.log.Warn("queue: the bus gave the action's topic to another consumer; ending the queue",
+			"unhanded", len(q.buf), "err", e.err)
+		q.buf = nil
+	default:
+		// The topic is gone (the action was deleted, maybe
+		// re-created with a new topic): end, so the next
+		// invocation elects a fresh queue on the new topic; never
+		// run a new action's activations with this queue's
+		// metadata.
+		q.log.Warn("queue: the action's topic is gone; removing the queue", "err", e.err)
+	}
+	q.setState(Removing)
+}
+
+// shutdown withdraws the share demand, answers parked fetches, lets
+// running checks and fail batches finish (their records are stored or
+// their offsets stay uncommitted) and publishes the last watermark for the
+// reader to commit.
+func (q *Queue) shutdown(ctx context.Context) {
 	if q.counting {
 		q.handleCount(q.d.Now(), <-q.countc)
 	}
@@ -639,17 +695,8 @@ func (q *Queue) Run(ctx context.Context) error {
 	for q.failing > 0 {
 		q.handleFailed(<-q.failed)
 	}
-	q.commitTo.Store(q.offs.mark)
+	q.publishMark()
 	close(q.final)
-	stopReader()
-	<-readerDone
-	q.setState(Removed)
-	if q.why == EndNone {
-		q.why = EndStopped
-	}
-	q.ended.Store(int32(q.why))
-	q.log.Debug("queue removed", "unhanded", len(q.buf), "why", q.why, "duplicates", q.dups.Load())
-	return nil
 }
 
 func (q *Queue) setState(s State) {
@@ -665,10 +712,20 @@ func (q *Queue) setState(s State) {
 // commits the watermark the owner publishes.
 func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
+	r := q.subscribe(ctx)
+	if r == nil {
+		return
+	}
+	defer r.close(ctx)
+	r.consume(ctx)
+}
+
+// subscribe opens the consumer; nil when ctx ended or the topic is gone.
+// A Subscribe of a group whose previous consumer (a dead leader's) is
+// still in it waits, bounded by ctx, until the bus gives this one the
+// topic; a bus that refuses at once (kind Conflict) is asked again.
+func (q *Queue) subscribe(ctx context.Context) *reader {
 	var c bus.Consumer
-	// A Subscribe of a group whose previous consumer (a dead leader's) is
-	// still in it waits, bounded by ctx, until the bus gives this one the
-	// topic; a bus that refuses at once (kind Conflict) is asked again.
 	began := q.d.Now()
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
 		var err error
@@ -676,97 +733,206 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 			break
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		if whisk.IsKind(err, whisk.NotFound) {
 			q.end(EndTopicGone, err)
-			return
+			return nil
 		}
 		q.log.Warn("queue: subscribe failed; retrying", "err", err, "in", backoff)
 		if !sleep(ctx, backoff) {
-			return
+			return nil
 		}
 	}
 	subscribed := q.d.Now()
 	if w := subscribed.Sub(began); w > time.Second {
 		q.log.Info("queue: consuming the action's topic after waiting for the previous consumer", "waited", w)
 	}
+	return &reader{q: q, c: c, checkBefore: subscribed.Add(q.cfg.DedupSkew).UnixMilli(), committed: -1}
+}
+
+// reader is the state of the reader goroutine once subscribed.
+type reader struct {
+	q *Queue
+	c bus.Consumer
 	// Records published before this consumer got the topic may have been
-	// handed out by a predecessor without a commit: check those.
-	checkBefore := subscribed.Add(q.cfg.DedupSkew).UnixMilli()
-	committed := int64(-1)
-	lost := false
-	commit := func(ctx context.Context) {
-		t := q.commitTo.Load()
-		if t <= committed || lost {
-			return
-		}
-		if err := c.Commit(ctx, t); err != nil {
-			if whisk.IsKind(err, whisk.Conflict) {
-				lost = true
-				q.end(EndLost, err)
-				return
-			}
-			q.log.Warn("queue: commit failed", "offset", t, "err", err)
-			return
-		}
-		committed = t
-	}
-	defer func() {
-		<-q.final
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		commit(cctx)
-		cancel()
-		if err := c.Close(); err != nil {
-			q.log.Warn("queue: closing the consumer", "err", err)
-		}
-	}()
+	// handed out by a predecessor without a commit: those are checked.
+	checkBefore int64 // epoch ms
+	committed   int64 // the last offset committed
+	lost        bool  // the bus gave the topic to another consumer
+}
+
+// consume polls, forwards records to the owner and commits the watermark.
+// Its frame is what an idle queue's reader keeps on its stack: the work on
+// records and errors is in methods of their own.
+func (r *reader) consume(ctx context.Context) {
+	q := r.q
 	for ctx.Err() == nil {
-		commit(ctx)
-		if lost {
+		r.commit(ctx)
+		if r.lost {
 			return
 		}
-		pctx, cancel := context.WithTimeout(ctx, pollWait)
-		recs, err := c.Poll(pctx, pollBatch)
+		// The Poll waits for records with no deadline; once the owner
+		// moves the watermark (or it is ahead of the commit already: a
+		// commit failed or raced), the Poll ends within pollWait so that
+		// the reader commits it.
+		pctx, cancel := context.WithCancel(ctx)
+		q.poll.begin(cancel)
+		if q.commitTo.Load() > r.committed {
+			q.poll.moved()
+		}
+		recs, err := r.c.Poll(pctx, pollBatch)
+		q.poll.end()
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
+			if !r.pollFailed(ctx, pctx, err) {
 				return
-			}
-			// A deleted topic (NotFound) or a closed consumer (Invalid)
-			// never comes back: polling it again is useless. A topic the
-			// bus gave to another consumer (Conflict) has a new leader.
-			switch {
-			case whisk.IsKind(err, whisk.NotFound), whisk.IsKind(err, whisk.Invalid):
-				q.end(EndTopicGone, err)
-				return
-			case whisk.IsKind(err, whisk.Conflict):
-				q.end(EndLost, err)
-				return
-			}
-			if pctx.Err() == nil {
-				q.log.Warn("queue: poll failed", "err", err)
-				if !sleep(ctx, time.Second) {
-					return
-				}
 			}
 			continue
 		}
-		ins := make([]inbound, len(recs))
-		for i, r := range recs {
-			ins[i].off = r.Offset
-			if err := json.Unmarshal(r.Value, &ins[i].msg); err != nil {
-				ins[i].err = err
-			}
+		if !r.forward(ctx, recs) {
+			return
 		}
-		q.markRecorded(ctx, ins, checkBefore)
-		for _, in := range ins {
-			select {
-			case q.msgs <- in:
-			case <-ctx.Done():
-				return
-			}
+	}
+}
+
+// commit commits the watermark the owner published, if it moved.
+func (r *reader) commit(ctx context.Context) {
+	t := r.q.commitTo.Load()
+	if t <= r.committed || r.lost {
+		return
+	}
+	if err := r.c.Commit(ctx, t); err != nil {
+		if whisk.IsKind(err, whisk.Conflict) {
+			r.lost = true
+			r.q.end(EndLost, err)
+			return
 		}
+		r.q.log.Warn("queue: commit failed", "offset", t, "err", err)
+		return
+	}
+	r.committed = t
+}
+
+// close commits the owner's last watermark and closes the consumer.
+func (r *reader) close(ctx context.Context) {
+	<-r.q.final
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	r.commit(cctx)
+	cancel()
+	if err := r.c.Close(); err != nil {
+		r.q.log.Warn("queue: closing the consumer", "err", err)
+	}
+}
+
+// pollFailed takes a Poll's error; false when the reader must stop.
+func (r *reader) pollFailed(ctx, pctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	// A deleted topic (NotFound) or a closed consumer (Invalid)
+	// never comes back: polling it again is useless. A topic the
+	// bus gave to another consumer (Conflict) has a new leader.
+	switch {
+	case whisk.IsKind(err, whisk.NotFound), whisk.IsKind(err, whisk.Invalid):
+		r.q.end(EndTopicGone, err)
+		return false
+	case whisk.IsKind(err, whisk.Conflict):
+		r.q.end(EndLost, err)
+		return false
+	}
+	if pctx.Err() == nil {
+		r.q.log.Warn("queue: poll failed", "err", err)
+		return sleep(ctx, time.Second)
+	}
+	return true // the Poll was ended to commit
+}
+
+// forward decodes recs and hands them to the owner in one send; false
+// when ctx ended first.
+func (r *reader) forward(ctx context.Context, recs []bus.Record) bool {
+	ins := make([]inbound, len(recs))
+	for i, rec := range recs {
+		ins[i].off = rec.Offset
+		if err := json.Unmarshal(rec.Value, &ins[i].msg); err != nil {
+			ins[i].err = err
+		}
+	}
+	r.q.markRecorded(ctx, ins, r.checkBefore)
+	select {
+	case r.q.msgs <- ins:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// pollWaker ends the reader's Poll pollWait after the owner moved the
+// commit watermark, so that a queue with nothing to commit polls without a
+// timer and one that handed something out commits it soon. The timer is
+// armed at most once per Poll.
+type pollWaker struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc // of the Poll in progress; nil between polls
+	gen    uint64             // counts Polls, so a late fire spares the next one
+	armed  bool
+	armGen uint64      // the Poll the timer was armed for
+	timer  *time.Timer // calls fire; made on first use
+}
+
+// begin registers the cancel of a Poll about to start (reader).
+func (p *pollWaker) begin(cancel context.CancelFunc) {
+	p.mu.Lock()
+	p.cancel = cancel
+	p.gen++
+	p.mu.Unlock()
+}
+
+// end forgets the Poll that returned (reader).
+func (p *pollWaker) end() {
+	p.mu.Lock()
+	p.cancel = nil
+	if p.armed {
+		p.timer.Stop()
+		p.armed = false
+	}
+	p.mu.Unlock()
+}
+
+// moved says the watermark moved: the Poll in progress ends within pollWait.
+func (p *pollWaker) moved() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cancel == nil || p.armed {
+		return
+	}
+	p.armed, p.armGen = true, p.gen
+	if p.timer == nil {
+		p.timer = time.AfterFunc(pollWait, p.fire)
+		return
+	}
+	p.timer.Reset(pollWait)
+}
+
+func (p *pollWaker) fire() {
+	p.mu.Lock()
+	cancel := p.cancel
+	if !p.armed || p.armGen != p.gen {
+		cancel = nil // the Poll it was armed for has returned
+	}
+	p.armed = false
+	p.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// publishMark hands the watermark to the reader when it moved (owner).
+func (q *Queue) publishMark() {
+	if m := q.offs.mark; m != q.published {
+		q.published = m
+		q.commitTo.Store(m)
+		q.poll.moved()
 	}
 }
 
@@ -819,7 +985,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // handleMessage takes one consumed record.
-func (q *Queue) handleMessage(now time.Time, in inbound) {
+func (q *Queue) handleMessage(now time.Time, in *inbound) {
 	q.offs.add(in.off)
 	if in.err != nil {
 		q.log.Error("queue: undecodable activation message skipped", "offset", in.off, "err", in.err)
@@ -999,7 +1165,7 @@ func (q *Queue) handleCancel(f *fetch) {
 	}
 }
 
-func (q *Queue) handleResult(now time.Time, r CreationResult) {
+func (q *Queue) handleResult(now time.Time, r *CreationResult) {
 	rev, ok := q.inflight[r.ID]
 	if !ok {
 		return
@@ -1122,7 +1288,7 @@ func (q *Queue) tick(now time.Time) {
 	}
 	if q.d.NamespaceShare != nil && len(q.buf) == 0 &&
 		(q.wanting != q.wantPub || (q.st == Running && q.lastCount > 0 && now.Sub(q.shareAt) >= ShareEvery)) {
-		q.startCount(now) // withdraw the demand; give idle containers back
+		q.startShareRead(now) // withdraw the demand; give idle containers back
 	}
 	switch q.st {
 	case Running, Flushing:
@@ -1149,6 +1315,65 @@ func (q *Queue) tick(now time.Time) {
 	}
 }
 
+// arm sets the wake-up timer for the queue's next duty (nextWake), unless
+// it is armed for that time or earlier already: an early wake-up costs one
+// tick that finds little to do and arms the timer again.
+func (q *Queue) arm(t *time.Timer, now time.Time) {
+	w := q.nextWake(now)
+	if w.IsZero() || !q.wakeAt.IsZero() && !q.wakeAt.After(w) {
+		return
+	}
+	q.wakeAt = w
+	t.Reset(w.Sub(now))
+}
+
+// nextWake is when tick next has something to do; zero for never. It is
+// never less than one Config.Tick away, so a duty that stays due (a count
+// in flight holds it up) cannot spin the owner; while activations wait,
+// the queue ticks every Config.Tick as before.
+func (q *Queue) nextWake(now time.Time) time.Time {
+	soon := now.Add(q.cfg.Tick)
+	if len(q.buf) > 0 || len(q.refail) > 0 && q.failing == 0 || q.wanting || q.wantPub {
+		return soon // decisions, expiry, record retries, the share demand
+	}
+	var w time.Time
+	at := func(t time.Time) {
+		if w.IsZero() || t.Before(w) {
+			w = t
+		}
+	}
+	if len(q.parked) > 0 {
+		at(q.parked[0].at.Add(q.cfg.Park)) // parked in arrival order: the first expires first
+	}
+	if !q.lostWake.IsZero() {
+		at(q.lostWake)
+	}
+	if !q.counting {
+		if q.d.NamespaceShare != nil && q.st == Running && q.lastCount > 0 {
+			at(q.shareAt.Add(ShareEvery)) // give idle containers back
+		}
+		if q.st == Idle {
+			at(q.idleSince.Add(q.cfg.IdleTimeout))
+		}
+	}
+	if len(q.inflight) == 0 && len(q.parked) == 0 {
+		switch q.st {
+		case Running:
+			last := q.lastFetch
+			if q.lastMsg.After(last) {
+				last = q.lastMsg
+			}
+			at(last.Add(2 * q.cfg.Park))
+		case Flushing:
+			at(q.lastMsg.Add(q.cfg.FlushGrace))
+		}
+	}
+	if !w.IsZero() && w.Before(soon) {
+		w = soon
+	}
+	return w
+}
+
 // expire fails activations queued longer than the retention.
 func (q *Queue) expire(now time.Time) {
 	var fs []failure
@@ -1167,7 +1392,16 @@ func (q *Queue) expire(now time.Time) {
 // startCount refreshes the counts on a helper goroutine, bounded by the
 // count timeout; handleCount takes the result. At most one count is in
 // flight, so an etcd outage costs one blocked goroutine, never the owner.
-func (q *Queue) startCount(now time.Time) {
+func (q *Queue) startCount(now time.Time) { q.startRead(now, true) }
+
+// startShareRead reads the namespace share and publishes or withdraws the
+// demand, like startCount but without the counts: a queue with no backlog
+// that looks for idle containers to give back (every ShareEvery while it
+// holds containers) decides nothing, and its decisions count afresh. With
+// nobody wanting a share that is one count-only read of the demand keys.
+func (q *Queue) startShareRead(now time.Time) { q.startRead(now, false) }
+
+func (q *Queue) startRead(now time.Time, counts bool) {
 	if q.counting {
 		return
 	}
@@ -1187,31 +1421,41 @@ func (q *Queue) startCount(now time.Time) {
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		r := countResult{rev: rev, gen: gen, at: now}
+		r := countResult{rev: rev, gen: gen, at: now, counts: counts}
 		if want != nil {
 			r.wantSet, r.want, r.wantErr = true, wantTo, want(cctx, wantTo)
 		}
-		r.containers, r.err = count(cctx, rev)
-		if r.err == nil {
-			r.nsContainers, r.nsCreations, r.err = countNs(cctx)
+		if counts {
+			r.containers, r.err = count(cctx, rev)
+			if r.err == nil {
+				r.nsContainers, r.nsCreations, r.err = countNs(cctx)
+			}
 		}
 		if share != nil {
 			r.held, r.wanting, r.shareErr = share(cctx, giveBackOnly)
 			r.shared = r.shareErr == nil
 			r.partial = giveBackOnly && r.held == nil
 		}
-		q.countc <- r // buffered: one count in flight at most
+		q.countc <- &r // buffered: one count in flight at most
 	}()
 }
 
 // handleCount takes a count's result: the counts decisions use, the idle
 // queue's removal, and a decision that waited for counts.
-func (q *Queue) handleCount(now time.Time, r countResult) {
+func (q *Queue) handleCount(now time.Time, r *countResult) {
 	q.counting = false
 	want := q.wantDecide
 	q.wantDecide = false
 	idleDue := q.st == Idle && r.at.Sub(q.idleSince) >= q.cfg.IdleTimeout
 	q.takeShare(now, r)
+	if !r.counts {
+		// A share read only: what waits for counts counts now.
+		if want || q.st == Idle && now.Sub(q.idleSince) >= q.cfg.IdleTimeout {
+			q.wantDecide = want
+			q.startCount(now)
+		}
+		return
+	}
 	if r.err != nil {
 		q.log.Warn("queue: counting containers", "err", r.err)
 		if idleDue {
@@ -1245,7 +1489,7 @@ func (q *Queue) handleCount(now time.Time, r countResult) {
 // give-back is recomputed from each read, less the containers told to go
 // in the last releaseGrace (the read may still count them: a container
 // deregisters once removed), and idle (parked) containers go first.
-func (q *Queue) takeShare(now time.Time, r countResult) {
+func (q *Queue) takeShare(now time.Time, r *countResult) {
 	if r.wantSet {
 		if r.wantErr != nil {
 			q.log.Warn("queue: publishing the namespace share demand", "want", r.want, "err", r.wantErr)

@@ -88,7 +88,7 @@ func (h *harness) msg(off int64, rev int64) {
 }
 
 func (h *harness) msgWith(off int64, m whisk.ActivationMessage) {
-	h.q.handleMessage(h.now, inbound{off: off, msg: m})
+	h.q.handleMessage(h.now, &inbound{off: off, msg: m})
 	h.settle()
 }
 
@@ -101,7 +101,7 @@ func (h *harness) fetch(rev int64, alive, warm bool, lastMs int64) *fetch {
 }
 
 func (h *harness) result(i int, ok, developer bool) {
-	h.q.handleResult(h.now, CreationResult{ID: h.creates[i].ID, OK: ok, Developer: developer, Error: "bad image"})
+	h.q.handleResult(h.now, &CreationResult{ID: h.creates[i].ID, OK: ok, Developer: developer, Error: "bad image"})
 	h.settle()
 }
 
@@ -710,7 +710,7 @@ func TestOldRevisionCreationFailureIgnored(t *testing.T) {
 func TestCreationResultAdoptsNewerRevision(t *testing.T) {
 	h := newHarness(t)
 	h.msg(0, 1)
-	h.q.handleResult(h.now, CreationResult{ID: h.creates[0].ID, Developer: true, Error: "action changed", Action: meta(2)})
+	h.q.handleResult(h.now, &CreationResult{ID: h.creates[0].ID, Developer: true, Error: "action changed", Action: meta(2)})
 	h.settle()
 	h.drain()
 	h.state(Running)

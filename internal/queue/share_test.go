@@ -35,6 +35,8 @@ func TestGiveBackReleasesOverShare(t *testing.T) {
 	wanting := map[string]bool{"meek": true}
 	h, _ := shareHarness(t, 4, held, wanting)
 	h.containers, h.nsOther = 4, 0
+	h.q.startCount(h.now) // the queue knows its 4 containers (its decisions made them)
+	h.settle()
 	h.advance(ShareEvery)
 	parked := h.fetch(1, true, true, 0) // an idle container waits for work
 	h.tick()                            // an idle holder reads the share
@@ -165,7 +167,7 @@ func TestRefusedCreationIsNoFailure(t *testing.T) {
 	if len(h.creates) != 1 {
 		t.Fatalf("%d creations, want 1", len(h.creates))
 	}
-	h.q.handleResult(h.now, CreationResult{ID: h.creates[0].ID, Refused: true, Error: "refused at a limit"})
+	h.q.handleResult(h.now, &CreationResult{ID: h.creates[0].ID, Refused: true, Error: "refused at a limit"})
 	h.settle()
 	h.state(Running)
 	if len(h.q.inflight) != 0 || len(h.q.buf) != 1 {
@@ -238,5 +240,44 @@ func TestSteadyQueueReadsGiveBackOnly(t *testing.T) {
 	}
 	if h.q.release != 0 || h.q.shareIsFresh(h.now, shareFresh) {
 		t.Fatalf("release %d, share fresh %v after a read without counts; want 0, false", h.q.release, h.q.shareIsFresh(h.now, shareFresh))
+	}
+}
+
+// A queue that holds containers and has no backlog reads the share every
+// ShareEvery to give idle containers back, and nothing else: no count of
+// containers (its decisions count afresh), so idle warm containers cost
+// their queue one read of the namespace's demand a second. An arrival
+// during such a read still gets its decision on fresh counts.
+func TestGiveBackReadDoesNotCount(t *testing.T) {
+	shares := 0
+	h, _ := shareHarness(t, 4, map[string]int{"hello": 1}, map[string]bool{})
+	h.q.d.NamespaceShare = func(context.Context, bool) (map[string]int, map[string]bool, error) {
+		shares++
+		return nil, map[string]bool{}, nil
+	}
+	h.containers = 1
+	h.q.startCount(h.now)
+	h.settle()
+	counts := h.counts
+	for range 3 {
+		h.advance(ShareEvery)
+		h.fetch(1, true, true, 0) // a warm container parks
+		h.tick()
+	}
+	if shares != 3 || h.counts != counts {
+		t.Fatalf("%d share reads and %d counts in 3 give-back rounds; want 3 and none", shares, h.counts-counts)
+	}
+	// A decision that waits for counts (the revision changed) while a
+	// share read is in flight gets them once the share read is back.
+	h.advance(ShareEvery)
+	h.q.tick(h.now) // a share read in flight
+	h.containers = 0
+	h.q.buf = append(h.q.buf, &entry{msg: activation("00000000000000000000000000000009", 1), enq: h.now})
+	h.q.counted = false
+	h.q.decide(h.now)
+	creates := len(h.creates)
+	h.settle()
+	if h.counts == counts || len(h.creates) == creates {
+		t.Fatalf("after the share read: %d counts, %d creations; want a count and a creation", h.counts-counts, len(h.creates)-creates)
 	}
 }

@@ -502,7 +502,7 @@ func (s *Scheduler) shareDeps(f whisk.FQN, d *queue.Deps) {
 			// A steady queue asks every ShareEvery: one count-only read
 			// when nobody wants a share, not every container key of the
 			// namespace.
-			wanted, err := sc.HasDemand(ctx, f.Namespace)
+			wanted, err := s.demands.has(ctx, s.d.Now(), f.Namespace, sc.HasDemand)
 			if err != nil || !wanted {
 				return nil, map[string]bool{}, err
 			}
@@ -511,11 +511,64 @@ func (s *Scheduler) shareDeps(f whisk.FQN, d *queue.Deps) {
 	}
 	d.Want = func(ctx context.Context, want bool) error {
 		if want {
-			return ds.PutDemand(ctx, f, s.cfg.ID)
+			err := ds.PutDemand(ctx, f, s.cfg.ID)
+			s.demands.forget(f.Namespace) // this scheduler's holders see it at once
+			return err
 		}
 		return ds.DeleteDemand(ctx, f)
 	}
 }
+
+// demandFresh is how long a namespace's demand read answers the give-back
+// reads of its queues on this scheduler: every queue that holds containers
+// asks every queue.ShareEvery whether an action of its namespace wants a
+// share, and one read per namespace answers them all (idle warm containers
+// of many actions cost etcd reads per namespace, not per queue).
+const demandFresh = queue.ShareEvery / 2
+
+// demandCache shares the namespaces' demand reads between the queues of a
+// scheduler (demandFresh). Safe for concurrent use; errors are not kept.
+type demandCache struct {
+	mu sync.Mutex
+	ns map[string]demandRead
+}
+
+type demandRead struct {
+	at     time.Time
+	wanted bool
+}
+
+// has reports whether an action of ns wants a share, from a read younger
+// than demandFresh or from read.
+func (c *demandCache) has(ctx context.Context, now time.Time, ns string, read func(context.Context, string) (bool, error)) (bool, error) {
+	c.mu.Lock()
+	r, ok := c.ns[ns]
+	c.mu.Unlock()
+	if ok && now.Sub(r.at) < demandFresh && !now.Before(r.at) {
+		return r.wanted, nil
+	}
+	wanted, err := read(ctx, ns)
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ns == nil || len(c.ns) >= maxDemandCache {
+		c.ns = map[string]demandRead{} // stale entries go; the live ones are read again
+	}
+	c.ns[ns] = demandRead{at: now, wanted: wanted}
+	return wanted, nil
+}
+
+// forget drops ns's read: a demand was just published.
+func (c *demandCache) forget(ns string) {
+	c.mu.Lock()
+	delete(c.ns, ns)
+	c.mu.Unlock()
+}
+
+// maxDemandCache bounds the namespaces remembered.
+const maxDemandCache = 4096
 
 // watchContainers tells the local queues that their containers' keys
 // vanished (internal/queue, lost.go), until ctx ends.

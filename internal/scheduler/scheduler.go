@@ -144,6 +144,7 @@ type Scheduler struct {
 	wg       sync.WaitGroup          // queue owners, followers, recruiters and creation jobs
 
 	topics  sync.Map           // topics ensured by this process
+	demands demandCache        // the namespaces' demand reads, shared by their queues
 	changed chan struct{}      // the queue count changed
 	regrant chan chan struct{} // the session re-granted its lease: re-elect, then close the channel
 }
