@@ -142,7 +142,8 @@ func TestQuick(t *testing.T) {
 	}
 	check("many", mn.Actions == 25 && mn.Invocations == 75 && mn.Errors == 0 && mn.Queues == 25 &&
 		mn.RSSBeforeBytes > 1<<20 && mn.RSSAfterBytes > 1<<20 && mn.IdleCPUBefore >= 0 && mn.IdleCPUAfter >= 0 &&
-		mn.GoHeapBeforeBytes > 1<<20 && mn.GoHeapAfterBytes > 1<<20 && strings.HasPrefix(mn.GoHeap, "HeapAlloc"), mn)
+		mn.GoHeapBeforeBytes > 1<<20 && mn.GoHeapAfterBytes > 1<<20 && strings.HasPrefix(mn.GoHeap, "HeapAlloc") &&
+		mn.ParkedContainers >= 1 && mn.ParkedContainers <= 25 && mn.ParkedWindowSeconds > 0 && mn.IdleCPUParked >= 0, mn)
 
 	for _, f := range []string{"chart.svg", "report.md"} {
 		b, err := os.ReadFile(filepath.Join(out, f))

@@ -205,8 +205,10 @@ func manyTable(w io.Writer, md bool, r *ManyResult) {
 			mib(r.RSSBeforeBytes), mib(r.RSSAfterBytes), fmt.Sprintf("%.1f", r.RSSPerQueueBytes/1024), fmt.Sprintf("%.1f", r.GoHeapPerQueueBytes/1024),
 			f2(r.IdleCPUBefore), f2(r.IdleCPUAfter), f2(r.CPUPer1000Queues)},
 	})
-	fmt.Fprintf(w, "containers alive while idle CPU was measured: before %d, after %d (window %.0f s); Go heap: %s\n\n",
+	fmt.Fprintf(w, "containers alive while idle CPU was measured: before %d, after %d (window %.0f s); Go heap: %s\n",
 		r.ContainersBefore, r.ContainersAfter, r.IdleWindowSeconds, r.GoHeap)
+	fmt.Fprintf(w, "%d warm containers parked on their long polls: idle CPU %s%% over %.0f s, %s%% of a core per 100 parked containers\n\n",
+		r.ParkedContainers, f2(r.IdleCPUParked), r.ParkedWindowSeconds, f2(r.CPUPer100Parked))
 }
 
 func printMany(w io.Writer, r *ManyResult) {

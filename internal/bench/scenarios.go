@@ -787,6 +787,17 @@ type ManyResult struct {
 	ContainersBefore  int     `json:"containersBefore"` // alive during the idle windows (-1 unknown)
 	ContainersAfter   int     `json:"containersAfter"`
 	IdleWindowSeconds float64 `json:"idleWindowSeconds"`
+	// The other half of G9: idle warm containers parked on their long
+	// polls. After the idle windows, up to 100 of the actions (no more than
+	// the namespace's container limit) are invoked once more, and the Eddy
+	// process's CPU is measured for half the container idle timeout while
+	// their containers wait for work. ParkedContainers is the fewest seen
+	// in etcd at the window's start and end (-1 when etcd is unknown);
+	// CPUPer100Parked is (IdleCPUParked − IdleCPUAfter) per 100 of them.
+	ParkedContainers    int     `json:"parkedContainers"`
+	ParkedWindowSeconds float64 `json:"parkedWindowSeconds"`
+	IdleCPUParked       float64 `json:"idleCpuParkedPct"`
+	CPUPer100Parked     float64 `json:"cpuPer100ParkedPct"`
 }
 
 func (e *env) many(ctx context.Context) (*ManyResult, error) {
@@ -861,6 +872,9 @@ func (e *env) many(ctx context.Context) (*ManyResult, error) {
 	}
 	res.RSSAfterBytes, res.IdleCPUAfter = after.RSS, cpuAfter
 	res.GoHeapAfterBytes = heap()
+	if err := e.parked(ctx, res, names); err != nil {
+		return nil, err
+	}
 	queues := float64(n)
 	if res.Queues >= 0 {
 		queues = float64(res.Queues)
@@ -874,6 +888,43 @@ func (e *env) many(ctx context.Context) (*ManyResult, error) {
 	}
 	printMany(e.out, res)
 	return res, nil
+}
+
+// parked measures the Eddy process's CPU while warm containers wait for
+// work (see ManyResult.ParkedContainers).
+func (e *env) parked(ctx context.Context, res *ManyResult, names []string) error {
+	k := min(100, len(names))
+	if e.limits.Containers > 0 {
+		k = min(k, e.limits.Containers)
+	}
+	if err := parallel(ctx, 8, k, func(i int) error {
+		_, err := e.invoke(ctx, names[i])
+		return err
+	}); err != nil {
+		return fmt.Errorf("warming %d containers to park: %w", k, err)
+	}
+	count := func() int {
+		if e.etcd == nil {
+			return -1
+		}
+		c, _, err := e.etcd.CountNamespace(ctx, whisk.GuestNamespace)
+		if err != nil {
+			return -1
+		}
+		return c
+	}
+	window := e.cfg.idle / 2
+	first := count()
+	_, cpu, err := e.idleCPUOver(ctx, window)
+	if err != nil {
+		return err
+	}
+	res.ParkedContainers = min(first, count())
+	res.ParkedWindowSeconds, res.IdleCPUParked = window.Seconds(), cpu
+	if res.ParkedContainers > 0 && e.pid != 0 {
+		res.CPUPer100Parked = (res.IdleCPUParked - res.IdleCPUAfter) / float64(res.ParkedContainers) * 100
+	}
+	return nil
 }
 
 // waitNoContainers waits (up to the idle timeout and 15 s) until etcd
@@ -946,6 +997,11 @@ func (e *env) cpuOver(fn func()) cpuSplit {
 // idleCPU reads the Eddy process's RSS and its CPU use over the idle
 // window, in % of one core.
 func (e *env) idleCPU(ctx context.Context) (procStat, float64, error) {
+	return e.idleCPUOver(ctx, e.cfg.idleWindow)
+}
+
+// idleCPUOver is idleCPU over a window of d.
+func (e *env) idleCPUOver(ctx context.Context, d time.Duration) (procStat, float64, error) {
 	if e.pid == 0 {
 		return procStat{}, 0, nil
 	}
@@ -957,7 +1013,7 @@ func (e *env) idleCPU(ctx context.Context) (procStat, float64, error) {
 	select {
 	case <-ctx.Done():
 		return a, 0, ctx.Err()
-	case <-time.After(e.cfg.idleWindow):
+	case <-time.After(d):
 	}
 	b, err := readProc(e.pid)
 	if err != nil {
