@@ -320,7 +320,7 @@ func runInvoker(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *slo
 	if err != nil {
 		return fmt.Errorf("etcd lease: %w", err)
 	}
-	inv, err := newInvoker(&cfg.tuning, cfg.id, cfg.apiHost, d.bus, session, d.etcd, backend, d.store, runtimes, log)
+	inv, err := newInvoker(&cfg.tuning, cfg.id, cfg.apiHost, d.bus, session, d.etcd, backend, d.store, runtimes, nil, log)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/invoker"
+	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/store/cached"
 	"github.com/eddy-faas/eddy/internal/store/sqlite"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -174,7 +176,10 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	inv, err := newInvoker(&cfg.tuning, invokerID, fmt.Sprintf("http://%s", apiLn.Addr()), bus, invSession, etcdClient, backend, store, runtimes, log)
+	// The invoker fetches from the scheduler of this process by a direct
+	// call rather than over gRPC on loopback.
+	local := map[string]invoker.Fetcher{schedLn.Addr().String(): rpc.NewLocal(sched)}
+	inv, err := newInvoker(&cfg.tuning, invokerID, fmt.Sprintf("http://%s", apiLn.Addr()), bus, invSession, etcdClient, backend, store, runtimes, local, log)
 	if err != nil {
 		return err
 	}

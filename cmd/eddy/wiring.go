@@ -130,9 +130,10 @@ func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, 
 }
 
 // newInvoker builds an invoker whose containers see apiHost as
-// __OW_API_HOST.
+// __OW_API_HOST; it calls the schedulers of local (by address) directly.
 func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session, c *cluster.Client,
-	backend container.Backend, st store.Store, runtimes *manifest.Manifest, log *slog.Logger) (*invoker.Invoker, error) {
+	backend container.Backend, st store.Store, runtimes *manifest.Manifest, local map[string]invoker.Fetcher,
+	log *slog.Logger) (*invoker.Invoker, error) {
 	cells, err := invoker.ParseStemCells(t.prewarm, invoker.StemCellsFromManifest(runtimes), runtimes.Resolve)
 	if err != nil {
 		return nil, fmt.Errorf("--prewarm: %w", err)
@@ -142,7 +143,7 @@ func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session
 		StemCells: cells,
 	}, invoker.Deps{
 		Log: log.With("role", "invoker"), Bus: b, Session: s, Leaders: c,
-		Backend: backend, Actions: st, Runtimes: runtimes, Now: time.Now,
+		Backend: backend, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local,
 	})
 }
 

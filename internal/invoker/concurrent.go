@@ -134,7 +134,7 @@ func (p *proxy) runSlot() {
 	ctx := p.slotCtx
 	var (
 		addr   string
-		client *rpc.Client
+		client Fetcher
 		last   int64
 	)
 	defer func() {

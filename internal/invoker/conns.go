@@ -1,6 +1,7 @@
 package invoker
 
 import (
+	"context"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -9,10 +10,18 @@ import (
 	"github.com/eddy-faas/eddy/internal/rpc"
 )
 
+// Fetcher is what a proxy needs of a scheduler: an *rpc.Client over gRPC,
+// or an *rpc.Local for a scheduler in the same process.
+type Fetcher interface {
+	Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.FetchResponse, error)
+}
+
 // connPool holds one gRPC connection per scheduler address, shared by the
 // proxies fetching from that scheduler, and closes it when the last one lets
-// go (or on closeAll).
+// go (or on closeAll). Addresses of schedulers in this process (local) are
+// called directly.
 type connPool struct {
+	local map[string]Fetcher
 	mu    sync.Mutex
 	conns map[string]*pooledConn
 }
@@ -23,11 +32,16 @@ type pooledConn struct {
 	refs   int
 }
 
-func newConnPool() *connPool { return &connPool{conns: map[string]*pooledConn{}} }
+func newConnPool(local map[string]Fetcher) *connPool {
+	return &connPool{local: local, conns: map[string]*pooledConn{}}
+}
 
 // acquire returns the client for addr, connecting on first use. Every
 // successful acquire must be matched by a release of the same address.
-func (p *connPool) acquire(addr string) (*rpc.Client, error) {
+func (p *connPool) acquire(addr string) (Fetcher, error) {
+	if f, ok := p.local[addr]; ok {
+		return f, nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.conns[addr]; ok {
@@ -45,6 +59,9 @@ func (p *connPool) acquire(addr string) (*rpc.Client, error) {
 
 // release drops one reference to addr's connection.
 func (p *connPool) release(addr string) {
+	if _, ok := p.local[addr]; ok {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	c, ok := p.conns[addr]

@@ -15,7 +15,7 @@ import (
 )
 
 func TestConnPoolSharesOneConnectionPerAddress(t *testing.T) {
-	p := newConnPool()
+	p := newConnPool(nil)
 	a1, err := p.acquire("127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)

@@ -98,6 +98,9 @@ type Deps struct {
 	Actions  Actions           // action code by revision; activation records
 	Runtimes Runtimes          // kind → launcher and image
 	Now      func() time.Time
+	// Local are the schedulers of this process by their advertised address
+	// (standalone): fetches to them are direct calls, not gRPC.
+	Local map[string]Fetcher
 }
 
 // Invoker runs containers for schedulers.
@@ -165,7 +168,7 @@ func New(cfg Config, d Deps) (*Invoker, error) {
 		memChanged: make(chan struct{}, 1),
 	}
 	inv.recs = newRecordWriter(d.Actions, log)
-	inv.pool = newConnPool()
+	inv.pool = newConnPool(d.Local)
 	return inv, nil
 }
 

@@ -44,8 +44,8 @@ type proxy struct {
 
 	start string // how the container came to be: whisk.StartCold or StartPrewarm
 
-	addr   string      // scheduler address in use ("" when none)
-	client *rpc.Client // for addr
+	addr   string  // scheduler address in use ("" when none)
+	client Fetcher // for addr
 
 	warm         bool                // /init succeeded
 	logs         *logPump            // reads the container's log stream all the time (run starts it)

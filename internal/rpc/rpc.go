@@ -161,6 +161,24 @@ func (c *Client) CreateQueue(ctx context.Context, req *CreateQueueRequest) (*Cre
 	return out, nil
 }
 
+// Local calls a Scheduler of the same process directly, without gRPC: a
+// standalone invoker fetches from its own scheduler this way. Errors come
+// back mapped as they would over the wire (a whisk error with the kind of
+// the gRPC code), so callers see the same thing either way.
+type Local struct{ s Scheduler }
+
+// NewLocal wraps s.
+func NewLocal(s Scheduler) *Local { return &Local{s: s} }
+
+// Fetch calls the scheduler's Fetch.
+func (l *Local) Fetch(ctx context.Context, req *FetchRequest) (*FetchResponse, error) {
+	out, err := l.s.Fetch(ctx, req)
+	if err != nil {
+		return nil, FromStatus(ToStatus(err))
+	}
+	return out, nil
+}
+
 var kindCodes = map[whisk.Kind]codes.Code{
 	whisk.Invalid:      codes.InvalidArgument,
 	whisk.Unauthorized: codes.Unauthenticated,

@@ -76,3 +76,24 @@ func TestErrorKindsCrossTheWire(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalMatchesTheWire: a direct call answers as a gRPC call would, and
+// its errors arrive with the same kind and user message.
+func TestLocalMatchesTheWire(t *testing.T) {
+	resp, err := NewLocal(fakeScheduler{}).Fetch(context.Background(), &FetchRequest{Namespace: "guest", Action: "hello", Rev: 3})
+	if err != nil || resp.Status != FetchOK || resp.Activation == nil || resp.Activation.Action.Rev != 3 {
+		t.Fatalf("Fetch = %+v, %v", resp, err)
+	}
+	for _, k := range []whisk.Kind{whisk.Invalid, whisk.NotFound, whisk.Unavailable, whisk.Internal, whisk.Timeout} {
+		wire := serve(t, fakeScheduler{err: whisk.E("test", k, "the message", nil)})
+		_, werr := wire.Fetch(context.Background(), &FetchRequest{})
+		_, lerr := NewLocal(fakeScheduler{err: whisk.E("test", k, "the message", nil)}).Fetch(context.Background(), &FetchRequest{})
+		if whisk.KindOf(lerr) != whisk.KindOf(werr) || whisk.UserMessage(lerr) != whisk.UserMessage(werr) {
+			t.Errorf("kind %v: local %v (%v), wire %v (%v)", k, whisk.KindOf(lerr), lerr, whisk.KindOf(werr), werr)
+		}
+	}
+	_, err = NewLocal(fakeScheduler{err: context.Canceled}).Fetch(context.Background(), &FetchRequest{})
+	if whisk.KindOf(err) != whisk.Unavailable {
+		t.Errorf("a cancelled fetch: kind %v (%v)", whisk.KindOf(err), err)
+	}
+}

@@ -1,6 +1,9 @@
 package whisk
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strconv"
+)
 
 // Activation statuses: the numeric codes and the text the REST view shows.
 const (
@@ -89,23 +92,75 @@ const (
 )
 
 // Annotate sets the record's standard annotations from the action and the timings.
+// It is on every activation's path, so the values are encoded by hand
+// (exactly as json.Marshal encodes them) and merged once.
 func (a *Activation) Annotate(meta ActionMeta, t Timings, timedOut bool) {
-	add := func(k string, v any) {
-		b, _ := json.Marshal(v)
-		a.Annotations = a.Annotations.Merge(Params{{Key: k, Value: b}})
-	}
-	add(AnnPath, meta.Namespace+"/"+meta.Name)
-	add(AnnKind, meta.Kind)
-	add(AnnLimits, meta.Limits)
-	add(AnnTimeout, timedOut)
-	add(AnnWaitTime, t.Queued)
+	add := make(Params, 0, 8)
+	add = append(add,
+		KeyValue{Key: AnnPath, Value: appendJSONString(nil, meta.Namespace+"/"+meta.Name)},
+		KeyValue{Key: AnnKind, Value: appendJSONString(nil, meta.Kind)},
+		KeyValue{Key: AnnLimits, Value: meta.Limits.appendJSON(nil)},
+		KeyValue{Key: AnnTimeout, Value: strconv.AppendBool(nil, timedOut)},
+		KeyValue{Key: AnnWaitTime, Value: strconv.AppendInt(nil, t.Queued, 10)},
+	)
 	if t.Start != StartWarm && t.Init > 0 {
-		add(AnnInitTime, t.Init)
+		add = append(add, KeyValue{Key: AnnInitTime, Value: strconv.AppendInt(nil, t.Init, 10)})
 	}
 	if t.Start != "" {
-		add(AnnStart, t.Start)
+		add = append(add, KeyValue{Key: AnnStart, Value: appendJSONString(nil, t.Start)})
 	}
-	add(AnnTimings, t)
+	add = append(add, KeyValue{Key: AnnTimings, Value: t.appendJSON(nil)})
+	a.Annotations = a.Annotations.Merge(add)
+}
+
+// appendJSON appends t as json.Marshal encodes it.
+func (t Timings) appendJSON(b []byte) []byte {
+	b = append(b, `{"queued":`...)
+	b = strconv.AppendInt(b, t.Queued, 10)
+	if t.Create != 0 {
+		b = append(b, `,"create":`...)
+		b = strconv.AppendInt(b, t.Create, 10)
+	}
+	if t.Init != 0 {
+		b = append(b, `,"init":`...)
+		b = strconv.AppendInt(b, t.Init, 10)
+	}
+	b = append(b, `,"run":`...)
+	b = strconv.AppendInt(b, t.Run, 10)
+	b = append(b, `,"start":`...)
+	b = appendJSONString(b, t.Start)
+	return append(b, '}')
+}
+
+// appendJSON appends l as json.Marshal encodes it.
+func (l Limits) appendJSON(b []byte) []byte {
+	b = append(b, `{"timeout":`...)
+	b = strconv.AppendInt(b, l.Timeout, 10)
+	b = append(b, `,"memory":`...)
+	b = strconv.AppendInt(b, l.Memory, 10)
+	b = append(b, `,"logs":`...)
+	b = strconv.AppendInt(b, l.Logs, 10)
+	b = append(b, `,"concurrency":`...)
+	b = strconv.AppendInt(b, int64(l.Concurrency), 10)
+	if l.Instances != 0 {
+		b = append(b, `,"instances":`...)
+		b = strconv.AppendInt(b, int64(l.Instances), 10)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as json.Marshal encodes it: as is when every
+// byte is printable ASCII that needs no escape, else by json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // ActivationSummary is the list view of a record without result and logs.

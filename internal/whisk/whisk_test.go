@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -197,6 +198,78 @@ func TestNamespaceLimitsEffective(t *testing.T) {
 	} {
 		if got := tc.in.Effective(sys); got != tc.want {
 			t.Errorf("%+v.Effective = %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestAnnotateEncodesAsMarshal: the hand-encoded annotations are byte for
+// byte what json.Marshal gives for the same values, in the same order,
+// merged over existing annotations as before.
+func TestAnnotateEncodesAsMarshal(t *testing.T) {
+	// The encoders know every field: a new one must be added to them.
+	if n := reflect.TypeOf(Limits{}).NumField(); n != 5 {
+		t.Fatalf("Limits has %d fields: update Limits.appendJSON", n)
+	}
+	if n := reflect.TypeOf(Timings{}).NumField(); n != 5 {
+		t.Fatalf("Timings has %d fields: update Timings.appendJSON", n)
+	}
+	marshal := func(v any) json.RawMessage {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	metas := []ActionMeta{
+		{Namespace: "guest", Name: "hello", Kind: "python:3.11", Limits: DefaultSystemLimits().Defaults()},
+		{Namespace: "ns", Name: "pkg/a<b>&\"c\\d\u00e9\u2028", Kind: "nodejs:18", Limits: Limits{Timeout: 1, Memory: 2, Logs: 3, Concurrency: 4, Instances: 5}},
+		{Namespace: "x\ny", Name: "", Kind: "", Limits: Limits{Timeout: -1}},
+		{Namespace: "a", Name: "b<", Kind: "c&", Limits: Limits{Memory: 256}},
+	}
+	timings := []Timings{
+		{Queued: 5, Create: 100, Init: 40, Run: 3, Start: StartCold},
+		{Queued: 1, Run: 3, Start: StartWarm},
+		{Queued: 2, Init: 30, Run: 3, Start: StartPrewarm},
+		{Queued: -7, Run: 0},
+		{Start: "we\"ird"},
+		{Start: "x>"},
+	}
+	for _, meta := range metas {
+		for _, tm := range timings {
+			for _, timedOut := range []bool{false, true} {
+				before := Params{{Key: "custom", Value: json.RawMessage(`1`)}, {Key: AnnKind, Value: json.RawMessage(`"old"`)}}
+				var want Params
+				for _, kv := range before {
+					want = append(want, kv)
+				}
+				add := func(k string, v any) { want = want.Merge(Params{{Key: k, Value: marshal(v)}}) }
+				add(AnnPath, meta.Namespace+"/"+meta.Name)
+				add(AnnKind, meta.Kind)
+				add(AnnLimits, meta.Limits)
+				add(AnnTimeout, timedOut)
+				add(AnnWaitTime, tm.Queued)
+				if tm.Start != StartWarm && tm.Init > 0 {
+					add(AnnInitTime, tm.Init)
+				}
+				if tm.Start != "" {
+					add(AnnStart, tm.Start)
+				}
+				add(AnnTimings, tm)
+
+				a := Activation{Annotations: before}
+				a.Annotate(meta, tm, timedOut)
+				// Compared raw: marshalling a RawMessage would re-escape it.
+				show := func(p Params) string {
+					var b strings.Builder
+					for _, kv := range p {
+						fmt.Fprintf(&b, "%s=%s;", kv.Key, kv.Value)
+					}
+					return b.String()
+				}
+				if got, want := show(a.Annotations), show(want); got != want {
+					t.Errorf("Annotate(%+v, %+v, %v):\n got %s\nwant %s", meta, tm, timedOut, got, want)
+				}
+			}
 		}
 	}
 }
