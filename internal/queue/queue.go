@@ -739,6 +739,7 @@ func (r *reader) run(ctx context.Context) {
 	r.close(ctx)
 	close(r.done)
 }
+
 // subscribe opens the consumer; nil when ctx ended or the topic is gone.
 // A Subscribe of a group whose previous consumer (a dead leader's) is
 // still in it waits, bounded by ctx, until the bus gives this one the
@@ -946,7 +947,7 @@ func (r *reader) forward(ctx context.Context, recs []bus.Record) bool {
 type pollWaker struct {
 	mu     sync.Mutex
 	cancel func() // ends the Poll in progress or wakes the parked reader; nil between polls
-	gen    uint64             // counts Polls, so a late fire spares the next one
+	gen    uint64 // counts Polls, so a late fire spares the next one
 	armed  bool
 	armGen uint64      // the Poll the timer was armed for
 	timer  *time.Timer // calls fire; made on first use
