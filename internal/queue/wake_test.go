@@ -45,7 +45,7 @@ func (c *countingConsumer) Commit(ctx context.Context, off int64) error {
 // consumer's Notify, so that the reader parks with no goroutine.
 type notifyingConsumer struct {
 	*countingConsumer
-	n       notifier
+	n        notifier
 	notifies atomic.Int64
 }
 
