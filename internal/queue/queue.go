@@ -709,15 +709,35 @@ func (q *Queue) setState(s State) {
 }
 
 // read owns the consumer: it polls, forwards records to the owner, and
-// commits the watermark the owner publishes.
+// commits the watermark the owner publishes. With a consumer that can call
+// back (notifier) the reader keeps no goroutine while nothing is there to
+// read or commit: see reader.park.
 func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
-	defer close(done)
 	r := q.subscribe(ctx)
 	if r == nil {
+		close(done)
 		return
 	}
-	defer r.close(ctx)
-	r.consume(ctx)
+	r.done = done
+	r.run(ctx)
+}
+
+// notifier is a consumer that calls back instead of blocking in Poll (the
+// in-memory bus). Notify calls f once when a Poll would not block and
+// returns false, or returns true, keeping no f, when a Poll would not
+// block now; f must return at once.
+type notifier interface {
+	Notify(f func()) (ready bool)
+}
+
+// run consumes until the reader stops or parks; once stopped it commits the
+// last watermark, closes the consumer and closes done.
+func (r *reader) run(ctx context.Context) {
+	if r.consume(ctx) {
+		return // parked: a new goroutine runs on when woken
+	}
+	r.close(ctx)
+	close(r.done)
 }
 
 // subscribe opens the consumer; nil when ctx ended or the topic is gone.
@@ -760,17 +780,30 @@ type reader struct {
 	checkBefore int64 // epoch ms
 	committed   int64 // the last offset committed
 	lost        bool  // the bus gave the topic to another consumer
+	done        chan<- struct{}
+	// A parked reader (park) has no goroutine; pmu orders park's set-up
+	// before the goroutine that a wake starts (unpark).
+	pmu       sync.Mutex
+	parked    bool
+	stopAfter func() bool // stops the ctx callback of the park
 }
 
-// consume polls, forwards records to the owner and commits the watermark.
-// Its frame is what an idle queue's reader keeps on its stack: the work on
-// records and errors is in methods of their own.
-func (r *reader) consume(ctx context.Context) {
+// consume polls, forwards records to the owner and commits the watermark;
+// true when it parked instead (the goroutine must then return at once).
+// Its frame is what an idle queue's reader keeps on its stack (with a
+// consumer that cannot park): the work on records and errors is in methods
+// of their own.
+func (r *reader) consume(ctx context.Context) (parked bool) {
+	r.unpark()
 	q := r.q
+	n, _ := r.c.(notifier)
 	for ctx.Err() == nil {
 		r.commit(ctx)
 		if r.lost {
-			return
+			return false
+		}
+		if n != nil && r.park(ctx, n) {
+			return true
 		}
 		// The Poll waits for records with no deadline; once the owner
 		// moves the watermark (or it is ahead of the commit already: a
@@ -786,14 +819,54 @@ func (r *reader) consume(ctx context.Context) {
 		cancel()
 		if err != nil {
 			if !r.pollFailed(ctx, pctx, err) {
-				return
+				return false
 			}
 			continue
 		}
 		if !r.forward(ctx, recs) {
-			return
+			return false
 		}
 	}
+	return false
+}
+
+// park leaves the reader with no goroutine until a Poll would not block,
+// ctx ends, or pollWait after the owner moved the watermark: the first of
+// them starts a goroutine that runs on (run). False, with nothing
+// registered, when a Poll would not block now.
+func (r *reader) park(ctx context.Context, n notifier) bool {
+	var woken atomic.Bool
+	wake := func() {
+		if woken.CompareAndSwap(false, true) {
+			go r.run(ctx)
+		}
+	}
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	r.q.poll.begin(wake)
+	if n.Notify(wake) {
+		r.q.poll.end()
+		return false
+	}
+	r.parked = true
+	r.stopAfter = context.AfterFunc(ctx, wake)
+	if r.q.commitTo.Load() > r.committed {
+		r.q.poll.moved()
+	}
+	return true
+}
+
+// unpark undoes what park registered, in the goroutine a wake started.
+func (r *reader) unpark() {
+	r.pmu.Lock()
+	defer r.pmu.Unlock()
+	if !r.parked {
+		return
+	}
+	r.parked = false
+	r.q.poll.end()
+	r.stopAfter()
+	r.stopAfter = nil
 }
 
 // commit commits the watermark the owner published, if it moved.
@@ -873,15 +946,15 @@ func (r *reader) forward(ctx context.Context, recs []bus.Record) bool {
 // armed at most once per Poll.
 type pollWaker struct {
 	mu     sync.Mutex
-	cancel context.CancelFunc // of the Poll in progress; nil between polls
-	gen    uint64             // counts Polls, so a late fire spares the next one
+	cancel func() // ends the Poll in progress or wakes the parked reader; nil between polls
+	gen    uint64 // counts Polls, so a late fire spares the next one
 	armed  bool
 	armGen uint64      // the Poll the timer was armed for
 	timer  *time.Timer // calls fire; made on first use
 }
 
 // begin registers the cancel of a Poll about to start (reader).
-func (p *pollWaker) begin(cancel context.CancelFunc) {
+func (p *pollWaker) begin(cancel func()) {
 	p.mu.Lock()
 	p.cancel = cancel
 	p.gen++

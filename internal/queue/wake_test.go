@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,6 +41,19 @@ func (c *countingConsumer) Commit(ctx context.Context, off int64) error {
 	return err
 }
 
+// notifyingConsumer is a countingConsumer that keeps the memory
+// consumer's Notify, so that the reader parks with no goroutine.
+type notifyingConsumer struct {
+	*countingConsumer
+	n        notifier
+	notifies atomic.Int64
+}
+
+func (c *notifyingConsumer) Notify(f func()) bool {
+	c.notifies.Add(1)
+	return c.n.Notify(f)
+}
+
 type liveQueue struct {
 	q       *Queue
 	b       *memory.Bus
@@ -50,6 +65,13 @@ type liveQueue struct {
 const liveTopic = "t"
 
 func startLive(t *testing.T, cfg Config) *liveQueue {
+	t.Helper()
+	return startLiveQueue(t, cfg, nil)
+}
+
+// startLiveQueue starts a live queue; notifying, if not nil, is given the
+// notifyingConsumer the queue's reader gets (the reader then parks).
+func startLiveQueue(t *testing.T, cfg Config, notifying *atomic.Pointer[notifyingConsumer]) *liveQueue {
 	t.Helper()
 	l := &liveQueue{b: memory.New(nil), creates: make(chan CreateRequest, 16), done: make(chan struct{})}
 	ctx := context.Background()
@@ -68,6 +90,11 @@ func startLive(t *testing.T, cfg Config) *liveQueue {
 			cc := &countingConsumer{Consumer: c}
 			cc.committed.Store(-1)
 			l.c.Store(cc)
+			if notifying != nil {
+				nc := &notifyingConsumer{countingConsumer: cc, n: c.(notifier)}
+				notifying.Store(nc)
+				return nc, nil
+			}
 			return cc, nil
 		},
 		CountContainers: func(context.Context, int64) (int, error) { return 0, nil },
@@ -148,6 +175,96 @@ func TestIdleQueueParks(t *testing.T) {
 	// fetches, the quiet time), not one per tick for the window.
 	if l.q.wakes > 25 {
 		t.Errorf("%d wake-ups; an idle queue should sleep", l.q.wakes)
+	}
+}
+
+// readerGoroutines counts the goroutines running the queue's reader.
+func readerGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "queue.(*reader).")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// TestIdleReaderParksWithNoGoroutine: on a consumer that can call back (the
+// in-memory bus), an idle queue's reader keeps no goroutine and polls no
+// more; an arrival still asks for a container at once, the hand-off is
+// committed with no later arrival, and Stop closes the consumer.
+func TestIdleReaderParksWithNoGoroutine(t *testing.T) {
+	var nc atomic.Pointer[notifyingConsumer]
+	l := startLiveQueue(t, Config{Tick: 10 * time.Millisecond, Park: 20 * time.Millisecond, IdleTimeout: time.Hour}, &nc)
+	until(t, "the queue to go idle with a parked reader", func() bool {
+		c := nc.Load()
+		return l.q.State() == Idle && c != nil && c.notifies.Load() > 0 && readerGoroutines() == 0
+	})
+	c := nc.Load()
+	polls := c.polls.Load()
+	time.Sleep(300 * time.Millisecond)
+	if n := c.polls.Load() - polls; n != 0 {
+		t.Errorf("a parked reader polled %d times", n)
+	}
+	if n := readerGoroutines(); n != 0 {
+		t.Errorf("%d reader goroutines while idle", n)
+	}
+
+	at := time.Now()
+	l.publish(t, "00000000000000000000000000000001")
+	cr := wait(t, l.creates, "a creation for the arrival")
+	if d := time.Since(at); d > 2*time.Second {
+		t.Errorf("the arrival waited %v for its creation", d)
+	}
+	r, err := l.q.Fetch(context.Background(), &rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: 1, Alive: true, ContainerID: "c1"})
+	if err != nil || r.Status != rpc.FetchOK || r.Activation == nil || r.Activation.ActivationID != "00000000000000000000000000000001" {
+		t.Fatalf("fetch: %+v %v", r, err)
+	}
+	cr.Done(CreationResult{ID: cr.ID, OK: true})
+	// The hand-off moved the watermark while the reader was parked: a wake
+	// after pollWait commits it.
+	until(t, "the commit of the handed activation", func() bool { return c.committed.Load() == 0 })
+	until(t, "the reader to park again", func() bool { return readerGoroutines() == 0 })
+
+	// A second arrival at the parked reader reaches the owner too.
+	l.publish(t, "00000000000000000000000000000002")
+	r, err = l.q.Fetch(context.Background(), &rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: 1, Alive: true, ContainerID: "c1"})
+	if err != nil || r.Status != rpc.FetchOK || r.Activation == nil || r.Activation.ActivationID != "00000000000000000000000000000002" {
+		t.Fatalf("second fetch: %+v %v", r, err)
+	}
+	until(t, "the commit of the second activation", func() bool { return c.committed.Load() == 1 })
+
+	l.q.Stop()
+	<-l.done
+	// Run returned after the (parked) reader closed the consumer: the group
+	// can subscribe again.
+	c2, err := l.b.Subscribe(context.Background(), liveTopic, "queue")
+	if err != nil {
+		t.Fatalf("subscribe after Stop: %v", err)
+	}
+	_ = c2.Close()
+}
+
+// TestParkedReaderTopicDeleted: deleting the topic of a queue whose reader
+// is parked ends the queue (topic gone).
+func TestParkedReaderTopicDeleted(t *testing.T) {
+	var nc atomic.Pointer[notifyingConsumer]
+	l := startLiveQueue(t, Config{Tick: 10 * time.Millisecond, Park: 20 * time.Millisecond, IdleTimeout: time.Hour}, &nc)
+	until(t, "a parked reader", func() bool {
+		c := nc.Load()
+		return c != nil && c.notifies.Load() > 0 && readerGoroutines() == 0
+	})
+	if err := l.b.DeleteTopic(context.Background(), liveTopic); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the queue did not end after its topic was deleted")
+	}
+	if e := l.q.Ended(); e != EndTopicGone {
+		t.Errorf("ended %v, want %v", e, EndTopicGone)
 	}
 }
 

@@ -24,6 +24,8 @@
 //     ends first.
 //   - Close of a consumer may be called from another goroutine while Poll
 //     blocks; Poll then returns.
+//   - A consumer can call back instead of blocking (Notify): its reader need
+//     not keep a goroutine waiting in Poll while the topic is quiet.
 //
 // Publish and Poll take one mutex per topic and allocate only the copy of the
 // value and the slice Poll returns; a blocked Poll waits on its consumer's
@@ -267,13 +269,42 @@ type consumer struct {
 	pos    int64 // next offset to deliver
 	closed bool
 	wakeCh chan struct{} // capacity 1: "something changed, look again"
+	notify func()        // Notify's callback, called (once) by the next wake
 }
 
 func (c *consumer) wake() {
+	if f := c.notify; f != nil {
+		c.notify = nil
+		f()
+	}
 	select {
 	case c.wakeCh <- struct{}{}:
 	default:
 	}
+}
+
+// ready says a Poll would not block. Called with t.mu held.
+func (c *consumer) ready() bool {
+	t := c.t
+	return t.closed || t.deleted || c.closed || t.end() > max(c.pos, t.base)
+}
+
+// Notify arranges for f to be called once when a Poll would not block
+// (records are available, or the consumer, its topic or the bus is
+// closed), and returns false; or returns true at once, without keeping f,
+// if a Poll would not block now. f is called with the topic's lock held,
+// from the goroutine that published or closed: it must return at once and
+// must not call the consumer. A later Notify replaces f; a Poll drops it.
+func (c *consumer) Notify(f func()) (ready bool) {
+	t := c.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.ready() {
+		c.notify = nil
+		return true
+	}
+	c.notify = f
+	return false
 }
 
 // Poll returns the next records, blocking until there is at least one.
@@ -282,6 +313,7 @@ func (c *consumer) Poll(ctx context.Context, limit int) ([]bus.Record, error) {
 	t := c.t
 	for {
 		t.mu.Lock()
+		c.notify = nil
 		if err := t.failure(op); err != nil {
 			t.mu.Unlock()
 			return nil, err

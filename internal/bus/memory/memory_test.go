@@ -342,3 +342,101 @@ func TestRandomAgainstModel(t *testing.T) {
 		}
 	}
 }
+
+// TestNotify: Notify answers ready at once while a Poll would not block,
+// and otherwise calls back exactly once, on the next Publish, consumer
+// Close, DeleteTopic or Bus.Close; a Poll or a later Notify drops the
+// callback.
+func TestNotify(t *testing.T) {
+	ctx := context.Background()
+	calls := 0
+	f := func() { calls++ }
+	check := func(what string, want int) {
+		t.Helper()
+		if calls != want {
+			t.Fatalf("%s: %d callbacks, want %d", what, calls, want)
+		}
+	}
+	b := setup(t, "t", 1)
+	c := sub(t, b, "t", "g").(*consumer)
+	if !c.Notify(f) {
+		t.Fatal("Notify with a record to poll: not ready")
+	}
+	if _, err := c.Poll(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if c.Notify(f) {
+		t.Fatal("Notify with nothing to poll: ready")
+	}
+	check("before a publish", 0)
+	if err := b.Publish(ctx, "t", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	check("after a publish", 1)
+	if err := b.Publish(ctx, "t", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	check("a second publish", 1) // once
+	if !c.Notify(f) {
+		t.Fatal("Notify after publishes: not ready")
+	}
+	if recs, err := c.Poll(ctx, 0); err != nil || len(recs) != 2 {
+		t.Fatalf("poll: %d records, %v", len(recs), err)
+	}
+
+	// A Poll drops the callback.
+	if c.Notify(f) {
+		t.Fatal("Notify: ready")
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	if _, err := c.Poll(pctx, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("poll of an empty topic: %v", err)
+	}
+	cancel()
+	if err := b.Publish(ctx, "t", []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	check("a publish after a Poll dropped the callback", 1)
+	if _, err := c.Poll(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// Close of the consumer calls back; a closed consumer is ready.
+	if err := c.Commit(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if c.Notify(f) {
+		t.Fatal("Notify: ready")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("after the consumer's Close", 2)
+	if !c.Notify(f) {
+		t.Fatal("Notify of a closed consumer: not ready")
+	}
+
+	// DeleteTopic and Bus.Close call back too.
+	c = sub(t, b, "t", "g").(*consumer)
+	if c.Notify(f) {
+		t.Fatal("Notify: ready")
+	}
+	if err := b.DeleteTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	check("after DeleteTopic", 3)
+	if !c.Notify(f) {
+		t.Fatal("Notify after DeleteTopic: not ready")
+	}
+	if err := b.EnsureTopic(ctx, "u"); err != nil {
+		t.Fatal(err)
+	}
+	c = sub(t, b, "u", "g").(*consumer)
+	if c.Notify(f) {
+		t.Fatal("Notify: ready")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check("after Bus.Close", 4)
+}
