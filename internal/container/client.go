@@ -77,6 +77,7 @@ type Client struct {
 	base string
 	hc   *http.Client
 	tr   *http.Transport
+	run  *runConns
 }
 
 // NewClient returns a client of the runtime at addr (host:port).
@@ -89,7 +90,8 @@ func NewClient(addr string) *Client {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &Client{addr: addr, base: "http://" + addr, tr: tr, hc: &http.Client{Transport: tr}}
+	run := &runConns{addr: addr, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}
+	return &Client{addr: addr, base: "http://" + addr, tr: tr, hc: &http.Client{Transport: tr}, run: run}
 }
 
 // Addr is the runtime's address.
@@ -115,7 +117,11 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	return c.post(ctx, "run", body)
+	resp, err := c.run.post(ctx, "/run", body)
+	if err != nil {
+		return Response{}, &TransportError{Op: "run", Addr: c.addr, Err: unwrapURL(err, ctx)}
+	}
+	return resp, nil
 }
 
 // appendJSON appends r as json.Marshal encodes it, without reflection on
@@ -176,7 +182,10 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // Close closes idle connections.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.tr.CloseIdleConnections()
+	c.run.closeIdle()
+}
 
 func (c *Client) post(ctx context.Context, op string, body []byte) (Response, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+op, bytes.NewReader(body))
