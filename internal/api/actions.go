@@ -433,7 +433,8 @@ func (s *server) invokeAction(w http.ResponseWriter, r *http.Request, caller whi
 	if err != nil {
 		return err
 	}
-	w.Header().Set("x-openwhisk-activation-id", string(res.ActivationID))
+	// The canonical form: Set would allocate it on every call.
+	w.Header().Set("X-Openwhisk-Activation-Id", string(res.ActivationID))
 	if res.Activation == nil {
 		writeJSON(w, http.StatusAccepted, map[string]whisk.ActivationID{"activationId": res.ActivationID})
 		return nil

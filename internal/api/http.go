@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -82,8 +83,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				s.writeError(rw, r, whisk.E("api", whisk.Internal, "", fmt.Errorf("panic: %v", p)))
 			}
 		}
-		s.log.Debug("request", "tid", tid, "method", r.Method, "path", r.URL.Path,
-			"status", rw.status, "ms", s.now().Sub(start).Milliseconds())
+		// Checked first: the arguments would be boxed on every request
+		// even when debug logs are off.
+		if s.log.Enabled(r.Context(), slog.LevelDebug) {
+			s.log.Debug("request", "tid", tid, "method", r.Method, "path", r.URL.Path,
+				"status", rw.status, "ms", s.now().Sub(start).Milliseconds())
+		}
 	}()
 	if r.Method == http.MethodOptions {
 		rw.WriteHeader(http.StatusOK)

@@ -77,6 +77,7 @@ type Client struct {
 	base string
 	hc   *http.Client
 	tr   *http.Transport
+	run  *runConns
 }
 
 // NewClient returns a client of the runtime at addr (host:port).
@@ -89,7 +90,8 @@ func NewClient(addr string) *Client {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &Client{addr: addr, base: "http://" + addr, tr: tr, hc: &http.Client{Transport: tr}}
+	run := &runConns{addr: addr, dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}}
+	return &Client{addr: addr, base: "http://" + addr, tr: tr, hc: &http.Client{Transport: tr}, run: run}
 }
 
 // Addr is the runtime's address.
@@ -111,15 +113,79 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (Response, error) {
 	if len(req.Value) == 0 {
 		req.Value = json.RawMessage("{}")
 	}
-	body, err := json.Marshal(req)
+	body, err := req.appendJSON(make([]byte, 0, 256+len(req.Value)))
 	if err != nil {
 		return Response{}, err
 	}
-	return c.post(ctx, "run", body)
+	resp, err := c.run.post(ctx, "/run", body)
+	if err != nil {
+		return Response{}, &TransportError{Op: "run", Addr: c.addr, Err: unwrapURL(err, ctx)}
+	}
+	return resp, nil
+}
+
+// appendJSON appends r as json.Marshal encodes it, without reflection on
+// the hot path: a Value that json.Marshal would rewrite (whitespace to
+// compact, <, > or & to escape, U+2028/U+2029) and strings that need
+// escapes go through json.Marshal.
+func (r RunRequest) appendJSON(b []byte) ([]byte, error) {
+	if !plainJSON(r.Value) {
+		m, err := json.Marshal(r)
+		return append(b, m...), err
+	}
+	b = append(b, `{"value":`...)
+	b = append(b, r.Value...)
+	b = append(b, `,"namespace":`...)
+	b = appendJSONString(b, r.Namespace)
+	b = append(b, `,"action_name":`...)
+	b = appendJSONString(b, r.ActionName)
+	b = append(b, `,"action_version":`...)
+	b = appendJSONString(b, r.ActionVersion)
+	b = append(b, `,"activation_id":`...)
+	b = appendJSONString(b, r.ActivationID)
+	b = append(b, `,"transaction_id":`...)
+	b = appendJSONString(b, r.TransactionID)
+	b = append(b, `,"deadline":`...)
+	b = appendJSONString(b, r.Deadline)
+	if r.APIKey != "" {
+		b = append(b, `,"api_key":`...)
+		b = appendJSONString(b, r.APIKey)
+	}
+	return append(b, '}'), nil
+}
+
+// plainJSON reports whether v is valid JSON that json.Marshal copies as is
+// (a json.RawMessage is compacted and HTML-escaped): no whitespace, no <, >
+// or &, and no byte 0xE2 (which starts U+2028 and U+2029).
+func plainJSON(v []byte) bool {
+	for _, c := range v {
+		switch c {
+		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xE2:
+			return false
+		}
+	}
+	return json.Valid(v)
+}
+
+// appendJSONString appends s as json.Marshal encodes it: as is when every
+// byte is printable ASCII that needs no escape, else by json.Marshal.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Close closes idle connections.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.tr.CloseIdleConnections()
+	c.run.closeIdle()
+}
 
 func (c *Client) post(ctx context.Context, op string, body []byte) (Response, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/"+op, bytes.NewReader(body))

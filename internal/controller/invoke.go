@@ -79,7 +79,7 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 	}
 
 	msg.Published = c.now().UnixMilli()
-	b, err := json.Marshal(msg)
+	b, err := msg.AppendJSON(make([]byte, 0, 512+len(msg.Params)))
 	if err == nil {
 		err = c.deps.Bus.Publish(ctx, topic, b)
 	}

@@ -1,0 +1,158 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// runConns is the client's own pool of HTTP/1.1 connections for /run, the
+// hot path: a call writes the request and reads the answer on the calling
+// goroutine, without net/http's per-connection read and write goroutines
+// (two goroutine hand-offs per call). /init stays on net/http.
+type runConns struct {
+	addr   string
+	dialer net.Dialer
+
+	mu   sync.Mutex
+	idle []*runConn
+}
+
+const maxIdleRunConns = 4
+
+type runConn struct {
+	nc  net.Conn
+	br  *bufio.Reader
+	buf []byte // the request being written, reused
+}
+
+func (p *runConns) get(ctx context.Context) (*runConn, bool, error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		rc := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return rc, true, nil
+	}
+	p.mu.Unlock()
+	nc, err := p.dialer.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &runConn{nc: nc, br: bufio.NewReaderSize(nc, 4096)}, false, nil
+}
+
+func (p *runConns) put(rc *runConn) {
+	p.mu.Lock()
+	if len(p.idle) < maxIdleRunConns {
+		p.idle = append(p.idle, rc)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	rc.nc.Close()
+}
+
+// closeIdle closes the idle connections.
+func (p *runConns) closeIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, rc := range idle {
+		rc.nc.Close()
+	}
+}
+
+// errStale is a reused connection that the runtime had closed while idle,
+// found before any byte of an answer: the request is sent again on a new
+// connection, as net/http does.
+var errStale = errors.New("idle connection closed by the runtime")
+
+// post sends body to path and reads the whole answer.
+func (p *runConns) post(ctx context.Context, path string, body []byte) (Response, error) {
+	for attempt := 0; ; attempt++ {
+		rc, reused, err := p.get(ctx)
+		if err != nil {
+			return Response{}, err
+		}
+		resp, keep, err := p.roundTrip(ctx, rc, path, body, reused && attempt == 0)
+		if keep {
+			p.put(rc)
+		} else {
+			rc.nc.Close()
+		}
+		if errors.Is(err, errStale) {
+			continue
+		}
+		return resp, err
+	}
+}
+
+func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body []byte, mayBeStale bool) (resp Response, keep bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return Response{}, true, err
+	}
+	// An ended ctx interrupts the reads and writes under way; the
+	// connection is then not reused.
+	stop := context.AfterFunc(ctx, func() { rc.nc.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() {
+			keep = false
+		}
+	}()
+
+	b := rc.buf[:0]
+	b = append(b, "POST "...)
+	b = append(b, path...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, p.addr...)
+	b = append(b, "\r\nUser-Agent: Go-http-client/1.1\r\nContent-Type: application/json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	if cap(b) <= 64<<10 {
+		rc.buf = b
+	}
+	if _, err := rc.nc.Write(b); err != nil {
+		if mayBeStale {
+			return Response{}, false, errStale
+		}
+		return Response{}, false, err
+	}
+	if _, err := rc.br.Peek(1); err != nil {
+		if mayBeStale && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err)) {
+			return Response{}, false, errStale
+		}
+		return Response{}, false, err
+	}
+	hresp, err := http.ReadResponse(rc.br, nil)
+	if err != nil {
+		return Response{}, false, err
+	}
+	var out []byte
+	if n := hresp.ContentLength; n >= 0 && n <= 64<<20 {
+		out = make([]byte, n)
+		_, err = io.ReadFull(hresp.Body, out)
+	} else {
+		out, err = io.ReadAll(hresp.Body)
+	}
+	hresp.Body.Close()
+	if err != nil {
+		return Response{}, false, err
+	}
+	return Response{Status: hresp.StatusCode, Body: out}, !hresp.Close, nil
+}
+
+// isReset reports a connection reset by the peer.
+func isReset(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && !oe.Timeout()
+}

@@ -1,0 +1,111 @@
+package whisk
+
+import (
+	"encoding/json"
+	"strconv"
+)
+
+// AppendJSON appends m as json.Marshal encodes it, without reflection on
+// the invoke path. A message json.Marshal would rewrite (a raw value with
+// whitespace, <, > or &, U+2028 or U+2029, or that is not valid JSON) or
+// that has init parameters goes through json.Marshal.
+func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
+	if len(m.InitParams) > 0 || !plainJSON(m.Params) {
+		return m.marshalAppend(b)
+	}
+	for _, kv := range m.Action.Annotations {
+		if !plainJSON(kv.Value) {
+			return m.marshalAppend(b)
+		}
+	}
+	b = append(b, `{"activationId":`...)
+	b = appendJSONString(b, string(m.ActivationID))
+	b = append(b, `,"transid":`...)
+	b = appendJSONString(b, m.TransactionID)
+	b = append(b, `,"action":`...)
+	b = m.Action.appendJSON(b)
+	b = append(b, `,"subject":`...)
+	b = appendJSONString(b, m.Subject)
+	if m.APIKey != "" {
+		b = append(b, `,"apiKey":`...)
+		b = appendJSONString(b, m.APIKey)
+	}
+	b = append(b, `,"params":`...)
+	if m.Params == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, m.Params...)
+	}
+	b = append(b, `,"blocking":`...)
+	b = strconv.AppendBool(b, m.Blocking)
+	b = append(b, `,"controller":`...)
+	b = appendJSONString(b, m.ControllerID)
+	b = append(b, `,"published":`...)
+	b = strconv.AppendInt(b, m.Published, 10)
+	if m.NamespaceLimit != 0 {
+		b = append(b, `,"namespaceLimit":`...)
+		b = strconv.AppendInt(b, int64(m.NamespaceLimit), 10)
+	}
+	return append(b, '}'), nil
+}
+
+func (m *ActivationMessage) marshalAppend(b []byte) ([]byte, error) {
+	j, err := json.Marshal(m)
+	return append(b, j...), err
+}
+
+// appendJSON appends a as json.Marshal encodes it; the caller checked
+// that every annotation value is plainJSON.
+func (a *ActionMeta) appendJSON(b []byte) []byte {
+	b = append(b, `{"namespace":`...)
+	b = appendJSONString(b, a.Namespace)
+	b = append(b, `,"name":`...)
+	b = appendJSONString(b, a.Name)
+	b = append(b, `,"version":`...)
+	b = appendJSONString(b, a.Version)
+	b = append(b, `,"rev":`...)
+	b = strconv.AppendInt(b, a.Rev, 10)
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, a.Kind)
+	if a.Image != "" {
+		b = append(b, `,"image":`...)
+		b = appendJSONString(b, a.Image)
+	}
+	b = append(b, `,"limits":`...)
+	b = a.Limits.appendJSON(b)
+	if len(a.Annotations) > 0 {
+		b = append(b, `,"annotations":[`...)
+		for i, kv := range a.Annotations {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"key":`...)
+			b = appendJSONString(b, kv.Key)
+			b = append(b, `,"value":`...)
+			if kv.Value == nil {
+				b = append(b, "null"...)
+			} else {
+				b = append(b, kv.Value...)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}')
+}
+
+// plainJSON reports whether v is nil or valid JSON that json.Marshal copies
+// as is (it compacts and HTML-escapes a json.RawMessage): no whitespace, no
+// <, > or &, and no byte 0xE2 (which starts U+2028 and U+2029).
+func plainJSON(v []byte) bool {
+	if v == nil {
+		return true
+	}
+	for _, c := range v {
+		switch c {
+		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xE2:
+			return false
+		}
+	}
+	return json.Valid(v)
+}
