@@ -62,6 +62,8 @@ import (
 const (
 	DefaultTTL        = 2 * time.Second
 	DefaultMaxEntries = 10000
+	// DefaultMaxActionBytes is Config.MaxActionBytes's default.
+	DefaultMaxActionBytes = 256 << 20
 )
 
 // Config tunes a Store. Zero fields take the defaults.
@@ -85,6 +87,13 @@ type Config struct {
 	// MaxEntries bounds each of the two caches (identities, actions);
 	// default DefaultMaxEntries.
 	MaxEntries int
+	// MaxActionBytes bounds the action cache by the size of what it holds
+	// (code, parameters, annotations): an action's code can be tens of MB
+	// (a native binary, a zip), and a cache bounded by count only held
+	// 2.4 MB of heap per native benchmark action. An action larger than a
+	// quarter of it is not cached (it is read from the store every time).
+	// Default DefaultMaxActionBytes.
+	MaxActionBytes int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -127,6 +136,9 @@ func New(inner store.Store, cfg Config) *Store {
 	if cfg.MaxEntries <= 0 {
 		cfg.MaxEntries = DefaultMaxEntries
 	}
+	if cfg.MaxActionBytes <= 0 {
+		cfg.MaxActionBytes = DefaultMaxActionBytes
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -134,8 +146,23 @@ func New(inner store.Store, cfg Config) *Store {
 		inner: inner,
 		cfg:   cfg,
 		ids:   newLRU[string, whisk.Identity](cfg.MaxEntries, cfg.StaleIfError),
-		acts:  newLRU[actionKey, whisk.Action](cfg.MaxEntries, cfg.StaleIfError),
+		acts:  newLRU[actionKey, whisk.Action](cfg.MaxEntries, cfg.StaleIfError).withCost(actionBytes, cfg.MaxActionBytes),
 	}
+}
+
+// actionBytes is about what a cached action holds in memory: its code and
+// its JSON documents, plus a fixed allowance for the rest.
+func actionBytes(a whisk.Action) int {
+	n := 512 + len(a.Exec.Code) + len(a.Exec.Image)
+	for _, ps := range []whisk.Params{a.Parameters, a.Annotations} {
+		for _, p := range ps {
+			n += 32 + len(p.Key) + len(p.Value)
+		}
+	}
+	for _, c := range a.Exec.Components {
+		n += len(c)
+	}
+	return n
 }
 
 // Inner returns the wrapped store.
@@ -342,6 +369,11 @@ type lru[K comparable, V any] struct {
 	mu   sync.Mutex
 	max  int
 	keep time.Duration
+	// With a cost function, the entries' costs add up to at most maxCost
+	// (total), and a value costing more than a quarter of it is not kept.
+	cost    func(V) int
+	maxCost int
+	total   int
 	// gen is bumped by every invalidation; put drops an answer read
 	// under an older generation, which may predate the write.
 	gen uint64
@@ -354,10 +386,25 @@ type entry[K comparable, V any] struct {
 	val     V
 	err     error
 	expires time.Time
+	cost    int
 }
 
 func newLRU[K comparable, V any](max int, keep time.Duration) *lru[K, V] {
 	return &lru[K, V]{max: max, keep: keep, ll: list.New(), m: make(map[K]*list.Element)}
+}
+
+// withCost bounds c by the sum of its values' cost as well.
+func (c *lru[K, V]) withCost(cost func(V) int, max int) *lru[K, V] {
+	c.cost, c.maxCost = cost, max
+	return c
+}
+
+// remove takes el out (under mu).
+func (c *lru[K, V]) remove(el *list.Element) {
+	e := el.Value.(*entry[K, V])
+	c.ll.Remove(el)
+	delete(c.m, e.key)
+	c.total -= e.cost
 }
 
 // get returns the live entry of k; ok is false when there is none.
@@ -371,8 +418,7 @@ func (c *lru[K, V]) get(k K, now time.Time) (v V, err error, ok bool) {
 	e := el.Value.(*entry[K, V])
 	if !now.Before(e.expires) {
 		if e.err != nil || !now.Before(e.expires.Add(c.keep)) {
-			c.ll.Remove(el)
-			delete(c.m, k)
+			c.remove(el)
 		}
 		return v, nil, false
 	}
@@ -417,17 +463,20 @@ func (c *lru[K, V]) put(k K, v V, err error, expires time.Time, gen uint64) {
 	if gen != c.gen {
 		return
 	}
-	if el, found := c.m[k]; found {
-		e := el.Value.(*entry[K, V])
-		e.val, e.err, e.expires = v, err, expires
-		c.ll.MoveToFront(el)
-		return
+	cost := 0
+	if c.cost != nil && err == nil {
+		cost = c.cost(v)
 	}
-	c.m[k] = c.ll.PushFront(&entry[K, V]{key: k, val: v, err: err, expires: expires})
-	for c.ll.Len() > c.max {
-		last := c.ll.Back()
-		c.ll.Remove(last)
-		delete(c.m, last.Value.(*entry[K, V]).key)
+	if el, found := c.m[k]; found {
+		c.remove(el)
+	}
+	if c.cost != nil && cost > c.maxCost/4 {
+		return // too big to keep: read from the store every time
+	}
+	c.m[k] = c.ll.PushFront(&entry[K, V]{key: k, val: v, err: err, expires: expires, cost: cost})
+	c.total += cost
+	for c.ll.Len() > c.max || (c.cost != nil && c.total > c.maxCost) {
+		c.remove(c.ll.Back())
 	}
 }
 
@@ -437,8 +486,7 @@ func (c *lru[K, V]) invalidate(k K) {
 	defer c.mu.Unlock()
 	c.gen++
 	if el, found := c.m[k]; found {
-		c.ll.Remove(el)
-		delete(c.m, k)
+		c.remove(el)
 	}
 }
 
@@ -448,8 +496,7 @@ func (c *lru[K, V]) drop(k K) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, found := c.m[k]; found {
-		c.ll.Remove(el)
-		delete(c.m, k)
+		c.remove(el)
 	}
 }
 
@@ -461,6 +508,7 @@ func (c *lru[K, V]) invalidateAll() {
 	c.gen++
 	c.ll.Init()
 	clear(c.m)
+	c.total = 0
 }
 
 // size returns the number of entries, live or expired.

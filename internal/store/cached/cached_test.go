@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -495,6 +496,51 @@ func TestBoundedLRU(t *testing.T) {
 	mustGet(t, s, "b")
 	if got := inner.actReads.Load() - before; got != 1 {
 		t.Fatalf("b: %d inner reads, want 1 (evicted)", got)
+	}
+}
+
+// The action cache is bounded by the bytes it holds too: big actions
+// (native binaries, zips) evict the least recently used, and one too big
+// for a quarter of the budget is not kept at all.
+func TestActionCacheBoundedByBytes(t *testing.T) {
+	s, inner, _ := setup(t, Config{TTL: time.Hour, MaxActionBytes: 40 << 10})
+	ctx := t.Context()
+	big := strings.Repeat("x", 9<<10) // ~9.6 KiB each with the allowance: 4 fit in 40 KiB
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		if _, err := inner.Store.PutAction(ctx, action(n, big), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := inner.Store.PutAction(ctx, action("huge", strings.Repeat("y", 11<<10)), 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b", "c", "d", "a", "e"} { // e evicts b, the least recently used
+		mustGet(t, s, n)
+	}
+	if got, total := s.acts.size(), s.acts.total; got != 4 || total > 40<<10 {
+		t.Fatalf("size = %d holding %d bytes, want 4 within %d", got, total, 40<<10)
+	}
+	before := inner.actReads.Load()
+	for _, n := range []string{"a", "c", "d", "e"} {
+		mustGet(t, s, n)
+	}
+	if got := inner.actReads.Load() - before; got != 0 {
+		t.Fatalf("a, c, d, e: %d inner reads, want 0", got)
+	}
+	mustGet(t, s, "b")
+	if got := inner.actReads.Load() - before; got != 1 {
+		t.Fatalf("b: %d inner reads, want 1 (evicted)", got)
+	}
+	// Over a quarter of the budget: read through every time, evicting nothing.
+	size := s.acts.size()
+	for range 2 {
+		mustGet(t, s, "huge")
+	}
+	if got := inner.actReads.Load() - before; got != 3 {
+		t.Fatalf("huge twice: %d inner reads in all, want 3", got)
+	}
+	if s.acts.size() != size {
+		t.Fatalf("size %d after the huge action, want %d", s.acts.size(), size)
 	}
 }
 
