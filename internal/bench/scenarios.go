@@ -789,9 +789,10 @@ type ManyResult struct {
 	IdleWindowSeconds float64 `json:"idleWindowSeconds"`
 	// The other half of G9: idle warm containers parked on their long
 	// polls. After the idle windows, up to 100 of the actions (no more than
-	// the namespace's container limit) are invoked once more, and the Eddy
-	// process's CPU is measured for half the container idle timeout while
-	// their containers wait for work. ParkedContainers is the fewest seen
+	// the namespace's container limit) are invoked twice more (a cold round,
+	// then a warm one that restarts every container's idle timer), and a
+	// second later the Eddy process's CPU is measured for half the container
+	// idle timeout while their containers wait for work. ParkedContainers is the fewest seen
 	// in etcd at the window's start and end (-1 when etcd is unknown);
 	// CPUPer100Parked is (IdleCPUParked − IdleCPUAfter) per 100 of them.
 	ParkedContainers    int     `json:"parkedContainers"`
@@ -897,11 +898,22 @@ func (e *env) parked(ctx context.Context, res *ManyResult, names []string) error
 	if e.limits.Containers > 0 {
 		k = min(k, e.limits.Containers)
 	}
-	if err := parallel(ctx, 8, k, func(i int) error {
-		_, err := e.invoke(ctx, names[i])
-		return err
-	}); err != nil {
-		return fmt.Errorf("warming %d containers to park: %w", k, err)
+	// The first round creates the containers (cold starts take a while,
+	// and the first of them may be near their idle timeout when the last
+	// is created); the second, warm, restarts every idle timer. A moment
+	// later (a second, or a fifth of the idle timeout if that is shorter),
+	// when the records and completions are written, every container has
+	// most of its idle timeout ahead: no removal falls in the window.
+	for round := range 2 {
+		if err := parallel(ctx, 8, k, func(i int) error {
+			_, err := e.invoke(ctx, names[i])
+			return err
+		}); err != nil {
+			return fmt.Errorf("warming %d containers to park (round %d): %w", k, round+1, err)
+		}
+	}
+	if !sleepCtx(ctx, min(time.Second, e.cfg.idle/5)) {
+		return ctx.Err()
 	}
 	count := func() int {
 		if e.etcd == nil {
