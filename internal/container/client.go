@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/eddy-faas/eddy/internal/whisk"
 	"io"
 	"net"
 	"net/http"
@@ -129,56 +130,29 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (Response, error) {
 // compact, <, > or & to escape, U+2028/U+2029) and strings that need
 // escapes go through json.Marshal.
 func (r RunRequest) appendJSON(b []byte) ([]byte, error) {
-	if !plainJSON(r.Value) {
+	if len(r.Value) == 0 || !whisk.PlainJSON(r.Value) {
 		m, err := json.Marshal(r)
 		return append(b, m...), err
 	}
 	b = append(b, `{"value":`...)
 	b = append(b, r.Value...)
 	b = append(b, `,"namespace":`...)
-	b = appendJSONString(b, r.Namespace)
+	b = whisk.AppendJSONString(b, r.Namespace)
 	b = append(b, `,"action_name":`...)
-	b = appendJSONString(b, r.ActionName)
+	b = whisk.AppendJSONString(b, r.ActionName)
 	b = append(b, `,"action_version":`...)
-	b = appendJSONString(b, r.ActionVersion)
+	b = whisk.AppendJSONString(b, r.ActionVersion)
 	b = append(b, `,"activation_id":`...)
-	b = appendJSONString(b, r.ActivationID)
+	b = whisk.AppendJSONString(b, r.ActivationID)
 	b = append(b, `,"transaction_id":`...)
-	b = appendJSONString(b, r.TransactionID)
+	b = whisk.AppendJSONString(b, r.TransactionID)
 	b = append(b, `,"deadline":`...)
-	b = appendJSONString(b, r.Deadline)
+	b = whisk.AppendJSONString(b, r.Deadline)
 	if r.APIKey != "" {
 		b = append(b, `,"api_key":`...)
-		b = appendJSONString(b, r.APIKey)
+		b = whisk.AppendJSONString(b, r.APIKey)
 	}
 	return append(b, '}'), nil
-}
-
-// plainJSON reports whether v is valid JSON that json.Marshal copies as is
-// (a json.RawMessage is compacted and HTML-escaped): no whitespace, no <, >
-// or &, and no byte 0xE2 (which starts U+2028 and U+2029).
-func plainJSON(v []byte) bool {
-	for _, c := range v {
-		switch c {
-		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xE2:
-			return false
-		}
-	}
-	return json.Valid(v)
-}
-
-// appendJSONString appends s as json.Marshal encodes it: as is when every
-// byte is printable ASCII that needs no escape, else by json.Marshal.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s)
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // Close closes idle connections.

@@ -97,8 +97,8 @@ const (
 func (a *Activation) Annotate(meta ActionMeta, t Timings, timedOut bool) {
 	add := make(Params, 0, 8)
 	add = append(add,
-		KeyValue{Key: AnnPath, Value: appendJSONString(nil, meta.Namespace+"/"+meta.Name)},
-		KeyValue{Key: AnnKind, Value: appendJSONString(nil, meta.Kind)},
+		KeyValue{Key: AnnPath, Value: AppendJSONString(nil, meta.Namespace+"/"+meta.Name)},
+		KeyValue{Key: AnnKind, Value: AppendJSONString(nil, meta.Kind)},
 		KeyValue{Key: AnnLimits, Value: meta.Limits.appendJSON(nil)},
 		KeyValue{Key: AnnTimeout, Value: strconv.AppendBool(nil, timedOut)},
 		KeyValue{Key: AnnWaitTime, Value: strconv.AppendInt(nil, t.Queued, 10)},
@@ -107,7 +107,7 @@ func (a *Activation) Annotate(meta ActionMeta, t Timings, timedOut bool) {
 		add = append(add, KeyValue{Key: AnnInitTime, Value: strconv.AppendInt(nil, t.Init, 10)})
 	}
 	if t.Start != "" {
-		add = append(add, KeyValue{Key: AnnStart, Value: appendJSONString(nil, t.Start)})
+		add = append(add, KeyValue{Key: AnnStart, Value: AppendJSONString(nil, t.Start)})
 	}
 	add = append(add, KeyValue{Key: AnnTimings, Value: t.appendJSON(nil)})
 	a.Annotations = a.Annotations.Merge(add)
@@ -128,7 +128,7 @@ func (t Timings) appendJSON(b []byte) []byte {
 	b = append(b, `,"run":`...)
 	b = strconv.AppendInt(b, t.Run, 10)
 	b = append(b, `,"start":`...)
-	b = appendJSONString(b, t.Start)
+	b = AppendJSONString(b, t.Start)
 	return append(b, '}')
 }
 
@@ -149,9 +149,9 @@ func (l Limits) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// appendJSONString appends s as json.Marshal encodes it: as is when every
+// AppendJSONString appends s as json.Marshal encodes it: as is when every
 // byte is printable ASCII that needs no escape, else by json.Marshal.
-func appendJSONString(b []byte, s string) []byte {
+func AppendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 			q, _ := json.Marshal(s)

@@ -10,25 +10,25 @@ import (
 // whitespace, <, > or &, U+2028 or U+2029, or that is not valid JSON) or
 // that has init parameters goes through json.Marshal.
 func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
-	if len(m.InitParams) > 0 || !plainJSON(m.Params) {
+	if len(m.InitParams) > 0 || !PlainJSON(m.Params) {
 		return m.marshalAppend(b)
 	}
 	for _, kv := range m.Action.Annotations {
-		if !plainJSON(kv.Value) {
+		if !PlainJSON(kv.Value) {
 			return m.marshalAppend(b)
 		}
 	}
 	b = append(b, `{"activationId":`...)
-	b = appendJSONString(b, string(m.ActivationID))
+	b = AppendJSONString(b, string(m.ActivationID))
 	b = append(b, `,"transid":`...)
-	b = appendJSONString(b, m.TransactionID)
+	b = AppendJSONString(b, m.TransactionID)
 	b = append(b, `,"action":`...)
 	b = m.Action.appendJSON(b)
 	b = append(b, `,"subject":`...)
-	b = appendJSONString(b, m.Subject)
+	b = AppendJSONString(b, m.Subject)
 	if m.APIKey != "" {
 		b = append(b, `,"apiKey":`...)
-		b = appendJSONString(b, m.APIKey)
+		b = AppendJSONString(b, m.APIKey)
 	}
 	b = append(b, `,"params":`...)
 	if m.Params == nil {
@@ -39,7 +39,7 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 	b = append(b, `,"blocking":`...)
 	b = strconv.AppendBool(b, m.Blocking)
 	b = append(b, `,"controller":`...)
-	b = appendJSONString(b, m.ControllerID)
+	b = AppendJSONString(b, m.ControllerID)
 	b = append(b, `,"published":`...)
 	b = strconv.AppendInt(b, m.Published, 10)
 	if m.NamespaceLimit != 0 {
@@ -55,21 +55,21 @@ func (m *ActivationMessage) marshalAppend(b []byte) ([]byte, error) {
 }
 
 // appendJSON appends a as json.Marshal encodes it; the caller checked
-// that every annotation value is plainJSON.
+// that every annotation value is PlainJSON.
 func (a *ActionMeta) appendJSON(b []byte) []byte {
 	b = append(b, `{"namespace":`...)
-	b = appendJSONString(b, a.Namespace)
+	b = AppendJSONString(b, a.Namespace)
 	b = append(b, `,"name":`...)
-	b = appendJSONString(b, a.Name)
+	b = AppendJSONString(b, a.Name)
 	b = append(b, `,"version":`...)
-	b = appendJSONString(b, a.Version)
+	b = AppendJSONString(b, a.Version)
 	b = append(b, `,"rev":`...)
 	b = strconv.AppendInt(b, a.Rev, 10)
 	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, a.Kind)
+	b = AppendJSONString(b, a.Kind)
 	if a.Image != "" {
 		b = append(b, `,"image":`...)
-		b = appendJSONString(b, a.Image)
+		b = AppendJSONString(b, a.Image)
 	}
 	b = append(b, `,"limits":`...)
 	b = a.Limits.appendJSON(b)
@@ -80,7 +80,7 @@ func (a *ActionMeta) appendJSON(b []byte) []byte {
 				b = append(b, ',')
 			}
 			b = append(b, `{"key":`...)
-			b = appendJSONString(b, kv.Key)
+			b = AppendJSONString(b, kv.Key)
 			b = append(b, `,"value":`...)
 			if kv.Value == nil {
 				b = append(b, "null"...)
@@ -94,10 +94,10 @@ func (a *ActionMeta) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
-// plainJSON reports whether v is nil or valid JSON that json.Marshal copies
+// PlainJSON reports whether v is nil or valid JSON that json.Marshal copies
 // as is (it compacts and HTML-escapes a json.RawMessage): no whitespace, no
 // <, > or &, and no byte 0xE2 (which starts U+2028 and U+2029).
-func plainJSON(v []byte) bool {
+func PlainJSON(v []byte) bool {
 	if v == nil {
 		return true
 	}
