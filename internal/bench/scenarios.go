@@ -821,7 +821,7 @@ func (e *env) many(ctx context.Context) (*ManyResult, error) {
 		return h
 	}
 	res.ContainersBefore = e.waitNoContainers(ctx)
-	before, cpuBefore, err := e.idleCPU(ctx)
+	before, cpuBefore, err := e.idleCPU(ctx, e.cfg.idleWindow)
 	if err != nil {
 		return nil, err
 	}
@@ -867,7 +867,7 @@ func (e *env) many(ctx context.Context) (*ManyResult, error) {
 		res.Queues = q
 	}
 	res.ContainersAfter = e.waitNoContainers(ctx)
-	after, cpuAfter, err := e.idleCPU(ctx)
+	after, cpuAfter, err := e.idleCPU(ctx, e.cfg.idleWindow)
 	if err != nil {
 		return nil, err
 	}
@@ -927,7 +927,7 @@ func (e *env) parked(ctx context.Context, res *ManyResult, names []string) error
 	}
 	window := e.cfg.idle / 2
 	first := count()
-	_, cpu, err := e.idleCPUOver(ctx, window)
+	_, cpu, err := e.idleCPU(ctx, window)
 	if err != nil {
 		return err
 	}
@@ -1006,14 +1006,9 @@ func (e *env) cpuOver(fn func()) cpuSplit {
 	return out
 }
 
-// idleCPU reads the Eddy process's RSS and its CPU use over the idle
-// window, in % of one core.
-func (e *env) idleCPU(ctx context.Context) (procStat, float64, error) {
-	return e.idleCPUOver(ctx, e.cfg.idleWindow)
-}
-
-// idleCPUOver is idleCPU over a window of d.
-func (e *env) idleCPUOver(ctx context.Context, d time.Duration) (procStat, float64, error) {
+// idleCPU reads the Eddy process's RSS and its CPU use over a window of
+// d, in % of one core.
+func (e *env) idleCPU(ctx context.Context, d time.Duration) (procStat, float64, error) {
 	if e.pid == 0 {
 		return procStat{}, 0, nil
 	}

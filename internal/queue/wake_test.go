@@ -156,16 +156,7 @@ func TestIdleQueueParks(t *testing.T) {
 	// An arrival at the parked queue is handled at once: it asks for a
 	// container with no tick (Tick is 10 ms; the bound is loose for a
 	// loaded machine, and far below the idle timeout the queue sleeps for).
-	at := time.Now()
-	l.publish(t, "00000000000000000000000000000001")
-	cr := wait(t, l.creates, "a creation for the arrival")
-	if d := time.Since(at); d > 2*time.Second {
-		t.Errorf("the arrival waited %v for its creation", d)
-	}
-	r, err := l.q.Fetch(context.Background(), &rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: 1, Alive: true, ContainerID: "c1"})
-	if err != nil || r.Status != rpc.FetchOK {
-		t.Fatalf("fetch: %+v %v", r, err)
-	}
+	cr, _ := l.arrive(t, "00000000000000000000000000000001")
 	cr.Done(CreationResult{ID: cr.ID, OK: true})
 	// The hand-off is committed with no later arrival to end the Poll.
 	until(t, "the commit of the handed activation", func() bool { return c.committed.Load() == 0 })
@@ -176,6 +167,24 @@ func TestIdleQueueParks(t *testing.T) {
 	if l.q.wakes > 25 {
 		t.Errorf("%d wake-ups; an idle queue should sleep", l.q.wakes)
 	}
+}
+
+// arrive publishes activation id to the idle queue, checks that the queue
+// asks for a container at once (the bound is loose for a loaded machine,
+// and far below the idle timeout the queue sleeps for), and fetches it.
+func (l *liveQueue) arrive(t *testing.T, id string) (CreateRequest, *rpc.FetchResponse) {
+	t.Helper()
+	at := time.Now()
+	l.publish(t, id)
+	cr := wait(t, l.creates, "a creation for the arrival")
+	if d := time.Since(at); d > 2*time.Second {
+		t.Errorf("the arrival waited %v for its creation", d)
+	}
+	r, err := l.q.Fetch(context.Background(), &rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: 1, Alive: true, ContainerID: "c1"})
+	if err != nil || r.Status != rpc.FetchOK {
+		t.Fatalf("fetch: %+v %v", r, err)
+	}
+	return cr, r
 }
 
 // readerGoroutines counts the goroutines running the queue's reader.
@@ -211,15 +220,9 @@ func TestIdleReaderParksWithNoGoroutine(t *testing.T) {
 		t.Errorf("%d reader goroutines while idle", n)
 	}
 
-	at := time.Now()
-	l.publish(t, "00000000000000000000000000000001")
-	cr := wait(t, l.creates, "a creation for the arrival")
-	if d := time.Since(at); d > 2*time.Second {
-		t.Errorf("the arrival waited %v for its creation", d)
-	}
-	r, err := l.q.Fetch(context.Background(), &rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: 1, Alive: true, ContainerID: "c1"})
-	if err != nil || r.Status != rpc.FetchOK || r.Activation == nil || r.Activation.ActivationID != "00000000000000000000000000000001" {
-		t.Fatalf("fetch: %+v %v", r, err)
+	cr, r := l.arrive(t, "00000000000000000000000000000001")
+	if r.Activation == nil || r.Activation.ActivationID != "00000000000000000000000000000001" {
+		t.Fatalf("fetch: %+v", r)
 	}
 	cr.Done(CreationResult{ID: cr.ID, OK: true})
 	// The hand-off moved the watermark while the reader was parked: a wake
@@ -229,7 +232,7 @@ func TestIdleReaderParksWithNoGoroutine(t *testing.T) {
 
 	// A second arrival at the parked reader reaches the owner too.
 	l.publish(t, "00000000000000000000000000000002")
-	r, err = l.q.Fetch(context.Background(), &rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: 1, Alive: true, ContainerID: "c1"})
+	r, err := l.q.Fetch(context.Background(), &rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: 1, Alive: true, ContainerID: "c1"})
 	if err != nil || r.Status != rpc.FetchOK || r.Activation == nil || r.Activation.ActivationID != "00000000000000000000000000000002" {
 		t.Fatalf("second fetch: %+v %v", r, err)
 	}
