@@ -212,21 +212,22 @@ func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity
 		return id, err
 	}
 	s.idMisses.Add(1)
-	gen := s.ids.generation()
-	ctx, cancel := s.readCtx(ctx, s.ids.hasStale(uuid, s.cfg.Now()))
-	defer cancel()
-	id, err := s.inner.IdentityByUUID(ctx, uuid)
-	if exp, ok := s.expiry(err); ok {
-		s.ids.put(uuid, id, err, exp, gen)
-	} else if whisk.IsKind(err, whisk.NotFound) {
-		s.ids.drop(uuid)
-	} else if unreachable(err) {
-		if old, ok := s.ids.stale(uuid, s.cfg.Now()); ok {
-			s.idStale.Add(1)
-			return old, nil
+	return load(ctx, s.ids, uuid, func(gen uint64) (whisk.Identity, error) {
+		ctx, cancel := s.readCtx(ctx, s.ids.hasStale(uuid, s.cfg.Now()))
+		defer cancel()
+		id, err := s.inner.IdentityByUUID(ctx, uuid)
+		if exp, ok := s.expiry(err); ok {
+			s.ids.put(uuid, id, err, exp, gen)
+		} else if whisk.IsKind(err, whisk.NotFound) {
+			s.ids.drop(uuid)
+		} else if unreachable(err) {
+			if old, ok := s.ids.stale(uuid, s.cfg.Now()); ok {
+				s.idStale.Add(1)
+				return old, nil
+			}
 		}
-	}
-	return id, err
+		return id, err
+	}, func(id whisk.Identity) whisk.Identity { return id })
 }
 
 // PutIdentity writes through and drops the cached identity.
@@ -277,21 +278,51 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 		return cloneAction(a), err
 	}
 	s.actMisses.Add(1)
-	gen := s.acts.generation()
-	ctx, cancel := s.readCtx(ctx, s.acts.hasStale(k, s.cfg.Now()))
-	defer cancel()
-	a, err := s.inner.GetAction(ctx, namespace, name)
-	if exp, ok := s.expiry(err); ok {
-		s.acts.put(k, cloneAction(a), err, exp, gen)
-	} else if whisk.IsKind(err, whisk.NotFound) {
-		s.acts.drop(k)
-	} else if unreachable(err) {
-		if old, ok := s.acts.stale(k, s.cfg.Now()); ok {
-			s.actStale.Add(1)
-			return cloneAction(old), nil
+	return load(ctx, s.acts, k, func(gen uint64) (whisk.Action, error) {
+		ctx, cancel := s.readCtx(ctx, s.acts.hasStale(k, s.cfg.Now()))
+		defer cancel()
+		a, err := s.inner.GetAction(ctx, namespace, name)
+		if exp, ok := s.expiry(err); ok {
+			s.acts.put(k, cloneAction(a), err, exp, gen)
+		} else if whisk.IsKind(err, whisk.NotFound) {
+			s.acts.drop(k)
+		} else if unreachable(err) {
+			if old, ok := s.acts.stale(k, s.cfg.Now()); ok {
+				s.actStale.Add(1)
+				return cloneAction(old), nil
+			}
+		}
+		return a, err
+	}, cloneAction)
+}
+
+// load answers a miss of k by read, which reads the inner store and fills
+// the cache under generation gen. Callers missing the same key while a read
+// is in flight wait for its answer instead of reading too (each gets its
+// own copy, made by clone): when a much-used entry expires, every request
+// in flight misses at once, and a native action's document is megabytes
+// of JSON (64 callers decoding it together every TTL took a third of the
+// process's CPU under load). A caller does not join a read begun before an
+// invalidation (a write through this wrapper), so a write is still seen at
+// once; and when the reading caller's own context ends before its answer,
+// the others read again rather than take its cancellation.
+func load[K comparable, V any](ctx context.Context, c *lru[K, V], k K, read func(gen uint64) (V, error), clone func(V) V) (V, error) {
+	for {
+		f, leader := c.join(k)
+		if leader {
+			return lead(c, k, f, read, clone)
+		}
+		select {
+		case <-f.done:
+			if (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) && ctx.Err() == nil {
+				continue
+			}
+			return clone(f.val), f.err
+		case <-ctx.Done():
+			var zero V
+			return zero, ctx.Err()
 		}
 	}
-	return a, err
 }
 
 // PutAction runs the compare-and-swap in the inner store and drops the
@@ -379,6 +410,17 @@ type lru[K comparable, V any] struct {
 	gen uint64
 	ll  *list.List // of *entry[K, V], most recently used at the front
 	m   map[K]*list.Element
+	// flights are the inner reads in flight, one per key (see load).
+	flights map[K]*flight[V]
+}
+
+// flight is one read of the inner store that concurrent misses of its key
+// share: val and err are set before done is closed.
+type flight[V any] struct {
+	gen  uint64
+	done chan struct{}
+	val  V
+	err  error
 }
 
 type entry[K comparable, V any] struct {
@@ -390,7 +432,7 @@ type entry[K comparable, V any] struct {
 }
 
 func newLRU[K comparable, V any](max int, keep time.Duration) *lru[K, V] {
-	return &lru[K, V]{max: max, keep: keep, ll: list.New(), m: make(map[K]*list.Element)}
+	return &lru[K, V]{max: max, keep: keep, ll: list.New(), m: make(map[K]*list.Element), flights: make(map[K]*flight[V])}
 }
 
 // withCost bounds c by the sum of its values' cost as well.
@@ -448,11 +490,38 @@ func (c *lru[K, V]) stale(k K, now time.Time) (v V, ok bool) {
 	return e.val, true
 }
 
-// generation is read before asking the inner store, and passed to put.
-func (c *lru[K, V]) generation() uint64 {
+// lead reads k for flight f and shares the answer. The deferred finish
+// also ends the flight if read panics, so that no waiter hangs on it.
+func lead[K comparable, V any](c *lru[K, V], k K, f *flight[V], read func(gen uint64) (V, error), clone func(V) V) (v V, err error) {
+	err = errors.New("cached: the read of this entry panicked")
+	defer func() { c.finish(k, f, clone(v), err) }()
+	return read(f.gen)
+}
+
+// join returns the read of k in flight, when one began under the current
+// generation; otherwise it registers a new one, which the caller (the
+// leader) reads and ends with finish. The flight's generation is the one
+// to pass to put.
+func (c *lru[K, V]) join(k K) (f *flight[V], leader bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.gen
+	if f, ok := c.flights[k]; ok && f.gen == c.gen {
+		return f, false
+	}
+	f = &flight[V]{gen: c.gen, done: make(chan struct{})}
+	c.flights[k] = f
+	return f, true
+}
+
+// finish ends the leader's flight with its answer.
+func (c *lru[K, V]) finish(k K, f *flight[V], v V, err error) {
+	f.val, f.err = v, err
+	c.mu.Lock()
+	if c.flights[k] == f {
+		delete(c.flights, k)
+	}
+	c.mu.Unlock()
+	close(f.done)
 }
 
 // put stores an answer read under generation gen, unless an invalidation

@@ -644,3 +644,134 @@ func BenchmarkGetActionHit(b *testing.B) {
 		}
 	})
 }
+
+// Callers that miss the same action while a read of it is in flight wait
+// for that read instead of reading too, and each gets its own copy.
+func TestConcurrentMissesShareOneRead(t *testing.T) {
+	s, inner, _ := setup(t, Config{TTL: time.Hour})
+	ctx := t.Context()
+	if _, err := s.PutAction(ctx, action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	block := make(chan struct{})
+	inner.block, inner.entered = block, make(chan struct{}, 64)
+	const callers = 20
+	got := make(chan whisk.Action, callers+1)
+	get := func() {
+		a, err := s.GetAction(ctx, "ns", "a")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- a
+	}
+	go get()
+	<-inner.entered // the first caller is reading
+	for range callers {
+		go get()
+	}
+	time.Sleep(100 * time.Millisecond) // time for the others to reach the inner store, were they to read
+	if n := inner.actReads.Load(); n != 1 {
+		t.Fatalf("%d inner reads with one in flight, want 1", n)
+	}
+	close(block)
+	var all []whisk.Action
+	for range callers + 1 {
+		a := <-got
+		if a.Exec.Code != "v1" {
+			t.Fatalf("shared read = %q, want v1", a.Exec.Code)
+		}
+		all = append(all, a)
+	}
+	if n := inner.actReads.Load(); n != 1 {
+		t.Fatalf("%d inner reads, want 1", n)
+	}
+	all[0].Parameters[0].Value[1] = 'X'
+	for _, a := range all[1:] {
+		if string(a.Parameters[0].Value) != `"v"` {
+			t.Fatalf("callers share a value: %s", a.Parameters[0].Value)
+		}
+	}
+}
+
+// A caller does not join a read begun before a write through the cache:
+// the write is seen at once.
+func TestNoJoinAcrossWrite(t *testing.T) {
+	s, inner, _ := setup(t, Config{TTL: time.Hour})
+	ctx := t.Context()
+	if _, err := s.PutAction(ctx, action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	block := make(chan struct{})
+	inner.block, inner.entered = block, make(chan struct{}, 1)
+	done := make(chan whisk.Action)
+	go func() {
+		a, _ := s.GetAction(ctx, "ns", "a")
+		done <- a
+	}()
+	<-inner.entered // a read has v1 in hand
+	inner.block = nil
+	if _, err := s.PutAction(ctx, action("a", "v2"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if a := mustGet(t, s, "a"); a.Exec.Code != "v2" {
+		t.Fatalf("read after the write = %q, want v2", a.Exec.Code)
+	}
+	close(block)
+	if a := <-done; a.Exec.Code != "v1" {
+		t.Fatalf("in-flight read = %q, want v1", a.Exec.Code)
+	}
+}
+
+// firstHangs is a store whose first GetAction waits for its context to end.
+type firstHangs struct {
+	store.Store
+	reads atomic.Int64
+}
+
+func (f *firstHangs) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	if f.reads.Add(1) == 1 {
+		<-ctx.Done()
+		return whisk.Action{}, ctx.Err()
+	}
+	return f.Store.GetAction(ctx, namespace, name)
+}
+
+// When the reading caller gives up, the callers waiting on its read read
+// again instead of failing with its cancellation.
+func TestLeaderCancelledWaitersRead(t *testing.T) {
+	inner := &firstHangs{Store: openSQLite(t)}
+	s := New(inner, Config{})
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	if _, err := s.PutAction(ctx, action("a", "v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	lerr := make(chan error)
+	go func() {
+		_, err := s.GetAction(lctx, "ns", "a")
+		lerr <- err
+	}()
+	for inner.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	waiter := make(chan error)
+	go func() {
+		a, err := s.GetAction(ctx, "ns", "a")
+		if err == nil && a.Exec.Code != "v1" {
+			err = fmt.Errorf("code %q", a.Exec.Code)
+		}
+		waiter <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // time for the waiter to join
+	if n := inner.reads.Load(); n != 1 {
+		t.Fatalf("%d inner reads with one in flight, want 1", n)
+	}
+	cancel()
+	if err := <-lerr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	if err := <-waiter; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+}
