@@ -61,14 +61,28 @@ func BenchmarkPutActivationIDs(b *testing.B) {
 			if rate == 0 {
 				name = "rate=max/ids=" + ids
 			}
-			b.Run(name, func(b *testing.B) { benchPut(b, prefill, rate, mint) })
+			b.Run(name, func(b *testing.B) { benchPut(b, prefill, rate, 16, 2*time.Millisecond, mint) })
 		}
 	}
 }
 
-func benchPut(b *testing.B, prefill, rate int, mint func() whisk.ActivationID) {
+// BenchmarkPutActivationPace writes no-op records at 2,500/s (the rate of
+// the throughput benchmark at concurrency 64) from 16 or 64 writers, with
+// commits paced by a CommitDelay or not: larger batches need both more
+// concurrent writers and the pacing.
+func BenchmarkPutActivationPace(b *testing.B) {
+	for _, workers := range []int{16, 256} {
+		for _, delay := range []time.Duration{2 * time.Millisecond, 5 * time.Millisecond} {
+			b.Run(fmt.Sprintf("workers=%d/delay=%v", workers, delay), func(b *testing.B) {
+				benchPut(b, 20_000, 2500, workers, delay, whisk.NewActivationID)
+			})
+		}
+	}
+}
+
+func benchPut(b *testing.B, prefill, rate, workers int, delay time.Duration, mint func() whisk.ActivationID) {
 	ctx := context.Background()
-	s, err := OpenWith(ctx, filepath.Join(b.TempDir(), "eddy.db"), nil, Options{CommitDelay: 2 * time.Millisecond})
+	s, err := OpenWith(ctx, filepath.Join(b.TempDir(), "eddy.db"), nil, Options{CommitDelay: delay})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +111,7 @@ func benchPut(b *testing.B, prefill, rate int, mint func() whisk.ActivationID) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	var wg sync.WaitGroup
-	for range 16 {
+	for range workers {
 		wg.Go(func() {
 			for a := range queue {
 				if err := s.PutActivation(ctx, a); err != nil {
