@@ -142,3 +142,18 @@ func plainValue(v []byte) bool {
 	}
 	return PlainJSON(v)
 }
+
+// AppendJSON appends c as json.Marshal encodes it (see
+// Activation.AppendJSON): every activation's completion is sent so.
+func (c *Completion) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"activation":`...)
+	b, err := c.Activation.AppendJSON(b)
+	if err != nil {
+		return b, err
+	}
+	if c.InvokerID != "" {
+		b = append(b, `,"invokerId":`...)
+		b = AppendJSONString(b, c.InvokerID)
+	}
+	return append(b, '}'), nil
+}

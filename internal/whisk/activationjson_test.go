@@ -67,6 +67,17 @@ func TestActivationAppendJSONMatchesMarshal(t *testing.T) {
 		if !bytes.Equal(got, append([]byte("prefix"), want...)) {
 			t.Errorf("%s:\n got %s\nwant prefix%s", name, got, want)
 		}
+		for _, inv := range []string{"", "invoker0", "<é>"} {
+			c := Completion{Activation: a, InvokerID: inv}
+			want, err := json.Marshal(c)
+			if err != nil {
+				t.Fatalf("%s: json.Marshal completion: %v", name, err)
+			}
+			got, err := c.AppendJSON(nil)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s, invoker %q: completion\n got %s (%v)\nwant %s", name, inv, got, err, want)
+			}
+		}
 	}
 }
 
@@ -85,6 +96,10 @@ func TestActivationAppendJSONInvalid(t *testing.T) {
 	a := Activation{Annotations: Params{{Key: "k", Value: json.RawMessage{}}}}
 	if _, err := a.AppendJSON(nil); err == nil {
 		t.Error("empty annotation value: no error")
+	}
+	c := Completion{Activation: a, InvokerID: "i"}
+	if _, err := c.AppendJSON(nil); err == nil {
+		t.Error("completion of an invalid record: no error")
 	}
 }
 
