@@ -16,8 +16,13 @@ const recordQueue = 1024
 // recordWorkers is how many records are written at once: a store that
 // group-commits concurrent writes (store/sqlite) then writes the records
 // that piled up during one commit in the next, and a record being retried
-// does not hold up the others.
-const recordWorkers = 16
+// does not hold up the others. Each worker waits for its record's commit,
+// so a batch holds at most recordWorkers records: with commits paced every
+// 2 ms or more (sqlite.Options.CommitDelay), 16 workers capped the records
+// written near 5,000/s, and larger batches cost less CPU per record
+// (sqlite.BenchmarkPutActivationPace). A store without group commit
+// (postgres) bounds its own concurrency with its connection pool.
+const recordWorkers = 256
 
 // Retry policy of one record write. A write that fails because the store
 // is unreachable or slow (whisk.Unavailable, whisk.Timeout: the database

@@ -536,10 +536,11 @@ func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	const op = "postgres.PutActivation"
-	doc, err := encode(a)
+	doc, err := a.AppendJSON(nil) // as encode, without reflection
 	if err != nil {
 		return whisk.E(op, whisk.Internal, "", err)
 	}
+	doc = sanitizeJSON(doc)
 	_, err = s.pool.Exec(ctx,
 		`INSERT INTO activations (activation_id, namespace, name, start, "end", doc) VALUES ($1, $2, $3, $4, $5, $6)
 		 ON CONFLICT (activation_id) DO NOTHING`,
