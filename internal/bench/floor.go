@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -173,4 +174,50 @@ func (d *direct) remove() {
 // activationID makes a 32-hex id from two counters.
 func activationID(a, b int) string {
 	return fmt.Sprintf("%016x%016x", a, b)
+}
+
+// floorConn is the throughput floor's way to one runtime: a load-generator
+// connection (h1Conn) and the /run request the invoker would send, built
+// once, with only the activation id rewritten per call.
+type floorConn struct {
+	d    *direct
+	conn *h1Conn
+	id   []byte // which runtime served a call
+	req  []byte
+	at   int // offset of the activation id's call counter (16 hex digits) in req
+	n    uint64
+}
+
+func newFloorConn(ctx context.Context, d *direct) *floorConn {
+	return &floorConn{d: d, conn: newH1Conn(ctx, d.ctr.Addr(), nil), id: []byte(strconv.Itoa(d.seq))}
+}
+
+// prepare builds the request, with this deadline.
+func (f *floorConn) prepare(deadline time.Time) {
+	id := activationID(f.d.seq, 0)
+	body, _ := json.Marshal(container.RunRequest{ // strings and a RawMessage: cannot fail
+		Value:         json.RawMessage("{}"),
+		Namespace:     "guest",
+		ActionName:    "/guest/" + f.d.name,
+		ActionVersion: "0.0.1",
+		ActivationID:  id,
+		TransactionID: "bench",
+		Deadline:      strconv.FormatInt(deadline.UnixMilli(), 10),
+	})
+	f.req = buildRequest(f.conn.addr, "/run", []string{"User-Agent: eddy-bench"}, body)
+	f.at = bytes.Index(f.req, []byte(`"activation_id":"`+id)) + len(`"activation_id":"`) + 16
+}
+
+// run POSTs one /run and checks the answer; it returns which runtime ran it.
+func (f *floorConn) run() ([]byte, error) {
+	f.n++
+	const hex = "0123456789abcdef"
+	for i, n := f.at+15, f.n; i >= f.at; i, n = i-1, n>>4 {
+		f.req[i] = hex[n&15]
+	}
+	status, body, err := f.conn.do(f.req)
+	if err := checkRanBy("floor: /run", status, body, err); err != nil {
+		return nil, err
+	}
+	return f.id, nil
 }
