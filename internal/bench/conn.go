@@ -53,7 +53,7 @@ type h1Conn struct {
 }
 
 // loadGenClient describes h1Conn in the results' configuration.
-const loadGenClient = "warm and throughput calls (Eddy and floors): minimal HTTP/1.1 client, one keep-alive connection per worker, request pre-built, status and result byte-checked"
+const loadGenClient = "minimal HTTP/1.1 client for the warm and throughput calls (Eddy and floors); one keep-alive connection per worker; request pre-built; status and result byte-checked"
 
 // maxBody bounds an answer's body.
 const maxBody = 64 << 20
