@@ -27,6 +27,15 @@
 //   - many: N actions each invoked a few times: the Eddy process's RSS per
 //     queue and its idle CPU (the decision loops) with N queues.
 //
+// The warm and throughput scenarios send their calls, to Eddy's API and to
+// the floors' runtimes alike, with the load generator's own client
+// (h1Conn): a minimal HTTP/1.1 client with one keep-alive connection per
+// worker, the request pre-built and the answer's status and result checked
+// with a byte check. The load generator shares the machine's cores with
+// what it measures, so its own CPU per call is kept small and the same on
+// both sides (through net/http it spent twice as much per call against the
+// API as against a runtime); the throughput table reports it.
+//
 // Every scenario prints a table and writes <out>/<scenario>.json with the
 // machine's facts; <out>/bench.json holds them all, <out>/chart.svg draws
 // latency percentiles and throughput against the floors, and
@@ -46,6 +55,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -77,6 +87,7 @@ type config struct {
 	started  bool     // bench started the Eddy it measures
 	args     []string // as given
 	render   string
+	cpuProf  string // write this process's CPU profile (the load generator) here
 
 	warmN      int
 	warmup     int
@@ -110,6 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.idle, "container-idle-timeout", 0, "container idle timeout of the started Eddy (default 10s, 2s with --quick)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the started Eddy's data dir and output")
 	fs.StringVar(&c.render, "render", "", "measure nothing: redraw chart.svg and report.md of this directory from its bench.json")
+	fs.StringVar(&c.cpuProf, "cpuprofile", "", "write the CPU profile of bench itself (the load generator) over the whole run to this file")
 	warmN := fs.Int("warm-n", 0, "warm invocations measured (default 10000, 300 with --quick)")
 	levels := fs.String("levels", "1,4,16,64", "throughput client concurrencies")
 	tputDur := fs.Duration("duration", 0, "measured time per throughput level (default 5s, 1s with --quick)")
@@ -199,6 +211,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+	if cfg.cpuProf != "" {
+		stop, err := startCPUProfile(cfg.cpuProf)
+		if err != nil {
+			fmt.Fprintf(stderr, "eddy bench: %v\n", err)
+			return 1
+		}
+		defer stop()
 	}
 	if err := run(ctx, cfg, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "eddy bench: %v\n", err)
@@ -348,6 +368,22 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// startCPUProfile profiles this process into path until stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
 // render redraws dir's chart.svg and report.md from its bench.json.
 func render(dir string) error {
 	b, err := os.ReadFile(filepath.Join(dir, "bench.json"))
@@ -378,5 +414,6 @@ func (c config) summary() map[string]any {
 		"coldN": c.coldN, "burstN": c.burstN, "burstSleepMs": c.burstSleep.Milliseconds(),
 		"manyN": c.manyN, "manyCalls": c.manyCalls, "memoryMB": c.memoryMB,
 		"containerIdleSeconds": c.idle.Seconds(), "idleWindowSeconds": c.idleWindow.Seconds(),
+		"loadGenClient": loadGenClient,
 	}
 }

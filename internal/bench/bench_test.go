@@ -87,8 +87,12 @@ func TestQuick(t *testing.T) {
 	latency("warm eddy", w.Eddy, 300)
 	latency("warm floor", w.Floor, 300)
 	latency("warm http", w.HTTP, 300)
-	// The floor bypasses Eddy: it cannot be slower than going through it.
-	check("warm floor below eddy", w.Floor.P50 < w.Eddy.P50 && w.HTTP.P50 < w.Floor.P50, w)
+	// The floor bypasses Eddy: it cannot be slower than going through it,
+	// nor can a bare HTTP round trip. (L_http is sent with net/http, as
+	// the reference defines it, and Eddy and the floor with the load
+	// generator's leaner client, so on a loaded machine L_http's p50 can
+	// pass the floor's.)
+	check("warm floor below eddy", w.Floor.P50 < w.Eddy.P50 && w.HTTP.P50 < w.Eddy.P50, w)
 	check("warm ratio", w.RatioP50 > 1 && w.Containers == 1 && w.Errors == 0, w)
 
 	tp := rep.Throughput

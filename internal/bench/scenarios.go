@@ -3,13 +3,17 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -62,6 +66,35 @@ func (e *env) invoke(ctx context.Context, name string) (string, error) {
 	return r.String(), nil
 }
 
+// invokeRequest is invoke's request as the load generator sends it: the
+// API's address, its TLS config (nil for http) and the bytes of a blocking
+// invocation of name with result=true and no parameters, authenticated as
+// the API client is.
+func (e *env) invokeRequest(name string) (addr string, tlsCfg *tls.Config, req []byte, err error) {
+	u, err := client.ParseAPIHost(e.cfg.apiHost)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	addr = u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	if u.Scheme == "https" {
+		tlsCfg = &tls.Config{ServerName: u.Hostname()}
+	}
+	ns, entity := client.SplitName(name, e.api.Namespace())
+	target := u.EscapedPath() + "/api/v1/namespaces/" + url.PathEscape(ns) + "/actions/" + url.PathEscape(entity) + "?blocking=true&result=true"
+	header := []string{"User-Agent: eddy-bench", "Accept: application/json"}
+	if e.cfg.auth != "" {
+		header = append(header, "Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte(e.cfg.auth)))
+	}
+	return addr, tlsCfg, buildRequest(u.Host, target, header, []byte("{}")), nil
+}
+
 // ---------------------------------------------------------------------------
 // warm
 
@@ -89,16 +122,31 @@ func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 		return nil, err
 	}
 	res := &WarmResult{Action: name}
+	// The load generator's client, the same for Eddy and the floor (see
+	// h1Conn): one keep-alive connection, the request built once.
+	addr, tlsCfg, req, err := e.invokeRequest(name)
+	if err != nil {
+		return nil, err
+	}
+	conn := newH1Conn(ctx, addr, tlsCfg)
+	defer conn.close()
+	invoke := func() ([]byte, error) {
+		status, body, err := conn.do(req)
+		if err := checkRanBy("invoke "+name, status, body, err); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
 	ids := map[string]bool{}
 	for i := 0; i < e.cfg.warmup; i++ {
-		if _, err := e.invoke(ctx, name); err != nil {
+		if _, err := invoke(); err != nil {
 			return nil, fmt.Errorf("warm-up: %w", err)
 		}
 	}
 	lat := make([]time.Duration, 0, e.cfg.warmN)
 	for i := 0; i < e.cfg.warmN; i++ {
 		t := time.Now()
-		id, err := e.invoke(ctx, name)
+		id, err := invoke()
 		d := time.Since(t)
 		if err != nil {
 			res.Errors++
@@ -107,7 +155,9 @@ func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 			}
 			continue
 		}
-		ids[id] = true
+		if !ids[string(id)] {
+			ids[string(id)] = true
+		}
 		lat = append(lat, d)
 	}
 	res.Eddy = dist(lat)
@@ -119,15 +169,18 @@ func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 		return nil, err
 	}
 	defer d.remove()
+	f := newFloorConn(ctx, d)
+	defer f.conn.close()
+	f.prepare(time.Now().Add(time.Hour)) // __OW_DEADLINE: past the run's end
 	for i := 0; i < e.cfg.warmup; i++ {
-		if err := d.run(ctx, i); err != nil {
+		if _, err := f.run(); err != nil {
 			return nil, err
 		}
 	}
 	lat = lat[:0]
 	for i := 0; i < e.cfg.warmN; i++ {
 		t := time.Now()
-		if err := d.run(ctx, i); err != nil {
+		if _, err := f.run(); err != nil {
 			return nil, err
 		}
 		lat = append(lat, time.Since(t))
@@ -243,8 +296,11 @@ type ThroughputResult struct {
 	Levels []Level `json:"levels"`
 }
 
-// load runs call from c workers for d and summarises it.
-func load(ctx context.Context, c int, d time.Duration, call func(ctx context.Context) (string, error)) Load {
+// load runs c workers for d, each calling call(ctx, w) back to back (w is
+// the worker's number, 0 to c-1), and summarises it. A call returns who
+// served it, for the count of containers; the bytes may be reused after
+// the worker's next call.
+func load(ctx context.Context, c int, d time.Duration, call func(ctx context.Context, w int) ([]byte, error)) Load {
 	type part struct {
 		lat    []time.Duration
 		ids    map[string]bool
@@ -259,7 +315,7 @@ func load(ctx context.Context, c int, d time.Duration, call func(ctx context.Con
 	var wg sync.WaitGroup
 	for w := 0; w < c; w++ {
 		wg.Add(1)
-		go func(p *part) {
+		go func(w int, p *part) {
 			defer wg.Done()
 			p.ids = map[string]bool{}
 			for ctx.Err() == nil {
@@ -267,7 +323,7 @@ func load(ctx context.Context, c int, d time.Duration, call func(ctx context.Con
 				if t.After(deadline) {
 					return
 				}
-				id, err := call(ctx)
+				id, err := call(ctx, w)
 				if err != nil {
 					if ctx.Err() == nil {
 						p.errs++
@@ -279,11 +335,11 @@ func load(ctx context.Context, c int, d time.Duration, call func(ctx context.Con
 					continue
 				}
 				p.lat = append(p.lat, time.Since(t))
-				if id != "" {
-					p.ids[id] = true
+				if len(id) > 0 && !p.ids[string(id)] {
+					p.ids[string(id)] = true
 				}
 			}
-		}(&parts[w])
+		}(w, &parts[w])
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -314,7 +370,28 @@ func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
 		return nil, err
 	}
 	res := &ThroughputResult{Action: name}
-	call := func(ctx context.Context) (string, error) { return e.invoke(ctx, name) }
+	// One keep-alive connection per worker, the same request bytes for
+	// every call (see h1Conn).
+	addr, tlsCfg, req, err := e.invokeRequest(name)
+	if err != nil {
+		return nil, err
+	}
+	conns := make([]*h1Conn, slices.Max(e.cfg.levels))
+	for i := range conns {
+		conns[i] = newH1Conn(ctx, addr, tlsCfg)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.close()
+		}
+	}()
+	call := func(_ context.Context, w int) ([]byte, error) {
+		status, body, err := conns[w].do(req)
+		if err := checkRanBy("invoke "+name, status, body, err); err != nil {
+			return nil, err
+		}
+		return body, nil
+	}
 	maxWarm := 30 * time.Second
 	if e.cfg.quick {
 		maxWarm = 10 * time.Second
@@ -350,11 +427,14 @@ func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
 	}
 
 	// The floor: as many warm runtimes as Eddy used at that level, handed
-	// out by an ideal pool (a free runtime at once, if there is one).
-	var runtimes []*direct
+	// out by an ideal pool (a free runtime at once, if there is one), each
+	// with a keep-alive connection of the load generator's (as the
+	// invoker keeps one per container).
+	var runtimes []*floorConn
 	defer func() {
-		for _, d := range runtimes {
-			d.remove()
+		for _, f := range runtimes {
+			f.conn.close()
+			f.d.remove()
 		}
 	}()
 	for i := range res.Levels {
@@ -365,22 +445,23 @@ func (e *env) throughput(ctx context.Context) (*ThroughputResult, error) {
 			if err != nil {
 				return nil, err
 			}
-			runtimes = append(runtimes, d)
+			runtimes = append(runtimes, newFloorConn(ctx, d))
 		}
-		pool := make(chan *direct, n)
-		for _, d := range runtimes[:n] {
-			pool <- d
+		deadline := time.Now().Add(e.cfg.tputWarm + e.cfg.tputDur + time.Minute)
+		pool := make(chan *floorConn, n)
+		for _, f := range runtimes[:n] {
+			f.prepare(deadline)
+			pool <- f
 		}
-		var seq atomic.Int64
-		call := func(ctx context.Context) (string, error) {
-			var d *direct
+		call := func(ctx context.Context, _ int) ([]byte, error) {
+			var f *floorConn
 			select {
-			case d = <-pool:
+			case f = <-pool:
 			case <-ctx.Done():
-				return "", ctx.Err()
+				return nil, ctx.Err()
 			}
-			defer func() { pool <- d }()
-			return strconv.Itoa(d.seq), d.run(ctx, int(seq.Add(1)))
+			defer func() { pool <- f }()
+			return f.run()
 		}
 		_ = load(ctx, lv.Concurrency, e.cfg.tputWarm, call)
 		cpu := e.cpuOver(func() { lv.Floor = load(ctx, lv.Concurrency, e.cfg.tputDur, call) })
