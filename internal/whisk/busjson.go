@@ -13,10 +13,8 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 	if len(m.InitParams) > 0 || !PlainJSON(m.Params) {
 		return m.marshalAppend(b)
 	}
-	for _, kv := range m.Action.Annotations {
-		if !PlainJSON(kv.Value) {
-			return m.marshalAppend(b)
-		}
+	if !m.Action.Annotations.plainValues() {
+		return m.marshalAppend(b)
 	}
 	b = append(b, `{"activationId":`...)
 	b = AppendJSONString(b, string(m.ActivationID))
@@ -74,24 +72,112 @@ func (a *ActionMeta) appendJSON(b []byte) []byte {
 	b = append(b, `,"limits":`...)
 	b = a.Limits.appendJSON(b)
 	if len(a.Annotations) > 0 {
-		b = append(b, `,"annotations":[`...)
-		for i, kv := range a.Annotations {
+		b = append(b, `,"annotations":`...)
+		b = a.Annotations.appendJSON(b)
+	}
+	return append(b, '}')
+}
+
+// appendJSON appends p as json.Marshal encodes it; the caller checked
+// that every value is PlainJSON.
+func (p Params) appendJSON(b []byte) []byte {
+	if p == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, kv := range p {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"key":`...)
+		b = AppendJSONString(b, kv.Key)
+		b = append(b, `,"value":`...)
+		if kv.Value == nil {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, kv.Value...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// plainValues reports whether every value of p is PlainJSON.
+func (p Params) plainValues() bool {
+	for _, kv := range p {
+		if !PlainJSON(kv.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+// AppendJSON appends c as json.Marshal encodes it, without reflection on
+// every activation's path. A completion json.Marshal would rewrite (a
+// result or annotation value that is not PlainJSON) goes through
+// json.Marshal.
+func (c *Completion) AppendJSON(b []byte) ([]byte, error) {
+	a := &c.Activation
+	if !PlainJSON(a.Response.Result) || !a.Annotations.plainValues() {
+		j, err := json.Marshal(c)
+		return append(b, j...), err
+	}
+	b = append(b, `{"activation":{"namespace":`...)
+	b = AppendJSONString(b, a.Namespace)
+	b = append(b, `,"name":`...)
+	b = AppendJSONString(b, a.Name)
+	b = append(b, `,"version":`...)
+	b = AppendJSONString(b, a.Version)
+	b = append(b, `,"subject":`...)
+	b = AppendJSONString(b, a.Subject)
+	b = append(b, `,"activationId":`...)
+	b = AppendJSONString(b, string(a.ActivationID))
+	b = append(b, `,"start":`...)
+	b = strconv.AppendInt(b, a.Start, 10)
+	b = append(b, `,"end":`...)
+	b = strconv.AppendInt(b, a.End, 10)
+	b = append(b, `,"duration":`...)
+	b = strconv.AppendInt(b, a.Duration, 10)
+	b = append(b, `,"statusCode":`...)
+	b = strconv.AppendInt(b, int64(a.StatusCode), 10)
+	r := &a.Response
+	b = append(b, `,"response":{"status":`...)
+	b = AppendJSONString(b, r.Status)
+	b = append(b, `,"statusCode":`...)
+	b = strconv.AppendInt(b, int64(r.StatusCode), 10)
+	b = append(b, `,"success":`...)
+	b = strconv.AppendBool(b, r.Success)
+	if len(r.Result) > 0 {
+		b = append(b, `,"result":`...)
+		b = append(b, r.Result...)
+	}
+	if r.Size != nil {
+		b = append(b, `,"size":`...)
+		b = strconv.AppendInt(b, int64(*r.Size), 10)
+	}
+	b = append(b, `},"logs":`...)
+	if a.Logs == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, l := range a.Logs {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, `{"key":`...)
-			b = AppendJSONString(b, kv.Key)
-			b = append(b, `,"value":`...)
-			if kv.Value == nil {
-				b = append(b, "null"...)
-			} else {
-				b = append(b, kv.Value...)
-			}
-			b = append(b, '}')
+			b = AppendJSONString(b, l)
 		}
 		b = append(b, ']')
 	}
-	return append(b, '}')
+	b = append(b, `,"annotations":`...)
+	b = a.Annotations.appendJSON(b)
+	b = append(b, `,"publish":`...)
+	b = strconv.AppendBool(b, a.Publish)
+	b = append(b, '}')
+	if c.InvokerID != "" {
+		b = append(b, `,"invokerId":`...)
+		b = AppendJSONString(b, c.InvokerID)
+	}
+	return append(b, '}'), nil
 }
 
 // PlainJSON reports whether v is nil or valid JSON that json.Marshal copies
