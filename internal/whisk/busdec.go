@@ -588,3 +588,48 @@ func (d *dec) completion(c *Completion) bool {
 		return ok
 	})
 }
+
+// CompactField reports whether b is one valid JSON value written without
+// whitespace outside strings, so that json.Compact leaves it as it is, and
+// when b is an object returns the value of its top-level key (the last one
+// when the key repeats, as json.Unmarshal into a map keeps) as a slice of
+// b. ok false says only that this scan could not tell (whitespace, a
+// top-level key with an escape, deep nesting, or invalid JSON): the caller
+// then asks encoding/json.
+func CompactField(b []byte, key string) (val json.RawMessage, found, ok bool) {
+	d := dec{s: string(b)}
+	if !d.byte('{') {
+		return nil, false, d.skip(0) && d.end()
+	}
+	if d.byte('}') {
+		return nil, false, d.end()
+	}
+	for {
+		start := d.i
+		if !d.skipString() || !d.byte(':') {
+			return nil, false, false
+		}
+		k := d.s[start+1 : d.i-2]
+		for i := 0; i < len(k); i++ {
+			if k[i] == '\\' {
+				return nil, false, false
+			}
+		}
+		vstart := d.i
+		if !d.skip(1) {
+			return nil, false, false
+		}
+		if k == key {
+			val, found = b[vstart:d.i:d.i], true
+		}
+		if d.byte('}') {
+			if !d.end() {
+				return nil, false, false
+			}
+			return val, found, true
+		}
+		if !d.byte(',') {
+			return nil, false, false
+		}
+	}
+}

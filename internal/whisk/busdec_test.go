@@ -531,3 +531,87 @@ func BenchmarkEncodeCompletion(b *testing.B) {
 		}
 	})
 }
+
+// checkCompactField checks CompactField against encoding/json: when it
+// can tell, b is valid, compact, and the field is what json.Unmarshal into
+// a map finds.
+func checkCompactField(t *testing.T, b []byte, key string) (ok bool) {
+	t.Helper()
+	val, found, ok := CompactField(b, key)
+	if !ok {
+		return false
+	}
+	if !json.Valid(b) {
+		t.Fatalf("%q: CompactField ok on invalid JSON", b)
+	}
+	var c bytes.Buffer
+	if err := json.Compact(&c, b); err != nil || !bytes.Equal(c.Bytes(), b) {
+		t.Fatalf("%q: CompactField ok, json.Compact gives %q (%v)", b, c.Bytes(), err)
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(b, &obj) != nil {
+		if found {
+			t.Fatalf("%q: not an object, yet %q found", b, key)
+		}
+		return true
+	}
+	want, wfound := obj[key]
+	if found != wfound || !bytes.Equal(val, want) {
+		t.Fatalf("%q: field %q = %q (%v), json.Unmarshal's %q (%v)", b, key, val, found, want, wfound)
+	}
+	return true
+}
+
+func TestCompactField(t *testing.T) {
+	g := gen{rand.New(rand.NewSource(6))}
+	told := 0
+	for i := 0; i < 20000; i++ {
+		var b bytes.Buffer
+		if g.r.Intn(2) == 0 {
+			fmt.Fprintf(&b, `{"a":1,"error":`)
+			g.raw(&b, 1, g.r.Intn(8) == 0)
+			b.WriteString(`,"error":"x"}`)
+		} else {
+			g.raw(&b, 0, g.r.Intn(8) == 0)
+		}
+		in := b.Bytes()
+		if g.r.Intn(3) == 0 {
+			in = g.mutate(in)
+		}
+		if checkCompactField(t, in, "error") {
+			told++
+		}
+	}
+	if told < 5000 {
+		t.Errorf("CompactField could tell only %d of 20000", told)
+	}
+	for _, c := range []struct {
+		in        string
+		val       string
+		found, ok bool
+	}{
+		{`{"error":"a","b":[1,{"error":2}],"error":{"c":null}}`, `{"c":null}`, true, true},
+		{`{"b":1}`, ``, false, true},
+		{`[{"error":1}]`, ``, false, true},
+		{`"error"`, ``, false, true},
+		{`{"\u0065rror":1}`, ``, false, false},
+		{`{"error": 1}`, ``, false, false},
+		{`{"error":1} `, ``, false, false},
+		{`{"error":1`, ``, false, false},
+	} {
+		val, found, ok := CompactField([]byte(c.in), "error")
+		if string(val) != c.val || found != c.found || ok != c.ok {
+			t.Errorf("%s: %q %v %v, want %q %v %v", c.in, val, found, ok, c.val, c.found, c.ok)
+		}
+	}
+}
+
+// FuzzCompactField: whatever CompactField tells is what encoding/json says.
+func FuzzCompactField(f *testing.F) {
+	for _, s := range []string{`{"error":"x"}`, `{"a":[1,2],"error":{"b":null},"error":3}`, `[1,"a",{}]`, `{"a": 1}`, `-1.5e3`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkCompactField(t, in, "error")
+	})
+}
