@@ -27,8 +27,10 @@ func DecodeActivationMessage(b []byte, m *ActivationMessage) error {
 		*m = v
 		return nil
 	}
-	*m = ActivationMessage{}
-	return json.Unmarshal(b, m)
+	var w ActivationMessage // declared here, so that only a fallback allocates it
+	err := json.Unmarshal(b, &w)
+	*m = w
+	return err
 }
 
 // DecodeCompletion decodes b into *c as json.Unmarshal does into a zero
@@ -40,8 +42,10 @@ func DecodeCompletion(b []byte, c *Completion) error {
 		*c = v
 		return nil
 	}
-	*c = Completion{}
-	return json.Unmarshal(b, c)
+	var w Completion // declared here, so that only a fallback allocates it
+	err := json.Unmarshal(b, &w)
+	*c = w
+	return err
 }
 
 // maxRawDepth bounds the nesting of a raw value the fast path validates
@@ -377,10 +381,12 @@ func (d *dec) params() (Params, bool) {
 	if !d.byte('[') {
 		return nil, false
 	}
-	p := Params{}
 	if d.byte(']') {
-		return p, true
+		return Params{}, true
 	}
+	// Gathered on the stack, then copied once at their exact size.
+	var buf [16]KeyValue
+	p := buf[:0]
 	for {
 		var kv KeyValue
 		ok := d.object(keyValueKeys[:], func(j int) bool {
@@ -398,7 +404,7 @@ func (d *dec) params() (Params, bool) {
 		}
 		p = append(p, kv)
 		if d.byte(']') {
-			return p, true
+			return append(make(Params, 0, len(p)), p...), true
 		}
 		if !d.byte(',') {
 			return nil, false
