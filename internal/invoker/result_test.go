@@ -206,3 +206,14 @@ func TestParseJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRunOutcome reads a small /run reply, as a no-op action gives.
+func BenchmarkRunOutcome(b *testing.B) {
+	body := []byte(`{"greeting":"Hello stranger!","n":1}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if o := runOutcome(200, body, 1<<20); o.code != 0 {
+			b.Fatal(o)
+		}
+	}
+}
