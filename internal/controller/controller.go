@@ -360,7 +360,7 @@ func (c *Controller) drain(ctx context.Context, cons bus.Consumer) error {
 		}
 		for _, r := range recs {
 			var comp whisk.Completion
-			if err := json.Unmarshal(r.Value, &comp); err != nil {
+			if err := whisk.DecodeCompletion(r.Value, &comp); err != nil {
 				c.log.Warn("undecodable completion dropped", "offset", r.Offset, "err", err)
 				continue
 			}

@@ -590,7 +590,8 @@ func (p *proxy) failActivation(msg *whisk.ActivationMessage, code int, text stri
 // complete publishes the completion to the waiting controller first, then
 // hands the record to the writer.
 func (p *proxy) complete(msg *whisk.ActivationMessage, rec whisk.Activation) {
-	b, err := (&whisk.Completion{Activation: rec, InvokerID: p.inv.cfg.ID}).AppendJSON(nil)
+	comp := whisk.Completion{Activation: rec, InvokerID: p.inv.cfg.ID}
+	b, err := comp.AppendJSON(make([]byte, 0, 1024))
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
 		err = p.inv.publish(ctx, whisk.CompletionTopic(msg.ControllerID), b)

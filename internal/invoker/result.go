@@ -53,27 +53,27 @@ func wrapError(v json.RawMessage) json.RawMessage {
 //     whisk.MsgResultTooLarge with the result cut at maxResult.
 func runOutcome(status int, body []byte, maxResult int) outcome {
 	body = bytes.TrimSpace(body)
-	obj, isObj, isArr := parseJSON(body)
+	r := parseJSON(body)
 	if status != http.StatusOK {
-		if isObj {
-			if e, ok := obj["error"]; ok {
-				return outcome{code: whisk.StatusDeveloperError, result: wrapError(e), destroy: true}
-			}
+		if r.hasErr {
+			return outcome{code: whisk.StatusDeveloperError, result: wrapError(r.errVal), destroy: true}
 		}
 		return failure(whisk.StatusDeveloperError, whisk.MsgInvalidRunResponse(string(body)), true)
 	}
-	if !isObj && !isArr {
+	if !r.isObj && !r.isArr {
 		return failure(whisk.StatusDeveloperError, whisk.MsgInvalidRunResponse(string(body)), true)
 	}
 	if maxResult > 0 && len(body) > maxResult {
 		return failure(whisk.StatusApplicationError, whisk.MsgResultTooLarge(len(body), maxResult, truncate(body, maxResult)), false)
 	}
-	if isObj {
-		if _, ok := obj["error"]; ok {
-			return outcome{code: whisk.StatusApplicationError, result: compact(body)}
-		}
+	result := body
+	if !r.compact {
+		result = compact(body)
 	}
-	return success(compact(body))
+	if r.hasErr {
+		return outcome{code: whisk.StatusApplicationError, result: result}
+	}
+	return success(result)
 }
 
 // initOutcome maps a failed /init reply (status not 200) to an outcome: the
@@ -81,32 +81,45 @@ func runOutcome(status int, body []byte, maxResult int) outcome {
 // body. The container is always destroyed.
 func initOutcome(body []byte) outcome {
 	body = bytes.TrimSpace(body)
-	if obj, isObj, _ := parseJSON(body); isObj {
-		if e, ok := obj["error"]; ok {
-			return outcome{code: whisk.StatusDeveloperError, result: wrapError(e), destroy: true}
-		}
+	if r := parseJSON(body); r.hasErr {
+		return outcome{code: whisk.StatusDeveloperError, result: wrapError(r.errVal), destroy: true}
 	}
 	return failure(whisk.StatusDeveloperError, whisk.MsgInitFailed(string(body)), true)
 }
 
-// parseJSON reports whether body is a JSON object (returned with its
-// fields) or a JSON array.
-func parseJSON(body []byte) (obj map[string]json.RawMessage, isObj, isArr bool) {
+// reply is what the invoker reads of a /run or /init reply body.
+type reply struct {
+	isObj, isArr bool            // the body is a valid JSON object or array
+	errVal       json.RawMessage // the object's top-level "error" when hasErr
+	hasErr       bool
+	compact      bool // the body is valid JSON that json.Compact leaves as it is
+}
+
+// parseJSON reads body: a compact body in one scan (whisk.CompactField),
+// any other by encoding/json.
+func parseJSON(body []byte) (r reply) {
 	if len(body) == 0 {
-		return nil, false, false
+		return r
+	}
+	if v, found, ok := whisk.CompactField(body, "error"); ok {
+		r.isObj, r.isArr, r.compact = body[0] == '{', body[0] == '[', true
+		r.errVal, r.hasErr = v, found
+		return r
 	}
 	switch body[0] {
 	case '{':
+		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(body, &obj); err == nil {
-			return obj, true, false
+			r.isObj = true
+			r.errVal, r.hasErr = obj["error"]
 		}
 	case '[':
 		var arr []json.RawMessage
 		if err := json.Unmarshal(body, &arr); err == nil {
-			return nil, false, true
+			r.isArr = true
 		}
 	}
-	return nil, false, false
+	return r
 }
 
 // compact drops insignificant whitespace from valid JSON.

@@ -1,6 +1,7 @@
 package invoker
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -172,5 +173,47 @@ func TestBuildRecordWarmAndErrors(t *testing.T) {
 func TestSanitizeName(t *testing.T) {
 	if got := sanitizeName("eddy_inv 0_guest_my/act@x_1"); got != "eddy_inv_0_guest_my_act_x_1" {
 		t.Fatal(got)
+	}
+}
+
+// TestParseJSONMatchesEncodingJSON checks parseJSON (its fast scan or
+// encoding/json) against a plain encoding/json reading of the same bodies.
+func TestParseJSONMatchesEncodingJSON(t *testing.T) {
+	bodies := []string{
+		``, `{}`, `[]`, `{"a":1}`, `{"error":"x"}`, `{"error": "x"}`, `{"error":{"a":[1,2]},"b":2}`,
+		`{"error":1,"error":2}`, `{"\u0065rror":1}`, `[{"error":1}]`, `"s"`, `12`, `null`, `{"a":`, `{"a":1}x`,
+		"{\"a\":\"\xff\"}", `{"a":"\ud800"}`, "[1,\n2]", `{"a":{"b":{"c":{}}}}`, `{"error":null}`,
+	}
+	for _, body := range bodies {
+		got := parseJSON([]byte(body))
+		var want reply
+		var obj map[string]json.RawMessage
+		var arr []json.RawMessage
+		if json.Unmarshal([]byte(body), &obj) == nil && obj != nil {
+			want.isObj = true
+			want.errVal, want.hasErr = obj["error"]
+		} else if json.Unmarshal([]byte(body), &arr) == nil && arr != nil {
+			want.isArr = true
+		}
+		if got.isObj != want.isObj || got.isArr != want.isArr || got.hasErr != want.hasErr || string(got.errVal) != string(want.errVal) {
+			t.Errorf("%q: %+v, want %+v", body, got, want)
+		}
+		if got.compact {
+			var b bytes.Buffer
+			if err := json.Compact(&b, []byte(body)); err != nil || b.String() != body {
+				t.Errorf("%q: said compact, json.Compact gives %q (%v)", body, b.String(), err)
+			}
+		}
+	}
+}
+
+// BenchmarkRunOutcome reads a small /run reply, as a no-op action gives.
+func BenchmarkRunOutcome(b *testing.B) {
+	body := []byte(`{"greeting":"Hello stranger!","n":1}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if o := runOutcome(200, body, 1<<20); o.code != 0 {
+			b.Fatal(o)
+		}
 	}
 }

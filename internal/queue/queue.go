@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -927,7 +926,7 @@ func (r *reader) forward(ctx context.Context, recs []bus.Record) bool {
 	ins := make([]inbound, len(recs))
 	for i, rec := range recs {
 		ins[i].off = rec.Offset
-		if err := json.Unmarshal(rec.Value, &ins[i].msg); err != nil {
+		if err := whisk.DecodeActivationMessage(rec.Value, &ins[i].msg); err != nil {
 			ins[i].err = err
 		}
 	}

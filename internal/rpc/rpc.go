@@ -83,11 +83,72 @@ const serviceName = "eddy.scheduler.v1.Scheduler"
 // Codec is the JSON codec both ends use; it is named "json" on the wire.
 type Codec struct{}
 
-// Marshal encodes v as JSON.
-func (Codec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+// Marshal encodes v as JSON; a FetchResponse, sent for every activation,
+// without reflection (byte for byte what json.Marshal writes).
+func (Codec) Marshal(v any) ([]byte, error) {
+	if r, ok := v.(*FetchResponse); ok && r != nil {
+		return r.appendJSON(make([]byte, 0, 1024))
+	}
+	return json.Marshal(v)
+}
 
-// Unmarshal decodes JSON into v.
-func (Codec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+// Unmarshal decodes JSON into v (a zero value, as gRPC gives); a
+// FetchResponse as appendJSON writes it without reflection.
+func (Codec) Unmarshal(data []byte, v any) error {
+	if r, ok := v.(*FetchResponse); ok && r.unmarshalFast(data) {
+		return nil
+	}
+	return json.Unmarshal(data, v)
+}
+
+// appendJSON appends r as json.Marshal encodes it.
+func (r *FetchResponse) appendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"status":`...)
+	b = whisk.AppendJSONString(b, r.Status)
+	if r.Activation == nil {
+		return append(b, '}'), nil
+	}
+	b = append(b, `,"activation":`...)
+	b, err := r.Activation.AppendJSON(b)
+	return append(b, '}'), err
+}
+
+// unmarshalFast decodes data as json.Unmarshal does into a zero r when it
+// is shaped as appendJSON writes it: a plain status (printable ASCII, no
+// escapes), then an activation object, which whisk.DecodeActivationMessage
+// reads. It reports false, leaving r as it was, on anything else.
+func (r *FetchResponse) unmarshalFast(data []byte) bool {
+	const head, act = `{"status":"`, `,"activation":`
+	if len(data) < len(head)+2 || string(data[:len(head)]) != head || data[len(data)-1] != '}' {
+		return false
+	}
+	i := len(head)
+	for ; i < len(data) && data[i] != '"'; i++ {
+		if c := data[i]; c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	if i >= len(data) {
+		return false
+	}
+	status, rest := string(data[len(head):i]), data[i+1:]
+	if len(rest) == 1 { // the closing brace
+		*r = FetchResponse{Status: status}
+		return true
+	}
+	// The activation is a complete JSON object when the decoder takes it,
+	// so the whole is valid JSON and json.Unmarshal would decode the
+	// object into a new ActivationMessage just the same.
+	if len(rest) < len(act)+2 || string(rest[:len(act)]) != act || rest[len(act)] != '{' {
+		return false
+	}
+	m := new(whisk.ActivationMessage)
+	if whisk.DecodeActivationMessage(rest[len(act):len(rest)-1], m) != nil {
+		return false
+	}
+	*r = FetchResponse{Status: status, Activation: m}
+	return true
+}
 
 // Name is the codec's content subtype.
 func (Codec) Name() string { return "json" }

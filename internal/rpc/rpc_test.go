@@ -1,8 +1,12 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
+	"reflect"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -96,4 +100,93 @@ func TestLocalMatchesTheWire(t *testing.T) {
 	if whisk.KindOf(err) != whisk.Unavailable {
 		t.Errorf("a cancelled fetch: kind %v (%v)", whisk.KindOf(err), err)
 	}
+}
+
+func fetchResponses() []*FetchResponse {
+	m := whisk.ActivationMessage{
+		ActivationID: "0123456789abcdef0123456789abcdef", TransactionID: "t\"x\n",
+		Action: whisk.ActionMeta{
+			Namespace: "guest", Name: "pkg/é", Version: "0.0.1", Rev: 3, Kind: "python:3.11",
+			Limits:      whisk.Limits{Timeout: 60000, Memory: 256, Logs: 10, Concurrency: 1},
+			Annotations: whisk.Params{{Key: "exec", Value: json.RawMessage(`"python:3.11"`)}},
+		},
+		Subject: "guest", Params: json.RawMessage(`{"a":[1,2.5,"\u00e9"],"b":{"c":null}}`), Blocking: true,
+		ControllerID: "controller0", Published: 1790000000123,
+	}
+	spaced, withInit, html := m, m, m
+	spaced.Params = json.RawMessage(`{ "a": 1 }`)
+	withInit.InitParams = map[string]string{"k": "v"}
+	html.Params = json.RawMessage(`{"a":"<&>"}`)
+	return []*FetchResponse{
+		{Status: FetchEmpty}, {Status: FetchOK, Activation: &m}, {Status: FetchOK, Activation: &spaced},
+		{Status: FetchOK, Activation: &withInit}, {Status: FetchOK, Activation: &html}, {Status: "\"é"},
+	}
+}
+
+// TestCodecFetchResponseMatchesJSON: the codec writes a FetchResponse as
+// json.Marshal does and reads it (and anything else) as json.Unmarshal does.
+func TestCodecFetchResponseMatchesJSON(t *testing.T) {
+	for _, r := range fetchResponses() {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Codec{}.Marshal(r)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("Marshal = %s, %v\nwant %s", got, err, want)
+		}
+		sameFetchResponse(t, got)
+		sameFetchResponse(t, append([]byte(" "), got...))
+		sameFetchResponse(t, got[:len(got)-1])
+		sameFetchResponse(t, bytes.Replace(got, []byte(`"activation":{`), []byte(`"activation":null,"x":{`), 1))
+	}
+	if !(&FetchResponse{}).unmarshalFast([]byte(`{"status":"ok","activation":{}}`)) {
+		t.Error("the fast path did not read a plain response")
+	}
+}
+
+func sameFetchResponse(t *testing.T, in []byte) {
+	t.Helper()
+	var want, got FetchResponse
+	werr := json.Unmarshal(in, &want)
+	gerr := Codec{}.Unmarshal(in, &got)
+	if fmt.Sprint(werr) != fmt.Sprint(gerr) || !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: %+v, %v; json.Unmarshal %+v, %v", in, got, gerr, want, werr)
+	}
+}
+
+// FuzzCodecUnmarshalFetchResponse: for any input the codec decodes a
+// FetchResponse exactly as json.Unmarshal does.
+func FuzzCodecUnmarshalFetchResponse(f *testing.F) {
+	for _, r := range fetchResponses() {
+		b, _ := json.Marshal(r)
+		f.Add(b)
+	}
+	f.Fuzz(sameFetchResponse)
+}
+
+func BenchmarkCodecFetchResponse(b *testing.B) {
+	m := *fetchResponses()[1].Activation // plain strings, as most are
+	m.TransactionID, m.Action.Name = "f3a9c1d2e4b5a6c7", "hello"
+	r := &FetchResponse{Status: FetchOK, Activation: &m}
+	b.Run("Codec", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, _ := Codec{}.Marshal(r)
+			var back FetchResponse
+			if err := (Codec{}).Unmarshal(out, &back); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, _ := json.Marshal(r)
+			var back FetchResponse
+			if err := json.Unmarshal(out, &back); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

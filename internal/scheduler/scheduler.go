@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -339,7 +338,8 @@ func (s *Scheduler) fail(ctx context.Context, msg whisk.ActivationMessage, rec w
 			rec = stored
 		}
 	}
-	b, err := json.Marshal(whisk.Completion{Activation: rec})
+	comp := whisk.Completion{Activation: rec}
+	b, err := comp.AppendJSON(nil)
 	if err != nil {
 		return err
 	}

@@ -13,10 +13,8 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 	if len(m.InitParams) > 0 || !PlainJSON(m.Params) {
 		return m.marshalAppend(b)
 	}
-	for _, kv := range m.Action.Annotations {
-		if !PlainJSON(kv.Value) {
-			return m.marshalAppend(b)
-		}
+	if !m.Action.Annotations.plainValues() {
+		return m.marshalAppend(b)
 	}
 	b = append(b, `{"activationId":`...)
 	b = AppendJSONString(b, string(m.ActivationID))
@@ -74,24 +72,20 @@ func (a *ActionMeta) appendJSON(b []byte) []byte {
 	b = append(b, `,"limits":`...)
 	b = a.Limits.appendJSON(b)
 	if len(a.Annotations) > 0 {
-		b = append(b, `,"annotations":[`...)
-		for i, kv := range a.Annotations {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"key":`...)
-			b = AppendJSONString(b, kv.Key)
-			b = append(b, `,"value":`...)
-			if kv.Value == nil {
-				b = append(b, "null"...)
-			} else {
-				b = append(b, kv.Value...)
-			}
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+		b = append(b, `,"annotations":`...)
+		b = a.Annotations.appendJSON(b)
 	}
 	return append(b, '}')
+}
+
+// plainValues reports whether every value of p is PlainJSON.
+func (p Params) plainValues() bool {
+	for _, kv := range p {
+		if !PlainJSON(kv.Value) {
+			return false
+		}
+	}
+	return true
 }
 
 // PlainJSON reports whether v is nil or valid JSON that json.Marshal copies
