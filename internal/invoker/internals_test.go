@@ -253,13 +253,9 @@ func TestLogPumpKeepsCursorExact(t *testing.T) {
 	// collect runs a collection; call writes the activation's lines after
 	// it began, as a call's output comes after the proxy starts collecting.
 	collect := func(wait time.Duration, call func()) ([]string, bool) {
-		lp.setCollecting(true)
-		defer lp.setCollecting(false)
+		lc := lp.startCollection(context.Background(), &cur, 1<<20)
 		call()
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		logs, _, complete := cur.Collect(ctx, lp.out, 1<<20)
-		return logs, complete
+		return lc.waitLogs(wait)
 	}
 	drained := func() {
 		t.Helper()
