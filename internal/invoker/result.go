@@ -53,6 +53,14 @@ func wrapError(v json.RawMessage) json.RawMessage {
 //     whisk.MsgResultTooLarge with the result cut at maxResult.
 func runOutcome(status int, body []byte, maxResult int) outcome {
 	body = bytes.TrimSpace(body)
+	if status == http.StatusOK && plainObject(body) {
+		// The common answer, without building the object's map: what
+		// follows would find an object without "error".
+		if maxResult > 0 && len(body) > maxResult {
+			return failure(whisk.StatusApplicationError, whisk.MsgResultTooLarge(len(body), maxResult, truncate(body, maxResult)), false)
+		}
+		return success(compact(body))
+	}
 	obj, isObj, isArr := parseJSON(body)
 	if status != http.StatusOK {
 		if isObj {
@@ -109,8 +117,20 @@ func parseJSON(body []byte) (obj map[string]json.RawMessage, isObj, isArr bool) 
 	return nil, false, false
 }
 
-// compact drops insignificant whitespace from valid JSON.
+// plainObject reports whether body is a JSON object that cannot have an
+// "error" field: no "error" in its bytes, and no escape that could spell
+// one.
+func plainObject(body []byte) bool {
+	return len(body) > 0 && body[0] == '{' && bytes.IndexByte(body, '\\') < 0 &&
+		!bytes.Contains(body, []byte("error")) && json.Valid(body)
+}
+
+// compact drops insignificant whitespace from valid JSON; b without any
+// white space is returned as it is (json.Compact would copy it unchanged).
 func compact(b []byte) json.RawMessage {
+	if !bytes.ContainsAny(b, " \t\r\n") {
+		return b
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, b); err != nil {
 		return b

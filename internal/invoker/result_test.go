@@ -1,6 +1,7 @@
 package invoker
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -46,6 +47,42 @@ func TestRunOutcome(t *testing.T) {
 				t.Fatalf("error %q, want it to contain %q", errorText(o.result), c.errPart)
 			}
 		})
+	}
+}
+
+// TestRunOutcomeFastPathAgrees: runOutcome's shortcut for plain objects
+// (plainObject, compact without white space) gives what the general path
+// (the object parsed into a map, json.Compact) gives.
+func TestRunOutcomeFastPathAgrees(t *testing.T) {
+	general := func(status int, body []byte, maxResult int) outcome {
+		body = bytes.TrimSpace(body)
+		obj, isObj, isArr := parseJSON(body)
+		if status != 200 || (!isObj && !isArr) {
+			t.Fatalf("the general path is for valid 200 answers: %s", body)
+		}
+		if maxResult > 0 && len(body) > maxResult {
+			return failure(whisk.StatusApplicationError, whisk.MsgResultTooLarge(len(body), maxResult, truncate(body, maxResult)), false)
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, body); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := obj["error"]; ok {
+			return outcome{code: whisk.StatusApplicationError, result: buf.Bytes()}
+		}
+		return success(buf.Bytes())
+	}
+	for _, body := range []string{
+		`{}`, ` {} `, `{"a":1}`, `{"a": 1}`, "{\"a\":\n1}", `{"a":"x y"}`, `{"a":[1,2,{"b":null}]}`,
+		`{"error":1}`, `{"a":1,"error":"x"}`, `{"\u0065rror":1}`, `{"e\u0072ror":{"x":1}}`, `{"a":"error"}`,
+		`{"errors":1}`, `{"a":{"error":1}}`, `{"a":"<&>"}`, `{"a":"\u2028"}`, `{"é":"ü"}`, `[1,2]`, `[{"error":1}]`,
+		`{"x":"` + strings.Repeat("a", 100) + `"}`, `{"error":"` + strings.Repeat("a", 100) + `"}`,
+	} {
+		want := general(200, []byte(body), 50)
+		got := runOutcome(200, []byte(body), 50)
+		if got.code != want.code || got.destroy != want.destroy || string(got.result) != string(want.result) {
+			t.Errorf("%s: outcome %d %s, want %d %s", body, got.code, got.result, want.code, want.result)
+		}
 	}
 }
 
