@@ -44,45 +44,76 @@ type LogCursor struct {
 
 // Collect is CollectLogs for the next activation of the cursor's container.
 func (c *LogCursor) Collect(ctx context.Context, lines <-chan LogLine, limitBytes int64) (logs []string, truncated bool, complete bool) {
-	var size int64
-	// Sentinels still to see on each stream; the last one is this activation's.
-	needOut, needErr := c.owedOut+1, c.owedErr+1
-	defer func() { c.owedOut, c.owedErr = needOut, needErr }()
-	for needOut > 0 || needErr > 0 {
-		var l LogLine
-		var ok bool
+	col := c.Start(limitBytes)
+	for !col.Done() {
 		select {
-		case l, ok = <-lines:
+		case l, ok := <-lines:
 			if !ok {
-				return logs, truncated, false
+				return col.End()
 			}
+			col.Feed(l)
 		case <-ctx.Done():
-			return logs, truncated, false
+			return col.End()
 		}
-		owed := needOut > 1
-		if l.Stream == Stderr {
-			owed = needErr > 1
-		}
-		if l.Text == Sentinel || strings.TrimRight(l.Text, " \t\r") == Sentinel {
-			switch l.Stream {
-			case Stdout:
-				needOut = max(needOut-1, 0)
-			case Stderr:
-				needErr = max(needErr-1, 0)
-			}
-			continue
-		}
-		if truncated || owed {
-			continue
-		}
-		n := int64(len(l.Text)) + 1
-		if size+n > limitBytes {
-			truncated = true
-			logs = append(logs, FormatLogLine(LogLine{Time: l.Time, Stream: Stderr, Text: whisk.MsgLogsTruncated(limitBytes)}))
-			continue
-		}
-		size += n
-		logs = append(logs, FormatLogLine(l))
 	}
-	return logs, truncated, true
+	return col.End()
+}
+
+// LogCollection is Collect taken apart, for a reader that owns the stream
+// and hands it the lines one at a time (Feed) until it is Done or the
+// reader stops waiting; End then gives Collect's results and moves the
+// cursor on. A cursor has one collection at a time.
+type LogCollection struct {
+	c                *LogCursor
+	limit, size      int64
+	needOut, needErr int // sentinels still to see on each stream; the last one is this activation's
+	logs             []string
+	truncated        bool
+}
+
+// Start begins the collection of the cursor's next activation.
+func (c *LogCursor) Start(limitBytes int64) LogCollection {
+	return LogCollection{c: c, limit: limitBytes, needOut: c.owedOut + 1, needErr: c.owedErr + 1}
+}
+
+// Done reports whether both of the activation's sentinels came.
+func (col *LogCollection) Done() bool { return col.needOut == 0 && col.needErr == 0 }
+
+// Feed takes the next line of the stream.
+func (col *LogCollection) Feed(l LogLine) {
+	if col.Done() {
+		return
+	}
+	owed := col.needOut > 1
+	if l.Stream == Stderr {
+		owed = col.needErr > 1
+	}
+	if l.Text == Sentinel || strings.TrimRight(l.Text, " \t\r") == Sentinel {
+		switch l.Stream {
+		case Stdout:
+			col.needOut = max(col.needOut-1, 0)
+		case Stderr:
+			col.needErr = max(col.needErr-1, 0)
+		}
+		return
+	}
+	if col.truncated || owed {
+		return
+	}
+	n := int64(len(l.Text)) + 1
+	if col.size+n > col.limit {
+		col.truncated = true
+		col.logs = append(col.logs, FormatLogLine(LogLine{Time: l.Time, Stream: Stderr, Text: whisk.MsgLogsTruncated(col.limit)}))
+		return
+	}
+	col.size += n
+	col.logs = append(col.logs, FormatLogLine(l))
+}
+
+// End ends the collection: its lines, whether they were truncated, and
+// whether both sentinels came (complete). The sentinels that did not come
+// are owed: the cursor's next collection skips the lines before them.
+func (col *LogCollection) End() (logs []string, truncated bool, complete bool) {
+	col.c.owedOut, col.c.owedErr = col.needOut, col.needErr
+	return col.logs, col.truncated, col.Done()
 }

@@ -75,23 +75,7 @@ func (p *proxy) afterInit(body []byte) {
 		return
 	}
 	d := container.NewDemux()
-	lp := p.logs
-	lp.setCollecting(true) // every line to the demux, from now on
-	go func() {
-		for {
-			select {
-			case l, ok := <-lp.out:
-				if !ok {
-					d.Close()
-					return
-				}
-				d.Feed(l)
-			case <-lp.done:
-				d.Close()
-				return
-			}
-		}
-	}()
+	p.logs.feedAll(d) // every line to the demux, from now on
 	p.demux = d
 }
 

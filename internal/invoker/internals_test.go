@@ -253,13 +253,9 @@ func TestLogPumpKeepsCursorExact(t *testing.T) {
 	// collect runs a collection; call writes the activation's lines after
 	// it began, as a call's output comes after the proxy starts collecting.
 	collect := func(wait time.Duration, call func()) ([]string, bool) {
-		lp.setCollecting(true)
-		defer lp.setCollecting(false)
+		lc := lp.startCollection(context.Background(), &cur, 1<<20)
 		call()
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		logs, _, complete := cur.Collect(ctx, lp.out, 1<<20)
-		return logs, complete
+		return lc.waitLogs(wait)
 	}
 	drained := func() {
 		t.Helper()
@@ -302,5 +298,54 @@ func TestLogPumpKeepsCursorExact(t *testing.T) {
 	drained()
 	if logs, complete := collect(5*time.Second, func() {}); complete || len(logs) != 0 {
 		t.Fatalf("after the end: %q, complete %v", logs, complete)
+	}
+}
+
+// TestLogPumpHoldsSentinelsAfterCompletion: the next activation's
+// sentinels may come after a collection got both of its own but before the
+// proxy ended it (waitLogs); the pump holds them for the next collection,
+// and drops the lines between them.
+func TestLogPumpHoldsSentinelsAfterCompletion(t *testing.T) {
+	in := make(chan container.LogLine, 100)
+	lp := startLogPump(in)
+	defer lp.stop()
+	var cur container.LogCursor
+	line := func(stream, text string) { in <- container.LogLine{Time: time.Now(), Stream: stream, Text: text} }
+
+	lc := lp.startCollection(context.Background(), &cur, 1<<20)
+	line(container.Stdout, "mine")
+	line(container.Stdout, container.Sentinel)
+	line(container.Stderr, container.Sentinel)
+	select {
+	case <-lc.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the collection did not complete")
+	}
+	// Before waitLogs: a stray line and a later activation's sentinels.
+	line(container.Stdout, "stray")
+	line(container.Stdout, container.Sentinel)
+	line(container.Stderr, container.Sentinel)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		lp.mu.Lock()
+		n := len(lp.held)
+		lp.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("held %d sentinels, want 2", n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	logs, complete := lc.waitLogs(time.Second)
+	if !complete || len(logs) != 1 || !strings.HasSuffix(logs[0], "stdout: mine") {
+		t.Fatalf("first collection: %q, complete %v", logs, complete)
+	}
+	// The held sentinels complete the next collection at once, without
+	// the stray line.
+	lc = lp.startCollection(context.Background(), &cur, 1<<20)
+	if logs, complete := lc.waitLogs(5 * time.Second); !complete || len(logs) != 0 {
+		t.Fatalf("second collection: %q, complete %v", logs, complete)
 	}
 }

@@ -1,8 +1,10 @@
 package invoker
 
 import (
+	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
 )
@@ -12,46 +14,46 @@ import (
 // background thread writes between activations would otherwise fill the
 // stream and block.
 //
-// While a collection runs (collecting), the pump hands every line, in
-// order, to the collector through out, with backpressure as if the
-// collector read the stream itself. In between it reads on and drops every
-// line (output between activations belongs to none of them) except the
-// sentinels, which it holds and hands to the next collection first. The
-// sentinels are all container.LogCursor counts when it skips the lines owed
-// to an unfinished collection, so the cursor stays exact: an owed line
-// dropped here is one it would have skipped.
+// While a collection runs (startCollection until its waitLogs returns),
+// the pump feeds every line, in order, to it on the pump's own goroutine:
+// a call's collection costs no goroutine and no hand-off of its own, and
+// the collection keeps no more than its log limit (the lines past it are
+// dropped as they are read). In between it reads on and drops every line
+// (output between activations belongs to none of them) except the
+// sentinels, which it holds and feeds to the next collection first. The
+// sentinels are all container.LogCursor counts when it skips the lines
+// owed to an unfinished collection, so the cursor stays exact: an owed
+// line dropped here is one it would have skipped.
+//
+// In concurrent mode (feedAll) every line goes to the demux instead.
 type logPump struct {
 	in   <-chan container.LogLine
-	out  chan container.LogLine // closed once in is closed and everything held was handed out
-	wake chan struct{}          // capacity 1: collecting changed
 	quit chan struct{}
 	done chan struct{}
 
-	mu         sync.Mutex
-	collecting bool
+	mu    sync.Mutex
+	held  []container.LogLine // sentinels read between collections, oldest first
+	ended bool                // in is closed
+	col   *logCollector       // the collection under way; nil between collections
+	sink  lineSink            // set once by feedAll: every line goes there
+
+	timer *time.Timer // waitLogs's, reused (one collection at a time)
+}
+
+// lineSink takes every line of a stream (*container.Demux has it).
+type lineSink interface {
+	Feed(container.LogLine)
+	Close()
 }
 
 func startLogPump(in <-chan container.LogLine) *logPump {
 	lp := &logPump{
 		in:   in,
-		out:  make(chan container.LogLine),
-		wake: make(chan struct{}, 1),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
 	}
 	go lp.run()
 	return lp
-}
-
-// setCollecting starts (true) or ends (false) handing lines to out.
-func (lp *logPump) setCollecting(on bool) {
-	lp.mu.Lock()
-	lp.collecting = on
-	lp.mu.Unlock()
-	select {
-	case lp.wake <- struct{}{}:
-	default:
-	}
 }
 
 // stop ends the pump and waits for it.
@@ -63,61 +65,147 @@ func (lp *logPump) stop() {
 func (lp *logPump) run() {
 	defer close(lp.done)
 	in := lp.in
-	var held []container.LogLine // to hand out next, oldest first
-	outClosed := false
 	for {
-		lp.mu.Lock()
-		collecting := lp.collecting
-		lp.mu.Unlock()
-		if !collecting {
-			held = sentinelsOnly(held) // a line the collection did not take
-		}
-		if in == nil && len(held) == 0 && !outClosed {
-			close(lp.out)
-			outClosed = true
-		}
-		var (
-			src  = in
-			out  chan container.LogLine
-			next container.LogLine
-		)
-		if collecting && len(held) > 0 {
-			src, out, next = nil, lp.out, held[0] // hand out what is held first
-		}
 		select {
-		case out <- next:
-			held = held[1:]
-		case l, ok := <-src:
-			if ok && !collecting {
-				// A collection may have begun while we waited: its call,
-				// and so this line, came after setCollecting(true).
-				lp.mu.Lock()
-				collecting = lp.collecting
-				lp.mu.Unlock()
-			}
-			switch {
-			case !ok:
+		case l, ok := <-in:
+			lp.mu.Lock()
+			if ok {
+				lp.takeLocked(l)
+			} else {
 				in = nil
-			case collecting || isSentinel(l):
-				held = append(held, l)
+				lp.endLocked()
 			}
-		case <-lp.wake:
+			lp.mu.Unlock()
 		case <-lp.quit:
+			lp.mu.Lock()
+			lp.endLocked()
+			lp.mu.Unlock()
 			return
 		}
 	}
 }
 
-func isSentinel(l container.LogLine) bool {
-	return strings.TrimRight(l.Text, " \t\r") == container.Sentinel
+// takeLocked gives l to whoever takes it now (under mu).
+func (lp *logPump) takeLocked(l container.LogLine) {
+	switch {
+	case lp.sink != nil:
+		lp.sink.Feed(l)
+	case lp.col != nil && !lp.col.finished:
+		lp.col.feed(l)
+	case isSentinel(l):
+		lp.held = append(lp.held, l)
+	}
 }
 
-func sentinelsOnly(ls []container.LogLine) []container.LogLine {
-	kept := ls[:0]
-	for _, l := range ls {
-		if isSentinel(l) {
-			kept = append(kept, l)
-		}
+// endLocked says that no more lines come (under mu): the collection under
+// way ends incomplete (unless it is complete), later ones at once.
+func (lp *logPump) endLocked() {
+	if lp.ended {
+		return
 	}
-	return kept
+	lp.ended = true
+	if lp.sink != nil {
+		lp.sink.Close()
+	}
+	if lp.col != nil {
+		lp.col.finish()
+	}
+}
+
+// feedAll sends every line, from now on and for good, to s (the held
+// sentinels first); s is closed when the stream ends or the pump stops.
+func (lp *logPump) feedAll(s lineSink) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	lp.sink = s
+	for _, l := range lp.held {
+		s.Feed(l)
+	}
+	lp.held = nil
+	if lp.ended {
+		s.Close()
+	}
+}
+
+// logCollector is one call's log collection, fed by the pump.
+type logCollector struct {
+	pump     *logPump
+	ctx      context.Context // its end ends the wait
+	col      container.LogCollection
+	done     chan struct{} // closed when both sentinels came or the stream ended
+	finished bool          // done is closed (under pump.mu)
+}
+
+// startCollection starts collecting the logs of the cursor's next
+// activation, up to limit bytes: the held sentinels first, then every line
+// the pump reads until waitLogs. Lines the container wrote before it are
+// not this call's: the pump dropped them.
+func (lp *logPump) startCollection(ctx context.Context, cur *container.LogCursor, limit int64) *logCollector {
+	lc := &logCollector{pump: lp, ctx: ctx, col: cur.Start(limit), done: make(chan struct{})}
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	lp.col = lc
+	held := lp.held
+	lp.held = lp.held[:0]
+	for i, l := range held {
+		if lc.finished {
+			// Both sentinels came: the rest is for the next collection.
+			lp.held = append(lp.held, held[i:]...)
+			break
+		}
+		lc.feed(l)
+	}
+	if lp.ended {
+		lc.finish()
+	}
+	return lc
+}
+
+// feed takes one line (under pump.mu).
+func (lc *logCollector) feed(l container.LogLine) {
+	lc.col.Feed(l)
+	if lc.col.Done() {
+		lc.finish()
+	}
+}
+
+// finish closes done (under pump.mu).
+func (lc *logCollector) finish() {
+	if !lc.finished {
+		lc.finished = true
+		close(lc.done)
+	}
+}
+
+// waitLogs waits up to d for the sentinels (or the end of the stream, or
+// of the collection's ctx), then ends the collection: its lines and
+// whether both sentinels came.
+func (lc *logCollector) waitLogs(d time.Duration) ([]string, bool) {
+	lp := lc.pump
+	select {
+	case <-lc.done:
+	default:
+		if lp.timer == nil {
+			lp.timer = time.NewTimer(d)
+		} else {
+			lp.timer.Reset(d)
+		}
+		select {
+		case <-lc.done:
+		case <-lp.timer.C:
+		case <-lc.ctx.Done():
+		}
+		lp.timer.Stop()
+	}
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if lp.col == lc {
+		lp.col = nil
+	}
+	logs, _, complete := lc.col.End()
+	return logs, complete
+}
+
+func isSentinel(l container.LogLine) bool {
+	return strings.TrimRight(l.Text, " \t\r") == container.Sentinel
 }

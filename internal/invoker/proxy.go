@@ -506,45 +506,10 @@ type logWaiter interface {
 	waitLogs(d time.Duration) ([]string, bool)
 }
 
-func (lc *logCollector) waitLogs(d time.Duration) ([]string, bool) {
-	lc.wait(d)
-	return lc.logs, lc.complete
-}
-
-// logCollector reads one call's logs on its own goroutine.
-type logCollector struct {
-	pump     *logPump
-	cancel   context.CancelFunc
-	done     chan struct{}
-	logs     []string
-	complete bool
-}
-
-// startLogs starts reading the container's logs up to the sentinels.
-// Lines the container wrote before it are not this call's: the log pump
-// dropped them.
+// startLogs starts collecting the container's logs up to the sentinels
+// (the pump feeds the collection; see logPump).
 func (p *proxy) startLogs(ctx context.Context, limit int64) *logCollector {
-	ctx, cancel := context.WithCancel(ctx)
-	lc := &logCollector{pump: p.logs, cancel: cancel, done: make(chan struct{})}
-	lc.pump.setCollecting(true)
-	go func() {
-		defer close(lc.done)
-		lc.logs, _, lc.complete = p.logCursor.Collect(ctx, lc.pump.out, limit)
-	}()
-	return lc
-}
-
-// wait waits up to d for the sentinels, then stops the reading.
-func (lc *logCollector) wait(d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-lc.done:
-	case <-t.C:
-	}
-	lc.cancel()
-	<-lc.done
-	lc.pump.setCollecting(false)
+	return p.logs.startCollection(ctx, &p.logCursor, limit)
 }
 
 // finish collects the logs of a call and kills the container if it must

@@ -122,8 +122,12 @@ func parseJSON(body []byte) (r reply) {
 	return r
 }
 
-// compact drops insignificant whitespace from valid JSON.
+// compact drops insignificant whitespace from valid JSON; b without any
+// white space is returned as it is (json.Compact would copy it unchanged).
 func compact(b []byte) json.RawMessage {
+	if !bytes.ContainsAny(b, " \t\r\n") {
+		return b
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, b); err != nil {
 		return b

@@ -50,6 +50,45 @@ func TestRunOutcome(t *testing.T) {
 	}
 }
 
+// TestRunOutcomeFastPathAgrees: runOutcome's one-scan reading of a reply
+// (whisk.CompactField, a compact body kept as it is) gives what the general
+// path (the object parsed into a map, json.Compact) gives.
+func TestRunOutcomeFastPathAgrees(t *testing.T) {
+	general := func(status int, body []byte, maxResult int) outcome {
+		body = bytes.TrimSpace(body)
+		var obj map[string]json.RawMessage
+		var arr []json.RawMessage
+		isObj := json.Unmarshal(body, &obj) == nil && obj != nil
+		isArr := json.Unmarshal(body, &arr) == nil && arr != nil
+		if status != 200 || (!isObj && !isArr) {
+			t.Fatalf("the general path is for valid 200 answers: %s", body)
+		}
+		if maxResult > 0 && len(body) > maxResult {
+			return failure(whisk.StatusApplicationError, whisk.MsgResultTooLarge(len(body), maxResult, truncate(body, maxResult)), false)
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, body); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := obj["error"]; ok {
+			return outcome{code: whisk.StatusApplicationError, result: buf.Bytes()}
+		}
+		return success(buf.Bytes())
+	}
+	for _, body := range []string{
+		`{}`, ` {} `, `{"a":1}`, `{"a": 1}`, "{\"a\":\n1}", `{"a":"x y"}`, `{"a":[1,2,{"b":null}]}`,
+		`{"error":1}`, `{"a":1,"error":"x"}`, `{"\u0065rror":1}`, `{"e\u0072ror":{"x":1}}`, `{"a":"error"}`,
+		`{"errors":1}`, `{"a":{"error":1}}`, `{"a":"<&>"}`, `{"a":"\u2028"}`, `{"é":"ü"}`, `[1,2]`, `[{"error":1}]`,
+		`{"x":"` + strings.Repeat("a", 100) + `"}`, `{"error":"` + strings.Repeat("a", 100) + `"}`,
+	} {
+		want := general(200, []byte(body), 50)
+		got := runOutcome(200, []byte(body), 50)
+		if got.code != want.code || got.destroy != want.destroy || string(got.result) != string(want.result) {
+			t.Errorf("%s: outcome %d %s, want %d %s", body, got.code, got.result, want.code, want.result)
+		}
+	}
+}
+
 func TestResultTooLargeTruncates(t *testing.T) {
 	body := `{"x":"` + strings.Repeat("é", 40) + `"}`
 	o := runOutcome(200, []byte(body), 20)

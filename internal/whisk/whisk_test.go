@@ -36,6 +36,35 @@ func TestKindOfAndStatus(t *testing.T) {
 	}
 }
 
+// TestValidNameMatchesRule: ValidName agrees with OpenWhisk's rule as a
+// regexp (entityNameRE) on every string of up to 3 bytes over an alphabet
+// of the rule's classes and their neighbours, and on longer mixes.
+func TestValidNameMatchesRule(t *testing.T) {
+	alphabet := []byte("aZ09_@ .-/\t:~\x00\x7f\xc3\xa9")
+	check := func(s string) {
+		t.Helper()
+		want := len(s) <= MaxNameLength && entityNameRE.MatchString(s)
+		if got := ValidName(s); got != want {
+			t.Errorf("ValidName(%q) = %v; the rule says %v", s, got, want)
+		}
+	}
+	var gen func(prefix []byte, n int)
+	gen = func(prefix []byte, n int) {
+		check(string(prefix))
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			gen(append(prefix, c), n-1)
+		}
+	}
+	gen(nil, 3)
+	for _, s := range []string{"hello world", "a b c", "x@y.z-w", "ab ", "a  b", "é", "aé", "a-", "a@", "a.", "_", "__ __",
+		strings.Repeat("a", 256), strings.Repeat("a", 255) + " ", strings.Repeat("a", 257)} {
+		check(s)
+	}
+}
+
 func TestNames(t *testing.T) {
 	for name, ok := range map[string]bool{
 		"hello": true, "a": true, "_x": true, "with space.and-dash@x": true,
