@@ -141,7 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(rawListener{ln}) }()
 	select {
 	case err := <-served:
 		if !errors.Is(err, http.ErrServerClosed) {
