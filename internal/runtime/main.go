@@ -44,6 +44,14 @@
 // /run floor went from 5,495 to 9,968 calls/s at concurrency 16, the
 // machine's CPU per call from 360 to 175 µs (bench/RESULTS.md).
 //
+// On Linux the /run hot path (the HTTP connection, the action's stdin and
+// fd 3, the sentinels) reads and writes its non-blocking descriptors with
+// raw system calls (rawio_linux.go): a syscall through the Go scheduler
+// wakes its sysmon thread whenever the process was idle, as a runtime is
+// between runs, which cost two wakes of sysmon per run. The sentinels go
+// through a second, non-blocking open of the stdout and stderr pipes, so
+// that the descriptions the action writes to stay blocking.
+//
 // The package imports only the standard library: it is built into a small
 // static binary (cmd/eddy-runtime) for images, and into eddy as
 // "eddy runtime".
