@@ -581,3 +581,41 @@ func TestMainRawIO(t *testing.T) {
 		}
 	}
 }
+
+// TestPythonEnvPerRun: each run's __OW_ variables are the keys of its
+// message, whatever the action did to them, and a key a run lacks is
+// unset.
+func TestPythonEnvPerRun(t *testing.T) {
+	h := newHarness(t, LauncherPython)
+	code := `import os
+def main(args):
+    out = {k: os.environ.get(k) for k in ("__OW_ACTIVATION_ID", "__OW_NAMESPACE", "__OW_API_KEY")}
+    os.environ["__OW_NAMESPACE"] = "changed by the action"
+    return out
+`
+	if st, body := h.init(code, false, nil); st != 200 {
+		t.Fatalf("init: %d %v", st, body)
+	}
+	h.collect()
+	runs := []struct {
+		msg  map[string]any
+		want map[string]any
+	}{
+		{map[string]any{"value": map[string]any{}, "namespace": "guest", "activation_id": "a1", "api_key": "k1"},
+			map[string]any{"__OW_ACTIVATION_ID": "a1", "__OW_NAMESPACE": "guest", "__OW_API_KEY": "k1"}},
+		{map[string]any{"value": map[string]any{}, "namespace": "guest", "activation_id": "a2"},
+			map[string]any{"__OW_ACTIVATION_ID": "a2", "__OW_NAMESPACE": "guest", "__OW_API_KEY": nil}},
+	}
+	for i, r := range runs {
+		st, res := h.post("/run", r.msg)
+		if st != 200 {
+			t.Fatalf("run %d: %d %v", i+1, st, res)
+		}
+		for k, v := range r.want {
+			if res[k] != v {
+				t.Errorf("run %d: %s = %v, want %v", i+1, k, res[k], v)
+			}
+		}
+		h.collect()
+	}
+}
