@@ -219,17 +219,18 @@ var sentinelLine = []byte(Sentinel + "\n")
 func (s *Server) sentinels() {
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
-	if s.sentOut != nil {
-		_, _ = s.sentOut.Write(sentinelLine)
-	} else {
+	// A failed write (the pipe's reader is gone) is done again the usual
+	// way, so that it fails as it always did (os raises SIGPIPE for a
+	// broken stdout or stderr).
+	if s.sentOut == nil || writeFailed(s.sentOut.Write(sentinelLine)) {
 		_, _ = s.cfg.Stdout.Write(sentinelLine)
 	}
-	if s.sentErr != nil {
-		_, _ = s.sentErr.Write(sentinelLine)
-	} else {
+	if s.sentErr == nil || writeFailed(s.sentErr.Write(sentinelLine)) {
 		_, _ = s.cfg.Stderr.Write(sentinelLine)
 	}
 }
+
+func writeFailed(_ int, err error) bool { return err != nil }
 
 // logf writes a line to stderr (it becomes part of the activation's logs).
 func (s *Server) logf(format string, args ...any) {
