@@ -87,8 +87,11 @@ func TestQuick(t *testing.T) {
 	latency("warm eddy", w.Eddy, 300)
 	latency("warm floor", w.Floor, 300)
 	latency("warm http", w.HTTP, 300)
-	// The floor bypasses Eddy: it cannot be slower than going through it.
-	check("warm floor below eddy", w.Floor.P50 < w.Eddy.P50 && w.HTTP.P50 < w.Floor.P50, w)
+	// The floor bypasses Eddy: it cannot be slower than going through it,
+	// and neither can one HTTP round trip. (L_http is a unit, not a bound
+	// on the floor: the runtime's raw-syscall I/O can beat this process's
+	// own net/http round trip.)
+	check("warm floor below eddy", w.Floor.P50 < w.Eddy.P50 && w.HTTP.P50 < w.Eddy.P50, w)
 	check("warm ratio", w.RatioP50 > 1 && w.Containers == 1 && w.Errors == 0, w)
 
 	tp := rep.Throughput
