@@ -39,16 +39,36 @@ const kinds = "python:3.11, nodejs:18 or native"
 // floor is the runtime's own proxy and nothing else, so it shows Eddy's
 // cost against the cheapest runtime there is. The sleep variant is built
 // with -X main.sleep=100ms.
+//
+// It is lean on purpose: its reads and writes are raw system calls, so
+// that waiting for the next line does not go through the Go scheduler's
+// syscall entry and exit, which in a process idle between runs wakes the
+// scheduler's sysmon thread on every run (two to three context switches
+// per run, measured: 25-30 µs of CPU per run against 9-18 µs). It
+// allocates nothing per run and turns the collector off, so no
+// stop-the-world waits on the blocked read. A line is answered once its
+// newline is read, however it arrives.
 const nativeSource = `package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"os"
+	"runtime/debug"
+	"syscall"
 	"time"
+	"unsafe"
 )
 
 var sleep string
+
+func rawIO(nr uintptr, fd int, p []byte) (int, syscall.Errno) {
+	for {
+		n, _, e := syscall.RawSyscall(nr, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if e != syscall.EINTR {
+			return int(n), e
+		}
+	}
+}
 
 func main() {
 	host, _ := os.Hostname()
@@ -58,21 +78,27 @@ func main() {
 	if sleep != "" {
 		d, _ = time.ParseDuration(sleep)
 	}
-	out := os.NewFile(3, "answers")
-	in := bufio.NewReaderSize(os.Stdin, 1<<20)
+	debug.SetGCPercent(-1)
+	buf := make([]byte, 64<<10)
 	for {
-		line, err := in.ReadSlice('\n')
-		for err == bufio.ErrBufferFull {
-			_, err = in.ReadSlice('\n')
-		}
-		if err != nil && len(line) == 0 {
+		n, e := rawIO(syscall.SYS_READ, 0, buf)
+		if e != 0 || n <= 0 {
 			return
 		}
-		if d > 0 {
-			time.Sleep(d)
-		}
-		if _, err := out.Write(answer); err != nil {
-			return
+		for _, b := range buf[:n] {
+			if b != '\n' {
+				continue
+			}
+			if d > 0 {
+				time.Sleep(d)
+			}
+			for off := 0; off < len(answer); {
+				m, e := rawIO(syscall.SYS_WRITE, 3, answer[off:])
+				if e != 0 {
+					return
+				}
+				off += m
+			}
 		}
 	}
 }

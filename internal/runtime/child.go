@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -23,6 +24,12 @@ type child struct {
 	answers *os.File    // read end of the child's fd 3
 	lines   chan []byte // lines read from fd 3; closed at EOF
 	exited  chan struct{}
+
+	// in and ans are stdin and answers read and written with raw system
+	// calls (rawio_linux.go), nil where that is not available; writing
+	// counts the writes of stdin left to a goroutine that are not done.
+	in, ans *rawFD
+	writing atomic.Int32
 }
 
 // startChild starts c with the actionloop pipes. stdout and stderr are given
@@ -65,6 +72,12 @@ func startChild(c *command, env []string, stdout, stderr io.Writer) (*child, err
 		return nil, err
 	}
 	ch := &child{cmd: cmd, stdin: inW, answers: ansR, lines: make(chan []byte, 1), exited: make(chan struct{})}
+	if r, ok := newRawFD(inW); ok {
+		ch.in = r
+	}
+	if r, ok := newRawFD(ansR); ok {
+		ch.ans = r
+	}
 	go ch.readAnswers()
 	go func() {
 		_ = cmd.Wait()
@@ -75,7 +88,11 @@ func startChild(c *command, env []string, stdout, stderr io.Writer) (*child, err
 
 func (ch *child) readAnswers() {
 	defer close(ch.lines)
-	r := bufio.NewReaderSize(ch.answers, 64<<10)
+	var src io.Reader = ch.answers
+	if ch.ans != nil {
+		src = ch.ans
+	}
+	r := bufio.NewReaderSize(src, 64<<10)
 	for {
 		line, err := r.ReadBytes('\n')
 		if len(line) > 0 {
@@ -130,10 +147,32 @@ func (ch *child) roundTrip(ctx context.Context, line []byte) ([]byte, error) {
 	}
 	msg := make([]byte, 0, len(line)+1)
 	msg = append(append(msg, line...), '\n')
-	// The write runs on its own so that a child that neither reads nor exits
-	// cannot block past ctx: killing it makes the write fail.
-	go func() { _, _ = ch.stdin.Write(msg) }()
+	ch.send(msg)
 	return ch.next(ctx)
+}
+
+// send writes msg to the child's stdin. What does not fit in the pipe now
+// is written by a goroutine of its own, so that a child that neither reads
+// nor exits cannot block past ctx: killing it makes the write fail. A
+// message that fits (the usual case) is written at once, when no earlier
+// write is still pending.
+func (ch *child) send(msg []byte) {
+	if ch.in != nil && ch.writing.Load() == 0 {
+		n, err := ch.in.tryWrite(msg)
+		if err != nil || n == len(msg) {
+			return // a failed write means the child is gone: next sees it
+		}
+		msg = msg[n:]
+	}
+	ch.writing.Add(1)
+	go func() {
+		defer ch.writing.Add(-1)
+		if ch.in != nil {
+			_, _ = ch.in.Write(msg)
+			return
+		}
+		_, _ = ch.stdin.Write(msg)
+	}()
 }
 
 // kill stops the child and releases the pipes; it does not wait.

@@ -69,6 +69,7 @@ def main():
         return
 
     exported = set()
+    environ = os.environ
     stdin = sys.stdin.buffer
     while True:
         line = stdin.readline()
@@ -86,10 +87,15 @@ def main():
             if key == "value":
                 continue
             name = "__OW_" + key.upper()
-            os.environ[name] = val if isinstance(val, str) else json.dumps(val)
+            if not isinstance(val, str):
+                val = json.dumps(val)
+            # Most of them are the same from one run to the next: setting
+            # one (putenv) costs more than reading it.
+            if environ.get(name) != val:
+                environ[name] = val
             seen.add(name)
         for name in exported - seen:
-            os.environ.pop(name, None)
+            environ.pop(name, None)
         exported = seen
         try:
             res = fn(msg.get("value", {}))

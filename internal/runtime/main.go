@@ -44,6 +44,14 @@
 // /run floor went from 5,495 to 9,968 calls/s at concurrency 16, the
 // machine's CPU per call from 360 to 175 µs (bench/RESULTS.md).
 //
+// On Linux the /run hot path (the HTTP connection, the action's stdin and
+// fd 3, the sentinels) reads and writes its non-blocking descriptors with
+// raw system calls (rawio_linux.go): a syscall through the Go scheduler
+// wakes its sysmon thread whenever the process was idle, as a runtime is
+// between runs, which cost two wakes of sysmon per run. The sentinels go
+// through a second, non-blocking open of the stdout and stderr pipes, so
+// that the descriptions the action writes to stay blocking.
+//
 // The package imports only the standard library: it is built into a small
 // static binary (cmd/eddy-runtime) for images, and into eddy as
 // "eddy runtime".
@@ -141,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second}
 	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
+	go func() { served <- hs.Serve(rawListener{ln}) }()
 	select {
 	case err := <-served:
 		if !errors.Is(err, http.ErrServerClosed) {

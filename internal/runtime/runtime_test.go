@@ -467,3 +467,155 @@ func TestOOMKillReported(t *testing.T) {
 		t.Fatalf("oomKills = %d, %v", n, ok)
 	}
 }
+
+// TestMainRawIO runs the server as Main does, with pipes for stdout and
+// stderr (as a container backend gives them), so that the hot path's raw
+// I/O is what serves: the /run connection, the action's stdin (a line
+// larger than a pipe holds, so part of it is left to a goroutine) and
+// fd 3, and the sentinels through their own descriptors, after the
+// action's lines. Once run returns, nothing of the server holds the pipes.
+func TestMainRawIO(t *testing.T) {
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer readyR.Close()
+	fd, err := syscall.Dup(int(readyW.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readyW.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := func(r *os.File) <-chan string {
+		ch := make(chan string, 100)
+		go func() {
+			defer close(ch)
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				ch <- sc.Text()
+			}
+		}()
+		return ch
+	}
+	outLines, errLines := lines(outR), lines(errR)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"--listen", "127.0.0.1:0", "--launcher", "native", "--workdir", t.TempDir(), "--ready-fd", fmt.Sprint(fd)}, outW, errW)
+	}()
+	addr, err := bufio.NewReader(readyR).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + strings.TrimSpace(addr)
+	post := func(path string, body any) (int, map[string]any) {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		resp, err := http.Post(url+path, "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		return resp.StatusCode, out
+	}
+	script := "#!/bin/bash\nwhile IFS= read -r l; do echo \"out ${#l}\"; echo err >&2; printf '{\"len\":%d}\\n' ${#l} >&3; done\n"
+	if st, out := post("/init", map[string]any{"value": map[string]any{"code": script}}); st != 200 {
+		t.Fatalf("init: %d %v", st, out)
+	}
+	expect := func(ch <-chan string, want ...string) {
+		t.Helper()
+		for _, w := range want {
+			select {
+			case got := <-ch:
+				if got != w {
+					t.Fatalf("log line %q, want %q", got, w)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no log line, want %q", w)
+			}
+		}
+	}
+	expect(outLines, Sentinel) // /init's
+	expect(errLines, Sentinel)
+	for _, size := range []int{10, 300 << 10, 20} {
+		msg := map[string]any{"value": map[string]any{"big": strings.Repeat("x", size)}, "activation_id": "a"}
+		line, _ := json.Marshal(msg)
+		st, out := post("/run", msg)
+		if st != 200 || out["len"] != float64(len(line)) {
+			t.Fatalf("run of %d bytes: %d %v", len(line), st, out)
+		}
+		expect(outLines, fmt.Sprintf("out %d", len(line)), Sentinel)
+		expect(errLines, "err", Sentinel)
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit code %d", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no shutdown")
+	}
+	outW.Close()
+	errW.Close()
+	for _, ch := range []<-chan string{outLines, errLines} {
+		select {
+		case l, ok := <-ch:
+			if ok {
+				t.Errorf("after shutdown: %q", l)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the server still holds its stdout or stderr")
+		}
+	}
+}
+
+// TestPythonEnvPerRun: each run's __OW_ variables are the keys of its
+// message, whatever the action did to them, and a key a run lacks is
+// unset.
+func TestPythonEnvPerRun(t *testing.T) {
+	h := newHarness(t, LauncherPython)
+	code := `import os
+def main(args):
+    out = {k: os.environ.get(k) for k in ("__OW_ACTIVATION_ID", "__OW_NAMESPACE", "__OW_API_KEY")}
+    os.environ["__OW_NAMESPACE"] = "changed by the action"
+    return out
+`
+	if st, body := h.init(code, false, nil); st != 200 {
+		t.Fatalf("init: %d %v", st, body)
+	}
+	h.collect()
+	runs := []struct {
+		msg  map[string]any
+		want map[string]any
+	}{
+		{map[string]any{"value": map[string]any{}, "namespace": "guest", "activation_id": "a1", "api_key": "k1"},
+			map[string]any{"__OW_ACTIVATION_ID": "a1", "__OW_NAMESPACE": "guest", "__OW_API_KEY": "k1"}},
+		{map[string]any{"value": map[string]any{}, "namespace": "guest", "activation_id": "a2"},
+			map[string]any{"__OW_ACTIVATION_ID": "a2", "__OW_NAMESPACE": "guest", "__OW_API_KEY": nil}},
+	}
+	for i, r := range runs {
+		st, res := h.post("/run", r.msg)
+		if st != 200 {
+			t.Fatalf("run %d: %d %v", i+1, st, res)
+		}
+		for k, v := range r.want {
+			if res[k] != v {
+				t.Errorf("run %d: %s = %v, want %v", i+1, k, res[k], v)
+			}
+		}
+		h.collect()
+	}
+}

@@ -63,6 +63,13 @@ type Server struct {
 	launcher launcher
 	outMu    sync.Mutex // serializes the server's own writes to Stdout/Stderr
 
+	// sentOut and sentErr write the sentinels: Stdout and Stderr opened
+	// again non-blocking when they are pipes, written with raw system
+	// calls (rawio_linux.go), else nil (then Stdout and Stderr serve).
+	// sentFiles are those files, closed by Close. Under outMu.
+	sentOut, sentErr *rawFD
+	sentFiles        []*os.File
+
 	initMu sync.Mutex // serializes /init
 
 	// slots has one token per /run that may be in flight. With more than one
@@ -122,7 +129,29 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Stderr == nil {
 		cfg.Stderr = io.Discard
 	}
-	return &Server{cfg: cfg, launcher: l, slots: make(chan struct{}, cfg.Concurrency)}, nil
+	s := &Server{cfg: cfg, launcher: l, slots: make(chan struct{}, cfg.Concurrency)}
+	s.sentOut = s.sentinelWriter(cfg.Stdout)
+	s.sentErr = s.sentinelWriter(cfg.Stderr)
+	return s, nil
+}
+
+// sentinelWriter opens w again for the sentinels when it is a pipe.
+func (s *Server) sentinelWriter(w io.Writer) *rawFD {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	nf := reopenNonblock(f)
+	if nf == nil {
+		return nil
+	}
+	r, ok := newRawFD(nf)
+	if !ok {
+		nf.Close()
+		return nil
+	}
+	s.sentFiles = append(s.sentFiles, nf)
+	return r
 }
 
 // getenv looks a key up in the server's environment (the last one wins).
@@ -184,12 +213,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func errBody(msg string) map[string]string { return map[string]string{"error": msg} }
 
+// sentinelLine is the sentinel and its newline.
+var sentinelLine = []byte(Sentinel + "\n")
+
 func (s *Server) sentinels() {
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
-	_, _ = io.WriteString(s.cfg.Stdout, Sentinel+"\n")
-	_, _ = io.WriteString(s.cfg.Stderr, Sentinel+"\n")
+	// A failed write (the pipe's reader is gone) is done again the usual
+	// way, so that it fails as it always did (os raises SIGPIPE for a
+	// broken stdout or stderr).
+	if s.sentOut == nil || writeFailed(s.sentOut.Write(sentinelLine)) {
+		_, _ = s.cfg.Stdout.Write(sentinelLine)
+	}
+	if s.sentErr == nil || writeFailed(s.sentErr.Write(sentinelLine)) {
+		_, _ = s.cfg.Stderr.Write(sentinelLine)
+	}
 }
+
+func writeFailed(_ int, err error) bool { return err != nil }
 
 // logf writes a line to stderr (it becomes part of the activation's logs).
 func (s *Server) logf(format string, args ...any) {
@@ -450,6 +491,14 @@ func (s *Server) Close() {
 		ch.kill()
 		<-ch.exited
 	}
+	// The sentinels' own descriptors keep the pipes open: from now on the
+	// sentinels go to Stdout and Stderr.
+	s.outMu.Lock()
+	for _, f := range s.sentFiles {
+		f.Close()
+	}
+	s.sentFiles, s.sentOut, s.sentErr = nil, nil, nil
+	s.outMu.Unlock()
 }
 
 // childPid is the pid of the running action process, or 0 (for tests).
