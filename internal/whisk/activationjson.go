@@ -12,13 +12,8 @@ import (
 // is not valid JSON) goes through json.Marshal, so the output is always
 // json.Marshal's, and so is the error.
 func (a *Activation) AppendJSON(b []byte) ([]byte, error) {
-	if len(a.Response.Result) > 0 && !plainValue(a.Response.Result) {
+	if len(a.Response.Result) > 0 && !plainValue(a.Response.Result) || !a.Annotations.plainValues() {
 		return a.marshalAppend(b)
-	}
-	for _, kv := range a.Annotations {
-		if !plainValue(kv.Value) {
-			return a.marshalAppend(b)
-		}
 	}
 	b = append(b, `{"namespace":`...)
 	b = AppendJSONString(b, a.Namespace)

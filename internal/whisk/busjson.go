@@ -81,7 +81,7 @@ func (a *ActionMeta) appendJSON(b []byte) []byte {
 // plainValues reports whether every value of p is PlainJSON.
 func (p Params) plainValues() bool {
 	for _, kv := range p {
-		if !PlainJSON(kv.Value) {
+		if !plainValue(kv.Value) {
 			return false
 		}
 	}
