@@ -178,7 +178,9 @@ func (c *h1Conn) isStopped() bool {
 	return c.stopped
 }
 
-// isReset reports a connection reset or refused by the peer (not a timeout).
+// isReset reports a network error other than a timeout (a reset, a refused
+// or closed connection): with nothing of the answer read, the connection
+// is taken for one the server closed while idle.
 func isReset(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && !oe.Timeout()

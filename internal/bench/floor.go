@@ -209,7 +209,11 @@ func (f *floorConn) prepare(deadline time.Time) {
 		Deadline:      strconv.FormatInt(deadline.UnixMilli(), 10),
 	})
 	f.req = buildRequest(f.conn.addr, "/run", []string{"User-Agent: eddy-bench"}, body)
-	f.at = bytes.Index(f.req, []byte(`"activation_id":"`+id)) + len(`"activation_id":"`) + 16
+	i := bytes.Index(f.req, []byte(`"activation_id":"`+id))
+	if i < 0 {
+		panic("bench: the floor's /run body has no activation_id: container.RunRequest's JSON changed")
+	}
+	f.at = i + len(`"activation_id":"`) + 16
 }
 
 // run POSTs one /run and checks the answer; it returns which runtime ran it.

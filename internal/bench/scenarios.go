@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -67,14 +65,15 @@ func (e *env) invoke(ctx context.Context, name string) (string, error) {
 }
 
 // invokeRequest is invoke's request as the load generator sends it: the
-// API's address, its TLS config (nil for http) and the bytes of a blocking
-// invocation of name with result=true and no parameters, authenticated as
-// the API client is.
+// API's address, its TLS config (nil for http) and the bytes of the
+// request the API client builds for a blocking invocation of name with
+// result=true and no parameters (its authentication included).
 func (e *env) invokeRequest(name string) (addr string, tlsCfg *tls.Config, req []byte, err error) {
-	u, err := client.ParseAPIHost(e.cfg.apiHost)
+	hr, err := e.api.HTTPRequest(context.Background(), e.api.InvokeRequest(name, nil, client.InvokeOptions{Blocking: true, Result: true}))
 	if err != nil {
 		return "", nil, nil, err
 	}
+	u := hr.URL
 	addr = u.Host
 	if u.Port() == "" {
 		port := "80"
@@ -86,13 +85,11 @@ func (e *env) invokeRequest(name string) (addr string, tlsCfg *tls.Config, req [
 	if u.Scheme == "https" {
 		tlsCfg = &tls.Config{ServerName: u.Hostname()}
 	}
-	ns, entity := client.SplitName(name, e.api.Namespace())
-	target := u.EscapedPath() + "/api/v1/namespaces/" + url.PathEscape(ns) + "/actions/" + url.PathEscape(entity) + "?blocking=true&result=true"
-	header := []string{"User-Agent: eddy-bench", "Accept: application/json"}
-	if e.cfg.auth != "" {
-		header = append(header, "Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte(e.cfg.auth)))
+	var buf bytes.Buffer
+	if err := hr.Write(&buf); err != nil {
+		return "", nil, nil, err
 	}
-	return addr, tlsCfg, buildRequest(u.Host, target, header, []byte("{}")), nil
+	return addr, tlsCfg, buf.Bytes(), nil
 }
 
 // ---------------------------------------------------------------------------

@@ -225,37 +225,9 @@ type Response struct {
 // the package doc); a transport failure becomes *ConnError. A 2xx answer is
 // returned as is; callers decide how to decode it.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
-	u := c.base.String() + req.Path
-	if req.Query != "" {
-		u += "?" + req.Query
-	}
-	var body io.Reader
-	var raw []byte
-	if req.Body != nil {
-		if rm, ok := req.Body.(json.RawMessage); ok {
-			raw = append([]byte(rm), '\n')
-		} else {
-			var buf bytes.Buffer
-			enc := json.NewEncoder(&buf)
-			enc.SetEscapeHTML(false)
-			if err := enc.Encode(req.Body); err != nil {
-				return nil, fmt.Errorf("encoding the request body: %w", err)
-			}
-			raw = buf.Bytes()
-		}
-		body = bytes.NewReader(raw)
-	}
-	hr, err := http.NewRequestWithContext(ctx, req.Method, u, body)
+	hr, raw, err := c.httpRequest(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("building the request: %w", err)
-	}
-	if !req.NoAuth && c.auth != "" {
-		hr.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c.auth)))
-	}
-	hr.Header.Set("User-Agent", c.userAgent)
-	hr.Header.Set("Accept", "application/json")
-	if raw != nil {
-		hr.Header.Set("Content-Type", "application/json")
+		return nil, err
 	}
 	c.logRequest(hr, raw)
 	resp, err := c.http.Do(hr)
@@ -276,6 +248,51 @@ func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 		return out, parseError(resp.StatusCode, data)
 	}
 	return out, nil
+}
+
+// HTTPRequest is the request Do would send for req, with its URL, headers
+// (authentication included) and body: for a load generator that sends the
+// same request many times over its own connections.
+func (c *Client) HTTPRequest(ctx context.Context, req Request) (*http.Request, error) {
+	hr, _, err := c.httpRequest(ctx, req)
+	return hr, err
+}
+
+// httpRequest builds req's HTTP request and returns it with its body.
+func (c *Client) httpRequest(ctx context.Context, req Request) (*http.Request, []byte, error) {
+	u := c.base.String() + req.Path
+	if req.Query != "" {
+		u += "?" + req.Query
+	}
+	var body io.Reader
+	var raw []byte
+	if req.Body != nil {
+		if rm, ok := req.Body.(json.RawMessage); ok {
+			raw = append([]byte(rm), '\n')
+		} else {
+			var buf bytes.Buffer
+			enc := json.NewEncoder(&buf)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(req.Body); err != nil {
+				return nil, nil, fmt.Errorf("encoding the request body: %w", err)
+			}
+			raw = buf.Bytes()
+		}
+		body = bytes.NewReader(raw)
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.Method, u, body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("building the request: %w", err)
+	}
+	if !req.NoAuth && c.auth != "" {
+		hr.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c.auth)))
+	}
+	hr.Header.Set("User-Agent", c.userAgent)
+	hr.Header.Set("Accept", "application/json")
+	if raw != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	return hr, raw, nil
 }
 
 // parseError interprets a non-2xx body as wsk's client library does.

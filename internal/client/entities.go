@@ -130,10 +130,8 @@ type Invocation struct {
 // Finished reports whether the answer carries the outcome (not just an id).
 func (inv *Invocation) Finished() bool { return inv.Status != http.StatusAccepted }
 
-// Invoke invokes an action with params (a JSON object; nil sends {}). An
-// application error (the action failed) returns both the Invocation and an
-// *Error with Application set; its Body is the record or the result.
-func (c *Client) Invoke(ctx context.Context, name string, params json.RawMessage, opt InvokeOptions) (*Invocation, error) {
+// InvokeRequest is the request Invoke sends (see HTTPRequest).
+func (c *Client) InvokeRequest(name string, params json.RawMessage, opt InvokeOptions) Request {
 	if len(params) == 0 {
 		params = json.RawMessage("{}")
 	}
@@ -141,7 +139,14 @@ func (c *Client) Invoke(ctx context.Context, name string, params json.RawMessage
 	if opt.Timeout > 0 {
 		q += "&timeout=" + strconv.FormatInt(opt.Timeout, 10)
 	}
-	resp, err := c.Do(ctx, Request{Method: http.MethodPost, Path: c.collectionPath("actions", name), Query: q, Body: params})
+	return Request{Method: http.MethodPost, Path: c.collectionPath("actions", name), Query: q, Body: params}
+}
+
+// Invoke invokes an action with params (a JSON object; nil sends {}). An
+// application error (the action failed) returns both the Invocation and an
+// *Error with Application set; its Body is the record or the result.
+func (c *Client) Invoke(ctx context.Context, name string, params json.RawMessage, opt InvokeOptions) (*Invocation, error) {
+	resp, err := c.Do(ctx, c.InvokeRequest(name, params, opt))
 	if resp == nil {
 		return nil, err
 	}

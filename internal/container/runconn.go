@@ -151,7 +151,8 @@ func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body
 	return Response{Status: hresp.StatusCode, Body: out}, !hresp.Close, nil
 }
 
-// isReset reports a connection reset by the peer.
+// isReset reports a network error other than a timeout (a reset, a refused
+// or closed connection).
 func isReset(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &oe) && !oe.Timeout()

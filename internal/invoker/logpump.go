@@ -14,8 +14,9 @@ import (
 // background thread writes between activations would otherwise fill the
 // stream and block.
 //
-// While a collection runs (startCollection until its waitLogs returns),
-// the pump feeds every line, in order, to it on the pump's own goroutine:
+// While a collection runs (startCollection until both sentinels came or
+// its waitLogs returns), the pump feeds every line, in order, to it on the
+// pump's own goroutine:
 // a call's collection costs no goroutine and no hand-off of its own, and
 // the collection keeps no more than its log limit (the lines past it are
 // dropped as they are read). In between it reads on and drops every line

@@ -51,6 +51,9 @@ func wrapError(v json.RawMessage) json.RawMessage {
 //     whisk.MsgInvalidRunResponse, container destroyed;
 //   - a valid result over maxResult bytes: application error
 //     whisk.MsgResultTooLarge with the result cut at maxResult.
+//
+// The result may share body's memory (a compact reply is kept as it is):
+// body must not be reused after.
 func runOutcome(status int, body []byte, maxResult int) outcome {
 	body = bytes.TrimSpace(body)
 	r := parseJSON(body)

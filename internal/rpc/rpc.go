@@ -114,9 +114,10 @@ func (r *FetchResponse) appendJSON(b []byte) ([]byte, error) {
 }
 
 // unmarshalFast decodes data as json.Unmarshal does into a zero r when it
-// is shaped as appendJSON writes it: a plain status (printable ASCII, no
+// starts as appendJSON writes it: a plain status (printable ASCII, no
 // escapes), then an activation object, which whisk.DecodeActivationMessage
-// reads. It reports false, leaving r as it was, on anything else.
+// reads (itself falling back to json.Unmarshal for any other valid shape
+// of it). It reports false, leaving r as it was, on anything else.
 func (r *FetchResponse) unmarshalFast(data []byte) bool {
 	const head, act = `{"status":"`, `,"activation":`
 	if len(data) < len(head)+2 || string(data[:len(head)]) != head || data[len(data)-1] != '}' {

@@ -44,8 +44,8 @@
 // /run floor went from 5,495 to 9,968 calls/s at concurrency 16, the
 // machine's CPU per call from 360 to 175 µs (bench/RESULTS.md).
 //
-// On Linux the /run hot path (the HTTP connection, the action's stdin and
-// fd 3, the sentinels) reads and writes its non-blocking descriptors with
+// On Linux the /run hot path (the HTTP connection and, in one-at-a-time
+// mode, the action's stdin and fd 3 and the sentinels) reads and writes its non-blocking descriptors with
 // raw system calls (rawio_linux.go): a syscall through the Go scheduler
 // wakes its sysmon thread whenever the process was idle, as a runtime is
 // between runs, which cost two wakes of sysmon per run. The sentinels go

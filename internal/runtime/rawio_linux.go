@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -20,6 +21,9 @@ import (
 // returns at once, so there is nothing for sysmon to take back.
 
 // rawFD reads and writes one non-blocking, poller-registered descriptor.
+// Never call Fd() on the *os.File behind one: it puts the open file
+// description back in blocking mode, and a raw write to a full pipe would
+// then block the runtime's only P (GOMAXPROCS=1) with no timeout.
 type rawFD struct{ rc syscall.RawConn }
 
 // newRawFD returns c's descriptor as a rawFD when it is non-blocking (so
@@ -185,16 +189,21 @@ type rawConn struct {
 
 func (c *rawConn) Read(p []byte) (int, error) {
 	n, err := c.fd.Read(p)
-	if err != nil && err != io.EOF {
-		err = &net.OpError{Op: "read", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
-	}
-	return n, err
+	return n, c.opError("read", err)
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {
 	n, err := c.fd.Write(p)
-	if err != nil {
-		err = &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+	return n, c.opError("write", err)
+}
+
+// opError wraps an error of the system call as net.TCPConn would; one the
+// connection already wrapped (a deadline, a closed connection) and EOF
+// are returned as they are.
+func (c *rawConn) opError(op string, err error) error {
+	var oe *net.OpError
+	if err == nil || err == io.EOF || errors.As(err, &oe) {
+		return err
 	}
-	return n, err
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }

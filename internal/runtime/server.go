@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Sentinel is the line written to stdout and stderr after each /init and
@@ -63,12 +65,10 @@ type Server struct {
 	launcher launcher
 	outMu    sync.Mutex // serializes the server's own writes to Stdout/Stderr
 
-	// sentOut and sentErr write the sentinels: Stdout and Stderr opened
-	// again non-blocking when they are pipes, written with raw system
-	// calls (rawio_linux.go), else nil (then Stdout and Stderr serve).
-	// sentFiles are those files, closed by Close. Under outMu.
-	sentOut, sentErr *rawFD
-	sentFiles        []*os.File
+	// sent writes the sentinels in one-at-a-time mode (nil once Close
+	// ran). It is not under outMu: Close must not wait for a sentinel
+	// write parked on a full pipe, and closing the files wakes that write.
+	sent atomic.Pointer[sentinelFDs]
 
 	initMu sync.Mutex // serializes /init
 
@@ -130,13 +130,24 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.Stderr = io.Discard
 	}
 	s := &Server{cfg: cfg, launcher: l, slots: make(chan struct{}, cfg.Concurrency)}
-	s.sentOut = s.sentinelWriter(cfg.Stdout)
-	s.sentErr = s.sentinelWriter(cfg.Stderr)
+	sf := &sentinelFDs{}
+	sf.out = sf.open(cfg.Stdout)
+	sf.err = sf.open(cfg.Stderr)
+	s.sent.Store(sf)
 	return s, nil
 }
 
-// sentinelWriter opens w again for the sentinels when it is a pipe.
-func (s *Server) sentinelWriter(w io.Writer) *rawFD {
+// sentinelFDs write the sentinels: Stdout and Stderr opened again
+// non-blocking when they are pipes, written with raw system calls
+// (rawio_linux.go), else nil (then Stdout and Stderr serve). files are
+// those files, closed by Close.
+type sentinelFDs struct {
+	out, err *rawFD
+	files    []*os.File
+}
+
+// open opens w again for the sentinels when it is a pipe.
+func (sf *sentinelFDs) open(w io.Writer) *rawFD {
 	f, ok := w.(*os.File)
 	if !ok {
 		return nil
@@ -150,7 +161,7 @@ func (s *Server) sentinelWriter(w io.Writer) *rawFD {
 		nf.Close()
 		return nil
 	}
-	s.sentFiles = append(s.sentFiles, nf)
+	sf.files = append(sf.files, nf)
 	return r
 }
 
@@ -219,18 +230,26 @@ var sentinelLine = []byte(Sentinel + "\n")
 func (s *Server) sentinels() {
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
+	sf := s.sent.Load()
+	if sf == nil {
+		sf = &sentinelFDs{}
+	}
 	// A failed write (the pipe's reader is gone) is done again the usual
 	// way, so that it fails as it always did (os raises SIGPIPE for a
-	// broken stdout or stderr).
-	if s.sentOut == nil || writeFailed(s.sentOut.Write(sentinelLine)) {
+	// broken stdout or stderr); one cut short by Close is not.
+	if sf.out == nil || writeFailed(sf.out.Write(sentinelLine)) {
 		_, _ = s.cfg.Stdout.Write(sentinelLine)
 	}
-	if s.sentErr == nil || writeFailed(s.sentErr.Write(sentinelLine)) {
+	if sf.err == nil || writeFailed(sf.err.Write(sentinelLine)) {
 		_, _ = s.cfg.Stderr.Write(sentinelLine)
 	}
 }
 
-func writeFailed(_ int, err error) bool { return err != nil }
+// writeFailed tells whether a sentinel write failed for a reason other
+// than Close closing its file.
+func writeFailed(_ int, err error) bool {
+	return err != nil && !errors.Is(err, os.ErrClosed) && !errors.Is(err, net.ErrClosed)
+}
 
 // logf writes a line to stderr (it becomes part of the activation's logs).
 func (s *Server) logf(format string, args ...any) {
@@ -492,13 +511,13 @@ func (s *Server) Close() {
 		<-ch.exited
 	}
 	// The sentinels' own descriptors keep the pipes open: from now on the
-	// sentinels go to Stdout and Stderr.
-	s.outMu.Lock()
-	for _, f := range s.sentFiles {
-		f.Close()
+	// sentinels go to Stdout and Stderr. Closing a file wakes a sentinel
+	// write parked on it (outMu is not taken: that write holds it).
+	if sf := s.sent.Swap(nil); sf != nil {
+		for _, f := range sf.files {
+			f.Close()
+		}
 	}
-	s.sentFiles, s.sentOut, s.sentErr = nil, nil, nil
-	s.outMu.Unlock()
 }
 
 // childPid is the pid of the running action process, or 0 (for tests).

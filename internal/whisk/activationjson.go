@@ -13,7 +13,7 @@ import (
 // json.Marshal's, and so is the error.
 func (a *Activation) AppendJSON(b []byte) ([]byte, error) {
 	if len(a.Response.Result) > 0 && !plainValue(a.Response.Result) || !a.Annotations.plainValues() {
-		return a.marshalAppend(b)
+		return marshalAppend(b, a)
 	}
 	b = append(b, `{"namespace":`...)
 	b = AppendJSONString(b, a.Namespace)
@@ -55,8 +55,10 @@ func (a *Activation) AppendJSON(b []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-func (a *Activation) marshalAppend(b []byte) ([]byte, error) {
-	j, err := json.Marshal(a)
+// marshalAppend appends v as json.Marshal encodes it: the hand encoders'
+// way out for what they do not write themselves.
+func marshalAppend(b []byte, v any) ([]byte, error) {
+	j, err := json.Marshal(v)
 	return append(b, j...), err
 }
 
@@ -115,7 +117,7 @@ func plainValue(v []byte) bool {
 	}
 	if n := len(v); n >= 2 && v[0] == '"' && v[n-1] == '"' {
 		for _, c := range v[1 : n-1] {
-			if c <= ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			if c < ' ' || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
 				return PlainJSON(v)
 			}
 		}
@@ -141,10 +143,11 @@ func plainValue(v []byte) bool {
 // AppendJSON appends c as json.Marshal encodes it (see
 // Activation.AppendJSON): every activation's completion is sent so.
 func (c *Completion) AppendJSON(b []byte) ([]byte, error) {
+	orig := b
 	b = append(b, `{"activation":`...)
 	b, err := c.Activation.AppendJSON(b)
 	if err != nil {
-		return b, err
+		return orig, err
 	}
 	if c.InvokerID != "" {
 		b = append(b, `,"invokerId":`...)

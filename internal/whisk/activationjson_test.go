@@ -155,3 +155,44 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// plainJSONCases are raw values around PlainJSON's rules: whitespace in
+// and out of strings, escapes next to quotes, the characters json.Marshal
+// escapes, invalid JSON.
+var plainJSONCases = []string{
+	`{"greeting":"Hello, World!"}`, `{"a":"x y","b":[1,2]}`, `{ "a":1}`, `{"a" :1}`, `[1, 2]`, "{\"a\":\n1}",
+	`"a b"`, `" "`, `"\" "`, `"\\" `, `"\\"`, `"a\" b"`, `{"a":"\\\" x"}`, `"\u0020"`, `{"a":"<b>"}`, `{"a":"&"}`,
+	"\"\u2028\"", "\"\xe2\x82\xac\"", "\"\xff\"", "\"a\tb\"", `{"a":"b"} `, ` {"a":"b"}`, `{"a":}`, `"unterminated`,
+	`{"a":"b","c":{"d":"e f"}}`, `[" ", "x"]`, `["x",{"y":" z"}]`, `"x\u003cy"`, `{"k":"v","k2":"a\\\\ b"}`,
+}
+
+// PlainJSON's promise: json.Marshal copies a plain value as it is.
+func TestPlainJSONIsMarshalIdentity(t *testing.T) {
+	for _, v := range plainJSONCases {
+		checkPlainJSON(t, []byte(v))
+	}
+	if !PlainJSON([]byte(`{"greeting":"Hello, World!"}`)) {
+		t.Error("a result with a space in a string is not plain")
+	}
+}
+
+func checkPlainJSON(t *testing.T, v []byte) {
+	t.Helper()
+	out, err := json.Marshal(json.RawMessage(v))
+	identity := err == nil && string(out) == string(v)
+	if PlainJSON(v) && !identity {
+		t.Errorf("PlainJSON(%q) = true, but json.Marshal gives %q, %v", v, out, err)
+	}
+	if plainValue(v) != PlainJSON(v) {
+		t.Errorf("plainValue(%q) = %v, PlainJSON says %v", v, plainValue(v), PlainJSON(v))
+	}
+}
+
+func FuzzPlainJSON(f *testing.F) {
+	for _, v := range plainJSONCases {
+		f.Add([]byte(v))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		checkPlainJSON(t, v)
+	})
+}

@@ -191,12 +191,8 @@ func (d *dec) unquote(from, to int) (string, bool) {
 func (d *dec) integer(bitSize int) (int64, bool) {
 	start := d.i
 	d.byte('-')
-	digits := d.i
-	for d.i < len(d.s) && d.s[d.i] >= '0' && d.s[d.i] <= '9' {
-		d.i++
-	}
-	n := d.i - digits
-	if n == 0 || n > 1 && d.s[digits] == '0' {
+	first := d.i
+	if !d.digits() || d.i-first > 1 && d.s[first] == '0' {
 		return 0, false
 	}
 	if d.i < len(d.s) {

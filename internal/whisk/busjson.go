@@ -11,10 +11,10 @@ import (
 // that has init parameters goes through json.Marshal.
 func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 	if len(m.InitParams) > 0 || !PlainJSON(m.Params) {
-		return m.marshalAppend(b)
+		return marshalAppend(b, m)
 	}
 	if !m.Action.Annotations.plainValues() {
-		return m.marshalAppend(b)
+		return marshalAppend(b, m)
 	}
 	b = append(b, `{"activationId":`...)
 	b = AppendJSONString(b, string(m.ActivationID))
@@ -45,11 +45,6 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 		b = strconv.AppendInt(b, int64(m.NamespaceLimit), 10)
 	}
 	return append(b, '}'), nil
-}
-
-func (m *ActivationMessage) marshalAppend(b []byte) ([]byte, error) {
-	j, err := json.Marshal(m)
-	return append(b, j...), err
 }
 
 // appendJSON appends a as json.Marshal encodes it; the caller checked
@@ -89,15 +84,26 @@ func (p Params) plainValues() bool {
 }
 
 // PlainJSON reports whether v is nil or valid JSON that json.Marshal copies
-// as is (it compacts and HTML-escapes a json.RawMessage): no whitespace, no
-// <, > or &, and no byte 0xE2 (which starts U+2028 and U+2029).
+// as is (it compacts and HTML-escapes a json.RawMessage): no whitespace
+// outside strings, no <, > or &, and no byte 0xE2 (which starts U+2028 and
+// U+2029). Spaces inside strings are kept by json.Marshal, so a result such
+// as {"greeting":"Hello, World!"} is plain.
 func PlainJSON(v []byte) bool {
 	if v == nil {
 		return true
 	}
+	in, esc := false, false
 	for _, c := range v {
-		switch c {
-		case ' ', '\t', '\n', '\r', '<', '>', '&', 0xE2:
+		switch {
+		case esc:
+			esc = false
+		case c == '<' || c == '>' || c == '&' || c == 0xE2:
+			return false
+		case in && c == '\\':
+			esc = true
+		case c == '"':
+			in = !in
+		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
 			return false
 		}
 	}

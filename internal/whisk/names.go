@@ -3,16 +3,9 @@ package whisk
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"regexp"
 	"strings"
 	"time"
 )
-
-// entityNameRE is OpenWhisk's entity-name rule: first character a word
-// character, then word characters, space, '@', '.' or '-', not ending in a
-// space. ValidName checks it by hand (every API call checks a name; the
-// regexp was 1% of a call's CPU); the tests hold the two to agree.
-var entityNameRE = regexp.MustCompile(`\A([\w]|[\w][\w@ .-]*[\w@.-]+)\z`)
 
 // MaxNameLength is the longest entity name OpenWhisk accepts.
 const MaxNameLength = 256
@@ -57,8 +50,8 @@ type ActivationID string
 // NewActivationID mints an activation id: 32 lowercase hex characters, as
 // in OpenWhisk, of which the first 12 are the current Unix time in
 // milliseconds (48 bits, as in a UUIDv7) and the other 20 are random (80
-// bits, so ids stay unguessable and unique). Ids minted later sort later,
-// so records are appended at the end of the stores' id indexes instead of
+// bits, so ids stay unguessable and unique). Ids of a later millisecond
+// sort later (within one millisecond the order is random), so records are appended at the end of the stores' id indexes instead of
 // at a random place (each insert then touches the same few pages). Nothing
 // may rely on an id's characters being uniformly random: hash an id
 // before partitioning by it.

@@ -305,22 +305,28 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 // process's CPU under load). A caller does not join a read begun before an
 // invalidation (a write through this wrapper), so a write is still seen at
 // once; and when the reading caller's own context ends before its answer,
-// the others read again rather than take its cancellation.
+// the others read again rather than take its cancellation (see lead).
 func load[K comparable, V any](ctx context.Context, c *lru[K, V], k K, read func(gen uint64) (V, error), clone func(V) V) (V, error) {
 	for {
 		f, leader := c.join(k)
 		if leader {
-			return lead(c, k, f, read, clone)
+			return lead(ctx, c, k, f, read, clone)
 		}
 		select {
 		case <-f.done:
-			if (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) && ctx.Err() == nil {
+			if f.abandoned && ctx.Err() == nil {
 				continue
 			}
 			return clone(f.val), f.err
 		case <-ctx.Done():
+			// As a direct read that ran out of time fails (a Timeout when
+			// the deadline passed), not a bare context error.
+			kind := whisk.Internal
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				kind = whisk.Timeout
+			}
 			var zero V
-			return zero, ctx.Err()
+			return zero, whisk.E("cached.load", kind, "", ctx.Err())
 		}
 	}
 }
@@ -417,10 +423,11 @@ type lru[K comparable, V any] struct {
 // flight is one read of the inner store that concurrent misses of its key
 // share: val and err are set before done is closed.
 type flight[V any] struct {
-	gen  uint64
-	done chan struct{}
-	val  V
-	err  error
+	gen       uint64
+	done      chan struct{}
+	val       V
+	err       error
+	abandoned bool // the reading caller's context ended first (see lead)
 }
 
 type entry[K comparable, V any] struct {
@@ -490,11 +497,19 @@ func (c *lru[K, V]) stale(k K, now time.Time) (v V, ok bool) {
 	return e.val, true
 }
 
-// lead reads k for flight f and shares the answer. The deferred finish
-// also ends the flight if read panics, so that no waiter hangs on it.
-func lead[K comparable, V any](c *lru[K, V], k K, f *flight[V], read func(gen uint64) (V, error), clone func(V) V) (v V, err error) {
+// lead reads k for flight f, on behalf of the caller whose context is
+// ctx, and shares the answer. The flight is abandoned when that context
+// ended before the answer: its error is the caller's giving up, not the
+// store's, so the waiters read again. (A store's own timeout is an answer
+// like any other: waiters take it rather than each wait as long again.)
+// The deferred finish also ends the flight if read panics, so that no
+// waiter hangs on it.
+func lead[K comparable, V any](ctx context.Context, c *lru[K, V], k K, f *flight[V], read func(gen uint64) (V, error), clone func(V) V) (v V, err error) {
 	err = errors.New("cached: the read of this entry panicked")
-	defer func() { c.finish(k, f, clone(v), err) }()
+	defer func() {
+		f.abandoned = err != nil && ctx.Err() != nil
+		c.finish(k, f, clone(v), err)
+	}()
 	return read(f.gen)
 }
 

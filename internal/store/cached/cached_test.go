@@ -775,3 +775,50 @@ func TestLeaderCancelledWaitersRead(t *testing.T) {
 		t.Fatalf("waiter: %v", err)
 	}
 }
+
+// slowTimeout is a store whose GetAction waits for release, then fails
+// with its own timeout (as a database's per-operation bound does).
+type slowTimeout struct {
+	store.Store
+	reads   atomic.Int64
+	release chan struct{}
+}
+
+func (s *slowTimeout) GetAction(ctx context.Context, namespace, name string) (whisk.Action, error) {
+	s.reads.Add(1)
+	<-s.release
+	return whisk.Action{}, whisk.E("test.GetAction", whisk.Timeout, "", context.DeadlineExceeded)
+}
+
+// A store's own timeout is an answer the waiters share: they do not each
+// read (and wait as long) again.
+func TestStoreTimeoutIsShared(t *testing.T) {
+	inner := &slowTimeout{Store: openSQLite(t), release: make(chan struct{})}
+	s := New(inner, Config{})
+	t.Cleanup(func() { s.Close() })
+	const callers = 8
+	errs := make(chan error, callers)
+	var started sync.WaitGroup
+	started.Add(callers)
+	for range callers {
+		go func() {
+			started.Done()
+			_, err := s.GetAction(t.Context(), "ns", "a")
+			errs <- err
+		}()
+	}
+	started.Wait()
+	for inner.reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // time for the others to join
+	close(inner.release)
+	for range callers {
+		if err := <-errs; !whisk.IsKind(err, whisk.Timeout) {
+			t.Fatalf("caller: %v, want the store's timeout", err)
+		}
+	}
+	if n := inner.reads.Load(); n != 1 {
+		t.Fatalf("%d inner reads, want 1 (waiters read again after the store's timeout)", n)
+	}
+}

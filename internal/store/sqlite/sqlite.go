@@ -96,8 +96,9 @@ type Options struct {
 	CommitDelay time.Duration
 }
 
-// streamWindow: a record arriving less than this after the previous commit
-// is part of a stream, and may wait CommitDelay for company.
+// streamWindow: a record arriving less than this (or CommitDelay, when
+// longer) after the previous commit is part of a stream, and waits until
+// CommitDelay after that commit for company.
 const streamWindow = 20 * time.Millisecond
 
 // Open opens the database at path, creating the file and the schema when
@@ -577,7 +578,7 @@ func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 }
 
 // docSize is about the length of a's JSON document, so that encoding it
-// allocates once.
+// grows its buffer once at most.
 func docSize(a *whisk.Activation) int {
 	n := 384 + len(a.Response.Result)
 	for _, l := range a.Logs {
@@ -619,7 +620,7 @@ func (s *Store) activationWriter() {
 				break more
 			}
 		}
-		if linger != nil && len(batch) < maxBatch && time.Since(last) < streamWindow {
+		if linger != nil && len(batch) < maxBatch && time.Since(last) < max(streamWindow, s.commitDelay) {
 			if d := s.commitDelay - time.Since(last); d > 0 {
 				linger.Reset(d)
 			wait:
