@@ -207,8 +207,12 @@ func manyTable(w io.Writer, md bool, r *ManyResult) {
 	})
 	fmt.Fprintf(w, "containers alive while idle CPU was measured: before %d, after %d (window %.0f s); Go heap: %s\n",
 		r.ContainersBefore, r.ContainersAfter, r.IdleWindowSeconds, r.GoHeap)
-	fmt.Fprintf(w, "%d warm containers parked on their long polls: idle CPU %s%% over %.0f s, %s%% of a core per 100 parked containers\n\n",
+	fmt.Fprintf(w, "%d warm containers parked on their long polls: idle CPU %s%% over %.0f s, %s%% of a core per 100 parked containers\n",
 		r.ParkedContainers, f2(r.IdleCPUParked), r.ParkedWindowSeconds, f2(r.CPUPer100Parked))
+	if r.ParkRounds > 0 && !r.ParkWarm {
+		fmt.Fprintf(w, "(after %d rounds the last was still not all warm: creating the containers takes longer than the container idle timeout, so fewer were parked than asked; raise --container-idle-timeout)\n", r.ParkRounds)
+	}
+	fmt.Fprintln(w)
 }
 
 func printMany(w io.Writer, r *ManyResult) {

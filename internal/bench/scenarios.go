@@ -867,14 +867,20 @@ type ManyResult struct {
 	IdleWindowSeconds float64 `json:"idleWindowSeconds"`
 	// The other half of G9: idle warm containers parked on their long
 	// polls. After the idle windows, up to 100 of the actions (no more than
-	// the namespace's container limit) are invoked twice more (a cold round,
-	// then a warm one that restarts every container's idle timer), and a
+	// the namespace's container limit) are invoked in rounds (a cold one,
+	// then warm ones that restart every container's idle timer), and a
 	// second later the Eddy process's CPU is measured for half the container
 	// idle timeout while their containers wait for work. ParkedContainers is the fewest seen
 	// in etcd at the window's start and end (-1 when etcd is unknown);
 	// CPUPer100Parked is (IdleCPUParked − IdleCPUAfter) per 100 of them.
+	// ParkRounds is how many rounds were run before the window, and
+	// ParkWarm whether the last was all warm: when creating the containers
+	// takes longer than the idle timeout it is not, and fewer than asked
+	// are parked (raise --container-idle-timeout).
 	ParkedContainers    int     `json:"parkedContainers"`
 	ParkedWindowSeconds float64 `json:"parkedWindowSeconds"`
+	ParkRounds          int     `json:"parkRounds"`
+	ParkWarm            bool    `json:"parkWarm"`
 	IdleCPUParked       float64 `json:"idleCpuParkedPct"`
 	CPUPer100Parked     float64 `json:"cpuPer100ParkedPct"`
 }
@@ -976,18 +982,28 @@ func (e *env) parked(ctx context.Context, res *ManyResult, names []string) error
 	if e.limits.Containers > 0 {
 		k = min(k, e.limits.Containers)
 	}
-	// The first round creates the containers (cold starts take a while,
-	// and the first of them may be near their idle timeout when the last
-	// is created); the second, warm, restarts every idle timer. A moment
-	// later (a second, or a fifth of the idle timeout if that is shorter),
-	// when the records and completions are written, every container has
-	// most of its idle timeout ahead: no removal falls in the window.
-	for round := range 2 {
+	// The first round creates the containers; later rounds, warm, restart
+	// every idle timer. Cold starts take a while: when a round of them
+	// lasts longer than the idle timeout (100 python cold starts on 2 busy
+	// cores take ~13 s), the containers it made first are removed before
+	// the next round reaches them, and that round starts them cold again.
+	// So rounds go on (3 at most) until one takes less than a fifth of the
+	// idle timeout: then every container was warm and has most of its idle
+	// timeout ahead. A moment later (a second, or a fifth of the idle
+	// timeout if that is shorter), when the records and completions are
+	// written, no removal falls in the window.
+	for round := 1; round <= 3; round++ {
+		began := time.Now()
 		if err := parallel(ctx, 8, k, func(i int) error {
 			_, err := e.invoke(ctx, names[i])
 			return err
 		}); err != nil {
-			return fmt.Errorf("warming %d containers to park (round %d): %w", k, round+1, err)
+			return fmt.Errorf("warming %d containers to park (round %d): %w", k, round, err)
+		}
+		res.ParkRounds = round
+		if round >= 2 && time.Since(began) < e.cfg.idle/5 {
+			res.ParkWarm = true
+			break
 		}
 	}
 	if !sleepCtx(ctx, min(time.Second, e.cfg.idle/5)) {
