@@ -19,17 +19,8 @@ const (
 	maxRetries = 5
 	// reserveWindow is how long memory this scheduler asked of an invoker
 	// is subtracted from what the invoker advertises, covering the delay
-	// before the invoker's own free-memory update reaches etcd, when no
-	// ack comes sooner.
+	// before the invoker's own free-memory update reaches etcd.
 	reserveWindow = 3 * time.Second
-	// settleWindow is how long a reservation is kept once its container's
-	// ack came. The invoker advertises the memory as taken when it takes
-	// it, before it creates the container, so by the ack the advertisement
-	// is written and on its way to this scheduler's watch: keeping the
-	// reservation the whole reserveWindow counted the memory twice, and a
-	// storm of cold starts (8 at once, ~10 a second) found "no invoker"
-	// with a quarter of the invoker's memory free.
-	settleWindow = 250 * time.Millisecond
 )
 
 var errNoInvoker = errors.New("no invoker has enough free memory")
@@ -65,7 +56,6 @@ type usedCounter interface {
 var errRefused = errors.New("refused at a limit")
 
 type reservation struct {
-	id string // the creation's
 	mb int64
 	at time.Time
 }
@@ -117,7 +107,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		if retry > 0 && !sleep(ctx, 100*time.Millisecond<<(retry-1)) {
 			return fail("the scheduler is stopping")
 		}
-		iid, err := c.pick(ctx, req.ID, mem, tried)
+		iid, err := c.pick(ctx, mem, tried)
 		if err != nil {
 			// No room anywhere: the queue keeps its activations (Flushing)
 			// and asks again later.
@@ -131,7 +121,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		}
 		unlock, err := c.admit(ctx, meta, req.NamespaceLimit)
 		if err != nil {
-			c.unreserve(iid, req.ID)
+			c.unreserve(iid, mem)
 		}
 		if errors.Is(err, errRefused) {
 			log.Debug("scheduler: creation refused", "err", err)
@@ -146,7 +136,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		unlock()
 		if err != nil {
 			log.Warn("scheduler: writing the creation key", "err", err)
-			c.unreserve(iid, req.ID)
+			c.unreserve(iid, mem)
 			// The session remembers the key even when the write failed
 			// (and would put it again after a lease re-grant): forget it,
 			// this creation never happened. Before the next attempt puts
@@ -161,7 +151,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		})
 		if err := s.d.Bus.Publish(ctx, whisk.InvokerTopic(iid), msg); err != nil {
 			log.Warn("scheduler: sending the creation", "invoker", iid, "err", err)
-			c.unreserve(iid, req.ID)
+			c.unreserve(iid, mem)
 			c.deleteCreation(ctx, info, true)
 			tried[iid] = true
 			lastErr = err.Error()
@@ -175,14 +165,13 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		if !ok || ack.Error != "" {
 			// No container came of this attempt: its memory is not taken
 			// on the invoker (a retry may pick it again).
-			c.unreserve(iid, req.ID)
+			c.unreserve(iid, mem)
 		}
 		if !ok {
 			log.Warn("scheduler: creation timed out", "invoker", iid, "timeout", s.cfg.CreationTimeout)
 			return fail("Container creation timed out.")
 		}
 		if ack.Error == "" {
-			c.settle(iid, req.ID, s.d.Now())
 			log.Debug("container created", "invoker", iid, "container", ack.ContainerID)
 			return queue.CreationResult{ID: req.ID, OK: true}
 		}
@@ -304,7 +293,7 @@ func (c *creator) tryDelete(ctx context.Context, info whisk.CreationInfo) bool {
 }
 
 // pick chooses an invoker (see creator) and reserves the memory on it.
-func (c *creator) pick(ctx context.Context, id string, memMB int64, tried map[string]bool) (string, error) {
+func (c *creator) pick(ctx context.Context, memMB int64, tried map[string]bool) (string, error) {
 	invs, err := c.s.d.Client.Invokers(ctx)
 	if err != nil {
 		return "", err
@@ -332,35 +321,19 @@ func (c *creator) pick(ctx context.Context, id string, memMB int64, tried map[st
 	if best == "" {
 		return "", errNoInvoker
 	}
-	c.reserved[best] = append(c.reserved[best], reservation{id: id, mb: memMB, at: now})
+	c.reserved[best] = append(c.reserved[best], reservation{mb: memMB, at: now})
 	return best, nil
 }
 
-// unreserve drops creation id's reservation on invoker iid: the attempt
+// unreserve drops the newest reservation of mb on invoker iid: the attempt
 // that made it created no container.
-func (c *creator) unreserve(iid, id string) {
+func (c *creator) unreserve(iid string, mb int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rs := c.reserved[iid]
 	for i := len(rs) - 1; i >= 0; i-- {
-		if rs[i].id == id {
+		if rs[i].mb == mb {
 			c.reserved[iid] = append(rs[:i], rs[i+1:]...)
-			return
-		}
-	}
-}
-
-// settle shortens creation id's reservation on invoker iid to settleWindow
-// from now: its container was created, and the invoker's advertisement
-// already counts its memory.
-func (c *creator) settle(iid, id string, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i, r := range c.reserved[iid] {
-		if r.id == id {
-			if at := now.Add(settleWindow - reserveWindow); at.Before(r.at) {
-				c.reserved[iid][i].at = at
-			}
 			return
 		}
 	}
