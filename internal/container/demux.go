@@ -4,8 +4,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 // Concurrent mode: Eddy's runtime, when its /init asked for concurrency > 1
@@ -50,9 +48,7 @@ func NewDemux() *Demux { return &Demux{colls: map[string]*Collection{}} }
 type Collection struct {
 	d                *Demux
 	tag              string
-	limit, size      int64
-	logs             []string
-	truncated        bool
+	lines            limitedLines
 	gotOut, gotErr   bool
 	complete, closed bool
 	done             chan struct{} // closed when both sentinels came or the stream ended
@@ -61,7 +57,7 @@ type Collection struct {
 // Start begins collecting the lines tagged tag, formatted and cut at
 // limitBytes as CollectLogs does.
 func (d *Demux) Start(tag string, limitBytes int64) *Collection {
-	c := &Collection{d: d, tag: tag, limit: limitBytes, done: make(chan struct{})}
+	c := &Collection{d: d, tag: tag, lines: limitedLines{limit: limitBytes}, done: make(chan struct{})}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -84,7 +80,7 @@ func (d *Demux) Feed(l LogLine) {
 	defer d.mu.Unlock()
 	if tag == Untagged {
 		for _, c := range d.colls {
-			c.add(l)
+			c.lines.add(l)
 		}
 		return
 	}
@@ -105,7 +101,7 @@ func (d *Demux) Feed(l LogLine) {
 		}
 		return
 	}
-	c.add(l)
+	c.lines.add(l)
 }
 
 // Close says the stream ended: open collections end incomplete.
@@ -116,21 +112,6 @@ func (d *Demux) Close() {
 	for _, c := range d.colls {
 		c.finish()
 	}
-}
-
-// add appends one line; called with d.mu held.
-func (c *Collection) add(l LogLine) {
-	if c.truncated {
-		return
-	}
-	n := int64(len(l.Text)) + 1
-	if c.size+n > c.limit {
-		c.truncated = true
-		c.logs = append(c.logs, FormatLogLine(LogLine{Time: l.Time, Stream: Stderr, Text: whisk.MsgLogsTruncated(c.limit)}))
-		return
-	}
-	c.size += n
-	c.logs = append(c.logs, FormatLogLine(l))
 }
 
 // finish ends the collection; called with d.mu held.
@@ -158,5 +139,5 @@ func (c *Collection) Wait(d time.Duration) (logs []string, truncated, complete b
 	c.d.mu.Lock()
 	defer c.d.mu.Unlock()
 	c.finish()
-	return c.logs, c.truncated, c.complete
+	return c.lines.logs, c.lines.truncated, c.complete
 }

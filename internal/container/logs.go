@@ -65,15 +65,37 @@ func (c *LogCursor) Collect(ctx context.Context, lines <-chan LogLine, limitByte
 // cursor on. A cursor has one collection at a time.
 type LogCollection struct {
 	c                *LogCursor
-	limit, size      int64
 	needOut, needErr int // sentinels still to see on each stream; the last one is this activation's
-	logs             []string
-	truncated        bool
+	lines            limitedLines
+}
+
+// limitedLines gathers an activation's formatted lines up to its log
+// limit: the line that would pass it is replaced by the truncation notice,
+// and every line after it is dropped (CollectLogs's rule, for the cursor's
+// collections and the demux's alike).
+type limitedLines struct {
+	limit, size int64
+	logs        []string
+	truncated   bool
+}
+
+func (ll *limitedLines) add(l LogLine) {
+	if ll.truncated {
+		return
+	}
+	n := int64(len(l.Text)) + 1
+	if ll.size+n > ll.limit {
+		ll.truncated = true
+		ll.logs = append(ll.logs, FormatLogLine(LogLine{Time: l.Time, Stream: Stderr, Text: whisk.MsgLogsTruncated(ll.limit)}))
+		return
+	}
+	ll.size += n
+	ll.logs = append(ll.logs, FormatLogLine(l))
 }
 
 // Start begins the collection of the cursor's next activation.
 func (c *LogCursor) Start(limitBytes int64) LogCollection {
-	return LogCollection{c: c, limit: limitBytes, needOut: c.owedOut + 1, needErr: c.owedErr + 1}
+	return LogCollection{c: c, needOut: c.owedOut + 1, needErr: c.owedErr + 1, lines: limitedLines{limit: limitBytes}}
 }
 
 // Done reports whether both of the activation's sentinels came.
@@ -97,17 +119,9 @@ func (col *LogCollection) Feed(l LogLine) {
 		}
 		return
 	}
-	if col.truncated || owed {
-		return
+	if !owed {
+		col.lines.add(l)
 	}
-	n := int64(len(l.Text)) + 1
-	if col.size+n > col.limit {
-		col.truncated = true
-		col.logs = append(col.logs, FormatLogLine(LogLine{Time: l.Time, Stream: Stderr, Text: whisk.MsgLogsTruncated(col.limit)}))
-		return
-	}
-	col.size += n
-	col.logs = append(col.logs, FormatLogLine(l))
 }
 
 // End ends the collection: its lines, whether they were truncated, and
@@ -115,5 +129,5 @@ func (col *LogCollection) Feed(l LogLine) {
 // are owed: the cursor's next collection skips the lines before them.
 func (col *LogCollection) End() (logs []string, truncated bool, complete bool) {
 	col.c.owedOut, col.c.owedErr = col.needOut, col.needErr
-	return col.logs, col.truncated, col.Done()
+	return col.lines.logs, col.lines.truncated, col.Done()
 }
