@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/eddy-faas/eddy/internal/container"
 )
 
 // h1Conn is the load generator's HTTP/1.1 client: one keep-alive TCP
@@ -32,7 +34,8 @@ import (
 // interrupted once per run rather than per call.
 //
 // A connection the server closed while idle is found before any byte of an
-// answer and the request is sent again on a new connection, once. An
+// answer (container.ClosedWhileIdle, the invoker's rule too) and the
+// request is sent again on a new connection, once. An
 // answer with "Connection: close", or any error, closes the connection;
 // the next call dials again.
 //
@@ -157,7 +160,7 @@ func (c *h1Conn) roundTrip(req []byte, mayBeStale bool) (int, []byte, error) {
 		return 0, nil, err
 	}
 	if _, err := c.br.Peek(1); err != nil {
-		if mayBeStale && !c.isStopped() && (errors.Is(err, io.EOF) || isReset(err)) {
+		if mayBeStale && !c.isStopped() && container.ClosedWhileIdle(err) {
 			return 0, nil, errStale
 		}
 		return 0, nil, err
@@ -176,14 +179,6 @@ func (c *h1Conn) isStopped() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.stopped
-}
-
-// isReset reports a network error other than a timeout (a reset, a refused
-// or closed connection): with nothing of the answer read, the connection
-// is taken for one the server closed while idle.
-func isReset(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && !oe.Timeout()
 }
 
 // readResponse reads one answer (after any 1xx interim ones) into c.body

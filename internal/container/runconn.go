@@ -128,7 +128,7 @@ func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body
 		return Response{}, false, err
 	}
 	if _, err := rc.br.Peek(1); err != nil {
-		if mayBeStale && (errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err)) {
+		if mayBeStale && ClosedWhileIdle(err) {
 			return Response{}, false, errStale
 		}
 		return Response{}, false, err
@@ -151,9 +151,12 @@ func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body
 	return Response{Status: hresp.StatusCode, Body: out}, !hresp.Close, nil
 }
 
-// isReset reports a network error other than a timeout (a reset, a refused
-// or closed connection).
-func isReset(err error) bool {
+// ClosedWhileIdle reports whether err, met on a reused keep-alive
+// connection before any byte of the answer, says the peer had closed the
+// connection while it sat idle: the end of the stream, or a network error
+// other than a timeout (a reset, a refused or closed connection). The
+// request may then be sent again on a new connection, as net/http does.
+func ClosedWhileIdle(err error) bool {
 	var oe *net.OpError
-	return errors.As(err, &oe) && !oe.Timeout()
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &oe) && !oe.Timeout()
 }
