@@ -3,6 +3,7 @@ package whisk
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -139,24 +140,21 @@ func (d *dec) str() (string, bool) {
 		return "", false
 	}
 	start := d.i
-	plain := true // ASCII without escapes: the bytes are the value
+	escaped, nonASCII := false, false
 	for d.i < len(d.s) {
 		c := d.s[d.i]
 		switch {
 		case c == '"':
 			d.i++
-			if plain {
-				return d.s[start : d.i-1], true
-			}
-			return d.unquote(start-1, d.i)
+			return d.unquote(start-1, d.i, escaped, nonASCII)
 		case c == '\\':
-			plain = false
+			escaped = true
 			d.i += 2
 		case c < 0x20:
 			return "", false
 		default:
 			if c >= utf8.RuneSelf {
-				plain = false
+				nonASCII = true
 			}
 			d.i++
 		}
@@ -164,19 +162,13 @@ func (d *dec) str() (string, bool) {
 	return "", false
 }
 
-// unquote decodes the quoted string s[from:to]: as is when it is valid
-// UTF-8 without escapes, else by json.Unmarshal (which replaces invalid
-// UTF-8 and lone surrogates as it does anywhere).
-func (d *dec) unquote(from, to int) (string, bool) {
+// unquote decodes the quoted string s[from:to], which str found to have
+// escapes or bytes past ASCII or neither: as is when it has no escape and
+// is valid UTF-8, else by json.Unmarshal (which replaces invalid UTF-8 and
+// lone surrogates as it does anywhere).
+func (d *dec) unquote(from, to int, escaped, nonASCII bool) (string, bool) {
 	in := d.s[from+1 : to-1]
-	escaped := false
-	for i := 0; i < len(in); i++ {
-		if in[i] == '\\' {
-			escaped = true
-			break
-		}
-	}
-	if !escaped && utf8.ValidString(in) {
+	if !escaped && (!nonASCII || utf8.ValidString(in)) {
 		return in, true
 	}
 	var s string
@@ -612,10 +604,8 @@ func CompactField(b []byte, key string) (val json.RawMessage, found, ok bool) {
 			return nil, false, false
 		}
 		k := d.s[start+1 : d.i-2]
-		for i := 0; i < len(k); i++ {
-			if k[i] == '\\' {
-				return nil, false, false
-			}
+		if strings.IndexByte(k, '\\') >= 0 {
+			return nil, false, false
 		}
 		vstart := d.i
 		if !d.skip(1) {
