@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/eddy-faas/eddy/internal/whisk"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 // InitRequest is the "value" of a POST /init (reference §2.2).
