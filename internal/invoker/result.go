@@ -191,6 +191,7 @@ func buildRecord(in recordInput) whisk.Activation {
 		Logs:         logs,
 	}
 	a.Annotate(meta, in.timings, in.out.timedOut)
+	a.SetCause(in.msg.Cause)
 	return a
 }
 

@@ -256,3 +256,22 @@ func BenchmarkRunOutcome(b *testing.B) {
 		}
 	}
 }
+
+// A step of a sequence or composition carries its cause and causedBy; a
+// top-level activation has neither.
+func TestBuildRecordCause(t *testing.T) {
+	msg := testMsg()
+	rec := buildRecord(recordInput{msg: msg, start: 1, end: 2, out: success(json.RawMessage(`{}`))})
+	if _, ok := annotation(rec, whisk.AnnCausedBy); ok || rec.Cause != "" {
+		t.Fatalf("top-level record has a cause: %+v", rec)
+	}
+	msg.Cause = "fedcba9876543210fedcba9876543210"
+	rec = buildRecord(recordInput{msg: msg, start: 1, end: 2, out: success(json.RawMessage(`{}`))})
+	if v, _ := annotation(rec, whisk.AnnCausedBy); v != `"sequence"` || rec.Cause != msg.Cause {
+		t.Fatalf("cause %q, causedBy %s", rec.Cause, v)
+	}
+	b, err := rec.AppendJSON(nil)
+	if err != nil || !bytes.Contains(b, []byte(`"cause":"fedcba9876543210fedcba9876543210"`)) {
+		t.Fatalf("stored document %s (%v)", b, err)
+	}
+}

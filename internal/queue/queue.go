@@ -1743,6 +1743,7 @@ func (q *Queue) record(e *entry, now time.Time, status int, text string) whisk.A
 		Logs: []string{},
 	}
 	a.Annotate(meta, whisk.Timings{Queued: now.Sub(e.enq).Milliseconds()}, false)
+	a.SetCause(m.Cause)
 	return a
 }
 

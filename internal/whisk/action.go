@@ -79,6 +79,13 @@ type Exec struct {
 // KindBlackbox is the kind of actions that bring their own image.
 const KindBlackbox = "blackbox"
 
+// KindSequence is the kind of a sequence: an action that runs its
+// Components one after the other, in the controller (no container).
+const KindSequence = "sequence"
+
+// IsSequence reports whether the action is a sequence.
+func (a *Action) IsSequence() bool { return a.Exec.Kind == KindSequence }
+
 var base64RE = regexp.MustCompile(`^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?$`)
 
 // LooksBinary is OpenWhisk's rule for exec.binary: code that is non-empty,

@@ -52,12 +52,15 @@ type Activation struct {
 	ActivationID ActivationID `json:"activationId"`
 	Start        int64        `json:"start"` // epoch ms
 	End          int64        `json:"end"`   // epoch ms
-	Duration     int64        `json:"duration"`
-	StatusCode   int          `json:"statusCode"`
-	Response     Response     `json:"response"`
-	Logs         []string     `json:"logs"`
-	Annotations  Params       `json:"annotations"`
-	Publish      bool         `json:"publish"`
+	// Cause is the id of the sequence or composition that ran this
+	// activation as one of its steps (empty for a top-level activation).
+	Cause       ActivationID `json:"cause,omitempty"`
+	Duration    int64        `json:"duration"`
+	StatusCode  int          `json:"statusCode"`
+	Response    Response     `json:"response"`
+	Logs        []string     `json:"logs"`
+	Annotations Params       `json:"annotations"`
+	Publish     bool         `json:"publish"`
 }
 
 // Start kinds: how the container that ran an activation came to be.
@@ -81,15 +84,34 @@ type Timings struct {
 
 // Annotation keys of activation records.
 const (
-	AnnPath     = "path"
-	AnnKind     = "kind"
-	AnnLimits   = "limits"
-	AnnTimeout  = "timeout"
-	AnnWaitTime = "waitTime"
-	AnnInitTime = "initTime"
-	AnnTimings  = "timings" // Eddy's own: a Timings object
-	AnnStart    = "start"   // Eddy's own: StartCold, StartPrewarm or StartWarm
+	AnnPath      = "path"
+	AnnKind      = "kind"
+	AnnLimits    = "limits"
+	AnnTimeout   = "timeout"
+	AnnWaitTime  = "waitTime"
+	AnnInitTime  = "initTime"
+	AnnTimings   = "timings"   // Eddy's own: a Timings object
+	AnnStart     = "start"     // Eddy's own: StartCold, StartPrewarm or StartWarm
+	AnnCausedBy  = "causedBy"  // "sequence" on a record that has a Cause
+	AnnTopmost   = "topmost"   // sequences and compositions: true unless nested
+	AnnConductor = "conductor" // true on a composition's primary record; on an action, makes it a conductor
+	AnnBinding   = "binding"   // "callerNs/binding" when invoked through a package binding
 )
+
+// CausedBySequence is the value of the causedBy annotation.
+const CausedBySequence = "sequence"
+
+// SetCause marks the record as a step of the sequence or composition
+// cause: it sets Cause and the annotation causedBy "sequence", as
+// OpenWhisk's invoker does for every activation with a cause. An empty
+// cause leaves the record as it is.
+func (a *Activation) SetCause(cause ActivationID) {
+	if cause == "" {
+		return
+	}
+	a.Cause = cause
+	a.Annotations = a.Annotations.Merge(Params{{Key: AnnCausedBy, Value: json.RawMessage(`"` + CausedBySequence + `"`)}})
+}
 
 // Annotate sets the record's standard annotations from the action and the timings.
 // It is on every activation's path, so the values are encoded by hand

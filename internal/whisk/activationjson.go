@@ -29,6 +29,10 @@ func (a *Activation) AppendJSON(b []byte) ([]byte, error) {
 	b = strconv.AppendInt(b, a.Start, 10)
 	b = append(b, `,"end":`...)
 	b = strconv.AppendInt(b, a.End, 10)
+	if a.Cause != "" {
+		b = append(b, `,"cause":`...)
+		b = AppendJSONString(b, string(a.Cause))
+	}
 	b = append(b, `,"duration":`...)
 	b = strconv.AppendInt(b, a.Duration, 10)
 	b = append(b, `,"statusCode":`...)

@@ -39,6 +39,7 @@ func TestActivationAppendJSONMatchesMarshal(t *testing.T) {
 		},
 		"nil value":       func(a *Activation) { a.Annotations = append(a.Annotations, KeyValue{Key: "x"}) },
 		"publish":         func(a *Activation) { a.Publish = true },
+		"cause":           func(a *Activation) { a.SetCause("fedcba9876543210fedcba9876543210") },
 		"zero":            func(a *Activation) { *a = Activation{} },
 		"negative":        func(a *Activation) { a.Start, a.Duration, a.StatusCode = -1, -2, -3 },
 		"spaced result":   func(a *Activation) { a.Response.Result = json.RawMessage("{ \"a\": 1 }\n") },

@@ -38,6 +38,9 @@ type ActivationMessage struct {
 	// NamespaceLimit is the namespace's concurrent-container limit (the
 	// identity's or the system default), for the queue's scaling decisions.
 	NamespaceLimit int `json:"namespaceLimit,omitempty"`
+	// Cause is the id of the sequence or composition this activation is a
+	// step of; the record carries it (Activation.SetCause).
+	Cause ActivationID `json:"cause,omitempty"`
 }
 
 // ContainerCreation asks an invoker to create one container for an action.

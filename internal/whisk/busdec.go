@@ -432,9 +432,9 @@ var (
 	keyValueKeys          = [...]string{"key", "value"}
 	limitsKeys            = [...]string{"timeout", "memory", "logs", "concurrency", "instances"}
 	actionMetaKeys        = [...]string{"namespace", "name", "version", "rev", "kind", "image", "limits", "annotations"}
-	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit"}
+	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit", "cause"}
 	responseKeys          = [...]string{"status", "statusCode", "success", "result", "size"}
-	activationKeys        = [...]string{"namespace", "name", "version", "subject", "activationId", "start", "end", "duration", "statusCode", "response", "logs", "annotations", "publish"}
+	activationKeys        = [...]string{"namespace", "name", "version", "subject", "activationId", "start", "end", "cause", "duration", "statusCode", "response", "logs", "annotations", "publish"}
 	completionKeys        = [...]string{"activation", "invokerId"}
 )
 
@@ -508,6 +508,10 @@ func (d *dec) activationMessage(m *ActivationMessage) bool {
 			m.Published, ok = d.int64()
 		case 9:
 			m.NamespaceLimit, ok = d.int()
+		case 10:
+			var s string
+			s, ok = d.str()
+			m.Cause = ActivationID(s)
 		}
 		return ok
 	})
@@ -556,16 +560,20 @@ func (d *dec) activation(a *Activation) bool {
 		case 6:
 			a.End, ok = d.int64()
 		case 7:
-			a.Duration, ok = d.int64()
+			var s string
+			s, ok = d.str()
+			a.Cause = ActivationID(s)
 		case 8:
-			a.StatusCode, ok = d.int()
+			a.Duration, ok = d.int64()
 		case 9:
-			ok = d.response(&a.Response)
+			a.StatusCode, ok = d.int()
 		case 10:
-			a.Logs, ok = d.strings()
+			ok = d.response(&a.Response)
 		case 11:
-			a.Annotations, ok = d.params()
+			a.Logs, ok = d.strings()
 		case 12:
+			a.Annotations, ok = d.params()
+		case 13:
 			a.Publish, ok = d.bool()
 		}
 		return ok

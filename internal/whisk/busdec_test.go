@@ -160,6 +160,9 @@ func (g gen) activationMessage() ActivationMessage {
 		m.APIKey = g.pick()
 		m.NamespaceLimit = int(g.int64())
 	}
+	if g.r.Intn(3) == 0 {
+		m.Cause = ActivationID(g.pick())
+	}
 	if g.r.Intn(10) == 0 {
 		m.InitParams = map[string]string{g.pick(): g.str()}
 	}
@@ -181,6 +184,9 @@ func (g gen) completion() Completion {
 	if g.r.Intn(4) == 0 {
 		n := int(g.int64())
 		a.Response.Size = &n
+	}
+	if g.r.Intn(3) == 0 {
+		a.Cause = ActivationID(g.pick())
 	}
 	c := Completion{Activation: a}
 	if g.r.Intn(2) == 0 {

@@ -44,6 +44,10 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"namespaceLimit":`...)
 		b = strconv.AppendInt(b, int64(m.NamespaceLimit), 10)
 	}
+	if m.Cause != "" {
+		b = append(b, `,"cause":`...)
+		b = AppendJSONString(b, string(m.Cause))
+	}
 	return append(b, '}'), nil
 }
 

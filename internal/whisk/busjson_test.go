@@ -29,6 +29,7 @@ func TestActivationMessageAppendJSONMatchesMarshal(t *testing.T) {
 			m.Action.Image = "img"
 			m.Action.Limits.Instances = 2
 		},
+		"cause":             func(m *ActivationMessage) { m.Cause = "fedcba9876543210fedcba9876543210" },
 		"no annotations":    func(m *ActivationMessage) { m.Action.Annotations = nil },
 		"empty annotations": func(m *ActivationMessage) { m.Action.Annotations = Params{} },
 		"nil values":        func(m *ActivationMessage) { m.Params = nil; m.Action.Annotations = Params{{Key: "x"}} },
