@@ -158,15 +158,19 @@ type apiBus interface {
 func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
 	runtimes *manifest.Manifest, log *slog.Logger) (*controller.Controller, *http.Server, error) {
 	limits := t.limits()
+	// Sequence components: the actions of the caller's namespace (packages
+	// will resolve through the catalog).
+	components := controller.StoreComponents{Actions: st}
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
+		Components: components, Records: st,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	handler := api.New(api.Config{Limits: limits}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
-		Status: c, Now: time.Now,
+		Status: c, Now: time.Now, Components: components,
 	})
 	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
 }

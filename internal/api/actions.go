@@ -199,6 +199,11 @@ func (s *server) putAction(w http.ResponseWriter, r *http.Request, caller whisk.
 	if exists && !overwrite {
 		return whisk.E(op, whisk.Conflict, whisk.MsgExists, nil)
 	}
+	if put.Exec != nil && put.Exec.Kind == whisk.KindSequence {
+		if err := s.checkSequence(r.Context(), caller, whisk.FQN{Namespace: caller.Namespace, Name: name}, put.Exec); err != nil {
+			return err
+		}
+	}
 
 	var a whisk.Action
 	if exists {
@@ -209,6 +214,7 @@ func (s *server) putAction(w http.ResponseWriter, r *http.Request, caller whisk.
 	if err != nil {
 		return err
 	}
+	a = sequenceParams(a, old, exists, put)
 	if err := s.limits.Check(a.Limits); err != nil {
 		return err
 	}
@@ -216,7 +222,7 @@ func (s *server) putAction(w http.ResponseWriter, r *http.Request, caller whisk.
 		return whisk.E(op, whisk.TooLarge, whisk.MsgPayloadTooLarge(int64(len(p)), s.limits.MaxPayload), nil)
 	}
 
-	if !exists {
+	if !exists && !a.IsSequence() { // a sequence runs in the controller: no topic
 		if err := s.topics.EnsureTopic(r.Context(), whisk.ActionTopic(a.FQN())); err != nil {
 			return whisk.E(op, whisk.Unavailable, "", err)
 		}
@@ -302,6 +308,9 @@ func (s *server) buildExec(e execPut) (whisk.Exec, error) {
 	const op = "api.buildExec"
 	if e.Kind == "" {
 		return whisk.Exec{}, whisk.E(op, whisk.Invalid, whisk.MsgMalformed+"exec.kind undefined", nil)
+	}
+	if e.Kind == whisk.KindSequence { // checked by checkSequence, not a runtime
+		return whisk.Exec{Kind: whisk.KindSequence, Components: e.Components}, nil
 	}
 	kind, err := s.rt.Resolve(e.Kind)
 	if err != nil {

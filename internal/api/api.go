@@ -82,6 +82,9 @@ type Deps struct {
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
 	Now    func() time.Time // nil: time.Now
+	// Components resolves sequence components; nil: the actions of the
+	// caller's namespace in Store (controller.StoreComponents).
+	Components Components
 }
 
 // server holds the routes and their collaborators.
@@ -93,9 +96,11 @@ type server struct {
 	rt     Runtimes
 	topics Topics
 	status Status
-	limits whisk.SystemLimits
-	now    func() time.Time
-	mux    *http.ServeMux
+	// components resolves sequence components (sequences.go).
+	components Components
+	limits     whisk.SystemLimits
+	now        func() time.Time
+	mux        *http.ServeMux
 }
 
 // New builds the API handler.
@@ -112,6 +117,10 @@ func New(cfg Config, deps Deps) http.Handler {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	s.components = deps.Components
+	if s.components == nil {
+		s.components = controller.StoreComponents{Actions: deps.Store}
 	}
 	if s.limits == (whisk.SystemLimits{}) {
 		s.limits = whisk.DefaultSystemLimits()

@@ -90,6 +90,11 @@ type Deps struct {
 	// calls it once per address and keeps the result. Nil: DialGRPC.
 	DialScheduler func(addr string) (QueueCreator, error)
 	Now           func() time.Time // nil: time.Now
+	// Components resolves the actions sequences and conductor actions
+	// name, and Records stores the records of sequences and compositions
+	// (sequence.go). Without them, invoking either is Unavailable.
+	Components Components
+	Records    Records
 }
 
 // Request is one invocation, authenticated by the API, of an action it read

@@ -14,6 +14,7 @@ import (
 const (
 	annFinal         = "final"
 	annProvideAPIKey = "provide-api-key"
+	annConductor     = whisk.AnnConductor
 )
 
 // Invoke runs one invocation: rate check, message, queue, publish, and for
@@ -24,10 +25,28 @@ const (
 // Errors carry whisk kinds: Throttled (rate), Invalid (parameters),
 // Unavailable (no scheduler, bus failure).
 func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
-	const op = "controller.Invoke"
 	if err := c.admit(req.Identity); err != nil {
 		return Result{}, err
 	}
+	wait := req.Wait
+	if wait <= 0 || wait > c.cfg.BlockingWait {
+		wait = c.cfg.BlockingWait
+	}
+	switch {
+	case req.Action.IsSequence():
+		return c.invokeSequence(ctx, req, wait)
+	case truthy(req.Action.Annotations, annConductor, false):
+		return c.invokeComposition(ctx, req, wait)
+	}
+	return c.invokePrimitive(ctx, req, "", wait)
+}
+
+// invokePrimitive runs one activation of an action that runs in a
+// container: message, queue, publish and, when req.Blocking, the wait for
+// its completion (up to wait). cause is the enclosing sequence or
+// composition ("" for none).
+func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whisk.ActivationID, wait time.Duration) (Result, error) {
+	const op = "controller.Invoke"
 	params, err := mergeParams(req.Action, req.Params)
 	if err != nil {
 		return Result{}, err
@@ -43,6 +62,7 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 		Blocking:       req.Blocking,
 		ControllerID:   c.cfg.ID,
 		NamespaceLimit: req.Identity.Limits.Effective(c.cfg.Limits).ConcurrentContainers,
+		Cause:          cause,
 	}
 	if truthy(req.Action.Annotations, annProvideAPIKey, true) {
 		msg.APIKey = req.Identity.AuthKey()
@@ -93,10 +113,6 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 		return Result{ActivationID: id}, nil
 	}
 
-	wait := req.Wait
-	if wait <= 0 || wait > c.cfg.BlockingWait {
-		wait = c.cfg.BlockingWait
-	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
@@ -204,6 +220,11 @@ func (c *Controller) admit(id whisk.Identity) error {
 // then new keys sorted). When the action is annotated final, its defined
 // parameters may not be overridden.
 func mergeParams(a whisk.Action, body json.RawMessage) (json.RawMessage, error) {
+	if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '[' {
+		// A sequence step's input may be the array its predecessor
+		// returned: OpenWhisk passes it as is, without the defaults.
+		return t, nil
+	}
 	var given map[string]json.RawMessage
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &given); err != nil || given == nil {

@@ -107,3 +107,48 @@ func joinQuoted(ss []string) string {
 	}
 	return out
 }
+
+// Sequence and composition messages (OpenWhisk's Messages).
+const (
+	MsgComponentNotQualified = "requirement failed: The fully qualified name of the entity must contain at least the namespace and the name of the entity."
+	MsgSequenceTooLong       = "Too many actions in the sequence."
+	MsgSequenceNoComponent   = "No component specified for the sequence."
+	MsgSequenceCyclic        = "Sequence may not refer to itself."
+	MsgSequenceComponentGone = "Sequence component does not exist."
+	MsgSequenceFailed        = "Sequence failed."
+	MsgCompositionTooLong    = "Too many actions in the composition."
+	MsgCompositionFailed     = "Activation failure during composition."
+)
+
+// MsgNotAuthorized is the 403 message naming the resources (e.g.
+// "guest/a" or "other/pkg/a", sorted, comma separated) the caller may
+// not access.
+func MsgNotAuthorized(resources string) string {
+	return fmt.Sprintf("The supplied authentication is not authorized to access '%s'.", resources)
+}
+
+// MsgSequenceTimeout is a sequence's whisk error when a component's
+// record did not come within the component's time limit + 1 minute.
+func MsgSequenceTimeout(id ActivationID) string {
+	return fmt.Sprintf("Timeout reached when retrieving activation %s for sequence component.", id)
+}
+
+// MsgCompositionTimeout is the composition's counterpart of MsgSequenceTimeout.
+func MsgCompositionTimeout(id ActivationID) string {
+	return fmt.Sprintf("Timeout reached when retrieving activation %s during composition.", id)
+}
+
+// MsgCompositionBadName is fed back to a conductor whose "action" is not a name.
+func MsgCompositionBadName(value string) string {
+	return fmt.Sprintf("Failed to parse action name from json value %s during composition.", value)
+}
+
+// MsgCompositionNotFound is fed back to a conductor whose next action does not resolve.
+func MsgCompositionNotFound(name string) string {
+	return fmt.Sprintf("Failed to resolve action with name '%s' during composition.", name)
+}
+
+// MsgCompositionForbidden is fed back to a conductor whose next action the caller may not run.
+func MsgCompositionForbidden(name string) string {
+	return fmt.Sprintf("Failed entitlement check for action with name '%s' during composition.", name)
+}
