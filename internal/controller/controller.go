@@ -150,6 +150,7 @@ type Controller struct {
 	conns  map[string]QueueCreator // scheduler address → client
 
 	retryMin, retryMax time.Duration // backoff between creation passes
+	stepGrace          time.Duration // a chain step waits its time limit + this (sequence.go)
 
 	mu       sync.Mutex
 	rates    map[string]*rateWindow         // namespace → this minute's count
@@ -195,20 +196,21 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		cfg.BlockingWait = MaxBlockingWait
 	}
 	c := &Controller{
-		cfg:      cfg,
-		deps:     deps,
-		log:      deps.Log,
-		now:      deps.Now,
-		dial:     deps.DialScheduler,
-		conns:    map[string]QueueCreator{},
-		rates:    map[string]*rateWindow{},
-		leaders:  map[whisk.FQN]whisk.LeaderInfo{},
-		creating: map[whisk.FQN]*creation{},
-		retryMin: retryMin,
-		retryMax: retryMax,
-		waiters:  map[whisk.ActivationID]chan whisk.Activation{},
-		flights:  map[whisk.ActivationID]flight{},
-		byAction: map[whisk.FQN]*actionFlights{},
+		cfg:       cfg,
+		deps:      deps,
+		log:       deps.Log,
+		now:       deps.Now,
+		dial:      deps.DialScheduler,
+		conns:     map[string]QueueCreator{},
+		rates:     map[string]*rateWindow{},
+		leaders:   map[whisk.FQN]whisk.LeaderInfo{},
+		creating:  map[whisk.FQN]*creation{},
+		retryMin:  retryMin,
+		retryMax:  retryMax,
+		stepGrace: stepGrace,
+		waiters:   map[whisk.ActivationID]chan whisk.Activation{},
+		flights:   map[whisk.ActivationID]flight{},
+		byAction:  map[whisk.FQN]*actionFlights{},
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -47,8 +47,13 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 // composition ("" for none).
 func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whisk.ActivationID, wait time.Duration) (Result, error) {
 	const op = "controller.Invoke"
-	params, err := mergeParams(req.Action, req.Params)
-	if err != nil {
+	var params json.RawMessage
+	var err error
+	if t := bytes.TrimSpace(req.Params); cause != "" && len(t) > 0 && t[0] == '[' {
+		// A step's input may be the array its predecessor returned:
+		// OpenWhisk passes it as is, without the action's defaults.
+		params = t
+	} else if params, err = mergeParams(req.Action, req.Params); err != nil {
 		return Result{}, err
 	}
 	meta := req.Action.Meta()
@@ -220,11 +225,6 @@ func (c *Controller) admit(id whisk.Identity) error {
 // then new keys sorted). When the action is annotated final, its defined
 // parameters may not be overridden.
 func mergeParams(a whisk.Action, body json.RawMessage) (json.RawMessage, error) {
-	if t := bytes.TrimSpace(body); len(t) > 0 && t[0] == '[' {
-		// A sequence step's input may be the array its predecessor
-		// returned: OpenWhisk passes it as is, without the defaults.
-		return t, nil
-	}
 	var given map[string]json.RawMessage
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &given); err != nil || given == nil {

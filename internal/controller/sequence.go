@@ -48,6 +48,10 @@ const MaxSequenceLength = 50
 // closing.
 const recordWriteTimeout = 10 * time.Second
 
+// stepGrace is what a chain step waits beyond its component's time limit
+// for the component's completion (OpenWhisk: 1 minute).
+const stepGrace = time.Minute
+
 // chain is one top-level invocation of a sequence or a composition, shared
 // by every step and nested chain it runs.
 type chain struct {
@@ -233,7 +237,7 @@ func (c *Controller) primitiveStep(ctx context.Context, ch *chain, comp whisk.Ac
 	cause whisk.ActivationID) (*whisk.Activation, whisk.ActivationID, error) {
 	res, err := c.invokePrimitive(ctx, Request{
 		TransactionID: ch.tid, Identity: ch.caller, Action: comp, Params: input, Blocking: true,
-	}, cause, comp.Limits.TimeoutDuration()+time.Minute)
+	}, cause, comp.Limits.TimeoutDuration()+c.stepGrace)
 	if err != nil {
 		return nil, "", err
 	}
