@@ -657,3 +657,26 @@ func TestErrorsAreOneLine(t *testing.T) {
 		}
 	}
 }
+
+// `action update s --sequence a,p1/b` sends what wsk sends (reference
+// §2.4): the GET, then the PUT with the new exec; -p adds parameters
+// (the server discards them).
+func TestActionUpdateSequence(t *testing.T) {
+	s := newStub(t, map[string]reply{
+		"GET " + actionsPath + "/s": {200, `{"namespace":"guest","name":"s","exec":{"kind":"sequence","components":["/guest/a"]}}`, ""},
+		"PUT " + actionsPath + "/s": {200, `{}`, ""},
+	})
+	out, errOut, code := s.run("action", "update", "s", "--sequence", "a,p1/b,/other/c", "-p", "x", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	expect(t, "stdout", out, "ok: updated action s\n")
+	reqs := s.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("requests = %+v", reqs)
+	}
+	expectCall(t, reqs[0], "GET", actionsPath+"/s", "code=false")
+	expectCall(t, reqs[1], "PUT", actionsPath+"/s", "overwrite=true")
+	jsonEq(t, reqs[1].Body, `{"namespace":"_","name":"s","exec":{"kind":"sequence","components":["/_/a","/_/p1/b","/other/c"]},`+
+		`"parameters":[{"key":"x","value":1}]}`)
+}
