@@ -12,6 +12,9 @@
 //     created with the same container.Backend and spoken to with the same
 //     container.Client the invoker uses, bypassing Eddy; and a plain Go
 //     net/http loopback round trip (L_http).
+//   - sequence: a 2-step sequence of the no-op against 2 sequential
+//     blocking invocations of it, interleaved: what a sequence step costs
+//     beyond a warm invocation through the API.
 //   - throughput: blocking no-op invocations at client concurrency 1, 4,
 //     16, 64 for a fixed time. Floor: direct /run at the same concurrency on
 //     as many warm runtimes as Eddy used, handed out by an ideal pool.
@@ -67,7 +70,7 @@ import (
 )
 
 // Scenario names, in the order they run.
-var allScenarios = []string{"warm", "throughput", "cold", "burst", "many"}
+var allScenarios = []string{"warm", "sequence", "throughput", "cold", "burst", "many"}
 
 // config is everything `eddy bench` can be told.
 type config struct {
@@ -329,6 +332,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	scens := []scen{
 		{"warm", func(ctx context.Context) (any, error) { return e.warm(ctx) }},
+		{"sequence", func(ctx context.Context) (any, error) { return e.sequence(ctx) }},
 		{"throughput", func(ctx context.Context) (any, error) { return e.throughput(ctx) }},
 		{"cold", func(ctx context.Context) (any, error) { return e.cold(ctx) }},
 		{"burst", func(ctx context.Context) (any, error) { return e.burst(ctx) }},

@@ -95,6 +95,17 @@ func TestQuick(t *testing.T) {
 	check("warm floor below eddy", w.Floor.P50 < w.Eddy.P50 && w.HTTP.P50 < w.Eddy.P50, w)
 	check("warm ratio", w.RatioP50 > 1 && w.Containers == 1 && w.Errors == 0, w)
 
+	sq := rep.Sequence
+	if sq == nil {
+		t.Fatal("no sequence scenario")
+	}
+	latency("sequence", sq.Sequence, 60)
+	latency("sequence two invokes", sq.TwoInvokes, 60)
+	latency("sequence single", sq.Single, 60)
+	// Each of the 2 steps costs at most about one warm invocation through
+	// the API: the sequence beats 3 of them.
+	check("sequence step cost", sq.Errors == 0 && sq.Sequence.P50 < sq.TwoInvokes.P50+sq.Single.P50 && sq.RatioP50 > 0, sq)
+
 	tp := rep.Throughput
 	if tp == nil || len(tp.Levels) != 4 {
 		t.Fatalf("throughput: want 4 levels, got %+v", tp)

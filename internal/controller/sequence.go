@@ -276,9 +276,19 @@ func (c *Controller) chainRecord(ch *chain, a whisk.Action, id, cause whisk.Acti
 	}
 }
 
-// storeRecord writes a chain's record; a failure is logged (the caller
-// may still get the record in the answer).
+// storeRecord writes a chain's record off the chain's path, as invokers
+// write theirs: the caller (or the enclosing chain) has it at once, and a
+// read of the record right after may wait for it as for any record.
+// Close waits for the write.
 func (c *Controller) storeRecord(rec whisk.Activation) {
+	if !c.goBackground(func() { c.putRecord(rec) }) {
+		c.putRecord(rec)
+	}
+}
+
+// putRecord writes a chain's record; a failure is logged (the caller may
+// still have had the record in the answer).
+func (c *Controller) putRecord(rec whisk.Activation) {
 	ctx, cancel := context.WithTimeout(context.Background(), recordWriteTimeout)
 	defer cancel()
 	if err := c.deps.Records.PutActivation(ctx, rec); err != nil {
