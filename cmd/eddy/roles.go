@@ -225,6 +225,9 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	if err != nil {
 		return err
 	}
+	// Close ends the running sequences and compositions and writes their
+	// records, before the store closes.
+	defer func() { _ = ctl.Close() }()
 	p := newParts(ctx)
 	p.start("controller", ctl.Run)
 	p.start("api", serve(srv, ln))

@@ -187,6 +187,9 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	// Close ends the running sequences and compositions and writes their
+	// records, before the store closes.
+	defer func() { _ = ctl.Close() }()
 
 	// Run every part; the first to fail stops the rest.
 	p := newParts(ctx)
