@@ -431,3 +431,26 @@ func TestSequenceComponentGoneForbiddenAndTimeout(t *testing.T) {
 		t.Fatal("limits annotation without any component record")
 	}
 }
+
+// Close ends a running chain with a record, written before Close returns.
+func TestSequenceEndsOnClose(t *testing.T) {
+	r, comps, w := seqRig(t)
+	stuck := action("stuck", nil, nil)
+	comps.put(stuck)
+	w.serve(stuck, nil) // takes the activation, never answers
+	res, err := r.c.Invoke(context.Background(), Request{Identity: guest(), Action: sequence("s", "/guest/stuck")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the step published", func() bool { return len(w.messages("stuck")) == 1 })
+	if err := r.c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.store.mu.Lock()
+	rec, ok := r.store.recs[res.ActivationID]
+	r.store.mu.Unlock()
+	if !ok || rec.StatusCode != whisk.StatusWhiskError || resultOf(t, rec)["error"] != whisk.MsgSequenceFailed ||
+		!reflect.DeepEqual(rec.Logs, []string{string(w.messages("stuck")[0].ActivationID)}) {
+		t.Fatalf("record after Close: %v %+v", ok, rec)
+	}
+}
