@@ -110,3 +110,26 @@ func TestFilterName(t *testing.T) {
 		}
 	}
 }
+
+// TestPackageEntity: a package round-trips through its entity with the
+// entity's bookkeeping winning; a binding is never listed as public.
+func TestPackageEntity(t *testing.T) {
+	p := Package{Namespace: "ns", Name: "b", Binding: Binding{Namespace: "sys", Name: "shared"}, Publish: true, Version: "0.0.1"}
+	e, err := p.Entity()
+	if err != nil || e.Kind != EntityPackage || e.Namespace != "ns" || e.Name != "b" || e.Publish {
+		t.Fatalf("Entity() = %+v, %v", e, err)
+	}
+	e.Rev, e.Updated = 3, 99
+	got, err := PackageFromEntity(e)
+	if err != nil || got.Rev != 3 || got.Updated != 99 || !got.Publish || !got.IsBinding() || got.Binding.String() != "sys/shared" ||
+		got.Parameters == nil || got.Annotations == nil {
+		t.Errorf("PackageFromEntity = %+v, %v", got, err)
+	}
+	b, _ := json.Marshal(Package{Namespace: "ns", Name: "p"})
+	if want := `{"namespace":"ns","name":"p","binding":{},"parameters":null,"version":"","publish":false,"annotations":null,"updated":0}`; string(b) != want {
+		t.Errorf("JSON %s, want %s", b, want)
+	}
+	if _, err := PackageFromEntity(Entity{Doc: json.RawMessage("[")}); !IsKind(err, Internal) {
+		t.Errorf("bad doc: %v", err)
+	}
+}
