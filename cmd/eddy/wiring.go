@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/api"
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/container"
 	"github.com/eddy-faas/eddy/internal/container/docker"
@@ -158,9 +159,9 @@ type apiBus interface {
 func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
 	runtimes *manifest.Manifest, log *slog.Logger) (*controller.Controller, *http.Server, error) {
 	limits := t.limits()
-	// Sequence components: the actions of the caller's namespace (packages
-	// will resolve through the catalog).
-	components := controller.StoreComponents{Actions: st}
+	// Sequence and conductor components resolve through packages and
+	// bindings, with entitlement.
+	components := catalog.New(st)
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
 		Components: components, Records: st,

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/store"
@@ -82,8 +83,8 @@ type Deps struct {
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
 	Now    func() time.Time // nil: time.Now
-	// Components resolves sequence components; nil: the actions of the
-	// caller's namespace in Store (controller.StoreComponents).
+	// Components resolves sequence components; nil: the package catalog
+	// over Store (when Store can read packages).
 	Components Components
 }
 
@@ -119,8 +120,8 @@ func New(cfg Config, deps Deps) http.Handler {
 		s.now = time.Now
 	}
 	s.components = deps.Components
-	if s.components == nil {
-		s.components = controller.StoreComponents{Actions: deps.Store}
+	if cs, ok := deps.Store.(catalog.Store); ok && s.components == nil {
+		s.components = catalog.New(cs)
 	}
 	if s.limits == (whisk.SystemLimits{}) {
 		s.limits = whisk.DefaultSystemLimits()

@@ -10,12 +10,13 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// Components resolves the actions a sequence names (the controller's
-// Components and the package catalog have it).
+// Components resolves the actions a sequence names (*catalog.Catalog
+// has it).
 type Components interface {
-	// Component returns the action q names as caller may run it: NotFound
-	// when it does not exist, Forbidden when caller may not read it.
-	Component(ctx context.Context, caller whisk.Identity, q whisk.QualifiedName) (whisk.Action, error)
+	// Action returns the action ref names as a caller of namespace caller
+	// may run it: NotFound when it does not exist, Forbidden when the
+	// caller may not read it.
+	Action(ctx context.Context, caller string, ref whisk.EntityName) (whisk.ResolvedAction, error)
 }
 
 // maxSequenceLength is OpenWhisk's limits.actions.sequence.maxLength
@@ -46,9 +47,12 @@ var (
 // "/ns/a" or "/ns/pkg/a".
 func (s *server) checkSequence(ctx context.Context, caller whisk.Identity, self whisk.FQN, e *execPut) error {
 	const op = "api.checkSequence"
-	comps := make([]whisk.QualifiedName, len(e.Components))
+	if s.components == nil {
+		return whisk.E(op, whisk.Unavailable, "", errors.New("api: no Components to resolve sequence components"))
+	}
+	comps := make([]whisk.EntityName, len(e.Components))
 	for i, name := range e.Components {
-		q, err := whisk.ParseComponent(name)
+		q, err := whisk.ParseFullName(name)
 		if err != nil {
 			return err
 		}
@@ -62,13 +66,13 @@ func (s *server) checkSequence(ctx context.Context, caller whisk.Identity, self 
 	}
 	// Entitlement first, as OpenWhisk's route checks it before the limits.
 	var denied []string
-	seen := map[whisk.QualifiedName]bool{}
+	seen := map[whisk.EntityName]bool{}
 	for _, q := range comps {
 		if seen[q] {
 			continue
 		}
 		seen[q] = true
-		if _, err := s.components.Component(ctx, caller, q); whisk.IsKind(err, whisk.Forbidden) {
+		if _, err := s.components.Action(ctx, caller.Namespace, q); whisk.IsKind(err, whisk.Forbidden) {
 			denied = append(denied, q.Path())
 		}
 	}
@@ -102,7 +106,7 @@ func (s *server) checkSequence(ctx context.Context, caller whisk.Identity, self 
 // inlined (OpenWhisk's countAtomicActionsAndCheckCycle). It stops early
 // past the limit; reads bounds the lookups.
 func (s *server) countAtomic(ctx context.Context, caller whisk.Identity, self whisk.FQN,
-	comps []whisk.QualifiedName, reads *int) (int, error) {
+	comps []whisk.EntityName, reads *int) (int, error) {
 	if len(comps) > maxSequenceLength {
 		return 0, errSeqTooLong
 	}
@@ -111,7 +115,8 @@ func (s *server) countAtomic(ctx context.Context, caller whisk.Identity, self wh
 		if *reads--; *reads < 0 {
 			return 0, errSeqTooLong
 		}
-		a, err := s.components.Component(ctx, caller, q)
+		ra, err := s.components.Action(ctx, caller.Namespace, q)
+		a := ra.Action
 		switch {
 		case whisk.IsKind(err, whisk.NotFound):
 			return 0, errSeqMissing
@@ -129,9 +134,9 @@ func (s *server) countAtomic(ctx context.Context, caller whisk.Identity, self wh
 		if !a.IsSequence() {
 			total++
 		} else {
-			inner := make([]whisk.QualifiedName, 0, len(a.Exec.Components))
+			inner := make([]whisk.EntityName, 0, len(a.Exec.Components))
 			for _, name := range a.Exec.Components {
-				iq, err := whisk.ParseComponent(name)
+				iq, err := whisk.ParseFullName(name)
 				if err != nil {
 					return 0, errSeqMissing
 				}

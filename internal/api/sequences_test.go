@@ -146,3 +146,45 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
+
+// Components in packages resolve through the catalog: one's own packaged
+// action, another tenant's shared package (through a binding too); a
+// private package of another tenant is a 403 naming the component.
+func TestSequenceCreatePackaged(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	for _, p := range []whisk.Package{
+		{Namespace: "guest", Name: "mine"},
+		{Namespace: "other", Name: "shared", Publish: true},
+		{Namespace: "other", Name: "private"},
+		{Namespace: "guest", Name: "bnd", Binding: whisk.Binding{Namespace: "other", Name: "shared"}},
+	} {
+		e, err := p.Entity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.store.PutEntity(ctx, e, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []whisk.Action{
+		{Namespace: "guest", Name: "mine/a"}, {Namespace: "other", Name: "shared/b"}, {Namespace: "other", Name: "private/c"},
+	} {
+		a.Version, a.Exec, a.Limits = "0.0.1", whisk.Exec{Kind: "python:3.11", Code: "x"}, r.limits.Defaults()
+		if _, err := r.store.PutAction(ctx, a, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(body string) resp {
+		return r.do(t, http.MethodPut, "/api/v1/namespaces/_/actions/s?overwrite=true", body, asGuest)
+	}
+	res := put(seqPut("/_/mine/a", "/other/shared/b", "/_/bnd/b"))
+	var a whisk.Action
+	if err := json.Unmarshal(res.body, &a); res.status != 200 || err != nil ||
+		!reflect.DeepEqual(a.Exec.Components, []string{"/guest/mine/a", "/other/shared/b", "/guest/bnd/b"}) {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	// OpenWhisk names the component resource: ns/pkg/name.
+	wantError(t, put(seqPut("/_/mine/a", "/other/private/c")), 403, whisk.MsgNotAuthorized("other/private/c"))
+	wantError(t, put(seqPut("/other/shared/nothere")), 400, whisk.MsgSequenceComponentGone)
+}

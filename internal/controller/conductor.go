@@ -41,7 +41,7 @@ func (c *Controller) invokeComposition(ctx context.Context, req Request, wait ti
 	ch := &chain{caller: req.Identity, tid: req.TransactionID, received: c.now()}
 	id := whisk.NewActivationID()
 	return c.runTopmost(ctx, req, id, wait, func(bg context.Context) whisk.Activation {
-		return c.runComposition(bg, ch, req.Action, id, req.Params, "", &compAccount{})
+		return c.runComposition(bg, ch, req.Action, req.Binding, id, req.Params, "", &compAccount{})
 	})
 }
 
@@ -66,22 +66,22 @@ func (s *session) account(rec *whisk.Activation, id whisk.ActivationID) {
 	s.maxMem = max(s.maxMem, recordMemory(rec))
 }
 
-// runComposition runs the conductor action conductor as composition id on
-// input, stores its record and returns it; cause is the enclosing chain
-// ("" when topmost).
-func (c *Controller) runComposition(ctx context.Context, ch *chain, conductor whisk.Action, id whisk.ActivationID,
+// runComposition runs the conductor action conductor (reached through
+// binding, if any) as composition id on input, stores its record and
+// returns it; cause is the enclosing chain ("" when topmost).
+func (c *Controller) runComposition(ctx context.Context, ch *chain, conductor whisk.Action, binding string, id whisk.ActivationID,
 	input json.RawMessage, cause whisk.ActivationID, acct *compAccount) whisk.Activation {
 	start := c.now()
 	s := &session{id: id, maxMem: conductor.Limits.Memory}
-	resp := c.conduct(ctx, ch, conductor, s, input, acct)
+	resp := c.conduct(ctx, ch, whisk.ResolvedAction{Action: conductor, Binding: binding}, s, input, acct)
 	limits := &whisk.Limits{Timeout: conductor.Limits.Timeout, Memory: s.maxMem, Logs: conductor.Limits.Logs, Concurrency: 1}
-	rec := c.chainRecord(ch, conductor, id, cause, start, resp, s.logs, s.duration, limits, true)
+	rec := c.chainRecord(ch, conductor, binding, id, cause, start, resp, s.logs, s.duration, limits, true)
 	c.storeRecord(rec)
 	return rec
 }
 
 // conduct is the conductor loop; it returns the composition's response.
-func (c *Controller) conduct(ctx context.Context, ch *chain, conductor whisk.Action, s *session,
+func (c *Controller) conduct(ctx context.Context, ch *chain, conductor whisk.ResolvedAction, s *session,
 	payload json.RawMessage, acct *compAccount) whisk.Response {
 	for {
 		if acct.conductors > 2*MaxSequenceLength {
@@ -110,7 +110,7 @@ func (c *Controller) conduct(ctx context.Context, ch *chain, conductor whisk.Act
 			return whisk.NewResponse(rec.Response.StatusCode, out)
 		}
 		var name string
-		q, ok := whisk.QualifiedName{}, json.Unmarshal(next, &name) == nil
+		q, ok := whisk.EntityName{}, json.Unmarshal(next, &name) == nil
 		if ok {
 			q, ok = whisk.ResolveName(name, ch.caller.Namespace)
 		}
@@ -122,7 +122,7 @@ func (c *Controller) conduct(ctx context.Context, ch *chain, conductor whisk.Act
 			payload = errorPayload(whisk.MsgCompositionTooLong)
 			continue
 		}
-		comp, err := c.deps.Components.Component(ctx, ch.caller, q)
+		comp, err := c.deps.Components.Action(ctx, ch.caller.Namespace, q)
 		switch {
 		case whisk.IsKind(err, whisk.Forbidden):
 			payload = errorPayload(whisk.MsgCompositionForbidden(q.Path()))
@@ -146,20 +146,21 @@ func (c *Controller) conduct(ctx context.Context, ch *chain, conductor whisk.Act
 // caller) or one component of session s: a nested composition shares
 // acct, a sequence or a primitive action counts as one component. ok
 // false ends the composition with resp.
-func (c *Controller) compositionStep(ctx context.Context, ch *chain, s *session, a whisk.Action,
+func (c *Controller) compositionStep(ctx context.Context, ch *chain, s *session, ra whisk.ResolvedAction,
 	input json.RawMessage, acct *compAccount, conductorRun bool) (whisk.Activation, whisk.Response, bool) {
+	a := ra.Action
 	var rec whisk.Activation
 	switch {
 	case !conductorRun && a.IsSequence():
 		acct.components++
-		rec, _ = c.runSequence(ctx, ch, a, whisk.NewActivationID(), input, s.id, 0, nil)
+		rec, _ = c.runSequence(ctx, ch, a, ra.Binding, whisk.NewActivationID(), input, s.id, 0, nil)
 	case !conductorRun && truthy(a.Annotations, annConductor, false):
-		rec = c.runComposition(ctx, ch, a, whisk.NewActivationID(), input, s.id, acct)
+		rec = c.runComposition(ctx, ch, a, ra.Binding, whisk.NewActivationID(), input, s.id, acct)
 	default:
 		if !conductorRun {
 			acct.components++
 		}
-		got, id, err := c.primitiveStep(ctx, ch, a, input, s.id)
+		got, id, err := c.primitiveStep(ctx, ch, a, ra.Binding, input, s.id)
 		if err != nil || (got == nil && ctx.Err() != nil) {
 			c.log.Warn("composition step failed", "composition", string(s.id), "action", a.Name, "err", err)
 			return rec, whisk.ErrorResponse(whisk.StatusWhiskError, whisk.MsgCompositionFailed), false

@@ -68,6 +68,10 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		ControllerID:   c.cfg.ID,
 		NamespaceLimit: req.Identity.Limits.Effective(c.cfg.Limits).ConcurrentContainers,
 		Cause:          cause,
+		Binding:        req.Binding,
+	}
+	if req.Identity.Namespace != meta.Namespace {
+		msg.CallerNamespace = req.Identity.Namespace
 	}
 	if truthy(req.Action.Annotations, annProvideAPIKey, true) {
 		msg.APIKey = req.Identity.AuthKey()

@@ -22,15 +22,6 @@ import (
 // component that never completes costs one store read at the end of its
 // wait. The chain itself needs no container and holds no queue.
 
-// Components resolves the actions sequences and conductor actions name
-// (the package catalog has it; StoreComponents until then).
-type Components interface {
-	// Component returns the action q names as caller may run it, with its
-	// package's and binding's parameters merged under its own: NotFound
-	// when it does not exist, Forbidden when caller may not read it.
-	Component(ctx context.Context, caller whisk.Identity, q whisk.QualifiedName) (whisk.Action, error)
-}
-
 // Records stores the records of sequences and compositions (store.Store
 // has it); their components' records are written by whoever ran them.
 type Records interface {
@@ -62,8 +53,9 @@ type chain struct {
 
 // resolved is a component's action or the error resolving it.
 type resolved struct {
-	q      whisk.QualifiedName
+	q      whisk.EntityName
 	action whisk.Action
+	bind   string // "ns/binding" when reached through a binding
 	err    error
 }
 
@@ -90,7 +82,7 @@ func (c *Controller) invokeSequence(ctx context.Context, req Request, wait time.
 	}
 	id := whisk.NewActivationID()
 	return c.runTopmost(ctx, req, id, wait, func(bg context.Context) whisk.Activation {
-		rec, _ := c.runSequence(bg, ch, req.Action, id, req.Params, "", 0, comps)
+		rec, _ := c.runSequence(bg, ch, req.Action, req.Binding, id, req.Params, "", 0, comps)
 		return rec
 	})
 }
@@ -123,13 +115,15 @@ func (c *Controller) runTopmost(ctx context.Context, req Request, id whisk.Activ
 func (c *Controller) resolveComponents(ctx context.Context, caller whisk.Identity, seq whisk.Action) []resolved {
 	out := make([]resolved, len(seq.Exec.Components))
 	for i, name := range seq.Exec.Components {
-		q, err := whisk.ParseComponent(name)
+		q, err := whisk.ParseFullName(name)
 		if err != nil {
 			out[i].err = err
 			continue
 		}
 		out[i].q = q.Resolve(caller.Namespace)
-		out[i].action, out[i].err = c.deps.Components.Component(ctx, caller, out[i].q)
+		var ra whisk.ResolvedAction
+		ra, out[i].err = c.deps.Components.Action(ctx, caller.Namespace, out[i].q)
+		out[i].action, out[i].bind = ra.Action, ra.Binding
 	}
 	return out
 }
@@ -167,11 +161,12 @@ func (a *seqAccount) fail(resp whisk.Response, id whisk.ActivationID) {
 	a.resp = resp
 }
 
-// runSequence runs the sequence seq as activation id on input and stores
-// its record, which it returns with the atomic count reached. cause is the
+// runSequence runs the sequence seq (reached through binding, if any) as
+// activation id on input and stores its record, which it returns with the
+// atomic count reached. cause is the
 // enclosing chain ("" when topmost); atomic the count before it; comps
 // the resolved components (nil: resolved here).
-func (c *Controller) runSequence(ctx context.Context, ch *chain, seq whisk.Action, id whisk.ActivationID,
+func (c *Controller) runSequence(ctx context.Context, ch *chain, seq whisk.Action, binding string, id whisk.ActivationID,
 	input json.RawMessage, cause whisk.ActivationID, atomic int, comps []resolved) (whisk.Activation, int) {
 	start := c.now()
 	if comps == nil {
@@ -197,12 +192,12 @@ steps:
 		var rec whisk.Activation
 		switch {
 		case comp.IsSequence():
-			rec, acc.atomic = c.runSequence(ctx, ch, comp, whisk.NewActivationID(), input, id, acc.atomic, nil)
+			rec, acc.atomic = c.runSequence(ctx, ch, comp, r.bind, whisk.NewActivationID(), input, id, acc.atomic, nil)
 		case truthy(comp.Annotations, annConductor, false):
-			rec = c.runComposition(ctx, ch, comp, whisk.NewActivationID(), input, id, &compAccount{})
+			rec = c.runComposition(ctx, ch, comp, r.bind, whisk.NewActivationID(), input, id, &compAccount{})
 			acc.atomic++
 		default:
-			got, stepID, err := c.primitiveStep(ctx, ch, comp, input, id)
+			got, stepID, err := c.primitiveStep(ctx, ch, comp, r.bind, input, id)
 			if err != nil || ctx.Err() != nil {
 				c.log.Warn("sequence component failed", "sequence", string(id), "component", r.q.String(), "err", err)
 				acc.fail(whisk.ErrorResponse(whisk.StatusWhiskError, whisk.MsgSequenceFailed), stepID)
@@ -224,7 +219,7 @@ steps:
 	if acc.maxMem > 0 {
 		limits = &whisk.Limits{Timeout: seq.Limits.Timeout, Memory: acc.maxMem, Logs: seq.Limits.Logs, Concurrency: 1}
 	}
-	rec := c.chainRecord(ch, seq, id, cause, start, acc.resp, acc.logs, acc.duration, limits, false)
+	rec := c.chainRecord(ch, seq, binding, id, cause, start, acc.resp, acc.logs, acc.duration, limits, false)
 	c.storeRecord(rec)
 	return rec, acc.atomic
 }
@@ -233,10 +228,10 @@ steps:
 // invocation caused by the chain, waiting up to the component's time limit
 // + 1 minute (OpenWhisk's wait). A nil record with no error is a timeout:
 // id names the activation that did not complete.
-func (c *Controller) primitiveStep(ctx context.Context, ch *chain, comp whisk.Action, input json.RawMessage,
+func (c *Controller) primitiveStep(ctx context.Context, ch *chain, comp whisk.Action, binding string, input json.RawMessage,
 	cause whisk.ActivationID) (*whisk.Activation, whisk.ActivationID, error) {
 	res, err := c.invokePrimitive(ctx, Request{
-		TransactionID: ch.tid, Identity: ch.caller, Action: comp, Params: input, Blocking: true,
+		TransactionID: ch.tid, Identity: ch.caller, Action: comp, Binding: binding, Params: input, Blocking: true,
 	}, cause, comp.Limits.TimeoutDuration()+c.stepGrace)
 	if err != nil {
 		return nil, "", err
@@ -245,9 +240,10 @@ func (c *Controller) primitiveStep(ctx context.Context, ch *chain, comp whisk.Ac
 }
 
 // chainRecord builds the record of a sequence or a composition (reference
-// §2.3, §3): the caller's namespace, the chain's own name, the components'
-// summed duration, and OpenWhisk's annotations in OpenWhisk's order.
-func (c *Controller) chainRecord(ch *chain, a whisk.Action, id, cause whisk.ActivationID, start time.Time,
+// §2.3, §3): the caller's namespace, the chain's own (bare) name, the
+// components' summed duration, and OpenWhisk's annotations in OpenWhisk's
+// order (binding when the chain was reached through a binding).
+func (c *Controller) chainRecord(ch *chain, a whisk.Action, binding string, id, cause whisk.ActivationID, start time.Time,
 	resp whisk.Response, logs []string, duration int64, limits *whisk.Limits, conductor bool) whisk.Activation {
 	end := c.now()
 	if logs == nil {
@@ -266,11 +262,14 @@ func (c *Controller) chainRecord(ch *chain, a whisk.Action, id, cause whisk.Acti
 		anns = append(anns, whisk.KeyValue{Key: whisk.AnnCausedBy, Value: jsonValue(whisk.CausedBySequence)})
 	}
 	anns = append(anns, whisk.KeyValue{Key: whisk.AnnWaitTime, Value: jsonValue(max(start.Sub(ch.received).Milliseconds(), 0))})
+	if binding != "" {
+		anns = append(anns, whisk.KeyValue{Key: whisk.AnnBinding, Value: jsonValue(binding)})
+	}
 	if limits != nil {
 		anns = append(anns, whisk.KeyValue{Key: whisk.AnnLimits, Value: jsonValue(limits)})
 	}
 	return whisk.Activation{
-		Namespace: ch.caller.Namespace, Name: a.Name, Version: a.Version, Subject: ch.caller.Subject,
+		Namespace: ch.caller.Namespace, Name: a.BareName(), Version: a.Version, Subject: ch.caller.Subject,
 		ActivationID: id, Start: start.UnixMilli(), End: max(end.UnixMilli(), start.UnixMilli()), Cause: cause,
 		Duration: duration, StatusCode: resp.StatusCode, Response: resp, Logs: logs, Annotations: anns,
 	}

@@ -36,24 +36,25 @@ func (s *fakeStore) record(t *testing.T, id whisk.ActivationID) whisk.Activation
 	return a
 }
 
-// fakeComponents resolves from a map of actions by path; namespace
-// "other" is Forbidden.
+// fakeComponents resolves from a map of actions by path; another
+// namespace is Forbidden.
 type fakeComponents struct {
-	mu      sync.Mutex
-	actions map[string]whisk.Action
+	mu       sync.Mutex
+	actions  map[string]whisk.Action
+	bindings map[string]string // path → the binding it is reached through
 }
 
-func (f *fakeComponents) Component(_ context.Context, caller whisk.Identity, q whisk.QualifiedName) (whisk.Action, error) {
-	if q.Namespace != caller.Namespace {
-		return whisk.Action{}, whisk.E("fake", whisk.Forbidden, whisk.MsgNotAuthorized(q.Path()), nil)
+func (f *fakeComponents) Action(_ context.Context, caller string, ref whisk.EntityName) (whisk.ResolvedAction, error) {
+	if ref.Namespace != caller {
+		return whisk.ResolvedAction{}, whisk.E("fake", whisk.Forbidden, whisk.MsgNotAuthorized(ref.Path()), nil)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	a, ok := f.actions[q.Path()]
+	a, ok := f.actions[ref.Path()]
 	if !ok {
-		return whisk.Action{}, whisk.E("fake", whisk.NotFound, whisk.MsgNotFound, nil)
+		return whisk.ResolvedAction{}, whisk.E("fake", whisk.NotFound, whisk.MsgNotFound, nil)
 	}
-	return a, nil
+	return whisk.ResolvedAction{Action: a, Binding: f.bindings[ref.Path()]}, nil
 }
 
 func (f *fakeComponents) put(a whisk.Action) {
@@ -452,5 +453,33 @@ func TestSequenceEndsOnClose(t *testing.T) {
 	if !ok || rec.StatusCode != whisk.StatusWhiskError || resultOf(t, rec)["error"] != whisk.MsgSequenceFailed ||
 		!reflect.DeepEqual(rec.Logs, []string{string(w.messages("stuck")[0].ActivationID)}) {
 		t.Fatalf("record after Close: %v %+v", ok, rec)
+	}
+}
+
+// Packaged components and sequences: a component reached through a
+// binding is invoked with it (its record's binding annotation); a packaged
+// sequence's record has its bare name, its path and, when invoked through
+// a binding, the binding annotation after waitTime.
+func TestSequencePackagedAndBound(t *testing.T) {
+	r, comps, w := seqRig(t)
+	inc := action("pkg/inc", nil, nil) // stored name of inc in package pkg
+	comps.actions["guest/bnd/inc"] = inc
+	comps.bindings = map[string]string{"guest/bnd/inc": "guest/bnd"}
+	w.serve(inc, func(p map[string]any) (any, int) { return map[string]any{"ok": true}, whisk.StatusSuccess })
+	seq := sequence("pkg/s", "/guest/bnd/inc")
+	res, err := r.c.Invoke(context.Background(), Request{Identity: guest(), Action: seq, Binding: "guest/sb", Blocking: true})
+	if err != nil || res.Activation == nil {
+		t.Fatalf("%+v %v", res, err)
+	}
+	rec := *res.Activation
+	m := w.messages("pkg/inc")
+	if len(m) != 1 || m[0].Binding != "guest/bnd" || m[0].Action.Name != "pkg/inc" || m[0].Cause != rec.ActivationID {
+		t.Fatalf("component message %+v", m)
+	}
+	if ks := keysOf(rec); !reflect.DeepEqual(ks, []string{"topmost", "path", "kind", "waitTime", "binding", "limits"}) {
+		t.Fatalf("annotation keys %v", ks)
+	}
+	if anns := annotationsOf(t, rec); rec.Name != "s" || anns["path"] != "guest/pkg/s" || anns["binding"] != "guest/sb" {
+		t.Fatalf("record name %q, annotations %v", rec.Name, anns)
 	}
 }

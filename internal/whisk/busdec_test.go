@@ -161,6 +161,10 @@ func (g gen) activationMessage() ActivationMessage {
 		m.NamespaceLimit = int(g.int64())
 	}
 	if g.r.Intn(3) == 0 {
+		m.CallerNamespace = g.pick()
+		m.Binding = g.pick()
+	}
+	if g.r.Intn(3) == 0 {
 		m.Cause = ActivationID(g.pick())
 	}
 	if g.r.Intn(10) == 0 {

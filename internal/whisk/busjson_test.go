@@ -29,7 +29,11 @@ func TestActivationMessageAppendJSONMatchesMarshal(t *testing.T) {
 			m.Action.Image = "img"
 			m.Action.Limits.Instances = 2
 		},
-		"cause":             func(m *ActivationMessage) { m.Cause = "fedcba9876543210fedcba9876543210" },
+		"cause": func(m *ActivationMessage) { m.Cause = "fedcba9876543210fedcba9876543210" },
+		"caller and binding": func(m *ActivationMessage) {
+			m.CallerNamespace = "alice"
+			m.Binding = "alice/b"
+		},
 		"no annotations":    func(m *ActivationMessage) { m.Action.Annotations = nil },
 		"empty annotations": func(m *ActivationMessage) { m.Action.Annotations = Params{} },
 		"nil values":        func(m *ActivationMessage) { m.Params = nil; m.Action.Annotations = Params{{Key: "x"}} },

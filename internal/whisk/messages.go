@@ -121,13 +121,6 @@ const (
 	MsgCompositionFailed     = "Activation failure during composition."
 )
 
-// MsgNotAuthorized is the 403 message naming the resources (e.g.
-// "guest/a" or "other/pkg/a", sorted, comma separated) the caller may
-// not access.
-func MsgNotAuthorized(resources string) string {
-	return fmt.Sprintf("The supplied authentication is not authorized to access '%s'.", resources)
-}
-
 // MsgSequenceTimeout is a sequence's whisk error when a component's
 // record did not come within the component's time limit + 1 minute.
 func MsgSequenceTimeout(id ActivationID) string {
