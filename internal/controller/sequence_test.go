@@ -483,3 +483,22 @@ func TestSequencePackagedAndBound(t *testing.T) {
 		t.Fatalf("record name %q, annotations %v", rec.Name, anns)
 	}
 }
+
+// A blocking caller whose wait ends first gets the sequence's id (202)
+// while the chain goes on and records its end.
+func TestSequenceBlockingWaitEndsFirst(t *testing.T) {
+	r, comps, w := seqRig(t)
+	hold := make(chan struct{})
+	gated := action("gated", nil, nil)
+	comps.put(gated)
+	w.serve(gated, func(p map[string]any) (any, int) { <-hold; return inc(p) })
+	res, err := r.c.Invoke(context.Background(), Request{Identity: guest(), Action: sequence("s", "/guest/gated"),
+		Params: raw(`{"n":1}`), Blocking: true, Wait: 20 * time.Millisecond})
+	if err != nil || res.Activation != nil || len(res.ActivationID) != 32 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	close(hold)
+	if rec := r.store.record(t, res.ActivationID); resultOf(t, rec)["n"] != float64(2) || len(rec.Logs) != 1 {
+		t.Fatalf("record %+v %s", rec, rec.Response.Result)
+	}
+}
