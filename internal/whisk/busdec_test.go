@@ -365,6 +365,8 @@ func TestDecodeFastPathCases(t *testing.T) {
 		{`{"subject":"é\"\\n"}`, true},
 		{"{\"subject\":\"\xff\"}", true},
 		{`{"subject":"\ud800"}`, true},
+		{`{"namespaceLimit":3,"callerNamespace":"c","binding":"c/b","cause":"0123"}`, true},
+		{`{"cause":"0123","binding":"c/b"}`, false},        // order
 		{`{"published":1,"activationId":"a"}`, false},      // order
 		{`{"activationId":"a","activationId":"b"}`, false}, // twice
 		{`{"ActivationId":"a"}`, false},                    // case
