@@ -270,7 +270,7 @@ func (r *runner) triggerPut(args []string, update bool) error {
 		if err := r.invokeFeed(cl, fullFeedName(feed), feedParams(userFeed, feedCreate, ns, entity, cfg.auth)); err != nil {
 			reason := fmt.Errorf("Unable to configure feed '%s': %w", fullFeedName(feed), err)
 			// Roll back as wsk does: the feed's DELETE, then the trigger.
-			if rbErr := r.deleteTriggerWithFeed(cl, name, ns, entity, cfg.auth, whisk.Params{}); rbErr != nil {
+			if rbErr := r.deleteTriggerWithFeed(cl, name, ns, entity, cfg.auth, userFeed); rbErr != nil {
 				fmt.Fprintf(r.errw, "warning: trigger '%s' was not removed: %v\n", entity, rbErr)
 			}
 			return fmt.Errorf("Unable to create trigger '%s': %w", entity, reason)
