@@ -86,17 +86,34 @@ func TestFireSurvivesKills(t *testing.T) {
 	attempted := 1
 	accepted := []string{warm}
 
-	// 1. kill -9 controller1 right after its 5th 202.
-	for i := 0; i < 5; i++ {
-		attempted++
-		id, err := fire(c.ctl1.base, "t", map[string]any{"name": fmt.Sprintf("c%d", i)})
-		if err != nil {
-			t.Fatalf("fire %d through controller1: %v", i, err)
-		}
-		accepted = append(accepted, id)
+	// 1. Ten fires at once through controller1; kill -9 it as soon as the
+	// first 202 arrives, with the others in flight.
+	type result struct {
+		id  string
+		err error
 	}
-	c.kill9("controller1")
-	t.Logf("killed controller1 right after its 5th 202")
+	results := make(chan result, 10)
+	for i := 0; i < 10; i++ {
+		attempted++
+		go func(i int) {
+			id, err := fire(c.ctl1.base, "t", map[string]any{"name": fmt.Sprintf("c%d", i)})
+			results <- result{id, err}
+		}(i)
+	}
+	inFlight := 0
+	for i := 0; i < 10; i++ {
+		r := <-results
+		if r.err == nil {
+			accepted = append(accepted, r.id)
+		} else {
+			inFlight++
+		}
+		if i == 0 {
+			c.kill9("controller1")
+			t.Logf("killed controller1 right after its first answer (accepted: %v)", r.err == nil)
+		}
+	}
+	t.Logf("controller1: %d of 10 fires answered 202, %d cut off by the kill", 10-inFlight, inFlight)
 
 	// 2. Fire through controller2 and kill -9 busy's leader scheduler
 	// right after the 5th 202, then go on firing during the fail-over.
@@ -137,8 +154,9 @@ func TestFireSurvivesKills(t *testing.T) {
 			t.Logf("rule activation %s: %s %s", id, rec.Response.Status, rec.Response.Result)
 		}
 	}
-	// Exactly once: one record per accepted fire (no fire in flight was
-	// unanswered here: the kills came between fires).
+	// Exactly once: one record per accepted fire; a fire cut off by the
+	// kill before its answer may have run (its activation was on Kafka)
+	// but at most once.
 	n := countRecords(t, c.ctl2.base, "busy")
 	t.Logf("fires attempted %d, accepted %d, refused %d; busy records %d (success %d)",
 		attempted, len(accepted), len(refused), n, success)
@@ -147,7 +165,10 @@ func TestFireSurvivesKills(t *testing.T) {
 			t.Logf("refused: %s", r)
 		}
 	}
-	if n != len(accepted) {
-		t.Fatalf("%d records of busy for %d accepted fires", n, len(accepted))
+	if n < len(accepted) || n > len(accepted)+inFlight {
+		t.Fatalf("%d records of busy for %d accepted fires and %d cut off", n, len(accepted), inFlight)
+	}
+	if distinct := len(recs); distinct != len(ruleIDs) {
+		t.Fatalf("%d distinct records for %d accepted fires", distinct, len(ruleIDs))
 	}
 }
