@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/api"
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/container"
 	"github.com/eddy-faas/eddy/internal/container/docker"
@@ -168,7 +169,7 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	if err != nil {
 		return nil, nil, err
 	}
-	evs, firer := newEvents(limits, st, events.DirectActions{Store: st}, ctl, log)
+	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: catalog.New(st)}, ctl, log)
 	handler := api.New(api.Config{Limits: limits}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Events: evs, Firer: firer, Now: time.Now,

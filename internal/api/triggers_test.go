@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/events"
 	"github.com/eddy-faas/eddy/internal/manifest"
@@ -23,7 +24,7 @@ func newEventsRig(t *testing.T, firesPerMinute int, now func() time.Time) *rig {
 	r.srv.Close()
 	limits := r.limits
 	limits.FiresPerMinute = firesPerMinute
-	actions := events.DirectActions{Store: r.store}
+	actions := events.CatalogActions{Catalog: catalog.New(r.store)}
 	svc := events.NewService(r.store, actions)
 	firer := events.NewFirer(limits, events.FirerDeps{Triggers: svc, Records: r.store, Actions: actions, Invoker: r.inv, Now: now})
 	h := New(Config{Build: "test", BuildNo: "1", Limits: limits}, Deps{

@@ -299,7 +299,7 @@ func (s *Service) getTriggerOpt(ctx context.Context, p whisk.EntityPath) (*whisk
 // resolver).
 func entitled(caller whisk.Identity, trig whisk.EntityPath) error {
 	if trig.Path != caller.Namespace {
-		return whisk.E("events.entitled", whisk.Forbidden, whisk.MsgNotEntitledTo(trig.String()), nil)
+		return whisk.E("events.entitled", whisk.Forbidden, whisk.MsgNotAuthorized(trig.String()), nil)
 	}
 	return nil
 }

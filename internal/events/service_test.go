@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/store/sqlite"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -25,7 +26,7 @@ func newService(t *testing.T) (*Service, *sqlite.Store) {
 	if _, err := st.PutAction(context.Background(), a, 0); err != nil {
 		t.Fatal(err)
 	}
-	return NewService(st, DirectActions{Store: st}), st
+	return NewService(st, CatalogActions{Catalog: catalog.New(st)}), st
 }
 
 func ref(s string) json.RawMessage { b, _ := json.Marshal(s); return b }

@@ -134,9 +134,3 @@ func MsgBadRuleStatus(s string) string {
 func MsgRequestTooLarge(size, limit int64) string {
 	return fmt.Sprintf("Request larger than allowed: %d > %d bytes.", size, limit)
 }
-
-// MsgNotEntitledTo is the 403 of a reference to an entity of another
-// namespace the caller may not use ("ns/name").
-func MsgNotEntitledTo(entity string) string {
-	return fmt.Sprintf("The supplied authentication is not authorized to access '%s'.", entity)
-}
