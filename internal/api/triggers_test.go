@@ -302,3 +302,81 @@ func TestRules(t *testing.T) {
 		t.Fatalf("content type %q", got.hdr.Get("Content-Type"))
 	}
 }
+
+// TestRulePackageTargets: a rule may target an action of a shared package
+// of another namespace and of the caller's binding (resolved again at
+// every fire, with package < binding < action parameters), not a private
+// one; fires of a rule whose package was unshared log the 403.
+func TestRulePackageTargets(t *testing.T) {
+	r := newEventsRig(t, 60, nil)
+	ctx := context.Background()
+	put := func(p whisk.Package) {
+		t.Helper()
+		e, err := p.Entity()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.store.PutEntity(ctx, e, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(whisk.Package{Namespace: "other", Name: "shared", Publish: true, Version: "0.0.1", Parameters: whisk.Params{{Key: "p", Value: json.RawMessage(`"pkg"`)}}})
+	put(whisk.Package{Namespace: "other", Name: "private", Version: "0.0.1"})
+	put(whisk.Package{Namespace: "guest", Name: "b", Version: "0.0.1", Binding: whisk.Binding{Namespace: "other", Name: "shared"},
+		Parameters: whisk.Params{{Key: "b", Value: json.RawMessage(`"binding"`)}}})
+	for _, n := range []string{"shared/echo", "private/x"} {
+		a := whisk.Action{Namespace: "other", Name: n, Version: "0.0.1", Exec: whisk.Exec{Kind: "python:3.11", Code: "x"},
+			Limits: r.limits.Defaults()}
+		if _, err := r.store.PutAction(ctx, a, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.do(t, "PUT", "/api/v1/namespaces/_/triggers/t", `{}`, asGuest)
+	if got := r.do(t, "PUT", "/api/v1/namespaces/_/rules/shared", `{"trigger":"/_/t","action":"/other/shared/echo"}`, asGuest); got.status != 200 {
+		t.Fatalf("rule on a shared package: %d %s", got.status, got.body)
+	}
+	if got := r.do(t, "PUT", "/api/v1/namespaces/_/rules/bound", `{"trigger":"/_/t","action":"/_/b/echo"}`, asGuest); got.status != 200 {
+		t.Fatalf("rule on a binding: %d %s", got.status, got.body)
+	}
+	wantError(t, r.do(t, "PUT", "/api/v1/namespaces/_/rules/priv", `{"trigger":"/_/t","action":"/other/private/x"}`, asGuest), 403,
+		whisk.MsgNotAuthorized("other/private"))
+	wantError(t, r.do(t, "PUT", "/api/v1/namespaces/_/rules/priv", `{"trigger":"/_/t","action":"/other/shared/nope"}`, asGuest), 400,
+		"action /other/shared/nope does not exist")
+
+	got := r.do(t, "POST", "/api/v1/namespaces/_/triggers/t", `{}`, asGuest)
+	if got.status != 202 || len(r.inv.reqs) != 2 {
+		t.Fatalf("fire: %d %s, %d invocations", got.status, got.body, len(r.inv.reqs))
+	}
+	byBinding := map[string]controller.Request{}
+	for _, q := range r.inv.reqs {
+		byBinding[q.Binding] = q
+	}
+	if q := byBinding["guest/b"]; q.Action.Name != "shared/echo" || q.Action.Namespace != "other" || len(q.Action.Parameters) != 2 {
+		t.Fatalf("binding invocation %+v", q)
+	}
+	if q := byBinding[""]; q.Action.Name != "shared/echo" || len(q.Action.Parameters) != 1 {
+		t.Fatalf("shared invocation %+v", q)
+	}
+
+	// Unshare the package: the next fire logs the refusal (resolved at fire time).
+	e, _ := r.store.GetEntity(ctx, whisk.EntityPackage, "other", "shared")
+	var p whisk.Package
+	_ = json.Unmarshal(e.Doc, &p)
+	p.Publish = false
+	ne, _ := p.Entity()
+	if _, err := r.store.PutEntity(ctx, ne, e.Rev); err != nil {
+		t.Fatal(err)
+	}
+	id := whisk.ActivationID(r.do(t, "POST", "/api/v1/namespaces/_/triggers/t", `{}`, asGuest).json(t)["activationId"].(string))
+	rec, err := r.store.GetActivation(ctx, "guest", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range rec.Logs {
+		var m map[string]any
+		_ = json.Unmarshal([]byte(l), &m)
+		if m["statusCode"] != 1.0 || !strings.Contains(m["error"].(string), "not authorized") {
+			t.Fatalf("log after unsharing: %s", l)
+		}
+	}
+}
