@@ -116,7 +116,11 @@ func (c *Client) PutRule(ctx context.Context, name string, r *RulePut, overwrite
 // SetRuleStatus enables ("active") or disables ("inactive") a rule, with
 // the body wsk sends.
 func (c *Client) SetRuleStatus(ctx context.Context, name, status string) error {
-	body := map[string]any{"status": status, "trigger": nil, "action": nil}
+	body := struct {
+		Status  string  `json:"status"`
+		Trigger *string `json:"trigger"`
+		Action  *string `json:"action"`
+	}{Status: status}
 	_, err := c.Do(ctx, Request{Method: http.MethodPost, Path: c.collectionPath("rules", name), Body: body})
 	return err
 }
