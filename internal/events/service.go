@@ -438,11 +438,11 @@ func (s *Service) PutRule(ctx context.Context, caller whisk.Identity, name strin
 		ops := []store.EntityOp{{Entity: encodeRule(r), ExpectRev: old.Rev}}
 		key := r.Key()
 		if oldTrig != nil && (oldTrig.Namespace != newTrig.Namespace || oldTrig.Name != newTrig.Name) {
-			if _, ok := oldTrig.Rules[key]; ok {
-				ot := *oldTrig
-				ot.Rules = without(ot.Rules, key)
-				ops = append(ops, store.EntityOp{Entity: encodeTrigger(ot), ExpectRev: ot.Rev})
-			}
+			// Written even when the entry seems absent: the revision
+			// check catches a stale (cached) read of the old trigger.
+			ot := *oldTrig
+			ot.Rules = without(ot.Rules, key)
+			ops = append(ops, store.EntityOp{Entity: encodeTrigger(ot), ExpectRev: ot.Rev})
 		}
 		newTrig.Rules = with(newTrig.Rules, key, whisk.TriggerRule{Action: r.Action, Status: st})
 		ops = append(ops, store.EntityOp{Entity: encodeTrigger(newTrig), ExpectRev: newTrig.Rev})
@@ -481,15 +481,21 @@ func (s *Service) SetRuleStatus(ctx context.Context, ns, name, want string) erro
 		if err != nil {
 			return err
 		}
-		if r.Status == want {
-			return nil
-		}
 		t, err := s.GetTrigger(ctx, r.Trigger.Path, r.Trigger.Name)
 		if whisk.IsKind(err, whisk.NotFound) || whisk.IsKind(err, whisk.Conflict) {
+			if want == whisk.RuleInactive {
+				return nil // no trigger: inactive already
+			}
 			return whisk.E(op, whisk.NotFound, whisk.MsgRuleTriggerMissing, err)
 		}
 		if err != nil {
 			return err
+		}
+		if status(&t, r.Key()) == want && attempt > 0 {
+			// Read fresh after a lost race: nothing to change. (The first
+			// read may come from another controller's stale cache, so it
+			// is confirmed by a write with the revision check.)
+			return nil
 		}
 		t.Rules = with(t.Rules, r.Key(), whisk.TriggerRule{Action: r.Action, Status: want})
 		_, err = s.st.PutEntity(ctx, encodeTrigger(t), t.Rev)
@@ -518,10 +524,10 @@ func (s *Service) DeleteRule(ctx context.Context, ns, name string) (whisk.Rule, 
 		}
 		ops := []store.EntityOp{{Delete: true, Entity: e, ExpectRev: r.Rev}}
 		if t != nil {
-			if _, ok := t.Rules[r.Key()]; ok {
-				t.Rules = without(t.Rules, r.Key())
-				ops = append(ops, store.EntityOp{Entity: encodeTrigger(*t), ExpectRev: t.Rev})
-			}
+			// Written even when the entry seems absent: the revision
+			// check catches a stale (cached) read of the trigger.
+			t.Rules = without(t.Rules, r.Key())
+			ops = append(ops, store.EntityOp{Entity: encodeTrigger(*t), ExpectRev: t.Rev})
 		}
 		_, err = s.st.ApplyEntities(ctx, ops)
 		if retryApply(err, attempt) || (err != nil && whisk.IsKind(err, whisk.NotFound) && attempt < casAttempts && t != nil) {
