@@ -238,7 +238,7 @@ func (r *runner) ruleList(args []string) error {
 	}
 	rules, err := cl.ListRules(r.ctx, ns, client.ListOptions{Limit: limit, Skip: skip})
 	if err != nil {
-		return fmt.Errorf("Unable to obtain the list of rules for namespace '%s': %w", shownNamespace(ns, cfg.namespace), err)
+		return fmt.Errorf("Unable to obtain the list of rules for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
 	}
 	for i, rule := range rules {
 		got, err := cl.GetRule(r.ctx, rule.Name)

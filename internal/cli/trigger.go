@@ -446,7 +446,7 @@ func (r *runner) triggerList(args []string) error {
 	}
 	ts, err := cl.ListTriggers(r.ctx, ns, client.ListOptions{Limit: limit, Skip: skip})
 	if err != nil {
-		return fmt.Errorf("Unable to obtain the list of triggers for namespace '%s': %w", shownNamespace(ns, cfg.namespace), err)
+		return fmt.Errorf("Unable to obtain the list of triggers for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
 	}
 	if nameSort {
 		sort.SliceStable(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
@@ -459,8 +459,8 @@ func (r *runner) triggerList(args []string) error {
 	return nil
 }
 
-// shownNamespace is the namespace wsk names in list errors.
-func shownNamespace(ns, def string) string {
+// listNamespaceName is the namespace wsk names in list errors.
+func listNamespaceName(ns, def string) string {
 	if ns == "" {
 		ns = def
 	}
