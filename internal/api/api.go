@@ -82,6 +82,9 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
+	// Events and Firer serve triggers and rules; nil: those routes are 404s.
+	Events Events
+	Firer  Firer
 	Now    func() time.Time // nil: time.Now
 	// Components resolves sequence components; nil: the package catalog
 	// over Store (when Store can read packages).
@@ -97,6 +100,8 @@ type server struct {
 	rt     Runtimes
 	topics Topics
 	status Status
+	events Events
+	firer  Firer
 	// components resolves sequence components (sequences.go).
 	components Components
 	limits     whisk.SystemLimits
@@ -112,6 +117,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
+		events: deps.Events, firer: deps.Firer,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -152,6 +158,9 @@ func (s *server) routes() {
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}", s.authed(map[string]authedFunc{http.MethodGet: s.getActivation}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/logs", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationLogs}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/result", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationResult}))
+	if s.events != nil && s.firer != nil {
+		s.eventRoutes(m)
+	}
 	if s.status != nil {
 		// Eddy's own: not part of the OpenWhisk API, any valid key may read it.
 		m.Handle("/eddy/v1/status", s.authed(map[string]authedFunc{http.MethodGet: s.getStatus}))
