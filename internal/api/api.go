@@ -37,6 +37,7 @@ type Config struct {
 // Store is what the API needs of the store (store.Store has it).
 type Store interface {
 	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
+	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
 	GetAction(ctx context.Context, namespace, name string) (whisk.Action, error)
 	PutAction(ctx context.Context, a whisk.Action, expectRev int64) (whisk.Action, error)
 	DeleteAction(ctx context.Context, namespace, name string) (whisk.Action, error)
@@ -81,7 +82,10 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
-	Now    func() time.Time // nil: time.Now
+	// Resolver finds web actions in packages and bindings; nil: only
+	// actions outside packages (/api/v1/web/{ns}/default/{action}).
+	Resolver ActionResolver
+	Now      func() time.Time // nil: time.Now
 }
 
 // server holds the routes and their collaborators.
@@ -96,6 +100,9 @@ type server struct {
 	limits whisk.SystemLimits
 	now    func() time.Time
 	mux    *http.ServeMux
+
+	resolver ActionResolver
+	owners   owners
 }
 
 // New builds the API handler.
@@ -106,6 +113,10 @@ func New(cfg Config, deps Deps) http.Handler {
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
+		resolver: deps.Resolver, owners: owners{m: map[string]ownerEntry{}},
+	}
+	if s.resolver == nil {
+		s.resolver = defaultResolver{store: deps.Store}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
