@@ -32,6 +32,10 @@ type Config struct {
 	// Limits bound action limits, payloads and code, and are reported by
 	// GET / (zero: whisk.DefaultSystemLimits()).
 	Limits whisk.SystemLimits
+	// GatewayURL is the base of the URLs of APIs created with `wsk api
+	// create` (e.g. https://api.example.com); "" means the scheme and host
+	// each request came to.
+	GatewayURL string
 }
 
 // Store is what the API needs of the store (store.Store has it).
@@ -85,7 +89,10 @@ type Deps struct {
 	// Resolver finds web actions in packages and bindings; nil: only
 	// actions outside packages (/api/v1/web/{ns}/default/{action}).
 	Resolver ActionResolver
-	Now      func() time.Time // nil: time.Now
+	// APIDocs stores the API gateway's documents; nil: no API gateway
+	// (its routes are 404s).
+	APIDocs APIDocs
+	Now     func() time.Time // nil: time.Now
 }
 
 // server holds the routes and their collaborators.
@@ -103,6 +110,8 @@ type server struct {
 
 	resolver ActionResolver
 	owners   owners
+	apiDocs  APIDocs
+	gwRoutes routeCache
 }
 
 // New builds the API handler.
@@ -114,6 +123,7 @@ func New(cfg Config, deps Deps) http.Handler {
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
 		resolver: deps.Resolver, owners: owners{m: map[string]ownerEntry{}},
+		apiDocs: deps.APIDocs, gwRoutes: routeCache{m: map[string]routeEntry{}},
 	}
 	if s.resolver == nil {
 		s.resolver = defaultResolver{store: deps.Store}

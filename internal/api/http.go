@@ -76,6 +76,10 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveWeb(rw, r)
 		return
 	}
+	if tenant, rest, ok := gatewayPath(r.URL.EscapedPath()); ok {
+		s.serveGateway(rw, r, tenant, rest)
+		return
+	}
 	h := rw.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Methods", "GET, DELETE, POST, PUT, HEAD")

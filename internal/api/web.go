@@ -381,13 +381,3 @@ func (s *server) webError(w http.ResponseWriter, r *http.Request, status int, ms
 		_, _ = w.Write(b)
 	}
 }
-
-// The private package whose web actions the wsk CLI calls for `wsk api`.
-const (
-	apimgmtNamespace = "whisk.system"
-	apimgmtPackage   = "apimgmt"
-)
-
-func (s *server) serveAPIMgmt(w http.ResponseWriter, r *http.Request, t webTarget) {
-	s.webError(w, r, http.StatusNotFound, whisk.MsgNotFound)
-}
