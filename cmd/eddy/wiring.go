@@ -45,6 +45,7 @@ type tuning struct {
 	invokerMemory            int64
 	prewarm                  string // --prewarm: stem cells, "" for the manifest's
 	manifestPath             string
+	apiGatewayURL            string // controller: base URL of APIs created with `wsk api create`
 }
 
 // Which settings a command registers.
@@ -82,6 +83,7 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	if roles&forController != 0 {
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
 		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
+		fs.StringVar(&t.apiGatewayURL, "api-gw-url", "", "base URL of the APIs `wsk api create` makes, e.g. https://api.example.com (default: the scheme and host each request came to)")
 	}
 	if roles&(forController|forInvoker) != 0 {
 		fs.StringVar(&t.manifestPath, "runtimes", "", "runtime manifest file (default: the built-in one)")
@@ -164,9 +166,9 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	if err != nil {
 		return nil, nil, err
 	}
-	handler := api.New(api.Config{Limits: limits}, api.Deps{
+	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
-		Status: c, Now: time.Now,
+		Status: c, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
 	})
 	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
 }

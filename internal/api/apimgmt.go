@@ -35,6 +35,9 @@ type APIDocs interface {
 	ListAPIs(ctx context.Context, namespace string) ([][]byte, error)
 }
 
+// maxAPIDoc bounds one stored API document (all its paths and verbs).
+const maxAPIDoc = 1 << 20
+
 // routesTTL is how long a namespace's gateway routes are remembered; a
 // change made through another controller is served within it (writes
 // through this one are seen at once).
@@ -398,8 +401,8 @@ func (s *server) createAPI(r *http.Request, caller whisk.Identity, q url.Values,
 		if err != nil {
 			return nil, mgmtErr("API creation failure: %v", err)
 		}
-		if int64(len(b)) > s.limits.MaxPayload {
-			return nil, mgmtErr("API creation failure: the API document is larger than %d bytes", s.limits.MaxPayload)
+		if len(b) > maxAPIDoc {
+			return nil, mgmtErr("API creation failure: the API document is larger than %d bytes", maxAPIDoc)
 		}
 		err = s.apiDocs.PutAPI(ctx, caller.Namespace, basePath, b, rev)
 		if whisk.IsKind(err, whisk.Conflict) && attempt < 5 {
