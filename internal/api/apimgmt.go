@@ -76,7 +76,7 @@ func (s *server) apiRoutes(ctx context.Context, ns string) ([]apigw.Route, error
 	var routes []apigw.Route
 	for _, b := range docs {
 		var d apigw.Doc
-		if json.Unmarshal(b, &d) == nil {
+		if apigw.Decode(b, &d) == nil {
 			routes = append(routes, apigw.Routes(d)...)
 		}
 	}
@@ -302,7 +302,7 @@ func (s *server) createAPI(r *http.Request, caller whisk.Identity, q url.Values,
 		return nil, mgmtErr("apidoc field is of type %s and should be a JSON object or a JSON string.", jsType(raw))
 	}
 	var ep apigw.Endpoint
-	if err := json.Unmarshal(raw, &ep); err != nil {
+	if err := apigw.Decode(raw, &ep); err != nil {
 		return nil, mgmtErr("apidoc field cannot be parsed. Ensure it is valid JSON.")
 	}
 	if ep.Namespace == "" {
@@ -317,7 +317,7 @@ func (s *server) createAPI(r *http.Request, caller whisk.Identity, q url.Values,
 		case map[string]any:
 			swagger = sw
 		case string:
-			if err := json.Unmarshal([]byte(sw), &swagger); err != nil || swagger == nil {
+			if err := apigw.Decode([]byte(sw), &swagger); err != nil || swagger == nil {
 				return nil, mgmtErr("swagger field cannot be parsed. Ensure it is valid JSON.")
 			}
 		default:
@@ -388,7 +388,7 @@ func (s *server) createAPI(r *http.Request, caller whisk.Identity, q url.Values,
 		doc := swagger
 		if doc == nil {
 			if err == nil {
-				if json.Unmarshal(old, &doc) != nil || doc == nil {
+				if apigw.Decode(old, &doc) != nil || doc == nil {
 					doc = nil
 				}
 			}
@@ -430,7 +430,7 @@ func (s *server) findAPIs(ctx context.Context, ns, bpOrName string) ([]apigw.Doc
 			return nil, err
 		}
 		var d apigw.Doc
-		if json.Unmarshal(b, &d) != nil {
+		if apigw.Decode(b, &d) != nil {
 			return nil, nil
 		}
 		return []apigw.Doc{d}, nil
@@ -442,7 +442,7 @@ func (s *server) findAPIs(ctx context.Context, ns, bpOrName string) ([]apigw.Doc
 	var out []apigw.Doc
 	for _, b := range all {
 		var d apigw.Doc
-		if json.Unmarshal(b, &d) != nil || d == nil {
+		if apigw.Decode(b, &d) != nil || d == nil {
 			continue
 		}
 		if bpOrName == "" || apigw.Title(d) == bpOrName {
@@ -563,7 +563,7 @@ func jsTypeOf(v any) string {
 	switch v.(type) {
 	case bool:
 		return "boolean"
-	case float64:
+	case float64, json.Number:
 		return "number"
 	default:
 		return "object"

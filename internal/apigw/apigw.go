@@ -10,6 +10,8 @@
 package apigw
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -399,4 +401,18 @@ func (r Route) Match(rel string) bool {
 		}
 	}
 	return true
+}
+
+// Decode unmarshals JSON keeping numbers exact (a secret from `--web-secure
+// true` is a 63-bit integer that a float64 would round).
+func Decode(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return errors.New("invalid character after top-level value")
+	}
+	return nil
 }

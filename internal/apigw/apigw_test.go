@@ -99,3 +99,20 @@ func TestSetNamespace(t *testing.T) {
 		t.Fatalf("url %v", x["url"])
 	}
 }
+
+func TestNumericSecureKey(t *testing.T) {
+	var ep Endpoint
+	if err := Decode([]byte(`{"gatewayBasePath":"/b","gatewayPath":"/x","gatewayMethod":"get","action":{"name":"a","namespace":"guest","secureKey":8857097005573354925}}`), &ep); err != nil {
+		t.Fatal(err)
+	}
+	doc := NewDoc("/b", "")
+	AddEndpoint(doc, ep, "json")
+	b, _ := json.Marshal(doc)
+	var back Doc
+	if err := Decode(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if k := Routes(back)[0].SecureKey; k != "8857097005573354925" {
+		t.Fatalf("secure key %q", k)
+	}
+}
