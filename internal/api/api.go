@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/store"
@@ -86,8 +87,9 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
-	// Resolver finds web actions in packages and bindings; nil: only
-	// actions outside packages (/api/v1/web/{ns}/default/{action}).
+	// Resolver finds web actions; nil: the catalog over Store (packages
+	// and bindings), or, for a store without entities, only actions
+	// outside packages (/api/v1/web/{ns}/default/{action}).
 	Resolver ActionResolver
 	// APIDocs stores the API gateway's documents; nil: no API gateway
 	// (its routes are 404s).
@@ -126,7 +128,11 @@ func New(cfg Config, deps Deps) http.Handler {
 		apiDocs: deps.APIDocs, gwRoutes: routeCache{m: map[string]routeEntry{}},
 	}
 	if s.resolver == nil {
-		s.resolver = defaultResolver{store: deps.Store}
+		if cs, ok := deps.Store.(catalog.Store); ok {
+			s.resolver = catalogResolver{cat: catalog.New(cs)}
+		} else {
+			s.resolver = defaultResolver{store: deps.Store}
+		}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/web"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -32,21 +33,34 @@ const (
 const webDefaultPackage = "default"
 
 // ActionResolver finds the action a web URL names: pkg is "default" for an
-// action outside packages, else a package or binding of namespace ns. A
-// missing package or action is NotFound.
+// action outside packages, else a package or binding of namespace ns,
+// resolved as ns's owner would (parameters merged package < binding <
+// action; Binding set when a binding was followed). A missing package or
+// action is NotFound; an entitlement failure Forbidden.
 type ActionResolver interface {
-	ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.Action, error)
+	ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.ResolvedAction, error)
 }
 
-// defaultResolver resolves actions outside packages with GetAction (the
-// store's cached read).
+// catalogResolver resolves through the catalog (packages and bindings).
+type catalogResolver struct{ cat *catalog.Catalog }
+
+func (c catalogResolver) ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.ResolvedAction, error) {
+	if pkg == webDefaultPackage {
+		pkg = ""
+	}
+	return c.cat.Action(ctx, ns, whisk.EntityName{Namespace: ns, Package: pkg, Name: name})
+}
+
+// defaultResolver resolves actions outside packages with GetAction, for a
+// store without packages.
 type defaultResolver struct{ store Store }
 
-func (d defaultResolver) ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.Action, error) {
+func (d defaultResolver) ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.ResolvedAction, error) {
 	if pkg != webDefaultPackage {
-		return whisk.Action{}, whisk.E("api.resolve", whisk.NotFound, whisk.MsgNotFound, nil)
+		return whisk.ResolvedAction{}, whisk.E("api.resolve", whisk.NotFound, whisk.MsgNotFound, nil)
 	}
-	return d.store.GetAction(ctx, ns, name)
+	a, err := d.store.GetAction(ctx, ns, name)
+	return whisk.ResolvedAction{Action: a}, err
 }
 
 // ownerTTL is how long the owner of a namespace is remembered: like the
@@ -174,10 +188,11 @@ func (s *server) serveWebAction(w http.ResponseWriter, r *http.Request, t webTar
 	if err != nil {
 		return notFoundUnless(err)
 	}
-	a, err := s.resolver.ResolveWebAction(ctx, t.ns, t.pkg, t.name)
+	ra, err := s.resolver.ResolveWebAction(ctx, t.ns, t.pkg, t.name)
 	if err != nil {
 		return notFoundUnless(err)
 	}
+	a := ra.Action
 	if !a.Annotations.IsTrue(annWebExport) {
 		return whisk.E("api.web", whisk.NotFound, whisk.MsgNotFound, nil)
 	}
@@ -229,6 +244,7 @@ func (s *server) serveWebAction(w http.ResponseWriter, r *http.Request, t webTar
 		TransactionID: transactionID(r),
 		Identity:      owner,
 		Action:        a,
+		Binding:       ra.Binding,
 		Params:        args,
 		Blocking:      true,
 	})

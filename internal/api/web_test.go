@@ -304,3 +304,61 @@ func TestWebActions(t *testing.T) {
 		}
 	})
 }
+
+func TestWebActionsInPackages(t *testing.T) {
+	r := newRig(t)
+	ctx := t.Context()
+	putPkg := func(p whisk.Package) {
+		t.Helper()
+		doc, _ := json.Marshal(p)
+		if _, err := r.store.PutEntity(ctx, whisk.Entity{Kind: whisk.EntityPackage, Namespace: p.Namespace, Name: p.Name, Publish: p.Publish, Doc: doc}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putAction := func(ns, name, annotations string) {
+		t.Helper()
+		var ann whisk.Params
+		_ = json.Unmarshal([]byte(annotations), &ann)
+		a := whisk.Action{Namespace: ns, Name: name, Version: "0.0.1", Exec: whisk.Exec{Kind: "python:3.11", Code: "x"},
+			Annotations: ann, Parameters: whisk.Params{{Key: "from", Value: json.RawMessage(`"action"`)}},
+			Limits: whisk.DefaultSystemLimits().Defaults()}
+		if _, err := r.store.PutAction(ctx, a, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putPkg(whisk.Package{Namespace: "other", Name: "lib", Publish: true, Parameters: whisk.Params{{Key: "pkg", Value: json.RawMessage(`"lib"`)}}})
+	putPkg(whisk.Package{Namespace: "other", Name: "private"})
+	putAction("other", "lib/w", `[{"key":"web-export","value":true}]`)
+	putAction("other", "lib/hidden", `[]`)
+	putAction("other", "private/w", `[{"key":"web-export","value":true}]`)
+	putPkg(whisk.Package{Namespace: "guest", Name: "bound", Binding: whisk.Binding{Namespace: "other", Name: "lib"},
+		Parameters: whisk.Params{{Key: "bind", Value: json.RawMessage(`"guest"`)}},
+		Annotations: whisk.Params{{Key: "web-export", Value: json.RawMessage("true")}}})
+	putPkg(whisk.Package{Namespace: "guest", Name: "badbind", Binding: whisk.Binding{Namespace: "other", Name: "private"}})
+	r.inv.set(echo(0))
+
+	params := func() string {
+		b, _ := json.Marshal(r.inv.last().Action.Parameters)
+		return string(b)
+	}
+	res := r.web(t, webReq{method: "GET", path: "/api/v1/web/other/lib/w.json"})
+	if p := params(); res.status != 200 || !strings.Contains(p, `"pkg"`) || !strings.Contains(p, `"from"`) {
+		t.Fatalf("packaged: %d %s %s", res.status, res.body, p)
+	}
+	res = r.web(t, webReq{method: "GET", path: "/api/v1/web/guest/bound/w.json"})
+	if p := params(); res.status != 200 || !strings.Contains(p, `"bind"`) || !strings.Contains(p, `"pkg"`) {
+		t.Fatalf("binding: %d %s %s", res.status, res.body, p)
+	}
+	if req := r.inv.last(); req.Identity.Namespace != "guest" || req.Binding != "guest/bound" || req.Action.Namespace != "other" {
+		t.Fatalf("binding invoke: identity %s binding %q action %s", req.Identity.Namespace, req.Binding, req.Action.Namespace)
+	}
+	// Not exported (a binding's annotation does not count), private
+	// package through a binding, missing package: all 404.
+	for _, p := range []string{"/api/v1/web/guest/bound/hidden.json", "/api/v1/web/guest/badbind/w.json", "/api/v1/web/guest/nopkg/w.json"} {
+		wantWebError(t, r.web(t, webReq{method: "GET", path: p}), 404, whisk.MsgNotFound)
+	}
+	// The owner of a private package's namespace reaches its own actions.
+	if res := r.web(t, webReq{method: "GET", path: "/api/v1/web/other/private/w.json"}); res.status != 200 {
+		t.Fatalf("own private package: %d %s", res.status, res.body)
+	}
+}

@@ -104,4 +104,3 @@ func (c *Client) DeleteAPI(ctx context.Context, basePathOrName, relPath, verb st
 	_, err := c.Do(ctx, Request{Method: http.MethodDelete, Path: apimgmtPath + "deleteApi.http", Query: c.apimgmtQuery(q)})
 	return err
 }
-
