@@ -249,9 +249,14 @@ func (o *object) bytes() json.RawMessage {
 	return b.Bytes()
 }
 
+// jsonString encodes s without escaping <, > and & (OpenWhisk's bodies
+// carry them as they are).
 func jsonString(s string) json.RawMessage {
-	b, _ := json.Marshal(s)
-	return b
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
 func itoa(n int64) string {

@@ -296,3 +296,9 @@ func TestPretty(t *testing.T) {
 		}
 	}
 }
+
+func TestPrettyKeepsHTML(t *testing.T) {
+	if got := string(Pretty(json.RawMessage(`{"e":"1 \u003e 0 & <b>"}`))); got != "{\n  \"e\": \"1 > 0 & <b>\"\n}" {
+		t.Fatalf("%q", got)
+	}
+}
