@@ -67,7 +67,7 @@ import (
 )
 
 // Scenario names, in the order they run.
-var allScenarios = []string{"warm", "throughput", "cold", "burst", "many"}
+var allScenarios = []string{"warm", "web", "throughput", "cold", "burst", "many"}
 
 // config is everything `eddy bench` can be told.
 type config struct {
@@ -329,6 +329,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	scens := []scen{
 		{"warm", func(ctx context.Context) (any, error) { return e.warm(ctx) }},
+		{"web", func(ctx context.Context) (any, error) { return e.web(ctx) }},
 		{"throughput", func(ctx context.Context) (any, error) { return e.throughput(ctx) }},
 		{"cold", func(ctx context.Context) (any, error) { return e.cold(ctx) }},
 		{"burst", func(ctx context.Context) (any, error) { return e.burst(ctx) }},

@@ -19,6 +19,7 @@ type report struct {
 	Started    time.Time          `json:"started"`
 	Seconds    map[string]float64 `json:"seconds"` // per scenario
 	Warm       *WarmResult        `json:"warm,omitempty"`
+	Web        *WebResult         `json:"web,omitempty"`
 	Throughput *ThroughputResult  `json:"throughput,omitempty"`
 	Cold       *ColdResult        `json:"cold,omitempty"`
 	Burst      *BurstResult       `json:"burst,omitempty"`
@@ -42,6 +43,8 @@ func (r *report) add(name string, res any, took time.Duration) {
 	switch v := res.(type) {
 	case *WarmResult:
 		r.Warm = v
+	case *WebResult:
+		r.Web = v
 	case *ThroughputResult:
 		r.Throughput = v
 	case *ColdResult:
@@ -248,6 +251,10 @@ func (r *report) markdown() string {
 	if r.Warm != nil {
 		b.WriteString("## Warm latency\n\n")
 		warmTable(&b, true, r.Warm)
+	}
+	if r.Web != nil {
+		b.WriteString("## Web actions and API routes\n\n")
+		webTable(&b, true, r.Web)
 	}
 	if r.Throughput != nil {
 		b.WriteString("## Throughput\n\n")
