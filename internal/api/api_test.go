@@ -84,7 +84,7 @@ const (
 	otherKey  = "otherkey"
 )
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "eddy.db"), nil)

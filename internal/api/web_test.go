@@ -332,7 +332,7 @@ func TestWebActionsInPackages(t *testing.T) {
 	putAction("other", "lib/hidden", `[]`)
 	putAction("other", "private/w", `[{"key":"web-export","value":true}]`)
 	putPkg(whisk.Package{Namespace: "guest", Name: "bound", Binding: whisk.Binding{Namespace: "other", Name: "lib"},
-		Parameters: whisk.Params{{Key: "bind", Value: json.RawMessage(`"guest"`)}},
+		Parameters:  whisk.Params{{Key: "bind", Value: json.RawMessage(`"guest"`)}},
 		Annotations: whisk.Params{{Key: "web-export", Value: json.RawMessage("true")}}})
 	putPkg(whisk.Package{Namespace: "guest", Name: "badbind", Binding: whisk.Binding{Namespace: "other", Name: "private"}})
 	r.inv.set(echo(0))
