@@ -1,6 +1,8 @@
 // Package api is Eddy's OpenWhisk-compatible REST API: the system info
 // routes, namespaces, actions (create, update, get, delete, list, invoke)
-// and activations (list, get, logs, result), with OpenWhisk's JSON shapes,
+// and activations (list, get, logs, result), web actions (/api/v1/web,
+// docs/webactions.md) and the built-in API gateway (the apimgmt web
+// actions answered natively, /api/{tenant}/... routes), with OpenWhisk's JSON shapes,
 // status codes and messages, so that the unmodified wsk CLI works against
 // Eddy (shared/reference/openwhisk-interfaces.md §1 and §3).
 //
