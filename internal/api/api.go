@@ -89,6 +89,9 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
+	// Events and Firer serve triggers and rules; nil: those routes are 404s.
+	Events Events
+	Firer  Firer
 	// Resolver finds web actions; nil: the catalog over Store (packages
 	// and bindings), or, for a store without entities, only actions
 	// outside packages (/api/v1/web/{ns}/default/{action}).
@@ -108,6 +111,8 @@ type server struct {
 	rt     Runtimes
 	topics Topics
 	status Status
+	events Events
+	firer  Firer
 	limits whisk.SystemLimits
 	now    func() time.Time
 	mux    *http.ServeMux
@@ -126,6 +131,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
+		events: deps.Events, firer: deps.Firer,
 		resolver: deps.Resolver, owners: owners{m: map[string]ownerEntry{}},
 		apiDocs: deps.APIDocs, gwRoutes: routeCache{m: map[string]routeEntry{}},
 	}
@@ -171,6 +177,9 @@ func (s *server) routes() {
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}", s.authed(map[string]authedFunc{http.MethodGet: s.getActivation}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/logs", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationLogs}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/result", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationResult}))
+	if s.events != nil && s.firer != nil {
+		s.eventRoutes(m)
+	}
 	if s.status != nil {
 		// Eddy's own: not part of the OpenWhisk API, any valid key may read it.
 		m.Handle("/eddy/v1/status", s.authed(map[string]authedFunc{http.MethodGet: s.getStatus}))
