@@ -48,6 +48,7 @@ type tuning struct {
 	invokerMemory            int64
 	prewarm                  string // --prewarm: stem cells, "" for the manifest's
 	manifestPath             string
+	apiGatewayURL            string // controller: base URL of APIs created with `wsk api create`
 }
 
 // Which settings a command registers.
@@ -86,6 +87,7 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
 		fs.IntVar(&t.firesPerMinute, "fires-per-minute", 60, "trigger fires per minute per namespace")
 		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
+		fs.StringVar(&t.apiGatewayURL, "api-gw-url", "", "base URL of the APIs `wsk api create` makes, e.g. https://api.example.com (default: the scheme and host each request came to)")
 	}
 	if roles&(forController|forInvoker) != 0 {
 		fs.StringVar(&t.manifestPath, "runtimes", "", "runtime manifest file (default: the built-in one)")
@@ -174,9 +176,10 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 		return nil, nil, err
 	}
 	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: components}, ctl, log)
-	handler := api.New(api.Config{Limits: limits}, api.Deps{
+	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
-		Status: c, Events: evs, Firer: firer, Now: time.Now, Components: components,
+		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
+		Components: components,
 	})
 	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
 }

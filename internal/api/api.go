@@ -1,6 +1,8 @@
 // Package api is Eddy's OpenWhisk-compatible REST API: the system info
 // routes, namespaces, actions (create, update, get, delete, list, invoke)
-// and activations (list, get, logs, result), with OpenWhisk's JSON shapes,
+// and activations (list, get, logs, result), web actions (/api/v1/web,
+// docs/webactions.md) and the built-in API gateway (the apimgmt web
+// actions answered natively, /api/{tenant}/... routes), with OpenWhisk's JSON shapes,
 // status codes and messages, so that the unmodified wsk CLI works against
 // Eddy (shared/reference/openwhisk-interfaces.md §1 and §3).
 //
@@ -33,11 +35,16 @@ type Config struct {
 	// Limits bound action limits, payloads and code, and are reported by
 	// GET / (zero: whisk.DefaultSystemLimits()).
 	Limits whisk.SystemLimits
+	// GatewayURL is the base of the URLs of APIs created with `wsk api
+	// create` (e.g. https://api.example.com); "" means the scheme and host
+	// each request came to.
+	GatewayURL string
 }
 
 // Store is what the API needs of the store (store.Store has it).
 type Store interface {
 	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
+	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
 	GetAction(ctx context.Context, namespace, name string) (whisk.Action, error)
 	PutAction(ctx context.Context, a whisk.Action, expectRev int64) (whisk.Action, error)
 	DeleteAction(ctx context.Context, namespace, name string) (whisk.Action, error)
@@ -85,7 +92,14 @@ type Deps struct {
 	// Events and Firer serve triggers and rules; nil: those routes are 404s.
 	Events Events
 	Firer  Firer
-	Now    func() time.Time // nil: time.Now
+	// Resolver finds web actions; nil: the catalog over Store (packages
+	// and bindings), or, for a store without entities, only actions
+	// outside packages (/api/v1/web/{ns}/default/{action}).
+	Resolver ActionResolver
+	// APIDocs stores the API gateway's documents; nil: no API gateway
+	// (its routes are 404s).
+	APIDocs APIDocs
+	Now     func() time.Time // nil: time.Now
 	// Components resolves sequence components; nil: the package catalog
 	// over Store (when Store can read packages).
 	Components Components
@@ -102,11 +116,17 @@ type server struct {
 	status Status
 	events Events
 	firer  Firer
+	limits whisk.SystemLimits
+	now    func() time.Time
+	mux    *http.ServeMux
+
+	resolver ActionResolver
+	owners   owners
+	apiDocs  APIDocs
+	gwRoutes routeCache
+
 	// components resolves sequence components (sequences.go).
 	components Components
-	limits     whisk.SystemLimits
-	now        func() time.Time
-	mux        *http.ServeMux
 }
 
 // New builds the API handler.
@@ -118,6 +138,15 @@ func New(cfg Config, deps Deps) http.Handler {
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
 		events: deps.Events, firer: deps.Firer,
+		resolver: deps.Resolver, owners: owners{m: map[string]ownerEntry{}},
+		apiDocs: deps.APIDocs, gwRoutes: routeCache{m: map[string]routeEntry{}},
+	}
+	if s.resolver == nil {
+		if cs, ok := deps.Store.(catalog.Store); ok {
+			s.resolver = catalogResolver{cat: catalog.New(cs)}
+		} else {
+			s.resolver = defaultResolver{store: deps.Store}
+		}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -84,7 +84,7 @@ const (
 	otherKey  = "otherkey"
 )
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "eddy.db"), nil)
@@ -105,7 +105,7 @@ func newRig(t *testing.T) *rig {
 	limits.MaxPayload = 1024
 	r := &rig{store: &racyStore{Store: st}, inv: &fakeInvoker{}, bus: memory.New(nil), limits: limits}
 	h := New(Config{Build: "test", BuildNo: "1", Limits: limits}, Deps{
-		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus,
+		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus, APIDocs: StoreAPIDocs(r.store),
 	})
 	r.srv = httptest.NewServer(h)
 	t.Cleanup(r.srv.Close)

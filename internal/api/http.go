@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -68,33 +70,46 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tid := whisk.NewTransactionID()
 	r = r.WithContext(context.WithValue(r.Context(), tidKey, tid))
 	rw := &recorder{ResponseWriter: w}
+	defer s.recoverPanic(rw, r, tid, start)
+	if strings.HasPrefix(r.URL.Path, webPrefix) {
+		// Web actions set their own CORS headers and answer OPTIONS themselves.
+		s.serveWeb(rw, r)
+		return
+	}
+	if tenant, rest, ok := gatewayPath(r.URL.EscapedPath()); ok {
+		s.serveGateway(rw, r, tenant, rest)
+		return
+	}
 	h := rw.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Allow-Methods", "GET, DELETE, POST, PUT, HEAD")
 	h.Set("Access-Control-Allow-Headers", "Authorization, Origin, X-Requested-With, Content-Type, Accept, User-Agent")
-	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			s.log.Error("panic serving request", "tid", tid, "method", r.Method, "path", r.URL.Path,
-				"panic", p, "stack", string(debug.Stack()))
-			if rw.status == 0 {
-				s.writeError(rw, r, whisk.E("api", whisk.Internal, "", fmt.Errorf("panic: %v", p)))
-			}
-		}
-		// Checked first: the arguments would be boxed on every request
-		// even when debug logs are off.
-		if s.log.Enabled(r.Context(), slog.LevelDebug) {
-			s.log.Debug("request", "tid", tid, "method", r.Method, "path", r.URL.Path,
-				"status", rw.status, "ms", s.now().Sub(start).Milliseconds())
-		}
-	}()
 	if r.Method == http.MethodOptions {
 		rw.WriteHeader(http.StatusOK)
 		return
 	}
 	s.mux.ServeHTTP(rw, r)
+}
+
+// recoverPanic turns a panic into a 500 in the error shape and logs the
+// request at debug level.
+func (s *server) recoverPanic(rw *recorder, r *http.Request, tid string, start time.Time) {
+	if p := recover(); p != nil {
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+		s.log.Error("panic serving request", "tid", tid, "method", r.Method, "path", r.URL.Path,
+			"panic", p, "stack", string(debug.Stack()))
+		if rw.status == 0 {
+			s.writeError(rw, r, whisk.E("api", whisk.Internal, "", fmt.Errorf("panic: %v", p)))
+		}
+	}
+	// Checked first: the arguments would be boxed on every request
+	// even when debug logs are off.
+	if s.log.Enabled(r.Context(), slog.LevelDebug) {
+		s.log.Debug("request", "tid", tid, "method", r.Method, "path", r.URL.Path,
+			"status", rw.status, "ms", s.now().Sub(start).Milliseconds())
+	}
 }
 
 // writeError writes err in OpenWhisk's error shape with the status of its kind.

@@ -70,7 +70,7 @@ import (
 )
 
 // Scenario names, in the order they run.
-var allScenarios = []string{"warm", "sequence", "throughput", "cold", "burst", "many"}
+var allScenarios = []string{"warm", "sequence", "web", "throughput", "cold", "burst", "many"}
 
 // config is everything `eddy bench` can be told.
 type config struct {
@@ -333,6 +333,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	scens := []scen{
 		{"warm", func(ctx context.Context) (any, error) { return e.warm(ctx) }},
 		{"sequence", func(ctx context.Context) (any, error) { return e.sequence(ctx) }},
+		{"web", func(ctx context.Context) (any, error) { return e.web(ctx) }},
 		{"throughput", func(ctx context.Context) (any, error) { return e.throughput(ctx) }},
 		{"cold", func(ctx context.Context) (any, error) { return e.cold(ctx) }},
 		{"burst", func(ctx context.Context) (any, error) { return e.burst(ctx) }},

@@ -96,6 +96,13 @@ func TestQuick(t *testing.T) {
 	// doing raw-syscall I/O, so the floor can beat it.)
 	check("warm floor below eddy", w.Floor.P50 < w.Eddy.P50 && w.HTTP.P50 < w.Eddy.P50, w)
 	check("warm ratio", w.RatioP50 > 1 && w.Containers == 1 && w.Errors == 0, w)
+	if wb := rep.Web; wb == nil {
+		t.Error("no web result")
+	} else {
+		n := wb.Invoke.N
+		check("web counts", n > 0 && wb.JSONGet.N == n && wb.HTTPPost.N == n && wb.APIGet.N == n && wb.APIPost.N == n && wb.Errors == 0, wb)
+		check("web ratios", wb.RatioJSONGet > 0 && wb.RatioHTTPPost > 0 && wb.RatioAPIGet > 0 && wb.RatioAPIPost > 0, wb)
+	}
 
 	sq := rep.Sequence
 	if sq == nil {

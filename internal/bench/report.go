@@ -20,6 +20,7 @@ type report struct {
 	Seconds    map[string]float64 `json:"seconds"` // per scenario
 	Warm       *WarmResult        `json:"warm,omitempty"`
 	Sequence   *SequenceResult    `json:"sequence,omitempty"`
+	Web        *WebResult         `json:"web,omitempty"`
 	Throughput *ThroughputResult  `json:"throughput,omitempty"`
 	Cold       *ColdResult        `json:"cold,omitempty"`
 	Burst      *BurstResult       `json:"burst,omitempty"`
@@ -45,6 +46,8 @@ func (r *report) add(name string, res any, took time.Duration) {
 		r.Warm = v
 	case *SequenceResult:
 		r.Sequence = v
+	case *WebResult:
+		r.Web = v
 	case *ThroughputResult:
 		r.Throughput = v
 	case *ColdResult:
@@ -255,6 +258,10 @@ func (r *report) markdown() string {
 	if r.Sequence != nil {
 		b.WriteString("## Sequence step\n\n")
 		sequenceTable(&b, true, r.Sequence)
+	}
+	if r.Web != nil {
+		b.WriteString("## Web actions and API routes\n\n")
+		webTable(&b, true, r.Web)
 	}
 	if r.Throughput != nil {
 		b.WriteString("## Throughput\n\n")

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -49,7 +52,7 @@ func (r *runner) actionPut(args []string, update bool) error {
 		return err
 	}
 	fs := r.newFlags(cmd)
-	var kind, mainFn, docker, web string
+	var kind, mainFn, docker, web, webSecure string
 	var native, sequence bool
 	var memory, timeout, logsize int64
 	var concurrency int
@@ -58,6 +61,7 @@ func (r *runner) actionPut(args []string, update bool) error {
 	fs.StringVar(&mainFn, "main", "", "")
 	fs.StringVar(&docker, "docker", "", "")
 	fs.StringVar(&web, "web", "", "")
+	fs.StringVar(&webSecure, "web-secure", "", "")
 	fs.BoolVar(&native, "native", false, "")
 	fs.BoolVar(&sequence, "sequence", false, "")
 	for _, n := range []string{"memory", "m"} {
@@ -144,7 +148,7 @@ func (r *runner) actionPut(args []string, update bool) error {
 	}
 
 	var existing *whisk.Action
-	if update {
+	if update || set["web-secure"] {
 		existing, err = cl.GetAction(r.ctx, name, false)
 		if err != nil {
 			if client.StatusOf(err) != http.StatusNotFound {
@@ -159,6 +163,11 @@ func (r *runner) actionPut(args []string, update bool) error {
 			return err
 		}
 		put.Annotations = annots
+	}
+	if set["web-secure"] {
+		if err := webSecureAnnotations(cmd, webSecure, web, put, existing); err != nil {
+			return err
+		}
 	}
 
 	if _, err := cl.PutAction(r.ctx, name, put, update); err != nil {
@@ -279,6 +288,51 @@ func webAnnotations(cmd, mode string, given whisk.Params, preserve bool, existin
 	return annots, nil
 }
 
+// webSecureAnnotations applies --web-secure as wsk does: only for a web
+// action (being made one, or already one and not being unmade); "true"
+// sets a random number (an existing number is kept), "false" removes the
+// annotation, anything else is the secret itself.
+func webSecureAnnotations(cmd, secret, web string, put *client.ActionPut, existing *whisk.Action) error {
+	disable := strings.EqualFold(web, "false") || strings.EqualFold(web, "no")
+	valid := put.Annotations.IsTrue(annWebExport) ||
+		(existing != nil && existing.Annotations.IsTrue(annWebExport) && !disable)
+	if !valid {
+		return usageErr(cmd, "The --web-secure option is only valid when the --web option is enabled.")
+	}
+	annots := append(whisk.Params{}, put.Annotations...)
+	if existing != nil {
+		for _, k := range []string{annWebExport, annRawHTTP, annFinal, annWebSecure} {
+			if v, ok := existing.Annotations.Get(k); ok {
+				annots = appendMissing(annots, whisk.Params{{Key: k, Value: v}})
+			}
+		}
+	}
+	old, hasOld := annots.Get(annWebSecure)
+	annots = annots.Without([]string{annWebSecure})
+	switch strings.ToLower(secret) {
+	case "true":
+		if hasOld && len(old) > 0 && old[0] >= '0' && old[0] <= '9' {
+			annots = append(annots, whisk.KeyValue{Key: annWebSecure, Value: old})
+			break
+		}
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		n := binary.BigEndian.Uint64(b[:]) >> 1
+		annots = append(annots, whisk.KeyValue{Key: annWebSecure, Value: json.RawMessage(strconv.FormatUint(n, 10))})
+	case "false":
+		if hasOld {
+			put.DelAnnotations = append(put.DelAnnotations, annWebSecure)
+		} else {
+			annots = append(annots, whisk.KeyValue{Key: annWebSecure, Value: json.RawMessage("false")})
+		}
+	default:
+		v, _ := json.Marshal(secret)
+		annots = append(annots, whisk.KeyValue{Key: annWebSecure, Value: v})
+	}
+	put.Annotations = annots
+	return nil
+}
+
 // appendMissing appends the entries of q whose keys p lacks.
 func appendMissing(p, q whisk.Params) whisk.Params {
 	for _, kv := range q {
@@ -338,10 +392,13 @@ func (r *runner) actionGet(args []string) error {
 // actionURL is the action's URL: its web URL when web-exported, else its
 // REST URL.
 func actionURL(base string, a *whisk.Action) string {
-	ns, _, _ := strings.Cut(a.Namespace, "/")
+	ns, pkg, inPkg := strings.Cut(a.Namespace, "/")
 	esc := func(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
 	if a.Annotations.IsTrue(annWebExport) {
-		return fmt.Sprintf("%s/api/v1/web/%s/default/%s", base, esc(ns), esc(a.Name))
+		if !inPkg {
+			pkg = "default"
+		}
+		return fmt.Sprintf("%s/api/v1/web/%s/%s/%s", base, esc(ns), esc(pkg), esc(a.Name))
 	}
 	return fmt.Sprintf("%s/api/v1/namespaces/%s/actions/%s", base, esc(ns), esc(a.Name))
 }

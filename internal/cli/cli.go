@@ -44,7 +44,7 @@ type Env struct {
 
 // Commands are the top-level commands Run implements; cmd/eddy can use
 // Handles to route them here.
-var commandNames = []string{"property", "action", "activation", "namespace", "trigger", "rule", "status", "help"}
+var commandNames = []string{"property", "action", "activation", "api", "namespace", "trigger", "rule", "status", "help"}
 
 // Handles reports whether name is one of the CLI's top-level commands.
 func Handles(name string) bool {
@@ -202,6 +202,10 @@ func (r *runner) groups() map[string]*group {
 		"activation": {name: "activation", usage: usageActivation, subs: map[string]leaf{
 			"list": (*runner).activationList, "get": (*runner).activationGet,
 			"logs": (*runner).activationLogs, "result": (*runner).activationResult,
+		}},
+		"api": {name: "api", usage: usageAPI, subs: map[string]leaf{
+			"create": (*runner).apiCreate, "get": (*runner).apiGet, "list": (*runner).apiList,
+			"delete": (*runner).apiDelete,
 		}},
 		"namespace": {name: "namespace", usage: usageNamespace, subs: map[string]leaf{
 			"list": (*runner).namespaceList,

@@ -20,6 +20,7 @@ Commands:
   property     work with the CLI's properties (API host, auth key, namespace)
   action       work with actions
   activation   work with activations
+  api          work with APIs (the built-in API gateway)
   namespace    work with namespaces
   trigger      work with triggers
   rule         work with rules
@@ -84,9 +85,32 @@ Flags:
       --native               run FILE (a zip with an exec) in the OpenWhisk docker skeleton
       --sequence             FILE is a comma-separated list of actions to run in sequence
       --web true|false|raw   make the action a web action (raw: raw HTTP)
+      --web-secure SECRET    secure the web action: true (a generated secret), false, or
+                             the secret callers send in X-Require-Whisk-Auth
 `
 
+const usageAPI = `Usage: eddy api COMMAND [ARGS] [FLAGS]
+
+Commands:
+  create   create an API: [BASE_PATH] API_PATH API_VERB ACTION, or --config-file FILE
+  get      print the swagger document of an API: BASE_PATH|API_NAME
+  list     list APIs: [BASE_PATH|API_NAME [API_PATH [API_VERB]]]
+  delete   delete an API, a path, or a verb: BASE_PATH|API_NAME [API_PATH [API_VERB]]
+
+Run 'eddy api COMMAND --help' for a command's flags.
+` + globalFlagsHelp
+
 var leafUsage = map[string]string{
+	"api create": `Usage: eddy api create ([BASE_PATH] API_PATH API_VERB ACTION | --config-file FILE) [FLAGS]
+
+Flags:
+  -n, --apiname NAME         the API's name (default: its base path)
+  -c, --config-file FILE     a swagger file of a whole API
+      --response-type TYPE   the web action response type: json (default), http, html, text, svg
+` + globalFlagsHelp,
+	"api get":        "Usage: eddy api get BASE_PATH|API_NAME\n" + globalFlagsHelp,
+	"api list":       "Usage: eddy api list [BASE_PATH|API_NAME [API_PATH [API_VERB]]] [-l LIMIT] [-s SKIP]\n" + globalFlagsHelp,
+	"api delete":     "Usage: eddy api delete BASE_PATH|API_NAME [API_PATH [API_VERB]]\n" + globalFlagsHelp,
 	"status":         usageStatus,
 	"property set":   "Usage: eddy property set [--apihost HOST] [--auth KEY] [--namespace NS] [--apiversion V]\n" + globalFlagsHelp,
 	"property get":   "Usage: eddy property get [--all | --apihost | --auth | --namespace | --apiversion | --cliversion | --apibuild | --apibuildno]\n" + globalFlagsHelp,
