@@ -59,6 +59,7 @@ type Alarm struct {
 	// (0: none); PendingBy names the provider that claimed it.
 	Pending   int64  `json:"pending,omitempty"`
 	PendingBy string `json:"pendingBy,omitempty"`
+	PendingAt int64  `json:"pendingAt,omitempty"` // when it was claimed (epoch ms)
 	// Fired counts the ticks fired; Skipped the ticks older than the
 	// catch-up window when a provider found them, never fired.
 	Fired   int64 `json:"fired"`
