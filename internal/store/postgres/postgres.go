@@ -3,7 +3,8 @@
 // clusters, where several controllers and invokers share one database.
 //
 // The schema mirrors store/sqlite: schema_version (how many migrations were
-// applied), identities (keys), namespace_limits, actions and activations; entities are kept as JSONB
+// applied), identities (keys), namespace_limits, actions, entities (packages,
+// triggers, rules, API documents, alarms) and activations; entities are kept as JSONB
 // documents next to the columns the queries need. Open applies pending
 // migrations in one transaction that first takes a transaction-scoped
 // advisory lock, so several processes starting at once against a fresh
@@ -182,6 +183,23 @@ var migrations = []string{
 		WHERE limits <> '{}'::jsonb ORDER BY namespace, uuid;
 	UPDATE identities SET limits = '{}'::jsonb;
 	CREATE INDEX identities_subject ON identities (subject, namespace);`,
+	// 3: the entities other than actions (whisk.Entity): packages,
+	// triggers, rules, API documents, alarms. Packages, triggers and rules
+	// share names within a namespace (entities_shared_names; actions are
+	// checked by the writes).
+	`CREATE TABLE entities (
+		namespace TEXT COLLATE "C" NOT NULL,
+		kind      TEXT COLLATE "C" NOT NULL,
+		name      TEXT COLLATE "C" NOT NULL,
+		publish   BOOLEAN NOT NULL,
+		rev       BIGINT  NOT NULL,
+		updated   BIGINT  NOT NULL, -- epoch ms
+		doc       JSONB   NOT NULL, -- the kind's own document
+		PRIMARY KEY (namespace, kind, name)
+	);
+	CREATE INDEX entities_list ON entities (kind, namespace, updated DESC, name);
+	CREATE UNIQUE INDEX entities_shared_names ON entities (namespace, name)
+		WHERE kind IN ('package', 'trigger', 'rule');`,
 }
 
 // migrate applies pending migrations in one transaction, under an advisory
@@ -414,6 +432,9 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 	err := s.pool.QueryRow(ctx,
 		`SELECT rev, updated, doc FROM actions WHERE namespace = $1 AND name = $2`, namespace, name,
 	).Scan(&rev, &updated, &doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return whisk.Action{}, missing(ctx, s.pool, op, "", namespace, name)
+	}
 	if err != nil {
 		return whisk.Action{}, dbErr(op, err)
 	}
@@ -438,8 +459,10 @@ func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) 
 	}
 	var tag pgconn.CommandTag
 	if expectRev == 0 {
+		// A package, trigger or rule of the namespace may hold the name.
 		tag, err = s.pool.Exec(ctx,
-			`INSERT INTO actions (namespace, name, rev, updated, doc) VALUES ($1, $2, $3, $4, $5)
+			`INSERT INTO actions (namespace, name, rev, updated, doc) SELECT $1, $2, $3, $4, $5
+			 WHERE NOT EXISTS (SELECT 1 FROM entities WHERE namespace = $1 AND name = $2 AND kind IN `+sharedKinds+`)
 			 ON CONFLICT (namespace, name) DO NOTHING`,
 			a.Namespace, a.Name, a.Rev, a.Updated, doc)
 	} else {
@@ -452,6 +475,9 @@ func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) 
 	}
 	if tag.RowsAffected() == 0 {
 		if expectRev == 0 {
+			if err := missing(ctx, s.pool, op, "", a.Namespace, a.Name); !whisk.IsKind(err, whisk.NotFound) {
+				return whisk.Action{}, err
+			}
 			return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgExists, nil)
 		}
 		return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgConcurrentUpdate, nil)
@@ -469,6 +495,9 @@ func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk
 	err := s.pool.QueryRow(ctx,
 		`DELETE FROM actions WHERE namespace = $1 AND name = $2 RETURNING rev, updated, doc`, namespace, name,
 	).Scan(&rev, &updated, &doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return whisk.Action{}, missing(ctx, s.pool, op, "", namespace, name)
+	}
 	if err != nil {
 		return whisk.Action{}, dbErr(op, err)
 	}
