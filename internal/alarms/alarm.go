@@ -1,8 +1,6 @@
 package alarms
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -50,8 +48,7 @@ type Alarm struct {
 	Status Status `json:"status"`
 
 	// Created (epoch ms) anchors the schedule: the first cron tick is the
-	// first match after it (or after StartMs). It also tells a re-created
-	// trigger's ticks from the former one's in activation ids.
+	// first match after it (or after StartMs); an UPDATE moves it to now.
 	Created int64 `json:"created"`
 	// LastTick is the last tick fired (epoch ms; 0: none yet).
 	LastTick int64 `json:"lastTick"`
@@ -175,21 +172,4 @@ func (a *Alarm) Next(last int64) (int64, bool) {
 		return 0, false
 	}
 	return t, true
-}
-
-// TickID is the activation id of the trigger fire of tick: 12 hex digits of
-// the tick's epoch ms (so ids sort by time, as whisk.NewActivationID's do)
-// and 20 of a hash of the alarm and the tick. Every provider derives the
-// same id for the same tick, so a fire repeated after a fail-over carries
-// the id of the first.
-func (a *Alarm) TickID(tick int64) whisk.ActivationID {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d\x00%d", a.Namespace, a.Name, a.Created, tick))
-	var b [16]byte
-	ms := uint64(tick)
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	copy(b[6:], h[:10])
-	return whisk.ActivationID(hex.EncodeToString(b[:]))
 }

@@ -16,9 +16,9 @@
 // under its process lease (Shards, implemented by internal/cluster). Each
 // tick is fenced in the store before it is fired: the provider advances the
 // alarm's "pending" tick with a compare-and-swap on the document's revision,
-// fires the trigger with an activation id derived from the alarm and the
-// tick, and then records the tick as done. A provider that takes a shard
-// over finishes a pending tick (with the same activation id) and fires the
+// fires the trigger through the normal fire path, and then records the tick
+// as done. A provider that takes a shard over finishes a pending tick
+// (unless the trigger's activation record shows it fired) and fires the
 // ticks missed while nobody owned the shard late, up to Config.CatchUp old.
 // docs/alarms.md states the guarantees and their bounds.
 package alarms

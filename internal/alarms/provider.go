@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/store"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -38,21 +39,25 @@ type Identities interface {
 	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
 }
 
-// Records reads activation records (store.Store has it): a tick whose
-// trigger activation is recorded was fired.
+// Records lists activation records (store.Store has it): the trigger
+// record of a fire tells a provider that a tick left pending by another
+// one was fired.
 type Records interface {
-	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
+	ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error)
 }
 
-// Triggers is the trigger side the provider drives: fire a trigger (the
-// normal fire path: the trigger's rules, their actions through the
-// queues) as identity as, with the given trigger activation id; delete a
-// trigger (and its rules) for deleteAfterFire. Fire answers an error whose
-// whisk kind is the fire's HTTP status (NotFound for a missing trigger,
-// Throttled, ...); nil for a fire accepted (202) or without active rules
-// (204). Firing an id that was fired already must not run the rules again.
-type Triggers interface {
-	Fire(ctx context.Context, as whisk.Identity, trigger whisk.FQN, payload json.RawMessage, id whisk.ActivationID) error
+// Firer fires a trigger through the normal fire path (the trigger's rules,
+// their actions through the queues) as caller (*events.Firer has it). It
+// answers an error whose whisk kind gives the fire's HTTP status
+// (NotFound for a missing trigger, Throttled, ...), and the trigger
+// activation's id ("" when no rule is active: 204).
+type Firer interface {
+	Fire(ctx context.Context, caller whisk.Identity, namespace, trigger string, payload json.RawMessage, headers map[string]string) (whisk.ActivationID, error)
+}
+
+// TriggerDeleter deletes a fired once alarm's trigger, and its rules, for
+// deleteAfterFire (StoreDocs has it).
+type TriggerDeleter interface {
 	DeleteTrigger(ctx context.Context, as whisk.Identity, trigger whisk.FQN, withRules bool) error
 }
 
@@ -87,8 +92,9 @@ type Config struct {
 type Deps struct {
 	Docs       Docs
 	Identities Identities
-	Records    Records // optional
-	Triggers   Triggers
+	Records    Records // optional: without it a pending tick of another provider is fired again
+	Firer      Firer
+	Deleter    TriggerDeleter
 	Shards     Shards
 	Log        *slog.Logger
 }
@@ -111,8 +117,8 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 	if cfg.ID == "" {
 		return nil, errors.New("alarms: provider id required")
 	}
-	if deps.Docs == nil || deps.Identities == nil || deps.Triggers == nil || deps.Shards == nil {
-		return nil, errors.New("alarms: Docs, Identities, Triggers and Shards are required")
+	if deps.Docs == nil || deps.Identities == nil || deps.Firer == nil || deps.Deleter == nil || deps.Shards == nil {
+		return nil, errors.New("alarms: Docs, Identities, Firer, Deleter and Shards are required")
 	}
 	if cfg.Shards <= 0 {
 		cfg.Shards = 16
@@ -317,7 +323,7 @@ func (p *Provider) work(ctx context.Context, t whisk.FQN) {
 			if a.PendingAt+p.cfg.PendingGrace.Milliseconds() > now.UnixMilli() {
 				return // the run loop comes back
 			}
-			if p.recorded(ctx, &a, tick) {
+			if p.recorded(ctx, &a) {
 				p.complete(ctx, t, tick, true, nil)
 				continue
 			}
@@ -372,12 +378,15 @@ func (p *Provider) work(ctx context.Context, t whisk.FQN) {
 	}
 }
 
-func (p *Provider) recorded(ctx context.Context, a *Alarm, tick int64) bool {
+// recorded reports whether a's trigger has an activation record that
+// started at or after the pending tick was claimed: the claiming provider
+// fired it (the fire path writes the record before it returns).
+func (p *Provider) recorded(ctx context.Context, a *Alarm) bool {
 	if p.deps.Records == nil {
 		return false
 	}
-	_, err := p.deps.Records.GetActivation(ctx, a.Namespace, a.TickID(tick))
-	return err == nil
+	recs, err := p.deps.Records.ListActivations(ctx, a.Namespace, store.ActivationFilter{Name: a.Name, Since: a.PendingAt, Limit: 1})
+	return err == nil && len(recs) > 0
 }
 
 // fire fires one tick as the alarm's owner, retrying 429 and 5xx answers
@@ -395,10 +404,10 @@ func (p *Provider) fire(ctx context.Context, a *Alarm, tick int64, log *slog.Log
 	}
 	throttled := 0
 	for attempt := 0; ; attempt++ {
-		err := p.deps.Triggers.Fire(ctx, id, a.Trigger(), a.Payload, a.TickID(tick))
+		aid, err := p.deps.Firer.Fire(ctx, id, a.Namespace, a.Name, a.Payload, nil)
 		if err == nil {
 			p.fires.Add(1)
-			log.Debug("alarm fired", "tick", time.UnixMilli(tick).UTC(), "activationId", a.TickID(tick))
+			log.Debug("alarm fired", "tick", time.UnixMilli(tick).UTC(), "activationId", aid)
 			return true, nil
 		}
 		if ctx.Err() != nil {
@@ -511,7 +520,7 @@ func (p *Provider) deleteTrigger(ctx context.Context, a *Alarm) {
 		p.log.Warn("deleteAfterFire: the trigger owner's key is gone", "trigger", a.Trigger().String())
 		return
 	}
-	if err := p.deps.Triggers.DeleteTrigger(ctx, id, a.Trigger(), a.DeleteAfterFire == "rules"); err != nil {
+	if err := p.deps.Deleter.DeleteTrigger(ctx, id, a.Trigger(), a.DeleteAfterFire == "rules"); err != nil {
 		p.log.Warn("deleteAfterFire: deleting the trigger", "trigger", a.Trigger().String(), "err", err)
 	}
 }

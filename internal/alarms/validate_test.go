@@ -187,20 +187,6 @@ func TestUpdate(t *testing.T) {
 	}
 }
 
-func TestTickID(t *testing.T) {
-	a := Alarm{Namespace: "guest", Name: "t", Created: 1}
-	b := Alarm{Namespace: "guest", Name: "t", Created: 2}
-	if a.TickID(5000) != a.TickID(5000) || a.TickID(5000) == a.TickID(6000) || a.TickID(5000) == b.TickID(5000) {
-		t.Fatal("tick ids: want one id per alarm generation and tick")
-	}
-	if _, err := whisk.ParseActivationID(string(a.TickID(5000))); err != nil {
-		t.Fatal(err)
-	}
-	if !(a.TickID(5000) < a.TickID(6000)) {
-		t.Fatal("tick ids do not sort by tick")
-	}
-}
-
 func TestDateForms(t *testing.T) {
 	want := time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC).UnixMilli()
 	for _, s := range []string{`"2026-03-01T12:30:00.000Z"`, `"2026-03-01T12:30:00Z"`, `"2026-03-01T13:30:00+01:00"`, `"2026-03-01T12:30"`, `"Sun, 01 Mar 2026 12:30:00 GMT"`, strconv.FormatInt(want, 10)} {
