@@ -221,7 +221,13 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	// (the invokers' record writes retry through it). See
 	// internal/store/cached and docs/cluster.md.
 	st := cached.New(d.store, cached.Config{StaleIfError: controllerStaleIfError, StaleWait: controllerStaleWait})
-	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log)
+	if err := seedAlarms(ctx, st); err != nil {
+		return err
+	}
+	// The alarms providers (in the schedulers) see the feed's writes at
+	// their next poll.
+	feed := newAlarmsFeed(st, nil, log)
+	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log, feed)
 	if err != nil {
 		return err
 	}

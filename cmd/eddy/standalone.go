@@ -183,7 +183,11 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ctl, srv, err := newController(&cfg.tuning, "controller0", bus, etcdClient, store, runtimes, log)
+	if err := seedAlarms(ctx, store); err != nil {
+		return err
+	}
+	ctl, srv, err := newController(&cfg.tuning, "controller0", bus, etcdClient, store, runtimes, log,
+		newAlarmsFeed(store, nil, log))
 	if err != nil {
 		return err
 	}

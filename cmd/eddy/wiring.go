@@ -156,7 +156,7 @@ type apiBus interface {
 // newController builds a controller and the API over it; the HTTP server
 // also serves GET /eddy/v1/status from etcd.
 func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
-	runtimes *manifest.Manifest, log *slog.Logger) (*controller.Controller, *http.Server, error) {
+	runtimes *manifest.Manifest, log *slog.Logger, builtins api.Builtins) (*controller.Controller, *http.Server, error) {
 	limits := t.limits()
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
@@ -167,6 +167,7 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	handler := api.New(api.Config{Limits: limits}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Now: time.Now,
+		Builtins: builtins, Records: st,
 	})
 	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
 }

@@ -156,17 +156,22 @@ func (f *Feed) handle(ctx context.Context, event string, p Params, trigger whisk
 	if !p.truthy("authKey") {
 		apikey = ""
 	}
-	if ferr := f.verify(ctx, apikey, trigger, event == "DELETE"); ferr != nil {
-		return nil, ferr
-	}
 	now := f.now()
-	notFound := &feedError{Status: 404, Error: "could not find trigger " + trigger.Path() + " in the database"}
-	switch event {
-	case "CREATE":
+	var created *Alarm
+	if event == "CREATE" { // the alarms package validates a CREATE before it checks the key
 		a, err := newAlarm(p, trigger, apikey, now)
 		if err != nil {
 			return nil, &feedError{Status: 400, Error: whisk.UserMessage(err)}
 		}
+		created = a
+	}
+	if ferr := f.verify(ctx, apikey, trigger, event == "DELETE"); ferr != nil {
+		return nil, ferr
+	}
+	notFound := &feedError{Status: 404, Error: "could not find trigger " + trigger.Path() + " in the database"}
+	switch event {
+	case "CREATE":
+		a := created
 		// A document left by a trigger deleted without its feed's DELETE
 		// is replaced: the caller owns the trigger now.
 		for {
@@ -302,4 +307,18 @@ func readBody(a *Alarm) any {
 		status["reason"] = a.Status.Reason
 	}
 	return map[string]any{"config": config, "status": status}
+}
+
+// BuiltinPath is where the feed actions are invoked, below
+// /api/v1/namespaces/ (api.Builtins).
+func (f *Feed) BuiltinPath() string { return SystemNamespace + "/actions/" + PackageName }
+
+// InvokeBuiltin runs feed action name (api.Builtins): nil and false for a
+// name that is none of alarm, once and interval.
+func (f *Feed) InvokeBuiltin(ctx context.Context, caller whisk.Identity, name string, params json.RawMessage) (json.RawMessage, bool) {
+	feed, ok := IsFeedAction(SystemNamespace, PackageName, name)
+	if !ok {
+		return nil, false
+	}
+	return f.Invoke(ctx, caller, feed, params)
 }

@@ -96,7 +96,23 @@ type Deps struct {
 	Firer      Firer
 	Deleter    TriggerDeleter
 	Shards     Shards
-	Log        *slog.Logger
+	// Changed (optional) tells the provider that an alarm was written
+	// (FeedDeps.Changed of a feed in the same process sends on it), so it
+	// reads the alarms at once rather than at its next poll.
+	Changed chan struct{}
+	Log     *slog.Logger
+}
+
+// NewSignal makes a Deps.Changed channel and the function a Feed calls
+// (FeedDeps.Changed) to send on it.
+func NewSignal() (chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	return ch, func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Provider fires the alarms of the shards it owns. Run is its one loop;
@@ -145,7 +161,11 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := &Provider{cfg: cfg, deps: deps, log: log.With("component", "alarms"), changed: make(chan struct{}, 1)}
+	changed := deps.Changed
+	if changed == nil {
+		changed = make(chan struct{}, 1)
+	}
+	p := &Provider{cfg: cfg, deps: deps, log: log.With("component", "alarms"), changed: changed}
 	p.owned.Store(&map[int]bool{})
 	return p, nil
 }

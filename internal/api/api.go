@@ -81,7 +81,11 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
-	Now    func() time.Time // nil: time.Now
+	// Builtins serves the built-in actions (builtin.go); nil: none.
+	// Records writes their activation records.
+	Builtins Builtins
+	Records  Records
+	Now      func() time.Time // nil: time.Now
 }
 
 // server holds the routes and their collaborators.
@@ -93,9 +97,12 @@ type server struct {
 	rt     Runtimes
 	topics Topics
 	status Status
-	limits whisk.SystemLimits
-	now    func() time.Time
-	mux    *http.ServeMux
+	// builtins and records: builtin.go.
+	builtins Builtins
+	records  Records
+	limits   whisk.SystemLimits
+	now      func() time.Time
+	mux      *http.ServeMux
 }
 
 // New builds the API handler.
@@ -106,6 +113,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
+		builtins: deps.Builtins, records: deps.Records,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -146,6 +154,7 @@ func (s *server) routes() {
 		// Eddy's own: not part of the OpenWhisk API, any valid key may read it.
 		m.Handle("/eddy/v1/status", s.authed(map[string]authedFunc{http.MethodGet: s.getStatus}))
 	}
+	s.builtinRoutes(m)
 	m.Handle("/", s.open(nil)) // everything else: 404
 }
 
