@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/alarms"
 	"github.com/eddy-faas/eddy/internal/api"
+	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/events"
 	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 // The built-in alarms package (docs/alarms.md): its feed actions run in
@@ -32,4 +36,64 @@ func newAlarmsFeed(st store.Store, changed func(), log *slog.Logger) api.Builtin
 // actions if they are missing (every controller does, at every start).
 func seedAlarms(ctx context.Context, st store.Store) error {
 	return alarms.Seed(ctx, st, time.Now().UnixMilli())
+}
+
+// alarmsFirer fires alarm triggers through the normal fire path (the
+// trigger's active rules, their actions invoked through inv, the trigger
+// record), as the trigger's owner.
+func alarmsFirer(limits whisk.SystemLimits, st store.Store, inv events.Invoker, log *slog.Logger) alarms.Firer {
+	return events.NewFirer(limits, events.FirerDeps{
+		Log: log.With("role", "alarms-fire"), Triggers: storeTriggers{st}, Records: st,
+		Actions: ownActions{st}, Invoker: inv, Now: time.Now,
+	})
+}
+
+// newAlarmsProvider builds the alarms provider of scheduler id: it owns
+// alarm shards through s (the scheduler's lease) and fires through firer.
+func newAlarmsProvider(id string, s *cluster.Session, st store.Store, firer alarms.Firer, changed chan struct{},
+	log *slog.Logger) (*alarms.Provider, error) {
+	docs := alarms.StoreDocs{S: st}
+	return alarms.New(alarms.Config{ID: id, Now: time.Now}, alarms.Deps{
+		Docs: docs, Identities: st, Records: st, Firer: firer, Deleter: docs, Shards: s,
+		Changed: changed, Log: log.With("role", "alarms"),
+	})
+}
+
+// storeTriggers reads triggers from the entity store for the alarms'
+// fires.
+type storeTriggers struct{ st store.Store }
+
+func (t storeTriggers) GetTrigger(ctx context.Context, ns, name string) (whisk.Trigger, error) {
+	e, err := t.st.GetEntity(ctx, whisk.EntityTrigger, ns, name)
+	if err != nil {
+		return whisk.Trigger{}, err
+	}
+	var tr whisk.Trigger
+	if err := json.Unmarshal(e.Doc, &tr); err != nil {
+		return whisk.Trigger{}, whisk.E("alarms.trigger", whisk.Internal, "", err)
+	}
+	tr.Rev = e.Rev
+	return tr, nil
+}
+
+// ownActions resolves a rule's action among the owner's default-package
+// actions.
+type ownActions struct{ st store.Store }
+
+func (a ownActions) ResolveAction(ctx context.Context, caller whisk.Identity, ref whisk.EntityPath) (whisk.Action, error) {
+	if ref.Namespace() != caller.Namespace {
+		return whisk.Action{}, whisk.E("alarms.resolve", whisk.Forbidden, whisk.MsgForbidden, nil)
+	}
+	if ref.Package() != "" {
+		return whisk.Action{}, whisk.E("alarms.resolve", whisk.NotFound, whisk.MsgNotFound, nil)
+	}
+	return a.st.GetAction(ctx, ref.Path, ref.Name)
+}
+
+// schedulerFireLimits are the limits of a scheduler's alarms controller:
+// the system defaults with the scheduler's namespace container limit.
+func schedulerFireLimits(t *tuning) whisk.SystemLimits {
+	l := whisk.DefaultSystemLimits()
+	l.ConcurrentContainers = t.nsContainers
+	return l
 }
