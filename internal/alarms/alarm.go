@@ -50,8 +50,10 @@ type Alarm struct {
 	// Created (epoch ms) anchors the schedule: the first cron tick is the
 	// first match after it (or after StartMs); an UPDATE moves it to now.
 	Created int64 `json:"created"`
-	// LastTick is the last tick fired (epoch ms; 0: none yet).
-	LastTick int64 `json:"lastTick"`
+	// FirstTick and LastTick are the first and the last tick fired
+	// (epoch ms; 0: none yet).
+	FirstTick int64 `json:"firstTick,omitempty"`
+	LastTick  int64 `json:"lastTick"`
 	// Pending is a tick claimed for firing and not yet known to be fired
 	// (0: none); PendingBy names the provider that claimed it.
 	Pending   int64  `json:"pending,omitempty"`

@@ -306,6 +306,14 @@ func readBody(a *Alarm) any {
 	if a.Status.Reason != nil {
 		status["reason"] = a.Status.Reason
 	}
+	// Eddy's own: what the provider fired (docs/alarms.md).
+	status["fired"] = a.Fired
+	if a.FirstTick != 0 {
+		status["firstTick"], status["lastTick"] = a.FirstTick, a.LastTick
+	}
+	if a.Skipped != 0 {
+		status["skipped"] = a.Skipped
+	}
 	return map[string]any{"config": config, "status": status}
 }
 

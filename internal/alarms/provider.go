@@ -477,6 +477,9 @@ func (p *Provider) complete(ctx context.Context, t whisk.FQN, tick int64, fired 
 		}
 		a.Pending, a.PendingBy, a.PendingAt = 0, "", 0
 		a.LastTick = tick
+		if a.FirstTick == 0 {
+			a.FirstTick = tick
+		}
 		if fired {
 			a.Fired++
 		}
