@@ -16,9 +16,9 @@ import (
 // its feed annotation, then the feed action invoked blocking with
 // lifecycleEvent, triggerName /_/t and the caller's key.
 
-// feedCall invokes a feed action as the CLI does and returns the status
+// alarmFeed invokes a feed action as the CLI does and returns the status
 // and the activation's result.
-func feedCall(e *eddy, feed, event, trigger string, params map[string]any) (int, map[string]any) {
+func alarmFeed(e *eddy, feed, event, trigger string, params map[string]any) (int, map[string]any) {
 	e.t.Helper()
 	body := map[string]any{"lifecycleEvent": event, "triggerName": "/_/" + trigger, "authKey": guestAuth}
 	for k, v := range params {
@@ -32,20 +32,20 @@ func feedCall(e *eddy, feed, event, trigger string, params map[string]any) (int,
 	return code, m
 }
 
-// feedTrigger creates trigger t with a feed as the CLI does; it fails
+// alarmTrigger creates trigger t with a feed as the CLI does; it fails
 // the test unless the feed answers success.
-func feedTrigger(e *eddy, feed, trigger string, params map[string]any) {
+func alarmTrigger(e *eddy, feed, trigger string, params map[string]any) {
 	e.t.Helper()
 	e.mustCall(200, "PUT", "/api/v1/namespaces/_/triggers/"+trigger+"?overwrite=false", map[string]any{
 		"name": trigger, "annotations": []map[string]any{{"key": "feed", "value": "/whisk.system/alarms/" + feed}},
 	})
-	if code, m := feedCall(e, feed, "CREATE", trigger, params); code != 200 || m["status"] != "success" {
+	if code, m := alarmFeed(e, feed, "CREATE", trigger, params); code != 200 || m["status"] != "success" {
 		e.t.Fatalf("feed %s CREATE for %s: %d %v", feed, trigger, code, m)
 	}
 }
 
 // records lists the records of name (newest first).
-func records(e *eddy, name string) []whisk.Activation {
+func alarmRecords(e *eddy, name string) []whisk.Activation {
 	e.t.Helper()
 	path := "/api/v1/namespaces/_/activations?docs=true&limit=200"
 	if name != "" {
@@ -59,11 +59,11 @@ func records(e *eddy, name string) []whisk.Activation {
 	return recs
 }
 
-func waitRecords(e *eddy, name string, n int) []whisk.Activation {
+func waitAlarmRecords(e *eddy, name string, n int) []whisk.Activation {
 	e.t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		recs := records(e, name)
+		recs := alarmRecords(e, name)
 		if len(recs) >= n {
 			return recs
 		}
@@ -74,9 +74,9 @@ func waitRecords(e *eddy, name string, n int) []whisk.Activation {
 	}
 }
 
-func feedStatus(e *eddy, feed, trigger string) map[string]any {
+func alarmStatus(e *eddy, feed, trigger string) map[string]any {
 	e.t.Helper()
-	code, m := feedCall(e, feed, "READ", trigger, nil)
+	code, m := alarmFeed(e, feed, "READ", trigger, nil)
 	if code != 200 {
 		e.t.Fatalf("READ %s: %d %v", trigger, code, m)
 	}
@@ -92,9 +92,9 @@ func TestAlarms(t *testing.T) {
 
 	t.Run("once a few seconds ahead, deleteAfterFire rules", func(t *testing.T) {
 		at := time.Now().Add(3 * time.Second).UTC()
-		feedTrigger(e, "once", "once1", map[string]any{"date": at.Format("2006-01-02T15:04:05.000Z"), "deleteAfterFire": "rules", "trigger_payload": "hi"})
+		alarmTrigger(e, "once", "once1", map[string]any{"date": at.Format("2006-01-02T15:04:05.000Z"), "deleteAfterFire": "rules", "trigger_payload": "hi"})
 		e.mustCall(200, "PUT", "/api/v1/namespaces/_/rules/once1-rule", map[string]any{"trigger": "/_/once1", "action": "/_/tock"})
-		recs := waitRecords(e, "once1", 1)
+		recs := waitAlarmRecords(e, "once1", 1)
 		// The trigger and its rule go once it fired.
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -108,7 +108,7 @@ func TestAlarms(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		if n := len(records(e, "once1")); n != 1 {
+		if n := len(alarmRecords(e, "once1")); n != 1 {
 			t.Errorf("once fired %d times", n)
 		}
 		if r := string(recs[0].Response.Result); !strings.Contains(r, `"payload":"hi"`) {
@@ -117,55 +117,55 @@ func TestAlarms(t *testing.T) {
 		if recs[0].Start < at.UnixMilli() {
 			t.Errorf("fired at %d, before its date %d", recs[0].Start, at.UnixMilli())
 		}
-		waitRecords(e, "tock", 1)
+		waitAlarmRecords(e, "tock", 1)
 	})
 
 	t.Run("once without deleteAfterFire is disabled after firing", func(t *testing.T) {
 		at := time.Now().Add(2 * time.Second).UnixMilli()
-		feedTrigger(e, "once", "once2", map[string]any{"date": at})
+		alarmTrigger(e, "once", "once2", map[string]any{"date": at})
 		e.mustCall(200, "PUT", "/api/v1/namespaces/_/rules/once2-rule", map[string]any{"trigger": "/_/once2", "action": "/_/tock"})
-		waitRecords(e, "once2", 1)
+		waitAlarmRecords(e, "once2", 1)
 		deadline := time.Now().Add(30 * time.Second)
-		for st := feedStatus(e, "once", "once2"); st["active"] != false; st = feedStatus(e, "once", "once2") {
+		for st := alarmStatus(e, "once", "once2"); st["active"] != false; st = alarmStatus(e, "once", "once2") {
 			if time.Now().After(deadline) {
 				t.Fatalf("status after firing: %v", st)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		st := feedStatus(e, "once", "once2")
+		st := alarmStatus(e, "once", "once2")
 		if reason, _ := st["reason"].(map[string]any); reason["message"] != "Automatically disabled after firing once" {
 			t.Errorf("reason %v", st["reason"])
 		}
 	})
 
 	t.Run("alarm with a seconds cron; DELETE stops it", func(t *testing.T) {
-		feedTrigger(e, "alarm", "every2s", map[string]any{"cron": "*/2 * * * * *", "trigger_payload": map[string]any{"name": "cron"}})
+		alarmTrigger(e, "alarm", "every2s", map[string]any{"cron": "*/2 * * * * *", "trigger_payload": map[string]any{"name": "cron"}})
 		e.mustCall(200, "PUT", "/api/v1/namespaces/_/rules/every2s-rule", map[string]any{"trigger": "/_/every2s", "action": "/_/tock"})
-		recs := waitRecords(e, "every2s", 3)
+		recs := waitAlarmRecords(e, "every2s", 3)
 		for _, r := range recs {
 			if r.Start/1000%2 != 0 && (r.Start-1000)/1000%2 != 0 {
 				t.Errorf("fire at %d is not near an even second", r.Start)
 			}
 		}
-		if code, m := feedCall(e, "alarm", "DELETE", "every2s", nil); code != 200 {
+		if code, m := alarmFeed(e, "alarm", "DELETE", "every2s", nil); code != 200 {
 			t.Fatalf("DELETE: %d %v", code, m)
 		}
 		e.mustCall(200, "DELETE", "/api/v1/namespaces/_/triggers/every2s", nil)
 		// No more fires: the alarm document is gone.
-		if code, m := feedCall(e, "alarm", "READ", "every2s", nil); code == 200 {
+		if code, m := alarmFeed(e, "alarm", "READ", "every2s", nil); code == 200 {
 			t.Errorf("READ after DELETE: %v", m)
 		}
 	})
 
 	t.Run("interval", func(t *testing.T) {
 		start := time.Now().Add(2 * time.Second).UnixMilli()
-		feedTrigger(e, "interval", "every-minute", map[string]any{"minutes": 1, "startDate": start})
+		alarmTrigger(e, "interval", "every-minute", map[string]any{"minutes": 1, "startDate": start})
 		e.mustCall(200, "PUT", "/api/v1/namespaces/_/rules/every-minute-rule", map[string]any{"trigger": "/_/every-minute", "action": "/_/tock"})
-		recs := waitRecords(e, "every-minute", 1) // at the start date
+		recs := waitAlarmRecords(e, "every-minute", 1) // at the start date
 		if recs[0].Start < start {
 			t.Errorf("first interval fire at %d, before the start date %d", recs[0].Start, start)
 		}
-		st := feedStatus(e, "interval", "every-minute")
+		st := alarmStatus(e, "interval", "every-minute")
 		if st["fired"] != float64(1) || st["firstTick"] != float64(start) {
 			t.Errorf("status %v", st)
 		}
@@ -188,20 +188,20 @@ func TestAlarms(t *testing.T) {
 			{"once", map[string]any{"date": past}, fmt.Sprintf("date parameter '%d' must be in the future", past)},
 			{"interval", map[string]any{"minutes": "five"}, "the minutes parameter must be an integer"},
 		} {
-			code, m := feedCall(e, tc.feed, "CREATE", "bad", tc.params)
+			code, m := alarmFeed(e, tc.feed, "CREATE", "bad", tc.params)
 			inner, _ := m["error"].(map[string]any)
 			if code != 502 || inner["error"] != tc.want {
 				t.Errorf("%s %v: %d %v, want 502 and %q", tc.feed, tc.params, code, m, tc.want)
 			}
 		}
 		// Another namespace's trigger: the key does not own it.
-		code, m := feedCall(e, "alarm", "CREATE", "no-such-trigger", map[string]any{"cron": "* * * * *"})
+		code, m := alarmFeed(e, "alarm", "CREATE", "no-such-trigger", map[string]any{"cron": "* * * * *"})
 		if inner, _ := m["error"].(map[string]any); code != 502 || inner["error"] != "Trigger authentication request failed." {
 			t.Errorf("missing trigger: %d %v", code, m)
 		}
 		// The failed feed calls are recorded, in the caller's namespace.
 		var feedRec *whisk.Activation
-		for _, r := range records(e, "") {
+		for _, r := range alarmRecords(e, "") {
 			if r.Name == "alarm" {
 				feedRec = &r
 				break
