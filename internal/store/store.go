@@ -15,7 +15,9 @@ import (
 
 // ActivationFilter selects activation records of one namespace.
 // Since and Upto are epoch ms bounds on Start (inclusive, 0 = unbounded);
-// Name filters by action name. Results are newest first.
+// Name filters by whisk.Activation.FilterName: "a" for an action of the
+// default package, "pkg/a" for a packaged one ("binding/a" when invoked
+// through a binding). Results are newest first.
 type ActivationFilter struct {
 	Name  string
 	Since int64
@@ -82,6 +84,13 @@ type Store interface {
 	ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error)
 	// CountActions counts the actions of a namespace.
 	CountActions(ctx context.Context, namespace string) (int, error)
+	// ListPackageActions returns the actions of package pkg of a namespace
+	// by name, without code. A packaged action is stored under its
+	// package's namespace with the name "pkg/<name>" (whisk.PackagedName),
+	// so ListActions lists it too, as OpenWhisk lists a namespace's actions.
+	ListPackageActions(ctx context.Context, namespace, pkg string, skip, limit int) ([]whisk.Action, error)
+	// CountPackageActions counts the actions of package pkg of a namespace.
+	CountPackageActions(ctx context.Context, namespace, pkg string) (int, error)
 
 	// GetEntity returns one entity (NotFound when absent). For a kind
 	// that SharesNames, a name held by another such kind or by a

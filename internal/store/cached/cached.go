@@ -356,6 +356,16 @@ func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit i
 	return s.inner.ListActions(ctx, namespace, skip, limit)
 }
 
+// ListPackageActions is not cached.
+func (s *Store) ListPackageActions(ctx context.Context, namespace, pkg string, skip, limit int) ([]whisk.Action, error) {
+	return s.inner.ListPackageActions(ctx, namespace, pkg, skip, limit)
+}
+
+// CountPackageActions is not cached.
+func (s *Store) CountPackageActions(ctx context.Context, namespace, pkg string) (int, error) {
+	return s.inner.CountPackageActions(ctx, namespace, pkg)
+}
+
 // CountActions is not cached.
 func (s *Store) CountActions(ctx context.Context, namespace string) (int, error) {
 	return s.inner.CountActions(ctx, namespace)

@@ -526,11 +526,32 @@ func sqlLimit(limit int) int {
 // ListActions returns the actions of a namespace sorted by name, without
 // code (Exec.Code is empty). limit 0 means no limit.
 func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error) {
-	const op = "sqlite.ListActions"
+	return s.listActions(ctx, "sqlite.ListActions", `WHERE namespace = ?`, []any{namespace}, skip, limit)
+}
+
+// ListPackageActions returns the actions of package pkg of a namespace
+// (stored as "pkg/<name>") sorted by name, without code.
+func (s *Store) ListPackageActions(ctx context.Context, namespace, pkg string, skip, limit int) ([]whisk.Action, error) {
+	prefix := pkg + "/"
+	return s.listActions(ctx, "sqlite.ListPackageActions", `WHERE namespace = ? AND substr(name, 1, ?) = ?`,
+		[]any{namespace, len(prefix), prefix}, skip, limit)
+}
+
+// CountPackageActions counts the actions of package pkg of a namespace.
+func (s *Store) CountPackageActions(ctx context.Context, namespace, pkg string) (int, error) {
+	prefix := pkg + "/"
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM actions WHERE namespace = ? AND substr(name, 1, ?) = ?`,
+		namespace, len(prefix), prefix).Scan(&n)
+	return n, dbErr("sqlite.CountPackageActions", err)
+}
+
+// listActions lists the actions a WHERE clause selects, by name, without code.
+func (s *Store) listActions(ctx context.Context, op, where string, args []any, skip, limit int) ([]whisk.Action, error) {
 	rows, err := s.r.QueryContext(ctx,
-		`SELECT rev, updated, json_remove(doc, '$.exec.code') FROM actions WHERE namespace = ?
+		`SELECT rev, updated, json_remove(doc, '$.exec.code') FROM actions `+where+`
 		 ORDER BY name LIMIT ? OFFSET ?`,
-		namespace, sqlLimit(limit), max(skip, 0))
+		append(args, sqlLimit(limit), max(skip, 0))...)
 	if err != nil {
 		return nil, dbErr(op, err)
 	}
@@ -582,7 +603,7 @@ func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 	}
 	req := &actReq{
 		ctx:  ctx,
-		args: []any{string(a.ActivationID), a.Namespace, a.Name, a.Start, a.End, string(doc)},
+		args: []any{string(a.ActivationID), a.Namespace, a.FilterName(), a.Start, a.End, string(doc)},
 		done: make(chan error, 1),
 	}
 	select {

@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ActionNotFound", testActionNotFound},
 		{"ActionListAndCount", testActionList},
 		{"ActionConcurrentCAS", testActionConcurrentCAS},
+		{"PackagedActions", testPackagedActions},
+		{"ActivationPackageFilter", testActivationPackageFilter},
 		{"ActivationRoundTrip", testActivationRoundTrip},
 		{"ActivationFirstWins", testActivationFirstWins},
 		{"ActivationNotFound", testActivationNotFound},
