@@ -41,19 +41,19 @@ type paramDoc struct {
 // alarms package's installCatalog.sh) unless they exist: it is safe to run
 // at every start of every controller.
 func Seed(ctx context.Context, st SeedStore, now int64) error {
-	pkg := map[string]any{
-		"namespace": SystemNamespace, "name": PackageName, "binding": map[string]any{},
-		"parameters":  whisk.Params{kv("trigger_payload", "")},
-		"version":     "0.0.1",
-		"publish":     true,
-		"annotations": whisk.Params{kv("description", "Alarms and periodic utility"), kv("parameters", []paramDoc{{"trigger_payload", false}})},
-		"updated":     now,
+	pkg := whisk.Package{
+		Namespace: SystemNamespace, Name: PackageName,
+		Parameters:  whisk.Params{kv("trigger_payload", "")},
+		Version:     "0.0.1",
+		Publish:     true,
+		Annotations: whisk.Params{kv("description", "Alarms and periodic utility"), kv("parameters", []paramDoc{{"trigger_payload", false}})},
+		Updated:     now,
 	}
-	doc, err := json.Marshal(pkg)
+	e, err := pkg.Entity()
 	if err != nil {
 		return err
 	}
-	if _, err := st.PutEntity(ctx, whisk.Entity{Kind: whisk.EntityPackage, Namespace: SystemNamespace, Name: PackageName, Publish: true, Doc: doc}, 0); err != nil && whisk.KindOf(err) != whisk.Conflict {
+	if _, err := st.PutEntity(ctx, e, 0); err != nil && whisk.KindOf(err) != whisk.Conflict {
 		return fmt.Errorf("alarms: seed package /%s/%s: %w", SystemNamespace, PackageName, err)
 	}
 	actions := []struct {
