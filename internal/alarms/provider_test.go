@@ -260,3 +260,142 @@ func TestProviderFailoverFiresEveryTickOnce(t *testing.T) {
 		})
 	}
 }
+
+// scripted answers fires from a script of errors (nil: accepted), then
+// accepts; it records the ticks fired.
+type scripted struct {
+	e      *env
+	mu     sync.Mutex
+	script []error
+	calls  int
+	ticks  []int64
+}
+
+func (s *scripted) Fire(ctx context.Context, caller whisk.Identity, ns, trigger string, _ json.RawMessage, _ map[string]string) (whisk.ActivationID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if len(s.script) > 0 {
+		err := s.script[0]
+		s.script = s.script[1:]
+		if err != nil {
+			return "", err
+		}
+	}
+	st, err := s.e.docs.Get(ctx, whisk.FQN{Namespace: ns, Name: trigger})
+	if err != nil {
+		return "", err
+	}
+	s.ticks = append(s.ticks, st.Alarm.Pending)
+	return whisk.NewActivationID(), nil
+}
+
+func (s *scripted) state() (int, []int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls, append([]int64(nil), s.ticks...)
+}
+
+func TestProviderFireSemantics(t *testing.T) {
+	notFound := whisk.Errorf(whisk.NotFound, "The requested resource does not exist.")
+	unavailable := whisk.Errorf(whisk.Unavailable, "down")
+	conflict := whisk.Errorf(whisk.Conflict, "busy")
+	for _, tc := range []struct {
+		name       string
+		script     []error
+		wantCalls  int    // fires tried until the alarm settles
+		wantFired  int    // fires accepted
+		wantReason string // "" = still active
+	}{
+		{"404 disables", []error{notFound}, 1, 0, "Trigger automatically disabled: Received a 404 status code when firing the trigger"},
+		{"503 and 409 are retried", []error{unavailable, conflict, unavailable}, 4, 1, ""},
+		{"retries run out: the tick is given up, the alarm goes on", []error{unavailable, unavailable, unavailable, unavailable}, 5, 1, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			name := "t"
+			trigger := whisk.FQN{Namespace: "alice", Name: name}
+			e.createAlarm(t, name, params("cron", `"* * * * * *"`))
+			s, _ := e.session(t, 5*time.Second)
+			f := &scripted{e: e, script: tc.script}
+			ctx, cancel := context.WithCancel(context.Background())
+			p, err := New(Config{ID: "p", Shards: 2, Poll: 50 * time.Millisecond, Retries: 3, RetryDelay: 10 * time.Millisecond},
+				Deps{Docs: e.docs, Identities: e.st, Records: e.st, Firer: f, Deleter: e.docs, Shards: s, Log: testLog()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { defer close(done); _ = p.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+			waitFor(t, "the script played out", func() bool {
+				calls, ticks := f.state()
+				if tc.wantReason != "" {
+					st, err := e.docs.Get(context.Background(), trigger)
+					return err == nil && !st.Alarm.Status.Active
+				}
+				return calls >= tc.wantCalls && len(ticks) >= tc.wantFired
+			})
+			st, err := e.docs.Get(context.Background(), trigger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := st.Alarm
+			if tc.wantReason != "" {
+				if a.Status.Active || a.Status.Reason == nil || a.Status.Reason.Message != tc.wantReason || a.Status.Reason.Kind != "AUTO" {
+					t.Fatalf("status %+v %+v, want disabled: %s", a.Status, a.Status.Reason, tc.wantReason)
+				}
+				if calls, _ := f.state(); calls != tc.wantCalls {
+					t.Errorf("%d fires tried, want %d", calls, tc.wantCalls)
+				}
+				return
+			}
+			if !a.Status.Active {
+				t.Fatalf("disabled: %+v", a.Status.Reason)
+			}
+			_, ticks := f.state()
+			seen := map[int64]bool{}
+			for _, tk := range ticks {
+				if seen[tk] {
+					t.Errorf("tick %d fired twice", tk)
+				}
+				seen[tk] = true
+			}
+		})
+	}
+}
+
+// A once alarm with deleteAfterFire rules deletes its trigger and the
+// trigger's rules after the fire; one that is not due keeps them.
+func TestProviderOnceDeleteAfterFire(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.trigger(t, "alice", "once")
+	rules := map[string]whisk.TriggerRule{"alice/r": {Action: whisk.EntityPath{Path: "alice", Name: "a"}, Status: whisk.RuleActive}}
+	te, err := e.st.GetEntity(ctx, whisk.EntityTrigger, "alice", "once")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(whisk.Trigger{Namespace: "alice", Name: "once", Version: "0.0.1", Rules: rules})
+	te.Doc = doc
+	if _, err := e.st.PutEntity(ctx, te, te.Rev); err != nil {
+		t.Fatal(err)
+	}
+	rdoc, _ := json.Marshal(whisk.Rule{Namespace: "alice", Name: "r", Trigger: whisk.EntityPath{Path: "alice", Name: "once"}, Action: whisk.EntityPath{Path: "alice", Name: "a"}})
+	if _, err := e.st.PutEntity(ctx, whisk.Entity{Kind: whisk.EntityRule, Namespace: "alice", Name: "r", Doc: rdoc}, 0); err != nil {
+		t.Fatal(err)
+	}
+	e.createAlarm(t, "once", params("fireOnce", "true", "date", ms(time.Now().Add(time.Second)), "deleteAfterFire", `"rules"`))
+	s, _ := e.session(t, 5*time.Second)
+	p, _ := e.provider(t, "p", s, &firer{r: &recorder{e: e}, by: "p"})
+	waitFor(t, "the trigger and its rule deleted", func() bool {
+		_, terr := e.st.GetEntity(ctx, whisk.EntityTrigger, "alice", "once")
+		_, rerr := e.st.GetEntity(ctx, whisk.EntityRule, "alice", "r")
+		return whisk.KindOf(terr) == whisk.NotFound && whisk.KindOf(rerr) == whisk.NotFound
+	})
+	if n := p.Fired(); n != 1 {
+		t.Errorf("fired %d times, want 1", n)
+	}
+	if _, err := e.docs.Get(ctx, whisk.FQN{Namespace: "alice", Name: "once"}); whisk.KindOf(err) != whisk.NotFound {
+		t.Errorf("alarm document after deleteAfterFire: %v", err)
+	}
+}
