@@ -210,22 +210,27 @@ func (p *Provider) Run(ctx context.Context) error {
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	lastPoll := time.Time{}
+	var lastPoll time.Time // of the shard owners and the alarms
+	stale := false         // the list must be read again before the next poll
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case k := <-done:
 			delete(busy, k)
-			lastPoll = time.Time{} // its document changed: re-read the list
+			stale = true // its document changed
 		case <-p.changed:
-			lastPoll = time.Time{}
+			stale = true
 		case <-timer.C:
 		}
 		now := p.cfg.Now()
-		if now.Sub(lastPoll) >= p.cfg.Poll {
+		poll := now.Sub(lastPoll) >= p.cfg.Poll
+		if poll {
 			lastPoll = now
 			p.refreshShards(ctx)
+		}
+		if poll || stale {
+			stale = false
 			if list, err := p.deps.Docs.List(ctx); err != nil {
 				p.log.Warn("listing alarms", "err", err)
 			} else {
