@@ -8,6 +8,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/alarms"
 	"github.com/eddy-faas/eddy/internal/api"
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/events"
 	"github.com/eddy-faas/eddy/internal/store"
@@ -44,7 +45,7 @@ func seedAlarms(ctx context.Context, st store.Store) error {
 func alarmsFirer(limits whisk.SystemLimits, st store.Store, inv events.Invoker, log *slog.Logger) alarms.Firer {
 	return events.NewFirer(limits, events.FirerDeps{
 		Log: log.With("role", "alarms-fire"), Triggers: storeTriggers{st}, Records: st,
-		Actions: ownActions{st}, Invoker: inv, Now: time.Now,
+		Actions: catalogActions{catalog.New(st)}, Invoker: inv, Now: time.Now,
 	})
 }
 
@@ -76,18 +77,13 @@ func (t storeTriggers) GetTrigger(ctx context.Context, ns, name string) (whisk.T
 	return tr, nil
 }
 
-// ownActions resolves a rule's action among the owner's default-package
-// actions.
-type ownActions struct{ st store.Store }
+// catalogActions resolves a rule's action as its trigger's owner would
+// invoke it: through packages and bindings, with entitlement (the catalog).
+type catalogActions struct{ c *catalog.Catalog }
 
-func (a ownActions) ResolveAction(ctx context.Context, caller whisk.Identity, ref whisk.EntityPath) (whisk.Action, error) {
-	if ref.Namespace() != caller.Namespace {
-		return whisk.Action{}, whisk.E("alarms.resolve", whisk.Forbidden, whisk.MsgForbidden, nil)
-	}
-	if ref.Package() != "" {
-		return whisk.Action{}, whisk.E("alarms.resolve", whisk.NotFound, whisk.MsgNotFound, nil)
-	}
-	return a.st.GetAction(ctx, ref.Path, ref.Name)
+func (a catalogActions) ResolveAction(ctx context.Context, caller whisk.Identity, ref whisk.EntityPath) (whisk.Action, error) {
+	r, err := a.c.Action(ctx, caller.Namespace, whisk.EntityName{Namespace: ref.Namespace(), Package: ref.Package(), Name: ref.Name})
+	return r.Action, err
 }
 
 // schedulerFireLimits are the limits of a scheduler's alarms controller:
