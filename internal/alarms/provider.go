@@ -447,7 +447,7 @@ func (p *Provider) fire(ctx context.Context, a *Alarm, tick int64, log *slog.Log
 			throttled++
 		}
 		if attempt >= p.cfg.Retries {
-			if throttled == p.cfg.Retries+1 || throttled == p.cfg.Retries {
+			if throttled >= p.cfg.Retries { // every retry followed a 429
 				return false, &Reason{Kind: "AUTO", StatusCode: http.StatusTooManyRequests,
 					Message: "Automatically disabled after continuously receiving a 429 status code when firing the trigger"}
 			}

@@ -300,16 +300,19 @@ func TestProviderFireSemantics(t *testing.T) {
 	notFound := whisk.Errorf(whisk.NotFound, "The requested resource does not exist.")
 	unavailable := whisk.Errorf(whisk.Unavailable, "down")
 	conflict := whisk.Errorf(whisk.Conflict, "busy")
+	throttled := whisk.Errorf(whisk.Throttled, "Too many requests in the last minute (count: 61, allowed: 60).")
 	for _, tc := range []struct {
 		name       string
+		retries    int
 		script     []error
 		wantCalls  int    // fires tried until the alarm settles
 		wantFired  int    // fires accepted
 		wantReason string // "" = still active
 	}{
-		{"404 disables", []error{notFound}, 1, 0, "Trigger automatically disabled: Received a 404 status code when firing the trigger"},
-		{"503 and 409 are retried", []error{unavailable, conflict, unavailable}, 4, 1, ""},
-		{"retries run out: the tick is given up, the alarm goes on", []error{unavailable, unavailable, unavailable, unavailable}, 5, 1, ""},
+		{"404 disables", 3, []error{notFound}, 1, 0, "Trigger automatically disabled: Received a 404 status code when firing the trigger"},
+		{"503 and 409 are retried", 3, []error{unavailable, conflict, unavailable}, 4, 1, ""},
+		{"retries run out: the tick is given up, the alarm goes on", 3, []error{unavailable, unavailable, unavailable, unavailable}, 5, 1, ""},
+		{"429 on every retry disables", 1, []error{throttled, throttled}, 2, 0, "Automatically disabled after continuously receiving a 429 status code when firing the trigger"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -319,7 +322,7 @@ func TestProviderFireSemantics(t *testing.T) {
 			s, _ := e.session(t, 5*time.Second)
 			f := &scripted{e: e, script: tc.script}
 			ctx, cancel := context.WithCancel(context.Background())
-			p, err := New(Config{ID: "p", Shards: 2, Poll: 50 * time.Millisecond, Retries: 3, RetryDelay: 10 * time.Millisecond},
+			p, err := New(Config{ID: "p", Shards: 2, Poll: 50 * time.Millisecond, Retries: tc.retries, RetryDelay: 10 * time.Millisecond},
 				Deps{Docs: e.docs, Identities: e.st, Records: e.st, Firer: f, Deleter: e.docs, Shards: s, Log: testLog()})
 			if err != nil {
 				t.Fatal(err)
