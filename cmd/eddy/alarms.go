@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -40,13 +39,12 @@ func seedAlarms(ctx context.Context, st store.Store) error {
 }
 
 // alarmsFirer fires alarm triggers through the normal fire path (the
-// trigger's active rules, their actions invoked through inv, the trigger
-// record), as the trigger's owner.
+// trigger's active rules, their actions resolved through the package
+// catalog and invoked through inv, the trigger record), as the trigger's
+// owner.
 func alarmsFirer(limits whisk.SystemLimits, st store.Store, inv events.Invoker, log *slog.Logger) alarms.Firer {
-	return events.NewFirer(limits, events.FirerDeps{
-		Log: log.With("role", "alarms-fire"), Triggers: storeTriggers{st}, Records: st,
-		Actions: catalogActions{catalog.New(st)}, Invoker: inv, Now: time.Now,
-	})
+	_, firer := newEvents(limits, st, events.CatalogActions{Catalog: catalog.New(st)}, inv, log.With("role", "alarms"))
+	return firer
 }
 
 // newAlarmsProvider builds the alarms provider of scheduler id: it owns
@@ -58,32 +56,6 @@ func newAlarmsProvider(id string, s *cluster.Session, st store.Store, firer alar
 		Docs: docs, Identities: st, Records: st, Firer: firer, Deleter: docs, Shards: s,
 		Changed: changed, Log: log.With("role", "alarms"),
 	})
-}
-
-// storeTriggers reads triggers from the entity store for the alarms'
-// fires.
-type storeTriggers struct{ st store.Store }
-
-func (t storeTriggers) GetTrigger(ctx context.Context, ns, name string) (whisk.Trigger, error) {
-	e, err := t.st.GetEntity(ctx, whisk.EntityTrigger, ns, name)
-	if err != nil {
-		return whisk.Trigger{}, err
-	}
-	var tr whisk.Trigger
-	if err := json.Unmarshal(e.Doc, &tr); err != nil {
-		return whisk.Trigger{}, whisk.E("alarms.trigger", whisk.Internal, "", err)
-	}
-	tr.Rev = e.Rev
-	return tr, nil
-}
-
-// catalogActions resolves a rule's action as its trigger's owner would
-// invoke it: through packages and bindings, with entitlement (the catalog).
-type catalogActions struct{ c *catalog.Catalog }
-
-func (a catalogActions) ResolveAction(ctx context.Context, caller whisk.Identity, ref whisk.EntityPath) (whisk.Action, error) {
-	r, err := a.c.Action(ctx, caller.Namespace, whisk.EntityName{Namespace: ref.Namespace(), Package: ref.Package(), Name: ref.Name})
-	return r.Action, err
 }
 
 // schedulerFireLimits are the limits of a scheduler's alarms controller:

@@ -85,21 +85,25 @@ type Deps struct {
 	// Records writes their activation records.
 	Builtins Builtins
 	Records  Records
-	Now      func() time.Time // nil: time.Now
+	// Events and Firer serve triggers and rules; nil: those routes are 404s.
+	Events Events
+	Firer  Firer
+	Now    func() time.Time // nil: time.Now
 }
 
 // server holds the routes and their collaborators.
 type server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  Store
-	inv    Invoker
-	rt     Runtimes
-	topics Topics
-	status Status
-	// builtins and records: builtin.go.
+	cfg      Config
+	log      *slog.Logger
+	store    Store
+	inv      Invoker
+	rt       Runtimes
+	topics   Topics
+	status   Status
 	builtins Builtins
 	records  Records
+	events   Events
+	firer    Firer
 	limits   whisk.SystemLimits
 	now      func() time.Time
 	mux      *http.ServeMux
@@ -114,6 +118,7 @@ func New(cfg Config, deps Deps) http.Handler {
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
 		builtins: deps.Builtins, records: deps.Records,
+		events: deps.Events, firer: deps.Firer,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -150,6 +155,9 @@ func (s *server) routes() {
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}", s.authed(map[string]authedFunc{http.MethodGet: s.getActivation}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/logs", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationLogs}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/result", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationResult}))
+	if s.events != nil && s.firer != nil {
+		s.eventRoutes(m)
+	}
 	if s.status != nil {
 		// Eddy's own: not part of the OpenWhisk API, any valid key may read it.
 		m.Handle("/eddy/v1/status", s.authed(map[string]authedFunc{http.MethodGet: s.getStatus}))
