@@ -63,5 +63,8 @@ func newAlarmsProvider(id string, s *cluster.Session, st store.Store, firer alar
 func schedulerFireLimits(t *tuning) whisk.SystemLimits {
 	l := whisk.DefaultSystemLimits()
 	l.ConcurrentContainers = t.nsContainers
+	if t.firesPerMinute > 0 {
+		l.FiresPerMinute = t.firesPerMinute
+	}
 	return l
 }

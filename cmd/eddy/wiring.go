@@ -81,10 +81,10 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	}
 	if roles&(forController|forScheduler) != 0 {
 		fs.IntVar(&t.nsContainers, "namespace-containers", 100, "concurrent containers per namespace")
+		fs.IntVar(&t.firesPerMinute, "fires-per-minute", 60, "trigger fires per minute per namespace (a scheduler: of the alarms it fires)")
 	}
 	if roles&forController != 0 {
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
-		fs.IntVar(&t.firesPerMinute, "fires-per-minute", 60, "trigger fires per minute per namespace")
 		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
 	}
 	if roles&(forController|forInvoker) != 0 {
