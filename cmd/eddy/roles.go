@@ -22,6 +22,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus/kafka"
 	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/store/cached"
 	"github.com/eddy-faas/eddy/internal/store/postgres"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -221,7 +222,13 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	// (the invokers' record writes retry through it). See
 	// internal/store/cached and docs/cluster.md.
 	st := cached.New(d.store, cached.Config{StaleIfError: controllerStaleIfError, StaleWait: controllerStaleWait})
-	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log)
+	if err := seedAlarms(ctx, st); err != nil {
+		return err
+	}
+	// The alarms providers (in the schedulers) see the feed's writes at
+	// their next poll.
+	feed := newAlarmsFeed(st, nil, log)
+	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log, feed)
 	if err != nil {
 		return err
 	}
@@ -275,9 +282,25 @@ func runScheduler(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *s
 	if err != nil {
 		return err
 	}
+	// The alarms provider of this scheduler fires through a controller of
+	// its own (it publishes the rule actions' activations; it serves no
+	// API), and owns alarm shards under the scheduler's lease.
+	alarmsCtl, err := controller.New(controller.Config{ID: "alarms-" + cfg.id, Limits: schedulerFireLimits(&cfg.tuning)},
+		controller.Deps{Log: log.With("role", "alarms-controller"), Bus: d.bus, Cluster: d.etcd, Activations: d.store, Now: time.Now})
+	if err != nil {
+		return err
+	}
+	defer alarmsCtl.Close()
+	alarmsProvider, err := newAlarmsProvider(cfg.id, session, d.store,
+		alarmsFirer(schedulerFireLimits(&cfg.tuning), d.store, alarmsCtl, log), nil, log)
+	if err != nil {
+		return err
+	}
 	p := newParts(ctx)
 	p.start("lease", session.Run)
 	p.start("scheduler", sched.Run)
+	p.start("alarms controller", alarmsCtl.Run)
+	p.start("alarms", alarmsProvider.Run)
 	fmt.Fprintf(stdout, "eddy scheduler %s: gRPC at %s\n", cfg.id, addr)
 	cause := p.wait(ctx, log)
 	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

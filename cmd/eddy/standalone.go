@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/alarms"
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/invoker"
@@ -183,7 +184,19 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ctl, srv, err := newController(&cfg.tuning, "controller0", bus, etcdClient, store, runtimes, log)
+	if err := seedAlarms(ctx, store); err != nil {
+		return err
+	}
+	alarmsChanged, tellAlarms := alarms.NewSignal()
+	ctl, srv, err := newController(&cfg.tuning, "controller0", bus, etcdClient, store, runtimes, log,
+		newAlarmsFeed(store, tellAlarms, log))
+	if err != nil {
+		return err
+	}
+	// The alarms provider fires through this process's controller and owns
+	// every alarm shard under the scheduler's lease.
+	alarmsProvider, err := newAlarmsProvider("scheduler0", schedSession, store,
+		alarmsFirer(cfg.tuning.limits(), store, ctl, log), alarmsChanged, log)
 	if err != nil {
 		return err
 	}
@@ -204,6 +217,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		p.fail(err)
 	}
 	p.start("api", serve(srv, apiLn))
+	p.start("alarms", alarmsProvider.Run)
 
 	if p.ctx.Err() == nil {
 		fmt.Fprintf(stdout, "eddy standalone: API at http://%s, guest key %s:%s, backend %s, data in %s\n",

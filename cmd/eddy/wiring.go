@@ -82,10 +82,10 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	}
 	if roles&(forController|forScheduler) != 0 {
 		fs.IntVar(&t.nsContainers, "namespace-containers", 100, "concurrent containers per namespace")
+		fs.IntVar(&t.firesPerMinute, "fires-per-minute", 60, "trigger fires per minute per namespace (a scheduler: of the alarms it fires)")
 	}
 	if roles&forController != 0 {
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
-		fs.IntVar(&t.firesPerMinute, "fires-per-minute", 60, "trigger fires per minute per namespace")
 		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
 		fs.StringVar(&t.apiGatewayURL, "api-gw-url", "", "base URL of the APIs `wsk api create` makes, e.g. https://api.example.com (default: the scheme and host each request came to)")
 	}
@@ -163,7 +163,7 @@ type apiBus interface {
 // newController builds a controller and the API over it; the HTTP server
 // also serves GET /eddy/v1/status from etcd.
 func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
-	runtimes *manifest.Manifest, log *slog.Logger) (*controller.Controller, *http.Server, error) {
+	runtimes *manifest.Manifest, log *slog.Logger, builtins api.Builtins) (*controller.Controller, *http.Server, error) {
 	limits := t.limits()
 	// Sequence and conductor components resolve through packages and
 	// bindings, with entitlement.
@@ -179,7 +179,7 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
-		Components: components,
+		Components: components, Builtins: builtins, Records: st,
 	})
 	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
 }

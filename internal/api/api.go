@@ -89,6 +89,10 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
+	// Builtins serves the built-in actions (builtin.go); nil: none.
+	// Records writes their activation records.
+	Builtins Builtins
+	Records  Records
 	// Events and Firer serve triggers and rules; nil: those routes are 404s.
 	Events Events
 	Firer  Firer
@@ -127,6 +131,9 @@ type server struct {
 
 	// components resolves sequence components (sequences.go).
 	components Components
+
+	builtins Builtins
+	records  Records
 }
 
 // New builds the API handler.
@@ -137,6 +144,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
+		builtins: deps.Builtins, records: deps.Records,
 		events: deps.Events, firer: deps.Firer,
 		resolver: deps.Resolver, owners: owners{m: map[string]ownerEntry{}},
 		apiDocs: deps.APIDocs, gwRoutes: routeCache{m: map[string]routeEntry{}},
@@ -194,6 +202,7 @@ func (s *server) routes() {
 		// Eddy's own: not part of the OpenWhisk API, any valid key may read it.
 		m.Handle("/eddy/v1/status", s.authed(map[string]authedFunc{http.MethodGet: s.getStatus}))
 	}
+	s.builtinRoutes(m)
 	m.Handle("/", s.open(nil)) // everything else: 404
 }
 

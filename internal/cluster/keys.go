@@ -28,6 +28,7 @@ import (
 //	eddy/creating/<ns>/<action>/<rev>/<sid>/<creationId>   whisk.CreationInfo  scheduler        Session.PutCreation (the scheduler's creator) → Client.CountCreations, CountNamespace
 //	eddy/demand/<ns>/<action>                              whisk.LeaderInfo    scheduler        Session.PutDemand (a leader queue refused by its namespace limit, below its fair share) → Client.NamespaceShare (share.go: the queues of the namespace)
 //	eddy/throttle/<ns>[/<action>]                          "true"/"false"      scheduler        (reserved: throttling, later)
+//	eddy/alarmshard/<n>                                    provider id (text)  scheduler        Session.ClaimAlarmShard (put-if-absent by a scheduler's alarms provider) → Client.AlarmShardOwners (every provider, polling)
 //
 // Besides, Client.Status (status.go) reads the scheduler, invoker, queue,
 // container and creation subtrees whole, in one transaction, for operators
@@ -141,6 +142,20 @@ func throttleNamespaceKey(ns string) string { return root + "throttle/" + seg(ns
 func throttleActionKey(f whisk.FQN) string {
 	return throttleNamespaceKey(f.Namespace) + "/" + seg(f.Name)
 }
+
+// eddy/alarmshard/<n>: the alarms provider that fires the alarms of shard
+// n (internal/alarms: an alarm's shard is a hash of its trigger's name).
+// Written put-if-absent by the provider of a scheduler (ClaimAlarmShard)
+// under the scheduler's lease, so it vanishes with the scheduler and
+// another provider claims it; deleted by ReleaseAlarmShard (only if still
+// under that lease) when the provider stops. NOT re-put on a lease
+// re-grant: the provider claims it again on its next poll (taking it over
+// from a former lease of its session). Read whole by every provider
+// (AlarmShardOwners) each poll. Ownership only says who should fire: the
+// fence against firing a tick twice is the compare-and-swap on the alarm's
+// document in the store (docs/alarms.md).
+func alarmShardKey(n int) string { return alarmShardPrefix() + strconv.Itoa(n) }
+func alarmShardPrefix() string   { return root + "alarmshard/" }
 
 // parseFollowerKey extracts the action and the follower's scheduler id from
 // a follower key; ok is false for any other key under queuePrefix.
