@@ -29,7 +29,7 @@ func (s *Store) GetEntity(ctx context.Context, kind whisk.EntityKind, namespace,
 	const op = "postgres.GetEntity"
 	e, err := getEntity(ctx, s.pool, kind, namespace, name)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return whisk.Entity{}, missing(ctx, s.pool, op, kind, namespace, name)
+		return whisk.Entity{}, missing(ctx, s.pool, op, err, kind, namespace, name)
 	}
 	if err != nil {
 		return whisk.Entity{}, dbErr(op, err)
@@ -49,9 +49,11 @@ func getEntity(ctx context.Context, q queryer, kind whisk.EntityKind, namespace,
 // missing is the error for an entity that is not there: the wrong
 // collection's Conflict when another kind sharing names (or an action, for
 // kind "" meaning an action) holds the name, else NotFound.
-func missing(ctx context.Context, q queryer, op string, kind whisk.EntityKind, namespace, name string) error {
+//
+// cause is the driver's error for the missing row, wrapped by NotFound.
+func missing(ctx context.Context, q queryer, op string, cause error, kind whisk.EntityKind, namespace, name string) error {
 	if kind != "" && !kind.SharesNames() {
-		return whisk.E(op, whisk.NotFound, whisk.MsgNotFound, nil)
+		return whisk.E(op, whisk.NotFound, whisk.MsgNotFound, cause)
 	}
 	var held int
 	err := q.QueryRow(ctx,
@@ -66,7 +68,7 @@ func missing(ctx context.Context, q queryer, op string, kind whisk.EntityKind, n
 	if held > 0 {
 		return whisk.E(op, whisk.Conflict, whisk.MsgWrongCollection, nil)
 	}
-	return whisk.E(op, whisk.NotFound, whisk.MsgNotFound, nil)
+	return whisk.E(op, whisk.NotFound, whisk.MsgNotFound, cause)
 }
 
 // PutEntity creates or replaces an entity; see store.Store.
@@ -186,7 +188,7 @@ func putEntity(ctx context.Context, tx pgx.Tx, op string, o store.EntityOp, now 
 	case o.ExpectRev == 0:
 		return whisk.Entity{}, whisk.E(op, whisk.Conflict, whisk.MsgWrongCollection, nil)
 	}
-	return whisk.Entity{}, missing(ctx, tx, op, e.Kind, e.Namespace, e.Name)
+	return whisk.Entity{}, missing(ctx, tx, op, pgx.ErrNoRows, e.Kind, e.Namespace, e.Name)
 }
 
 func deleteEntity(ctx context.Context, tx pgx.Tx, op string, o store.EntityOp) (whisk.Entity, error) {
@@ -207,7 +209,7 @@ func deleteEntity(ctx context.Context, tx pgx.Tx, op string, o store.EntityOp) (
 			return whisk.Entity{}, whisk.E(op, whisk.Conflict, whisk.MsgConcurrentUpdate, nil)
 		}
 	}
-	return whisk.Entity{}, missing(ctx, tx, op, e.Kind, e.Namespace, e.Name)
+	return whisk.Entity{}, missing(ctx, tx, op, pgx.ErrNoRows, e.Kind, e.Namespace, e.Name)
 }
 
 // ListEntities returns entities of a kind, newest first; see store.Store.

@@ -434,7 +434,7 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 		`SELECT rev, updated, doc FROM actions WHERE namespace = $1 AND name = $2`, namespace, name,
 	).Scan(&rev, &updated, &doc)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return whisk.Action{}, missing(ctx, s.pool, op, "", namespace, name)
+		return whisk.Action{}, missing(ctx, s.pool, op, err, "", namespace, name)
 	}
 	if err != nil {
 		return whisk.Action{}, dbErr(op, err)
@@ -476,7 +476,7 @@ func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) 
 	}
 	if tag.RowsAffected() == 0 {
 		if expectRev == 0 {
-			if err := missing(ctx, s.pool, op, "", a.Namespace, a.Name); !whisk.IsKind(err, whisk.NotFound) {
+			if err := missing(ctx, s.pool, op, nil, "", a.Namespace, a.Name); !whisk.IsKind(err, whisk.NotFound) {
 				return whisk.Action{}, err
 			}
 			return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgExists, nil)
@@ -497,7 +497,7 @@ func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk
 		`DELETE FROM actions WHERE namespace = $1 AND name = $2 RETURNING rev, updated, doc`, namespace, name,
 	).Scan(&rev, &updated, &doc)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return whisk.Action{}, missing(ctx, s.pool, op, "", namespace, name)
+		return whisk.Action{}, missing(ctx, s.pool, op, err, "", namespace, name)
 	}
 	if err != nil {
 		return whisk.Action{}, dbErr(op, err)
