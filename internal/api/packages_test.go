@@ -2,9 +2,13 @@ package api
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/eddy-faas/eddy/internal/manifest"
+	"github.com/eddy-faas/eddy/internal/store/cached"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -292,5 +296,51 @@ func TestPackageErrors(t *testing.T) {
 	r.ok(t, "GET", pkgs+"p", "", asGuest, &p)
 	if p.IsBinding() || p.Version != "0.0.1" {
 		t.Fatalf("p changed: %+v", p)
+	}
+}
+
+// TestPackagedInvokeReadsCached: invoking a packaged action through a
+// binding reads the binding, its target and the action from the cached
+// store; once they are cached (the clock stands still, so nothing
+// expires), more invocations add cache hits and no store reads.
+func TestPackagedInvokeReadsCached(t *testing.T) {
+	base := newRig(t)
+	base.ok(t, "PUT", pkgs+"p", `{"parameters":[{"key":"a","value":1}]}`, asGuest, nil)
+	base.ok(t, "PUT", acts+"p/a", helloPut, asGuest, nil)
+	base.ok(t, "PUT", pkgs+"b", `{"binding":{"namespace":"_","name":"p"}}`, asGuest, nil)
+
+	frozen := time.Unix(1_800_000_000, 0)
+	cs := cached.New(base.store.Store, cached.Config{Now: func() time.Time { return frozen }})
+	inv := &fakeInvoker{}
+	srv := httptest.NewServer(New(Config{Limits: base.limits}, Deps{
+		Store: cs, Invoker: inv, Runtimes: manifest.Default(), Topics: base.bus,
+	}))
+	t.Cleanup(srv.Close)
+	r := &rig{srv: srv, inv: inv, limits: base.limits}
+	invoke := func() {
+		t.Helper()
+		if res := r.do(t, "POST", acts+"b/a", `{}`, asGuest); res.status != 202 {
+			t.Fatalf("invoke: %d %s", res.status, res.body)
+		}
+	}
+	invoke()
+	first := cs.Stats()
+	const n = 20
+	for i := 0; i < n; i++ {
+		invoke()
+	}
+	st := cs.Stats()
+	if st.ActionMisses != first.ActionMisses || st.EntityMisses != first.EntityMisses || st.IdentityMisses != first.IdentityMisses {
+		t.Errorf("warm invocations read the store: misses %+v after the first, %+v after %d more", first, st, n)
+	}
+	// Per invocation: the binding and its target (entities), the action.
+	if got := st.EntityHits - first.EntityHits; got != 2*n {
+		t.Errorf("entity hits %d for %d invocations, want %d", got, n, 2*n)
+	}
+	if got := st.ActionHits - first.ActionHits; got != n {
+		t.Errorf("action hits %d for %d invocations, want %d", got, n, n)
+	}
+	if req := inv.last(); req.Binding != "guest/b" || paramsJSON(req.Action.Parameters) != `[{"key":"a","value":1}]` {
+		t.Errorf("cached invoke request: %q %s", req.Binding, paramsJSON(req.Action.Parameters))
 	}
 }
