@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -223,4 +226,53 @@ func TestPackages(t *testing.T) {
 	code, _, out = e.call("GET", "/api/v1/namespaces/_/packages/mybind", nil)
 	wantRefusal(t, "binding to a deleted package", code, out, 404, whisk.MsgResourceMissing("guest/mybind"))
 	e.mustCall(200, "DELETE", "/api/v1/namespaces/_/packages/mybind", nil)
+}
+
+// TestPackagesCLI is the README's package tour with the eddy CLI against a
+// real standalone: create, bind, invoke through the binding with -br,
+// the summary, the lists, and a refused delete's exit status.
+func TestPackagesCLI(t *testing.T) {
+	e := startEddy(t, "process", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	props := filepath.Join(dir, "wskprops")
+	src := filepath.Join(dir, "hello.py")
+	code := "def main(args):\n    return {'greeting': args.get('greeting', '?') + ' ' + args.get('name', 'stranger')}\n"
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(wantCode int, args ...string) string {
+		t.Helper()
+		so, se, code := e.runCLI(ctx, props, args...)
+		if code != wantCode {
+			t.Fatalf("eddy %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, wantCode, so, se)
+		}
+		return so + se
+	}
+	run(0, "property", "set", "--apihost", e.URL, "--auth", guestAuth)
+	for _, step := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"package", "create", "utils", "-p", "greeting", "Hello", "--shared", "yes"}, "ok: created package utils\n"},
+		{[]string{"action", "create", "utils/hello", src}, "ok: created action utils/hello\n"},
+		{[]string{"package", "bind", "utils", "friendly", "-p", "name", "Ada"}, "ok: created binding friendly\n"},
+		{[]string{"action", "invoke", "friendly/hello", "-br"}, "{\n    \"greeting\": \"Hello Ada\"\n}\n"},
+		{[]string{"package", "get", "friendly", "--summary"}, "package /guest/friendly: Returns a result based on parameters greeting and name\n" +
+			"   (parameters: *greeting, *name)\n action /guest/friendly/hello\n   (parameters: none defined)\n"},
+		{[]string{"action", "list", "utils"}, "actions\n/guest/utils/hello" + strings.Repeat(" ", 70-len("/guest/utils/hello")) + " private python:3.11\n"},
+		{[]string{"package", "list", "-n"}, "packages\n/guest/friendly" + strings.Repeat(" ", 70-len("/guest/friendly")) + " private\n" +
+			"/guest/utils" + strings.Repeat(" ", 70-len("/guest/utils")) + " shared\n"},
+	} {
+		if out := run(0, step.args...); out != step.want {
+			t.Errorf("eddy %s:\n%q\nwant\n%q", strings.Join(step.args, " "), out, step.want)
+		}
+	}
+	if out := run(153, "package", "delete", "utils"); !strings.Contains(out, "Unable to delete package 'utils': "+whisk.MsgPackageNotEmpty(1)) {
+		t.Errorf("delete non-empty: %s", out)
+	}
+	run(0, "package", "delete", "friendly")
+	run(0, "action", "delete", "utils/hello")
+	run(0, "package", "delete", "utils")
 }
