@@ -1,8 +1,11 @@
 // Package api is Eddy's OpenWhisk-compatible REST API: the system info
-// routes, namespaces, actions (create, update, get, delete, list, invoke)
-// and activations (list, get, logs, result), with OpenWhisk's JSON shapes,
-// status codes and messages, so that the unmodified wsk CLI works against
-// Eddy (shared/reference/openwhisk-interfaces.md §1 and §3).
+// routes, namespaces, packages and bindings, actions (create, update, get,
+// delete, list, invoke; packaged ones too) and activations (list, get,
+// logs, result), with OpenWhisk's JSON shapes, status codes and messages,
+// so that the unmodified wsk CLI works against Eddy
+// (shared/reference/openwhisk-interfaces.md §1 and §3,
+// openwhisk-entities.md §1 and §8). Who may read or invoke what across
+// namespaces is internal/catalog's.
 //
 // Every error response is {"error": <message>, "code": <transaction id>}
 // with the status of the error's whisk.Kind, written by one function
