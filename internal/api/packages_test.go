@@ -344,3 +344,19 @@ func TestPackagedInvokeReadsCached(t *testing.T) {
 		t.Errorf("cached invoke request: %q %s", req.Binding, paramsJSON(req.Action.Parameters))
 	}
 }
+
+// TestNamespaceRoutes: GET /namespaces[/] lists the key's namespace as a
+// string array; there is no route for one namespace (reference §8).
+func TestNamespaceRoutes(t *testing.T) {
+	r := newRig(t)
+	for _, p := range []string{"/api/v1/namespaces", "/api/v1/namespaces/"} {
+		var nss []string
+		r.ok(t, "GET", p, "", "other", &nss)
+		if len(nss) != 1 || nss[0] != "other" {
+			t.Errorf("GET %s = %v", p, nss)
+		}
+	}
+	for _, m := range []string{"GET", "PUT", "DELETE"} {
+		wantError(t, r.do(t, m, "/api/v1/namespaces/guest", "", asGuest), 404, whisk.MsgNotFound)
+	}
+}
