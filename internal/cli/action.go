@@ -393,7 +393,7 @@ func (r *runner) actionList(args []string) error {
 		actions, err = cl.ListActions(r.ctx, ns, opt)
 	}
 	if err != nil {
-		return fmt.Errorf("Unable to obtain the list of actions for namespace '%s': %w", shownNamespace(ns, cfg), err)
+		return fmt.Errorf("Unable to obtain the list of actions for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
 	}
 	printActions(r.out, actions, nameSort)
 	return nil

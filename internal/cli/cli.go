@@ -44,7 +44,7 @@ type Env struct {
 
 // Commands are the top-level commands Run implements; cmd/eddy can use
 // Handles to route them here.
-var commandNames = []string{"property", "action", "activation", "package", "namespace", "list", "status", "help"}
+var commandNames = []string{"property", "action", "activation", "package", "namespace", "list", "trigger", "rule", "status", "help"}
 
 // Handles reports whether name is one of the CLI's top-level commands.
 func Handles(name string) bool {
@@ -213,6 +213,8 @@ func (r *runner) groups() map[string]*group {
 			"bind":   (*runner).packageBind, "get": (*runner).packageGet,
 			"list": (*runner).packageList, "delete": (*runner).packageDelete,
 		}},
+		"trigger": {name: "trigger", usage: usageTrigger, subs: triggerCommands()},
+		"rule":    {name: "rule", usage: usageRule, subs: ruleCommands()},
 	}
 }
 
@@ -276,7 +278,7 @@ func (r *runner) help(path []string) error {
 		return usageErr("", "unknown command %q", path[0])
 	}
 	if len(path) > 1 {
-		if u, ok := leafUsage[g.name+" "+path[1]]; ok {
+		if u, ok := leafHelp(g.name + " " + path[1]); ok {
 			fmt.Fprint(r.out, u)
 			return nil
 		}
@@ -322,7 +324,8 @@ func (r *runner) parse(fs *flag.FlagSet, cmd string, args []string) ([]string, e
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(r.out, leafUsage[cmd])
+				u, _ := leafHelp(cmd)
+				fmt.Fprint(r.out, u)
 				return nil, errHelpShown
 			}
 			return nil, usageErr(cmd, "%v", err)

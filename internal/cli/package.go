@@ -247,21 +247,10 @@ func (r *runner) packageList(args []string) error {
 	}
 	ps, err := cl.ListPackages(r.ctx, ns, client.ListOptions{Limit: limit, Skip: skip})
 	if err != nil {
-		return fmt.Errorf("Unable to obtain the list of packages for namespace '%s': %w", shownNamespace(ns, cfg), err)
+		return fmt.Errorf("Unable to obtain the list of packages for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
 	}
 	printPackages(r.out, ps, nameSort)
 	return nil
-}
-
-// shownNamespace is how wsk names the namespace of a list in its errors.
-func shownNamespace(ns string, cfg config) string {
-	if ns == "" {
-		ns = cfg.namespace
-	}
-	if ns == whisk.DefaultNamespace {
-		return "default"
-	}
-	return ns
 }
 
 func printPackages(w io.Writer, ps []client.PackageSummary, nameSort bool) {
@@ -324,7 +313,7 @@ func (r *runner) namespaceGet(cmd string, args []string) error {
 	if err != nil {
 		return err
 	}
-	shown := shownNamespace("", cfg)
+	shown := listNamespaceName("", cfg.namespace)
 	all := client.ListOptions{Limit: 0}
 	listErr := func(err error) error {
 		return fmt.Errorf("Unable to obtain the list of entities for namespace '%s': %w", shown, err)

@@ -22,6 +22,8 @@ Commands:
   activation   work with activations
   package      work with packages
   namespace    work with namespaces
+  trigger      work with triggers
+  rule         work with rules
   list         list the entities of the namespace
   status       show an Eddy cluster: schedulers, invokers, queues (Eddy's own)
   help         show help for a command: eddy help action create
@@ -187,4 +189,14 @@ Flags:
   -l, --last                 the most recent activation
 ` + globalFlagsHelp,
 	"namespace list": "Usage: eddy namespace list\n" + globalFlagsHelp,
+}
+
+// leafHelp is a leaf command's help text.
+func leafHelp(cmd string) (string, bool) {
+	for _, m := range []map[string]string{leafUsage, triggerUsage, ruleUsage} {
+		if u, ok := m[cmd]; ok {
+			return u, true
+		}
+	}
+	return "", false
 }

@@ -46,7 +46,7 @@ type Records interface {
 // it: through packages and bindings, with entitlement (a private action of
 // another namespace is Forbidden) and the package's parameters merged in.
 type ActionResolver interface {
-	ResolveAction(ctx context.Context, caller whisk.Identity, ref whisk.EntityPath) (whisk.Action, error)
+	ResolveAction(ctx context.Context, caller whisk.Identity, ref whisk.EntityPath) (whisk.ResolvedAction, error)
 }
 
 // Invoker runs invocations (*controller.Controller has it).
@@ -207,7 +207,7 @@ func (f *Firer) fireRule(ctx context.Context, tid string, caller whisk.Identity,
 	var out controller.Result
 	if err == nil {
 		out, err = f.d.Invoker.Invoke(ctx, controller.Request{
-			TransactionID: tid, Identity: caller, Action: a, Params: args,
+			TransactionID: tid, Identity: caller, Action: a.Action, Binding: a.Binding, Params: args,
 		})
 	}
 	if err != nil {
