@@ -53,22 +53,67 @@ type limitsPut struct {
 	Instances   *int   `json:"instances"`
 }
 
-// actionName validates the {name} of an action route. Packages are not
-// supported yet: a name with a package part names nothing.
-func actionName(r *http.Request) (string, error) {
-	name := r.PathValue("name")
-	if strings.Contains(name, "/") {
-		return "", whisk.E("api.actionName", whisk.NotFound, whisk.MsgNotFound, nil)
+// actionRef is the {name...} of an action route: "a" (the default
+// package), "pkg/a", or with List set "" or "pkg/" (the list forms).
+type actionRef struct {
+	Package string
+	Name    string
+	List    bool
+}
+
+// parseActionRef validates the {name...} of an action route. More than two
+// segments name no route (404); an illegal name is a 400.
+func parseActionRef(r *http.Request) (actionRef, error) {
+	const op = "api.actionRef"
+	path := r.PathValue("name")
+	if path == "" {
+		return actionRef{List: true}, nil
 	}
-	if !whisk.ValidName(name) {
-		return "", whisk.E("api.actionName", whisk.Invalid, whisk.MsgBadEntityName, nil)
+	parts := strings.Split(path, "/")
+	var ref actionRef
+	switch {
+	case len(parts) == 1:
+		ref = actionRef{Name: parts[0]}
+	case len(parts) == 2 && parts[1] == "" && r.Method == http.MethodGet:
+		ref = actionRef{Package: parts[0], List: true}
+	case len(parts) == 2 && parts[1] != "":
+		ref = actionRef{Package: parts[0], Name: parts[1]}
+	default:
+		return actionRef{}, whisk.E(op, whisk.NotFound, whisk.MsgNotFound, nil)
 	}
-	return name, nil
+	if !whisk.ValidName(parts[0]) || (ref.Name != "" && !whisk.ValidName(ref.Name)) {
+		return actionRef{}, whisk.E(op, whisk.Invalid, whisk.MsgBadEntityName, nil)
+	}
+	return ref, nil
+}
+
+// entityName is the reference in namespace ns.
+func (a actionRef) entityName(ns string) whisk.EntityName {
+	return whisk.EntityName{Namespace: ns, Package: a.Package, Name: a.Name}
+}
+
+// ownPackage checks the package of a write to a packaged action in the
+// caller's namespace: it must exist (404), be a package (409) and not a
+// binding (400).
+func (s *server) ownPackage(r *http.Request, ns string, ref actionRef) error {
+	if ref.Package == "" {
+		return nil
+	}
+	p, err := s.cat.Package(r.Context(), ns, ref.Package)
+	if err != nil {
+		return err
+	}
+	if p.IsBinding() {
+		return whisk.E("api.ownPackage", whisk.Invalid, whisk.MsgNotAllowedOnBinding, nil)
+	}
+	return nil
 }
 
 // actionView is an action as the API shows it: slices never null, code
 // dropped when asked.
+// A packaged action shows namespace "ns/pkg" and its bare name.
 func actionView(a whisk.Action, code bool) whisk.Action {
+	a.Namespace, a.Name = a.EntityPath(), a.BareName()
 	if !code {
 		a.Exec.Code = ""
 	}
@@ -96,29 +141,48 @@ type actionSummary struct {
 	} `json:"exec"`
 }
 
-// getAction is GET .../actions/{name}[?code=false]. An empty name (the
-// trailing-slash form) lists.
+// getAction is GET .../actions/{name}[?code=false]: an action of the
+// caller's, or of a package it may read (merged with the package's, or
+// with the binding's and its target's, parameters). The list forms
+// ("" and "pkg/") list.
 func (s *server) getAction(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	if r.PathValue("name") == "" {
-		return s.listActions(w, r, caller)
-	}
-	name, err := actionName(r)
+	ref, err := parseActionRef(r)
 	if err != nil {
 		return err
+	}
+	if ref.List {
+		if ref.Package == "" {
+			if err := entitled(caller, r); err != nil {
+				return err
+			}
+			return s.listActions(w, r, caller)
+		}
+		return s.listPackageActions(w, r, caller, ref.Package)
 	}
 	code, err := queryBool(r.URL.Query(), "code", true)
 	if err != nil {
 		return err
 	}
-	a, err := s.store.GetAction(r.Context(), caller.Namespace, name)
+	ra, err := s.cat.Action(r.Context(), caller.Namespace, ref.entityName(routeNamespace(caller, r)))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, actionView(a, code))
+	view := actionView(ra.Action, code)
+	if ra.Binding == "" || code {
+		writeJSON(w, http.StatusOK, view)
+		return nil
+	}
+	// OpenWhisk's metadata view of an action reached through a binding
+	// names the binding (not with code=true).
+	writeJSON(w, http.StatusOK, struct {
+		whisk.Action
+		Binding string `json:"binding"`
+	}{view, ra.Binding})
 	return nil
 }
 
-// listActions is GET .../actions?limit&skip&count.
+// listActions is GET .../actions?limit&skip&count: every action of the
+// caller's namespace, packaged ones included (OpenWhisk's view).
 func (s *server) listActions(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
 	q := r.URL.Query()
 	skip, limit, err := paging(q, "actions")
@@ -141,6 +205,45 @@ func (s *server) listActions(w http.ResponseWriter, r *http.Request, caller whis
 	if err != nil {
 		return err
 	}
+	writeJSON(w, http.StatusOK, summarizeActions(as))
+	return nil
+}
+
+// listPackageActions is GET .../actions/{pkg}/?limit&skip&count: the
+// actions of a package the caller may read (of its target for a
+// binding, shown in the target's namespace).
+func (s *server) listPackageActions(w http.ResponseWriter, r *http.Request, caller whisk.Identity, pkg string) error {
+	q := r.URL.Query()
+	skip, limit, err := paging(q, "actions")
+	if err != nil {
+		return err
+	}
+	count, err := queryBool(q, "count", false)
+	if err != nil {
+		return err
+	}
+	res, err := s.cat.ReadPackage(r.Context(), caller.Namespace, routeNamespace(caller, r), pkg)
+	if err != nil {
+		return err
+	}
+	t := res.Target
+	if count {
+		n, err := s.store.CountPackageActions(r.Context(), t.Namespace, t.Name)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"actions": n})
+		return nil
+	}
+	as, err := s.store.ListPackageActions(r.Context(), t.Namespace, t.Name, skip, limit)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, summarizeActions(as))
+	return nil
+}
+
+func summarizeActions(as []whisk.Action) []actionSummary {
 	out := make([]actionSummary, len(as))
 	for i, a := range as {
 		a = actionView(a, false)
@@ -148,18 +251,20 @@ func (s *server) listActions(w http.ResponseWriter, r *http.Request, caller whis
 			Annotations: a.Annotations, Updated: a.Updated, Limits: a.Limits}
 		out[i].Exec.Binary = a.Exec.Binary
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 // deleteAction is DELETE .../actions/{name}: 200 with the deleted action;
 // the action's topic goes with it.
 func (s *server) deleteAction(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	name, err := actionName(r)
+	ref, err := parseActionRef(r)
 	if err != nil {
 		return err
 	}
-	a, err := s.store.DeleteAction(r.Context(), caller.Namespace, name)
+	if err := s.ownPackage(r, caller.Namespace, ref); err != nil {
+		return err
+	}
+	a, err := s.store.DeleteAction(r.Context(), caller.Namespace, whisk.PackagedName(ref.Package, ref.Name))
 	if err != nil {
 		return err
 	}
@@ -174,10 +279,11 @@ func (s *server) deleteAction(w http.ResponseWriter, r *http.Request, caller whi
 // overwrite=true update by merging (reference §1.3).
 func (s *server) putAction(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
 	const op = "api.putAction"
-	name, err := actionName(r)
+	ref, err := parseActionRef(r)
 	if err != nil {
 		return err
 	}
+	name := whisk.PackagedName(ref.Package, ref.Name)
 	overwrite, err := queryBool(r.URL.Query(), "overwrite", false)
 	if err != nil {
 		return err
@@ -188,6 +294,9 @@ func (s *server) putAction(w http.ResponseWriter, r *http.Request, caller whisk.
 	}
 	var put actionPut
 	if err := decodeJSON(body, &put); err != nil {
+		return err
+	}
+	if err := s.ownPackage(r, caller.Namespace, ref); err != nil {
 		return err
 	}
 
@@ -392,7 +501,7 @@ func bumpPatch(v string) string {
 // invokeAction is POST .../actions/{name}?blocking&result&timeout (reference §1.4).
 func (s *server) invokeAction(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
 	const op = "api.invokeAction"
-	name, err := actionName(r)
+	ref, err := parseActionRef(r)
 	if err != nil {
 		return err
 	}
@@ -427,14 +536,17 @@ func (s *server) invokeAction(w http.ResponseWriter, r *http.Request, caller whi
 			return whisk.E(op, whisk.Invalid, whisk.MsgMalformed+detail, err)
 		}
 	}
-	a, err := s.store.GetAction(r.Context(), caller.Namespace, name)
+	// One cached read for an action of the default package; a packaged
+	// one adds its package (and a binding's target), cached too.
+	ra, err := s.cat.Action(r.Context(), caller.Namespace, ref.entityName(routeNamespace(caller, r)))
 	if err != nil {
 		return err
 	}
 	res, err := s.inv.Invoke(r.Context(), controller.Request{
 		TransactionID: transactionID(r),
 		Identity:      caller,
-		Action:        a,
+		Action:        ra.Action,
+		Binding:       ra.Binding,
 		Params:        body,
 		Blocking:      blocking,
 		Wait:          wait,

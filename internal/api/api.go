@@ -1,10 +1,11 @@
 // Package api is Eddy's OpenWhisk-compatible REST API: the system info
-// routes, namespaces, actions (create, update, get, delete, list, invoke)
-// and activations (list, get, logs, result), web actions (/api/v1/web,
-// docs/webactions.md) and the built-in API gateway (the apimgmt web
-// actions answered natively, /api/{tenant}/... routes), with OpenWhisk's JSON shapes,
-// status codes and messages, so that the unmodified wsk CLI works against
-// Eddy (shared/reference/openwhisk-interfaces.md §1 and §3).
+// routes, namespaces, packages and bindings, actions (create, update, get,
+// delete, list, invoke; packaged ones too), activations (list, get, logs,
+// result), triggers and rules, web actions (/api/v1/web, docs/webactions.md)
+// and the built-in API gateway (the apimgmt web actions answered natively,
+// /api/{tenant}/... routes), with OpenWhisk's JSON shapes, status codes and
+// messages, so that the unmodified wsk CLI works against Eddy. Who may read
+// or invoke what across namespaces is internal/catalog's.
 //
 // Every error response is {"error": <message>, "code": <transaction id>}
 // with the status of the error's whisk.Kind, written by one function
@@ -50,6 +51,13 @@ type Store interface {
 	DeleteAction(ctx context.Context, namespace, name string) (whisk.Action, error)
 	ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error)
 	CountActions(ctx context.Context, namespace string) (int, error)
+	ListPackageActions(ctx context.Context, namespace, pkg string, skip, limit int) ([]whisk.Action, error)
+	CountPackageActions(ctx context.Context, namespace, pkg string) (int, error)
+	GetEntity(ctx context.Context, kind whisk.EntityKind, namespace, name string) (whisk.Entity, error)
+	PutEntity(ctx context.Context, e whisk.Entity, expectRev int64) (whisk.Entity, error)
+	DeleteEntity(ctx context.Context, kind whisk.EntityKind, namespace, name string, expectRev int64) (whisk.Entity, error)
+	ListEntities(ctx context.Context, kind whisk.EntityKind, namespace string, f store.EntityFilter) ([]whisk.Entity, error)
+	CountEntities(ctx context.Context, kind whisk.EntityKind, namespace string, f store.EntityFilter) (int, error)
 	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
 	ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error)
 	CountActivations(ctx context.Context, namespace string, f store.ActivationFilter) (int, error)
@@ -114,6 +122,7 @@ type server struct {
 	cfg    Config
 	log    *slog.Logger
 	store  Store
+	cat    *catalog.Catalog // names through packages and bindings, entitlement
 	inv    Invoker
 	rt     Runtimes
 	topics Topics
@@ -142,7 +151,7 @@ func New(cfg Config, deps Deps) http.Handler {
 		panic("api.New: Deps.Store, Invoker, Runtimes and Topics are required")
 	}
 	s := &server{
-		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
+		cfg: cfg, log: deps.Log, store: deps.Store, cat: catalog.New(deps.Store), inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
 		builtins: deps.Builtins, records: deps.Records,
 		events: deps.Events, firer: deps.Firer,
@@ -185,11 +194,19 @@ func (s *server) routes() {
 	m.Handle("/api/v1/namespaces/{$}", nss)
 	m.Handle("/api/v1/namespaces/{ns}/limits", s.authed(map[string]authedFunc{http.MethodGet: s.getLimits}))
 	m.Handle("/api/v1/namespaces/{ns}/actions", s.authed(map[string]authedFunc{http.MethodGet: s.listActions}))
-	m.Handle("/api/v1/namespaces/{ns}/actions/{name...}", s.authed(map[string]authedFunc{
+	// Actions and packages of other namespaces may be read and invoked
+	// when shared: these routes check entitlement per entity (catalog).
+	m.Handle("/api/v1/namespaces/{ns}/actions/{name...}", s.authedShared(map[string]authedFunc{
 		http.MethodGet:    s.getAction,
-		http.MethodPut:    s.putAction,
-		http.MethodDelete: s.deleteAction,
+		http.MethodPut:    s.ownerOnly(s.putAction),
+		http.MethodDelete: s.ownerOnly(s.deleteAction),
 		http.MethodPost:   s.invokeAction,
+	}))
+	m.Handle("/api/v1/namespaces/{ns}/packages", s.authedShared(map[string]authedFunc{http.MethodGet: s.listPackages}))
+	m.Handle("/api/v1/namespaces/{ns}/packages/{name}", s.authedShared(map[string]authedFunc{
+		http.MethodGet:    s.getPackage,
+		http.MethodPut:    s.ownerOnly(s.putPackage),
+		http.MethodDelete: s.ownerOnly(s.deletePackage),
 	}))
 	m.Handle("/api/v1/namespaces/{ns}/activations", s.authed(map[string]authedFunc{http.MethodGet: s.listActivations}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}", s.authed(map[string]authedFunc{http.MethodGet: s.getActivation}))
@@ -243,7 +260,7 @@ func (s *server) authed(methods map[string]authedFunc) http.Handler {
 		}
 		caller, err := s.authenticate(r)
 		if err == nil {
-			err = entitled(caller, r.PathValue("ns"))
+			err = entitled(caller, r)
 		}
 		if err == nil {
 			err = h(w, r, caller)
@@ -252,6 +269,37 @@ func (s *server) authed(methods map[string]authedFunc) http.Handler {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// authedShared serves a route that needs credentials but checks
+// entitlement itself (entities of other namespaces may be shared).
+func (s *server) authedShared(methods map[string]authedFunc) http.Handler {
+	allowed := keys(methods)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := methods[r.Method]
+		if !ok {
+			s.methodNotAllowed(w, r, allowed)
+			return
+		}
+		caller, err := s.authenticate(r)
+		if err == nil {
+			err = h(w, r, caller)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// ownerOnly wraps a handler of an authedShared route that only the
+// namespace's owner may use (writes).
+func (s *server) ownerOnly(h authedFunc) authedFunc {
+	return func(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
+		if err := entitled(caller, r); err != nil {
+			return err
+		}
+		return h(w, r, caller)
+	}
 }
 
 func keys[V any](m map[string]V) []string {

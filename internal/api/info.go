@@ -4,7 +4,9 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"slices"
+	"strings"
 
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -32,12 +34,32 @@ func (s *server) authenticate(r *http.Request) (whisk.Identity, error) {
 }
 
 // entitled checks that the caller may act in the route's namespace: "_"
-// (or no namespace in the route) is the caller's own; any other must be it.
-func entitled(caller whisk.Identity, ns string) error {
+// (or no namespace in the route) is the caller's own; any other must be
+// it. The refusal names the resource as OpenWhisk does: 'ns' for a
+// collection, 'ns/entity' for an entity.
+func entitled(caller whisk.Identity, r *http.Request) error {
+	ns := r.PathValue("ns")
 	if ns == "" || ns == whisk.DefaultNamespace || ns == caller.Namespace {
 		return nil
 	}
-	return whisk.E("api.entitled", whisk.Forbidden, whisk.MsgForbidden, nil)
+	return whisk.E("api.entitled", whisk.Forbidden, whisk.MsgNotAuthorized(resourceName(r)), nil)
+}
+
+// resourceName is the route's resource as OpenWhisk's messages name it:
+// "ns", or "ns/entity" ("ns/pkg/name" for a packaged action).
+func resourceName(r *http.Request) string {
+	res := r.PathValue("ns")
+	for _, v := range []string{"name", "id"} {
+		if e := strings.TrimSuffix(r.PathValue(v), "/"); e != "" {
+			return res + "/" + e
+		}
+	}
+	return res
+}
+
+// routeNamespace is the route's namespace, "_" resolved to the caller's.
+func routeNamespace(caller whisk.Identity, r *http.Request) string {
+	return catalog.Namespace(caller.Namespace, r.PathValue("ns"))
 }
 
 // getRoot is GET /: what the platform is, its limits and its runtimes.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -44,12 +45,12 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	for _, tc := range forbidden {
 		t.Run("other names guest: "+tc.method+" "+tc.path, func(t *testing.T) {
-			wantError(t, r.do(t, tc.method, tc.path, tc.body, "other"), 403, whisk.MsgForbidden)
+			wantError(t, r.do(t, tc.method, tc.path, tc.body, "other"), 403, forbiddenMsg(tc.path))
 		})
 		// And the same the other way round.
 		t.Run("guest names other: "+tc.method+" "+tc.path, func(t *testing.T) {
 			path := "/api/v1/namespaces/other" + tc.path[len("/api/v1/namespaces/guest"):]
-			wantError(t, r.do(t, tc.method, path, tc.body, asGuest), 403, whisk.MsgForbidden)
+			wantError(t, r.do(t, tc.method, path, tc.body, asGuest), 403, forbiddenMsg(path))
 		})
 	}
 	// Nothing reached the invoker.
@@ -151,4 +152,15 @@ func TestTenantIsolation(t *testing.T) {
 
 func basic(user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+}
+
+// forbiddenMsg is OpenWhisk's 403 for a route of another namespace: it
+// names 'ns' for a collection, 'ns/entity' for an entity.
+func forbiddenMsg(path string) string {
+	p, _, _ := strings.Cut(path, "?")
+	parts := strings.Split(strings.TrimPrefix(p, "/api/v1/namespaces/"), "/")
+	if len(parts) >= 3 {
+		return whisk.MsgNotAuthorized(parts[0] + "/" + parts[2])
+	}
+	return whisk.MsgNotAuthorized(parts[0])
 }

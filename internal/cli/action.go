@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -404,63 +405,8 @@ func actionURL(base string, a *whisk.Action) string {
 }
 
 // printActionSummary is wsk's `action get --summary`.
-func printActionSummary(w interface{ Write([]byte) (int, error) }, a *whisk.Action) {
-	tag := "*"
-	if a.Annotations.IsTrue(annFinal) {
-		tag = "**"
-	}
-	bound := map[string]bool{}
-	names := map[string]bool{}
-	for _, p := range a.Parameters {
-		bound[p.Key] = true
-		names[p.Key] = true
-	}
-	if v, ok := a.Annotations.Get("parameters"); ok {
-		var ps []struct {
-			Name string `json:"name"`
-		}
-		if json.Unmarshal(v, &ps) == nil {
-			for _, p := range ps {
-				if p.Name != "" {
-					names[p.Name] = true
-				}
-			}
-		}
-	}
-	var list []string
-	for n := range names {
-		list = append(list, n)
-	}
-	sort.Strings(list)
-	for i, n := range list {
-		if bound[n] {
-			list[i] = tag + n
-		}
-	}
-	params := strings.Join(list, ", ")
-	fullName := "/" + a.Namespace + "/" + a.Name
-	var desc string
-	if v, ok := a.Annotations.Get("description"); ok {
-		_ = json.Unmarshal(v, &desc)
-	}
-	switch {
-	case desc != "":
-		fmt.Fprintf(w, "action %s: %s\n", fullName, desc)
-	case params != "":
-		plain := strings.ReplaceAll(params, "*", "")
-		parts := strings.Split(plain, ", ")
-		d := "Returns a result based on parameter " + plain
-		if len(parts) > 1 {
-			d = "Returns a result based on parameters " + strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
-		}
-		fmt.Fprintf(w, "action %s: %s\n", fullName, d)
-	default:
-		fmt.Fprintf(w, "action %s\n", fullName)
-	}
-	if params == "" {
-		params = "none defined"
-	}
-	fmt.Fprintf(w, "   (parameters: %s)\n", params)
+func printActionSummary(w io.Writer, a *whisk.Action) {
+	printEntitySummary(w, "action", "/"+a.Namespace+"/"+a.Name, a.Annotations, a.Parameters)
 }
 
 func (r *runner) actionList(args []string) error {
@@ -487,33 +433,42 @@ func (r *runner) actionList(args []string) error {
 	if err != nil {
 		return err
 	}
-	ns := ""
+	// As wsk: "/ns" names a namespace; "pkg" or "/ns/pkg" a package.
+	var ns, pkg string
 	if len(pos) == 1 {
-		ns = strings.Trim(pos[0], "/")
+		if strings.HasPrefix(pos[0], "/") && !strings.Contains(strings.Trim(pos[0], "/"), "/") {
+			ns = strings.Trim(pos[0], "/")
+		} else {
+			pkg = strings.TrimSuffix(pos[0], "/")
+		}
 	}
-	actions, err := cl.ListActions(r.ctx, ns, client.ListOptions{Limit: limit, Skip: skip})
+	opt := client.ListOptions{Limit: limit, Skip: skip}
+	var actions []whisk.Action
+	if pkg != "" {
+		actions, err = cl.ListPackageActions(r.ctx, pkg, opt)
+	} else {
+		actions, err = cl.ListActions(r.ctx, ns, opt)
+	}
 	if err != nil {
-		shown := ns
-		if shown == "" {
-			shown = cfg.namespace
-		}
-		if shown == "_" {
-			shown = "default"
-		}
-		return fmt.Errorf("Unable to obtain the list of actions for namespace '%s': %w", shown, err)
+		return fmt.Errorf("Unable to obtain the list of actions for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
 	}
+	printActions(r.out, actions, nameSort)
+	return nil
+}
+
+// printActions is wsk's action list: name, publish state and kind.
+func printActions(w io.Writer, actions []whisk.Action, nameSort bool) {
 	if nameSort {
 		sort.SliceStable(actions, func(i, j int) bool { return actions[i].Name < actions[j].Name })
 	}
-	fmt.Fprintln(r.out, "actions")
+	fmt.Fprintln(w, "actions")
 	for _, a := range actions {
 		kind := ""
 		if v, ok := a.Annotations.Get(annExec); ok {
 			_ = json.Unmarshal(v, &kind)
 		}
-		fmt.Fprintf(r.out, "%-70s %s %s\n", "/"+a.Namespace+"/"+a.Name, "private", kind)
+		fmt.Fprintf(w, "%-70s %s %s\n", "/"+a.Namespace+"/"+a.Name, publishState(a.Publish), kind)
 	}
-	return nil
 }
 
 func (r *runner) actionDelete(args []string) error {

@@ -1,5 +1,5 @@
 // Package cli is Eddy's command-line client: the `property`, `action`,
-// `activation` and `namespace` commands, compatible in flags, requests,
+// `activation`, `package`, `namespace` and `list` commands, compatible in flags, requests,
 // output and exit statuses with the Apache OpenWhisk `wsk` CLI for what Eddy
 // implements. It reads and writes the same ~/.wskprops file.
 //
@@ -44,7 +44,7 @@ type Env struct {
 
 // Commands are the top-level commands Run implements; cmd/eddy can use
 // Handles to route them here.
-var commandNames = []string{"property", "action", "activation", "api", "namespace", "trigger", "rule", "status", "help"}
+var commandNames = []string{"property", "action", "activation", "api", "package", "namespace", "list", "trigger", "rule", "status", "help"}
 
 // Handles reports whether name is one of the CLI's top-level commands.
 func Handles(name string) bool {
@@ -209,6 +209,13 @@ func (r *runner) groups() map[string]*group {
 		}},
 		"namespace": {name: "namespace", usage: usageNamespace, subs: map[string]leaf{
 			"list": (*runner).namespaceList,
+			"get":  func(r *runner, a []string) error { return r.namespaceGet("namespace get", a) },
+		}},
+		"package": {name: "package", usage: usagePackage, subs: map[string]leaf{
+			"create": func(r *runner, a []string) error { return r.packagePut(a, false) },
+			"update": func(r *runner, a []string) error { return r.packagePut(a, true) },
+			"bind":   (*runner).packageBind, "get": (*runner).packageGet,
+			"list": (*runner).packageList, "delete": (*runner).packageDelete,
 		}},
 		"trigger": {name: "trigger", usage: usageTrigger, subs: triggerCommands()},
 		"rule":    {name: "rule", usage: usageRule, subs: ruleCommands()},
@@ -234,6 +241,9 @@ func (r *runner) dispatch(args []string) error {
 	}
 	if cmd == "status" {
 		return r.status(rest)
+	}
+	if cmd == "list" {
+		return r.namespaceGet("list", rest)
 	}
 	g, ok := r.groups()[cmd]
 	if !ok {

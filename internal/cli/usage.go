@@ -21,9 +21,11 @@ Commands:
   action       work with actions
   activation   work with activations
   api          work with APIs (the built-in API gateway)
+  package      work with packages
   namespace    work with namespaces
   trigger      work with triggers
   rule         work with rules
+  list         list the entities of the namespace
   status       show an Eddy cluster: schedulers, invokers, queues (Eddy's own)
   help         show help for a command: eddy help action create
 ` + globalFlagsHelp
@@ -61,11 +63,33 @@ Commands:
 Run 'eddy activation COMMAND --help' for a command's flags.
 ` + globalFlagsHelp
 
-const usageNamespace = `Usage: eddy namespace list
+const usageNamespace = `Usage: eddy namespace COMMAND
 
 Commands:
   list     list the namespaces of the authorization key
+  get      list the entities of the namespace (as 'eddy list')
 ` + globalFlagsHelp
+
+const usagePackage = `Usage: eddy package COMMAND [ARGS] [FLAGS]
+
+Commands:
+  create   create a new package
+  update   update an existing package, or create it if it does not exist
+  bind     bind parameters to a package
+  get      get a package
+  list     list packages
+  delete   delete a package
+
+Run 'eddy package COMMAND --help' for a command's flags.
+` + globalFlagsHelp
+
+const packagePutFlags = `
+Flags:
+  -p, --param KEY VALUE      a default parameter (VALUE as JSON if it parses, else a string)
+  -P, --param-file FILE      default parameters from a JSON object file
+  -a, --annotation KEY VALUE an annotation
+  -A, --annotation-file FILE annotations from a JSON object file
+`
 
 const actionPutFlags = `
 Flags:
@@ -133,7 +157,7 @@ Flags:
   -s, --summary              summarize the action
   -r, --url                  print the action's URL
 ` + globalFlagsHelp,
-	"action list": `Usage: eddy action list [NAMESPACE] [FLAGS]
+	"action list": `Usage: eddy action list [/NAMESPACE | PACKAGE | /NAMESPACE/PACKAGE] [FLAGS]
 
 Flags:
   -l, --limit N              list at most N actions (default 30)
@@ -141,6 +165,27 @@ Flags:
   -n, --name-sort            sort by name
 ` + globalFlagsHelp,
 	"action delete": "Usage: eddy action delete NAME\n" + globalFlagsHelp,
+	"package create": "Usage: eddy package create NAME [FLAGS]\n" + packagePutFlags +
+		"      --shared yes|no        share the package with every namespace (yes) or not\n" + globalFlagsHelp,
+	"package update": "Usage: eddy package update NAME [FLAGS]\n" + packagePutFlags +
+		"      --shared yes|no        share the package with every namespace (yes) or not\n" + globalFlagsHelp,
+	"package bind": "Usage: eddy package bind PACKAGE BINDING [FLAGS]\n" + packagePutFlags +
+		"  -o, --overwrite            replace an existing binding\n" + globalFlagsHelp,
+	"package get": `Usage: eddy package get NAME [FIELD] [FLAGS]
+
+Flags:
+  -s, --summary              summarize the package, its actions and feeds (* bound, ** final parameters)
+` + globalFlagsHelp,
+	"package list": `Usage: eddy package list [NAMESPACE] [FLAGS]
+
+Flags:
+  -l, --limit N              list at most N packages (default 30)
+  -s, --skip N               skip the first N packages
+  -n, --name-sort            sort by name
+` + globalFlagsHelp,
+	"package delete": "Usage: eddy package delete NAME\n" + globalFlagsHelp,
+	"namespace get":  "Usage: eddy namespace get [-n]\n" + globalFlagsHelp,
+	"list":           "Usage: eddy list [-n]\n\nLists the packages, actions, triggers and rules of the namespace.\n" + globalFlagsHelp,
 	"activation list": `Usage: eddy activation list [ACTION_NAME] [FLAGS]
 
 Flags:

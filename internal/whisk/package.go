@@ -159,12 +159,19 @@ const (
 	MsgBindingToBinding       = "Cannot bind to another package binding."
 	MsgPackageCannotBeBinding = "Resource is a package and cannot be converted into a binding."
 	MsgNotAllowedOnBinding    = "Operation not permitted on package binding."
+	MsgBadNamespace           = "The namespace contains illegal characters."
 )
 
 // MsgNotAuthorized is OpenWhisk's 403 naming the resource refused:
 // "ns" for a collection, "ns/entity" for an entity or a package.
 func MsgNotAuthorized(resource string) string {
 	return fmt.Sprintf("The supplied authentication is not authorized to access '%s'.", resource)
+}
+
+// MsgResourceMissing is OpenWhisk's 404 when the owner reads a package
+// that does not exist.
+func MsgResourceMissing(resource string) string {
+	return fmt.Sprintf("The requested resource '%s' does not exist.", resource)
 }
 
 // MsgPackageReserved is the 400 for a package named "default".

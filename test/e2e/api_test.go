@@ -24,7 +24,7 @@ func TestAPIStatusCodes(t *testing.T) {
 		{"no credentials", "", "GET", "/api/v1/namespaces/_/actions", nil, 401, whisk.MsgAuthMissing},
 		{"bad key", whisk.GuestUUID + ":wrong", "GET", "/api/v1/namespaces/_/actions", nil, 401, whisk.MsgAuthInvalid},
 		{"unknown uuid", "00000000-0000-0000-0000-000000000000:x", "GET", "/api/v1/namespaces/_/actions", nil, 401, whisk.MsgAuthInvalid},
-		{"other namespace", guestAuth, "GET", "/api/v1/namespaces/someoneelse/actions", nil, 403, whisk.MsgForbidden},
+		{"other namespace", guestAuth, "GET", "/api/v1/namespaces/someoneelse/actions", nil, 403, whisk.MsgNotAuthorized("someoneelse")},
 		{"malformed json", guestAuth, "PUT", "/api/v1/namespaces/_/actions/x", `{"exec":`, 400, "The request content was malformed"},
 		{"unknown kind", guestAuth, "PUT", "/api/v1/namespaces/_/actions/x", map[string]any{"exec": map[string]any{"kind": "cobol:85", "code": "x"}}, 400, "The specified runtime 'cobol:85' is not supported"},
 		{"memory too big", guestAuth, "PUT", "/api/v1/namespaces/_/actions/x", map[string]any{"exec": map[string]any{"kind": "python:3.11", "code": "x"}, "limits": map[string]any{"memory": 1024}}, 400, "memory 1024 MB exceeds allowed threshold of 512 MB"},

@@ -125,7 +125,14 @@ func TestTenantIsolation(t *testing.T) {
 				code, _, out := e.callAuth(key, r.method, "/api/v1"+r.path, body)
 				var msg struct{ Error string }
 				_ = json.Unmarshal(out, &msg)
-				want := whisk.MsgForbidden
+				// OpenWhisk names the resource refused: 'ns' or 'ns/entity'.
+				p, _, _ := strings.Cut(strings.TrimPrefix(r.path, "/namespaces/"), "?")
+				parts := strings.Split(p, "/")
+				res := parts[0]
+				if len(parts) >= 3 {
+					res += "/" + parts[2]
+				}
+				want := whisk.MsgNotAuthorized(res)
 				if r.status == 404 {
 					want = whisk.MsgNotFound
 				}

@@ -107,6 +107,9 @@ type Stats struct {
 	// IdentityStale and ActionStale count the expired entries served
 	// because the inner store was unreachable (Config.StaleIfError).
 	IdentityStale, ActionStale uint64
+	// EntityHits and EntityMisses count GetEntity's answers (packages,
+	// triggers, API documents).
+	EntityHits, EntityMisses uint64
 }
 
 // Store is a caching store.Store.
@@ -179,6 +182,7 @@ func (s *Store) Stats() Stats {
 		IdentityHits: s.idHits.Load(), IdentityMisses: s.idMisses.Load(),
 		ActionHits: s.actHits.Load(), ActionMisses: s.actMisses.Load(),
 		IdentityStale: s.idStale.Load(), ActionStale: s.actStale.Load(),
+		EntityHits: s.entHits.Load(), EntityMisses: s.entMisses.Load(),
 	}
 }
 
