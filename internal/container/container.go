@@ -81,5 +81,14 @@ type ExitInfo struct {
 	OOMKilled bool
 }
 
-// Sentinel is the line a runtime writes to both streams after each /init and /run.
+// Killer is a Container that can be stopped at once without losing its
+// output: Kill kills its processes, and Logs then delivers every line they
+// wrote before it closes. Remove is still needed afterwards.
+type Killer interface {
+	Kill(ctx context.Context) error
+}
+
+// Sentinel is the line a runtime writes to both streams after each /run
+// (and after a failed /init; never after a successful one, OpenWhisk's
+// runtimes do not).
 const Sentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"

@@ -86,6 +86,9 @@ type Actions interface {
 // Runtimes resolves a kind to its runtime (*manifest.Manifest satisfies it).
 type Runtimes interface {
 	Lookup(kind string) (manifest.Runtime, bool)
+	// DefaultImage is the blackbox image of "native" actions (OpenWhisk's
+	// dockerskeleton).
+	DefaultImage() string
 }
 
 // Deps are the invoker's collaborators. Log and Now are optional.

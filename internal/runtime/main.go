@@ -6,8 +6,9 @@
 // and starts it as a long-lived "actionloop" child; POST /run writes the run
 // message as one JSON line to the child's stdin and answers with the one
 // line the child writes on its fd 3. The child inherits the server's stdout
-// and stderr; after each /init and /run the server writes the sentinel line
-// to both, so that whoever reads the container's output can split it per
+// and stderr; after each /run (and a failed /init, never a successful one,
+// as in OpenWhisk's runtimes) the server writes the sentinel line to both,
+// so that whoever reads the container's output can split it per
 // activation. Launchers say how code becomes a child:
 //
 //   - "python": Python source or a zip with __main__.py, run by the

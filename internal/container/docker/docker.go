@@ -421,7 +421,10 @@ type Container struct {
 	removed bool
 }
 
-var _ eddyc.Container = (*Container)(nil)
+var (
+	_ eddyc.Container = (*Container)(nil)
+	_ eddyc.Killer    = (*Container)(nil)
+)
 
 // ID is the Docker container id.
 func (c *Container) ID() string { return c.id }
@@ -572,6 +575,23 @@ func (c *Container) Remove(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// Kill kills the container's processes (SIGKILL) and leaves it in place,
+// so that its log stream delivers every line written before and then
+// closes (container.Killer). A container that is not running any more is
+// killed already.
+func (c *Container) Kill(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	err := c.b.cli.ContainerKill(ctx, c.id, "KILL")
+	if err == nil || cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) { // conflict: not running
+		return nil
+	}
+	return fmt.Errorf("kill container %s: %w", c.name, err)
 }
 
 func isRemovalInProgress(err error) bool {
