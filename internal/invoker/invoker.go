@@ -460,6 +460,7 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 	}
 	if act.Exec.Kind == whisk.KindBlackbox {
 		spec.Image = act.Exec.Image
+		spec.ReadyTimeout = act.Limits.TimeoutDuration()
 	} else {
 		rt, ok := inv.d.Runtimes.Lookup(act.Exec.Kind)
 		if !ok {

@@ -512,6 +512,16 @@ func (p *proxy) exitMessage(init bool, wait time.Duration) string {
 	if p.exited(wait) && p.ctr.Exit().OOMKilled {
 		return whisk.MsgOOM
 	}
+	if r, ok := p.ctr.(container.OOMReporter); ok {
+		// The action's process died inside a container that lives on
+		// (an actionloop proxy's child): its cgroup may have an OOM kill.
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		oom := r.OOMKilled(ctx)
+		cancel()
+		if oom {
+			return whisk.MsgOOM
+		}
+	}
 	if init {
 		return whisk.MsgInitExited
 	}
