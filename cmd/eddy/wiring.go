@@ -164,7 +164,8 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	if err != nil {
 		return nil, nil, err
 	}
-	handler := api.New(api.Config{Limits: limits}, api.Deps{
+	build, buildNo := buildInfo(time.Now())
+	handler := api.New(api.Config{Limits: limits, Build: build, BuildNo: buildNo}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Now: time.Now,
 	})
