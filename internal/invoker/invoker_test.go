@@ -121,6 +121,26 @@ while read -r line; do
 done
 `
 
+// A Python action that prints and then runs past its time limit keeps the
+// lines it printed (its output is line-buffered; the container is killed
+// with its log stream kept), and they are its own: the cold start's
+// module output comes first.
+func TestTimedOutPythonKeepsItsLines(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, invoker.Config{})
+	a := e.putAction("slowpy", "python:3.11", "import time\nprint('loaded')\ndef main(args):\n    print('before the sleep')\n    time.sleep(30)\n    return {}\n", whisk.Limits{Timeout: 1000})
+	if ack := e.create(a); ack.Error != "" {
+		t.Fatalf("ack %+v", ack)
+	}
+	rec := e.invoke(a, "")
+	if errorOf(rec) != whisk.MsgTimeLimit(1000, false) {
+		t.Fatalf("response %+v %s", rec.Response, rec.Response.Result)
+	}
+	if len(rec.Logs) != 3 || !strings.HasSuffix(rec.Logs[0], "stdout: loaded") || !strings.HasSuffix(rec.Logs[1], "stdout: before the sleep") || !strings.HasSuffix(rec.Logs[2], "stderr: "+whisk.MsgLogsMaybeGone) {
+		t.Errorf("logs %q", rec.Logs)
+	}
+}
+
 func TestTimeoutDestroysContainer(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, invoker.Config{})

@@ -162,6 +162,23 @@ func TestNativeZipWithCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(so, `"name": "Ada"`) {
 		t.Fatalf("invoke: exit %d\n%s\n%s", code, so, se)
 	}
+
+	// As in OpenWhisk's dockerskeleton: exec is /action/exec, and the tools
+	// its image has are there (jq, curl, zip, perl, python as python).
+	tools := "#!/bin/bash\nfor t in python python3 jq curl zip unzip perl git wget openssl; do command -v $t >/dev/null || echo \"missing $t\"; done\n" +
+		"echo \"$1\" | jq -c --arg exe \"$0\" '{name: .name, exe: $exe}'\n"
+	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/tools", map[string]any{"exec": map[string]any{"kind": "blackbox", "image": images.DockerskeletonImage, "code": tools}})
+	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/tools?blocking=true", map[string]any{"name": "Ada"})
+	var rec whisk.Activation
+	_ = json.Unmarshal(out, &rec)
+	if code != 200 || string(rec.Response.Result) != `{"exe":"/action/exec","name":"Ada"}` || strings.Contains(strings.Join(rec.Logs, "\n"), "missing") {
+		t.Fatalf("tools: %d %s", code, out)
+	}
+	py := "#!/usr/bin/env python\nimport json, sys\nprint(json.dumps({'twice': 2 * json.loads(sys.argv[1])['n']}))\n"
+	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/py", map[string]any{"exec": map[string]any{"kind": "blackbox", "image": images.DockerskeletonImage, "code": py}})
+	if out := e.mustCall(200, "POST", "/api/v1/namespaces/_/actions/py?blocking=true&result=true", map[string]any{"n": 21}); string(out) != `{"twice":42}` {
+		t.Fatalf("python exec: %s", out)
+	}
 }
 
 func writeZip(t *testing.T, path string, files map[string]string) {
