@@ -128,12 +128,12 @@ done
 func TestTimedOutPythonKeepsItsLines(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, invoker.Config{})
-	a := e.putAction("slowpy", "python:3.11", "import time\nprint('loaded')\ndef main(args):\n    print('before the sleep')\n    time.sleep(30)\n    return {}\n", whisk.Limits{Timeout: 1000})
+	a := e.putAction("slowpy", "python:3.11", "import time\nprint('loaded')\ndef main(args):\n    print('before the sleep')\n    time.sleep(60)\n    return {}\n", whisk.Limits{Timeout: 4000})
 	if ack := e.create(a); ack.Error != "" {
 		t.Fatalf("ack %+v", ack)
 	}
 	rec := e.invoke(a, "")
-	if errorOf(rec) != whisk.MsgTimeLimit(1000, false) {
+	if errorOf(rec) != whisk.MsgTimeLimit(4000, false) {
 		t.Fatalf("response %+v %s", rec.Response, rec.Response.Result)
 	}
 	if len(rec.Logs) != 3 || !strings.HasSuffix(rec.Logs[0], "stdout: loaded") || !strings.HasSuffix(rec.Logs[1], "stdout: before the sleep") || !strings.HasSuffix(rec.Logs[2], "stderr: "+whisk.MsgLogsMaybeGone) {

@@ -102,7 +102,9 @@ func (h *harness) postRaw(path string, body any) (int, []byte, string) {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	// A successful /init writes no sentinels unless it entered concurrent mode.
-	h.initOK = path == "/init" && resp.StatusCode == 200 && !bytes.Contains(raw, []byte(`"concurrency"`))
+	if path == "/init" {
+		h.initOK = resp.StatusCode == 200 && !bytes.Contains(raw, []byte(`"concurrency"`))
+	}
 	return resp.StatusCode, raw, resp.Header.Get("Content-Type")
 }
 
