@@ -244,7 +244,7 @@ func TestBadImagesAreDeveloperErrors(t *testing.T) {
 		{fixtures.NoCommandImage, "No command specified"},
 		{fixtures.ExitImage, "exited with code 3 before it accepted connections on port 8080"},
 		{fixtures.BadEntrypointImage, "no such file or directory"},
-		{fixtures.ListenNeverImage, "did not accept connections on port 8080 within 1s"},
+		{fixtures.ListenNeverImage, "did not accept connections on port 8080 within 5s"},
 	} {
 		a := e.putBlackbox(strings.NewReplacer("/", "-", ":", "-").Replace(c.image), c.image, "x", whisk.Limits{Timeout: 1000})
 		ack := e.create(a)

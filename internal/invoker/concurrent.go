@@ -228,7 +228,7 @@ func (d demuxLogs) waitLogs(wait time.Duration) ([]string, bool) {
 
 // settleLogs is waitLogs: only Eddy's runtime, which writes sentinels,
 // runs in concurrent mode.
-func (d demuxLogs) settleLogs(wait time.Duration) ([]string, bool) { return d.waitLogs(wait) }
+func (d demuxLogs) settleLogs(wait, _ time.Duration) ([]string, bool) { return d.waitLogs(wait) }
 
 // startRunLogs starts collecting the logs of msg's /run: from the demux in
 // concurrent mode, else from the pump up to the next sentinels.

@@ -138,12 +138,18 @@ type logCollector struct {
 	fed      int           // lines fed so far (under pump.mu): settle sees the stream go quiet
 }
 
-// logSettle is how long a collection of a runtime that may write no
-// sentinels (blackbox images) waits for the stream to go quiet: OpenWhisk
-// reads such a container's log file up to its end, which is what the
-// container wrote before it answered; the stream delivers those lines
-// within a few milliseconds of the answer.
-const logSettle = 25 * time.Millisecond
+// How long a collection of a runtime that may write no sentinels (blackbox
+// images) waits for the stream to go quiet: OpenWhisk reads such a
+// container's log file up to its end, which is what the container wrote
+// before it answered; the stream delivers those lines within a few
+// milliseconds of the answer, more on a loaded machine. A container's
+// first collection waits longer (logSettleFirst): a container seen writing
+// both sentinels is waited for as a sentinelled runtime from then on (the
+// proxy's sawSentinels), one that wrote none gets logSettle.
+const (
+	logSettle      = 25 * time.Millisecond
+	logSettleFirst = 250 * time.Millisecond
+)
 
 // startCollection starts collecting the logs of the cursor's next
 // activation, up to limit bytes: the held sentinels first, then every line
@@ -197,8 +203,8 @@ func (lc *logCollector) waitLogs(d time.Duration) ([]string, bool) {
 
 // settleLogs is waitLogs for a runtime that may never write sentinels: it
 // waits for them, or for the end of the stream, or until no line came for
-// logSettle (at most d in all); the sentinels it did not see are not owed.
-func (lc *logCollector) settleLogs(d time.Duration) ([]string, bool) {
+// settle (at most d in all); the sentinels it did not see are not owed.
+func (lc *logCollector) settleLogs(d, settle time.Duration) ([]string, bool) {
 	lp := lc.pump
 	limit := time.Now().Add(d)
 	lp.mu.Lock()
@@ -206,7 +212,7 @@ func (lc *logCollector) settleLogs(d time.Duration) ([]string, bool) {
 	lp.mu.Unlock()
 	for {
 		left := time.Until(limit)
-		if left <= 0 || lc.wait(min(logSettle, left)) {
+		if left <= 0 || lc.wait(min(settle, left)) {
 			break
 		}
 		lp.mu.Lock()

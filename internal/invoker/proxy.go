@@ -45,7 +45,9 @@ type proxy struct {
 
 	start string // how the container came to be: whisk.StartCold or StartPrewarm
 
-	sentinelled bool // the runtime writes log sentinels after each /run (not a plain blackbox image)
+	sentinelled  bool // the runtime writes log sentinels after each /run (not a plain blackbox image)
+	sawSentinels bool // a blackbox image wrote both sentinels after a run: wait for them from now on
+	settled      bool // a collection of a blackbox image ended (see logSettleFirst)
 
 	addr   string  // scheduler address in use ("" when none)
 	client Fetcher // for addr
@@ -386,10 +388,16 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 	collect := func() {
 		var l []string
 		var complete bool
-		if p.sentinelled {
+		switch {
+		case p.sentinelled || p.sawSentinels:
 			l, complete = lc.waitLogs(p.inv.cfg.LogWait)
-		} else {
-			l, complete = lc.settleLogs(p.inv.cfg.LogWait)
+		default:
+			settle := logSettle
+			if !p.settled {
+				settle = logSettleFirst
+			}
+			l, complete = lc.settleLogs(p.inv.cfg.LogWait, settle)
+			p.settled, p.sawSentinels = true, complete
 			complete = true // no sentinels are expected: nothing is missing
 		}
 		logs = append(logs, l...)
@@ -553,7 +561,7 @@ func (p *proxy) exited(wait time.Duration) bool {
 // settleLogs does the same for a runtime that may write none.
 type logWaiter interface {
 	waitLogs(d time.Duration) ([]string, bool)
-	settleLogs(d time.Duration) ([]string, bool)
+	settleLogs(d, settle time.Duration) ([]string, bool)
 }
 
 // startLogs starts collecting the container's logs up to the sentinels

@@ -527,6 +527,11 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 		case <-ctx.Done():
 			return whisk.E(op, whisk.Timeout, "", fmt.Errorf("container %s: runtime not ready at %s: %w", c.name, c.addr, ctx.Err()))
 		case <-deadline.C:
+			select {
+			case <-c.done: // exited meanwhile: that is the reason
+				return c.exitedEarly(ctx, op, blame, spec.Image)
+			default:
+			}
 			msg := ""
 			if blame == whisk.Invalid {
 				msg = MsgNotListening(spec.Image, ready)
