@@ -176,7 +176,8 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 		return nil, nil, err
 	}
 	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: components}, ctl, log)
-	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL}, api.Deps{
+	build, buildNo := buildInfo(time.Now())
+	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL, Build: build, BuildNo: buildNo}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
 		Components: components, Builtins: builtins, Records: st,

@@ -237,7 +237,7 @@ func (s *server) open(methods map[string]handlerFunc) http.Handler {
 			s.writeError(w, r, whisk.E("api.route", whisk.NotFound, whisk.MsgNotFound, nil))
 			return
 		}
-		h, ok := methods[r.Method]
+		h, ok := methods[headAsGet(r.Method)]
 		if !ok {
 			s.methodNotAllowed(w, r, keys(methods))
 			return
@@ -253,7 +253,7 @@ func (s *server) open(methods map[string]handlerFunc) http.Handler {
 func (s *server) authed(methods map[string]authedFunc) http.Handler {
 	allowed := keys(methods)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, ok := methods[r.Method]
+		h, ok := methods[headAsGet(r.Method)]
 		if !ok {
 			s.methodNotAllowed(w, r, allowed)
 			return
@@ -276,7 +276,7 @@ func (s *server) authed(methods map[string]authedFunc) http.Handler {
 func (s *server) authedShared(methods map[string]authedFunc) http.Handler {
 	allowed := keys(methods)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, ok := methods[r.Method]
+		h, ok := methods[headAsGet(r.Method)]
 		if !ok {
 			s.methodNotAllowed(w, r, allowed)
 			return
@@ -300,6 +300,16 @@ func (s *server) ownerOnly(h authedFunc) authedFunc {
 		}
 		return h(w, r, caller)
 	}
+}
+
+// headAsGet serves HEAD as GET, as OpenWhisk's akka-http does for every
+// GET route (transparent HEAD requests): the same status and headers;
+// net/http drops the body of an answer to HEAD.
+func headAsGet(method string) string {
+	if method == http.MethodHead {
+		return http.MethodGet
+	}
+	return method
 }
 
 func keys[V any](m map[string]V) []string {

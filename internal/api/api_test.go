@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -271,6 +272,24 @@ func TestAuthAndRoutes(t *testing.T) {
 		res := r.do(t, "GET", "/api/v1", "", noAuth)
 		if m := res.json(t); res.status != 200 || m["api_version_path"] != "v1" || m["build"] != "test" {
 			t.Fatalf("%d %s", res.status, res.body)
+		}
+	})
+	t.Run("head", func(t *testing.T) {
+		// HEAD answers as GET does (akka-http's transparent HEAD), without
+		// the body; a route without GET still answers 405.
+		get := r.do(t, "GET", "/api/v1/namespaces/_/actions/hello", "", asGuest)
+		res := r.do(t, "HEAD", "/api/v1/namespaces/_/actions/hello", "", asGuest)
+		if res.status != 200 || len(res.body) != 0 || res.hdr.Get("Content-Type") != get.hdr.Get("Content-Type") || res.hdr.Get("Content-Length") != strconv.Itoa(len(get.body)) {
+			t.Fatalf("HEAD: %d %v %q (GET: %d bytes)", res.status, res.hdr, res.body, len(get.body))
+		}
+		if res := r.do(t, "HEAD", "/api/v1/namespaces/_/actions/missing", "", asGuest); res.status != 404 || len(res.body) != 0 {
+			t.Fatalf("HEAD of a missing action: %d %q", res.status, res.body)
+		}
+		if res := r.do(t, "HEAD", "/api/v1/namespaces/_/actions/hello", "", noAuth); res.status != 401 {
+			t.Fatalf("HEAD without credentials: %d", res.status)
+		}
+		if res := r.do(t, "HEAD", "/api/v1", "", noAuth); res.status != 200 || len(res.body) != 0 {
+			t.Fatalf("HEAD /api/v1: %d", res.status)
 		}
 	})
 	t.Run("namespaces", func(t *testing.T) {

@@ -29,6 +29,11 @@
 //     given the container limit.
 //   - many: N actions each invoked a few times: the Eddy process's RSS per
 //     queue and its idle CPU (the decision loops) with N queues.
+//   - blackbox (Docker backend only, run there by default): an image that
+//     behaves as OpenWhisk's actionloop images do (test/fixtures) as a
+//     blackbox action, cold and warm, against raw Docker running the same
+//     image (create + /init + /run; /run); its warm overhead is compared
+//     with the warm scenario's.
 //
 // The warm and throughput scenarios send their calls, to Eddy's API and to
 // the floors' runtimes alike, with the load generator's own client
@@ -71,6 +76,10 @@ import (
 
 // Scenario names, in the order they run.
 var allScenarios = []string{"warm", "sequence", "web", "throughput", "cold", "burst", "many"}
+
+// dockerScenarios run after allScenarios, on the Docker backend only (and
+// by default there).
+var dockerScenarios = []string{"blackbox"}
 
 // config is everything `eddy bench` can be told.
 type config struct {
@@ -152,10 +161,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		if s == "" {
 			continue
 		}
-		if !slices.Contains(allScenarios, s) {
-			return c, fmt.Errorf("--only: unknown scenario %q (have %s)", s, strings.Join(allScenarios, ", "))
+		known := append(slices.Clone(allScenarios), dockerScenarios...)
+		if !slices.Contains(known, s) {
+			return c, fmt.Errorf("--only: unknown scenario %q (have %s)", s, strings.Join(known, ", "))
 		}
 		c.only = append(c.only, s)
+	}
+	if c.backend == "docker" && *only == strings.Join(allScenarios, ",") {
+		c.only = append(c.only, dockerScenarios...)
 	}
 	for _, s := range strings.Split(*levels, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -245,6 +258,7 @@ type env struct {
 	limits limits
 	// results of earlier scenarios, for later ones (burst uses the cold floor)
 	coldFloorP50 time.Duration
+	warmOverP50  float64 // the warm scenario's overhead p50, ms (the blackbox scenario compares)
 }
 
 // limits are the targeted Eddy's namespace limits.
@@ -338,6 +352,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		{"cold", func(ctx context.Context) (any, error) { return e.cold(ctx) }},
 		{"burst", func(ctx context.Context) (any, error) { return e.burst(ctx) }},
 		{"many", func(ctx context.Context) (any, error) { return e.many(ctx) }},
+		{"blackbox", func(ctx context.Context) (any, error) { return e.blackbox(ctx) }},
 	}
 	var failed []string
 	for _, s := range scens {

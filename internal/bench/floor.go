@@ -92,6 +92,12 @@ type coldParts struct {
 // start creates a runtime, initialises it with code and runs it once,
 // timing each step: the floor of a cold start.
 func (f *floor) start(ctx context.Context, action, code string) (*direct, coldParts, error) {
+	return f.startImage(ctx, action, code, f.rt.Kind, f.rt.Image, f.rt.Launcher)
+}
+
+// startImage is start for a runtime of kind run from image with launcher
+// ("" for a blackbox image).
+func (f *floor) startImage(ctx context.Context, action, code, kind, image, launcher string) (*direct, coldParts, error) {
 	var p coldParts
 	f.mu.Lock()
 	f.seq++
@@ -99,9 +105,9 @@ func (f *floor) start(ctx context.Context, action, code string) (*direct, coldPa
 	f.mu.Unlock()
 	spec := container.Spec{
 		Name:     fmt.Sprintf("bench_%s_%d", action, seq),
-		Kind:     f.rt.Kind,
-		Image:    f.rt.Image,
-		Launcher: f.rt.Launcher,
+		Kind:     kind,
+		Image:    image,
+		Launcher: launcher,
 		MemoryMB: f.memoryMB,
 		Env:      map[string]string{"__OW_API_HOST": f.apiHost},
 		Labels:   map[string]string{"eddy.invoker": floorInvoker, "eddy.namespace": "bench", "eddy.action": action},
@@ -113,7 +119,7 @@ func (f *floor) start(ctx context.Context, action, code string) (*direct, coldPa
 	t0 := time.Now()
 	ctr, err := f.backend.Create(ctx, spec)
 	if err != nil {
-		return nil, p, fmt.Errorf("floor: creating a %s runtime: %w", f.rt.Kind, err)
+		return nil, p, fmt.Errorf("floor: creating a %s runtime: %w", kind, err)
 	}
 	t1 := time.Now()
 	d := &direct{ctr: ctr, cl: container.NewClient(ctr.Addr()), name: action, seq: seq, drainD: make(chan struct{})}

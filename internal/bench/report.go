@@ -25,6 +25,7 @@ type report struct {
 	Cold       *ColdResult        `json:"cold,omitempty"`
 	Burst      *BurstResult       `json:"burst,omitempty"`
 	Many       *ManyResult        `json:"many,omitempty"`
+	Blackbox   *BlackboxResult    `json:"blackbox,omitempty"`
 }
 
 // scenarioFile is <out>/<scenario>.json.
@@ -56,6 +57,8 @@ func (r *report) add(name string, res any, took time.Duration) {
 		r.Burst = v
 	case *ManyResult:
 		r.Many = v
+	case *BlackboxResult:
+		r.Blackbox = v
 	}
 }
 
@@ -278,6 +281,12 @@ func (r *report) markdown() string {
 	if r.Many != nil {
 		b.WriteString("## Many actions\n\n")
 		manyTable(&b, true, r.Many)
+	}
+	if r.Blackbox != nil {
+		b.WriteString("## Blackbox (OpenWhisk-style actionloop image)\n\n```\n")
+		kind, _ := r.Config["kind"].(string)
+		printBlackbox(&b, r.Blackbox, kind)
+		b.WriteString("```\n\n")
 	}
 	b.WriteString("![latency and throughput against the floor](chart.svg)\n")
 	return b.String()

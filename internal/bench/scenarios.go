@@ -191,6 +191,7 @@ func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 	res.HTTP = h
 	res.OverheadP50 = res.Eddy.P50 - res.Floor.P50
 	res.OverheadP99 = res.Eddy.P99 - res.Floor.P99
+	e.warmOverP50 = res.OverheadP50
 	res.OverheadLHTTP = ratio(res.OverheadP50, res.HTTP.P50)
 	res.RatioP50 = ratio(res.Eddy.P50, res.Floor.P50)
 	printWarm(e.out, res)

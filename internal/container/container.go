@@ -31,6 +31,10 @@ type Spec struct {
 	Env map[string]string
 	// Labels are attached where the backend supports them (Docker).
 	Labels map[string]string
+	// ReadyTimeout bounds the wait for the runtime to accept connections
+	// (0: the backend's default). The invoker gives a blackbox image its
+	// action's time limit, as OpenWhisk gives its /init.
+	ReadyTimeout time.Duration
 }
 
 // Backend creates and removes containers.
@@ -81,5 +85,21 @@ type ExitInfo struct {
 	OOMKilled bool
 }
 
-// Sentinel is the line a runtime writes to both streams after each /init and /run.
+// Killer is a Container that can be stopped at once without losing its
+// output: Kill kills its processes, and Logs then delivers every line they
+// wrote before it closes. Remove is still needed afterwards.
+type Killer interface {
+	Kill(ctx context.Context) error
+}
+
+// OOMReporter is a Container that can tell, while it still runs, whether
+// the kernel killed a process in it for memory (its cgroup counted an OOM
+// kill): an action's child killed inside an image whose proxy lives on.
+type OOMReporter interface {
+	OOMKilled(ctx context.Context) bool
+}
+
+// Sentinel is the line a runtime writes to both streams after each /run
+// (and after a failed /init; never after a successful one, OpenWhisk's
+// runtimes do not).
 const Sentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"

@@ -67,7 +67,14 @@ type LogCollection struct {
 	c                *LogCursor
 	needOut, needErr int // sentinels still to see on each stream; the last one is this activation's
 	lines            limitedLines
+	noDebt           bool // End leaves nothing owed (NoDebt)
 }
+
+// NoDebt says that the sentinels this collection does not see are not
+// owed: the runtime may never write them (a blackbox image that does not
+// follow the sentinel protocol, or a container that is going), so the next
+// collection must not skip lines waiting for them.
+func (col *LogCollection) NoDebt() { col.noDebt = true }
 
 // limitedLines gathers an activation's formatted lines up to its log
 // limit: the line that would pass it is replaced by the truncation notice,
@@ -129,5 +136,8 @@ func (col *LogCollection) Feed(l LogLine) {
 // are owed: the cursor's next collection skips the lines before them.
 func (col *LogCollection) End() (logs []string, truncated bool, complete bool) {
 	col.c.owedOut, col.c.owedErr = col.needOut, col.needErr
+	if col.noDebt {
+		col.c.owedOut, col.c.owedErr = 0, 0
+	}
 	return col.lines.logs, col.lines.truncated, col.Done()
 }

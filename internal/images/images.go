@@ -55,8 +55,8 @@ const (
 
 	// SkeletonRepo serves OpenWhisk's dockerskeleton protocol (blackbox
 	// actions whose code is an executable or a zip with one, as
-	// `wsk action create x f.zip --native` sends), on the python root file
-	// system (bash and python3, as OpenWhisk's dockerskeleton has).
+	// `wsk action create x f.zip --native` sends), on a Debian root file
+	// system of its own with the tools OpenWhisk's dockerskeleton has.
 	SkeletonRepo = "eddy/action-skeleton"
 	// DockerskeletonImage is the image `--native` actions name.
 	DockerskeletonImage = "openwhisk/dockerskeleton"
@@ -128,9 +128,19 @@ var rootfsSpecs = map[string]rootfsSpec{
 		tag: major, env: []string{"EDDY_LAUNCHER=nodejs", "EDDY_NODE=node"},
 	},
 	Skeleton: {
-		family: Skeleton, base: Python, repo: SkeletonRepo, packages: []string{"python3"}, pkg: "python3",
-		tag: func(string) string { return "latest" }, env: []string{"EDDY_LAUNCHER=skeleton"},
+		// The tools OpenWhisk's dockerskeleton gives every exec (its
+		// Dockerfile: python, bash, perl, jq, zip, git, curl, wget,
+		// openssl, ca-certificates, sed, openssh-client), from Debian's
+		// packages; exec lives at /action/exec as there.
+		family: Skeleton, repo: SkeletonRepo, packages: skeletonPackages, pkg: "python3",
+		tag: func(string) string { return "latest" }, env: []string{"EDDY_LAUNCHER=skeleton", "EDDY_WORKDIR=/"},
 	},
+}
+
+// skeletonPackages are the skeleton image's packages.
+var skeletonPackages = []string{
+	"python3", "python-is-python3", "bash", "perl", "jq", "zip", "unzip", "git", "curl", "wget",
+	"openssl", "ca-certificates", "sed", "openssh-client",
 }
 
 // rootfsName names the root file system a family is built on.

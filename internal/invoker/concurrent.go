@@ -226,6 +226,10 @@ func (d demuxLogs) waitLogs(wait time.Duration) ([]string, bool) {
 	return logs, complete
 }
 
+// settleLogs is waitLogs: only Eddy's runtime, which writes sentinels,
+// runs in concurrent mode.
+func (d demuxLogs) settleLogs(wait, _ time.Duration) ([]string, bool) { return d.waitLogs(wait) }
+
 // startRunLogs starts collecting the logs of msg's /run: from the demux in
 // concurrent mode, else from the pump up to the next sentinels.
 func (p *proxy) startRunLogs(ctx context.Context, msg *whisk.ActivationMessage, limit int64) logWaiter {

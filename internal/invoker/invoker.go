@@ -46,9 +46,12 @@ type Config struct {
 
 // Defaults.
 const (
-	DefaultUserMemoryMB  = 2048
-	DefaultIdleTimeout   = 10 * time.Second
-	DefaultLogWait       = 2 * time.Second
+	DefaultUserMemoryMB = 2048
+	DefaultIdleTimeout  = 10 * time.Second
+	DefaultLogWait      = 2 * time.Second
+	// minReadyTimeout is the least time a blackbox image gets to accept
+	// connections on port 8080.
+	minReadyTimeout      = 5 * time.Second
 	DefaultLeaderRetry   = 5 * time.Second
 	DefaultShutdownGrace = 5 * time.Second
 	DefaultMaxResult     = 1 << 20
@@ -86,6 +89,9 @@ type Actions interface {
 // Runtimes resolves a kind to its runtime (*manifest.Manifest satisfies it).
 type Runtimes interface {
 	Lookup(kind string) (manifest.Runtime, bool)
+	// DefaultImage is the blackbox image of "native" actions (OpenWhisk's
+	// dockerskeleton).
+	DefaultImage() string
 }
 
 // Deps are the invoker's collaborators. Log and Now are optional.
@@ -457,6 +463,11 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 	}
 	if act.Exec.Kind == whisk.KindBlackbox {
 		spec.Image = act.Exec.Image
+		// An image that never listens is the developer's error once the
+		// action's time limit passed (OpenWhisk's /init deadline), but
+		// never before minReadyTimeout: a loaded host's slow start is not
+		// the image's fault.
+		spec.ReadyTimeout = max(act.Limits.TimeoutDuration(), minReadyTimeout)
 	} else {
 		rt, ok := inv.d.Runtimes.Lookup(act.Exec.Kind)
 		if !ok {

@@ -135,7 +135,21 @@ type logCollector struct {
 	col      container.LogCollection
 	done     chan struct{} // closed when both sentinels came or the stream ended
 	finished bool          // done is closed (under pump.mu)
+	fed      int           // lines fed so far (under pump.mu): settle sees the stream go quiet
 }
+
+// How long a collection of a runtime that may write no sentinels (blackbox
+// images) waits for the stream to go quiet: OpenWhisk reads such a
+// container's log file up to its end, which is what the container wrote
+// before it answered; the stream delivers those lines within a few
+// milliseconds of the answer, more on a loaded machine. A container's
+// first collection waits longer (logSettleFirst): a container seen writing
+// both sentinels is waited for as a sentinelled runtime from then on (the
+// proxy's sawSentinels), one that wrote none gets logSettle.
+const (
+	logSettle      = 25 * time.Millisecond
+	logSettleFirst = 250 * time.Millisecond
+)
 
 // startCollection starts collecting the logs of the cursor's next
 // activation, up to limit bytes: the held sentinels first, then every line
@@ -164,6 +178,7 @@ func (lp *logPump) startCollection(ctx context.Context, cur *container.LogCursor
 
 // feed takes one line (under pump.mu).
 func (lc *logCollector) feed(l container.LogLine) {
+	lc.fed++
 	lc.col.Feed(l)
 	if lc.col.Done() {
 		lc.finish()
@@ -182,22 +197,66 @@ func (lc *logCollector) finish() {
 // of the collection's ctx), then ends the collection: its lines and
 // whether both sentinels came.
 func (lc *logCollector) waitLogs(d time.Duration) ([]string, bool) {
+	lc.wait(d)
+	return lc.end()
+}
+
+// settleLogs is waitLogs for a runtime that may never write sentinels: it
+// waits for them, or for the end of the stream, or until no line came for
+// settle (at most d in all); the sentinels it did not see are not owed.
+func (lc *logCollector) settleLogs(d, settle time.Duration) ([]string, bool) {
+	lp := lc.pump
+	limit := time.Now().Add(d)
+	lp.mu.Lock()
+	seen := lc.fed
+	lp.mu.Unlock()
+	for {
+		left := time.Until(limit)
+		if left <= 0 || lc.wait(min(settle, left)) {
+			break
+		}
+		lp.mu.Lock()
+		quiet := lc.fed == seen
+		seen = lc.fed
+		lp.mu.Unlock()
+		if quiet {
+			break
+		}
+	}
+	lp.mu.Lock()
+	lc.col.NoDebt()
+	lp.mu.Unlock()
+	return lc.end()
+}
+
+// wait waits up to d for done or the collection's ctx; it reports whether
+// the collection is over (done, or ctx ended).
+func (lc *logCollector) wait(d time.Duration) bool {
 	lp := lc.pump
 	select {
 	case <-lc.done:
+		return true
 	default:
-		if lp.timer == nil {
-			lp.timer = time.NewTimer(d)
-		} else {
-			lp.timer.Reset(d)
-		}
-		select {
-		case <-lc.done:
-		case <-lp.timer.C:
-		case <-lc.ctx.Done():
-		}
-		lp.timer.Stop()
 	}
+	if lp.timer == nil {
+		lp.timer = time.NewTimer(d)
+	} else {
+		lp.timer.Reset(d)
+	}
+	defer lp.timer.Stop()
+	select {
+	case <-lc.done:
+		return true
+	case <-lp.timer.C:
+		return false
+	case <-lc.ctx.Done():
+		return true
+	}
+}
+
+// end ends the collection: its lines and whether both sentinels came.
+func (lc *logCollector) end() ([]string, bool) {
+	lp := lc.pump
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
 	if lp.col == lc {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,10 @@ type proxy struct {
 	createMs int64 // how long creating the container took
 
 	start string // how the container came to be: whisk.StartCold or StartPrewarm
+
+	sentinelled  bool // the runtime writes log sentinels after each /run (not a plain blackbox image)
+	sawSentinels bool // a blackbox image wrote both sentinels after a run: wait for them from now on
+	settled      bool // a collection of a blackbox image ended (see logSettleFirst)
 
 	addr   string  // scheduler address in use ("" when none)
 	client Fetcher // for addr
@@ -89,14 +94,15 @@ func newProxy(inv *Invoker, m whisk.ContainerCreation, act whisk.Action, ctr con
 			Namespace: act.Namespace, Action: act.Name, Rev: act.Rev, InvokerID: inv.cfg.ID,
 			ContainerID: ctr.ID(), Addr: ctr.Addr(), MemoryMB: memMB, Started: now.UnixMilli(),
 		},
-		memMB:      memMB,
-		createMs:   createMs,
-		start:      whisk.StartCold,
-		lastActive: now,
-		backoff:    minBackoff,
-		ready:      make(chan struct{}),
-		done:       make(chan struct{}),
-		initDone:   make(chan struct{}),
+		memMB:       memMB,
+		createMs:    createMs,
+		start:       whisk.StartCold,
+		sentinelled: sentinelled(act, inv.d.Runtimes),
+		lastActive:  now,
+		backoff:     minBackoff,
+		ready:       make(chan struct{}),
+		done:        make(chan struct{}),
+		initDone:    make(chan struct{}),
 	}
 }
 
@@ -315,6 +321,18 @@ func (p *proxy) fetchWith(ctx context.Context, alive bool) (*rpc.FetchResponse, 
 	})
 }
 
+// sentinelled reports whether act's runtime writes log sentinels after
+// each /run: every kind of the manifest does, and so does the blackbox
+// default image (OpenWhisk's dockerskeleton, "native" actions); other
+// blackbox images may not (OpenWhisk's sentinelledLogs).
+func sentinelled(act whisk.Action, rts Runtimes) bool {
+	if act.Exec.Kind != whisk.KindBlackbox {
+		return true
+	}
+	repo, tag, _ := strings.Cut(act.Exec.Image, ":")
+	return repo == rts.DefaultImage() && (tag == "" || tag == "latest")
+}
+
 // remove removes the container and releases its memory.
 func (p *proxy) remove(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
@@ -361,12 +379,33 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		end      time.Time // when the last call returned (log collection is not counted)
 	)
 	// Logs are read while a call runs (a chatty action would otherwise
-	// block on a full pipe) and until LogWait after it returns.
+	// block on a full pipe) and, after it, once per activation: after its
+	// /run (on a cold start the collection begun before /init goes on
+	// through /run, so that init's output is the first activation's, as in
+	// OpenWhisk: a successful /init writes no sentinels), or after a failed
+	// /init.
 	var lc logWaiter
 	collect := func() {
-		l, complete := lc.waitLogs(p.inv.cfg.LogWait)
+		var l []string
+		var complete bool
+		switch {
+		case p.sentinelled || p.sawSentinels:
+			l, complete = lc.waitLogs(p.inv.cfg.LogWait)
+		default:
+			settle := logSettle
+			if !p.settled {
+				settle = logSettleFirst
+			}
+			l, complete = lc.settleLogs(p.inv.cfg.LogWait, settle)
+			p.settled, p.sawSentinels = true, complete
+			complete = true // no sentinels are expected: nothing is missing
+		}
 		logs = append(logs, l...)
 		logsDone = logsDone && complete
+	}
+	drain := func() { // the container is killed: its stream ends
+		l, _ := lc.waitLogs(p.inv.cfg.LogWait)
+		logs = append(logs, l...)
 	}
 
 	if cold {
@@ -380,18 +419,25 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		initMs = max(end.Sub(begin).Milliseconds(), 1)
 		if err == nil && resp.Status == 200 {
 			p.warm = true
-			collect()
+			if p.concurrency() > 1 && confirmsConcurrency(resp.Body, p.concurrency()) {
+				// Eddy's runtime entering concurrent mode ends /init's
+				// plain lines with sentinels; tagged lines follow.
+				collect()
+				lc = nil
+			}
 			p.afterInit(resp.Body)
 			p.initEnded("")
 		} else {
 			out = p.callFailed(err, expired, resp, true, timeout)
-			p.finish(out, err == nil, collect)
+			p.finish(out, err == nil, collect, drain)
 			p.initEnded(errorText(out.result))
 		}
 	}
 	runBegin := p.inv.now()
 	if p.warm && out.result == nil {
-		lc = p.startRunLogs(hard, msg, logLimit)
+		if lc == nil {
+			lc = p.startRunLogs(hard, msg, logLimit)
+		}
 		rctx, cancel := context.WithDeadline(hard, deadline)
 		resp, err := p.rt.Run(rctx, p.runRequest(msg, deadline))
 		expired := errors.Is(rctx.Err(), context.DeadlineExceeded)
@@ -404,7 +450,7 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		} else {
 			out = p.callFailed(err, expired, resp, false, timeout)
 		}
-		p.finish(out, err == nil, collect)
+		p.finish(out, err == nil, collect, drain)
 	}
 	ranMs = -1
 	if ran {
@@ -474,6 +520,16 @@ func (p *proxy) exitMessage(init bool, wait time.Duration) string {
 	if p.exited(wait) && p.ctr.Exit().OOMKilled {
 		return whisk.MsgOOM
 	}
+	if r, ok := p.ctr.(container.OOMReporter); ok {
+		// The action's process died inside a container that lives on
+		// (an actionloop proxy's child): its cgroup may have an OOM kill.
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		oom := r.OOMKilled(ctx)
+		cancel()
+		if oom {
+			return whisk.MsgOOM
+		}
+	}
 	if init {
 		return whisk.MsgInitExited
 	}
@@ -500,10 +556,12 @@ func (p *proxy) exited(wait time.Duration) bool {
 	}
 }
 
-// logWaiter is one call's log collection: waitLogs waits up to d for its
-// sentinels and returns its lines and whether both sentinels came.
+// logWaiter is one activation's log collection: waitLogs waits up to d
+// for its sentinels and returns its lines and whether both sentinels came;
+// settleLogs does the same for a runtime that may write none.
 type logWaiter interface {
 	waitLogs(d time.Duration) ([]string, bool)
+	settleLogs(d, settle time.Duration) ([]string, bool)
 }
 
 // startLogs starts collecting the container's logs up to the sentinels
@@ -513,13 +571,28 @@ func (p *proxy) startLogs(ctx context.Context, limit int64) *logCollector {
 }
 
 // finish collects the logs of a call and kills the container if it must
-// go. A runtime that answered has written its sentinels before the answer,
-// so the logs are read first; one that did not answer (time limit, crash)
-// may never write them, so it is killed first, which ends its log stream.
-func (p *proxy) finish(out outcome, answered bool, collect func()) {
+// go. A container that goes (a developer error: time limit, crash, failed
+// /init) is killed first, its log stream kept (container.Killer), and its
+// logs are every line it wrote up to then, without waiting for sentinels
+// it may never write (OpenWhisk reads such a container's log to its end).
+// With a backend that cannot kill and keep the stream, a runtime that
+// answered is read first (it wrote its sentinels before answering), one
+// that did not is removed first, which ends its stream.
+func (p *proxy) finish(out outcome, answered bool, collect, drain func()) {
 	if !out.destroy {
 		collect()
 		return
+	}
+	if k, ok := p.ctr.(container.Killer); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		err := k.Kill(ctx)
+		cancel()
+		if err == nil {
+			drain()
+			p.kill()
+			return
+		}
+		p.log.Warn("killing a failed container", "err", err)
 	}
 	if answered {
 		collect()
@@ -546,7 +619,7 @@ func (p *proxy) kill() {
 func (p *proxy) failActivation(msg *whisk.ActivationMessage, code int, text string) {
 	now := p.inv.now().UnixMilli()
 	rec := buildRecord(recordInput{
-		msg: msg, start: now, end: now, out: failure(code, text, false), logsDone: true,
+		msg: msg, start: now, end: now, out: failure(code, text, false), logsDone: true, notRun: true,
 		timings: whisk.Timings{Queued: queuedMs(msg.Published, now), Start: whisk.StartWarm},
 	})
 	p.complete(msg, rec)

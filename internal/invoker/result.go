@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"time"
 	"unicode/utf8"
+
+	"github.com/eddy-faas/eddy/internal/container"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -158,20 +161,32 @@ type recordInput struct {
 	out      outcome
 	logs     []string
 	logsDone bool // every log line up to the sentinels was collected
+	notRun   bool // the activation never reached the container: no logs, no notice
 	timings  whisk.Timings
 }
 
 // buildRecord makes the activation record. Duration is end − start, which
-// on a cold start includes /init, as OpenWhisk counts it. Developer errors
-// whose logs are incomplete get whisk.MsgLogsMaybeGone as a last log line.
+// on a cold start includes /init, as OpenWhisk counts it. As OpenWhisk's
+// invoker does, a developer error's logs end with a stderr line saying
+// whisk.MsgLogsMaybeGone (its logs were read without waiting for
+// sentinels), and other logs whose sentinels did not come in time with one
+// saying whisk.MsgLogsFailed.
 func buildRecord(in recordInput) whisk.Activation {
 	meta := in.msg.Action
 	logs := in.logs
 	if logs == nil {
 		logs = []string{}
 	}
-	if in.out.code == whisk.StatusDeveloperError && !in.logsDone {
-		logs = append(logs, whisk.MsgLogsMaybeGone)
+	notice := ""
+	switch {
+	case in.notRun:
+	case in.out.code == whisk.StatusDeveloperError:
+		notice = whisk.MsgLogsMaybeGone
+	case !in.logsDone:
+		notice = whisk.MsgLogsFailed
+	}
+	if notice != "" {
+		logs = append(logs, container.FormatLogLine(container.LogLine{Time: time.UnixMilli(in.end).UTC(), Stream: container.Stderr, Text: notice}))
 	}
 	end := in.end
 	if end < in.start {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/eddy-faas/eddy/internal/container"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -187,20 +189,31 @@ func TestBuildRecordWarmAndErrors(t *testing.T) {
 		errorText(rec.Response.Result) != "The action exceeded its time limits of 300 milliseconds." {
 		t.Fatalf("response %+v %s", rec.Response, rec.Response.Result)
 	}
-	if len(rec.Logs) != 2 || rec.Logs[1] != whisk.MsgLogsMaybeGone {
+	if len(rec.Logs) != 2 || rec.Logs[1] != container.FormatLogLine(container.LogLine{Time: time.UnixMilli(2301), Stream: container.Stderr, Text: whisk.MsgLogsMaybeGone}) {
 		t.Fatalf("logs %q", rec.Logs)
+	}
+	// Any developer error's logs end so (OpenWhisk reads them without
+	// waiting for sentinels), complete or not.
+	r2 := buildRecord(recordInput{msg: msg, start: 2000, end: 2301, out: o, logs: []string{"x"}, logsDone: true})
+	if len(r2.Logs) != 2 || !strings.HasSuffix(r2.Logs[1], "stderr: "+whisk.MsgLogsMaybeGone) {
+		t.Fatalf("logs %q", r2.Logs)
+	}
+	// Other logs whose sentinels did not come say that collecting failed.
+	r2 = buildRecord(recordInput{msg: msg, start: 2000, end: 2301, out: success([]byte(`{}`)), logs: []string{"x"}, logsDone: false})
+	if len(r2.Logs) != 2 || !strings.HasSuffix(r2.Logs[1], "stderr: "+whisk.MsgLogsFailed) {
+		t.Fatalf("logs %q", r2.Logs)
 	}
 	if v, _ := annotation(rec, whisk.AnnTimeout); v != "true" {
 		t.Fatalf("timeout annotation %s", v)
 	}
 
-	// An application error keeps incomplete logs as they are.
-	rec = buildRecord(recordInput{msg: msg, start: 1, end: 2, out: outcome{code: whisk.StatusApplicationError, result: json.RawMessage(`{"error":"x"}`)}})
+	// An application error's complete logs get no notice.
+	rec = buildRecord(recordInput{msg: msg, start: 1, end: 2, logsDone: true, out: outcome{code: whisk.StatusApplicationError, result: json.RawMessage(`{"error":"x"}`)}})
 	if len(rec.Logs) != 0 || rec.Response.Success {
 		t.Fatalf("%+v", rec)
 	}
 	// A clock step backwards never gives a negative duration.
-	rec = buildRecord(recordInput{msg: msg, start: 10, end: 5, out: success(json.RawMessage(`{}`))})
+	rec = buildRecord(recordInput{msg: msg, start: 10, end: 5, logsDone: true, out: success(json.RawMessage(`{}`))})
 	if rec.Duration != 0 || rec.End != 10 {
 		t.Fatalf("%+v", rec)
 	}

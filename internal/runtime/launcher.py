@@ -37,6 +37,13 @@ def _flush():
 
 
 def main():
+    # Line-buffered output: a run killed at its time limit keeps the lines
+    # it printed before (its logs are read up to the kill).
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
     action_dir = sys.argv[1]
     main_name = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else "main"
     out = os.fdopen(3, "wb")

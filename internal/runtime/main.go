@@ -6,8 +6,9 @@
 // and starts it as a long-lived "actionloop" child; POST /run writes the run
 // message as one JSON line to the child's stdin and answers with the one
 // line the child writes on its fd 3. The child inherits the server's stdout
-// and stderr; after each /init and /run the server writes the sentinel line
-// to both, so that whoever reads the container's output can split it per
+// and stderr; after each /run (and a failed /init, never a successful one,
+// as in OpenWhisk's runtimes) the server writes the sentinel line to both,
+// so that whoever reads the container's output can split it per
 // activation. Launchers say how code becomes a child:
 //
 //   - "python": Python source or a zip with __main__.py, run by the
@@ -78,8 +79,10 @@ import (
 //
 //	--listen ADDR     listen address (default ":8080")
 //	--launcher NAME   python, nodejs, native or skeleton (default $EDDY_LAUNCHER)
-//	--workdir DIR     where the action's files go (default a new temporary
-//	                  directory, removed at exit)
+//	--workdir DIR     where the action's files go, in DIR/action (default
+//	                  $EDDY_WORKDIR, else a new temporary directory removed
+//	                  at exit; the skeleton image sets EDDY_WORKDIR=/ so that
+//	                  exec is /action/exec, as in OpenWhisk's dockerskeleton)
 //	--ready-fd N      after listening, write the bound address and a newline
 //	                  to file descriptor N, then close it
 //
@@ -99,7 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", ":8080", "listen address")
 	launcher := fs.String("launcher", os.Getenv("EDDY_LAUNCHER"), "how code runs: "+strings.Join(Launchers(), ", ")+" (default $EDDY_LAUNCHER)")
-	workDir := fs.String("workdir", "", "work directory (default a new temporary directory)")
+	workDir := fs.String("workdir", os.Getenv("EDDY_WORKDIR"), "work directory (default $EDDY_WORKDIR, else a new temporary directory)")
 	readyFD := fs.Int("ready-fd", -1, "file descriptor to write the bound address to once listening")
 	if err := fs.Parse(args); err != nil {
 		return 2

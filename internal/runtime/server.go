@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 )
 
-// Sentinel is the line written to stdout and stderr after each /init and
-// /run (the same string as container.Sentinel; this package imports nothing
+// Sentinel is the line written to stdout and stderr after each /run and
+// failed /init (the same string as container.Sentinel; this package imports nothing
 // of Eddy's so that the runtime binary stays small).
 const Sentinel = "XXX_THE_END_OF_A_WHISK_ACTIVATION_XXX"
 
@@ -205,8 +205,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	// The sentinels go out before the answer, so a caller that has the
-	// answer knows they are on their way.
-	s.sentinels()
+	// answer knows they are on their way. As in OpenWhisk's runtimes, a
+	// successful /init writes none (its output belongs to the first run's
+	// logs), except when it entered concurrent mode: the plain lines of
+	// /init then end at plain sentinels, tagged lines follow.
+	if r.URL.Path != "/init" || status != http.StatusOK || s.concurrent() {
+		s.sentinels()
+	}
 	if text, ok := resp.(plainText); ok {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)
@@ -220,6 +225,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(out)
+}
+
+// concurrent reports whether the server is in concurrent mode.
+func (s *Server) concurrent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conc != nil
 }
 
 func errBody(msg string) map[string]string { return map[string]string{"error": msg} }

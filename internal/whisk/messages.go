@@ -26,6 +26,7 @@ const (
 	MsgRunExited      = "The action did not produce a valid response and exited unexpectedly."
 	MsgOOM            = "The action exhausted its memory and was aborted."
 	MsgLogsMaybeGone  = "The action did not initialize or run as expected. Log data might be missing."
+	MsgLogsFailed     = "There was an issue while collecting your logs. Data might be missing."
 	MsgNoContainer    = "Failed to start a container for the action."
 	MsgSchedulerLost  = "The activation was lost with the scheduler that held it."
 	MsgInvokerLost    = "The invoker running the activation stopped before it finished."

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/images"
 	"github.com/eddy-faas/eddy/internal/whisk"
+	"github.com/eddy-faas/eddy/test/fixtures"
 )
 
 // TestDockerMemoryLimit: an action that allocates past its memory limit is
@@ -70,28 +70,47 @@ func TestDockerOrphansRemovedAfterKill(t *testing.T) {
 	e2.mustCall(200, "POST", "/api/v1/namespaces/_/actions/orphan?blocking=true&result=true", map[string]any{})
 }
 
-// TestBlackboxImage: an image that serves the runtime protocol, written
-// without any of Eddy's code and built here FROM scratch, runs unchanged as
-// a blackbox action; an image that cannot be pulled fails with OpenWhisk's
-// message.
+// TestBlackboxImage: an image that behaves as OpenWhisk's actionloop images
+// do (test/fixtures, no sentinels after a successful /init) runs unchanged
+// as a blackbox action, with its logs on cold and warm calls and its 1 s
+// time limit honoured; an image that cannot be pulled fails with
+// OpenWhisk's message.
 func TestBlackboxImage(t *testing.T) {
 	dockerOnly(t)
-	const ref = "eddy-e2e/blackbox:1"
-	buildBlackbox(t, ref)
-	e := startEddy(t, "docker", "")
-	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/bb", map[string]any{"exec": map[string]any{"kind": "blackbox", "image": ref}})
-	code, hdr, out := e.call("POST", "/api/v1/namespaces/_/actions/bb?blocking=true", map[string]any{"x": 1})
-	if code != 200 {
-		t.Fatalf("%d %s", code, out)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cli, err := docker.Dial(ctx, "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	err = fixtures.Build(ctx, cli)
+	cli.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startEddy(t, "docker", "")
+	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/bb", map[string]any{
+		"exec": map[string]any{"kind": "blackbox", "image": fixtures.ActionloopImage, "code": "any"}, "limits": map[string]any{"timeout": 1000}})
+	for i, want := range []int{3, 2} { // cold: the start-up line too
+		code, hdr, out := e.call("POST", "/api/v1/namespaces/_/actions/bb?blocking=true", map[string]any{"name": "x"})
+		if code != 200 {
+			t.Fatalf("%d %s", code, out)
+		}
+		var rec whisk.Activation
+		_ = json.Unmarshal(out, &rec)
+		id := hdr.Get("x-openwhisk-activation-id")
+		if !strings.Contains(string(rec.Response.Result), `"activation":"`+id+`"`) {
+			t.Fatalf("result = %s", rec.Response.Result)
+		}
+		if logs := strings.Join(rec.Logs, "\n"); len(rec.Logs) != want || !strings.Contains(logs, "stdout: hello x") || !strings.Contains(logs, "stderr: to stderr") {
+			t.Fatalf("call %d: logs = %q", i, rec.Logs)
+		}
+	}
+	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/bb?blocking=true", map[string]any{"sleep": 5000})
 	var rec whisk.Activation
 	_ = json.Unmarshal(out, &rec)
-	id := hdr.Get("x-openwhisk-activation-id")
-	if string(rec.Response.Result) != `{"activation":"`+id+`","echo":{"x":1}}` {
-		t.Fatalf("result = %s", rec.Response.Result)
-	}
-	if !strings.Contains(strings.Join(rec.Logs, "\n"), "stdout: blackbox ran "+id) {
-		t.Fatalf("logs = %q", rec.Logs)
+	if code != 502 || string(rec.Response.Result) != `{"error":"`+whisk.MsgTimeLimit(1000, false)+`"}` || !strings.Contains(strings.Join(rec.Logs, "\n"), "stdout: sleeping") {
+		t.Fatalf("timeout: %d %s", code, out)
 	}
 
 	// A registry that refuses (loopback port 9): the pull fails at once.
@@ -102,32 +121,12 @@ func TestBlackboxImage(t *testing.T) {
 	if code != 502 || rec.Response.Status != "action developer error" || string(rec.Response.Result) != `{"error":"`+docker.MsgPullFailed(missing)+`"}` {
 		t.Fatalf("%d %s", code, out)
 	}
-}
-
-// buildBlackbox compiles testdata/blackbox statically and builds ref FROM scratch.
-func buildBlackbox(t *testing.T, ref string) {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "blackbox")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/blackbox")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	exe, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cli, err := docker.Dial(ctx, "", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	files := []images.File{{Name: "rootfs/blackbox", Mode: 0o755, Body: exe}}
-	dockerfile := "FROM scratch\nCOPY rootfs/ /\nEXPOSE 8080\nENTRYPOINT [\"/blackbox\"]\n"
-	if err := images.BuildContext(ctx, cli, ref, dockerfile, files, nil, false, nil); err != nil {
-		t.Fatalf("building %s: %v", ref, err)
+	// An image Docker cannot make a container of fails at once too.
+	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/nocmd", map[string]any{"exec": map[string]any{"kind": "blackbox", "image": fixtures.NoCommandImage}})
+	code, _, out = e.call("POST", "/api/v1/namespaces/_/actions/nocmd?blocking=true", map[string]any{})
+	_ = json.Unmarshal(out, &rec)
+	if code != 502 || rec.Response.Status != "action developer error" || !strings.Contains(string(rec.Response.Result), "No command specified") {
+		t.Fatalf("no command: %d %s", code, out)
 	}
 }
 
@@ -162,6 +161,23 @@ func TestNativeZipWithCLI(t *testing.T) {
 	so, se, code := e.runCLI(ctx, props, "action", "invoke", "zipped", "-p", "name", "Ada", "--result")
 	if code != 0 || !strings.Contains(so, `"name": "Ada"`) {
 		t.Fatalf("invoke: exit %d\n%s\n%s", code, so, se)
+	}
+
+	// As in OpenWhisk's dockerskeleton: exec is /action/exec, and the tools
+	// its image has are there (jq, curl, zip, perl, python as python).
+	tools := "#!/bin/bash\nfor t in python python3 jq curl zip unzip perl git wget openssl; do command -v $t >/dev/null || echo \"missing $t\"; done\n" +
+		"echo \"$1\" | jq -c --arg exe \"$0\" '{name: .name, exe: $exe}'\n"
+	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/tools", map[string]any{"exec": map[string]any{"kind": "blackbox", "image": images.DockerskeletonImage, "code": tools}})
+	code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/tools?blocking=true", map[string]any{"name": "Ada"})
+	var rec whisk.Activation
+	_ = json.Unmarshal(out, &rec)
+	if code != 200 || string(rec.Response.Result) != `{"exe":"/action/exec","name":"Ada"}` || strings.Contains(strings.Join(rec.Logs, "\n"), "missing") {
+		t.Fatalf("tools: %d %s", code, out)
+	}
+	py := "#!/usr/bin/env python\nimport json, sys\nprint(json.dumps({'twice': 2 * json.loads(sys.argv[1])['n']}))\n"
+	e.mustCall(200, "PUT", "/api/v1/namespaces/_/actions/py", map[string]any{"exec": map[string]any{"kind": "blackbox", "image": images.DockerskeletonImage, "code": py}})
+	if out := e.mustCall(200, "POST", "/api/v1/namespaces/_/actions/py?blocking=true&result=true", map[string]any{"n": 21}); string(out) != `{"twice":42}` {
+		t.Fatalf("python exec: %s", out)
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,6 +330,11 @@ func (b *Backend) Create(ctx context.Context, spec eddyc.Spec) (eddyc.Container,
 		resp, err = b.cli.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, name)
 	}
 	if err != nil {
+		if spec.Launcher == "" && cerrdefs.IsInvalidArgument(err) {
+			// The image's own fault (Docker: "No command specified"):
+			// the developer's error, at once, not one to retry.
+			return nil, whisk.E(op, whisk.Invalid, MsgCannotStart(spec.Image, dockerMessage(err)), err)
+		}
 		return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("create container %s from %s: %w", name, spec.Image, err))
 	}
 	c := &Container{b: b, id: resp.ID, name: name, logs: make(chan eddyc.LogLine, 256), done: make(chan struct{}), gone: make(chan struct{})}
@@ -421,7 +427,11 @@ type Container struct {
 	removed bool
 }
 
-var _ eddyc.Container = (*Container)(nil)
+var (
+	_ eddyc.Container   = (*Container)(nil)
+	_ eddyc.Killer      = (*Container)(nil)
+	_ eddyc.OOMReporter = (*Container)(nil)
+)
 
 // ID is the Docker container id.
 func (c *Container) ID() string { return c.id }
@@ -468,7 +478,11 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 	}
 	go c.wait(waitC, waitErr)
 	if err := b.cli.ContainerStart(ctx, c.id, container.StartOptions{}); err != nil {
-		return whisk.E(op, blame, "", fmt.Errorf("start container %s: %w", c.name, err))
+		msg := ""
+		if blame == whisk.Invalid { // e.g. an entrypoint that does not exist
+			msg = MsgCannotStart(spec.Image, dockerMessage(err))
+		}
+		return whisk.E(op, blame, msg, fmt.Errorf("start container %s: %w", c.name, err))
 	}
 	go c.follow()
 
@@ -486,7 +500,7 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 		// Most likely the container exited already: its end says why.
 		select {
 		case <-c.done:
-			return c.exitedEarly(ctx, op, blame)
+			return c.exitedEarly(ctx, op, blame, spec.Image)
 		case <-time.After(10 * time.Second):
 		case <-ctx.Done():
 		}
@@ -494,7 +508,11 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 	}
 	c.addr = net.JoinHostPort(ip, strconv.Itoa(RuntimePort))
 
-	deadline := time.NewTimer(b.cfg.StartTimeout)
+	ready := b.cfg.StartTimeout
+	if spec.ReadyTimeout > 0 {
+		ready = spec.ReadyTimeout
+	}
+	deadline := time.NewTimer(ready)
 	defer deadline.Stop()
 	for delay := 5 * time.Millisecond; ; delay = min(delay*2, 100*time.Millisecond) {
 		d := net.Dialer{Timeout: time.Second}
@@ -505,11 +523,20 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 		}
 		select {
 		case <-c.done:
-			return c.exitedEarly(ctx, op, blame)
+			return c.exitedEarly(ctx, op, blame, spec.Image)
 		case <-ctx.Done():
 			return whisk.E(op, whisk.Timeout, "", fmt.Errorf("container %s: runtime not ready at %s: %w", c.name, c.addr, ctx.Err()))
 		case <-deadline.C:
-			return whisk.E(op, blame, "", fmt.Errorf("container %s from %s: nothing accepted connections on port %d within %s", c.name, spec.Image, RuntimePort, b.cfg.StartTimeout))
+			select {
+			case <-c.done: // exited meanwhile: that is the reason
+				return c.exitedEarly(ctx, op, blame, spec.Image)
+			default:
+			}
+			msg := ""
+			if blame == whisk.Invalid {
+				msg = MsgNotListening(spec.Image, ready)
+			}
+			return whisk.E(op, blame, msg, fmt.Errorf("container %s from %s: nothing accepted connections on port %d within %s", c.name, spec.Image, RuntimePort, ready))
 		case <-time.After(delay):
 		}
 	}
@@ -517,7 +544,7 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 
 // exitedEarly is the error of a container that exited before its runtime
 // listened, with the end of its log.
-func (c *Container) exitedEarly(ctx context.Context, op string, kind whisk.Kind) error {
+func (c *Container) exitedEarly(ctx context.Context, op string, kind whisk.Kind, image string) error {
 	tail := c.logTail(context.WithoutCancel(ctx), 20)
 	msg := fmt.Sprintf("container %s exited with code %d before its runtime accepted connections", c.name, c.exit.Code)
 	if c.exit.OOMKilled {
@@ -526,7 +553,44 @@ func (c *Container) exitedEarly(ctx context.Context, op string, kind whisk.Kind)
 	if tail != "" {
 		msg += "; the end of its log:\n" + tail
 	}
-	return whisk.E(op, kind, "", errors.New(msg))
+	user := ""
+	if kind == whisk.Invalid {
+		user = MsgExitedAtStart(image, c.exit.Code, tail)
+	}
+	return whisk.E(op, kind, user, errors.New(msg))
+}
+
+// MsgCannotStart is the developer error of a blackbox image Docker cannot
+// create or start a container of (no command, a missing entrypoint...),
+// with Docker's reason.
+func MsgCannotStart(image, reason string) string {
+	return fmt.Sprintf("Failed to start a container of image '%s': %s.", image, strings.TrimSuffix(reason, "."))
+}
+
+// MsgExitedAtStart is the developer error of a blackbox image whose
+// container exited before it accepted connections on port 8080, with the
+// end of its output.
+func MsgExitedAtStart(image string, code int, tail string) string {
+	msg := fmt.Sprintf("The container of image '%s' exited with code %d before it accepted connections on port %d.", image, code, RuntimePort)
+	if tail != "" {
+		msg += " The end of its output:\n" + tail
+	}
+	return msg
+}
+
+// MsgNotListening is the developer error of a blackbox image whose
+// container accepted no connections on port 8080 within d.
+func MsgNotListening(image string, d time.Duration) string {
+	return fmt.Sprintf("The container of image '%s' did not accept connections on port %d within %s.", image, RuntimePort, d)
+}
+
+// dockerMessage is the daemon's own words in an Engine API error.
+func dockerMessage(err error) string {
+	s := err.Error()
+	if i := strings.Index(s, "Error response from daemon: "); i >= 0 {
+		s = s[i+len("Error response from daemon: "):]
+	}
+	return s
 }
 
 // wait turns the Engine's wait into Done and Exit.
@@ -572,6 +636,66 @@ func (c *Container) Remove(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	return nil
+}
+
+// Kill kills the container's processes (SIGKILL) and leaves it in place,
+// so that its log stream delivers every line written before and then
+// closes (container.Killer). A container that is not running any more is
+// killed already.
+func (c *Container) Kill(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	err := c.b.cli.ContainerKill(ctx, c.id, "KILL")
+	if err == nil || cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) { // conflict: not running
+		return nil
+	}
+	return fmt.Errorf("kill container %s: %w", c.name, err)
+}
+
+// OOMKilled reports whether the kernel killed a process of the container
+// for memory (container.OOMReporter): the daemon's OOMKilled (set on the
+// cgroup's OOM event) or, when the host's cgroup tree is readable, the
+// cgroup's oom_kill counter (memory.events in cgroup v2, memory.oom_control
+// in v1).
+func (c *Container) OOMKilled(ctx context.Context) bool {
+	if info, err := c.b.cli.ContainerInspect(ctx, c.id); err == nil && info.State != nil && info.State.OOMKilled {
+		return true
+	}
+	for _, f := range cgroupOOMFiles(c.id) {
+		if n, ok := readOOMKills(f); ok {
+			return n > 0
+		}
+	}
+	return false
+}
+
+// cgroupOOMFiles are where a container's oom_kill counter is on the host,
+// for the cgroupfs and systemd drivers, cgroup v2 then v1.
+func cgroupOOMFiles(id string) []string {
+	return []string{
+		"/sys/fs/cgroup/system.slice/docker-" + id + ".scope/memory.events",
+		"/sys/fs/cgroup/docker/" + id + "/memory.events",
+		"/sys/fs/cgroup/memory/docker/" + id + "/memory.oom_control",
+		"/sys/fs/cgroup/memory/system.slice/docker-" + id + ".scope/memory.oom_control",
+	}
+}
+
+// readOOMKills reads the "oom_kill N" line of a cgroup file.
+func readOOMKills(path string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 func isRemovalInProgress(err error) bool {

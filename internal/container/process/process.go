@@ -249,7 +249,10 @@ type Container struct {
 	removeErr  error
 }
 
-var _ container.Container = (*Container)(nil)
+var (
+	_ container.Container = (*Container)(nil)
+	_ container.Killer    = (*Container)(nil)
+)
 
 // ID is unique within the backend.
 func (c *Container) ID() string { return c.id }
@@ -370,6 +373,17 @@ func (c *Container) awaitReady(ctx context.Context) (string, error) {
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+// Kill kills the runtime's whole process group at once (SIGKILL); its
+// output up to then is still delivered on Logs (container.Killer).
+func (c *Container) Kill(context.Context) error {
+	select {
+	case <-c.done:
+	default:
+		_ = syscall.Kill(-c.pgid, syscall.SIGKILL)
+	}
+	return nil
 }
 
 // Remove stops the runtime's whole process group (SIGTERM, SIGKILL after
