@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/store"
@@ -32,6 +34,9 @@ type Config struct {
 	// Limits bound action limits, payloads and code, and are reported by
 	// GET / (zero: whisk.DefaultSystemLimits()).
 	Limits whisk.SystemLimits
+	// BodyBudget bounds the bytes of large request bodies being handled
+	// at once (0: DefaultBodyBudget); see bodyCost.
+	BodyBudget int64
 }
 
 // Store is what the API needs of the store (store.Store has it).
@@ -43,7 +48,7 @@ type Store interface {
 	ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error)
 	CountActions(ctx context.Context, namespace string) (int, error)
 	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
-	ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error)
+	EachActivation(ctx context.Context, namespace string, f store.ActivationFilter, fn func(whisk.Activation) error) error
 	CountActivations(ctx context.Context, namespace string, f store.ActivationFilter) (int, error)
 }
 
@@ -96,6 +101,9 @@ type server struct {
 	limits whisk.SystemLimits
 	now    func() time.Time
 	mux    *http.ServeMux
+
+	bodyBudget int64
+	bodies     *semaphore.Weighted // of bodyBudget bytes
 }
 
 // New builds the API handler.
@@ -116,6 +124,11 @@ func New(cfg Config, deps Deps) http.Handler {
 	if s.limits == (whisk.SystemLimits{}) {
 		s.limits = whisk.DefaultSystemLimits()
 	}
+	s.bodyBudget = cfg.BodyBudget
+	if s.bodyBudget <= 0 {
+		s.bodyBudget = DefaultBodyBudget
+	}
+	s.bodies = semaphore.NewWeighted(s.bodyBudget)
 	s.routes()
 	return s
 }

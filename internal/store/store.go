@@ -24,6 +24,10 @@ type ActivationFilter struct {
 	Upto  int64
 	Skip  int
 	Limit int // 0 = no limit
+	// Summary reads records without their logs and result (what a list
+	// without docs shows), so that a page of records with megabytes of
+	// logs each is not read for their summaries.
+	Summary bool
 }
 
 // EntityFilter pages a list of entities. Limit 0 means no limit.
@@ -132,6 +136,11 @@ type Store interface {
 	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
 	// ListActivations returns full records matching f, newest first.
 	ListActivations(ctx context.Context, namespace string, f ActivationFilter) ([]whisk.Activation, error)
+	// EachActivation calls fn with each record matching f, newest first,
+	// one at a time: the page is never held whole, so listing records
+	// with 10 MB of logs each costs the memory of one of them. An error
+	// from fn stops the reading and is returned as it is.
+	EachActivation(ctx context.Context, namespace string, f ActivationFilter, fn func(whisk.Activation) error) error
 	// CountActivations counts the records matching f (Skip and Limit ignored).
 	CountActivations(ctx context.Context, namespace string, f ActivationFilter) (int, error)
 

@@ -643,35 +643,52 @@ func activationWhere(namespace string, f store.ActivationFilter) (string, []any)
 // ListActivations returns the full records matching f, newest first (by
 // Start descending, then by activation id ascending).
 func (s *Store) ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error) {
+	out := []whisk.Activation{}
+	err := s.EachActivation(ctx, namespace, f, func(a whisk.Activation) error {
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, retag(err, "postgres.ListActivations")
+	}
+	return out, nil
+}
+
+// EachActivation calls fn with each record matching f, newest first, one
+// row at a time (store.Store.EachActivation). The Store's operation
+// timeout bounds the whole reading, fn's time included.
+func (s *Store) EachActivation(ctx context.Context, namespace string, f store.ActivationFilter, fn func(whisk.Activation) error) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	const op = "postgres.ListActivations"
+	const op = "postgres.EachActivation"
 	where, args := activationWhere(namespace, f)
 	args = append(args, sqlLimit(f.Limit), max(f.Skip, 0))
+	col := `doc`
+	if f.Summary {
+		col = `doc - 'logs' #- '{response,result}'`
+	}
 	rows, err := s.pool.Query(ctx,
-		fmt.Sprintf(`SELECT doc FROM activations %s ORDER BY start DESC, activation_id LIMIT $%d OFFSET $%d`,
-			where, len(args)-1, len(args)),
+		fmt.Sprintf(`SELECT %s FROM activations %s ORDER BY start DESC, activation_id LIMIT $%d OFFSET $%d`,
+			col, where, len(args)-1, len(args)),
 		args...)
 	if err != nil {
-		return nil, dbErr(op, err)
+		return dbErr(op, err)
 	}
 	defer rows.Close()
-	out := []whisk.Activation{}
 	for rows.Next() {
 		var doc []byte
 		if err := rows.Scan(&doc); err != nil {
-			return nil, dbErr(op, err)
+			return dbErr(op, err)
 		}
 		var a whisk.Activation
 		if err := json.Unmarshal(doc, &a); err != nil {
-			return nil, dbErr(op, fmt.Errorf("decode activation: %w", err))
+			return dbErr(op, fmt.Errorf("decode activation: %w", err))
 		}
-		out = append(out, a)
+		if err := fn(a); err != nil {
+			return err
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(op, err)
-	}
-	return out, nil
+	return dbErr(op, rows.Err())
 }
 
 // CountActivations counts the records matching f (Skip and Limit ignored).

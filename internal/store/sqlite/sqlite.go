@@ -781,28 +781,47 @@ func activationWhere(namespace string, f store.ActivationFilter) (string, []any)
 // ListActivations returns the full records matching f, newest first (by
 // Start descending, then by activation id ascending).
 func (s *Store) ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error) {
-	const op = "sqlite.ListActivations"
+	out := []whisk.Activation{}
+	err := s.EachActivation(ctx, namespace, f, func(a whisk.Activation) error {
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, retag(err, "sqlite.ListActivations")
+	}
+	return out, nil
+}
+
+// EachActivation calls fn with each record matching f, newest first, one
+// row at a time (store.Store.EachActivation).
+func (s *Store) EachActivation(ctx context.Context, namespace string, f store.ActivationFilter, fn func(whisk.Activation) error) error {
+	const op = "sqlite.EachActivation"
 	where, args := activationWhere(namespace, f)
 	args = append(args, sqlLimit(f.Limit), max(f.Skip, 0))
+	col := `doc`
+	if f.Summary {
+		col = `json_remove(doc, '$.logs', '$.response.result')`
+	}
 	rows, err := s.r.QueryContext(ctx,
-		`SELECT doc FROM activations `+where+` ORDER BY start DESC, activation_id LIMIT ? OFFSET ?`, args...)
+		`SELECT `+col+` FROM activations `+where+` ORDER BY start DESC, activation_id LIMIT ? OFFSET ?`, args...)
 	if err != nil {
-		return nil, dbErr(op, err)
+		return dbErr(op, err)
 	}
 	defer rows.Close()
-	out := []whisk.Activation{}
+	var doc []byte
 	for rows.Next() {
-		var doc string
 		if err := rows.Scan(&doc); err != nil {
-			return nil, dbErr(op, err)
+			return dbErr(op, err)
 		}
 		var a whisk.Activation
-		if err := json.Unmarshal([]byte(doc), &a); err != nil {
-			return nil, dbErr(op, fmt.Errorf("decode activation: %w", err))
+		if err := json.Unmarshal(doc, &a); err != nil {
+			return dbErr(op, fmt.Errorf("decode activation: %w", err))
 		}
-		out = append(out, a)
+		if err := fn(a); err != nil {
+			return err
+		}
 	}
-	return out, dbErr(op, rows.Err())
+	return dbErr(op, rows.Err())
 }
 
 // CountActivations counts the records matching f (Skip and Limit ignored).

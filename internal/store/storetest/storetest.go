@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ActivationNotFound", testActivationNotFound},
 		{"ActivationOrder", testActivationOrder},
 		{"ActivationFilters", testActivationFilters},
+		{"ActivationEach", testActivationEach},
 		{"ConcurrentWriters", testConcurrentWriters},
 	}
 	for _, tc := range append(tests, entityTests...) {
