@@ -168,7 +168,20 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Now: time.Now,
 	})
-	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
+	return ctl, newAPIServer(handler), nil
+}
+
+// newAPIServer bounds what a client can hold: 10 s for the headers, 5 min
+// for a whole request (a 48 MB action on a slow link; longer than any
+// blocking wait, since when it passes the request's context ends), and
+// 2 min for an idle keep-alive connection.
+func newAPIServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
 }
 
 // serve runs srv on ln until ctx ends, then shuts it down gracefully.

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strconv"
+	"time"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -54,6 +55,10 @@ func (rw *recorder) WriteHeader(code int) {
 	rw.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap gives http.ResponseController the connection's writer (for
+// write deadlines and flushes).
+func (rw *recorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
+
 func (rw *recorder) Write(b []byte) (int, error) {
 	if rw.status == 0 {
 		rw.status = http.StatusOK
@@ -94,8 +99,49 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.WriteHeader(http.StatusOK)
 		return
 	}
+	if n := s.bodyCost(r); n > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), bodyWait)
+		err := s.bodies.Acquire(ctx, n)
+		cancel()
+		if err != nil {
+			rw.Header().Set("Retry-After", "1")
+			s.writeError(rw, r, whisk.E("api.bodies", whisk.Unavailable, msgBodiesBusy, err))
+			return
+		}
+		defer s.bodies.Release(n)
+	}
 	s.mux.ServeHTTP(rw, r)
 }
+
+// Bodies larger than smallBody are admitted under a budget of bytes in
+// flight (Config.BodyBudget): a request holds its body's size (the largest
+// body any route takes, when the size is not announced) until it is
+// answered, since its handler holds the body and what it decodes from it.
+// Four parallel 45 MB action PUTs peaked at 1.06 GB of RSS without it. A
+// request waits bodyWait at most for its share, then gets a 503.
+const (
+	smallBody         = 64 << 10
+	bodyWait          = 30 * time.Second
+	DefaultBodyBudget = 128 << 20
+	msgBodiesBusy     = "The server is busy with large requests; try again later."
+)
+
+// bodyCost is what a request holds of the body budget.
+func (s *server) bodyCost(r *http.Request) int64 {
+	n := r.ContentLength
+	switch {
+	case n >= 0 && n <= smallBody:
+		return 0
+	case n < 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete):
+		return 0
+	case n < 0 || n > s.maxBody():
+		n = s.maxBody()
+	}
+	return min(n, s.bodyBudget)
+}
+
+// maxBody is the largest body any route reads.
+func (s *server) maxBody() int64 { return s.limits.MaxCode + s.limits.MaxPayload + putSlack }
 
 // writeError writes err in OpenWhisk's error shape with the status of its kind.
 // A throttled error carrying a *whisk.Throttle also gets a Retry-After header
