@@ -159,7 +159,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// The embedded bus is durable on the data dir: activations accepted
 	// before a crash (kill -9 included) are replayed at start.
 	msgBus, err := memory.Open(filepath.Join(cfg.dataDir, "bus"), log,
-		memory.Options{SyncPublish: cfg.busSync, Track: scheduler.QueueGroup})
+		memory.Options{SyncPublish: cfg.busSync, Track: scheduler.QueueGroup, Wait: whisk.IsActionTopic})
 	if err != nil {
 		return fmt.Errorf("bus: %w", err)
 	}

@@ -54,7 +54,8 @@ type Bus struct {
 	closed bool
 	wal    *wal // the write-ahead log of a durable bus (Open); nil for New's
 
-	track  string // Options.Track
+	track  string                  // Options.Track
+	wait   func(topic string) bool // Options.Wait
 	doneMu sync.Mutex
 	done   doneRing
 }

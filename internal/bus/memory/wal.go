@@ -390,6 +390,11 @@ func readLog(path string, apply func(walEntry)) (int64, error) {
 
 // Options tunes a durable bus.
 type Options struct {
+	// Wait, when set, names the topics whose Publish waits for its record
+	// to be written (and synced, with SyncPublish); on other topics a
+	// Publish returns at once, and its record is written with the next
+	// batch (a crash may lose it). Nil: every topic waits.
+	Wait func(topic string) bool
 	// Track names a group whose committed records the bus remembers (the
 	// last trackDone of them, across restarts): Done returns them.
 	Track string
@@ -427,6 +432,7 @@ func Open(dir string, log *slog.Logger, opts Options) (*Bus, error) {
 		f.Close()
 		return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("prepare %s: %w", path, err))
 	}
+	b.wait = opts.Wait
 	w := &wal{log: b.log, path: path, kick: make(chan struct{}, 1), done: make(chan struct{}), f: f, size: good, compactAt: compactAt, syncWait: opts.SyncPublish}
 	b.wal = w
 	records, topics := b.stats()
@@ -567,6 +573,9 @@ func (b *Bus) logged(e *walEntry) error {
 func (b *Bus) logPublish(topic string, value []byte) (func(ctx context.Context) error, error) {
 	if b.wal == nil {
 		return nil, nil
+	}
+	if b.wait != nil && !b.wait(topic) {
+		return nil, b.wal.append(&walEntry{kind: walRecord, topic: topic, value: value})
 	}
 	e := &walEntry{kind: walRecord, topic: topic, value: value, done: make(chan error, 1)}
 	if err := b.wal.append(e); err != nil {
