@@ -32,8 +32,9 @@ import (
 //
 // Publish waits until its entry is written to the file: from then on it
 // survives the process (kill -9 included), since the kernel holds it.
-// Entries are group committed: the writer writes every entry waiting at
-// that moment in one write, so concurrent publishers share it. The file is
+// Entries are group committed: a publisher that finds nobody writing
+// writes every entry waiting at that moment in one write (its own first),
+// and publishers that arrive meanwhile share the next one (see wal). The file is
 // synced (fsync) every syncEvery while entries were written, so a crash of
 // the machine loses at most that much of what was acknowledged; with
 // Options.SyncPublish a Publish waits for the sync as well (about 1.3 ms
@@ -156,22 +157,29 @@ func decodeEntry(p []byte) (walEntry, error) {
 	return e, nil
 }
 
-// wal appends entries to the log file from one writer goroutine.
+// wal appends entries to the log file. One goroutine at a time holds the
+// writer's role (writing) and owns the file: a publisher that finds no
+// writer takes the role and writes its own entry and whatever queued
+// behind it, with no hand-off to another goroutine (a group commit led by
+// the first to arrive); the log's own goroutine (run) takes it to sync,
+// to write entries nobody waits for, and to compact.
 type wal struct {
 	log  *slog.Logger
 	path string
 
 	mu      sync.Mutex
-	queue   []*walEntry   // waiting for the writer
-	kick    chan struct{} // capacity 1: the queue is not empty
+	cond    *sync.Cond  // on mu: writing became false
+	queue   []*walEntry // waiting for a writer
+	writing bool        // a goroutine holds the writer's role
 	closing bool
-	done    chan struct{} // closed when the writer returned
+	stop    chan struct{} // closed by close: run returns
+	done    chan struct{} // closed when run returned
 
 	compactAt   int64        // the log size that makes compaction due (compactAt)
 	compactions atomic.Int64 // done so far, for tests
 	syncWait    bool         // Options.SyncPublish: publishes wait for fsync
 
-	// Owned by the writer goroutine (and by Open before it starts).
+	// Owned by the writer's role (and by Open before run starts).
 	f     *os.File
 	size  int64
 	buf   []byte
@@ -179,9 +187,9 @@ type wal struct {
 	err   error // the first write or sync failure: every later append fails
 }
 
-// append queues e; when e.done is set the writer tells it once e is on
-// disk. Called with the entry's topic lock held, so a topic's entries keep
-// their order.
+// append queues e; when e.done is set, the writer tells it once e is
+// written. Called with the entry's topic lock held, so a topic's entries
+// keep their order. Nobody writes e until flush (or run) does.
 func (w *wal) append(e *walEntry) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -189,45 +197,83 @@ func (w *wal) append(e *walEntry) error {
 		return whisk.E("memory.wal", whisk.Unavailable, "", errors.New("bus closed"))
 	}
 	w.queue = append(w.queue, e)
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 	return nil
 }
 
-// run writes queued entries until close, syncing once per batch, and
-// compacts the log of b when it is due.
+// flush writes the queue unless another goroutine holds the writer's
+// role, in which case that one writes it (it writes until the queue is
+// empty).
+func (w *wal) flush() {
+	w.mu.Lock()
+	if w.writing {
+		w.mu.Unlock()
+		return
+	}
+	w.writing = true
+	w.drainLocked()
+	w.writing = false
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// drainLocked writes queued entries until none is left; called with mu
+// held and the writer's role, it releases mu while it writes.
+func (w *wal) drainLocked() {
+	for len(w.queue) > 0 {
+		batch := w.queue
+		w.queue = nil
+		w.mu.Unlock()
+		w.write(batch)
+		w.mu.Lock()
+	}
+}
+
+// acquire waits for the writer's role and takes it; release gives it back
+// after writing what queued meanwhile.
+func (w *wal) acquire() {
+	w.mu.Lock()
+	for w.writing {
+		w.cond.Wait()
+	}
+	w.writing = true
+	w.mu.Unlock()
+}
+
+func (w *wal) release() {
+	w.mu.Lock()
+	w.drainLocked()
+	w.writing = false
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// run syncs written entries every syncEvery (writing those nobody waited
+// for first) and compacts the log of b when it is due, until close.
 func (w *wal) run(b *Bus) {
 	defer close(w.done)
 	tick := time.NewTicker(syncEvery)
 	defer tick.Stop()
-	var batch []*walEntry
 	for {
 		select {
-		case <-w.kick:
-		case <-tick.C:
-			w.sync()
-			continue
-		}
-		w.mu.Lock()
-		batch, w.queue = w.queue, batch[:0]
-		closing := w.closing
-		w.mu.Unlock()
-		w.write(batch)
-		clear(batch)
-		if closing {
+		case <-w.stop:
+			w.acquire()
 			w.mu.Lock()
-			rest := w.queue
+			w.drainLocked()
 			w.mu.Unlock()
-			w.write(rest)
 			w.sync()
 			w.f.Close()
-			return
+			return // keeps the writer's role: nothing is written after close
+		case <-tick.C:
 		}
+		w.acquire()
+		w.mu.Lock()
+		w.drainLocked()
+		w.mu.Unlock()
+		w.sync()
 		if w.err == nil && w.size >= w.compactAt && w.size >= 4*b.liveBytes() {
 			b.compactLog()
 		}
+		w.release()
 	}
 }
 
@@ -326,20 +372,16 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// close stops the writer after it wrote what is queued.
+// close writes what is queued, syncs and closes the file: appends fail
+// from then on.
 func (w *wal) close() {
 	w.mu.Lock()
-	if w.closing {
-		w.mu.Unlock()
-		<-w.done
-		return
-	}
+	first := !w.closing
 	w.closing = true
-	select {
-	case w.kick <- struct{}{}:
-	default:
-	}
 	w.mu.Unlock()
+	if first {
+		close(w.stop)
+	}
 	<-w.done
 }
 
@@ -433,7 +475,8 @@ func Open(dir string, log *slog.Logger, opts Options) (*Bus, error) {
 		return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("prepare %s: %w", path, err))
 	}
 	b.wait = opts.Wait
-	w := &wal{log: b.log, path: path, kick: make(chan struct{}, 1), done: make(chan struct{}), f: f, size: good, compactAt: compactAt, syncWait: opts.SyncPublish}
+	w := &wal{log: b.log, path: path, stop: make(chan struct{}), done: make(chan struct{}), f: f, size: good, compactAt: compactAt, syncWait: opts.SyncPublish}
+	w.cond = sync.NewCond(&w.mu)
 	b.wal = w
 	records, topics := b.stats()
 	b.log.Info("bus log replayed", "path", path, "bytes", good, "topics", topics, "records", records)
@@ -582,6 +625,7 @@ func (b *Bus) logPublish(topic string, value []byte) (func(ctx context.Context) 
 		return nil, err
 	}
 	return func(ctx context.Context) error {
+		b.wal.flush()
 		select {
 		case err := <-e.done:
 			return err
