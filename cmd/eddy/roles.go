@@ -221,11 +221,14 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	// (the invokers' record writes retry through it). See
 	// internal/store/cached and docs/cluster.md.
 	st := cached.New(d.store, cached.Config{StaleIfError: controllerStaleIfError, StaleWait: controllerStaleWait})
-	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log)
+	var dr drain
+	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, dr.draining, log)
 	if err != nil {
 		return err
 	}
-	p := newParts(ctx)
+	// SIGTERM drains first (drain); the parts stop after it.
+	p := newParts(context.WithoutCancel(ctx))
+	go dr.run(ctx, p.ctx, ctl, cfg.drainTimeout, func() { p.cancel(nil) }, log)
 	p.start("controller", ctl.Run)
 	p.start("api", serve(srv, ln))
 	fmt.Fprintf(stdout, "eddy controller %s: API at http://%s\n", cfg.id, ln.Addr())

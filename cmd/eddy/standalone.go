@@ -198,13 +198,17 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	ctl, srv, err := newController(&cfg.tuning, "controller0", msgBus, etcdClient, store, runtimes, log)
+	var dr drain
+	ctl, srv, err := newController(&cfg.tuning, "controller0", msgBus, etcdClient, store, runtimes, dr.draining, log)
 	if err != nil {
 		return err
 	}
 
-	// Run every part; the first to fail stops the rest.
-	p := newParts(ctx)
+	// Run every part; the first to fail stops the rest. SIGTERM drains
+	// first (drain): what is accepted finishes, up to --drain-timeout;
+	// what is still queued then is replayed at the next start.
+	p := newParts(context.WithoutCancel(ctx))
+	go dr.run(ctx, p.ctx, ctl, cfg.drainTimeout, func() { p.cancel(nil) }, log)
 	p.start("scheduler lease", schedSession.Run)
 	p.start("invoker lease", invSession.Run)
 	p.start("scheduler", sched.Run)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/api"
@@ -45,6 +46,7 @@ type tuning struct {
 	invokerMemory            int64
 	prewarm                  string // --prewarm: stem cells, "" for the manifest's
 	manifestPath             string
+	drainTimeout             time.Duration // controller: how long SIGTERM waits for accepted activations
 }
 
 // Which settings a command registers.
@@ -80,6 +82,7 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 		fs.IntVar(&t.nsContainers, "namespace-containers", 100, "concurrent containers per namespace")
 	}
 	if roles&forController != 0 {
+		fs.DurationVar(&t.drainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, refuse new work and wait this long at most for the activations in flight to finish")
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
 		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
 	}
@@ -156,7 +159,7 @@ type apiBus interface {
 // newController builds a controller and the API over it; the HTTP server
 // also serves GET /eddy/v1/status from etcd.
 func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
-	runtimes *manifest.Manifest, log *slog.Logger) (*controller.Controller, *http.Server, error) {
+	runtimes *manifest.Manifest, draining func() bool, log *slog.Logger) (*controller.Controller, *http.Server, error) {
 	limits := t.limits()
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
@@ -166,7 +169,7 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	}
 	handler := api.New(api.Config{Limits: limits}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
-		Status: c, Now: time.Now,
+		Status: c, Draining: draining, Now: time.Now,
 	})
 	return ctl, newAPIServer(handler), nil
 }
@@ -198,6 +201,35 @@ func serve(srv *http.Server, ln net.Listener) func(context.Context) error {
 			return srv.Shutdown(sctx)
 		}
 	}
+}
+
+// drain is a controller's stop: when sig ends (SIGTERM), the API refuses
+// new work (Draining answers true), the activations the controller has in
+// flight get up to timeout to finish, so that blocking callers get their
+// answers; then stop is called. It returns early when done ends (a part
+// failed).
+type drain struct{ on atomic.Bool }
+
+func (d *drain) draining() bool { return d.on.Load() }
+
+func (d *drain) run(sig, done context.Context, ctl *controller.Controller, timeout time.Duration, stop func(), log *slog.Logger) {
+	select {
+	case <-sig.Done():
+	case <-done.Done():
+		return
+	}
+	d.on.Store(true)
+	n := ctl.InFlight()
+	log.Info("draining: new work is refused", "in_flight", n, "timeout", timeout)
+	deadline := time.Now().Add(timeout)
+	for n > 0 && time.Now().Before(deadline) && done.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+		n = ctl.InFlight()
+	}
+	if n > 0 {
+		log.Warn("drain timed out: activations still in flight", "in_flight", n)
+	}
+	stop()
 }
 
 // parts runs the long-lived parts of a process; the first to fail stops

@@ -86,21 +86,27 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
-	Now    func() time.Time // nil: time.Now
+	// Draining, when set and true, makes the API refuse new work
+	// (invocations, trigger fires, web actions and API routes) with 503
+	// and Retry-After, while everything else is served: the process is
+	// stopping and lets what it accepted finish.
+	Draining func() bool
+	Now      func() time.Time // nil: time.Now
 }
 
 // server holds the routes and their collaborators.
 type server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  Store
-	inv    Invoker
-	rt     Runtimes
-	topics Topics
-	status Status
-	limits whisk.SystemLimits
-	now    func() time.Time
-	mux    *http.ServeMux
+	cfg      Config
+	log      *slog.Logger
+	store    Store
+	inv      Invoker
+	rt       Runtimes
+	topics   Topics
+	status   Status
+	draining func() bool
+	limits   whisk.SystemLimits
+	now      func() time.Time
+	mux      *http.ServeMux
 
 	bodyBudget int64
 	bodies     *semaphore.Weighted // of bodyBudget bytes
@@ -113,7 +119,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	}
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
-		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
+		topics: deps.Topics, status: deps.Status, draining: deps.Draining, limits: cfg.Limits, now: deps.Now,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))

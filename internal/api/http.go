@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -99,6 +100,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rw.WriteHeader(http.StatusOK)
 		return
 	}
+	if s.draining != nil && newWork(r) && s.draining() {
+		rw.Header().Set("Retry-After", "5")
+		s.writeError(rw, r, whisk.E("api.drain", whisk.Unavailable, msgDraining, nil))
+		return
+	}
 	if n := s.bodyCost(r); n > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), bodyWait)
 		err := s.bodies.Acquire(ctx, n)
@@ -125,6 +131,24 @@ const (
 	DefaultBodyBudget = 128 << 20
 	msgBodiesBusy     = "The server is busy with large requests; try again later."
 )
+
+// msgDraining answers new work while the process stops.
+const msgDraining = "The server is shutting down; try again later."
+
+// newWork reports whether r asks for an activation: an invocation, a
+// trigger fire, a web action or an API gateway route.
+func newWork(r *http.Request) bool {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/api/v1/web/"):
+		return true
+	case strings.HasPrefix(p, "/api/v1/namespaces/"):
+		return r.Method == http.MethodPost && (strings.Contains(p, "/actions/") || strings.Contains(p, "/triggers/"))
+	case strings.HasPrefix(p, "/api/v1"):
+		return false
+	}
+	return strings.HasPrefix(p, "/api/") // API gateway routes: /api/<tenant>/<base>/...
+}
 
 // bodyCost is what a request holds of the body budget.
 func (s *server) bodyCost(r *http.Request) int64 {

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,4 +104,57 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// SIGTERM drains: new work gets 503 with Retry-After, every blocking call
+// in flight gets its answer, and the process exits cleanly.
+func TestSIGTERMDrains(t *testing.T) {
+	runs := filepath.Join(t.TempDir(), "runs")
+	e := startEddy(t, "process", "")
+	e.createAction("slow", "python:3.11", runLogPy, map[string]any{"timeout": 30000})
+	const n = 4
+	type answer struct {
+		code int
+		body string
+	}
+	answers := make(chan answer, n)
+	for i := range n {
+		go func() {
+			req, _ := http.NewRequest("POST", e.URL+"/api/v1/namespaces/_/actions/slow?blocking=true&result=true",
+				strings.NewReader(fmt.Sprintf(`{"log":%q,"i":%d}`, runs, i)))
+			u, p, _ := strings.Cut(guestAuth, ":")
+			req.SetBasicAuth(u, p)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- answer{0, err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			answers <- answer{resp.StatusCode, string(b)}
+		}()
+	}
+	waitFor(t, 60*time.Second, "a first activation to start", func() bool {
+		b, _ := os.ReadFile(runs)
+		return len(b) > 0
+	})
+	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// New work is refused while the calls in flight finish.
+	waitFor(t, 10*time.Second, "new work refused", func() bool {
+		code, hdr, _ := e.call("POST", "/api/v1/namespaces/_/actions/slow", map[string]any{"log": runs})
+		return code == http.StatusServiceUnavailable && hdr.Get("Retry-After") != ""
+	})
+	for range n {
+		a := <-answers
+		if a.code != 200 || !strings.Contains(a.body, `"ok"`) {
+			t.Errorf("blocking call in flight at SIGTERM: %d %s", a.code, a.body)
+		}
+	}
+	<-e.done
+	if c := e.exitCode(); c != 0 {
+		t.Fatalf("exit code after the drain = %d", c)
+	}
 }
