@@ -44,10 +44,25 @@ func containerOwner(dataDir string) (string, error) {
 	}
 	sum := sha256.Sum256([]byte(abs))
 	owner := invokerID + "-" + hex.EncodeToString(sum[:6])
-	if err := os.WriteFile(filepath.Join(dataDir, "container-owner"), []byte(owner+"\n"), 0o644); err != nil {
+	f := filepath.Join(dataDir, "container-owner")
+	if err := os.WriteFile(f, []byte(owner+"\n"), 0o600); err != nil {
 		return "", err
 	}
-	return owner, nil
+	return owner, os.Chmod(f, 0o600) // one an older Eddy wrote was 0644
+}
+
+// privateDataDir creates the data dir accessible to its owner only (0700),
+// and makes an existing one so: it holds the database (keys, actions'
+// code and parameters, activation records), which other users of the host
+// have no business reading.
+func privateDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	return nil
 }
 
 // standaloneConfig is everything `eddy standalone` can be told.
@@ -98,8 +113,8 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := privateDataDir(cfg.dataDir); err != nil {
+		return err
 	}
 	stopDebug, err := startDebug(ctx, cfg.debugAddr, log)
 	if err != nil {

@@ -51,9 +51,12 @@ type EntityOp struct {
 type Store interface {
 	// IdentityByUUID returns the identity whose key has this UUID (NotFound
 	// otherwise), with its namespace's limits (zero when none are set).
+	// Identities read back carry KeyHash, never Key: keys are stored as
+	// salted hashes (whisk.HashKey), checked with whisk.KeyMatches.
 	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
 	// PutIdentity creates or replaces an identity (a key). id.Limits is
 	// not stored: limits belong to the namespace (PutNamespaceLimits).
+	// The key is stored as KeyHash(id).
 	PutIdentity(ctx context.Context, id whisk.Identity) error
 	// ListIdentities returns the identities of a namespace ("" = of every
 	// namespace) with their namespace's limits, ordered by subject,
@@ -145,4 +148,17 @@ type Store interface {
 	CountActivations(ctx context.Context, namespace string, f ActivationFilter) (int, error)
 
 	Close() error
+}
+
+// KeyHash is what a store's PutIdentity keeps of id's key: the hash of
+// id.Key, or id.KeyHash as it is when id.Key is empty (an identity read
+// back and written again). An identity with neither is Invalid.
+func KeyHash(id whisk.Identity) (string, error) {
+	switch {
+	case id.Key != "":
+		return whisk.HashKey(id.Key), nil
+	case whisk.IsKeyHash(id.KeyHash):
+		return id.KeyHash, nil
+	}
+	return "", whisk.E("store.KeyHash", whisk.Invalid, "identity has no key", nil)
 }
