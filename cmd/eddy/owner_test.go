@@ -37,3 +37,33 @@ func TestContainerOwnerPerDataDir(t *testing.T) {
 		t.Errorf("container-owner file: %q, %v; want %q", f, err, oa)
 	}
 }
+
+// TestDataDirPrivate: the data dir is made 0700, new or existing, and the
+// container-owner file 0600.
+func TestDataDirPrivate(t *testing.T) {
+	fresh := filepath.Join(t.TempDir(), "new", "data")
+	old := t.TempDir()
+	if err := os.Chmod(old, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, "container-owner"), []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{fresh, old} {
+		if err := privateDataDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := containerOwner(dir); err != nil {
+			t.Fatal(err)
+		}
+		for p, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "container-owner"): 0o600} {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != want {
+				t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+			}
+		}
+	}
+}

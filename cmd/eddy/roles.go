@@ -228,14 +228,17 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	// The alarms providers (in the schedulers) see the feed's writes at
 	// their next poll.
 	feed := newAlarmsFeed(st, nil, log)
-	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, log, feed)
+	var dr drain
+	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, dr.draining, log, feed)
 	if err != nil {
 		return err
 	}
 	// Close ends the running sequences and compositions and writes their
 	// records, before the store closes.
 	defer func() { _ = ctl.Close() }()
-	p := newParts(ctx)
+	// SIGTERM drains first (drain); the parts stop after it.
+	p := newParts(context.WithoutCancel(ctx))
+	go dr.run(ctx, p.ctx, ctl, cfg.drainTimeout, func() { p.cancel(nil) }, log)
 	p.start("controller", ctl.Run)
 	p.start("api", serve(srv, ln))
 	fmt.Fprintf(stdout, "eddy controller %s: API at http://%s\n", cfg.id, ln.Addr())

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/api"
@@ -48,7 +49,8 @@ type tuning struct {
 	invokerMemory            int64
 	prewarm                  string // --prewarm: stem cells, "" for the manifest's
 	manifestPath             string
-	apiGatewayURL            string // controller: base URL of APIs created with `wsk api create`
+	apiGatewayURL            string        // controller: base URL of APIs created with `wsk api create`
+	drainTimeout             time.Duration // controller: how long SIGTERM waits for accepted activations
 }
 
 // Which settings a command registers.
@@ -85,6 +87,7 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 		fs.IntVar(&t.firesPerMinute, "fires-per-minute", 60, "trigger fires per minute per namespace (a scheduler: of the alarms it fires)")
 	}
 	if roles&forController != 0 {
+		fs.DurationVar(&t.drainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, refuse new work and wait this long at most for the activations in flight to finish")
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
 		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
 		fs.StringVar(&t.apiGatewayURL, "api-gw-url", "", "base URL of the APIs `wsk api create` makes, e.g. https://api.example.com (default: the scheme and host each request came to)")
@@ -163,7 +166,7 @@ type apiBus interface {
 // newController builds a controller and the API over it; the HTTP server
 // also serves GET /eddy/v1/status from etcd.
 func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
-	runtimes *manifest.Manifest, log *slog.Logger, builtins api.Builtins) (*controller.Controller, *http.Server, error) {
+	runtimes *manifest.Manifest, draining func() bool, log *slog.Logger, builtins api.Builtins) (*controller.Controller, *http.Server, error) {
 	limits := t.limits()
 	// Sequence and conductor components resolve through packages and
 	// bindings, with entitlement.
@@ -180,9 +183,22 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL, Build: build, BuildNo: buildNo}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
-		Components: components, Builtins: builtins, Records: st,
+		Components: components, Builtins: builtins, Records: st, Draining: draining,
 	})
-	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
+	return ctl, newAPIServer(handler), nil
+}
+
+// newAPIServer bounds what a client can hold: 10 s for the headers, 5 min
+// for a whole request (a 48 MB action on a slow link; longer than any
+// blocking wait, since when it passes the request's context ends), and
+// 2 min for an idle keep-alive connection.
+func newAPIServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
 }
 
 // serve runs srv on ln until ctx ends, then shuts it down gracefully.
@@ -199,6 +215,35 @@ func serve(srv *http.Server, ln net.Listener) func(context.Context) error {
 			return srv.Shutdown(sctx)
 		}
 	}
+}
+
+// drain is a controller's stop: when sig ends (SIGTERM), the API refuses
+// new work (Draining answers true), the activations the controller has in
+// flight get up to timeout to finish, so that blocking callers get their
+// answers; then stop is called. It returns early when done ends (a part
+// failed).
+type drain struct{ on atomic.Bool }
+
+func (d *drain) draining() bool { return d.on.Load() }
+
+func (d *drain) run(sig, done context.Context, ctl *controller.Controller, timeout time.Duration, stop func(), log *slog.Logger) {
+	select {
+	case <-sig.Done():
+	case <-done.Done():
+		return
+	}
+	d.on.Store(true)
+	n := ctl.InFlight()
+	log.Info("draining: new work is refused", "in_flight", n, "timeout", timeout)
+	deadline := time.Now().Add(timeout)
+	for n > 0 && time.Now().Before(deadline) && done.Err() == nil {
+		time.Sleep(50 * time.Millisecond)
+		n = ctl.InFlight()
+	}
+	if n > 0 {
+		log.Warn("drain timed out: activations still in flight", "in_flight", n)
+	}
+	stop()
 }
 
 // parts runs the long-lived parts of a process; the first to fail stops

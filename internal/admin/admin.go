@@ -69,13 +69,16 @@ const usageText = `Usage: eddy admin [--data-dir DIR | --postgres URL] COMMAND
 Users (subjects, their namespaces and keys):
   user create SUBJECT [--namespace NS] [--auth UUID:KEY]
                         create SUBJECT with a key in NS (default: SUBJECT) and
-                        print the key; on an existing subject, add namespace NS
+                        print the key, once: only its hash is stored; on an
+                        existing subject, add namespace NS
   user get SUBJECT [--namespace NS] [--all]
-                        print SUBJECT's key in NS (or every "namespace key")
+                        print the UUID of SUBJECT's key in NS (or every
+                        "namespace uuid"); the key itself can't be read back
   user delete SUBJECT [--namespace NS]
                         delete SUBJECT's keys (or only its key in NS)
   user list [NAMESPACE] [--key]
-                        list subjects (of NAMESPACE, or "subject namespace" of all)
+                        list subjects (of NAMESPACE, or "subject namespace" of all;
+                        --key: their keys' UUIDs first)
 
 Namespace limits (unset limits take the platform's defaults):
   limits set NAMESPACE [--invocationsPerMinute N] [--concurrentInvocations N] [--firesPerMinute N]
@@ -299,7 +302,7 @@ func userGet(ctx context.Context, st Store, c *command, out io.Writer) error {
 	}
 	if c.all {
 		for _, id := range keys {
-			fmt.Fprintf(out, "%s\t%s\n", id.Namespace, id.AuthKey())
+			fmt.Fprintf(out, "%s\t%s\n", id.Namespace, id.UUID)
 		}
 		return nil
 	}
@@ -313,7 +316,7 @@ func userGet(ctx context.Context, st Store, c *command, out io.Writer) error {
 	}
 	for _, id := range keys {
 		if id.Namespace == ns {
-			fmt.Fprintln(out, id.AuthKey())
+			fmt.Fprintln(out, id.UUID)
 			return nil
 		}
 	}
@@ -359,7 +362,7 @@ func userList(ctx context.Context, st Store, c *command, out io.Writer) error {
 	for _, id := range ids {
 		var fields []string
 		if c.showKey {
-			fields = append(fields, id.AuthKey())
+			fields = append(fields, id.UUID) // the key is stored hashed
 		}
 		fields = append(fields, id.Subject)
 		if ns == "" {

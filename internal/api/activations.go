@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/eddy-faas/eddy/internal/store"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -95,7 +96,7 @@ func (s *server) listActivations(w http.ResponseWriter, r *http.Request, caller 
 	if name != "" && !validActivationName(name) {
 		return whisk.E(op, whisk.Invalid, whisk.MsgBadEntityName, nil)
 	}
-	f := store.ActivationFilter{Name: name, Since: since, Upto: upto, Skip: skip, Limit: limit}
+	f := store.ActivationFilter{Name: name, Since: since, Upto: upto, Skip: skip, Limit: limit, Summary: !docs}
 	if count {
 		n, err := s.store.CountActivations(r.Context(), caller.Namespace, f)
 		if err != nil {
@@ -104,24 +105,67 @@ func (s *server) listActivations(w http.ResponseWriter, r *http.Request, caller 
 		writeJSON(w, http.StatusOK, map[string]int{"activations": n})
 		return nil
 	}
-	as, err := s.store.ListActivations(r.Context(), caller.Namespace, f)
+	// The page is streamed, one record at a time: 200 records with 10 MB
+	// of logs each would otherwise be held whole, twice (records and
+	// answer). A client that reads slowly has listWriteTimeout in all.
+	_ = http.NewResponseController(w).SetWriteDeadline(s.now().Add(listWriteTimeout))
+	lw := &listWriter{w: w}
+	err = s.store.EachActivation(r.Context(), caller.Namespace, f, func(a whisk.Activation) error {
+		if docs {
+			return lw.add(recordJSON(activationView(a), a.End))
+		}
+		return lw.add(recordJSON(summarize(a), a.End))
+	})
+	if err != nil && lw.started {
+		// The status and part of the list are out: only cutting the
+		// connection tells the client the list is not whole.
+		s.log.Warn("activation list cut short", "tid", transactionID(r), "err", err)
+		panic(http.ErrAbortHandler)
+	}
 	if err != nil {
 		return err
 	}
-	if docs {
-		out := make([]whisk.Activation, len(as))
-		for i, a := range as {
-			out[i] = activationView(a)
-		}
-		writeJSON(w, http.StatusOK, recordsJSON(out))
-		return nil
-	}
-	out := make([]any, len(as))
-	for i, a := range as {
-		out[i] = recordJSON(summarize(a), a.End)
-	}
-	writeJSON(w, http.StatusOK, out)
+	lw.close()
 	return nil
+}
+
+// listWriteTimeout bounds the writing of a streamed list.
+const listWriteTimeout = 2 * time.Minute
+
+// listWriter streams a JSON array: the status and headers go out with the
+// first element.
+type listWriter struct {
+	w       http.ResponseWriter
+	started bool
+	buf     []byte
+}
+
+func (l *listWriter) add(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	l.buf = l.buf[:0]
+	if !l.started {
+		l.started = true
+		l.w.Header().Set("Content-Type", "application/json")
+		l.w.WriteHeader(http.StatusOK)
+		l.buf = append(l.buf, '[')
+	} else {
+		l.buf = append(l.buf, ',')
+	}
+	l.buf = append(l.buf, b...)
+	_, err = l.w.Write(l.buf)
+	return err
+}
+
+// close ends the array, or writes an empty one when nothing was added.
+func (l *listWriter) close() {
+	if !l.started {
+		writeRaw(l.w, http.StatusOK, []byte("[]"))
+		return
+	}
+	_, _ = l.w.Write([]byte("]"))
 }
 
 // activation reads the record named by the route's {id}.

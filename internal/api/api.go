@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/catalog"
+	"golang.org/x/sync/semaphore"
+
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/store"
@@ -40,6 +42,9 @@ type Config struct {
 	// create` (e.g. https://api.example.com); "" means the scheme and host
 	// each request came to.
 	GatewayURL string
+	// BodyBudget bounds the bytes of large request bodies being handled
+	// at once (0: DefaultBodyBudget); see bodyCost.
+	BodyBudget int64
 }
 
 // Store is what the API needs of the store (store.Store has it).
@@ -59,7 +64,7 @@ type Store interface {
 	ListEntities(ctx context.Context, kind whisk.EntityKind, namespace string, f store.EntityFilter) ([]whisk.Entity, error)
 	CountEntities(ctx context.Context, kind whisk.EntityKind, namespace string, f store.EntityFilter) (int, error)
 	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
-	ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error)
+	EachActivation(ctx context.Context, namespace string, f store.ActivationFilter, fn func(whisk.Activation) error) error
 	CountActivations(ctx context.Context, namespace string, f store.ActivationFilter) (int, error)
 }
 
@@ -111,10 +116,15 @@ type Deps struct {
 	// APIDocs stores the API gateway's documents; nil: no API gateway
 	// (its routes are 404s).
 	APIDocs APIDocs
-	Now     func() time.Time // nil: time.Now
 	// Components resolves sequence components; nil: the package catalog
 	// over Store (when Store can read packages).
 	Components Components
+	// Draining, when set and true, makes the API refuse new work
+	// (invocations, trigger fires, web actions and API routes) with 503
+	// and Retry-After, while everything else is served: the process is
+	// stopping and lets what it accepted finish.
+	Draining func() bool
+	Now      func() time.Time // nil: time.Now
 }
 
 // server holds the routes and their collaborators.
@@ -143,6 +153,10 @@ type server struct {
 
 	builtins Builtins
 	records  Records
+
+	draining   func() bool
+	bodyBudget int64
+	bodies     *semaphore.Weighted // of bodyBudget bytes
 }
 
 // New builds the API handler.
@@ -152,7 +166,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	}
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, cat: catalog.New(deps.Store), inv: deps.Invoker, rt: deps.Runtimes,
-		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
+		topics: deps.Topics, status: deps.Status, draining: deps.Draining, limits: cfg.Limits, now: deps.Now,
 		builtins: deps.Builtins, records: deps.Records,
 		events: deps.Events, firer: deps.Firer,
 		resolver: deps.Resolver, owners: owners{m: map[string]ownerEntry{}},
@@ -178,6 +192,11 @@ func New(cfg Config, deps Deps) http.Handler {
 	if s.limits == (whisk.SystemLimits{}) {
 		s.limits = whisk.DefaultSystemLimits()
 	}
+	s.bodyBudget = cfg.BodyBudget
+	if s.bodyBudget <= 0 {
+		s.bodyBudget = DefaultBodyBudget
+	}
+	s.bodies = semaphore.NewWeighted(s.bodyBudget)
 	s.routes()
 	return s
 }

@@ -784,3 +784,35 @@ func TestInvokeThrottled(t *testing.T) {
 		}
 	})
 }
+
+// TestInvokeCarriesCallersKey: the store keeps only key hashes, so the key
+// an invocation carries (for provide-api-key, __OW_API_KEY) is the one the
+// caller authenticated with; a wrong key of a known UUID is refused.
+func TestInvokeCarriesCallersKey(t *testing.T) {
+	r := newRig(t)
+	if res := r.do(t, "PUT", "/api/v1/namespaces/_/actions/hello", helloPut, asGuest); res.status != 200 {
+		t.Fatalf("create: %d %s", res.status, res.body)
+	}
+	if res := r.do(t, "POST", "/api/v1/namespaces/_/actions/hello", "", asGuest); res.status != 202 {
+		t.Fatalf("invoke: %d %s", res.status, res.body)
+	}
+	if got, want := r.inv.last().Identity.AuthKey(), whisk.GuestUUID+":"+whisk.GuestKey; got != want {
+		t.Fatalf("invocation carries key %q, want the caller's %q", got, want)
+	}
+	if id, err := r.store.IdentityByUUID(t.Context(), whisk.GuestUUID); err != nil || id.Key != "" {
+		t.Fatalf("stored identity %+v, %v: the plain key is readable back", id, err)
+	}
+	req, err := http.NewRequest("GET", r.srv.URL+"/api/v1/namespaces/_/actions", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(whisk.GuestUUID, whisk.GuestKey[:63]+"x")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a wrong key: status %d, want 401", res.StatusCode)
+	}
+}

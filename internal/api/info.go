@@ -1,7 +1,6 @@
 package api
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"slices"
 	"strings"
@@ -27,9 +26,12 @@ func (s *server) authenticate(r *http.Request) (whisk.Identity, error) {
 	if err != nil {
 		return whisk.Identity{}, err
 	}
-	if subtle.ConstantTimeCompare([]byte(id.Key), []byte(key)) != 1 {
+	if !whisk.KeyMatches(id.KeyHash, key) {
 		return whisk.Identity{}, whisk.E(op, whisk.Unauthorized, whisk.MsgAuthInvalid, nil)
 	}
+	// The store keeps only the hash: the caller's own key comes from the
+	// request (an action annotated provide-api-key receives it).
+	id.Key = key
 	return id, nil
 }
 

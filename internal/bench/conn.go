@@ -34,7 +34,7 @@ import (
 // interrupted once per run rather than per call.
 //
 // A connection the server closed while idle is found before any byte of an
-// answer (container.ClosedWhileIdle, the invoker's rule too) and the
+// answer (container.ClosedWhileIdle) and the
 // request is sent again on a new connection, once. An
 // answer with "Connection: close", or any error, closes the connection;
 // the next call dials again.

@@ -71,32 +71,50 @@ func (p *runConns) closeIdle() {
 	}
 }
 
-// errStale is a reused connection that the runtime had closed while idle,
-// found before any byte of an answer: the request is sent again on a new
-// connection, as net/http does.
-var errStale = errors.New("idle connection closed by the runtime")
+// notSentError is a request that failed before any of its bytes were
+// written: sending it again on a new connection cannot run it twice.
+type notSentError struct{ err error }
 
-// post sends body to path and reads the whole answer.
+func (e notSentError) Error() string { return "request not sent: " + e.err.Error() }
+func (e notSentError) Unwrap() error { return e.err }
+
+// post sends body to path and reads the whole answer. It runs the request
+// at most once: a reused connection the runtime closed while it sat idle
+// is found before the request is written (closedByPeer) and replaced, and
+// the request is sent again only when not one byte of it was written. Once
+// it was written, an end of the stream is the runtime's answer (it exited,
+// or crashed while running), never a reason to send it again: the runtime
+// may have read it, and a /run must not run twice.
 func (p *runConns) post(ctx context.Context, path string, body []byte) (Response, error) {
-	for attempt := 0; ; attempt++ {
+	for {
 		rc, reused, err := p.get(ctx)
 		if err != nil {
 			return Response{}, err
 		}
-		resp, keep, err := p.roundTrip(ctx, rc, path, body, reused && attempt == 0)
+		if reused && closedByPeer(rc.nc) {
+			rc.nc.Close()
+			continue
+		}
+		resp, keep, err := p.roundTrip(ctx, rc, path, body)
 		if keep {
 			p.put(rc)
 		} else {
 			rc.nc.Close()
 		}
-		if errors.Is(err, errStale) {
-			continue
+		var ns notSentError
+		if errors.As(err, &ns) {
+			if reused {
+				continue
+			}
+			err = ns.err
 		}
 		return resp, err
 	}
 }
 
-func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body []byte, mayBeStale bool) (resp Response, keep bool, err error) {
+// roundTrip writes the request and reads the answer on rc. A failure
+// before any byte was written is a notSentError.
+func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body []byte) (resp Response, keep bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return Response{}, true, err
 	}
@@ -121,15 +139,9 @@ func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body
 	if cap(b) <= 64<<10 {
 		rc.buf = b
 	}
-	if _, err := rc.nc.Write(b); err != nil {
-		if mayBeStale {
-			return Response{}, false, errStale
-		}
-		return Response{}, false, err
-	}
-	if _, err := rc.br.Peek(1); err != nil {
-		if mayBeStale && ClosedWhileIdle(err) {
-			return Response{}, false, errStale
+	if n, err := rc.nc.Write(b); err != nil {
+		if n == 0 {
+			return Response{}, false, notSentError{err}
 		}
 		return Response{}, false, err
 	}
@@ -154,8 +166,9 @@ func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body
 // ClosedWhileIdle reports whether err, met on a reused keep-alive
 // connection before any byte of the answer, says the peer had closed the
 // connection while it sat idle: the end of the stream, or a network error
-// other than a timeout (a reset, a refused or closed connection). The
-// request may then be sent again on a new connection, as net/http does.
+// other than a timeout (a reset, a refused or closed connection). A client
+// whose requests may be sent twice (the bench's load generator) then sends
+// it again on a new connection; /run does not (runConns.post).
 func ClosedWhileIdle(err error) bool {
 	var oe *net.OpError
 	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.As(err, &oe) && !oe.Timeout()

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -109,5 +110,74 @@ func TestRunRefused(t *testing.T) {
 	defer c.Close()
 	if _, err := c.Run(context.Background(), RunRequest{}); !IsTransport(err) {
 		t.Fatalf("err = %v, want a TransportError", err)
+	}
+}
+
+// rawRuntime serves /run on raw TCP: every request is counted once fully
+// read; the second request on the first connection is read and then the
+// connection is closed without an answer, as a runtime that crashed while
+// running it would. Other requests get a 200.
+func rawRuntime(t *testing.T) (addr string, runs *atomic.Int32) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	runs = new(atomic.Int32)
+	var conns atomic.Int32
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			first := conns.Add(1) == 1
+			go func() {
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				for n := 1; ; n++ {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					if _, err := io.Copy(io.Discard, req.Body); err != nil {
+						return
+					}
+					runs.Add(1)
+					if first && n == 2 {
+						return // read it, then died
+					}
+					if _, err := io.WriteString(nc, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String(), runs
+}
+
+// A /run the runtime read before its connection closed is not sent again:
+// it fails, and the runtime saw it once.
+func TestRunAtMostOnceAfterRuntimeReadIt(t *testing.T) {
+	addr, runs := rawRuntime(t)
+	c := NewClient(addr)
+	defer c.Close()
+	if _, err := c.Run(context.Background(), RunRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Run(context.Background(), RunRequest{}); !IsTransport(err) {
+		t.Fatalf("second run: err = %v, want a TransportError (the runtime read it and closed)", err)
+	}
+	if n := runs.Load(); n != 2 {
+		t.Fatalf("the runtime read %d requests, want 2: the second /run was sent again", n)
+	}
+	// The client goes on with a new connection.
+	if _, err := c.Run(context.Background(), RunRequest{}); err != nil {
+		t.Fatalf("third run: %v", err)
+	}
+	if n := runs.Load(); n != 3 {
+		t.Fatalf("the runtime read %d requests, want 3", n)
 	}
 }

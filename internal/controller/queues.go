@@ -236,3 +236,25 @@ func DialGRPC(addr string) (QueueCreator, error) {
 	}
 	return &grpcScheduler{Client: rpc.NewClient(cc), cc: cc}, nil
 }
+
+// InFlight counts the activations this controller published whose
+// completion has not come (nor expired): what a drain waits for.
+func (c *Controller) InFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.flights)
+}
+
+// EnsureQueue asks a scheduler for the action's queue when none is known
+// or being made, as an invocation does, but publishes nothing: for
+// activations already waiting in the action's topic, such as those a
+// durable bus replayed at start. Errors as startCreation's.
+func (c *Controller) EnsureQueue(ctx context.Context, meta whisk.ActionMeta) error {
+	c.mu.Lock()
+	cr := c.claimCreationLocked(meta.FQN())
+	c.mu.Unlock()
+	if cr == nil {
+		return nil
+	}
+	return c.startCreation(ctx, meta, cr)
+}

@@ -24,6 +24,10 @@ type ActivationFilter struct {
 	Upto  int64
 	Skip  int
 	Limit int // 0 = no limit
+	// Summary reads records without their logs and result (what a list
+	// without docs shows), so that a page of records with megabytes of
+	// logs each is not read for their summaries.
+	Summary bool
 }
 
 // EntityFilter pages a list of entities. Limit 0 means no limit.
@@ -47,9 +51,12 @@ type EntityOp struct {
 type Store interface {
 	// IdentityByUUID returns the identity whose key has this UUID (NotFound
 	// otherwise), with its namespace's limits (zero when none are set).
+	// Identities read back carry KeyHash, never Key: keys are stored as
+	// salted hashes (whisk.HashKey), checked with whisk.KeyMatches.
 	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
 	// PutIdentity creates or replaces an identity (a key). id.Limits is
 	// not stored: limits belong to the namespace (PutNamespaceLimits).
+	// The key is stored as KeyHash(id).
 	PutIdentity(ctx context.Context, id whisk.Identity) error
 	// ListIdentities returns the identities of a namespace ("" = of every
 	// namespace) with their namespace's limits, ordered by subject,
@@ -132,8 +139,26 @@ type Store interface {
 	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
 	// ListActivations returns full records matching f, newest first.
 	ListActivations(ctx context.Context, namespace string, f ActivationFilter) ([]whisk.Activation, error)
+	// EachActivation calls fn with each record matching f, newest first,
+	// one at a time: the page is never held whole, so listing records
+	// with 10 MB of logs each costs the memory of one of them. An error
+	// from fn stops the reading and is returned as it is.
+	EachActivation(ctx context.Context, namespace string, f ActivationFilter, fn func(whisk.Activation) error) error
 	// CountActivations counts the records matching f (Skip and Limit ignored).
 	CountActivations(ctx context.Context, namespace string, f ActivationFilter) (int, error)
 
 	Close() error
+}
+
+// KeyHash is what a store's PutIdentity keeps of id's key: the hash of
+// id.Key, or id.KeyHash as it is when id.Key is empty (an identity read
+// back and written again). An identity with neither is Invalid.
+func KeyHash(id whisk.Identity) (string, error) {
+	switch {
+	case id.Key != "":
+		return whisk.HashKey(id.Key), nil
+	case whisk.IsKeyHash(id.KeyHash):
+		return id.KeyHash, nil
+	}
+	return "", whisk.E("store.KeyHash", whisk.Invalid, "identity has no key", nil)
 }

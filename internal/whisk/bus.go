@@ -14,6 +14,9 @@ func ActionTopic(f FQN) string {
 	return "action-" + TopicSafe(f.Namespace) + "-" + TopicSafe(f.Name)
 }
 
+// IsActionTopic reports whether topic is an action's (ActionTopic).
+func IsActionTopic(topic string) bool { return len(topic) > 7 && topic[:7] == "action-" }
+
 // InvokerTopic is the topic an invoker reads creation requests from.
 func InvokerTopic(invokerID string) string { return "invoker-" + TopicSafe(invokerID) }
 

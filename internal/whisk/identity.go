@@ -2,6 +2,8 @@ package whisk
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"regexp"
 	"strings"
@@ -9,16 +11,65 @@ import (
 
 // Identity is an authenticated subject: the owner of an API key and the
 // namespace the key acts in.
+//
+// Key is the plain key and is known only where it comes from outside: the
+// caller's credentials of a request (set by authentication), or a key being
+// created. Stores keep only KeyHash (HashKey of the key) and return Key
+// empty: nothing reads a key back.
 type Identity struct {
 	Subject   string          `json:"subject"`
 	Namespace string          `json:"namespace"`
 	UUID      string          `json:"uuid"`
-	Key       string          `json:"key"`
+	Key       string          `json:"key,omitempty"`
+	KeyHash   string          `json:"-"`
 	Limits    NamespaceLimits `json:"limits"`
 }
 
-// AuthKey renders "uuid:key".
+// AuthKey renders "uuid:key" (the key is empty for an identity read from a
+// store).
 func (i Identity) AuthKey() string { return i.UUID + ":" + i.Key }
+
+// keyHashPrefix starts every HashKey result; a plain key (alphanumeric)
+// never contains '$', so the two can't be mistaken for each other.
+const keyHashPrefix = "sha256$"
+
+// HashKey returns the stored form of a key: "sha256$SALT$HASH", SALT 16
+// random bytes and HASH the SHA-256 of SALT followed by the key, both in
+// hex. A fast hash is enough: keys are 64 random characters (~381 bits),
+// far beyond what guessing can reach, so a slow KDF would add nothing.
+func HashKey(key string) string {
+	var salt [16]byte
+	if _, err := rand.Read(salt[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // the runtime guarantees Read never fails
+	}
+	return keyHashPrefix + hex.EncodeToString(salt[:]) + "$" + hex.EncodeToString(saltedSum(salt[:], key))
+}
+
+// IsKeyHash reports whether s is a HashKey result (rather than a plain key).
+func IsKeyHash(s string) bool { return strings.HasPrefix(s, keyHashPrefix) }
+
+func saltedSum(salt []byte, key string) []byte {
+	h := sha256.New()
+	h.Write(salt)
+	h.Write([]byte(key))
+	return h.Sum(nil)
+}
+
+// KeyMatches reports whether key is the one hashed in stored (a HashKey
+// result), comparing the digests in constant time. A malformed stored
+// hash matches nothing.
+func KeyMatches(stored, key string) bool {
+	salt, sum, ok := strings.Cut(strings.TrimPrefix(stored, keyHashPrefix), "$")
+	if !IsKeyHash(stored) || !ok {
+		return false
+	}
+	s, err1 := hex.DecodeString(salt)
+	want, err2 := hex.DecodeString(sum)
+	if err1 != nil || err2 != nil || len(want) != sha256.Size {
+		return false
+	}
+	return subtle.ConstantTimeCompare(saltedSum(s, key), want) == 1
+}
 
 // NamespaceLimits are per-namespace limits, set by the operator (eddy
 // admin limits set) and stored with the namespace; zero means "the system

@@ -44,12 +44,16 @@ func waitTook(t *testing.T, bound time.Duration, what string, cond func() bool) 
 	return time.Since(start)
 }
 
-const echoPy = "def main(args):\n    return {'owner': args.get('owner', '')}\n"
+// echoPy returns its owner parameter and the key it was given (with the
+// provide-api-key annotation).
+const echoPy = "import os\ndef main(args):\n    return {'owner': args.get('owner', ''), 'key': os.environ.get('__OW_API_KEY', '')}\n"
 
 // TestTenantIsolation creates two tenants with `eddy admin user create` on
 // a running standalone and tries every action and activation route of each
 // with the other's key: naming the other's namespace is 403 with
 // OpenWhisk's message, "_" finds nothing of the other's (404, empty lists).
+// Keys are stored hashed: user get prints the UUID only, and an action
+// with provide-api-key gets its caller's key from the request.
 func TestTenantIsolation(t *testing.T) {
 	e := startEddy(t, "process", "")
 	keys := map[string]string{}
@@ -59,8 +63,9 @@ func TestTenantIsolation(t *testing.T) {
 			t.Fatalf("user create printed %q: %v", keys[ns], err)
 		}
 	}
-	if got := e.admin("user", "get", "alice"); got != keys["alice"] {
-		t.Fatalf("user get alice = %q, want %q", got, keys["alice"])
+	// The key is printed once, by create: get prints its UUID only.
+	if uuid, _, _ := strings.Cut(keys["alice"], ":"); e.admin("user", "get", "alice") != uuid {
+		t.Fatalf("user get alice = %q, want the UUID %q", e.admin("user", "get", "alice"), uuid)
 	}
 	if got := e.admin("user", "list"); !strings.Contains(got, "alice\talice") || !strings.Contains(got, "bobby\tbobby") {
 		t.Fatalf("user list = %q", got)
@@ -69,7 +74,8 @@ func TestTenantIsolation(t *testing.T) {
 	// Each tenant has an action and an activation of the same name.
 	ids := map[string]string{}
 	for ns, key := range keys {
-		body := map[string]any{"exec": map[string]any{"kind": "python:3.11", "code": echoPy}}
+		body := map[string]any{"exec": map[string]any{"kind": "python:3.11", "code": echoPy},
+			"annotations": []map[string]any{{"key": "provide-api-key", "value": true}}}
 		var code int
 		var out []byte
 		// The key is new: standalone may have cached a miss for up to 1 s.
@@ -83,6 +89,12 @@ func TestTenantIsolation(t *testing.T) {
 		code, hdr, out := e.callAuth(key, "POST", "/api/v1/namespaces/_/actions/echo?blocking=true&result=true", map[string]any{"owner": ns})
 		if code != 200 || !strings.Contains(string(out), ns) {
 			t.Fatalf("%s invokes echo: %d %s", ns, code, out)
+		}
+		// The store keeps only the key's hash: the action gets the
+		// caller's key from the request.
+		var res struct{ Key string }
+		if err := json.Unmarshal(out, &res); err != nil || res.Key != key {
+			t.Fatalf("%s's action got __OW_API_KEY %q (%v), want the caller's key %q", ns, res.Key, err, key)
 		}
 		ids[ns] = hdr.Get("x-openwhisk-activation-id")
 		// The record is stored before the tests read it.

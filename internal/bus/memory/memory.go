@@ -1,5 +1,9 @@
 // Package memory is the in-process bus.Bus of standalone Eddy: topics are
 // slices of records in memory, with Kafka's semantics as bus.go states them.
+// Open makes it durable: every change is written ahead to a log on disk
+// (wal.go), and a Publish returns once its record is there, so records
+// accepted before a crash (kill -9 included) are there after a restart.
+// New's bus keeps nothing.
 //
 // Choices this implementation makes where bus.go leaves room:
 //   - Offsets of a topic start at 0 and are consecutive.
@@ -48,6 +52,12 @@ type Bus struct {
 	mu     sync.RWMutex
 	topics map[string]*topic
 	closed bool
+	wal    *wal // the write-ahead log of a durable bus (Open); nil for New's
+
+	track  string                  // Options.Track
+	wait   func(topic string) bool // Options.Wait
+	doneMu sync.Mutex
+	done   doneRing
 }
 
 var _ bus.Bus = (*Bus)(nil)
@@ -62,6 +72,7 @@ func New(log *slog.Logger) *Bus {
 
 // topic is one log. All fields are guarded by mu.
 type topic struct {
+	b       *Bus
 	name    string
 	mu      sync.Mutex
 	base    int64    // offset of values[head]
@@ -169,7 +180,10 @@ func (b *Bus) EnsureTopic(ctx context.Context, name string) error {
 		return whisk.E(op, whisk.Unavailable, "", fmt.Errorf("bus closed"))
 	}
 	if _, ok := b.topics[name]; !ok {
-		b.topics[name] = &topic{name: name, groups: map[string]*group{}}
+		if err := b.logged(&walEntry{kind: walTopic, topic: name}); err != nil {
+			return err
+		}
+		b.topics[name] = &topic{b: b, name: name, groups: map[string]*group{}}
 	}
 	return nil
 }
@@ -182,11 +196,16 @@ func (b *Bus) DeleteTopic(ctx context.Context, name string) error {
 		return whisk.E("memory.DeleteTopic", whisk.Unavailable, "", fmt.Errorf("bus closed"))
 	}
 	t, ok := b.topics[name]
-	delete(b.topics, name)
-	b.mu.Unlock()
 	if !ok {
+		b.mu.Unlock()
 		return nil
 	}
+	if err := b.logged(&walEntry{kind: walDelete, topic: name}); err != nil {
+		b.mu.Unlock()
+		return err
+	}
+	delete(b.topics, name)
+	b.mu.Unlock()
 	t.mu.Lock()
 	t.deleted = true
 	t.values, t.head = nil, 0
@@ -195,7 +214,9 @@ func (b *Bus) DeleteTopic(ctx context.Context, name string) error {
 	return nil
 }
 
-// Publish appends a copy of value to topic.
+// Publish appends a copy of value to topic. On a durable bus it returns
+// once the record is on disk (or ctx ended: the record may then be lost
+// with the process).
 func (b *Bus) Publish(ctx context.Context, name string, value []byte) error {
 	const op = "memory.Publish"
 	t, err := b.lookup(op, name)
@@ -205,12 +226,21 @@ func (b *Bus) Publish(ctx context.Context, name string, value []byte) error {
 	v := make([]byte, len(value))
 	copy(v, value)
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if err := t.failure(op); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	synced, err := b.logPublish(name, v)
+	if err != nil {
+		t.mu.Unlock()
 		return err
 	}
 	t.values = append(t.values, v)
 	t.wakeAll()
+	t.mu.Unlock()
+	if synced != nil {
+		return synced(ctx)
+	}
 	return nil
 }
 
@@ -229,6 +259,9 @@ func (b *Bus) Subscribe(ctx context.Context, name, groupName string) (bus.Consum
 	}
 	g, ok := t.groups[groupName]
 	if !ok {
+		if err := b.logged(&walEntry{kind: walGroup, topic: name, group: groupName, offset: t.base}); err != nil {
+			return nil, err
+		}
 		g = &group{next: t.base}
 		t.groups[groupName] = g
 	}
@@ -257,6 +290,9 @@ func (b *Bus) Close() error {
 		t.values, t.head = nil, 0
 		t.wakeAll()
 		t.mu.Unlock()
+	}
+	if b.wal != nil {
+		b.wal.close()
 	}
 	return nil
 }
@@ -363,6 +399,10 @@ func (c *consumer) Commit(ctx context.Context, offset int64) error {
 	if offset < c.g.next {
 		return nil
 	}
+	if err := t.b.logged(&walEntry{kind: walCommit, topic: t.name, group: c.group, offset: offset}); err != nil {
+		return err
+	}
+	t.b.noteDone(t, c.group, c.g.next, offset)
 	c.g.next = offset + 1
 	c.pos = max(c.pos, c.g.next)
 	t.trim()

@@ -390,6 +390,11 @@ func (s *Store) ListActivations(ctx context.Context, namespace string, f store.A
 	return s.inner.ListActivations(ctx, namespace, f)
 }
 
+// EachActivation is not cached.
+func (s *Store) EachActivation(ctx context.Context, namespace string, f store.ActivationFilter, fn func(whisk.Activation) error) error {
+	return s.inner.EachActivation(ctx, namespace, f, fn)
+}
+
 // CountActivations is not cached.
 func (s *Store) CountActivations(ctx context.Context, namespace string, f store.ActivationFilter) (int, error) {
 	return s.inner.CountActivations(ctx, namespace, f)

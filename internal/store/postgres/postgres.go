@@ -3,7 +3,7 @@
 // clusters, where several controllers and invokers share one database.
 //
 // The schema mirrors store/sqlite: schema_version (how many migrations were
-// applied), identities (keys), namespace_limits, actions, entities (packages,
+// applied), identities (keys, as salted hashes), namespace_limits, actions, entities (packages,
 // triggers, rules, API documents, alarms) and activations; entities are kept as JSONB
 // documents next to the columns the queries need. Open applies pending
 // migrations in one transaction that first takes a transaction-scoped
@@ -121,6 +121,10 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	if err := s.hashPlainKeys(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	log.Debug("postgres store open", "server", where)
 	return s, nil
 }
@@ -201,6 +205,46 @@ var migrations = []string{
 	CREATE INDEX entities_list ON entities (kind, namespace, updated DESC, name);
 	CREATE UNIQUE INDEX entities_shared_names ON entities (namespace, name)
 		WHERE kind IN ('package', 'trigger', 'rule');`,
+	// keys: identities keep a salted hash of their key (key_hash, a
+	// whisk.HashKey result), never the key; key stays '' once hashed.
+	// hashPlainKeys (run by every Open) hashes the keys this migration
+	// finds, so an old database is migrated at start.
+	`ALTER TABLE identities ADD COLUMN IF NOT EXISTS key_hash TEXT NOT NULL DEFAULT '';`,
+}
+
+// hashPlainKeys replaces every plain key still in identities.key (a
+// database written before keys were hashed) with its hash in key_hash.
+// Each row is replaced only if its key is still the one read, so
+// concurrent Opens are safe; once done, it is a query that finds nothing.
+func (s *Store) hashPlainKeys(ctx context.Context) error {
+	const op = "postgres.hashPlainKeys"
+	rows, err := s.pool.Query(ctx, `SELECT uuid, key FROM identities WHERE key <> ''`)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	plain := map[string]string{}
+	for rows.Next() {
+		var uuid, key string
+		if err := rows.Scan(&uuid, &key); err != nil {
+			rows.Close()
+			return dbErr(op, err)
+		}
+		plain[uuid] = key
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return dbErr(op, err)
+	}
+	for uuid, key := range plain {
+		if _, err := s.pool.Exec(ctx, `UPDATE identities SET key_hash = $1, key = '' WHERE uuid = $2 AND key = $3`,
+			whisk.HashKey(key), uuid, key); err != nil {
+			return dbErr(op, err)
+		}
+	}
+	if len(plain) > 0 {
+		s.log.Info("postgres: stored keys replaced by their hashes", "identities", len(plain))
+	}
+	return nil
 }
 
 // migrate applies pending migrations in one transaction, under an advisory
@@ -294,14 +338,14 @@ func encode(v any) ([]byte, error) {
 // ---- identities ----
 
 // identitySelect reads identities with their namespace's limits.
-const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key, l.limits
+const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key_hash, l.limits
 	FROM identities i LEFT JOIN namespace_limits l ON l.namespace = i.namespace `
 
 // scanIdentity scans one row of identitySelect.
 func scanIdentity(op string, row pgx.Row) (whisk.Identity, error) {
 	var id whisk.Identity
 	var limits []byte
-	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.Key, &limits); err != nil {
+	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.KeyHash, &limits); err != nil {
 		return whisk.Identity{}, dbErr(op, err)
 	}
 	if limits != nil {
@@ -324,11 +368,15 @@ func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	const op = "postgres.PutIdentity"
-	_, err := s.pool.Exec(ctx,
-		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES ($1, $2, $3, $4, '{}')
+	hash, err := store.KeyHash(id)
+	if err != nil {
+		return whisk.E(op, whisk.Invalid, "", err)
+	}
+	_, err = s.pool.Exec(ctx,
+		`INSERT INTO identities (uuid, namespace, subject, key, key_hash, limits) VALUES ($1, $2, $3, '', $4, '{}')
 		 ON CONFLICT (uuid) DO UPDATE SET namespace = excluded.namespace, subject = excluded.subject,
-		   key = excluded.key`,
-		id.UUID, id.Namespace, id.Subject, id.Key)
+		   key = '', key_hash = excluded.key_hash`,
+		id.UUID, id.Namespace, id.Subject, hash)
 	return dbErr(op, err)
 }
 
@@ -643,35 +691,52 @@ func activationWhere(namespace string, f store.ActivationFilter) (string, []any)
 // ListActivations returns the full records matching f, newest first (by
 // Start descending, then by activation id ascending).
 func (s *Store) ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error) {
+	out := []whisk.Activation{}
+	err := s.EachActivation(ctx, namespace, f, func(a whisk.Activation) error {
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, retag(err, "postgres.ListActivations")
+	}
+	return out, nil
+}
+
+// EachActivation calls fn with each record matching f, newest first, one
+// row at a time (store.Store.EachActivation). The Store's operation
+// timeout bounds the whole reading, fn's time included.
+func (s *Store) EachActivation(ctx context.Context, namespace string, f store.ActivationFilter, fn func(whisk.Activation) error) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	const op = "postgres.ListActivations"
+	const op = "postgres.EachActivation"
 	where, args := activationWhere(namespace, f)
 	args = append(args, sqlLimit(f.Limit), max(f.Skip, 0))
+	col := `doc`
+	if f.Summary {
+		col = `doc - 'logs' #- '{response,result}'`
+	}
 	rows, err := s.pool.Query(ctx,
-		fmt.Sprintf(`SELECT doc FROM activations %s ORDER BY start DESC, activation_id LIMIT $%d OFFSET $%d`,
-			where, len(args)-1, len(args)),
+		fmt.Sprintf(`SELECT %s FROM activations %s ORDER BY start DESC, activation_id LIMIT $%d OFFSET $%d`,
+			col, where, len(args)-1, len(args)),
 		args...)
 	if err != nil {
-		return nil, dbErr(op, err)
+		return dbErr(op, err)
 	}
 	defer rows.Close()
-	out := []whisk.Activation{}
 	for rows.Next() {
 		var doc []byte
 		if err := rows.Scan(&doc); err != nil {
-			return nil, dbErr(op, err)
+			return dbErr(op, err)
 		}
 		var a whisk.Activation
 		if err := json.Unmarshal(doc, &a); err != nil {
-			return nil, dbErr(op, fmt.Errorf("decode activation: %w", err))
+			return dbErr(op, fmt.Errorf("decode activation: %w", err))
 		}
-		out = append(out, a)
+		if err := fn(a); err != nil {
+			return err
+		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, dbErr(op, err)
-	}
-	return out, nil
+	return dbErr(op, rows.Err())
 }
 
 // CountActivations counts the records matching f (Skip and Limit ignored).

@@ -79,7 +79,7 @@ func TestReopenPersists(t *testing.T) {
 
 	s = openT(t, url)
 	defer s.Close()
-	if got, err := s.IdentityByUUID(ctx, id.UUID); err != nil || got != id {
+	if got, err := s.IdentityByUUID(ctx, id.UUID); err != nil || got.Namespace != id.Namespace || got.Limits != id.Limits || !whisk.KeyMatches(got.KeyHash, id.Key) {
 		t.Errorf("identity after reopen = %+v, %v; want %+v", got, err, id)
 	}
 	got, err := s.GetAction(ctx, "guest", "hello")
@@ -642,5 +642,48 @@ func TestMigrateNamespaceLimits(t *testing.T) {
 	}
 	if id, err := s.IdentityByUUID(ctx, "u2"); err != nil || id.Limits != want || id.Subject != "b" {
 		t.Errorf("IdentityByUUID(u2) = %+v, %v", id, err)
+	}
+}
+
+// TestMigrateHashesKeys opens a database written when keys were stored
+// in plain text (the migrations before the one adding key_hash) and checks
+// that Open replaces every key by its hash, and that the guest key and the
+// others still authenticate.
+func TestMigrateHashesKeys(t *testing.T) {
+	ctx := t.Context()
+	url := pgtest.Shared(t).NewDatabase(t)
+	all := migrations
+	for i, m := range all {
+		if strings.Contains(m, "key_hash") {
+			migrations = all[:i]
+			break
+		}
+	}
+	if len(migrations) == len(all) {
+		t.Fatal("no migration adds key_hash")
+	}
+	s, err := Open(ctx, url, nil)
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other := whisk.NewAuthKey()
+	if _, err := s.pool.Exec(ctx, `INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES
+		($1, 'guest', 'guest', $2, '{}'), ('u2', 'ns', 'b', $3, '{}')`, whisk.GuestUUID, whisk.GuestKey, other); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openT(t, url)
+	defer s.Close()
+	var plain int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM identities WHERE key <> '' OR key_hash NOT LIKE 'sha256$%'`).Scan(&plain); err != nil || plain != 0 {
+		t.Fatalf("rows with a plain key or no hash after migration: %d, %v", plain, err)
+	}
+	for uuid, key := range map[string]string{whisk.GuestUUID: whisk.GuestKey, "u2": other} {
+		id, err := s.IdentityByUUID(ctx, uuid)
+		if err != nil || id.Key != "" || !whisk.KeyMatches(id.KeyHash, key) || whisk.KeyMatches(id.KeyHash, key+"x") {
+			t.Errorf("IdentityByUUID(%s) after migration = %+v, %v", uuid, id, err)
+		}
 	}
 }

@@ -2,7 +2,7 @@
 // (modernc.org/sqlite, pure Go). It is Eddy's default store for standalone.
 //
 // The database file holds six tables: schema_version (the migrations
-// applied so far), identities (keys), namespace_limits, actions, entities
+// applied so far), identities (keys, as salted hashes), namespace_limits, actions, entities
 // (packages, triggers, rules, API documents, alarms) and activations;
 // entities are kept as JSON documents next to the columns the queries
 // need. Open applies pending migrations.
@@ -32,7 +32,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -121,6 +123,11 @@ func OpenWith(ctx context.Context, path string, log *slog.Logger, opts Options) 
 	s := &Store{log: log, now: time.Now, commitDelay: max(opts.CommitDelay, 0)}
 
 	memory := path == ":memory:"
+	if !memory {
+		if err := privateFiles(path); err != nil {
+			return nil, whisk.E(op, whisk.Internal, "", err)
+		}
+	}
 	params := fmt.Sprintf("_busy_timeout=%d&_foreign_keys=1", busyTimeoutMs)
 	wdsn := path + "?" + params + "&_txlock=immediate"
 	if !memory {
@@ -137,6 +144,10 @@ func OpenWith(ctx context.Context, path string, log *slog.Logger, opts Options) 
 	s.w = w
 
 	if err := s.migrate(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if err := s.hashPlainKeys(ctx); err != nil {
 		w.Close()
 		return nil, err
 	}
@@ -173,6 +184,25 @@ func OpenWith(ctx context.Context, path string, log *slog.Logger, opts Options) 
 	go s.activationWriter()
 	log.Debug("sqlite store open", "path", path)
 	return s, nil
+}
+
+// privateFiles creates the database file readable by its owner only
+// (0600) and makes an existing one (and its -wal and -shm files) so; SQLite
+// creates the -wal and -shm files with the database file's mode.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("chmod %s: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // Close waits for the activation writer to finish the batch it is writing
@@ -244,6 +274,52 @@ var migrations = []string{
 	CREATE INDEX entities_list ON entities (kind, namespace, updated DESC, name);
 	CREATE UNIQUE INDEX entities_shared_names ON entities (namespace, name)
 		WHERE kind IN ('package', 'trigger', 'rule');`,
+	// keys: identities keep a salted hash of their key (key_hash, a
+	// whisk.HashKey result), never the key; key stays '' once hashed.
+	// hashPlainKeys (run by every Open) hashes the keys this migration
+	// finds, so an old database is migrated at start.
+	`ALTER TABLE identities ADD COLUMN key_hash TEXT NOT NULL DEFAULT '';`,
+}
+
+// hashPlainKeys replaces every plain key still in identities.key (a
+// database written before keys were hashed) with its hash in key_hash.
+// It is idempotent and, once done, a query that finds nothing.
+func (s *Store) hashPlainKeys(ctx context.Context) error {
+	const op = "sqlite.hashPlainKeys"
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT uuid, key FROM identities WHERE key <> ''`)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	plain := map[string]string{}
+	for rows.Next() {
+		var uuid, key string
+		if err := rows.Scan(&uuid, &key); err != nil {
+			rows.Close()
+			return dbErr(op, err)
+		}
+		plain[uuid] = key
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return dbErr(op, err)
+	}
+	for uuid, key := range plain {
+		if _, err := tx.ExecContext(ctx, `UPDATE identities SET key_hash = ?, key = '' WHERE uuid = ?`,
+			whisk.HashKey(key), uuid); err != nil {
+			return dbErr(op, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return dbErr(op, err)
+	}
+	if len(plain) > 0 {
+		s.log.Info("sqlite: stored keys replaced by their hashes", "identities", len(plain))
+	}
+	return nil
 }
 
 // migrate creates the schema_version table and applies pending migrations
@@ -302,14 +378,14 @@ func notFound(op string) error { return whisk.E(op, whisk.NotFound, whisk.MsgNot
 // ---- identities ----
 
 // identitySelect reads identities with their namespace's limits.
-const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key, l.limits
+const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key_hash, l.limits
 	FROM identities i LEFT JOIN namespace_limits l ON l.namespace = i.namespace `
 
 // scanIdentity scans one row of identitySelect.
 func scanIdentity(op string, row interface{ Scan(...any) error }) (whisk.Identity, error) {
 	var id whisk.Identity
 	var limits sql.NullString
-	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.Key, &limits); err != nil {
+	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.KeyHash, &limits); err != nil {
 		return whisk.Identity{}, err
 	}
 	if limits.Valid {
@@ -334,13 +410,19 @@ func (s *Store) IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity
 }
 
 // PutIdentity creates or replaces an identity (id.Limits is not stored).
+// The key is stored hashed (whisk.HashKey of id.Key, or id.KeyHash when
+// id.Key is empty).
 func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 	const op = "sqlite.PutIdentity"
-	_, err := s.w.ExecContext(ctx,
-		`INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES (?, ?, ?, ?, '{}')
+	hash, err := store.KeyHash(id)
+	if err != nil {
+		return whisk.E(op, whisk.Invalid, "", err)
+	}
+	_, err = s.w.ExecContext(ctx,
+		`INSERT INTO identities (uuid, namespace, subject, key, key_hash, limits) VALUES (?, ?, ?, '', ?, '{}')
 		 ON CONFLICT (uuid) DO UPDATE SET namespace = excluded.namespace, subject = excluded.subject,
-		   key = excluded.key`,
-		id.UUID, id.Namespace, id.Subject, id.Key)
+		   key = '', key_hash = excluded.key_hash`,
+		id.UUID, id.Namespace, id.Subject, hash)
 	return dbErr(op, err)
 }
 
@@ -781,28 +863,47 @@ func activationWhere(namespace string, f store.ActivationFilter) (string, []any)
 // ListActivations returns the full records matching f, newest first (by
 // Start descending, then by activation id ascending).
 func (s *Store) ListActivations(ctx context.Context, namespace string, f store.ActivationFilter) ([]whisk.Activation, error) {
-	const op = "sqlite.ListActivations"
+	out := []whisk.Activation{}
+	err := s.EachActivation(ctx, namespace, f, func(a whisk.Activation) error {
+		out = append(out, a)
+		return nil
+	})
+	if err != nil {
+		return nil, retag(err, "sqlite.ListActivations")
+	}
+	return out, nil
+}
+
+// EachActivation calls fn with each record matching f, newest first, one
+// row at a time (store.Store.EachActivation).
+func (s *Store) EachActivation(ctx context.Context, namespace string, f store.ActivationFilter, fn func(whisk.Activation) error) error {
+	const op = "sqlite.EachActivation"
 	where, args := activationWhere(namespace, f)
 	args = append(args, sqlLimit(f.Limit), max(f.Skip, 0))
+	col := `doc`
+	if f.Summary {
+		col = `json_remove(doc, '$.logs', '$.response.result')`
+	}
 	rows, err := s.r.QueryContext(ctx,
-		`SELECT doc FROM activations `+where+` ORDER BY start DESC, activation_id LIMIT ? OFFSET ?`, args...)
+		`SELECT `+col+` FROM activations `+where+` ORDER BY start DESC, activation_id LIMIT ? OFFSET ?`, args...)
 	if err != nil {
-		return nil, dbErr(op, err)
+		return dbErr(op, err)
 	}
 	defer rows.Close()
-	out := []whisk.Activation{}
+	var doc []byte
 	for rows.Next() {
-		var doc string
 		if err := rows.Scan(&doc); err != nil {
-			return nil, dbErr(op, err)
+			return dbErr(op, err)
 		}
 		var a whisk.Activation
-		if err := json.Unmarshal([]byte(doc), &a); err != nil {
-			return nil, dbErr(op, fmt.Errorf("decode activation: %w", err))
+		if err := json.Unmarshal(doc, &a); err != nil {
+			return dbErr(op, fmt.Errorf("decode activation: %w", err))
 		}
-		out = append(out, a)
+		if err := fn(a); err != nil {
+			return err
+		}
 	}
-	return out, dbErr(op, rows.Err())
+	return dbErr(op, rows.Err())
 }
 
 // CountActivations counts the records matching f (Skip and Limit ignored).

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,7 +76,7 @@ func TestReopenPersists(t *testing.T) {
 
 	s = openT(t, path)
 	defer s.Close()
-	if got, err := s.IdentityByUUID(ctx, id.UUID); err != nil || got != id {
+	if got, err := s.IdentityByUUID(ctx, id.UUID); err != nil || got.Namespace != id.Namespace || got.Limits != id.Limits || !whisk.KeyMatches(got.KeyHash, id.Key) {
 		t.Errorf("identity after reopen = %+v, %v; want %+v", got, err, id)
 	}
 	got, err := s.GetAction(ctx, "guest", "hello")
@@ -461,4 +464,89 @@ func TestMigrateNamespaceLimits(t *testing.T) {
 	if id, err := s.IdentityByUUID(ctx, "u2"); err != nil || id.Limits != want || id.Subject != "b" {
 		t.Errorf("IdentityByUUID(u2) = %+v, %v", id, err)
 	}
+}
+
+// beforeKeyHash returns the migrations of a database written before keys
+// were hashed: those before the one adding key_hash.
+func beforeKeyHash(t *testing.T) []string {
+	for i, m := range migrations {
+		if strings.Contains(m, "key_hash") {
+			return migrations[:i]
+		}
+	}
+	t.Fatal("no migration adds key_hash")
+	return nil
+}
+
+// TestMigrateHashesKeys opens a database written when keys were stored
+// in plain text and checks that Open replaces every key by its hash, and
+// that the guest key and the others still authenticate.
+func TestMigrateHashesKeys(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "eddy.db")
+	all := migrations
+	migrations = beforeKeyHash(t)
+	s, err := Open(ctx, path, nil)
+	migrations = all
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, other := whisk.NewAuthKey()
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO identities (uuid, namespace, subject, key, limits) VALUES
+		(?, 'guest', 'guest', ?, '{}'), ('u2', 'ns', 'b', ?, '{}')`, whisk.GuestUUID, whisk.GuestKey, other); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s = openT(t, path)
+	defer s.Close()
+	var plain int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM identities WHERE key <> '' OR key_hash NOT LIKE 'sha256$%'`).Scan(&plain); err != nil || plain != 0 {
+		t.Fatalf("rows with a plain key or no hash after migration: %d, %v", plain, err)
+	}
+	for uuid, key := range map[string]string{whisk.GuestUUID: whisk.GuestKey, "u2": other} {
+		id, err := s.IdentityByUUID(ctx, uuid)
+		if err != nil || id.Key != "" || !whisk.KeyMatches(id.KeyHash, key) || whisk.KeyMatches(id.KeyHash, key+"x") {
+			t.Errorf("IdentityByUUID(%s) after migration = %+v, %v", uuid, id, err)
+		}
+	}
+}
+
+// TestFilesPrivate checks that the database and its -wal and -shm files
+// are readable by their owner only, when created and when an existing
+// database was readable by others.
+func TestFilesPrivate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "eddy.db")
+	check := func(when string) {
+		t.Helper()
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatalf("%s: %v", when, err)
+			}
+			if m := fi.Mode().Perm(); m != 0o600 {
+				t.Errorf("%s: %s has mode %v, want 0600", when, filepath.Base(p), m)
+			}
+		}
+	}
+	s := openT(t, path)
+	if err := s.PutIdentity(t.Context(), whisk.Identity{Subject: "a", Namespace: "a", UUID: "u", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	check("created")
+	s.Close()
+	// An older Eddy left the files 0644 (the -wal file is gone after a
+	// clean close, the -shm one may stay).
+	for _, p := range []string{path, path + "-shm"} {
+		if err := os.Chmod(p, 0o644); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	s = openT(t, path)
+	defer s.Close()
+	if err := s.PutIdentity(t.Context(), whisk.Identity{Subject: "b", Namespace: "b", UUID: "u2", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	check("reopened")
 }

@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		fn   func(*testing.T, store.Store)
 	}{
 		{"IdentityRoundTrip", testIdentityRoundTrip},
+		{"IdentityKeyHashed", testIdentityKeyHashed},
 		{"IdentityNotFound", testIdentityNotFound},
 		{"IdentityListAndDelete", testIdentityListDelete},
 		{"NamespaceLimits", testNamespaceLimits},
@@ -50,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ActivationNotFound", testActivationNotFound},
 		{"ActivationOrder", testActivationOrder},
 		{"ActivationFilters", testActivationFilters},
+		{"ActivationEach", testActivationEach},
 		{"ConcurrentWriters", testConcurrentWriters},
 	}
 	for _, tc := range append(tests, entityTests...) {
@@ -121,7 +124,7 @@ func testIdentityRoundTrip(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != id {
+	if !sameIdentity(got, id) {
 		t.Fatalf("got %+v, want %+v", got, id)
 	}
 	// Put again replaces; Limits given to PutIdentity are not stored
@@ -132,9 +135,67 @@ func testIdentityRoundTrip(t *testing.T, s store.Store) {
 	if err := s.PutIdentity(ctx, withLimits); err != nil {
 		t.Fatal(err)
 	}
-	if got, err = s.IdentityByUUID(ctx, id.UUID); err != nil || got != id {
+	if got, err = s.IdentityByUUID(ctx, id.UUID); err != nil || !sameIdentity(got, id) {
 		t.Fatalf("after replace: got %+v, %v; want %+v", got, err, id)
 	}
+}
+
+// sameIdentity reports whether got, read from a store, is want as put:
+// the same fields, Key not read back and KeyHash the hash of want.Key.
+func sameIdentity(got, want whisk.Identity) bool {
+	return got.Key == "" && whisk.KeyMatches(got.KeyHash, want.Key) &&
+		got.Subject == want.Subject && got.Namespace == want.Namespace &&
+		got.UUID == want.UUID && got.Limits == want.Limits
+}
+
+// testIdentityKeyHashed: a stored key can't be read back in plain text,
+// by any read; the stored hash accepts the right key only; hashes are
+// salted; an identity read back and put again keeps its key.
+func testIdentityKeyHashed(t *testing.T, s store.Store) {
+	ctx := ctxFor(t)
+	_, key := whisk.NewAuthKey()
+	a := whisk.Identity{Subject: "alice", Namespace: "alice", UUID: "u1", Key: key}
+	b := whisk.Identity{Subject: "bob", Namespace: "bob", UUID: "u2", Key: key}
+	for _, id := range []whisk.Identity{a, b} {
+		if err := s.PutIdentity(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.IdentityByUUID(ctx, "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed, err := s.ListIdentities(ctx, "")
+	if err != nil || len(listed) != 2 {
+		t.Fatalf("ListIdentities = %+v, %v", listed, err)
+	}
+	for _, id := range append(listed, got) {
+		if id.Key != "" || strings.Contains(fmt.Sprintf("%+v", id), key) {
+			t.Fatalf("the plain key is readable back: %+v", id)
+		}
+		if !whisk.KeyMatches(id.KeyHash, key) {
+			t.Fatalf("%s: the right key is refused by %q", id.UUID, id.KeyHash)
+		}
+		wrong := key[:len(key)-1] + string(key[len(key)-1]^1)
+		for _, k := range []string{wrong, "", key + "x", key[:32]} {
+			if whisk.KeyMatches(id.KeyHash, k) {
+				t.Fatalf("%s: a wrong key %q is accepted", id.UUID, k)
+			}
+		}
+	}
+	if listed[0].KeyHash == listed[1].KeyHash {
+		t.Fatalf("one key stored twice gave one hash %q: not salted", listed[0].KeyHash)
+	}
+	// Read back (Key empty, KeyHash set) and put again: the key still works.
+	got.Namespace = "alice-2"
+	if err := s.PutIdentity(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.IdentityByUUID(ctx, "u1"); err != nil || again.Namespace != "alice-2" || !whisk.KeyMatches(again.KeyHash, key) {
+		t.Fatalf("after a put of the read-back identity: %+v, %v", again, err)
+	}
+	// An identity without a key is refused.
+	wantKind(t, s.PutIdentity(ctx, whisk.Identity{Subject: "c", Namespace: "c", UUID: "u3"}), whisk.Invalid, "")
 }
 
 func testIdentityListDelete(t *testing.T, s store.Store) {
@@ -168,7 +229,7 @@ func testIdentityListDelete(t *testing.T, s store.Store) {
 	if got, want := uuids(all), []string{"u0", "u1", "u2", "u3"}; !slices.Equal(got, want) {
 		t.Fatalf("ListIdentities(\"\") = %v, want %v", got, want)
 	}
-	if all[2] != put[1] {
+	if !sameIdentity(all[2], put[1]) {
 		t.Errorf("listed %+v, want %+v", all[2], put[1])
 	}
 	shared, err := s.ListIdentities(ctx, "shared")
