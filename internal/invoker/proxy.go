@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -53,7 +54,7 @@ type proxy struct {
 	lastDuration int64
 	lastActive   time.Time
 	failingSince time.Time // first failed fetch of the current streak; zero when fetches work
-	backoff      time.Duration
+	backoff      retry.Backoff
 
 	ready chan struct{} // closed once the creation was acknowledged (either way)
 	done  chan struct{} // closed when run returns
@@ -93,7 +94,7 @@ func newProxy(inv *Invoker, m whisk.ContainerCreation, act whisk.Action, ctr con
 		createMs:   createMs,
 		start:      whisk.StartCold,
 		lastActive: now,
-		backoff:    minBackoff,
+		backoff:    retry.Backoff{Min: minBackoff, Max: maxBackoff},
 		ready:      make(chan struct{}),
 		done:       make(chan struct{}),
 		initDone:   make(chan struct{}),
@@ -216,7 +217,7 @@ func (p *proxy) fetch(ctx context.Context, alive bool) (*rpc.FetchResponse, erro
 
 func (p *proxy) fetchWorked() {
 	p.failingSince = time.Time{}
-	p.backoff = minBackoff
+	p.backoff.Reset()
 }
 
 // findLeader waits a little, re-reads the action's leader and connects to
@@ -232,10 +233,9 @@ func (p *proxy) findLeader(ctx context.Context) bool {
 		if left <= 0 {
 			return false
 		}
-		if !sleep(ctx, min(p.backoff, left)) {
+		if !retry.Sleep(ctx, min(p.backoff.Next(), left)) {
 			return false
 		}
-		p.backoff = min(2*p.backoff, maxBackoff)
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		leader, ok, err := p.inv.d.Leaders.Leader(lctx, p.action.FQN())
 		cancel()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -52,7 +53,8 @@ func (r *reader) run(ctx context.Context) {
 func (q *Queue) subscribe(ctx context.Context) *reader {
 	var c bus.Consumer
 	began := q.d.Now()
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+	backoff := retry.New(100*time.Millisecond, 2*time.Second)
+	for {
 		var err error
 		if c, err = q.d.Subscribe(ctx); err == nil {
 			break
@@ -64,8 +66,9 @@ func (q *Queue) subscribe(ctx context.Context) *reader {
 			q.end(EndTopicGone, err)
 			return nil
 		}
-		q.log.Warn("queue: subscribe failed; retrying", "err", err, "in", backoff)
-		if !sleep(ctx, backoff) {
+		d := backoff.Next()
+		q.log.Warn("queue: subscribe failed; retrying", "err", err, "in", d)
+		if !retry.Sleep(ctx, d) {
 			return nil
 		}
 	}
@@ -221,7 +224,7 @@ func (r *reader) pollFailed(ctx, pctx context.Context, err error) bool {
 	}
 	if pctx.Err() == nil {
 		r.q.log.Warn("queue: poll failed", "err", err)
-		return sleep(ctx, time.Second)
+		return retry.Sleep(ctx, time.Second)
 	}
 	return true // the Poll was ended to commit
 }
@@ -348,17 +351,6 @@ func (q *Queue) end(why End, err error) {
 	select {
 	case q.endc <- ending{why, err}:
 	default:
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

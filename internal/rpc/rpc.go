@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -164,22 +167,52 @@ var serviceDesc = grpc.ServiceDesc{
 	Metadata: "eddy/scheduler.json",
 }
 
-func fetchHandler(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+func fetchHandler(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
 	in := new(FetchRequest)
 	if err := dec(in); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	out, err := srv.(Scheduler).Fetch(ctx, in)
-	return out, ToStatus(err)
+	call := func(ctx context.Context, req any) (any, error) {
+		out, err := srv.(Scheduler).Fetch(ctx, req.(*FetchRequest))
+		return out, ToStatus(err)
+	}
+	return intercept(ctx, srv, "Fetch", in, call, icpt)
 }
 
-func createQueueHandler(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+func createQueueHandler(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
 	in := new(CreateQueueRequest)
 	if err := dec(in); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	out, err := srv.(Scheduler).CreateQueue(ctx, in)
-	return out, ToStatus(err)
+	call := func(ctx context.Context, req any) (any, error) {
+		out, err := srv.(Scheduler).CreateQueue(ctx, req.(*CreateQueueRequest))
+		return out, ToStatus(err)
+	}
+	return intercept(ctx, srv, "CreateQueue", in, call, icpt)
+}
+
+// intercept runs call through the server's interceptor chain (icpt, nil
+// without interceptors), as generated gRPC code does.
+func intercept(ctx context.Context, srv any, method string, in any, call grpc.UnaryHandler, icpt grpc.UnaryServerInterceptor) (any, error) {
+	if icpt == nil {
+		return call(ctx, in)
+	}
+	return icpt(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + serviceName + "/" + method}, call)
+}
+
+// Recover is a unary server interceptor that turns a panic in a handler
+// into an Internal status (whisk.MsgInternal) and an error log line with
+// the method, the panic and the stack; the server goes on serving.
+func Recover(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (out any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("rpc: handler panicked", "method", info.FullMethod, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				out, err = nil, status.Error(codes.Internal, whisk.MsgInternal)
+			}
+		}()
+		return h(ctx, req)
+	}
 }
 
 // Client calls a scheduler over a connection made with DialOptions.

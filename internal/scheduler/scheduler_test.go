@@ -48,6 +48,13 @@ func (r *records) PutActivation(_ context.Context, a whisk.Activation) error {
 	return nil
 }
 
+func (r *records) GetActivation(_ context.Context, _ string, id whisk.ActivationID) (whisk.Activation, error) {
+	if a, ok := r.get(id); ok {
+		return a, nil
+	}
+	return whisk.Activation{}, whisk.E("get activation", whisk.NotFound, "", nil)
+}
+
 func (r *records) get(id whisk.ActivationID) (whisk.Activation, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -559,6 +566,17 @@ func (nopClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.Lead
 	<-ctx.Done()
 	return nil
 }
+func (nopClient) CountUsed(context.Context, whisk.FQN, int64) (int, int, error) { return 0, 0, nil }
+func (nopClient) NamespaceShare(context.Context, string) (map[string]int, map[string]bool, error) {
+	return map[string]int{}, map[string]bool{}, nil
+}
+func (nopClient) HasDemand(context.Context, string) (bool, error) { return false, nil }
+func (nopClient) WatchContainerDeletes(ctx context.Context, _ func(whisk.ContainerInfo)) error {
+	<-ctx.Done()
+	return nil
+}
+func (nopSession) PutDemand(context.Context, whisk.FQN, string) error { return nil }
+func (nopSession) DeleteDemand(context.Context, whisk.FQN) error      { return nil }
 
 var (
 	_ scheduler.Session = (*cluster.Session)(nil)
