@@ -10,6 +10,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -154,12 +155,7 @@ func startFake(t *testing.T, sess *fakeSession, meta whisk.ActionMeta) (context.
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, what, cond)
 }
 
 func (f *fakeSession) holder() whisk.LeaderInfo {

@@ -22,6 +22,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/cluster/clustertest"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/scheduler"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -183,13 +184,7 @@ func (h *sched) stop(t *testing.T) {
 
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(e.t, 10*time.Second, what, cond)
 }
 
 var hello = whisk.ActionMeta{Namespace: "guest", Name: "hello", Rev: 1, Kind: "python:3",
