@@ -2,7 +2,7 @@
 // routes, namespaces, actions (create, update, get, delete, list, invoke)
 // and activations (list, get, logs, result), with OpenWhisk's JSON shapes,
 // status codes and messages, so that the unmodified wsk CLI works against
-// Eddy (shared/reference/openwhisk-interfaces.md §1 and §3).
+// Eddy.
 //
 // Every error response is {"error": <message>, "code": <transaction id>}
 // with the status of the error's whisk.Kind, written by one function

@@ -18,7 +18,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// DefaultTTL is the lease TTL when NewSession is given none (BRIEF §6).
+// DefaultTTL is the lease TTL when NewSession is given none.
 const DefaultTTL = 10 * time.Second
 
 // refillBatch bounds the operations of one re-put (or pending-delete)

@@ -11,7 +11,7 @@
 // topic. When a leader key vanishes while this controller has activations of
 // the action in flight, the controller asks for a new queue at once, so the
 // activations waiting in the topic are not stranded (OpenWhisk's FPC balancer
-// does the same, reference §7.1).
+// does the same).
 //
 // A queue creation (createQueue) runs until the action has a leader in the
 // cache or this controller no longer has unexpired activations of the action

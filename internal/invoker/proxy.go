@@ -568,7 +568,7 @@ func (p *proxy) complete(msg *whisk.ActivationMessage, rec whisk.Activation) {
 	p.inv.recs.put(rec)
 }
 
-// initRequest is the /init request (reference §2.2): the code and the
+// initRequest is the runtime's POST /init request: the code and the
 // first activation's context plus the init parameters as env.
 func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) container.InitRequest {
 	env := make(map[string]string, len(msg.InitParams)+7)
@@ -598,7 +598,7 @@ func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) co
 	return req
 }
 
-// runRequest is the /run request (reference §2.3).
+// runRequest is the runtime's POST /run request.
 func (p *proxy) runRequest(msg *whisk.ActivationMessage, deadline time.Time) container.RunRequest {
 	return container.RunRequest{
 		Value:         msg.Params,

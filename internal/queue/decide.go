@@ -79,7 +79,7 @@ type Decision struct {
 	Recount bool
 }
 
-// Decide is OpenWhisk's SchedulingDecisionMaker (reference §4), as a pure
+// Decide is OpenWhisk's SchedulingDecisionMaker (its FPC scheduler), as a pure
 // function, with one change: a container's throughput is measured per
 // StaleThreshold(avg) instead of per fixed 100 ms. For actions faster than
 // 100 ms nothing changes; for slower ones a container handles Concurrency
@@ -93,7 +93,7 @@ type Decision struct {
 //     in flight → 1 (the first container);
 //  4. Flushing (creations failing) → 1 while there is none, else nothing;
 //  5. Running with containers: stale activations and the predicted backlog
-//     (reference §4 rules e and f) size the request;
+//     (OpenWhisk's rules e and f, scale below) size the request;
 //  6. Removing: only stale activations count (rule g);
 //  7. the request is cut to capacity; when the namespace binds, Throttle.
 //

@@ -91,8 +91,8 @@ func (q *Queue) handleMessage(now time.Time, in *inbound) {
 		return
 	}
 	q.buf = append(q.buf, e)
-	// BRIEF §3 goal 7: no container known and none coming → ask now, not
-	// at the next tick.
+	// No container known and none coming → ask now, not at the next
+	// tick: a cold start must not wait for the tick as well.
 	if q.st == Running && (wasIdle || q.lastCount == 0) && q.inFlight() == 0 {
 		q.decide(now)
 	}

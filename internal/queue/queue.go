@@ -56,7 +56,7 @@ func (s State) String() string {
 	return stateNames[s]
 }
 
-// Defaults (BRIEF §6).
+// Defaults (README.md lists the flags that change them).
 const (
 	DefaultTick        = 100 * time.Millisecond
 	DefaultPark        = time.Second

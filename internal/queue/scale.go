@@ -155,7 +155,8 @@ func (q *Queue) handleResult(now time.Time, r *CreationResult) {
 }
 
 // askIfNone decides at once when activations wait and no container of the
-// current revision is known or coming (BRIEF §3 goal 7).
+// current revision is known or coming: a cold start does not wait for the
+// next tick as well.
 func (q *Queue) askIfNone(now time.Time) {
 	if q.st == Running && len(q.buf) > 0 && q.lastCount == 0 && q.inFlight() == 0 {
 		q.decide(now)

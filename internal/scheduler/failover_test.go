@@ -326,7 +326,7 @@ func (c *container) distinct() int {
 	return len(c.got)
 }
 
-// TestLeaderCrashFollowerTakesOver is BRIEF §3 goal 1 with followers: a
+// TestLeaderCrashFollowerTakesOver is a scheduler's failover with followers: a
 // leader scheduler dies (kill -9 as far as etcd and Kafka can tell) while
 // a container drains a steady stream of activations; its follower takes
 // over, the container finds it through the leader key, and every

@@ -14,7 +14,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// Followers (BRIEF §2, seed thread): a scheduler that wins an action's
+// Followers (docs/cluster.md): a scheduler that wins an action's
 // election asks Config.Followers other schedulers — fewest queues first —
 // to follow the action (CreateQueue with rpc.RoleFollower). A follower
 // writes its follower key under its own lease, holds no activations and

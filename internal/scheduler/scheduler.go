@@ -38,7 +38,7 @@ type Config struct {
 	CreationTimeout  time.Duration
 	NamespaceLimit   int // concurrent containers per namespace when messages carry none
 	// Followers is how many other schedulers follow each leader queue of
-	// this scheduler's (BRIEF §2: 0 in standalone, 1 in a cluster). A
+	// this scheduler's (0 in standalone, 1 in a cluster; docs/cluster.md). A
 	// follower holds no activations; it watches the leader key and elects
 	// itself when the key vanishes with its leader's lease.
 	Followers int
