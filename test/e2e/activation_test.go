@@ -160,7 +160,22 @@ func TestErrorRecords(t *testing.T) { forBackends(t, testErrorRecords) }
 func testErrorRecords(t *testing.T, backend string) {
 	e := startEddy(t, backend, "")
 	e.createAction("crash", "python:3.11", "import os\ndef main(args):\n    print('about to die')\n    os._exit(3)\n", nil)
-	e.createAction("slow", "python:3.11", "import time\ndef main(args):\n    time.sleep(10)\n    return {}\n", map[string]any{"timeout": 500})
+	// The slow action's time limit must cover its /init on this machine (a
+	// loaded one can take more than 500 ms to start python): four times the
+	// init time of a python action measured here, at least 500 ms, well
+	// below the 10 s it sleeps.
+	limit := int64(500)
+	e.createAction("floor", "python:3.11", "def main(args):\n    return {}\n", nil)
+	if code, _, out := e.call("POST", "/api/v1/namespaces/_/actions/floor?blocking=true", map[string]any{}); code == 200 {
+		var rec whisk.Activation
+		var initMs int64
+		if json.Unmarshal(out, &rec) == nil {
+			if it, ok := annotation(rec, whisk.AnnInitTime); ok && json.Unmarshal(it, &initMs) == nil {
+				limit = min(max(limit, 4*initMs), 5000)
+			}
+		}
+	}
+	e.createAction("slow", "python:3.11", "import time\ndef main(args):\n    time.sleep(10)\n    return {}\n", map[string]any{"timeout": limit})
 	e.createAction("garbage", "native", nativeCode, nil)
 	e.createAction("apperr", "python:3.11", "def main(args):\n    return {'error': 'nope'}\n", nil)
 
@@ -172,7 +187,7 @@ func testErrorRecords(t *testing.T, backend string) {
 		kind   string
 	}{
 		{"crash", map[string]any{}, 502, whisk.MsgRunExited, "action developer error"},
-		{"slow", map[string]any{}, 502, whisk.MsgTimeLimit(500, false), "action developer error"},
+		{"slow", map[string]any{}, 502, whisk.MsgTimeLimit(limit, false), "action developer error"},
 		{"garbage", map[string]any{"mode": "garbage"}, 502, "", "action developer error"},
 		{"apperr", map[string]any{}, 502, "nope", "application error"},
 	}
