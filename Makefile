@@ -4,7 +4,7 @@ BIN     := bin
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run build runtimes test check deps clean cluster cluster-stop cluster-status
+.PHONY: run build runtimes test check lint fuzz deps clean cluster cluster-stop cluster-status
 
 run: build
 	$(BIN)/eddy standalone $(ARGS)
@@ -35,18 +35,34 @@ RUNTIMES_ARGS ?= --as-dockerskeleton
 runtimes: build
 	$(BIN)/eddy runtimes build $(RUNTIMES_ARGS)
 
-# The whole suite, race detector on. Needs python3 (and gcc for -race).
-test: deps
-	$(GO) vet ./...
+# The whole suite, race detector on, after the checks that keep the tree
+# clean (lint). Needs python3 (and gcc for -race).
+test: deps lint fuzz
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # Installs what the tests need when it is missing (Debian; needs root).
 deps:
 	@scripts/test-deps
 
-check:
-	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+# Fails on a file gofmt would change, a go.mod or go.sum `go mod tidy` would
+# change, a `go vet` finding or a staticcheck finding (exceptions are in
+# staticcheck.conf files, each with its reason). staticcheck comes from the
+# module proxy at a pinned version.
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	@unformatted="$$(gofmt -l .)"; \
+	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+check: lint
+
+# Runs each fuzz target for FUZZTIME (the seed corpora under testdata/fuzz
+# also run in `go test`).
+FUZZTIME ?= 5s
+fuzz:
+	@scripts/fuzz $(FUZZTIME)
 
 clean:
 	rm -rf $(BIN)

@@ -142,6 +142,7 @@ func connect(ctx context.Context, c *roleConfig, log *slog.Logger) (*deps, error
 	})
 	if err != nil {
 		d.close()
+		//lint:ignore ST1005 the message starts with a proper noun (Kafka)
 		return nil, fmt.Errorf("Kafka is unreachable at %s (--kafka): %w", strings.Join(brokers, ","), err)
 	}
 	if d.store, err = postgres.Open(ctx, c.postgres, log.With("component", "postgres")); err != nil {

@@ -276,7 +276,7 @@ func (s *server) deleteAction(w http.ResponseWriter, r *http.Request, caller whi
 }
 
 // putAction is PUT .../actions/{name}?overwrite=B: create, or with
-// overwrite=true update by merging (reference §1.3).
+// overwrite=true update by merging the given fields into the stored action.
 func (s *server) putAction(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
 	const op = "api.putAction"
 	ref, err := parseActionRef(r)
@@ -498,7 +498,7 @@ func bumpPatch(v string) string {
 	return fmt.Sprintf("%d.%d.%d", sv[0], sv[1], sv[2]+1)
 }
 
-// invokeAction is POST .../actions/{name}?blocking&result&timeout (reference §1.4).
+// invokeAction is POST .../actions/{name}?blocking&result&timeout.
 func (s *server) invokeAction(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
 	const op = "api.invokeAction"
 	ref, err := parseActionRef(r)

@@ -22,7 +22,7 @@ func activationView(a whisk.Activation) whisk.Activation {
 	return a
 }
 
-// activationSummary is a list item without docs=true (reference §1.5):
+// activationSummary is a list item without docs=true (as OpenWhisk lists them):
 // no response, no logs.
 type activationSummary struct {
 	Namespace    string             `json:"namespace"`

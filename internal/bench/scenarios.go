@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/client"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -1007,7 +1008,7 @@ func (e *env) parked(ctx context.Context, res *ManyResult, names []string) error
 			break
 		}
 	}
-	if !sleepCtx(ctx, min(time.Second, e.cfg.idle/5)) {
+	if !retry.Sleep(ctx, min(time.Second, e.cfg.idle/5)) {
 		return ctx.Err()
 	}
 	count := func() int {
@@ -1186,7 +1187,7 @@ func (e *env) stemCellMemory(ctx context.Context) (int64, bool) {
 				}
 			}
 		}
-		if want == 0 || time.Now().After(deadline) || !sleepCtx(ctx, 100*time.Millisecond) {
+		if want == 0 || time.Now().After(deadline) || !retry.Sleep(ctx, 100*time.Millisecond) {
 			return 0, false
 		}
 	}
@@ -1206,7 +1207,7 @@ func (e *env) waitStemCell(ctx context.Context, mem int64, d time.Duration) bool
 				}
 			}
 		}
-		if time.Now().After(deadline) || !sleepCtx(ctx, 20*time.Millisecond) {
+		if time.Now().After(deadline) || !retry.Sleep(ctx, 20*time.Millisecond) {
 			return false
 		}
 	}
@@ -1252,17 +1253,5 @@ func (s *series) result(mem int64) *StartSeries {
 		N: len(s.total), MemoryMB: mem, Total: dist(s.total), Other: dist(s.other),
 		Queued: distMs(s.queued), Create: distMs(s.create), Init: distMs(s.initT), Run: distMs(s.run),
 		Starts: s.starts, StemCellWaits: s.waits,
-	}
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

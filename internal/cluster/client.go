@@ -7,7 +7,7 @@
 // session keeps the lease alive (Run); if the lease is lost anyway, Run
 // grants a new one, re-writes every key the process still owns, and calls
 // the OnRegrant hooks, so that a process that survives the loss of its
-// lease converges back to the state it intends (BRIEF §3 goal 2). Watches
+// lease converges back to the state it intends (docs/cluster.md). Watches
 // resume from the last revision they saw and resynchronise after a
 // compaction, so no change is missed (goal 3).
 package cluster

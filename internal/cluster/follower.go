@@ -15,7 +15,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// Followers (BRIEF §2): a scheduler that follows an action's leader queue
+// Followers (docs/cluster.md): a scheduler that follows an action's leader queue
 // writes its follower key under its own lease and watches the leader key
 // (WatchLeader). A leader key that vanishes alone (the leader's lease
 // expired, or the leader stopped) is a failover: followers elect with

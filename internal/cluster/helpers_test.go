@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eddy-faas/eddy/internal/testenv"
 )
 
 // testLog writes warnings to stderr with -v and drops everything otherwise.
@@ -82,16 +84,10 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-// eventually polls cond every 50 ms until it holds or timeout passes.
+// eventually polls cond until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, what, cond)
 }
 
 // proxy is a TCP proxy that can cut every connection through it and

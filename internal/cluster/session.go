@@ -14,10 +14,11 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// DefaultTTL is the lease TTL when NewSession is given none (BRIEF §6).
+// DefaultTTL is the lease TTL when NewSession is given none.
 const DefaultTTL = 10 * time.Second
 
 // refillBatch bounds the operations of one re-put (or pending-delete)
@@ -126,18 +127,19 @@ func (s *Session) Run(ctx context.Context) error {
 	go func() { defer close(hooksDone); s.runHooks(ctx) }()
 
 	interval := max(s.ttl/3, 100*time.Millisecond)
-	minRetry := min(interval, 250*time.Millisecond)
-	retry := minRetry // doubles up to interval while etcd keeps failing
+	// The retry delay doubles up to interval while etcd keeps failing.
+	backoff := retry.New(min(interval, 250*time.Millisecond), interval)
 	lastOK := time.Now()
 	lost := false
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
-	again := func() {
-		timer.Reset(retry)
-		retry = min(2*retry, interval)
+	again := func() time.Duration {
+		d := backoff.Next()
+		timer.Reset(d)
+		return d
 	}
 	ok := func() {
-		retry = minRetry
+		backoff.Reset()
 		timer.Reset(interval)
 	}
 	for {
@@ -178,8 +180,8 @@ func (s *Session) Run(ctx context.Context) error {
 			if s.stopped(ctx) {
 				return nil
 			}
-			s.log.Warn("lease recovery failed; retrying", "err", err, "in", retry)
-			again()
+			d := again()
+			s.log.Warn("lease recovery failed; retrying", "err", err, "in", d)
 			continue
 		}
 		lost = false

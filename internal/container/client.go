@@ -15,7 +15,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// InitRequest is the "value" of a POST /init (reference §2.2).
+// InitRequest is the "value" of a runtime's POST /init.
 type InitRequest struct {
 	Name   string `json:"name"`
 	Main   string `json:"main"`
@@ -30,7 +30,7 @@ type InitRequest struct {
 	Concurrency int `json:"concurrency,omitempty"`
 }
 
-// RunRequest is the body of a POST /run (reference §2.3). Value is the
+// RunRequest is the body of a runtime's POST /run. Value is the
 // activation's parameters, a JSON object; nil is sent as {}.
 type RunRequest struct {
 	Value         json.RawMessage `json:"value"`

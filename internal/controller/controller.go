@@ -11,7 +11,7 @@
 // topic. When a leader key vanishes while this controller has activations of
 // the action in flight, the controller asks for a new queue at once, so the
 // activations waiting in the topic are not stranded (OpenWhisk's FPC balancer
-// does the same, reference §7.1).
+// does the same).
 //
 // A queue creation (createQueue) runs until the action has a leader in the
 // cache or this controller no longer has unexpired activations of the action
@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -272,18 +273,6 @@ func (c *Controller) Close() error {
 	return errors.Join(errs...)
 }
 
-// backoff waits d or until ctx ends; it reports whether ctx is still live.
-func backoff(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // watchLeaders feeds the leader cache. WatchLeaders resumes by itself after
 // broken watches; an early return (an error) is retried after a pause.
 func (c *Controller) watchLeaders(ctx context.Context) {
@@ -293,7 +282,7 @@ func (c *Controller) watchLeaders(ctx context.Context) {
 			return
 		}
 		c.log.Warn("leader watch stopped; retrying", "err", err)
-		if !backoff(ctx, time.Second) {
+		if !retry.Sleep(ctx, time.Second) {
 			return
 		}
 	}
@@ -359,7 +348,7 @@ func (c *Controller) consumeCompletions(ctx context.Context, topic string) {
 			return
 		}
 		c.log.Warn("completion consumer failed; resubscribing", "topic", topic, "err", err)
-		if !backoff(ctx, 200*time.Millisecond) {
+		if !retry.Sleep(ctx, 200*time.Millisecond) {
 			return
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -129,7 +130,8 @@ func (c *Controller) releaseLocked(fqn whisk.FQN, cr *creation) {
 func (c *Controller) createQueue(meta whisk.ActionMeta, cr *creation, scheds []whisk.SchedulerInfo) {
 	fqn := meta.FQN()
 	defer c.doneCreating(fqn, cr)
-	delay := c.retryMin
+	backoff := retry.New(c.retryMin, c.retryMax)
+	delay := backoff.Next()
 	for pass := 0; ; pass++ {
 		if c.bg.Err() != nil {
 			return
@@ -165,10 +167,10 @@ func (c *Controller) createQueue(meta whisk.ActionMeta, cr *creation, scheds []w
 			c.log.Warn("no scheduler created the queue; retrying while activations are in flight",
 				"action", fqn.String(), "in", delay)
 		}
-		if !backoff(c.bg, delay) {
+		if !retry.Sleep(c.bg, delay) {
 			return
 		}
-		delay = min(2*delay, c.retryMax)
+		delay = backoff.Next()
 	}
 }
 

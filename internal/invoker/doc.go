@@ -6,7 +6,7 @@
 // completion to the controller that is waiting for it and writes the
 // activation record off the response path.
 //
-// The life of a container (BRIEF §2, reference §6):
+// The life of a container (docs/internals.md):
 //
 //	creation message → reserve memory → load the action (by revision)
 //	  → Backend.Create → proxy: register in etcd → ack the scheduler

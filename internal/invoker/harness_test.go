@@ -25,6 +25,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/store/sqlite"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -34,7 +35,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
+	os.Exit(testenv.Run(func() int { return testMain(m) }))
 }
 
 func testMain(m *testing.M) int {
@@ -450,13 +451,7 @@ func (e *env) invokerInfo() (whisk.InvokerInfo, bool) {
 
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(t, d, what, ok)
 }
 
 func errorOf(a whisk.Activation) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/container"
 	"github.com/eddy-faas/eddy/internal/manifest"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -292,7 +293,7 @@ func (inv *Invoker) consume(ctx context.Context, cons bus.Consumer, topic string
 		commit(context.WithoutCancel(ctx))
 		_ = cons.Close()
 	}()
-	backoff := 100 * time.Millisecond
+	backoff := retry.New(100*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		commit(ctx)
 		pctx, cancel := context.WithTimeout(ctx, pollWait)
@@ -308,10 +309,9 @@ func (inv *Invoker) consume(ctx context.Context, cons bus.Consumer, topic string
 			}
 			inv.log.Warn("polling creations failed; resubscribing", "err", err)
 			_ = cons.Close()
-			if !sleep(ctx, backoff) {
+			if !backoff.Wait(ctx) {
 				return
 			}
-			backoff = min(2*backoff, 5*time.Second)
 			c, err := inv.d.Bus.Subscribe(ctx, topic, "invoker")
 			if err != nil {
 				inv.log.Warn("resubscribe failed", "err", err)
@@ -321,7 +321,7 @@ func (inv *Invoker) consume(ctx context.Context, cons bus.Consumer, topic string
 			cons, committed = c, -1
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff.Reset()
 		for _, r := range recs {
 			if !marks.add(r.Offset) {
 				continue // redelivered after a resubscription: already handled or in flight
@@ -686,17 +686,5 @@ func (inv *Invoker) registrar(ctx context.Context) {
 			continue
 		}
 		last, lastCells = info.FreeMemory, string(cells)
-	}
-}
-
-// sleep waits d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }

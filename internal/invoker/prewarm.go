@@ -1,6 +1,6 @@
 package invoker
 
-// Prewarm stem cells (reference §6, OpenWhisk's "prewarm containers"): the
+// Prewarm stem cells (OpenWhisk's "prewarm containers"): the
 // invoker keeps Count started but uninitialised containers of a kind and
 // memory. A creation for an action of that kind and memory takes one
 // instead of creating a container (its record says "start": "prewarm"),

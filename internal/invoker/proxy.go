@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -58,7 +59,7 @@ type proxy struct {
 	lastDuration int64
 	lastActive   time.Time
 	failingSince time.Time // first failed fetch of the current streak; zero when fetches work
-	backoff      time.Duration
+	backoff      retry.Backoff
 
 	ready chan struct{} // closed once the creation was acknowledged (either way)
 	done  chan struct{} // closed when run returns
@@ -99,7 +100,7 @@ func newProxy(inv *Invoker, m whisk.ContainerCreation, act whisk.Action, ctr con
 		start:       whisk.StartCold,
 		sentinelled: sentinelled(act, inv.d.Runtimes),
 		lastActive:  now,
-		backoff:     minBackoff,
+		backoff:     retry.Backoff{Min: minBackoff, Max: maxBackoff},
 		ready:       make(chan struct{}),
 		done:        make(chan struct{}),
 		initDone:    make(chan struct{}),
@@ -222,7 +223,7 @@ func (p *proxy) fetch(ctx context.Context, alive bool) (*rpc.FetchResponse, erro
 
 func (p *proxy) fetchWorked() {
 	p.failingSince = time.Time{}
-	p.backoff = minBackoff
+	p.backoff.Reset()
 }
 
 // findLeader waits a little, re-reads the action's leader and connects to
@@ -238,10 +239,9 @@ func (p *proxy) findLeader(ctx context.Context) bool {
 		if left <= 0 {
 			return false
 		}
-		if !sleep(ctx, min(p.backoff, left)) {
+		if !retry.Sleep(ctx, min(p.backoff.Next(), left)) {
 			return false
 		}
-		p.backoff = min(2*p.backoff, maxBackoff)
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		leader, ok, err := p.inv.d.Leaders.Leader(lctx, p.action.FQN())
 		cancel()
@@ -641,7 +641,7 @@ func (p *proxy) complete(msg *whisk.ActivationMessage, rec whisk.Activation) {
 	p.inv.recs.put(rec)
 }
 
-// initRequest is the /init request (reference §2.2): the code and the
+// initRequest is the runtime's POST /init request: the code and the
 // first activation's context plus the init parameters as env.
 func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) container.InitRequest {
 	env := make(map[string]string, len(msg.InitParams)+7)
@@ -671,7 +671,7 @@ func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) co
 	return req
 }
 
-// runRequest is the /run request (reference §2.3).
+// runRequest is the runtime's POST /run request.
 func (p *proxy) runRequest(msg *whisk.ActivationMessage, deadline time.Time) container.RunRequest {
 	return container.RunRequest{
 		Value:         msg.Params,

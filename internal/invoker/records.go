@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -107,7 +108,7 @@ func (w *recordWriter) close() {
 
 // write stores one record, retrying failures (see recordAttempts).
 func (w *recordWriter) write(a whisk.Activation) {
-	backoff := w.backoff
+	backoff := retry.New(w.backoff, w.maxBackoff)
 	for i := 1; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), recordPutTimeout)
 		err := w.store.PutActivation(ctx, a)
@@ -127,11 +128,10 @@ func (w *recordWriter) write(a whisk.Activation) {
 			w.log.Warn("storing an activation record failed; retrying", "activation", a.ActivationID, "attempt", i, "err", err)
 		}
 		select {
-		case <-time.After(backoff):
+		case <-time.After(backoff.Next()):
 		case <-w.stop:
 			w.log.Error("activation record lost: shutdown flush limit passed", "activation", a.ActivationID, "err", err)
 			return
 		}
-		backoff = min(2*backoff, w.maxBackoff)
 	}
 }

@@ -44,7 +44,7 @@ func wrapError(v json.RawMessage) json.RawMessage {
 	return b
 }
 
-// runOutcome maps a /run reply to an outcome (reference §2.3):
+// runOutcome maps a /run reply to an outcome, as OpenWhisk's invoker does:
 //   - 200 and a JSON object: success, or application error when the object
 //     has a top-level "error" key (the result is the object as it came);
 //   - 200 and a JSON array: success;

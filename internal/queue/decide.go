@@ -38,7 +38,27 @@ type Snapshot struct {
 	// the namespace while other actions of the namespace want theirs
 	// (Share.Cap); 0 means no cap.
 	ShareCap int
+
+	// What the policies after the container count need (see Decide).
+	CountsRecent bool // the counts are at most two ticks old
+	Sharing      bool // the namespace's containers are shared (Deps.NamespaceShare)
+	ShareFresh   bool // the last share read may be acted on (shareFresh old, with counts)
+	ShareRecent  bool // the last share read is at most two ticks old (with counts)
+	FairShare    int  // the action's fair share, itself counted busy (Share.FairFor); with ShareFresh
+	Releasable   int  // containers the action could get if it wanted a share (Share.Releasable); with ShareRecent
+	FlushHold    bool // Flushing and a container was asked for less than Config.FlushRetry ago
 }
+
+// Demand is what a decision does to the action's demand for a share of
+// the namespace (Queue.wanting, published through Deps.Want).
+type Demand int
+
+// Demands.
+const (
+	DemandKeep Demand = iota // leave it as it is (no fresh share read)
+	DemandWant               // want a share
+	DemandNone               // want none
+)
 
 // Decision is Decide's answer: how many containers to ask for now, whether
 // the namespace's limit is what holds the action back (namespace
@@ -48,9 +68,18 @@ type Decision struct {
 	Want     int // what the rules asked for before the limits cut it
 	Throttle bool
 	Reason   string
+	// Demand publishes or withdraws the action's demand for a share.
+	Demand Demand
+	// FailThrottled: the namespace limit holds the action back and it has
+	// no container: fail the buffered activations now (429) instead of
+	// holding them for the whole retention.
+	FailThrottled bool
+	// Recount: act on nothing now; decide again when fresh counts (and
+	// share read) come back.
+	Recount bool
 }
 
-// Decide is OpenWhisk's SchedulingDecisionMaker (reference §4), as a pure
+// Decide is OpenWhisk's SchedulingDecisionMaker (its FPC scheduler), as a pure
 // function, with one change: a container's throughput is measured per
 // StaleThreshold(avg) instead of per fixed 100 ms. For actions faster than
 // 100 ms nothing changes; for slower ones a container handles Concurrency
@@ -64,7 +93,7 @@ type Decision struct {
 //     in flight → 1 (the first container);
 //  4. Flushing (creations failing) → 1 while there is none, else nothing;
 //  5. Running with containers: stale activations and the predicted backlog
-//     (reference §4 rules e and f) size the request;
+//     (OpenWhisk's rules e and f, scale below) size the request;
 //  6. Removing: only stale activations count (rule g);
 //  7. the request is cut to capacity; when the namespace binds, Throttle.
 //
@@ -72,7 +101,57 @@ type Decision struct {
 // other actions of the namespace want a share, its fair share (ShareCap).
 //
 // Throttle is also true whenever the namespace has no room left.
+//
+// Then the policies on that count (policy): the share demand, failing
+// throttled activations that have no container, and holding creations
+// back while Flushing.
 func Decide(s Snapshot) Decision {
+	d := containers(s)
+	policy(s, &d)
+	return d
+}
+
+// policy completes the decision d on the container count:
+//   - with a fresh share read, the action wants a share when it wants
+//     more than the limits give it and holds less than its fair share,
+//     unless its own instances limit is what holds it back;
+//   - when the namespace limit holds the action back and it has no
+//     container and none coming, its activations fail now (OpenWhisk
+//     answers these with a 429), but only on counts at most two ticks
+//     old, and, when the namespace is shared, on a share read as recent
+//     that finds no container another action would give back (then the
+//     action wants a share and waits, within the retention);
+//   - while Flushing, at most one creation per Config.FlushRetry.
+func policy(s Snapshot, d *Decision) {
+	if s.ShareFresh {
+		total := s.Existing + s.InFlight + d.Create
+		if d.Want > d.Create && total < s.FairShare && (s.ActionLimit <= 0 || total < s.ActionLimit) {
+			d.Demand = DemandWant
+		} else {
+			d.Demand = DemandNone
+		}
+	}
+	if d.Throttle && d.Create <= 0 && s.Existing == 0 && s.InFlight == 0 {
+		switch {
+		case !s.CountsRecent:
+			d.Recount = true
+		case s.Sharing && !s.ShareRecent:
+			d.Recount = true
+		case s.Sharing && s.Releasable > 0:
+			d.Demand = DemandWant
+		default:
+			d.FailThrottled = true
+		}
+		return
+	}
+	if d.Create > 0 && s.FlushHold {
+		d.Create = 0
+		d.Reason += "; flushing: a creation was asked for lately"
+	}
+}
+
+// containers is the number of containers to ask for (rules 1 to 7).
+func containers(s Snapshot) Decision {
 	conc := max(1, s.Concurrency)
 	nsLimit := s.NsLimit
 	actionLimit := nsLimit

@@ -368,3 +368,58 @@ func TestShare(t *testing.T) {
 		t.Errorf("give-backs add up to %d, want the deficit %d", sum, 2*fair)
 	}
 }
+
+// TestDecidePolicies: the policies Decide applies on its container count —
+// the share demand, failing throttled activations that have no container,
+// and one creation per FlushRetry while Flushing.
+func TestDecidePolicies(t *testing.T) {
+	// A namespace of 2 containers, both held by other actions: this action
+	// is throttled with no container.
+	full := Snapshot{State: Running, Queued: 3, NsLimit: 2, NsExisting: 2, Concurrency: 1, CountsRecent: true}
+	with := func(base Snapshot, f func(*Snapshot)) Snapshot { f(&base); return base }
+	room := Snapshot{State: Running, Queued: 3, NsLimit: 10, Concurrency: 1, CountsRecent: true}
+	cases := []struct {
+		name    string
+		s       Snapshot
+		create  int
+		fail    bool
+		recount bool
+		demand  Demand
+	}{
+		{"throttled, no container, recent counts: fail", full, 0, true, false, DemandKeep},
+		{"throttled on old counts: count again", with(full, func(s *Snapshot) { s.CountsRecent = false }), 0, false, true, DemandKeep},
+		{"throttled with a container: wait for it", with(full, func(s *Snapshot) { s.Existing = 1; s.NsExisting = 2 }), 0, false, false, DemandKeep},
+		{"throttled with a creation in flight: wait for it", with(full, func(s *Snapshot) { s.InFlight = 1; s.NsInFlight = 1 }), 0, false, false, DemandKeep},
+		{"shared namespace, no recent share read: read again", with(full, func(s *Snapshot) { s.Sharing = true }), 0, false, true, DemandKeep},
+		{"shared namespace, another action would give one back: want a share",
+			with(full, func(s *Snapshot) { s.Sharing, s.ShareRecent, s.Releasable = true, true, 1 }), 0, false, false, DemandWant},
+		{"shared namespace, nothing to give back: fail",
+			with(full, func(s *Snapshot) { s.Sharing, s.ShareRecent = true, true }), 0, true, false, DemandKeep},
+		{"fresh share, limits cut the request below the fair share: want",
+			with(full, func(s *Snapshot) {
+				s.Sharing, s.ShareFresh, s.ShareRecent, s.FairShare, s.Releasable = true, true, true, 1, 1
+			}), 0, false, false, DemandWant},
+		{"fresh share, room for what the rules want: want none",
+			with(room, func(s *Snapshot) { s.Sharing, s.ShareFresh, s.FairShare = true, true, 5 }), 1, false, false, DemandNone},
+		{"fresh share, at the fair share already: want none",
+			with(room, func(s *Snapshot) {
+				s.Existing, s.NsExisting, s.NsLimit, s.Stale, s.AvgDuration = 1, 2, 2, 3, 10*time.Millisecond
+				s.Sharing, s.ShareFresh, s.FairShare = true, true, 1
+			}), 0, false, false, DemandNone},
+		{"fresh share, the instances limit holds it back: want none",
+			with(room, func(s *Snapshot) {
+				s.Existing, s.NsExisting, s.ActionLimit, s.Stale, s.AvgDuration = 1, 1, 1, 3, 10*time.Millisecond
+				s.Sharing, s.ShareFresh, s.FairShare = true, true, 5
+			}), 0, false, false, DemandNone},
+		{"flushing, asked lately: hold", with(room, func(s *Snapshot) { s.State, s.FlushHold = Flushing, true }), 0, false, false, DemandKeep},
+		{"flushing, retry due: one", with(room, func(s *Snapshot) { s.State = Flushing }), 1, false, false, DemandKeep},
+		{"room, no share: create", room, 1, false, false, DemandKeep},
+	}
+	for _, c := range cases {
+		d := Decide(c.s)
+		if d.Create != c.create || d.FailThrottled != c.fail || d.Recount != c.recount || d.Demand != c.demand {
+			t.Errorf("%s: create %d fail %v recount %v demand %v, want %d %v %v %v (%s)",
+				c.name, d.Create, d.FailThrottled, d.Recount, d.Demand, c.create, c.fail, c.recount, c.demand, d.Reason)
+		}
+	}
+}

@@ -1,9 +1,12 @@
 // Package queue is one action's leader queue: the buffer of activations
 // consumed from the action's bus topic, the long-poll hand-off to containers
-// that fetch work, the state machine of reference §3.2 (Running, Idle,
-// Flushing, Removing, Removed; README.md draws it), and Decide, the pure
-// scaling function of reference §4 with a staleness threshold that follows
-// the action's average duration.
+// that fetch work, the state machine (Running, Idle, Flushing, Removing,
+// Removed; README.md draws it), and Decide, the pure function that turns a
+// Snapshot of the queue into a Decision: how many containers to ask for
+// (OpenWhisk's scheduling rules, with a staleness threshold that follows
+// the action's average duration) and the policies on that number (the
+// namespace share demand, failing throttled activations, the Flushing
+// retry pace).
 //
 // One goroutine owns a Queue (Run). Everything else talks to it through
 // channels: Fetch hands it a container's request and waits for the reply,
@@ -21,4 +24,12 @@
 // its next duty: every tick while activations wait, the idle timeout when
 // idle; README.md "Wake-ups"). Time comes from Deps.Now, and tests drive
 // the ticks with Deps.Ticker, without sleeping.
+//
+// The files follow the owner's concerns: queue.go (lifecycle, the loop,
+// the state it owns in small structs), reader.go (the reader goroutine
+// and the commit watermark), handoff.go (buffer, fetches, duplicates),
+// timers.go (tick and wake-ups), counts.go (count and share reads),
+// scale.go (decisions and creations), failures.go (the queue's error
+// records), lost.go (activations lost with their container), decide.go
+// (Decide and Share, pure).
 package queue

@@ -14,6 +14,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -63,20 +64,15 @@ func BenchmarkIdleQueueMemory(b *testing.B) {
 			b.Fatalf("fetch: %+v %v", r, err)
 		}
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	testenv.Eventually(b, 30*time.Second, "every queue idle", func() bool {
 		idle := 0
 		for _, q := range qs {
 			if q.State() == Idle {
 				idle++
 			}
 		}
-		if idle == b.N {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d queues idle", idle, b.N)
-		}
-	}
+		return idle == b.N
+	})
 	time.Sleep(time.Second) // commits, parks
 	for range 5 {
 		runtime.GC()

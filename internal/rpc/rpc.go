@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -12,41 +15,24 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// FetchRequest asks for the next activation of an action.
-type FetchRequest struct {
-	Namespace   string `json:"namespace"`
-	Action      string `json:"action"`
-	Rev         int64  `json:"rev"`
-	ContainerID string `json:"containerId"`
-	InvokerID   string `json:"invokerId"`
-	// LastDurationMs is the run time of the container's previous activation
-	// (0 if none); the queue averages it for its scaling decisions.
-	LastDurationMs int64 `json:"lastDurationMs,omitempty"`
-	// Alive false says the container is going away: the queue forgets it
-	// and returns no activation.
-	Alive bool `json:"alive"`
-	// Warm says the container has run this action before (it is initialised).
-	Warm bool `json:"warm,omitempty"`
-}
-
-// Fetch outcomes.
-const (
-	FetchOK          = "ok"          // Activation is set
-	FetchEmpty       = "empty"       // nothing arrived during the park; ask again
-	FetchNoQueue     = "noQueue"     // this scheduler holds no queue for the action: re-read the leader
-	FetchMismatch    = "mismatch"    // the action has a newer revision: this container is obsolete
-	FetchUnavailable = "unavailable" // the queue is shutting down
-	// FetchRelease: the namespace needs this container for another action
-	// (its concurrent-containers limit is shared fairly): go away now, as
-	// after an idle timeout. Sent only between activations.
-	FetchRelease = "release"
+// The fetch messages are the vocabulary's (whisk.FetchRequest,
+// whisk.FetchResponse): the queue answers them without linking gRPC.
+type (
+	// FetchRequest asks for the next activation of an action.
+	FetchRequest = whisk.FetchRequest
+	// FetchResponse answers a FetchRequest.
+	FetchResponse = whisk.FetchResponse
 )
 
-// FetchResponse answers a FetchRequest.
-type FetchResponse struct {
-	Status     string                   `json:"status"`
-	Activation *whisk.ActivationMessage `json:"activation,omitempty"`
-}
+// Fetch outcomes (whisk.FetchOK...).
+const (
+	FetchOK          = whisk.FetchOK
+	FetchEmpty       = whisk.FetchEmpty
+	FetchNoQueue     = whisk.FetchNoQueue
+	FetchMismatch    = whisk.FetchMismatch
+	FetchUnavailable = whisk.FetchUnavailable
+	FetchRelease     = whisk.FetchRelease
+)
 
 // CreateQueueRequest asks a scheduler to host the leader queue of an
 // action, or, with Role RoleFollower, to follow it.
@@ -87,7 +73,7 @@ type Codec struct{}
 // without reflection (byte for byte what json.Marshal writes).
 func (Codec) Marshal(v any) ([]byte, error) {
 	if r, ok := v.(*FetchResponse); ok && r != nil {
-		return r.appendJSON(make([]byte, 0, 1024))
+		return appendFetchResponse(make([]byte, 0, 1024), r)
 	}
 	return json.Marshal(v)
 }
@@ -95,14 +81,14 @@ func (Codec) Marshal(v any) ([]byte, error) {
 // Unmarshal decodes JSON into v (a zero value, as gRPC gives); a
 // FetchResponse as appendJSON writes it without reflection.
 func (Codec) Unmarshal(data []byte, v any) error {
-	if r, ok := v.(*FetchResponse); ok && r.unmarshalFast(data) {
+	if r, ok := v.(*FetchResponse); ok && unmarshalFast(r, data) {
 		return nil
 	}
 	return json.Unmarshal(data, v)
 }
 
-// appendJSON appends r as json.Marshal encodes it.
-func (r *FetchResponse) appendJSON(b []byte) ([]byte, error) {
+// appendFetchResponse appends r as json.Marshal encodes it.
+func appendFetchResponse(b []byte, r *FetchResponse) ([]byte, error) {
 	b = append(b, `{"status":`...)
 	b = whisk.AppendJSONString(b, r.Status)
 	if r.Activation == nil {
@@ -114,11 +100,11 @@ func (r *FetchResponse) appendJSON(b []byte) ([]byte, error) {
 }
 
 // unmarshalFast decodes data as json.Unmarshal does into a zero r when it
-// starts as appendJSON writes it: a plain status (printable ASCII, no
+// starts as appendFetchResponse writes it: a plain status (printable ASCII, no
 // escapes), then an activation object, which whisk.DecodeActivationMessage
 // reads (itself falling back to json.Unmarshal for any other valid shape
 // of it). It reports false, leaving r as it was, on anything else.
-func (r *FetchResponse) unmarshalFast(data []byte) bool {
+func unmarshalFast(r *FetchResponse, data []byte) bool {
 	const head, act = `{"status":"`, `,"activation":`
 	if len(data) < len(head)+2 || string(data[:len(head)]) != head || data[len(data)-1] != '}' {
 		return false
@@ -181,22 +167,52 @@ var serviceDesc = grpc.ServiceDesc{
 	Metadata: "eddy/scheduler.json",
 }
 
-func fetchHandler(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+func fetchHandler(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
 	in := new(FetchRequest)
 	if err := dec(in); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	out, err := srv.(Scheduler).Fetch(ctx, in)
-	return out, ToStatus(err)
+	call := func(ctx context.Context, req any) (any, error) {
+		out, err := srv.(Scheduler).Fetch(ctx, req.(*FetchRequest))
+		return out, ToStatus(err)
+	}
+	return intercept(ctx, srv, "Fetch", in, call, icpt)
 }
 
-func createQueueHandler(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+func createQueueHandler(srv any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
 	in := new(CreateQueueRequest)
 	if err := dec(in); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	out, err := srv.(Scheduler).CreateQueue(ctx, in)
-	return out, ToStatus(err)
+	call := func(ctx context.Context, req any) (any, error) {
+		out, err := srv.(Scheduler).CreateQueue(ctx, req.(*CreateQueueRequest))
+		return out, ToStatus(err)
+	}
+	return intercept(ctx, srv, "CreateQueue", in, call, icpt)
+}
+
+// intercept runs call through the server's interceptor chain (icpt, nil
+// without interceptors), as generated gRPC code does.
+func intercept(ctx context.Context, srv any, method string, in any, call grpc.UnaryHandler, icpt grpc.UnaryServerInterceptor) (any, error) {
+	if icpt == nil {
+		return call(ctx, in)
+	}
+	return icpt(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: "/" + serviceName + "/" + method}, call)
+}
+
+// Recover is a unary server interceptor that turns a panic in a handler
+// into an Internal status (whisk.MsgInternal) and an error log line with
+// the method, the panic and the stack; the server goes on serving.
+func Recover(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (out any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("rpc: handler panicked", "method", info.FullMethod, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				out, err = nil, status.Error(codes.Internal, whisk.MsgInternal)
+			}
+		}()
+		return h(ctx, req)
+	}
 }
 
 // Client calls a scheduler over a connection made with DialOptions.

@@ -140,7 +140,7 @@ func TestCodecFetchResponseMatchesJSON(t *testing.T) {
 		sameFetchResponse(t, got[:len(got)-1])
 		sameFetchResponse(t, bytes.Replace(got, []byte(`"activation":{`), []byte(`"activation":null,"x":{`), 1))
 	}
-	if !(&FetchResponse{}).unmarshalFast([]byte(`{"status":"ok","activation":{}}`)) {
+	if !unmarshalFast(&FetchResponse{}, []byte(`{"status":"ok","activation":{}}`)) {
 		t.Error("the fast path did not read a plain response")
 	}
 }

@@ -1,6 +1,6 @@
 // Package runtime is Eddy's runtime server: the process inside an action
 // container that speaks the OpenWhisk runtime protocol, as OpenWhisk's Go
-// actionloop proxy does (shared/reference/openwhisk-interfaces.md §2.2–2.4).
+// actionloop proxy does (POST /init, POST /run, one activation at a time).
 //
 // POST /init (exactly once) writes the action's code into a work directory
 // and starts it as a long-lived "actionloop" child; POST /run writes the run
@@ -25,7 +25,7 @@
 //     script with a shebang, which must itself speak the actionloop protocol.
 //
 // The fourth launcher, "skeleton", speaks OpenWhisk's dockerskeleton protocol
-// instead (reference §2.5), so that an image of Eddy's can stand in for
+// instead (/init takes a zip or a script, /run starts it anew), so that an image of Eddy's can stand in for
 // openwhisk/dockerskeleton and serve --native actions: /init writes the
 // code (a script, or a zip with an executable "exec") and answers "OK";
 // every /run starts exec anew with the parameters as its argument and on

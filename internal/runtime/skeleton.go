@@ -15,7 +15,7 @@ import (
 )
 
 // The "skeleton" launcher speaks OpenWhisk's dockerskeleton protocol
-// (openwhisk-runtime-docker's actionproxy.py, reference §2.5) instead of the
+// (openwhisk-runtime-docker's actionproxy.py) instead of the
 // actionloop one: there is no long-lived child; every /run starts the
 // action's exec with the parameters as its one argument (and on stdin), and
 // the last line of its stdout is the result.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/queue"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -43,13 +44,6 @@ type creator struct {
 	jobs     map[string]chan whisk.CreationAck // creation id → its job's acks
 	reserved map[string][]reservation          // invoker id → recent requests
 	nsLocks  map[string]*sync.Mutex            // namespace → admission lock
-}
-
-// usedCounter counts what a namespace and an action use against their
-// limits (*cluster.Client has it); without it creations are not admitted
-// against fresh counts (the queue's decision alone holds the limits).
-type usedCounter interface {
-	CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, action int, err error)
 }
 
 // errRefused is admit's answer when a limit leaves no room.
@@ -103,8 +97,9 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 	fail := func(msg string) queue.CreationResult { return queue.CreationResult{ID: req.ID, Error: msg} }
 	tried := map[string]bool{}
 	lastErr := ""
-	for retry := 0; retry <= maxRetries; retry++ {
-		if retry > 0 && !sleep(ctx, 100*time.Millisecond<<(retry-1)) {
+	backoff := retry.New(100*time.Millisecond, 100*time.Millisecond<<(maxRetries-1))
+	for attempt := 0; attempt <= maxRetries; attempt++ {
+		if attempt > 0 && !backoff.Wait(ctx) {
 			return fail("the scheduler is stopping")
 		}
 		iid, err := c.pick(ctx, mem, tried)
@@ -147,7 +142,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		}
 		msg, _ := json.Marshal(whisk.ContainerCreation{
 			CreationID: req.ID, Action: meta, SchedulerID: s.cfg.ID, SchedulerAddr: s.cfg.Addr,
-			Retry: retry, Requested: now.UnixMilli(),
+			Retry: attempt, Requested: now.UnixMilli(),
 		})
 		if err := s.d.Bus.Publish(ctx, whisk.InvokerTopic(iid), msg); err != nil {
 			log.Warn("scheduler: sending the creation", "invoker", iid, "err", err)
@@ -205,9 +200,9 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 // namespace. errRefused when a limit leaves no room; another error when
 // the count failed (the attempt is retried).
 func (c *creator) admit(ctx context.Context, meta whisk.ActionMeta, nsLimit int) (unlock func(), err error) {
-	uc, ok := c.s.d.Client.(usedCounter)
+	uc := c.s.d.Client
 	inst := meta.Limits.Instances
-	if !ok || (nsLimit <= 0 && inst <= 0) {
+	if nsLimit <= 0 && inst <= 0 {
 		return func() {}, nil
 	}
 	c.mu.Lock()
@@ -264,21 +259,22 @@ func (c *creator) deleteCreation(ctx context.Context, info whisk.CreationInfo, w
 	if c.tryDelete(ctx, info) {
 		return
 	}
-	retry := func() {
-		for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
-			if !sleep(ctx, backoff) || c.tryDelete(ctx, info) {
+	again := func() {
+		backoff := retry.New(100*time.Millisecond, 2*time.Second)
+		for {
+			if !backoff.Wait(ctx) || c.tryDelete(ctx, info) {
 				return
 			}
 		}
 	}
 	if wait {
-		retry()
+		again()
 		return
 	}
 	c.s.wg.Add(1) // the calling job holds the group open
 	go func() {
 		defer c.s.wg.Done()
-		retry()
+		again()
 	}()
 }
 
@@ -369,7 +365,7 @@ func (c *creator) consumeAcks(ctx context.Context, cons bus.Consumer) {
 				return
 			}
 			c.s.log.Warn("scheduler: polling creation acks", "err", err)
-			if !sleep(ctx, time.Second) {
+			if !retry.Sleep(ctx, time.Second) {
 				return
 			}
 			continue

@@ -21,6 +21,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/cluster/clustertest"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/scheduler"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -219,13 +220,7 @@ func (p *proc) crash() {
 
 func (e *kenv) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(e.t, 15*time.Second, what, cond)
 }
 
 func (e *kenv) followers(f whisk.FQN) []string {
@@ -331,7 +326,7 @@ func (c *container) distinct() int {
 	return len(c.got)
 }
 
-// TestLeaderCrashFollowerTakesOver is BRIEF §3 goal 1 with followers: a
+// TestLeaderCrashFollowerTakesOver is a scheduler's failover with followers: a
 // leader scheduler dies (kill -9 as far as etcd and Kafka can tell) while
 // a container drains a steady stream of activations; its follower takes
 // over, the container finds it through the leader key, and every

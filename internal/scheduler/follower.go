@@ -9,11 +9,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// Followers (BRIEF §2, seed thread): a scheduler that wins an action's
+// Followers (docs/cluster.md): a scheduler that wins an action's
 // election asks Config.Followers other schedulers — fewest queues first —
 // to follow the action (CreateQueue with rpc.RoleFollower). A follower
 // writes its follower key under its own lease, holds no activations and
@@ -119,15 +120,17 @@ func (s *Scheduler) runFollow(ctx context.Context, f whisk.FQN, fl *follower) {
 		}
 		cancel()
 	}()
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+	backoff := retry.New(100*time.Millisecond, 2*time.Second)
+	for {
 		rctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
 		err := s.d.Session.RegisterFollower(rctx, f, s.me)
 		cancel()
 		if err == nil {
 			break
 		}
-		s.log.Warn("scheduler: writing a follower key; retrying", "action", f.String(), "err", err, "in", backoff)
-		if !sleep(ctx, backoff) {
+		d := backoff.Next()
+		s.log.Warn("scheduler: writing a follower key; retrying", "action", f.String(), "err", err, "in", d)
+		if !retry.Sleep(ctx, d) {
 			return
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/queue"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -292,7 +293,8 @@ func (s *Scheduler) resign(ctx context.Context, f whisk.FQN) { s.giveUp(ctx, f, 
 // succeeds; once ctx has ended it tries once more and gives up (the
 // scheduler is stopping: its session's lease goes next).
 func (s *Scheduler) giveUp(ctx context.Context, f whisk.FQN, retire bool) {
-	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {
+	backoff := retry.New(100*time.Millisecond, 2*time.Second)
+	for {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resignTimeout)
 		var err error
 		if retire {
@@ -308,8 +310,9 @@ func (s *Scheduler) giveUp(ctx context.Context, f whisk.FQN, retire bool) {
 			s.log.Warn("scheduler: resigning the leader key failed while stopping", "action", f.String(), "err", err)
 			return
 		}
-		s.log.Warn("scheduler: resigning the leader key; retrying", "action", f.String(), "err", err, "in", backoff)
-		sleep(ctx, backoff) // after ctx ends: one last try
+		d := backoff.Next()
+		s.log.Warn("scheduler: resigning the leader key; retrying", "action", f.String(), "err", err, "in", d)
+		retry.Sleep(ctx, d) // after ctx ends: one last try
 	}
 }
 
@@ -477,26 +480,9 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 	return d
 }
 
-// shareClient and demandSession are what sharing a namespace's containers
-// fairly between its actions needs (*cluster.Client and *cluster.Session
-// have them); without them the namespace is not shared.
-type shareClient interface {
-	NamespaceShare(ctx context.Context, ns string) (map[string]int, map[string]bool, error)
-	HasDemand(ctx context.Context, ns string) (bool, error)
-}
-
-type demandSession interface {
-	PutDemand(ctx context.Context, f whisk.FQN, schedulerID string) error
-	DeleteDemand(ctx context.Context, f whisk.FQN) error
-}
-
 // shareDeps wires the queue of f to the namespace's share in etcd.
 func (s *Scheduler) shareDeps(f whisk.FQN, d *queue.Deps) {
-	sc, ok1 := s.d.Client.(shareClient)
-	ds, ok2 := s.d.Session.(demandSession)
-	if !ok1 || !ok2 {
-		return
-	}
+	sc, ds := s.d.Client, s.d.Session
 	d.NamespaceShare = func(ctx context.Context, giveBackOnly bool) (map[string]int, map[string]bool, error) {
 		if giveBackOnly {
 			// A steady queue asks every ShareEvery: one count-only read
@@ -573,10 +559,7 @@ const maxDemandCache = 4096
 // watchContainers tells the local queues that their containers' keys
 // vanished (internal/queue, lost.go), until ctx ends.
 func (s *Scheduler) watchContainers(ctx context.Context) {
-	c := s.d.Containers
-	if c == nil {
-		return
-	}
+	c := s.d.Client
 	for {
 		err := c.WatchContainerDeletes(ctx, func(info whisk.ContainerInfo) {
 			s.mu.RLock()
@@ -590,7 +573,7 @@ func (s *Scheduler) watchContainers(ctx context.Context) {
 			return
 		}
 		s.log.Warn("scheduler: watching container keys failed; retrying", "err", err)
-		if !sleep(ctx, time.Second) {
+		if !retry.Sleep(ctx, time.Second) {
 			return
 		}
 	}
@@ -613,12 +596,9 @@ func (s *Scheduler) invokerAlive(ctx context.Context, invokerID string) (bool, e
 }
 
 // recorded is the queues' duplicate check: which activations already have
-// a record in the store (nil without Deps.Records).
+// a record in the store.
 func (s *Scheduler) recorded() func(context.Context, []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error) {
-	r := s.d.Records
-	if r == nil {
-		return nil
-	}
+	r := s.d.Activations
 	return func(ctx context.Context, msgs []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error) {
 		out := make(map[whisk.ActivationID]bool, len(msgs))
 		for _, m := range msgs {

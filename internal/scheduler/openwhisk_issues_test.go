@@ -22,6 +22,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/cluster/clustertest"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/scheduler"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -151,14 +152,10 @@ func (h *sched) running(t *testing.T) {
 	}
 }
 
-// within polls cond every 50 ms for up to d.
+// within polls cond for up to d.
 func within(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-	}
+	testenv.Eventually(t, d, what, cond)
 }
 
 // fetchUntil fetches from h until it gets activation aid.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -98,7 +99,24 @@ func (fakeClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.Lea
 	return nil
 }
 
+func (fakeClient) CountUsed(context.Context, whisk.FQN, int64) (int, int, error) { return 0, 0, nil }
+func (fakeClient) NamespaceShare(context.Context, string) (map[string]int, map[string]bool, error) {
+	return map[string]int{}, map[string]bool{}, nil
+}
+func (fakeClient) HasDemand(context.Context, string) (bool, error) { return false, nil }
+func (fakeClient) WatchContainerDeletes(ctx context.Context, _ func(whisk.ContainerInfo)) error {
+	<-ctx.Done()
+	return nil
+}
+
+func (*fakeSession) PutDemand(context.Context, whisk.FQN, string) error { return nil }
+func (*fakeSession) DeleteDemand(context.Context, whisk.FQN) error      { return nil }
+
 type nopStore struct{}
+
+func (nopStore) GetActivation(context.Context, string, whisk.ActivationID) (whisk.Activation, error) {
+	return whisk.Activation{}, whisk.E("get", whisk.NotFound, "", nil)
+}
 
 func (nopStore) PutActivation(context.Context, whisk.Activation) error { return nil }
 
@@ -137,12 +155,7 @@ func startFake(t *testing.T, sess *fakeSession, meta whisk.ActionMeta) (context.
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, what, cond)
 }
 
 func (f *fakeSession) holder() whisk.LeaderInfo {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -37,7 +38,7 @@ type Config struct {
 	CreationTimeout  time.Duration
 	NamespaceLimit   int // concurrent containers per namespace when messages carry none
 	// Followers is how many other schedulers follow each leader queue of
-	// this scheduler's (BRIEF §2: 0 in standalone, 1 in a cluster). A
+	// this scheduler's (0 in standalone, 1 in a cluster; docs/cluster.md). A
 	// follower holds no activations; it watches the leader key and elects
 	// itself when the key vanishes with its leader's lease.
 	Followers int
@@ -66,6 +67,10 @@ type Session interface {
 	// RetireQueue deletes the leader key (if this scheduler's) together
 	// with the follower keys: the followers stop instead of taking over.
 	RetireQueue(ctx context.Context, f whisk.FQN) error
+	// PutDemand and DeleteDemand publish and withdraw an action's demand
+	// for a share of its namespace (under this scheduler's lease).
+	PutDemand(ctx context.Context, f whisk.FQN, schedulerID string) error
+	DeleteDemand(ctx context.Context, f whisk.FQN) error
 }
 
 // Client is what the scheduler reads from etcd (*cluster.Client has it).
@@ -85,11 +90,22 @@ type Client interface {
 	// change, resuming from the last revision seen; retired says the key
 	// was deleted together with the follower keys (RetireQueue).
 	WatchLeader(ctx context.Context, f whisk.FQN, fn func(li whisk.LeaderInfo, present, retired bool)) error
+	// CountUsed counts what a namespace and an action use against their
+	// limits (containers + creations): the creator admits a creation only
+	// on a fresh count under them.
+	CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, action int, err error)
+	// NamespaceShare and HasDemand read how the namespace's containers are
+	// shared between its actions (internal/queue, Share).
+	NamespaceShare(ctx context.Context, ns string) (held map[string]int, wanting map[string]bool, err error)
+	HasDemand(ctx context.Context, ns string) (bool, error)
+	ContainerWatcher
 }
 
-// Activations stores the records the scheduler makes (failed activations).
+// Activations stores the records the scheduler makes (failed activations)
+// and reads records (Records).
 type Activations interface {
 	PutActivation(ctx context.Context, a whisk.Activation) error
+	Records
 }
 
 // Records reads activation records (store.Store has it): a new leader
@@ -107,23 +123,17 @@ type ContainerWatcher interface {
 	WatchContainerDeletes(ctx context.Context, fn func(whisk.ContainerInfo)) error
 }
 
-// Deps are the scheduler's collaborators. Log and Now are optional.
+// Deps are the scheduler's collaborators; each interface names every
+// capability the scheduler uses of it. Log and Now are optional (a
+// discarding logger, time.Now); the others are required.
 type Deps struct {
 	Log         *slog.Logger
 	Bus         Bus
-	Session     Session
-	Client      Client
-	Activations Activations
-	// Records is optional; when nil and Activations has GetActivation, it
-	// is used. With neither, duplicates are detected in memory only.
-	Records Records
-	// Containers is optional; when nil and Client has it, Client is used.
-	// With neither, activations lost with their invoker are failed by the
-	// queues' safety net only; without Records, not at all
-	// (internal/queue, lost.go).
-	Containers ContainerWatcher
-	Now        func() time.Time
-	Listener   net.Listener // Run serves gRPC on it and stops it on exit
+	Session     Session     // this scheduler's keys under its lease
+	Client      Client      // etcd reads: leaders, counts, the share, container deletions
+	Activations Activations // the records the queues make and read (duplicates)
+	Now         func() time.Time
+	Listener    net.Listener // Run serves gRPC on it and stops it on exit
 }
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.
@@ -170,16 +180,6 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	if deps.Records == nil {
-		if r, ok := deps.Activations.(Records); ok {
-			deps.Records = r
-		}
-	}
-	if deps.Containers == nil {
-		if c, ok := deps.Client.(ContainerWatcher); ok {
-			deps.Containers = c
-		}
-	}
 	if cfg.Followers < 0 {
 		cfg.Followers = 0
 	}
@@ -223,7 +223,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	s.d.Session.OnRegrant(s.onRegrant)
 
-	srv := grpc.NewServer(rpc.ServerOptions()...)
+	// A panic in a handler is an Internal status and a log line, not the
+	// end of the process.
+	srv := grpc.NewServer(append(rpc.ServerOptions(), grpc.ChainUnaryInterceptor(rpc.Recover(s.log)))...)
 	rpc.Register(srv, s)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(s.d.Listener) }()
@@ -297,7 +299,7 @@ func (s *Scheduler) publishLoad(ctx context.Context) {
 				return
 			}
 			s.log.Warn("scheduler: updating the queue count", "err", err)
-			if sleep(ctx, time.Second) {
+			if retry.Sleep(ctx, time.Second) {
 				s.loadChanged()
 			}
 			continue
@@ -333,10 +335,8 @@ func (s *Scheduler) fail(ctx context.Context, msg whisk.ActivationMessage, rec w
 	if msg.ControllerID == "" {
 		return nil
 	}
-	if s.d.Records != nil {
-		if stored, err := s.d.Records.GetActivation(ctx, rec.Namespace, rec.ActivationID); err == nil {
-			rec = stored
-		}
+	if stored, err := s.d.Activations.GetActivation(ctx, rec.Namespace, rec.ActivationID); err == nil {
+		rec = stored
 	}
 	comp := whisk.Completion{Activation: rec}
 	b, err := comp.AppendJSON(nil)
@@ -349,15 +349,4 @@ func (s *Scheduler) fail(ctx context.Context, msg whisk.ActivationMessage, rec w
 		return nil
 	}
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

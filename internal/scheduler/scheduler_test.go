@@ -22,6 +22,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/cluster/clustertest"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/scheduler"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -46,6 +47,13 @@ func (r *records) PutActivation(_ context.Context, a whisk.Activation) error {
 	defer r.mu.Unlock()
 	r.m[a.ActivationID] = a
 	return nil
+}
+
+func (r *records) GetActivation(_ context.Context, _ string, id whisk.ActivationID) (whisk.Activation, error) {
+	if a, ok := r.get(id); ok {
+		return a, nil
+	}
+	return whisk.Activation{}, whisk.E("get activation", whisk.NotFound, "", nil)
 }
 
 func (r *records) get(id whisk.ActivationID) (whisk.Activation, bool) {
@@ -176,13 +184,7 @@ func (h *sched) stop(t *testing.T) {
 
 func (e *env) eventually(what string, cond func() bool) {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.Eventually(e.t, 10*time.Second, what, cond)
 }
 
 var hello = whisk.ActionMeta{Namespace: "guest", Name: "hello", Rev: 1, Kind: "python:3",
@@ -559,6 +561,17 @@ func (nopClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.Lead
 	<-ctx.Done()
 	return nil
 }
+func (nopClient) CountUsed(context.Context, whisk.FQN, int64) (int, int, error) { return 0, 0, nil }
+func (nopClient) NamespaceShare(context.Context, string) (map[string]int, map[string]bool, error) {
+	return map[string]int{}, map[string]bool{}, nil
+}
+func (nopClient) HasDemand(context.Context, string) (bool, error) { return false, nil }
+func (nopClient) WatchContainerDeletes(ctx context.Context, _ func(whisk.ContainerInfo)) error {
+	<-ctx.Done()
+	return nil
+}
+func (nopSession) PutDemand(context.Context, whisk.FQN, string) error { return nil }
+func (nopSession) DeleteDemand(context.Context, whisk.FQN) error      { return nil }
 
 var (
 	_ scheduler.Session = (*cluster.Session)(nil)

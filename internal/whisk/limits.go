@@ -17,7 +17,7 @@ type SystemLimits struct {
 	MaxBlockingWait                        int64 // ms
 }
 
-// DefaultSystemLimits are Eddy's defaults (BRIEF §6).
+// DefaultSystemLimits are Eddy's defaults (README.md lists them).
 func DefaultSystemLimits() SystemLimits {
 	return SystemLimits{
 		MinTimeout: 100, MaxTimeout: 300000, DefaultTimeout: 60000,

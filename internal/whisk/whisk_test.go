@@ -275,10 +275,7 @@ func TestAnnotateEncodesAsMarshal(t *testing.T) {
 		for _, tm := range timings {
 			for _, timedOut := range []bool{false, true} {
 				before := Params{{Key: "custom", Value: json.RawMessage(`1`)}, {Key: AnnKind, Value: json.RawMessage(`"old"`)}}
-				var want Params
-				for _, kv := range before {
-					want = append(want, kv)
-				}
+				want := append(Params(nil), before...)
 				add := func(k string, v any) { want = want.Merge(Params{{Key: k, Value: marshal(v)}}) }
 				add(AnnPath, meta.Namespace+"/"+meta.Name)
 				add(AnnKind, meta.Kind)

@@ -376,6 +376,8 @@ func pidAlive(pid int) bool {
 }
 
 // scanLines returns the lines of s.
+//
+//lint:ignore U1000 a harness helper for tests that read a command's output line by line
 func scanLines(s string) []string {
 	var out []string
 	sc := bufio.NewScanner(strings.NewReader(s))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -117,13 +118,7 @@ func testRestartKeepsDataAndShutsDownClean(t *testing.T, backend string) {
 
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, d, what, cond)
 }
 
 var _ = os.Getpid

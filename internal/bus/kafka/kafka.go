@@ -82,6 +82,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -251,7 +252,8 @@ func (b *Bus) EnsureTopic(ctx context.Context, topic string) error {
 	// of it shortly after. Wait so that Publish and Subscribe find it. A
 	// topic being deleted still "exists" for CreateTopics: create again
 	// until the new one shows.
-	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+	backoff := retry.New(10*time.Millisecond, 500*time.Millisecond)
+	for {
 		_, err := b.adm.CreateTopic(ctx, 1, b.repl, configs, name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return b.mapErr(op, ctx, err, "create topic "+name)
@@ -266,7 +268,7 @@ func (b *Bus) EnsureTopic(ctx context.Context, topic string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-time.After(backoff.Next()):
 		}
 	}
 }

@@ -184,7 +184,7 @@ func (d *crashDialer) crash() {
 	}
 }
 
-// TestFailover is the scheduler failover of BRIEF §3 goal 1: leader A polls
+// TestFailover is a leader scheduler's failover, as the bus sees it: leader A polls
 // ten activations, commits the first five (handed to containers), and dies;
 // leader B of the same group resumes at the sixth.
 func TestFailover(t *testing.T) {

@@ -370,7 +370,7 @@ func (b *Backend) untrack(c *Container) {
 	b.mu.Unlock()
 }
 
-// containerConfig is OpenWhisk's `docker run` (reference §2.1) as API structs.
+// containerConfig is OpenWhisk's `docker run` of an action container as API structs.
 func (b *Backend) containerConfig(spec eddyc.Spec) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	mem := spec.MemoryMB
 	if mem <= 0 {

@@ -1,0 +1,59 @@
+// Package testenv holds what Eddy's tests share to wait without fixed
+// sleeps and to end clean: Eventually polls a condition until it holds,
+// and Main runs a package's tests and then fails on goroutines they left
+// running (go.uber.org/goleak). Only tests import it.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// Eventually polls cond, first every millisecond and then less often (up
+// to every 50 ms), until it holds; it fails t (Fatalf) when timeout passes
+// first, naming what it waited for. The timeout is a bound against a hang,
+// never what the test measures: pick it generously for a loaded machine.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for pause := time.Millisecond; !cond(); pause = min(2*pause, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
+		}
+		time.Sleep(pause)
+	}
+}
+
+// Main runs the package's tests and then fails when goroutines other
+// than the runtime's and the ignored ones are still running: a goroutine a
+// test started and did not end. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+//
+// ignore names the top functions of goroutines the package's
+// dependencies keep by design (a client library's background loop).
+func Main(m *testing.M, ignore ...string) { os.Exit(Run(m.Run, ignore...)) }
+
+// Run is Main for a TestMain that sets up and tears down around the
+// tests: run runs them (m.Run, with the set-up and the tear-down) and
+// returns the exit code; Run then checks for goroutines left running and
+// returns 1 when it finds some (after waiting a little for them to end).
+func Run(run func() int, ignore ...string) int {
+	code := run()
+	if code != 0 {
+		return code
+	}
+	var opts []goleak.Option
+	for _, f := range ignore {
+		opts = append(opts, goleak.IgnoreTopFunction(f))
+	}
+	if err := goleak.Find(opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "testenv: goroutines left running after the tests: %v\n", err)
+		return 1
+	}
+	return 0
+}
