@@ -241,12 +241,3 @@ func recordJSON(v any, end int64) any {
 	delete(m, "duration")
 	return m
 }
-
-// recordsJSON is recordJSON of each full record.
-func recordsJSON(as []whisk.Activation) []any {
-	out := make([]any, len(as))
-	for i, a := range as {
-		out[i] = recordJSON(a, a.End)
-	}
-	return out
-}

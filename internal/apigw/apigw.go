@@ -170,6 +170,7 @@ func AddEndpoint(doc Doc, ep Endpoint, responseType string) {
 func RemoveEndpoint(doc Doc, relPath, verb string) error {
 	verb = strings.ToLower(verb)
 	if relPath == "" {
+		//lint:ignore ST1005 routemgmt's own message, shown to wsk users as it is
 		return errors.New("No path provided; nothing to remove")
 	}
 	paths := obj(doc, "paths")

@@ -467,7 +467,8 @@ func Open(dir string, log *slog.Logger, opts Options) (*Bus, error) {
 		return nil, whisk.E(op, whisk.Internal, "", err)
 	}
 	// Cut a torn tail, then append after the intact entries.
-	if err := f.Truncate(good); err == nil {
+	err = f.Truncate(good)
+	if err == nil {
 		_, err = f.Seek(good, io.SeekStart)
 	}
 	if err != nil {
