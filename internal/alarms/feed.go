@@ -249,7 +249,7 @@ func (f *Feed) verify(ctx context.Context, apikey string, trigger whisk.FQN, isD
 		return fail(401)
 	}
 	id, err := f.ids.IdentityByUUID(ctx, uuid)
-	if err != nil || id.Key != key {
+	if err != nil || !id.Authenticate(key) {
 		if err != nil && whisk.KindOf(err) != whisk.NotFound {
 			return &feedError{Status: 400, Error: msgTriggerAuthFailed, Message: err.Error()}
 		}

@@ -420,7 +420,7 @@ func (p *Provider) recorded(ctx context.Context, a *Alarm) bool {
 func (p *Provider) fire(ctx context.Context, a *Alarm, tick int64, log *slog.Logger) (bool, *Reason) {
 	uuid, key, _ := strings.Cut(a.APIKey, ":")
 	id, err := p.deps.Identities.IdentityByUUID(ctx, uuid)
-	if err != nil || id.Key != key {
+	if err != nil || !id.Authenticate(key) {
 		if err == nil || whisk.KindOf(err) == whisk.NotFound {
 			return false, autoReason(http.StatusUnauthorized)
 		}
@@ -544,7 +544,7 @@ func (p *Provider) finish(ctx context.Context, t whisk.FQN, a *Alarm) {
 func (p *Provider) deleteTrigger(ctx context.Context, a *Alarm) {
 	uuid, key, _ := strings.Cut(a.APIKey, ":")
 	id, err := p.deps.Identities.IdentityByUUID(ctx, uuid)
-	if err != nil || id.Key != key {
+	if err != nil || !id.Authenticate(key) {
 		p.log.Warn("deleteAfterFire: the trigger owner's key is gone", "trigger", a.Trigger().String())
 		return
 	}

@@ -71,6 +71,17 @@ func KeyMatches(stored, key string) bool {
 	return subtle.ConstantTimeCompare(saltedSum(s, key), want) == 1
 }
 
+// Authenticate reports whether key is the identity's (KeyMatches on its
+// stored hash) and, if so, keeps it in Key: the store holds only the hash,
+// so the plain key of an identity comes from whoever presented it.
+func (i *Identity) Authenticate(key string) bool {
+	if !KeyMatches(i.KeyHash, key) {
+		return false
+	}
+	i.Key = key
+	return true
+}
+
 // NamespaceLimits are per-namespace limits, set by the operator (eddy
 // admin limits set) and stored with the namespace; zero means "the system
 // default" (SystemLimits). The JSON names are wskadmin's.
