@@ -165,8 +165,8 @@ func goBuild(dir, bin, workDir string, env func(string) string) error {
 	cmd := exec.Command(goBin, "build", mod, "-ldflags", "-s -w", "-o", bin, ".")
 	cmd.Dir = dir
 	cmd.Env = []string{
-		"PATH=" + orDefault(env("PATH"), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-		"HOME=" + orDefault(env("HOME"), workDir),
+		"PATH=" + valueOr(env("PATH"), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+		"HOME=" + valueOr(env("HOME"), workDir),
 		"GOPROXY=off", "GOSUMDB=off", "GOFLAGS=", "GOTOOLCHAIN=local", "CGO_ENABLED=0", "GO111MODULE=on",
 	}
 	// The build cache: $GOCACHE, else the go tool's default under $HOME
@@ -198,7 +198,7 @@ func goBuild(dir, bin, workDir string, env func(string) string) error {
 	return &initError{status: 502, msg: text, detail: text}
 }
 
-func orDefault(v, def string) string {
+func valueOr(v, def string) string {
 	if v == "" {
 		return def
 	}

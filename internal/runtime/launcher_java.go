@@ -45,15 +45,15 @@ func (javaLauncherT) prepare(workDir string, req *initValue, env func(string) st
 	if err != nil {
 		return nil, err
 	}
-	gson := orDefault(env("EDDY_GSON"), defaultGson)
-	javac := orDefault(env("EDDY_JAVAC"), "javac")
+	gson := valueOr(env("EDDY_GSON"), defaultGson)
+	javac := valueOr(env("EDDY_JAVAC"), "javac")
 	if !isZip {
 		if err := runJavac(javac, dir, gson, []string{filepath.Join(dir, simple+".java")}); err != nil {
 			return nil, err
 		}
 	}
 	launcherDir := env("EDDY_JAVA_LAUNCHER")
-	if launcherDir == "" || !exists(filepath.Join(launcherDir, "EddyLauncher.class")) {
+	if launcherDir == "" || !isFile(filepath.Join(launcherDir, "EddyLauncher.class")) {
 		launcherDir = filepath.Join(workDir, "launcher")
 		if err := os.MkdirAll(launcherDir, 0o755); err != nil {
 			return nil, err
@@ -74,7 +74,7 @@ func (javaLauncherT) prepare(workDir string, req *initValue, env func(string) st
 		return nil
 	})
 	return &command{
-		path: orDefault(env("EDDY_JAVA"), "java"),
+		path: valueOr(env("EDDY_JAVA"), "java"),
 		args: []string{
 			"-Dfile.encoding=UTF-8", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto",
 			"--add-opens", "java.base/java.util=ALL-UNNAMED",
@@ -100,7 +100,7 @@ func runJavac(javac, dir, gson string, sources []string) error {
 	return &initError{status: 502, msg: text, detail: text}
 }
 
-func exists(path string) bool {
+func isFile(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }

@@ -37,7 +37,7 @@ func (phpLauncherT) prepare(workDir string, req *initValue, env func(string) str
 		return nil, err
 	}
 	return &command{
-		path:    orDefault(env("EDDY_PHP"), "php"),
+		path:    valueOr(env("EDDY_PHP"), "php"),
 		args:    []string{"-d", "display_errors=stderr", "-d", "log_errors=0", "-d", "memory_limit=-1", "-d", "max_execution_time=0", "-f", lp, "--", dir, req.Main},
 		dir:     dir,
 		waitAck: true,
@@ -73,7 +73,7 @@ func (rubyLauncherT) prepare(workDir string, req *initValue, env func(string) st
 		return nil, err
 	}
 	return &command{
-		path:    orDefault(env("EDDY_RUBY"), "ruby"),
+		path:    valueOr(env("EDDY_RUBY"), "ruby"),
 		args:    []string{lp, dir, req.Main},
 		dir:     dir,
 		waitAck: true,
