@@ -6,6 +6,8 @@ package bench
 // compile source at /init (go build, javac), so their cold starts include
 // the compiler: Eddy's figure and its floor alike.
 var otherLanguages = map[string]actionCodes{
+	"python:3.13": interpreted["python:3.11"],
+	"nodejs:20":   interpreted["nodejs:18"],
 	"go:1.19": {
 		noop: "package main\n\nimport \"os\"\n\nvar id = map[string]interface{}{\"pid\": os.Getpid(), \"host\": hostname()}\n\n" +
 			"func hostname() string { h, _ := os.Hostname(); return h }\n\n" +

@@ -78,7 +78,7 @@ const (
 )
 
 // Families is every family Build knows, in build order.
-var Families = []string{Native, Python, Nodejs, Skeleton, Go, PHP, Ruby, Java}
+var Families = []string{Native, Python, Nodejs, Skeleton, Go, PHP, Ruby, Java, PythonNext, NodejsNext}
 
 // Options says what to build and how.
 type Options struct {
@@ -120,6 +120,7 @@ type rootfsSpec struct {
 	pkg      string   // the package whose version names the tag
 	tag      func(upstream string) string
 	env      []string // runtime env of the final image
+	suite    string   // the Debian release, when not Options.Suite
 	files    []File   // more files of the final image's build context
 	steps    []string // Dockerfile lines after the runtime binary's COPY
 }
@@ -273,7 +274,7 @@ func (b *builder) debian(ctx context.Context, s rootfsSpec) (string, bool, error
 		return ref, false, nil
 	}
 	b.progress("%s: adding the runtime binary to %s (%s %s)", ref, base, s.pkg, version)
-	labels := map[string]string{LabelBuild: hash, LabelVersion: version, "eddy.kind": s.family + ":" + s.tag(version)}
+	labels := map[string]string{LabelBuild: hash, LabelVersion: version, "eddy.kind": s.kindFamily() + ":" + s.tag(version)}
 	if err := b.buildImage(ctx, ref, dockerfile, labels, s.files...); err != nil {
 		return ref, false, err
 	}

@@ -1,6 +1,8 @@
 package images
 
 import (
+	"strings"
+
 	"github.com/eddy-faas/eddy/internal/runtime"
 )
 
@@ -15,18 +17,44 @@ import (
 //   - eddy/action-ruby:<major.minor>: ruby;
 //   - eddy/action-java:<major>: openjdk-17-jdk-headless (javac for source
 //     actions and for EddyLauncher, compiled when the image is built) and
-//     libgoogle-gson-java (Gson, OpenWhisk's JSON types for Java).
+//     libgoogle-gson-java (Gson, OpenWhisk's JSON types for Java);
+//
+// and the newer python and nodejs of Debian trixie as
+// eddy/action-python:3.13 and eddy/action-nodejs:20 (families python-next
+// and nodejs-next, on eddy/rootfs-python-next:trixie and
+// eddy/rootfs-nodejs-next:trixie).
 const (
 	GoRepo   = "eddy/action-go"
 	PHPRepo  = "eddy/action-php"
 	RubyRepo = "eddy/action-ruby"
 	JavaRepo = "eddy/action-java"
 
+	// PythonNext and NodejsNext are the newer python and nodejs of Debian's
+	// next release (NextSuite): python3 3.13 and nodejs 20 in trixie, as
+	// eddy/action-python:3.13 and eddy/action-nodejs:20 (bookworm and its
+	// backports have no newer ones).
+	PythonNext = "python-next"
+	NodejsNext = "nodejs-next"
+	// NextSuite is the Debian release of PythonNext and NodejsNext.
+	NextSuite = "trixie"
+
 	Go   = "go"
 	PHP  = "php"
 	Ruby = "ruby"
 	Java = "java"
 )
+
+// kindFamily is the family of the kinds the image serves (python for
+// python-next).
+func (s rootfsSpec) kindFamily() string { return strings.TrimSuffix(s.family, "-next") }
+
+// suite is the Debian release a family's root file system comes from.
+func (b *builder) suite(s rootfsSpec) string {
+	if s.suite != "" {
+		return s.suite
+	}
+	return b.opts.Suite
+}
 
 // javaLauncherDir is where the java image keeps EddyLauncher.
 const javaLauncherDir = "/usr/lib/eddy/java"
@@ -41,6 +69,14 @@ func Main(args map[string]interface{}) map[string]interface{} { return args }
 // languageSpecs are the families of OpenWhisk's other languages.
 func languageSpecs() map[string]rootfsSpec {
 	return map[string]rootfsSpec{
+		PythonNext: {
+			family: PythonNext, suite: NextSuite, repo: PythonRepo, packages: []string{"python3"}, pkg: "python3",
+			tag: majorMinor, env: []string{"EDDY_LAUNCHER=python", "EDDY_PYTHON=python3"},
+		},
+		NodejsNext: {
+			family: NodejsNext, suite: NextSuite, repo: NodejsRepo, packages: []string{"nodejs"}, pkg: "nodejs",
+			tag: major, env: []string{"EDDY_LAUNCHER=nodejs", "EDDY_NODE=node"},
+		},
 		Go: {
 			family: Go, repo: GoRepo, packages: []string{"golang-go", "ca-certificates"}, pkg: "golang-go",
 			tag: majorMinor,

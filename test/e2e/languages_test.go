@@ -26,11 +26,12 @@ import (
 // prints to stdout and stderr and uses its parameters, an action that
 // fails (exception, panic), and a zip with a dependency.
 type langCase struct {
-	kind, image string
-	hello       string
-	fail        string
-	failWant    string // the failing action's result "error"
-	zip         func(t *testing.T) (code, main string)
+	kind     string
+	version  string // what the hello world's "version" starts with, if it says
+	hello    string
+	fail     string
+	failWant string // the failing action's result "error"
+	zip      func(t *testing.T) (code, main string)
 }
 
 const goHello = `package main
@@ -85,15 +86,56 @@ public class Main {
 }
 `
 
+const pythonHello = `import os, platform, sys
+
+def main(args):
+    name = args.get("name", "stranger")
+    print("hello", name)
+    print("to stderr", file=sys.stderr)
+    return {"greeting": "Hello, " + name, "next": args.get("n", 0) + 1, "activation": "__OW_ACTIVATION_ID" in os.environ,
+            "version": platform.python_version()}
+`
+
+const nodejsHello = `function main(args) {
+  const name = args.name || "stranger";
+  console.log("hello " + name);
+  console.error("to stderr");
+  return {greeting: "Hello, " + name, next: (args.n || 0) + 1, activation: process.env.__OW_ACTIVATION_ID !== undefined, version: process.versions.node};
+}
+`
+
 var langCases = []langCase{
 	{
-		kind: "go:1.19", image: "eddy/action-go:1.19", hello: goHello,
+		kind: "python:3.13", version: "3.13.", hello: pythonHello,
+		fail:     "def main(args):\n    raise Exception(\"boom\")\n",
+		failWant: "boom",
+		zip: func(t *testing.T) (string, string) {
+			return zipOf(t, map[string]string{
+				"__main__.py":         "from greeter import hello\n\ndef main(args):\n    return {\"greeting\": hello(args[\"name\"])}\n",
+				"greeter/__init__.py": "def hello(n):\n    return \"Hello, \" + n\n",
+			}), ""
+		},
+	},
+	{
+		kind: "nodejs:20", version: "20.", hello: nodejsHello,
+		fail:     "function main(args) {\n  throw new Error(\"boom\");\n}\n",
+		failWant: "Error: boom",
+		zip: func(t *testing.T) (string, string) {
+			return zipOf(t, map[string]string{
+				"package.json":                  `{"name": "action", "main": "action.js"}`,
+				"action.js":                     "const greeter = require(\"greeter\");\nexports.main = args => ({greeting: greeter.hello(args.name)});\n",
+				"node_modules/greeter/index.js": "exports.hello = n => \"Hello, \" + n;\n",
+			}), ""
+		},
+	},
+	{
+		kind: "go:1.19", hello: goHello,
 		fail:     "package main\n\nfunc Main(args map[string]interface{}) map[string]interface{} {\n\tpanic(\"boom\")\n}\n",
 		failWant: "panic: boom",
 		zip:      goVendorZip,
 	},
 	{
-		kind: "php:8.2", image: "eddy/action-php:8.2", hello: phpHello,
+		kind: "php:8.2", hello: phpHello,
 		fail:     "<?php\nfunction main(array $args): array {\n    throw new Exception(\"boom\");\n}\n",
 		failWant: "An error occurred running the action.",
 		zip: func(t *testing.T) (string, string) {
@@ -106,7 +148,7 @@ var langCases = []langCase{
 		},
 	},
 	{
-		kind: "ruby:3.1", image: "eddy/action-ruby:3.1", hello: rubyHello,
+		kind: "ruby:3.1", hello: rubyHello,
 		fail:     "def main(args)\n  raise \"boom\"\nend\n",
 		failWant: "boom",
 		zip: func(t *testing.T) (string, string) {
@@ -117,23 +159,26 @@ var langCases = []langCase{
 		},
 	},
 	{
-		kind: "java:17", image: "eddy/action-java:17", hello: javaHello,
+		kind: "java:17", hello: javaHello,
 		fail:     "import com.google.gson.JsonObject;\n\npublic class Main {\n    public static JsonObject main(JsonObject args) {\n        throw new IllegalStateException(\"boom\");\n    }\n}\n",
 		failWant: "boom",
 		zip:      javaJar,
 	},
 }
 
-// TestLanguages drives each of OpenWhisk's other languages through Eddy on
-// Docker: hello world with parameters and logs, a failing action, a zip
+// TestLanguages drives each of OpenWhisk's other languages, and the newer
+// python and nodejs of Debian trixie, through Eddy on Docker: hello world with parameters and logs, a failing action, a zip
 // with a dependency (and, for Go, a precompiled executable).
 func TestLanguages(t *testing.T) {
 	dockerOnly(t)
 	e := startEddy(t, "docker", "")
 	for _, lc := range langCases {
-		t.Run(strings.Split(lc.kind, ":")[0], func(t *testing.T) {
+		base := strings.Split(lc.kind, ":")[0]
+		if lc.kind == "python:3.13" || lc.kind == "nodejs:20" {
+			base += "-next" // not the family's default
+		}
+		t.Run(base, func(t *testing.T) {
 			e.t = t
-			base := strings.Split(lc.kind, ":")[0]
 
 			// Hello world: parameters in, logs out; the second call is warm.
 			e.createAction(base+"-hello", lc.kind, lc.hello, nil)
@@ -144,6 +189,9 @@ func TestLanguages(t *testing.T) {
 				if res["greeting"] != "Hello, "+name || res["next"] != 2.0 || res["activation"] != true {
 					t.Fatalf("call %d: result %s", i, rec.Response.Result)
 				}
+				if v, _ := res["version"].(string); lc.version != "" && !strings.HasPrefix(v, lc.version) {
+					t.Fatalf("call %d: %s runs version %q, want %s*", i, lc.kind, v, lc.version)
+				}
 				logs := strings.Join(rec.Logs, "\n")
 				if !strings.Contains(logs, "stdout: hello "+name) || !strings.Contains(logs, "stderr: to stderr") {
 					t.Fatalf("call %d: logs %q", i, rec.Logs)
@@ -152,13 +200,18 @@ func TestLanguages(t *testing.T) {
 					t.Fatalf("call %d: logs of one activation %q", i, rec.Logs)
 				}
 			}
-			// The "default" alias and the bare family name resolve to the kind.
-			e.createAction(base+"-default", base+":default", lc.hello, nil)
-			out := e.mustCall(200, "GET", "/api/v1/namespaces/_/actions/"+base+"-default", nil)
-			if !strings.Contains(string(out), `"kind":"`+lc.kind+`"`) {
-				t.Fatalf("%s:default stored as %s", base, out)
+			// The "default" alias resolves to the kind (the new families'
+			// only kind); no parameters.
+			family := strings.Split(lc.kind, ":")[0]
+			defKind := family + ":default"
+			if strings.HasSuffix(base, "-next") {
+				defKind = lc.kind
 			}
-			// No parameters.
+			e.createAction(base+"-default", defKind, lc.hello, nil)
+			out := e.mustCall(200, "GET", "/api/v1/namespaces/_/actions/"+base+"-default", nil)
+			if !strings.Contains(string(out), `"kind":"`+lc.kind+`"`) && defKind != lc.kind {
+				t.Fatalf("%s stored as %s", defKind, out)
+			}
 			res := e.mustCall(200, "POST", "/api/v1/namespaces/_/actions/"+base+"-default?blocking=true&result=true", map[string]any{})
 			if !strings.Contains(string(res), `"greeting":"Hello, stranger"`) {
 				t.Fatalf("no parameters: %s", res)
