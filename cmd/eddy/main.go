@@ -115,6 +115,8 @@ Client (the wsk commands and flags, reading ~/.wskprops):
   eddy property set|get|unset
   eddy action create|update|get|list|delete|invoke
   eddy activation list|get|logs|result
+  eddy trigger create|update|get|list|fire|delete
+  eddy rule create|update|enable|disable|status|get|list|delete
   eddy namespace list
 
 Run 'eddy standalone -h' or 'eddy action -h' for details.

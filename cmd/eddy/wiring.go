@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/api"
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/container"
 	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/container/process"
 	"github.com/eddy-faas/eddy/internal/controller"
+	"github.com/eddy-faas/eddy/internal/events"
 	"github.com/eddy-faas/eddy/internal/invoker"
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/scheduler"
@@ -40,6 +42,7 @@ type tuning struct {
 	retention                time.Duration
 	leaseTTL                 time.Duration
 	nsContainers, perMinute  int
+	firesPerMinute           int
 	maxConcurrency           int
 	followers                int // scheduler: followers per leader queue (0 in standalone)
 	invokerMemory            int64
@@ -81,6 +84,7 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	}
 	if roles&forController != 0 {
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
+		fs.IntVar(&t.firesPerMinute, "fires-per-minute", 60, "trigger fires per minute per namespace")
 		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
 	}
 	if roles&(forController|forInvoker) != 0 {
@@ -110,6 +114,7 @@ func (t *tuning) limits() whisk.SystemLimits {
 	l := whisk.DefaultSystemLimits()
 	l.ConcurrentContainers = t.nsContainers
 	l.InvocationsPerMinute = t.perMinute
+	l.FiresPerMinute = t.firesPerMinute
 	if t.maxConcurrency > 0 {
 		l.MaxConcurrency = t.maxConcurrency
 	}
@@ -164,9 +169,10 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	if err != nil {
 		return nil, nil, err
 	}
+	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: catalog.New(st)}, ctl, log)
 	handler := api.New(api.Config{Limits: limits}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
-		Status: c, Now: time.Now,
+		Status: c, Events: evs, Firer: firer, Now: time.Now,
 	})
 	return ctl, &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, nil
 }

@@ -78,7 +78,7 @@ Users (subjects, their namespaces and keys):
                         list subjects (of NAMESPACE, or "subject namespace" of all)
 
 Namespace limits (unset limits take the platform's defaults):
-  limits set NAMESPACE [--invocationsPerMinute N] [--concurrentInvocations N]
+  limits set NAMESPACE [--invocationsPerMinute N] [--concurrentInvocations N] [--firesPerMinute N]
                         (--concurrentContainers is the same limit)
   limits get NAMESPACE
   limits delete NAMESPACE
@@ -116,6 +116,7 @@ type command struct {
 	all, showKey    bool
 	// limits: -1 = not given
 	perMinute, concurrent, concurrentAlias int
+	firesPerMinute                         int
 }
 
 // parse reads flags wherever they are among the arguments (wskadmin puts
@@ -139,9 +140,10 @@ func parse(args []string, cfg Config) (*command, error) {
 	fs.BoolVar(&c.showKey, "k", false, "")
 	fs.IntVar(&c.perMinute, "invocationsPerMinute", -1, "")
 	fs.IntVar(&c.concurrent, "concurrentInvocations", -1, "")
+	fs.IntVar(&c.firesPerMinute, "firesPerMinute", -1, "")
 	fs.IntVar(&c.concurrentAlias, "concurrentContainers", -1, "")
 	unsupported := map[string]bool{}
-	for _, name := range []string{"firesPerMinute", "allowedKinds", "storeActivations"} {
+	for _, name := range []string{"allowedKinds", "storeActivations"} {
 		fs.Func(name, "", func(string) error { unsupported[name] = true; return nil })
 	}
 	for {
@@ -158,7 +160,7 @@ func parse(args []string, cfg Config) (*command, error) {
 		args = fs.Args()[1:]
 	}
 	for name := range unsupported {
-		return nil, usagef("--%s is a wskadmin limit that Eddy does not have (no triggers, kinds or activation storage settings)", name)
+		return nil, usagef("--%s is a wskadmin limit that Eddy does not have (no kinds or activation storage settings)", name)
 	}
 	return c, nil
 }
@@ -197,7 +199,7 @@ func run(ctx context.Context, args []string, cfg Config) error {
 	if n := len(c.words) - 2; n < minArgs || n > maxArgs {
 		return usagef("%s %s: want %d argument(s), got %d", c.words[0], c.words[1], maxArgs, n)
 	}
-	if c.words[0] == "user" && (c.perMinute != -1 || c.concurrent != -1 || c.concurrentAlias != -1) {
+	if c.words[0] == "user" && (c.perMinute != -1 || c.concurrent != -1 || c.concurrentAlias != -1 || c.firesPerMinute != -1) {
 		return usagef("limit flags belong to 'limits set'")
 	}
 	st, err := cfg.Open(ctx, c.dataDir, c.postgres)
@@ -379,10 +381,10 @@ func limitsSet(ctx context.Context, st Store, c *command, out io.Writer) error {
 		return usagef("--concurrentInvocations and --concurrentContainers are the same limit")
 	}
 	conc := max(c.concurrent, c.concurrentAlias)
-	if c.perMinute == -1 && conc == -1 {
-		return usagef("limits set: give --invocationsPerMinute and/or --concurrentInvocations")
+	if c.perMinute == -1 && conc == -1 && c.firesPerMinute == -1 {
+		return usagef("limits set: give --invocationsPerMinute, --concurrentInvocations and/or --firesPerMinute")
 	}
-	for name, v := range map[string]int{"invocationsPerMinute": c.perMinute, "concurrentInvocations": conc} {
+	for name, v := range map[string]int{"invocationsPerMinute": c.perMinute, "concurrentInvocations": conc, "firesPerMinute": c.firesPerMinute} {
 		if v == 0 || v < -1 {
 			return usagef("--%s %d: want a positive number ('limits delete' returns a namespace to the defaults)", name, v)
 		}
@@ -397,6 +399,9 @@ func limitsSet(ctx context.Context, st Store, c *command, out io.Writer) error {
 	}
 	if conc > 0 {
 		l.ConcurrentContainers = conc
+	}
+	if c.firesPerMinute > 0 {
+		l.FiresPerMinute = c.firesPerMinute
 	}
 	if err := st.PutNamespaceLimits(ctx, ns, l); err != nil {
 		return err
@@ -419,6 +424,9 @@ func limitsGet(ctx context.Context, st Store, c *command, out io.Writer) error {
 	}
 	if l.ConcurrentContainers > 0 {
 		fmt.Fprintln(out, "concurrentInvocations = "+strconv.Itoa(l.ConcurrentContainers))
+	}
+	if l.FiresPerMinute > 0 {
+		fmt.Fprintln(out, "firesPerMinute = "+strconv.Itoa(l.FiresPerMinute))
 	}
 	return nil
 }

@@ -137,9 +137,13 @@ func TestLimits(t *testing.T) {
 	if got := h.ok("limits", "get", "carol"); got != "invocationsPerMinute = 7\nconcurrentInvocations = 3\n" {
 		t.Fatalf("get = %q", got)
 	}
+	h.ok("limits", "set", "carol", "--firesPerMinute", "9")
+	if got := h.ok("limits", "get", "carol"); got != "invocationsPerMinute = 7\nconcurrentInvocations = 3\nfiresPerMinute = 9\n" {
+		t.Fatalf("get with fires = %q", got)
+	}
 	h.ok("limits", "set", "carol", "--concurrentInvocations", "4")
 	id, err := h.identity(uuid)
-	if err != nil || id.Limits != (whisk.NamespaceLimits{InvocationsPerMinute: 7, ConcurrentContainers: 4}) {
+	if err != nil || id.Limits != (whisk.NamespaceLimits{InvocationsPerMinute: 7, ConcurrentContainers: 4, FiresPerMinute: 9}) {
 		t.Fatalf("identity limits = %+v, %v", id.Limits, err)
 	}
 	if got := h.ok("limits", "delete", "carol"); got != "Limits deleted\n" {
@@ -167,7 +171,7 @@ func TestUsageErrors(t *testing.T) {
 		{"give --invocationsPerMinute", []string{"limits", "set", "ns"}},
 		{"want a positive number", []string{"limits", "set", "ns", "--invocationsPerMinute", "0"}},
 		{"same limit", []string{"limits", "set", "ns", "--concurrentInvocations", "1", "--concurrentContainers", "2"}},
-		{"firesPerMinute is a wskadmin limit", []string{"limits", "set", "ns", "--firesPerMinute", "5"}},
+		{"allowedKinds is a wskadmin limit", []string{"limits", "set", "ns", "--allowedKinds", "python"}},
 		{"flag provided but not defined", []string{"user", "list", "--bogus"}},
 		{"belong to 'limits set'", []string{"user", "create", "alice", "--invocationsPerMinute", "3"}},
 	} {

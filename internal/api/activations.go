@@ -113,12 +113,12 @@ func (s *server) listActivations(w http.ResponseWriter, r *http.Request, caller 
 		for i, a := range as {
 			out[i] = activationView(a)
 		}
-		writeJSON(w, http.StatusOK, out)
+		writeJSON(w, http.StatusOK, recordsJSON(out))
 		return nil
 	}
-	out := make([]activationSummary, len(as))
+	out := make([]any, len(as))
 	for i, a := range as {
-		out[i] = summarize(a)
+		out[i] = recordJSON(summarize(a), a.End)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -139,7 +139,7 @@ func (s *server) getActivation(w http.ResponseWriter, r *http.Request, caller wh
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, activationView(a))
+	writeJSON(w, http.StatusOK, recordJSON(activationView(a), a.End))
 	return nil
 }
 

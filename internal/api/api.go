@@ -81,6 +81,9 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
+	// Events and Firer serve triggers and rules; nil: those routes are 404s.
+	Events Events
+	Firer  Firer
 	Now    func() time.Time // nil: time.Now
 }
 
@@ -93,6 +96,8 @@ type server struct {
 	rt     Runtimes
 	topics Topics
 	status Status
+	events Events
+	firer  Firer
 	limits whisk.SystemLimits
 	now    func() time.Time
 	mux    *http.ServeMux
@@ -106,6 +111,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, limits: cfg.Limits, now: deps.Now,
+		events: deps.Events, firer: deps.Firer,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -142,6 +148,9 @@ func (s *server) routes() {
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}", s.authed(map[string]authedFunc{http.MethodGet: s.getActivation}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/logs", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationLogs}))
 	m.Handle("/api/v1/namespaces/{ns}/activations/{id}/result", s.authed(map[string]authedFunc{http.MethodGet: s.getActivationResult}))
+	if s.events != nil && s.firer != nil {
+		s.eventRoutes(m)
+	}
 	if s.status != nil {
 		// Eddy's own: not part of the OpenWhisk API, any valid key may read it.
 		m.Handle("/eddy/v1/status", s.authed(map[string]authedFunc{http.MethodGet: s.getStatus}))

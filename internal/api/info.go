@@ -50,7 +50,7 @@ func (s *server) getRoot(w http.ResponseWriter, r *http.Request) error {
 		"api_paths":   []string{"/api/v1"},
 		"limits": map[string]any{
 			"actions_per_minute":      l.InvocationsPerMinute,
-			"triggers_per_minute":     60,
+			"triggers_per_minute":     l.FiresPerMinute,
 			"concurrent_actions":      l.ConcurrentContainers,
 			"sequence_length":         50,
 			"min_action_duration":     l.MinTimeout,
@@ -95,6 +95,7 @@ func (s *server) getLimits(w http.ResponseWriter, r *http.Request, caller whisk.
 	writeJSON(w, http.StatusOK, map[string]any{
 		"invocationsPerMinute":  l.InvocationsPerMinute,
 		"concurrentInvocations": l.ConcurrentContainers,
+		"firesPerMinute":        l.FiresPerMinute,
 		"minActionMemory":       s.limits.MinMemory * 1024 * 1024,
 		"maxActionMemory":       s.limits.MaxMemory * 1024 * 1024,
 		"minActionTimeout":      s.limits.MinTimeout,

@@ -44,7 +44,7 @@ type Env struct {
 
 // Commands are the top-level commands Run implements; cmd/eddy can use
 // Handles to route them here.
-var commandNames = []string{"property", "action", "activation", "namespace", "status", "help"}
+var commandNames = []string{"property", "action", "activation", "namespace", "trigger", "rule", "status", "help"}
 
 // Handles reports whether name is one of the CLI's top-level commands.
 func Handles(name string) bool {
@@ -206,6 +206,8 @@ func (r *runner) groups() map[string]*group {
 		"namespace": {name: "namespace", usage: usageNamespace, subs: map[string]leaf{
 			"list": (*runner).namespaceList,
 		}},
+		"trigger": {name: "trigger", usage: usageTrigger, subs: triggerCommands()},
+		"rule":    {name: "rule", usage: usageRule, subs: ruleCommands()},
 	}
 }
 
@@ -266,7 +268,7 @@ func (r *runner) help(path []string) error {
 		return usageErr("", "unknown command %q", path[0])
 	}
 	if len(path) > 1 {
-		if u, ok := leafUsage[g.name+" "+path[1]]; ok {
+		if u, ok := leafHelp(g.name + " " + path[1]); ok {
 			fmt.Fprint(r.out, u)
 			return nil
 		}
@@ -281,7 +283,7 @@ func (r *runner) parseGlobals(cmd string, args []string) ([]string, error) {
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	r.g.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(expandShortFlags(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			if cmd == "" {
 				fmt.Fprint(r.out, usageRoot)
@@ -307,11 +309,13 @@ func (r *runner) newFlags(cmd string, skip ...string) *flag.FlagSet {
 // parse parses flags anywhere among the arguments (as wsk does) and returns
 // the positional ones. -h/--help prints the command's usage.
 func (r *runner) parse(fs *flag.FlagSet, cmd string, args []string) ([]string, error) {
+	args = expandShortFlags(fs, args)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(r.out, leafUsage[cmd])
+				u, _ := leafHelp(cmd)
+				fmt.Fprint(r.out, u)
 				return nil, errHelpShown
 			}
 			return nil, usageErr(cmd, "%v", err)
@@ -326,6 +330,45 @@ func (r *runner) parse(fs *flag.FlagSet, cmd string, args []string) ([]string, e
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// expandShortFlags splits combined one-letter flags, as wsk's flag parser
+// (pflag) accepts them: "-br" is "-b -r" when b and r are one-letter
+// flags of fs and every letter but the last is a boolean (the last may
+// take a value: "-bt 500"). An argument that is itself a flag of fs, that
+// has '=' or that starts with "--", and everything after "--", are left
+// alone.
+func expandShortFlags(fs *flag.FlagSet, args []string) []string {
+	var out []string
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) < 3 || a[0] != '-' || a[1] == '-' || strings.Contains(a, "=") || fs.Lookup(a[1:]) != nil {
+			out = append(out, a)
+			continue
+		}
+		letters := a[1:]
+		ok := true
+		for j := 0; j < len(letters) && ok; j++ {
+			f := fs.Lookup(letters[j : j+1])
+			ok = f != nil && (j == len(letters)-1 || isBoolFlag(f))
+		}
+		if !ok {
+			out = append(out, a)
+			continue
+		}
+		for j := 0; j < len(letters); j++ {
+			out = append(out, "-"+letters[j:j+1])
+		}
+	}
+	return out
+}
+
+// isBoolFlag reports whether f takes no value.
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // setFlags returns the names of the flags given on the command line.

@@ -657,3 +657,40 @@ func TestErrorsAreOneLine(t *testing.T) {
 		}
 	}
 }
+
+// TestCombinedShortFlags: "-br" is "-b -r" as in wsk (it failed with
+// "flag provided but not defined: -br"); the last letter may take a value
+// ("-nl 5"); an unknown letter still fails.
+func TestCombinedShortFlags(t *testing.T) {
+	s := newStub(t, map[string]reply{
+		"POST " + actionsPath + "/hello": {200, `{"greeting":"Hello"}`, actID},
+	})
+	for i, tc := range []struct {
+		args  []string
+		query string
+	}{
+		{[]string{"action", "invoke", "hello", "-br"}, "blocking=true&result=true"},
+		{[]string{"action", "invoke", "-rb", "hello", "-p", "name", "Ada"}, "blocking=true&result=true"},
+		{[]string{"action", "invoke", "hello", "-ib"}, "blocking=true&result=false"},
+		{[]string{"-dv", "action", "invoke", "hello", "-b"}, "blocking=true&result=false"},
+	} {
+		_, errOut, code := s.run(tc.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, errOut)
+		}
+		expectCall(t, s.requests()[i], "POST", actionsPath+"/hello", tc.query)
+	}
+	s.routes["GET "+actionsPath] = reply{200, `[]`, ""}
+	if _, errOut, code := s.run("action", "list", "-nl", "5"); code != 0 {
+		t.Fatalf("-nl 5: exit %d: %s", code, errOut)
+	}
+	expectCall(t, s.requests()[4], "GET", actionsPath, "limit=5&skip=0")
+	n := len(s.requests())
+	_, errOut, code := s.run("action", "invoke", "hello", "-bx")
+	if code != exitUsage || !strings.Contains(errOut, "flag provided but not defined: -bx") {
+		t.Errorf("-bx: exit %d, stderr %q", code, errOut)
+	}
+	if len(s.requests()) != n {
+		t.Errorf("-bx sent a request")
+	}
+}

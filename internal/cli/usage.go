@@ -21,6 +21,8 @@ Commands:
   action       work with actions
   activation   work with activations
   namespace    work with namespaces
+  trigger      work with triggers
+  rule         work with rules
   status       show an Eddy cluster: schedulers, invokers, queues (Eddy's own)
   help         show help for a command: eddy help action create
 ` + globalFlagsHelp
@@ -142,4 +144,14 @@ Flags:
   -l, --last                 the most recent activation
 ` + globalFlagsHelp,
 	"namespace list": "Usage: eddy namespace list\n" + globalFlagsHelp,
+}
+
+// leafHelp is a leaf command's help text.
+func leafHelp(cmd string) (string, bool) {
+	for _, m := range []map[string]string{leafUsage, triggerUsage, ruleUsage} {
+		if u, ok := m[cmd]; ok {
+			return u, true
+		}
+	}
+	return "", false
 }

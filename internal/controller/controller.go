@@ -97,7 +97,13 @@ type Deps struct {
 type Request struct {
 	TransactionID string
 	Identity      whisk.Identity
-	Action        whisk.Action
+	// Action is the action to run, with its parameters merged package <
+	// binding < action (catalog.Catalog.Action). It may belong to another
+	// namespace (a shared package's): the activation is the caller's.
+	Action whisk.Action
+	// Binding is "ns/binding" when the action was reached through a
+	// binding (the record's binding annotation), else "".
+	Binding string
 	// Params is the invoke body: a JSON object or empty.
 	Params   json.RawMessage
 	Blocking bool

@@ -43,6 +43,10 @@ func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 		Blocking:       req.Blocking,
 		ControllerID:   c.cfg.ID,
 		NamespaceLimit: req.Identity.Limits.Effective(c.cfg.Limits).ConcurrentContainers,
+		Binding:        req.Binding,
+	}
+	if req.Identity.Namespace != meta.Namespace {
+		msg.CallerNamespace = req.Identity.Namespace
 	}
 	if truthy(req.Action.Annotations, annProvideAPIKey, true) {
 		msg.APIKey = req.Identity.AuthKey()

@@ -602,7 +602,7 @@ func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) co
 func (p *proxy) runRequest(msg *whisk.ActivationMessage, deadline time.Time) container.RunRequest {
 	return container.RunRequest{
 		Value:         msg.Params,
-		Namespace:     msg.Action.Namespace,
+		Namespace:     msg.RecordNamespace(),
 		ActionName:    msg.Action.FQN().Path(),
 		ActionVersion: msg.Action.Version,
 		ActivationID:  string(msg.ActivationID),

@@ -177,19 +177,10 @@ func buildRecord(in recordInput) whisk.Activation {
 	if end < in.start {
 		end = in.start
 	}
-	a := whisk.Activation{
-		Namespace:    meta.Namespace,
-		Name:         meta.Name,
-		Version:      meta.Version,
-		Subject:      in.msg.Subject,
-		ActivationID: in.msg.ActivationID,
-		Start:        in.start,
-		End:          end,
-		Duration:     end - in.start,
-		StatusCode:   in.out.code,
-		Response:     whisk.NewResponse(in.out.code, in.out.result),
-		Logs:         logs,
-	}
+	a := whisk.RecordOf(in.msg, meta)
+	a.Start, a.End, a.Duration = in.start, end, end-in.start
+	a.StatusCode, a.Response = in.out.code, whisk.NewResponse(in.out.code, in.out.result)
+	a.Logs = logs
 	a.Annotate(meta, in.timings, in.out.timedOut)
 	return a
 }

@@ -1735,13 +1735,10 @@ func (q *Queue) record(e *entry, now time.Time, status int, text string) whisk.A
 	if meta.Rev < q.meta.Rev && !q.provisional {
 		meta = q.meta
 	}
-	a := whisk.Activation{
-		Namespace: meta.Namespace, Name: meta.Name, Version: meta.Version,
-		Subject: m.Subject, ActivationID: m.ActivationID,
-		Start: now.UnixMilli(), End: now.UnixMilli(),
-		StatusCode: status, Response: whisk.ErrorResponse(status, text),
-		Logs: []string{},
-	}
+	a := whisk.RecordOf(&m, meta)
+	a.Start, a.End = now.UnixMilli(), now.UnixMilli()
+	a.StatusCode, a.Response = status, whisk.ErrorResponse(status, text)
+	a.Logs = []string{}
 	a.Annotate(meta, whisk.Timings{Queued: now.Sub(e.enq).Milliseconds()}, false)
 	return a
 }

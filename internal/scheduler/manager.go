@@ -622,7 +622,7 @@ func (s *Scheduler) recorded() func(context.Context, []whisk.ActivationMessage) 
 	return func(ctx context.Context, msgs []whisk.ActivationMessage) (map[whisk.ActivationID]bool, error) {
 		out := make(map[whisk.ActivationID]bool, len(msgs))
 		for _, m := range msgs {
-			_, err := r.GetActivation(ctx, m.Action.Namespace, m.ActivationID)
+			_, err := r.GetActivation(ctx, m.RecordNamespace(), m.ActivationID)
 			switch {
 			case err == nil:
 				out[m.ActivationID] = true

@@ -15,13 +15,32 @@ import (
 
 // ActivationFilter selects activation records of one namespace.
 // Since and Upto are epoch ms bounds on Start (inclusive, 0 = unbounded);
-// Name filters by action name. Results are newest first.
+// Name filters by whisk.Activation.FilterName: "a" for an action of the
+// default package, "pkg/a" for a packaged one ("binding/a" when invoked
+// through a binding). Results are newest first.
 type ActivationFilter struct {
 	Name  string
 	Since int64
 	Upto  int64
 	Skip  int
 	Limit int // 0 = no limit
+}
+
+// EntityFilter pages a list of entities. Limit 0 means no limit.
+// PublicOnly keeps only entities with Publish set.
+type EntityFilter struct {
+	Skip       int
+	Limit      int
+	PublicOnly bool
+}
+
+// EntityOp is one write of Store.ApplyEntities: a put of Entity (with
+// PutEntity's ExpectRev rule) or, with Delete, the removal of the entity
+// named by Entity's Kind, Namespace and Name (with DeleteEntity's rule).
+type EntityOp struct {
+	Delete    bool
+	Entity    whisk.Entity
+	ExpectRev int64
 }
 
 // Store is the whole store; role packages declare the parts they use.
@@ -49,7 +68,9 @@ type Store interface {
 	// none are set), so that the system defaults apply again.
 	DeleteNamespaceLimits(ctx context.Context, namespace string) error
 
-	// GetAction returns an action with its code and Rev.
+	// GetAction returns an action with its code and Rev. A name held by a
+	// package, trigger or rule of the namespace is Conflict with
+	// whisk.MsgWrongCollection (as DeleteAction, and PutAction's create).
 	GetAction(ctx context.Context, namespace, name string) (whisk.Action, error)
 	// PutAction writes a. With expectRev 0 it creates (Conflict with
 	// whisk.MsgExists when the action exists); otherwise it replaces the
@@ -63,6 +84,41 @@ type Store interface {
 	ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error)
 	// CountActions counts the actions of a namespace.
 	CountActions(ctx context.Context, namespace string) (int, error)
+	// ListPackageActions returns the actions of package pkg of a namespace
+	// by name, without code. A packaged action is stored under its
+	// package's namespace with the name "pkg/<name>" (whisk.PackagedName),
+	// so ListActions lists it too, as OpenWhisk lists a namespace's actions.
+	ListPackageActions(ctx context.Context, namespace, pkg string, skip, limit int) ([]whisk.Action, error)
+	// CountPackageActions counts the actions of package pkg of a namespace.
+	CountPackageActions(ctx context.Context, namespace, pkg string) (int, error)
+
+	// GetEntity returns one entity (NotFound when absent). For a kind
+	// that SharesNames, a name held by another such kind or by a
+	// default-package action is Conflict with whisk.MsgWrongCollection.
+	GetEntity(ctx context.Context, kind whisk.EntityKind, namespace, name string) (whisk.Entity, error)
+	// PutEntity writes e. With expectRev 0 it creates: Conflict with
+	// whisk.MsgExists when the entity exists, with
+	// whisk.MsgWrongCollection when the name is held by another kind
+	// sharing names or by an action. Otherwise it replaces the entity
+	// only if its current Rev is expectRev (Conflict with
+	// whisk.MsgConcurrentUpdate otherwise, NotFound when it is gone). It
+	// returns the entity as stored, with Rev bumped and Updated set.
+	PutEntity(ctx context.Context, e whisk.Entity, expectRev int64) (whisk.Entity, error)
+	// DeleteEntity removes an entity and returns it as it was. expectRev 0
+	// removes whatever revision is stored; otherwise only that one
+	// (Conflict with whisk.MsgConcurrentUpdate). NotFound (or the wrong
+	// collection's Conflict, as GetEntity) when absent.
+	DeleteEntity(ctx context.Context, kind whisk.EntityKind, namespace, name string, expectRev int64) (whisk.Entity, error)
+	// ListEntities returns the entities of a kind in a namespace ("" =
+	// every namespace), newest Updated first, then by namespace and name.
+	ListEntities(ctx context.Context, kind whisk.EntityKind, namespace string, f EntityFilter) ([]whisk.Entity, error)
+	// CountEntities counts what ListEntities would return without paging.
+	CountEntities(ctx context.Context, kind whisk.EntityKind, namespace string, f EntityFilter) (int, error)
+	// ApplyEntities runs puts and deletes in one transaction: all happen
+	// or none does (the first failing op's error is returned). It returns
+	// the entities in op order: as written for puts, as they were for
+	// deletes.
+	ApplyEntities(ctx context.Context, ops []EntityOp) ([]whisk.Entity, error)
 
 	// PutActivation stores a record. The first record of an activation id
 	// wins: storing the same id again keeps the stored record and returns

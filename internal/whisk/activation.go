@@ -1,8 +1,10 @@
 package whisk
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
+	"strings"
 )
 
 // Activation statuses: the numeric codes and the text the REST view shows.
@@ -89,6 +91,9 @@ const (
 	AnnInitTime = "initTime"
 	AnnTimings  = "timings" // Eddy's own: a Timings object
 	AnnStart    = "start"   // Eddy's own: StartCold, StartPrewarm or StartWarm
+	// AnnBinding is on an activation made through a package binding
+	// ("ns/binding") and on a binding itself ({"namespace","name"} of its target).
+	AnnBinding = "binding"
 )
 
 // Annotate sets the record's standard annotations from the action and the timings.
@@ -111,6 +116,22 @@ func (a *Activation) Annotate(meta ActionMeta, t Timings, timedOut bool) {
 	}
 	add = append(add, KeyValue{Key: AnnTimings, Value: t.appendJSON(nil)})
 	a.Annotations = a.Annotations.Merge(add)
+}
+
+// RecordOf starts the record of activation m of the action meta: in the
+// invoking subject's namespace, under the action's bare name (a packaged
+// action's record is "name", its path annotation "ns/pkg/name"), with the
+// binding annotation when m came through a binding. Annotate adds the rest.
+func RecordOf(m *ActivationMessage, meta ActionMeta) Activation {
+	_, bare := SplitPackaged(meta.Name)
+	a := Activation{
+		Namespace: m.RecordNamespace(), Name: bare, Version: meta.Version,
+		Subject: m.Subject, ActivationID: m.ActivationID,
+	}
+	if m.Binding != "" {
+		a.Annotations = Params{{Key: AnnBinding, Value: AppendJSONString(nil, m.Binding)}}
+	}
+	return a
 }
 
 // appendJSON appends t as json.Marshal encodes it.
@@ -168,5 +189,42 @@ func (a Activation) Summary() Activation {
 	s := a
 	s.Logs = nil
 	s.Response = Response{}
+	return s
+}
+
+// FilterName is the name an activation list's name filter matches (the
+// stores index it): "binding/name" for an activation made through a
+// binding, "pkg/name" for a packaged action's, else the name (OpenWhisk:
+// `wsk activation list pkg/a`).
+func (a *Activation) FilterName() string {
+	var path string
+	for _, kv := range a.Annotations {
+		switch kv.Key {
+		case AnnBinding:
+			if b := annString(kv.Value); b != "" {
+				if _, bare, ok := strings.Cut(b, "/"); ok {
+					return bare + "/" + a.Name
+				}
+			}
+		case AnnPath:
+			path = annString(kv.Value)
+		}
+	}
+	// path is ns/name or ns/pkg/name.
+	if i := strings.IndexByte(path, '/'); i >= 0 {
+		if pkg, _, ok := strings.Cut(path[i+1:], "/"); ok {
+			return pkg + "/" + a.Name
+		}
+	}
+	return a.Name
+}
+
+// annString returns a JSON string annotation value ("" when it is not one).
+func annString(v json.RawMessage) string {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' && bytes.IndexByte(v, '\\') < 0 {
+		return string(v[1 : len(v)-1])
+	}
+	var s string
+	_ = json.Unmarshal(v, &s)
 	return s
 }

@@ -38,6 +38,22 @@ type ActivationMessage struct {
 	// NamespaceLimit is the namespace's concurrent-container limit (the
 	// identity's or the system default), for the queue's scaling decisions.
 	NamespaceLimit int `json:"namespaceLimit,omitempty"`
+	// CallerNamespace is the invoking subject's namespace when it is not
+	// the action's (an action of another namespace's shared package): the
+	// record goes there and __OW_NAMESPACE names it. Empty otherwise.
+	CallerNamespace string `json:"callerNamespace,omitempty"`
+	// Binding is "ns/binding" when the action was reached through a
+	// package binding (the record's binding annotation).
+	Binding string `json:"binding,omitempty"`
+}
+
+// RecordNamespace is the namespace the activation belongs to: the
+// invoking subject's (OpenWhisk's invocation namespace).
+func (m *ActivationMessage) RecordNamespace() string {
+	if m.CallerNamespace != "" {
+		return m.CallerNamespace
+	}
+	return m.Action.Namespace
 }
 
 // ContainerCreation asks an invoker to create one container for an action.

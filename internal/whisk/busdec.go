@@ -432,7 +432,7 @@ var (
 	keyValueKeys          = [...]string{"key", "value"}
 	limitsKeys            = [...]string{"timeout", "memory", "logs", "concurrency", "instances"}
 	actionMetaKeys        = [...]string{"namespace", "name", "version", "rev", "kind", "image", "limits", "annotations"}
-	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit"}
+	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit", "callerNamespace", "binding"}
 	responseKeys          = [...]string{"status", "statusCode", "success", "result", "size"}
 	activationKeys        = [...]string{"namespace", "name", "version", "subject", "activationId", "start", "end", "duration", "statusCode", "response", "logs", "annotations", "publish"}
 	completionKeys        = [...]string{"activation", "invokerId"}
@@ -508,6 +508,10 @@ func (d *dec) activationMessage(m *ActivationMessage) bool {
 			m.Published, ok = d.int64()
 		case 9:
 			m.NamespaceLimit, ok = d.int()
+		case 10:
+			m.CallerNamespace, ok = d.str()
+		case 11:
+			m.Binding, ok = d.str()
 		}
 		return ok
 	})

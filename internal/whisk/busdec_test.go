@@ -160,6 +160,10 @@ func (g gen) activationMessage() ActivationMessage {
 		m.APIKey = g.pick()
 		m.NamespaceLimit = int(g.int64())
 	}
+	if g.r.Intn(3) == 0 {
+		m.CallerNamespace = g.pick()
+		m.Binding = g.pick()
+	}
 	if g.r.Intn(10) == 0 {
 		m.InitParams = map[string]string{g.pick(): g.str()}
 	}

@@ -44,6 +44,14 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"namespaceLimit":`...)
 		b = strconv.AppendInt(b, int64(m.NamespaceLimit), 10)
 	}
+	if m.CallerNamespace != "" {
+		b = append(b, `,"callerNamespace":`...)
+		b = AppendJSONString(b, m.CallerNamespace)
+	}
+	if m.Binding != "" {
+		b = append(b, `,"binding":`...)
+		b = AppendJSONString(b, m.Binding)
+	}
 	return append(b, '}'), nil
 }
 

@@ -29,6 +29,10 @@ func TestActivationMessageAppendJSONMatchesMarshal(t *testing.T) {
 			m.Action.Image = "img"
 			m.Action.Limits.Instances = 2
 		},
+		"caller and binding": func(m *ActivationMessage) {
+			m.CallerNamespace = "alice"
+			m.Binding = "alice/b"
+		},
 		"no annotations":    func(m *ActivationMessage) { m.Action.Annotations = nil },
 		"empty annotations": func(m *ActivationMessage) { m.Action.Annotations = Params{} },
 		"nil values":        func(m *ActivationMessage) { m.Params = nil; m.Action.Annotations = Params{{Key: "x"}} },

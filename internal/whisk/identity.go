@@ -26,6 +26,7 @@ func (i Identity) AuthKey() string { return i.UUID + ":" + i.Key }
 type NamespaceLimits struct {
 	InvocationsPerMinute int `json:"invocationsPerMinute,omitempty"`
 	ConcurrentContainers int `json:"concurrentInvocations,omitempty"`
+	FiresPerMinute       int `json:"firesPerMinute,omitempty"` // trigger fires
 }
 
 // Effective returns l with each unset (zero) limit replaced by the
@@ -36,6 +37,9 @@ func (l NamespaceLimits) Effective(s SystemLimits) NamespaceLimits {
 	}
 	if l.ConcurrentContainers == 0 {
 		l.ConcurrentContainers = s.ConcurrentContainers
+	}
+	if l.FiresPerMinute == 0 {
+		l.FiresPerMinute = s.FiresPerMinute
 	}
 	return l
 }

@@ -13,6 +13,7 @@ type SystemLimits struct {
 	MaxCode                                int64 // bytes
 	InvocationsPerMinute                   int   // per namespace, default
 	ConcurrentContainers                   int   // per namespace, default
+	FiresPerMinute                         int   // trigger fires per namespace, default
 	MaxBlockingWait                        int64 // ms
 }
 
@@ -28,6 +29,7 @@ func DefaultSystemLimits() SystemLimits {
 		MaxCode:              48 << 20,
 		InvocationsPerMinute: 1200,
 		ConcurrentContainers: 100,
+		FiresPerMinute:       60,
 		MaxBlockingWait:      60000,
 	}
 }

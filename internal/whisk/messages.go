@@ -19,6 +19,7 @@ const (
 	MsgNoSchedulers     = "No scheduler is available to host the action's queue."
 	MsgMethodNotAllowed = "The requested method is not allowed for this resource."
 	MsgBadEntityName    = "The name of the entity contains illegal characters."
+	MsgWrongCollection  = "Resource by this name exists but is not in this collection."
 
 	// Activation errors (the result of a failed activation).
 	MsgInitExited     = "The action did not initialize and exited unexpectedly."

@@ -11,6 +11,7 @@ import (
 const (
 	LimitInvocationsPerMinute = "invocationsPerMinute"
 	LimitConcurrentContainers = "concurrentContainers"
+	LimitFiresPerMinute       = "firesPerMinute" // trigger fires
 )
 
 // Throttle is the cause carried by a Throttled *Error: which limit refused

@@ -227,10 +227,11 @@ func TestAuthKeys(t *testing.T) {
 func TestNamespaceLimitsEffective(t *testing.T) {
 	sys := DefaultSystemLimits()
 	for _, tc := range []struct{ in, want NamespaceLimits }{
-		{NamespaceLimits{}, NamespaceLimits{sys.InvocationsPerMinute, sys.ConcurrentContainers}},
-		{NamespaceLimits{InvocationsPerMinute: 5}, NamespaceLimits{5, sys.ConcurrentContainers}},
-		{NamespaceLimits{ConcurrentContainers: 2}, NamespaceLimits{sys.InvocationsPerMinute, 2}},
-		{NamespaceLimits{7, 3}, NamespaceLimits{7, 3}},
+		{NamespaceLimits{}, NamespaceLimits{sys.InvocationsPerMinute, sys.ConcurrentContainers, sys.FiresPerMinute}},
+		{NamespaceLimits{InvocationsPerMinute: 5}, NamespaceLimits{5, sys.ConcurrentContainers, sys.FiresPerMinute}},
+		{NamespaceLimits{ConcurrentContainers: 2}, NamespaceLimits{sys.InvocationsPerMinute, 2, sys.FiresPerMinute}},
+		{NamespaceLimits{FiresPerMinute: 4}, NamespaceLimits{sys.InvocationsPerMinute, sys.ConcurrentContainers, 4}},
+		{NamespaceLimits{7, 3, 9}, NamespaceLimits{7, 3, 9}},
 	} {
 		if got := tc.in.Effective(sys); got != tc.want {
 			t.Errorf("%+v.Effective = %+v, want %+v", tc.in, got, tc.want)

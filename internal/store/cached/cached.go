@@ -1,7 +1,9 @@
-// Package cached wraps a store.Store with an in-memory cache of the two
-// reads on every request's path: IdentityByUUID (every authenticated API
-// call) and GetAction (every invocation). Everything else goes straight to
-// the inner store.
+// Package cached wraps a store.Store with an in-memory cache of the reads
+// on request paths: IdentityByUUID (every authenticated API call),
+// GetAction (every invocation) and GetEntity (packages of packaged actions,
+// API documents, triggers). Everything else goes straight to the inner
+// store. Entities follow the actions' rules below (PutEntity, DeleteEntity
+// and ApplyEntities drop what they touch).
 //
 // Consistency:
 //   - In one process, writes made through the wrapper are seen at once:
@@ -113,8 +115,10 @@ type Store struct {
 	cfg   Config
 	ids   *lru[string, whisk.Identity]
 	acts  *lru[actionKey, whisk.Action]
+	ents  *lru[entityKey, whisk.Entity]
 
 	idHits, idMisses, actHits, actMisses atomic.Uint64
+	entHits, entMisses                   atomic.Uint64
 	idStale, actStale                    atomic.Uint64
 }
 
@@ -147,6 +151,7 @@ func New(inner store.Store, cfg Config) *Store {
 		cfg:   cfg,
 		ids:   newLRU[string, whisk.Identity](cfg.MaxEntries, cfg.StaleIfError),
 		acts:  newLRU[actionKey, whisk.Action](cfg.MaxEntries, cfg.StaleIfError).withCost(actionBytes, cfg.MaxActionBytes),
+		ents:  newLRU[entityKey, whisk.Entity](cfg.MaxEntries, cfg.StaleIfError).withCost(entityBytes, cfg.MaxActionBytes),
 	}
 }
 
@@ -349,6 +354,16 @@ func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk
 // ListActions is not cached.
 func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error) {
 	return s.inner.ListActions(ctx, namespace, skip, limit)
+}
+
+// ListPackageActions is not cached.
+func (s *Store) ListPackageActions(ctx context.Context, namespace, pkg string, skip, limit int) ([]whisk.Action, error) {
+	return s.inner.ListPackageActions(ctx, namespace, pkg, skip, limit)
+}
+
+// CountPackageActions is not cached.
+func (s *Store) CountPackageActions(ctx context.Context, namespace, pkg string) (int, error) {
+	return s.inner.CountPackageActions(ctx, namespace, pkg)
 }
 
 // CountActions is not cached.

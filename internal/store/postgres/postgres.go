@@ -3,7 +3,8 @@
 // clusters, where several controllers and invokers share one database.
 //
 // The schema mirrors store/sqlite: schema_version (how many migrations were
-// applied), identities (keys), namespace_limits, actions and activations; entities are kept as JSONB
+// applied), identities (keys), namespace_limits, actions, entities (packages,
+// triggers, rules, API documents, alarms) and activations; entities are kept as JSONB
 // documents next to the columns the queries need. Open applies pending
 // migrations in one transaction that first takes a transaction-scoped
 // advisory lock, so several processes starting at once against a fresh
@@ -41,6 +42,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -182,6 +184,23 @@ var migrations = []string{
 		WHERE limits <> '{}'::jsonb ORDER BY namespace, uuid;
 	UPDATE identities SET limits = '{}'::jsonb;
 	CREATE INDEX identities_subject ON identities (subject, namespace);`,
+	// 3: the entities other than actions (whisk.Entity): packages,
+	// triggers, rules, API documents, alarms. Packages, triggers and rules
+	// share names within a namespace (entities_shared_names; actions are
+	// checked by the writes).
+	`CREATE TABLE entities (
+		namespace TEXT COLLATE "C" NOT NULL,
+		kind      TEXT COLLATE "C" NOT NULL,
+		name      TEXT COLLATE "C" NOT NULL,
+		publish   BOOLEAN NOT NULL,
+		rev       BIGINT  NOT NULL,
+		updated   BIGINT  NOT NULL, -- epoch ms
+		doc       JSONB   NOT NULL, -- the kind's own document
+		PRIMARY KEY (namespace, kind, name)
+	);
+	CREATE INDEX entities_list ON entities (kind, namespace, updated DESC, name);
+	CREATE UNIQUE INDEX entities_shared_names ON entities (namespace, name)
+		WHERE kind IN ('package', 'trigger', 'rule');`,
 }
 
 // migrate applies pending migrations in one transaction, under an advisory
@@ -414,6 +433,9 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 	err := s.pool.QueryRow(ctx,
 		`SELECT rev, updated, doc FROM actions WHERE namespace = $1 AND name = $2`, namespace, name,
 	).Scan(&rev, &updated, &doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return whisk.Action{}, missing(ctx, s.pool, op, err, "", namespace, name)
+	}
 	if err != nil {
 		return whisk.Action{}, dbErr(op, err)
 	}
@@ -438,8 +460,10 @@ func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) 
 	}
 	var tag pgconn.CommandTag
 	if expectRev == 0 {
+		// A package, trigger or rule of the namespace may hold the name.
 		tag, err = s.pool.Exec(ctx,
-			`INSERT INTO actions (namespace, name, rev, updated, doc) VALUES ($1, $2, $3, $4, $5)
+			`INSERT INTO actions (namespace, name, rev, updated, doc) SELECT $1, $2, $3, $4, $5
+			 WHERE NOT EXISTS (SELECT 1 FROM entities WHERE namespace = $1 AND name = $2 AND kind IN `+sharedKinds+`)
 			 ON CONFLICT (namespace, name) DO NOTHING`,
 			a.Namespace, a.Name, a.Rev, a.Updated, doc)
 	} else {
@@ -452,6 +476,9 @@ func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) 
 	}
 	if tag.RowsAffected() == 0 {
 		if expectRev == 0 {
+			if err := missing(ctx, s.pool, op, nil, "", a.Namespace, a.Name); !whisk.IsKind(err, whisk.NotFound) {
+				return whisk.Action{}, err
+			}
 			return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgExists, nil)
 		}
 		return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgConcurrentUpdate, nil)
@@ -469,6 +496,9 @@ func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk
 	err := s.pool.QueryRow(ctx,
 		`DELETE FROM actions WHERE namespace = $1 AND name = $2 RETURNING rev, updated, doc`, namespace, name,
 	).Scan(&rev, &updated, &doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return whisk.Action{}, missing(ctx, s.pool, op, err, "", namespace, name)
+	}
 	if err != nil {
 		return whisk.Action{}, dbErr(op, err)
 	}
@@ -488,13 +518,36 @@ func sqlLimit(limit int) *int64 {
 // code (Exec.Code is empty: the server drops it from the document). limit 0
 // means no limit.
 func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error) {
+	return s.listActions(ctx, "postgres.ListActions", `WHERE namespace = $1`, []any{namespace}, skip, limit)
+}
+
+// ListPackageActions returns the actions of package pkg of a namespace
+// (stored as "pkg/<name>") sorted by name, without code.
+func (s *Store) ListPackageActions(ctx context.Context, namespace, pkg string, skip, limit int) ([]whisk.Action, error) {
+	return s.listActions(ctx, "postgres.ListPackageActions", `WHERE namespace = $1 AND starts_with(name, $2)`,
+		[]any{namespace, pkg + "/"}, skip, limit)
+}
+
+// CountPackageActions counts the actions of package pkg of a namespace.
+func (s *Store) CountPackageActions(ctx context.Context, namespace, pkg string) (int, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	const op = "postgres.ListActions"
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM actions WHERE namespace = $1 AND starts_with(name, $2)`,
+		namespace, pkg+"/").Scan(&n)
+	return n, dbErr("postgres.CountPackageActions", err)
+}
+
+// listActions lists the actions a WHERE clause selects (its arguments are
+// $1..$n), by name, without code.
+func (s *Store) listActions(ctx context.Context, op, where string, args []any, skip, limit int) ([]whisk.Action, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	n := len(args)
 	rows, err := s.pool.Query(ctx,
-		`SELECT rev, updated, doc #- '{exec,code}' FROM actions WHERE namespace = $1
-		 ORDER BY name LIMIT $2 OFFSET $3`,
-		namespace, sqlLimit(limit), max(skip, 0))
+		`SELECT rev, updated, doc #- '{exec,code}' FROM actions `+where+`
+		 ORDER BY name LIMIT $`+strconv.Itoa(n+1)+` OFFSET $`+strconv.Itoa(n+2),
+		append(args, sqlLimit(limit), max(skip, 0))...)
 	if err != nil {
 		return nil, dbErr(op, err)
 	}
@@ -544,7 +597,7 @@ func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 	_, err = s.pool.Exec(ctx,
 		`INSERT INTO activations (activation_id, namespace, name, start, "end", doc) VALUES ($1, $2, $3, $4, $5, $6)
 		 ON CONFLICT (activation_id) DO NOTHING`,
-		string(a.ActivationID), a.Namespace, a.Name, a.Start, a.End, doc)
+		string(a.ActivationID), a.Namespace, a.FilterName(), a.Start, a.End, doc)
 	return dbErr(op, err)
 }
 

@@ -124,7 +124,7 @@ func TestSchemaVersion(t *testing.T) {
 	if tables, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"actions", "activations", "identities", "namespace_limits", "schema_version"}; !slices.Equal(tables, want) {
+	if want := []string{"actions", "activations", "entities", "identities", "namespace_limits", "schema_version"}; !slices.Equal(tables, want) {
 		t.Errorf("tables = %v, want %v", tables, want)
 	}
 	// The activation list queries use the (namespace, ..., start desc, id) indexes.

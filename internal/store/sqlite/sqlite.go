@@ -1,10 +1,11 @@
 // Package sqlite implements store.Store on an embedded SQLite database
 // (modernc.org/sqlite, pure Go). It is Eddy's default store for standalone.
 //
-// The database file holds five tables: schema_version (the migrations
-// applied so far), identities (keys), namespace_limits, actions and
-// activations; entities are kept as JSON documents next to the columns the
-// queries need. Open applies pending migrations.
+// The database file holds six tables: schema_version (the migrations
+// applied so far), identities (keys), namespace_limits, actions, entities
+// (packages, triggers, rules, API documents, alarms) and activations;
+// entities are kept as JSON documents next to the columns the queries
+// need. Open applies pending migrations.
 //
 // Concurrency: the Store is safe for use by many goroutines. Writes go
 // through one connection (SQLite serializes writers anyway), so concurrent
@@ -226,6 +227,23 @@ var migrations = []string{
 		SELECT namespace, min(limits) FROM identities WHERE limits <> '{}' GROUP BY namespace;
 	UPDATE identities SET limits = '{}';
 	CREATE INDEX identities_subject ON identities (subject, namespace);`,
+	// 3: the entities other than actions (whisk.Entity): packages,
+	// triggers, rules, API documents, alarms. Packages, triggers and rules
+	// share names within a namespace (entities_shared_names; actions are
+	// checked by the writes).
+	`CREATE TABLE entities (
+		namespace TEXT    NOT NULL,
+		kind      TEXT    NOT NULL,
+		name      TEXT    NOT NULL,
+		publish   INTEGER NOT NULL,
+		rev       INTEGER NOT NULL,
+		updated   INTEGER NOT NULL, -- epoch ms
+		doc       TEXT    NOT NULL, -- JSON, the kind's own document
+		PRIMARY KEY (namespace, kind, name)
+	);
+	CREATE INDEX entities_list ON entities (kind, namespace, updated DESC, name);
+	CREATE UNIQUE INDEX entities_shared_names ON entities (namespace, name)
+		WHERE kind IN ('package', 'trigger', 'rule');`,
 }
 
 // migrate creates the schema_version table and applies pending migrations
@@ -426,7 +444,7 @@ func (s *Store) GetAction(ctx context.Context, namespace, name string) (whisk.Ac
 		`SELECT rev, updated, doc FROM actions WHERE namespace = ? AND name = ?`, namespace, name,
 	).Scan(&rev, &updated, &doc)
 	if errors.Is(err, sql.ErrNoRows) {
-		return whisk.Action{}, notFound(op)
+		return whisk.Action{}, s.missing(ctx, s.r, op, "", namespace, name)
 	}
 	if err != nil {
 		return whisk.Action{}, dbErr(op, err)
@@ -450,10 +468,12 @@ func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) 
 	}
 	var res sql.Result
 	if expectRev == 0 {
+		// A package, trigger or rule of the namespace may hold the name.
 		res, err = s.w.ExecContext(ctx,
-			`INSERT INTO actions (namespace, name, rev, updated, doc) VALUES (?, ?, ?, ?, ?)
+			`INSERT INTO actions (namespace, name, rev, updated, doc) SELECT ?, ?, ?, ?, ?
+			 WHERE NOT EXISTS (SELECT 1 FROM entities WHERE namespace = ? AND name = ? AND kind IN `+sharedKinds+`)
 			 ON CONFLICT (namespace, name) DO NOTHING`,
-			a.Namespace, a.Name, a.Rev, a.Updated, string(doc))
+			a.Namespace, a.Name, a.Rev, a.Updated, string(doc), a.Namespace, a.Name)
 	} else {
 		res, err = s.w.ExecContext(ctx,
 			`UPDATE actions SET rev = ?, updated = ?, doc = ? WHERE namespace = ? AND name = ? AND rev = ?`,
@@ -468,6 +488,9 @@ func (s *Store) PutAction(ctx context.Context, a whisk.Action, expectRev int64) 
 	}
 	if n == 0 {
 		if expectRev == 0 {
+			if err := s.missing(ctx, s.w, op, "", a.Namespace, a.Name); !whisk.IsKind(err, whisk.NotFound) {
+				return whisk.Action{}, err
+			}
 			return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgExists, nil)
 		}
 		return whisk.Action{}, whisk.E(op, whisk.Conflict, whisk.MsgConcurrentUpdate, nil)
@@ -484,7 +507,7 @@ func (s *Store) DeleteAction(ctx context.Context, namespace, name string) (whisk
 		`DELETE FROM actions WHERE namespace = ? AND name = ? RETURNING rev, updated, doc`, namespace, name,
 	).Scan(&rev, &updated, &doc)
 	if errors.Is(err, sql.ErrNoRows) {
-		return whisk.Action{}, notFound(op)
+		return whisk.Action{}, s.missing(ctx, s.w, op, "", namespace, name)
 	}
 	if err != nil {
 		return whisk.Action{}, dbErr(op, err)
@@ -503,11 +526,32 @@ func sqlLimit(limit int) int {
 // ListActions returns the actions of a namespace sorted by name, without
 // code (Exec.Code is empty). limit 0 means no limit.
 func (s *Store) ListActions(ctx context.Context, namespace string, skip, limit int) ([]whisk.Action, error) {
-	const op = "sqlite.ListActions"
+	return s.listActions(ctx, "sqlite.ListActions", `WHERE namespace = ?`, []any{namespace}, skip, limit)
+}
+
+// ListPackageActions returns the actions of package pkg of a namespace
+// (stored as "pkg/<name>") sorted by name, without code.
+func (s *Store) ListPackageActions(ctx context.Context, namespace, pkg string, skip, limit int) ([]whisk.Action, error) {
+	prefix := pkg + "/"
+	return s.listActions(ctx, "sqlite.ListPackageActions", `WHERE namespace = ? AND substr(name, 1, ?) = ?`,
+		[]any{namespace, len(prefix), prefix}, skip, limit)
+}
+
+// CountPackageActions counts the actions of package pkg of a namespace.
+func (s *Store) CountPackageActions(ctx context.Context, namespace, pkg string) (int, error) {
+	prefix := pkg + "/"
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM actions WHERE namespace = ? AND substr(name, 1, ?) = ?`,
+		namespace, len(prefix), prefix).Scan(&n)
+	return n, dbErr("sqlite.CountPackageActions", err)
+}
+
+// listActions lists the actions a WHERE clause selects, by name, without code.
+func (s *Store) listActions(ctx context.Context, op, where string, args []any, skip, limit int) ([]whisk.Action, error) {
 	rows, err := s.r.QueryContext(ctx,
-		`SELECT rev, updated, json_remove(doc, '$.exec.code') FROM actions WHERE namespace = ?
+		`SELECT rev, updated, json_remove(doc, '$.exec.code') FROM actions `+where+`
 		 ORDER BY name LIMIT ? OFFSET ?`,
-		namespace, sqlLimit(limit), max(skip, 0))
+		append(args, sqlLimit(limit), max(skip, 0))...)
 	if err != nil {
 		return nil, dbErr(op, err)
 	}
@@ -559,7 +603,7 @@ func (s *Store) PutActivation(ctx context.Context, a whisk.Activation) error {
 	}
 	req := &actReq{
 		ctx:  ctx,
-		args: []any{string(a.ActivationID), a.Namespace, a.Name, a.Start, a.End, string(doc)},
+		args: []any{string(a.ActivationID), a.Namespace, a.FilterName(), a.Start, a.End, string(doc)},
 		done: make(chan error, 1),
 	}
 	select {

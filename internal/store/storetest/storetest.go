@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ActionNotFound", testActionNotFound},
 		{"ActionListAndCount", testActionList},
 		{"ActionConcurrentCAS", testActionConcurrentCAS},
+		{"PackagedActions", testPackagedActions},
+		{"ActivationPackageFilter", testActivationPackageFilter},
 		{"ActivationRoundTrip", testActivationRoundTrip},
 		{"ActivationFirstWins", testActivationFirstWins},
 		{"ActivationNotFound", testActivationNotFound},
@@ -50,7 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ActivationFilters", testActivationFilters},
 		{"ConcurrentWriters", testConcurrentWriters},
 	}
-	for _, tc := range tests {
+	for _, tc := range append(tests, entityTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, open(t))
 		})
