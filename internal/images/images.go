@@ -10,8 +10,12 @@
 //   - eddy/action-nodejs:<major>: the same with Debian's nodejs (launcher
 //     nodejs, EDDY_NODE=node).
 //
-// The python and nodejs tags are the versions the root file system really
-// has (read from its dpkg database), not what was asked for.
+//   - the go, php, ruby and java images and the newer python and nodejs of
+//     Debian trixie, made the same way (languages.go).
+//
+// The tags are the versions the root file system really has (read from
+// its dpkg database), not what was asked for. The root file systems are
+// made in parallel (parallel.go).
 //
 // Every image carries the label eddy.build, a hash of what went into it
 // (the runtime binary, the Dockerfile, the suite and package list, the
