@@ -8,8 +8,7 @@
 //     eddy/rootfs-python:<suite>, with the runtime binary added on top
 //     (launcher python, EDDY_PYTHON=python3);
 //   - eddy/action-nodejs:<major>: the same with Debian's nodejs (launcher
-//     nodejs, EDDY_NODE=node).
-//
+//     nodejs, EDDY_NODE=node);
 //   - the go, php, ruby and java images and the newer python and nodejs of
 //     Debian trixie, made the same way (languages.go).
 //
