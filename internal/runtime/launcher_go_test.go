@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // goOrSkip skips when the go tool is not on PATH.
@@ -131,4 +132,38 @@ func TestGoMainNames(t *testing.T) {
 	if _, err := goMainName("a.b"); err == nil {
 		t.Error("a.b is not an identifier")
 	}
+}
+
+const goConcurrent = `package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+func Main(args map[string]interface{}) map[string]interface{} {
+	i := int(args["i"].(float64))
+	fmt.Println("begin", i)
+	time.Sleep(500 * time.Millisecond)
+	fmt.Fprintln(os.Stderr, "err", i)
+	time.Sleep(500 * time.Millisecond)
+	fmt.Println("end", i)
+	fmt.Printf("partial %d", i)
+	fmt.Print(" done")
+	return map[string]interface{}{"i": i}
+}
+`
+
+// TestGoConcurrentRunsKeepTheirLogs: with concurrency N the go launcher
+// compiles once and runs N copies, one per slot, as native does; each
+// run's logs are its own.
+func TestGoConcurrentRunsKeepTheirLogs(t *testing.T) {
+	goOrSkip(t)
+	h := newHarness(t, LauncherGo)
+	st, body := h.initConcurrent(goConcurrent, 3)
+	if st != 200 || body["ok"] != true || body["concurrency"] != float64(3) {
+		t.Fatalf("init: %d %v", st, body)
+	}
+	runOverlapping(t, h, 3, time.Second, pyMarkers)
 }
