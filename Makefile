@@ -28,7 +28,9 @@ cluster-status:
 	deploy/cluster.sh status
 
 # Builds the runtime images on the local Docker daemon (needs root and
-# debootstrap for the python and nodejs images; cached: seconds when nothing changed).
+# debootstrap for the Debian-based images: python, nodejs, skeleton, go, php,
+# ruby, java; three root file systems at a time; cached: seconds when
+# nothing changed).
 # --as-dockerskeleton tags the skeleton image openwhisk/dockerskeleton, so
 # `--native` actions work offline; drop it to keep a pulled one.
 RUNTIMES_ARGS ?= --as-dockerskeleton

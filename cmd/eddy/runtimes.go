@@ -17,7 +17,7 @@ import (
 // the local Docker daemon, with no registry.
 func runtimesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "build" {
-		return errors.New("usage: eddy runtimes build [--families native,python,nodejs,skeleton] [--as-dockerskeleton] [--force] [--runtime-binary PATH]")
+		return errors.New("usage: eddy runtimes build [--families native,python,nodejs,skeleton,go,php,ruby,java] [--parallel N] [--as-dockerskeleton] [--force] [--runtime-binary PATH]")
 	}
 	fs := flag.NewFlagSet("eddy runtimes build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -25,6 +25,7 @@ func runtimesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	force := fs.Bool("force", false, "rebuild even when nothing changed")
 	bin := fs.String("runtime-binary", "", "static eddy-runtime binary (default: eddy-runtime beside this eddy)")
 	mirror := fs.String("mirror", "", "Debian mirror for debootstrap (default: the system's)")
+	parallel := fs.Int("parallel", 3, "root file systems made at once")
 	asSkeleton := fs.Bool("as-dockerskeleton", false, "also tag the skeleton image openwhisk/dockerskeleton, for --native actions offline")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -44,6 +45,6 @@ func runtimesCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	return images.Build(ctx, images.Options{
 		RuntimeBinary: *bin, Families: strings.Split(*families, ","), Force: *force,
-		Mirror: *mirror, Progress: stdout, TagDockerskeleton: *asSkeleton,
+		Mirror: *mirror, Progress: stdout, TagDockerskeleton: *asSkeleton, Parallel: *parallel,
 	})
 }

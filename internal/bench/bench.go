@@ -153,7 +153,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	default:
 		return c, fmt.Errorf("--backend %q: want process or docker", c.backend)
 	}
-	if _, ok := interpreted[c.kind]; !ok && c.kind != "native" {
+	if _, ok := interpreted[c.kind]; !ok && c.kind != "native" && otherLanguages[c.kind].noop == "" {
 		return c, fmt.Errorf("--kind %q: want %s", c.kind, kinds)
 	}
 	for _, s := range strings.Split(*only, ",") {

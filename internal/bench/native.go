@@ -31,7 +31,7 @@ var interpreted = map[string]actionCodes{
 }
 
 // kinds lists what --kind accepts.
-const kinds = "python:3.11, nodejs:18 or native"
+const kinds = "python:3.11, python:3.13, nodejs:18, nodejs:20, go:1.19, php:8.2, ruby:3.1, java:17 or native"
 
 // nativeSource is the benchmark action of the native kind: a static Go
 // program speaking the action loop protocol (one activation per line on
@@ -109,6 +109,9 @@ func main() {
 // OpenWhisk's native actions are), in a temporary directory.
 func codesFor(ctx context.Context, kind string) (actionCodes, error) {
 	if c, ok := interpreted[kind]; ok {
+		return c, nil
+	}
+	if c, ok := otherLanguages[kind]; ok {
 		return c, nil
 	}
 	if kind != "native" {

@@ -19,8 +19,8 @@ import (
 // buildImage builds ref from dockerfile with a context of the Dockerfile,
 // rootfs/eddy-runtime and an empty rootfs/tmp (mode 1777), streaming the
 // build's steps to the progress writer.
-func (b *builder) buildImage(ctx context.Context, ref, dockerfile string, labels map[string]string) error {
-	files := []File{{Name: "rootfs/eddy-runtime", Mode: 0o755, Body: b.runtime}}
+func (b *builder) buildImage(ctx context.Context, ref, dockerfile string, labels map[string]string, extra ...File) error {
+	files := append([]File{{Name: "rootfs/eddy-runtime", Mode: 0o755, Body: b.runtime}}, extra...)
 	return BuildContext(ctx, b.cli, ref, dockerfile, files, labels, b.opts.Force, func(r io.Reader) error {
 		return b.readStream(r, ref)
 	})

@@ -8,10 +8,13 @@
 //     eddy/rootfs-python:<suite>, with the runtime binary added on top
 //     (launcher python, EDDY_PYTHON=python3);
 //   - eddy/action-nodejs:<major>: the same with Debian's nodejs (launcher
-//     nodejs, EDDY_NODE=node).
+//     nodejs, EDDY_NODE=node);
+//   - the go, php, ruby and java images and the newer python and nodejs of
+//     Debian trixie, made the same way (languages.go).
 //
-// The python and nodejs tags are the versions the root file system really
-// has (read from its dpkg database), not what was asked for.
+// The tags are the versions the root file system really has (read from
+// its dpkg database), not what was asked for. The root file systems are
+// made in parallel (parallel.go).
 //
 // Every image carries the label eddy.build, a hash of what went into it
 // (the runtime binary, the Dockerfile, the suite and package list, the
@@ -33,6 +36,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -77,7 +81,7 @@ const (
 )
 
 // Families is every family Build knows, in build order.
-var Families = []string{Native, Python, Nodejs, Skeleton}
+var Families = []string{Native, Python, Nodejs, Skeleton, Go, PHP, Ruby, Java, PythonNext, NodejsNext}
 
 // Options says what to build and how.
 type Options struct {
@@ -100,6 +104,9 @@ type Options struct {
 	Host string
 	// Progress receives one line per step; nil discards them.
 	Progress io.Writer
+	// Parallel is how many root file systems are made at once (default
+	// 3; 1 builds one family after the other).
+	Parallel int
 	// TagDockerskeleton also tags the skeleton image as
 	// openwhisk/dockerskeleton:latest, so `--native` actions run on a host
 	// that cannot pull OpenWhisk's image (an image of that name pulled or
@@ -116,6 +123,9 @@ type rootfsSpec struct {
 	pkg      string   // the package whose version names the tag
 	tag      func(upstream string) string
 	env      []string // runtime env of the final image
+	suite    string   // the Debian release, when not Options.Suite
+	files    []File   // more files of the final image's build context
+	steps    []string // Dockerfile lines after the runtime binary's COPY
 }
 
 var rootfsSpecs = map[string]rootfsSpec{
@@ -157,6 +167,8 @@ type builder struct {
 	cli       *client.Client
 	runtime   []byte
 	runtimeID string // sha256 of the runtime binary
+
+	progressMu sync.Mutex // families build in parallel (parallel.go)
 }
 
 // Build builds the images of opts.Families that are missing or out of date,
@@ -197,44 +209,51 @@ func Build(ctx context.Context, opts Options) error {
 	defer cli.Close()
 	b := &builder{opts: opts, cli: cli, runtime: bin, runtimeID: hex.EncodeToString(sum[:])}
 
-	for _, f := range Families {
-		if !slices.Contains(opts.Families, f) {
-			continue
+	return b.buildAll(ctx)
+}
+
+// family builds one family's image (and tags the skeleton's).
+func (b *builder) family(ctx context.Context, f string) error {
+	start := time.Now()
+	var ref string
+	var built bool
+	var err error
+	if f == Native {
+		ref, built, err = b.native(ctx)
+	} else {
+		spec, ok := rootfsSpecs[f]
+		if !ok {
+			spec = languageSpecs()[f]
 		}
-		start := time.Now()
-		var ref string
-		var built bool
-		if f == Native {
-			ref, built, err = b.native(ctx)
-		} else {
-			ref, built, err = b.debian(ctx, rootfsSpecs[f])
+		ref, built, err = b.debian(ctx, spec)
+	}
+	if err != nil {
+		return fmt.Errorf("images: %s: %w", f, err)
+	}
+	if f == Skeleton && b.opts.TagDockerskeleton {
+		if err := b.cli.ImageTag(ctx, ref, DockerskeletonImage+":latest"); err != nil {
+			return fmt.Errorf("images: tagging %s as %s: %w", ref, DockerskeletonImage, err)
 		}
-		if err != nil {
-			return fmt.Errorf("images: %s: %w", f, err)
-		}
-		if f == Skeleton && opts.TagDockerskeleton {
-			if err := cli.ImageTag(ctx, ref, DockerskeletonImage+":latest"); err != nil {
-				return fmt.Errorf("images: tagging %s as %s: %w", ref, DockerskeletonImage, err)
-			}
-			b.progress("%s: tagged as %s:latest", ref, DockerskeletonImage)
-		}
-		if built {
-			b.progress("%s: built in %s", ref, time.Since(start).Round(100*time.Millisecond))
-		} else {
-			b.progress("%s: up to date", ref)
-		}
+		b.progress("%s: tagged as %s:latest", ref, DockerskeletonImage)
+	}
+	if built {
+		b.progress("%s: built in %s", ref, time.Since(start).Round(100*time.Millisecond))
+	} else {
+		b.progress("%s: up to date", ref)
 	}
 	return nil
 }
 
 func (b *builder) progress(format string, args ...any) {
+	b.progressMu.Lock()
+	defer b.progressMu.Unlock()
 	fmt.Fprintf(b.opts.Progress, format+"\n", args...)
 }
 
 // native builds eddy/action-native.
 func (b *builder) native(ctx context.Context) (string, bool, error) {
 	ref := NativeImage + ":latest"
-	dockerfile := "FROM scratch\n" + runtimeLayer([]string{"EDDY_LAUNCHER=native"})
+	dockerfile := "FROM scratch\n" + runtimeLayer([]string{"EDDY_LAUNCHER=native"}, nil)
 	hash := inputsHash(recipe, Native, b.runtimeID, dockerfile)
 	ok, oldID := b.current(ctx, ref, hash)
 	if ok {
@@ -257,24 +276,32 @@ func (b *builder) debian(ctx context.Context, s rootfsSpec) (string, bool, error
 		return "", false, err
 	}
 	ref := s.repo + ":" + s.tag(version)
-	dockerfile := "FROM " + base + "\n" + runtimeLayer(s.env)
-	hash := inputsHash(recipe, s.family, b.runtimeID, dockerfile, baseID)
+	dockerfile := "FROM " + base + "\n" + runtimeLayer(s.env, s.steps)
+	parts := []string{recipe, s.family, b.runtimeID, dockerfile, baseID}
+	for _, f := range s.files {
+		parts = append(parts, f.Name, string(f.Body))
+	}
+	hash := inputsHash(parts...)
 	ok, oldID := b.current(ctx, ref, hash)
 	if ok && !made {
 		return ref, false, nil
 	}
 	b.progress("%s: adding the runtime binary to %s (%s %s)", ref, base, s.pkg, version)
-	labels := map[string]string{LabelBuild: hash, LabelVersion: version, "eddy.kind": s.family + ":" + s.tag(version)}
-	if err := b.buildImage(ctx, ref, dockerfile, labels); err != nil {
+	labels := map[string]string{LabelBuild: hash, LabelVersion: version, "eddy.kind": s.kindFamily() + ":" + s.tag(version)}
+	if err := b.buildImage(ctx, ref, dockerfile, labels, s.files...); err != nil {
 		return ref, false, err
 	}
 	b.dropOld(ctx, ref, oldID)
 	return ref, true, nil
 }
 
-// runtimeLayer is the Dockerfile part that adds the runtime server.
-func runtimeLayer(env []string) string {
+// runtimeLayer is the Dockerfile part that adds the runtime server (and
+// the family's files under rootfs/), then the family's steps.
+func runtimeLayer(env, steps []string) string {
 	s := "COPY rootfs/ /\n"
+	for _, st := range steps {
+		s += st + "\n"
+	}
 	for _, e := range env {
 		s += "ENV " + e + "\n"
 	}

@@ -23,8 +23,8 @@ import (
 // packages, cleaned of apt's caches, streamed as a tar into ImageImport.
 // version is the upstream version of the family's interpreter package.
 func (b *builder) rootfs(ctx context.Context, s rootfsSpec) (ref, version, id string, made bool, err error) {
-	ref = "eddy/rootfs-" + s.rootfsName() + ":" + b.opts.Suite
-	hash := inputsHash(recipe, "rootfs", b.opts.Suite, "minbase", strings.Join(s.packages, ","))
+	ref = "eddy/rootfs-" + s.rootfsName() + ":" + b.suite(s)
+	hash := inputsHash(recipe, "rootfs", b.suite(s), "minbase", strings.Join(s.packages, ","))
 	got, oldID, err := b.label(ctx, ref, LabelBuild)
 	if !b.opts.Force {
 		if err == nil && got == hash {
@@ -54,7 +54,7 @@ func (b *builder) rootfs(ctx context.Context, s rootfsSpec) (ref, version, id st
 		}
 	}()
 
-	b.progress("%s: debootstrap --variant=minbase --include=%s %s from %s", ref, strings.Join(s.packages, ","), b.opts.Suite, b.opts.Mirror)
+	b.progress("%s: debootstrap --variant=minbase --include=%s %s from %s", ref, strings.Join(s.packages, ","), b.suite(s), b.opts.Mirror)
 	if err := b.debootstrap(ctx, dir, s); err != nil {
 		return "", "", "", false, err
 	}
@@ -90,7 +90,7 @@ func (b *builder) rootfs(ctx context.Context, s rootfsSpec) (ref, version, id st
 // progress line.
 func (b *builder) debootstrap(ctx context.Context, dir string, s rootfsSpec) error {
 	cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "--components=main",
-		"--include="+strings.Join(s.packages, ","), b.opts.Suite, dir, b.opts.Mirror)
+		"--include="+strings.Join(s.packages, ","), b.suite(s), dir, b.opts.Mirror)
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

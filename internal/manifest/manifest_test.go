@@ -14,13 +14,15 @@ func TestResolve(t *testing.T) {
 		"python:default": "python:3.11", "python:3.11": "python:3.11", "python": "python:3.11",
 		"nodejs:default": "nodejs:18", "nodejs:18": "nodejs:18", "nodejs": "nodejs:18",
 		"native": "native", "native:default": "native", "blackbox": "blackbox",
+		"python:3.13": "python:3.13", "nodejs:20": "nodejs:20",
+		"go": "go:1.19", "go:default": "go:1.19", "php:default": "php:8.2", "ruby:default": "ruby:3.1", "java:default": "java:17",
 	} {
 		got, err := m.Resolve(in)
 		if err != nil || got != want {
 			t.Errorf("Resolve(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "python:2.7", "nodejs:20", "cobol:default", "python:"} {
+	for _, bad := range []string{"", "python:2.7", "nodejs:16", "go:1.20", "java:8", "cobol:default", "python:"} {
 		_, err := m.Resolve(bad)
 		if !whisk.IsKind(err, whisk.Invalid) {
 			t.Errorf("Resolve(%q) err = %v, want Invalid", bad, err)

@@ -26,11 +26,15 @@ const (
 	LauncherNodejs   = "nodejs"
 	LauncherNative   = "native"
 	LauncherSkeleton = "skeleton"
+	LauncherGo       = "go"
+	LauncherPHP      = "php"
+	LauncherRuby     = "ruby"
+	LauncherJava     = "java"
 )
 
 // Launchers lists the launcher names NewServer accepts.
 func Launchers() []string {
-	return []string{LauncherPython, LauncherNodejs, LauncherNative, LauncherSkeleton}
+	return []string{LauncherPython, LauncherNodejs, LauncherNative, LauncherSkeleton, LauncherGo, LauncherPHP, LauncherRuby, LauncherJava}
 }
 
 // command is how to start an action's actionloop child.
@@ -76,6 +80,14 @@ func newLauncher(name string) (launcher, error) {
 		return nativeLauncher{}, nil
 	case LauncherSkeleton:
 		return skeletonLauncher{}, nil
+	case LauncherGo:
+		return goLauncherT{}, nil
+	case LauncherPHP:
+		return phpLauncherT{}, nil
+	case LauncherRuby:
+		return rubyLauncherT{}, nil
+	case LauncherJava:
+		return javaLauncherT{}, nil
 	case "":
 		return nil, fmt.Errorf("no launcher given (--launcher or EDDY_LAUNCHER: %s)", strings.Join(Launchers(), ", "))
 	default:

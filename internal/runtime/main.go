@@ -24,7 +24,14 @@
 //   - "native": an executable, a zip holding an executable "exec", or a
 //     script with a shebang, which must itself speak the actionloop protocol.
 //
-// The fourth launcher, "skeleton", speaks OpenWhisk's dockerskeleton protocol
+// Four more launchers run OpenWhisk's other languages with their upstream
+// conventions (docs/languages.md): "go" compiles source or a zip at /init
+// (or runs a precompiled executable), "php" and "ruby" run main in the
+// source, index.php or main.rb, "java" runs
+// public static JsonObject main(JsonObject) from a jar (launcher_go.go,
+// launcher_scripts.go, launcher_java.go).
+//
+// The launcher "skeleton" speaks OpenWhisk's dockerskeleton protocol
 // instead (/init takes a zip or a script, /run starts it anew), so that an image of Eddy's can stand in for
 // openwhisk/dockerskeleton and serve --native actions: /init writes the
 // code (a script, or a zip with an executable "exec") and answers "OK";
@@ -78,7 +85,8 @@ import (
 // code. args are the arguments after the program name:
 //
 //	--listen ADDR     listen address (default ":8080")
-//	--launcher NAME   python, nodejs, native or skeleton (default $EDDY_LAUNCHER)
+//	--launcher NAME   python, nodejs, native, skeleton, go, php, ruby or java
+//	                  (default $EDDY_LAUNCHER)
 //	--workdir DIR     where the action's files go, in DIR/action (default
 //	                  $EDDY_WORKDIR, else a new temporary directory removed
 //	                  at exit; the skeleton image sets EDDY_WORKDIR=/ so that

@@ -324,7 +324,7 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 		return s.initialize(nil, &skeletonAction{cmd: cmd, env: env})
 	}
 	if n := req.Value.Concurrency; n > 1 {
-		c, status, resp := s.startConcurrent(cmd, env, n, s.cfg.Launcher != LauncherNative, ctx)
+		c, status, resp := s.startConcurrent(cmd, env, n, s.cfg.Launcher == LauncherPython || s.cfg.Launcher == LauncherNodejs, ctx)
 		if c == nil {
 			return status, resp
 		}
