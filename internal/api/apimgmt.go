@@ -18,7 +18,7 @@ import (
 )
 
 // The private package whose web actions the wsk CLI calls for `wsk api`
-// (reference §7.1); Eddy answers them natively.
+// (docs/webactions.md); Eddy answers them natively.
 const (
 	apimgmtNamespace = "whisk.system"
 	apimgmtPackage   = "apimgmt"
@@ -106,7 +106,7 @@ func gatewayPath(p string) (tenant, rest string, ok bool) {
 }
 
 // serveGateway serves a call to a route created with `wsk api create`
-// (reference §7.4): /api/{tenant}/{basePath}/{relPath}, the tenant being
+// (docs/webactions.md): /api/{tenant}/{basePath}/{relPath}, the tenant being
 // the UUID of a key of the API's namespace.
 func (s *server) serveGateway(w http.ResponseWriter, r *http.Request, tenant, rest string) {
 	if err := s.gateway(w, r, tenant, rest); err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// Packages (shared/reference/openwhisk-entities.md §1): stored as entities
+// Packages (docs/packages.md): stored as entities
 // of kind whisk.EntityPackage; their actions are the namespace's actions
 // named "pkg/<name>". Who may read what is the catalog's (internal/catalog).
 

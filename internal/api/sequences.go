@@ -39,7 +39,7 @@ var (
 )
 
 // checkSequence validates the exec of a sequence PUT for the sequence self
-// (reference §2.1): every component names at least a namespace and a name;
+// (OpenWhisk's Actions.scala; docs/internals.md): every component names at least a namespace and a name;
 // "_" is the caller's namespace; the caller may read every component
 // (403 naming those it may not); 1 to 50 components, at most 50 atomic
 // actions once nested sequences are inlined, none of them self, all

@@ -31,7 +31,7 @@ type Firer interface {
 	Fire(ctx context.Context, caller whisk.Identity, namespace, trigger string, payload json.RawMessage, headers map[string]string) (whisk.ActivationID, error)
 }
 
-// eventRoutes adds the trigger and rule routes (reference §4.1, §5).
+// eventRoutes adds the trigger and rule routes (docs/events.md).
 func (s *server) eventRoutes(m *http.ServeMux) {
 	m.Handle("/api/v1/namespaces/{ns}/triggers", s.authed(map[string]authedFunc{http.MethodGet: s.listTriggers}))
 	m.Handle("/api/v1/namespaces/{ns}/triggers/{name...}", s.authed(map[string]authedFunc{

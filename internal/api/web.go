@@ -20,7 +20,7 @@ import (
 // webPrefix is the path of web actions: /api/v1/web/{ns}/{pkg}/{action}[.ext][/rest].
 const webPrefix = "/api/v1/web/"
 
-// Action annotations of web actions (reference §6.2).
+// Action annotations of web actions (docs/webactions.md).
 const (
 	annWebExport     = "web-export"
 	annRawHTTP       = "raw-http"
@@ -157,7 +157,7 @@ func webMethod(m string) bool {
 	return false
 }
 
-// serveWeb serves /api/v1/web/... (reference §6): every error body is
+// serveWeb serves /api/v1/web/... (docs/webactions.md): every error body is
 // pretty-printed.
 func (s *server) serveWeb(w http.ResponseWriter, r *http.Request) {
 	if !webMethod(r.Method) {

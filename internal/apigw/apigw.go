@@ -2,7 +2,7 @@
 // OpenWhisk's route management actions (core/routemgmt, apigw-utils.js)
 // keep per namespace and base path, and the routing of gateway requests
 // (/api/{tenant}/{basePath}/{relPath}) to web actions
-// (shared/reference/openwhisk-entities.md §7).
+// (docs/webactions.md).
 //
 // A document is held as generic JSON (map[string]any): users may supply
 // their own swagger with `wsk api create --config-file`, and every field of

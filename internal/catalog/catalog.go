@@ -1,6 +1,6 @@
 // Package catalog resolves names through packages and bindings, with
 // OpenWhisk's visibility rules across namespaces, and merges parameters
-// package < binding < action (shared/reference/openwhisk-entities.md §1.4,
+// package < binding < action (docs/packages.md,
 // §1.5; OpenWhisk's PackageCollection and ActionCollection entitlement).
 //
 // A caller owns its namespace and everything in it. Another namespace's

@@ -16,7 +16,7 @@ var apiVerbs = map[string]bool{"GET": true, "PUT": true, "POST": true, "DELETE":
 var pathParamRE = regexp.MustCompile(`\{([^}/]+)\}`)
 
 // apiCreate is `api create [BASE_PATH] API_PATH API_VERB ACTION` or
-// `api create --config-file FILE`, as wsk sends them (reference §7.1).
+// `api create --config-file FILE`, as wsk sends them (docs/webactions.md).
 func (r *runner) apiCreate(args []string) error {
 	const cmd = "api create"
 	fs := r.newFlags(cmd)

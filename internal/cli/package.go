@@ -12,7 +12,7 @@ import (
 )
 
 // The package commands and `eddy list` / `namespace get`, with wsk's
-// flags, requests and output (shared/reference/openwhisk-entities.md §1.7, §8).
+// flags, requests and output (docs/packages.md).
 
 // parseShared is wsk's --shared yes|no.
 func parseShared(cmd, v string) (*bool, error) {

@@ -10,7 +10,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// Conductor actions (reference §3, OpenWhisk's PrimitiveActions): an
+// Conductor actions (OpenWhisk's PrimitiveActions; docs/internals.md): an
 // action with a truthy "conductor" annotation runs as a composition. The
 // controller runs the conductor; a result with an "action" names the next
 // component, which runs on the result's "params"; the conductor then runs

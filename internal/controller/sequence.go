@@ -13,7 +13,7 @@ import (
 )
 
 // Sequences and compositions run here, in the controller, as in OpenWhisk
-// (reference §2.2, §3): the controller that took the request drives the
+// (docs/internals.md): the controller that took the request drives the
 // chain, and every component is an ordinary activation through the normal
 // path (publish → leader queue → container pull → completion), with the
 // chain's id as its cause. A step waits for its component's completion

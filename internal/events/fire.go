@@ -1,6 +1,5 @@
 // Package events is OpenWhisk's event model in Eddy: triggers, the rules
-// that connect them to actions, and firing a trigger (shared/reference/
-// openwhisk-entities.md §4-5).
+// that connect them to actions, and firing a trigger (docs/events.md).
 //
 // A Firer fires triggers: it applies the namespace's triggers-per-minute
 // limit, reads the trigger, invokes the action of every active rule as the

@@ -21,7 +21,7 @@ type EntityStore interface {
 	ApplyEntities(ctx context.Context, ops []store.EntityOp) ([]whisk.Entity, error)
 }
 
-// Service keeps triggers and rules (reference §4.1, §5).
+// Service keeps triggers and rules (docs/events.md).
 type Service struct {
 	st      EntityStore
 	actions ActionResolver

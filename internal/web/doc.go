@@ -1,5 +1,5 @@
 // Package web holds the pure rules of OpenWhisk's web actions
-// (shared/reference/openwhisk-entities.md §6, core/controller/WebActions.scala):
+// (docs/webactions.md; OpenWhisk's core/controller/WebActions.scala):
 // how a URL segment splits into an action name and a media extension, how an
 // HTTP request becomes the action's argument object (the __ow_* fields, body
 // parsing by content type, raw mode, the reserved and final checks), and how

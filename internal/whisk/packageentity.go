@@ -29,6 +29,6 @@ func (p *Package) Entity() (Entity, error) {
 	if err != nil {
 		return Entity{}, E("whisk.Package.Entity", Internal, "", err)
 	}
-	// A binding is never listed for other namespaces (reference §1.4).
+	// A binding is never listed for other namespaces (docs/packages.md).
 	return Entity{Kind: EntityPackage, Namespace: p.Namespace, Name: p.Name, Publish: p.Publish && !p.IsBinding(), Doc: doc}, nil
 }
