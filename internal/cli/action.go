@@ -411,48 +411,30 @@ func printActionSummary(w io.Writer, a *whisk.Action) {
 
 func (r *runner) actionList(args []string) error {
 	const cmd = "action list"
-	fs := r.newFlags(cmd)
-	var limit, skip int
-	var nameSort bool
-	for _, n := range []string{"limit", "l"} {
-		fs.IntVar(&limit, n, defaultListMax, "")
-	}
-	for _, n := range []string{"skip", "s"} {
-		fs.IntVar(&skip, n, 0, "")
-	}
-	fs.BoolVar(&nameSort, "name-sort", false, "")
-	fs.BoolVar(&nameSort, "n", false, "")
-	pos, err := r.parse(fs, cmd, args)
-	if err != nil {
-		return err
-	}
-	if err := checkArgs(cmd, pos, 0, 1, "An optional namespace is the only valid argument."); err != nil {
-		return err
-	}
-	cl, cfg, err := r.client(true)
+	l, err := r.parseList(cmd, args)
 	if err != nil {
 		return err
 	}
 	// As wsk: "/ns" names a namespace; "pkg" or "/ns/pkg" a package.
 	var ns, pkg string
-	if len(pos) == 1 {
-		if strings.HasPrefix(pos[0], "/") && !strings.Contains(strings.Trim(pos[0], "/"), "/") {
-			ns = strings.Trim(pos[0], "/")
+	if len(l.pos) == 1 {
+		if strings.HasPrefix(l.pos[0], "/") && !strings.Contains(strings.Trim(l.pos[0], "/"), "/") {
+			ns = strings.Trim(l.pos[0], "/")
 		} else {
-			pkg = strings.TrimSuffix(pos[0], "/")
+			pkg = strings.TrimSuffix(l.pos[0], "/")
 		}
 	}
-	opt := client.ListOptions{Limit: limit, Skip: skip}
+	opt := client.ListOptions{Limit: l.limit, Skip: l.skip}
 	var actions []whisk.Action
 	if pkg != "" {
-		actions, err = cl.ListPackageActions(r.ctx, pkg, opt)
+		actions, err = l.cl.ListPackageActions(r.ctx, pkg, opt)
 	} else {
-		actions, err = cl.ListActions(r.ctx, ns, opt)
+		actions, err = l.cl.ListActions(r.ctx, ns, opt)
 	}
 	if err != nil {
-		return fmt.Errorf("Unable to obtain the list of actions for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
+		return fmt.Errorf("Unable to obtain the list of actions for namespace '%s': %w", listNamespaceName(ns, l.cfg.namespace), err)
 	}
-	printActions(r.out, actions, nameSort)
+	printActions(r.out, actions, l.nameSort)
 	return nil
 }
 

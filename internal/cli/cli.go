@@ -438,6 +438,45 @@ func (r *runner) config() (config, error) {
 }
 
 // client builds the API client; needAuth is false for calls without auth.
+// listArgs are what every `list` command takes: --limit/-l, --skip/-s,
+// --name-sort/-n and at most one argument (a namespace, or for actions a
+// package), with the client to list with.
+type listArgs struct {
+	limit, skip int
+	nameSort    bool
+	pos         []string // the argument, if any
+	arg         string   // pos[0], or ""
+	cl          *client.Client
+	cfg         config
+}
+
+// parseList parses a list command's flags and argument, as wsk does.
+func (r *runner) parseList(cmd string, args []string) (listArgs, error) {
+	var l listArgs
+	fs := r.newFlags(cmd)
+	for _, n := range []string{"limit", "l"} {
+		fs.IntVar(&l.limit, n, defaultListMax, "")
+	}
+	for _, n := range []string{"skip", "s"} {
+		fs.IntVar(&l.skip, n, 0, "")
+	}
+	fs.BoolVar(&l.nameSort, "name-sort", false, "")
+	fs.BoolVar(&l.nameSort, "n", false, "")
+	pos, err := r.parse(fs, cmd, args)
+	if err != nil {
+		return l, err
+	}
+	if err := checkArgs(cmd, pos, 0, 1, "An optional namespace is the only valid argument."); err != nil {
+		return l, err
+	}
+	l.pos = pos
+	if len(pos) == 1 {
+		l.arg = pos[0]
+	}
+	l.cl, l.cfg, err = r.client(true)
+	return l, err
+}
+
 func (r *runner) client(needAuth bool) (*client.Client, config, error) {
 	c, err := r.config()
 	if err != nil {

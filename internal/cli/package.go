@@ -219,37 +219,16 @@ func printEntitySummary(w io.Writer, kind, fullName string, annots, params whisk
 // packageList is `package list [NAMESPACE]`.
 func (r *runner) packageList(args []string) error {
 	const cmd = "package list"
-	fs := r.newFlags(cmd)
-	var limit, skip int
-	var nameSort bool
-	for _, n := range []string{"limit", "l"} {
-		fs.IntVar(&limit, n, defaultListMax, "")
-	}
-	for _, n := range []string{"skip", "s"} {
-		fs.IntVar(&skip, n, 0, "")
-	}
-	fs.BoolVar(&nameSort, "name-sort", false, "")
-	fs.BoolVar(&nameSort, "n", false, "")
-	pos, err := r.parse(fs, cmd, args)
+	l, err := r.parseList(cmd, args)
 	if err != nil {
 		return err
 	}
-	if err := checkArgs(cmd, pos, 0, 1, "An optional namespace is the only valid argument."); err != nil {
-		return err
-	}
-	cl, cfg, err := r.client(true)
+	ns := strings.Trim(l.arg, "/")
+	ps, err := l.cl.ListPackages(r.ctx, ns, client.ListOptions{Limit: l.limit, Skip: l.skip})
 	if err != nil {
-		return err
+		return fmt.Errorf("Unable to obtain the list of packages for namespace '%s': %w", listNamespaceName(ns, l.cfg.namespace), err)
 	}
-	ns := ""
-	if len(pos) == 1 {
-		ns = strings.Trim(pos[0], "/")
-	}
-	ps, err := cl.ListPackages(r.ctx, ns, client.ListOptions{Limit: limit, Skip: skip})
-	if err != nil {
-		return fmt.Errorf("Unable to obtain the list of packages for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
-	}
-	printPackages(r.out, ps, nameSort)
+	printPackages(r.out, ps, l.nameSort)
 	return nil
 }
 

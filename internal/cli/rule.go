@@ -210,44 +210,23 @@ func (r *runner) ruleDelete(args []string) error {
 // status (the list carries none).
 func (r *runner) ruleList(args []string) error {
 	const cmd = "rule list"
-	fs := r.newFlags(cmd)
-	var limit, skip int
-	var nameSort bool
-	for _, n := range []string{"limit", "l"} {
-		fs.IntVar(&limit, n, defaultListMax, "")
-	}
-	for _, n := range []string{"skip", "s"} {
-		fs.IntVar(&skip, n, 0, "")
-	}
-	fs.BoolVar(&nameSort, "name-sort", false, "")
-	fs.BoolVar(&nameSort, "n", false, "")
-	pos, err := r.parse(fs, cmd, args)
+	l, err := r.parseList(cmd, args)
 	if err != nil {
 		return err
 	}
-	if err := checkArgs(cmd, pos, 0, 1, "An optional namespace is the only valid argument."); err != nil {
-		return err
-	}
-	cl, cfg, err := r.client(true)
+	ns := strings.Trim(l.arg, "/")
+	rules, err := l.cl.ListRules(r.ctx, ns, client.ListOptions{Limit: l.limit, Skip: l.skip})
 	if err != nil {
-		return err
-	}
-	ns := ""
-	if len(pos) == 1 {
-		ns = strings.Trim(pos[0], "/")
-	}
-	rules, err := cl.ListRules(r.ctx, ns, client.ListOptions{Limit: limit, Skip: skip})
-	if err != nil {
-		return fmt.Errorf("Unable to obtain the list of rules for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
+		return fmt.Errorf("Unable to obtain the list of rules for namespace '%s': %w", listNamespaceName(ns, l.cfg.namespace), err)
 	}
 	for i, rule := range rules {
-		got, err := cl.GetRule(r.ctx, rule.Name)
+		got, err := l.cl.GetRule(r.ctx, rule.Name)
 		if err != nil {
 			return fmt.Errorf("Unable to get status of rule '%s': %w", rule.Name, err)
 		}
 		rules[i].Status = got.Status
 	}
-	if nameSort {
+	if l.nameSort {
 		sort.SliceStable(rules, func(i, j int) bool { return rules[i].Name < rules[j].Name })
 	}
 	fmt.Fprintln(r.out, "rules")

@@ -418,37 +418,16 @@ func printTriggerSummary(r *runner, t *whisk.Trigger) {
 
 func (r *runner) triggerList(args []string) error {
 	const cmd = "trigger list"
-	fs := r.newFlags(cmd)
-	var limit, skip int
-	var nameSort bool
-	for _, n := range []string{"limit", "l"} {
-		fs.IntVar(&limit, n, defaultListMax, "")
-	}
-	for _, n := range []string{"skip", "s"} {
-		fs.IntVar(&skip, n, 0, "")
-	}
-	fs.BoolVar(&nameSort, "name-sort", false, "")
-	fs.BoolVar(&nameSort, "n", false, "")
-	pos, err := r.parse(fs, cmd, args)
+	l, err := r.parseList(cmd, args)
 	if err != nil {
 		return err
 	}
-	if err := checkArgs(cmd, pos, 0, 1, "An optional namespace is the only valid argument."); err != nil {
-		return err
-	}
-	cl, cfg, err := r.client(true)
+	ns := strings.Trim(l.arg, "/")
+	ts, err := l.cl.ListTriggers(r.ctx, ns, client.ListOptions{Limit: l.limit, Skip: l.skip})
 	if err != nil {
-		return err
+		return fmt.Errorf("Unable to obtain the list of triggers for namespace '%s': %w", listNamespaceName(ns, l.cfg.namespace), err)
 	}
-	ns := ""
-	if len(pos) == 1 {
-		ns = strings.Trim(pos[0], "/")
-	}
-	ts, err := cl.ListTriggers(r.ctx, ns, client.ListOptions{Limit: limit, Skip: skip})
-	if err != nil {
-		return fmt.Errorf("Unable to obtain the list of triggers for namespace '%s': %w", listNamespaceName(ns, cfg.namespace), err)
-	}
-	if nameSort {
+	if l.nameSort {
 		sort.SliceStable(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
 	}
 	fmt.Fprintln(r.out, "triggers")
