@@ -311,6 +311,13 @@ func testLogLimit(t *testing.T, backend string) {
 	if string(rec.Response.Result) != `{"done":true}` || len(rec.Logs) < 100 {
 		t.Fatalf("result %s, %d log lines", rec.Response.Result, len(rec.Logs))
 	}
+	// The truncation line is last, unless the rest of the 2 MB the action
+	// wrote did not reach the invoker within its log wait (Docker's log
+	// driver on a busy machine): then, as in OpenWhisk, the notice that
+	// log collection had an issue follows it.
+	if last := rec.Logs[len(rec.Logs)-1]; strings.Contains(last, whisk.MsgLogsFailed) {
+		rec.Logs = rec.Logs[:len(rec.Logs)-1]
+	}
 	last := rec.Logs[len(rec.Logs)-1]
 	if !strings.Contains(last, whisk.MsgLogsTruncated(1<<20)) {
 		t.Fatalf("last log line = %q", last)
