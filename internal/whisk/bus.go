@@ -51,6 +51,11 @@ type ActivationMessage struct {
 	// Cause is the id of the sequence or composition this activation is a
 	// step of; the record carries it (Activation.SetCause).
 	Cause ActivationID `json:"cause,omitempty"`
+	// Repeat says the publisher may have published this activation id
+	// before (an alarm tick fired again after its owner died mid-fire):
+	// the queue then looks for its record whenever it consumes it, not
+	// only when it was published before the queue got the topic.
+	Repeat bool `json:"repeat,omitempty"`
 }
 
 // RecordNamespace is the namespace the activation belongs to: the

@@ -167,6 +167,9 @@ func (g gen) activationMessage() ActivationMessage {
 	if g.r.Intn(3) == 0 {
 		m.Cause = ActivationID(g.pick())
 	}
+	if g.r.Intn(4) == 0 {
+		m.Repeat = true
+	}
 	if g.r.Intn(10) == 0 {
 		m.InitParams = map[string]string{g.pick(): g.str()}
 	}

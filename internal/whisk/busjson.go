@@ -56,6 +56,9 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"cause":`...)
 		b = AppendJSONString(b, string(m.Cause))
 	}
+	if m.Repeat {
+		b = append(b, `,"repeat":true`...)
+	}
 	return append(b, '}'), nil
 }
 

@@ -29,7 +29,8 @@ func TestActivationMessageAppendJSONMatchesMarshal(t *testing.T) {
 			m.Action.Image = "img"
 			m.Action.Limits.Instances = 2
 		},
-		"cause": func(m *ActivationMessage) { m.Cause = "fedcba9876543210fedcba9876543210" },
+		"cause":  func(m *ActivationMessage) { m.Cause = "fedcba9876543210fedcba9876543210" },
+		"repeat": func(m *ActivationMessage) { m.Repeat = true },
 		"caller and binding": func(m *ActivationMessage) {
 			m.CallerNamespace = "alice"
 			m.Binding = "alice/b"

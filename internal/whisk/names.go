@@ -2,6 +2,7 @@ package whisk
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"strings"
 	"time"
@@ -73,6 +74,39 @@ func newActivationID(t time.Time) ActivationID {
 	var h [32]byte
 	hex.Encode(h[:], b[:])
 	return ActivationID(h[:])
+}
+
+// DerivedActivationID is the activation id of one occurrence of something
+// that may be done more than once and must count once (an alarm's tick):
+// like NewActivationID, the first 12 characters are t in Unix
+// milliseconds; the other 20 are the start of key's SHA-256, so the same t
+// and key always give the same id. key must name the occurrence uniquely.
+func DerivedActivationID(t time.Time, key string) ActivationID {
+	var b [16]byte
+	ms := uint64(t.UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	sum := sha256.Sum256([]byte(key))
+	copy(b[6:], sum[:10])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return ActivationID(h[:])
+}
+
+// Child is the id of the activation that id's activation starts as part
+// key of itself (a rule activation of a fired trigger): the same id and
+// key always give the same child, with id's time prefix.
+func (id ActivationID) Child(key string) ActivationID {
+	s := string(id)
+	if len(s) < 12 {
+		s += "000000000000"[len(s):]
+	}
+	sum := sha256.Sum256([]byte(string(id) + "\x00" + key))
+	var h [20]byte
+	hex.Encode(h[:], sum[:10])
+	return ActivationID(s[:12] + string(h[:]))
 }
 
 // ParseActivationID validates s as an activation id.

@@ -133,3 +133,34 @@ func TestPackageEntity(t *testing.T) {
 		t.Errorf("bad doc: %v", err)
 	}
 }
+
+// TestDerivedActivationID checks that derived ids are valid, repeatable
+// for one key and time, different for another key or time, and keep the
+// time prefix that orders ids; children likewise.
+func TestDerivedActivationID(t *testing.T) {
+	at := time.UnixMilli(1790000000123)
+	a := DerivedActivationID(at, "guest/t@1")
+	if _, err := ParseActivationID(string(a)); err != nil {
+		t.Fatalf("%q: %v", a, err)
+	}
+	if b := DerivedActivationID(at, "guest/t@1"); b != a {
+		t.Fatalf("same key and time gave %s and %s", a, b)
+	}
+	if b := DerivedActivationID(at, "guest/t@2"); b == a || b[:12] != a[:12] {
+		t.Fatalf("another key gave %s (of %s): want another id with the same time prefix", b, a)
+	}
+	later := DerivedActivationID(at.Add(time.Millisecond), "guest/t@1")
+	if later <= a {
+		t.Fatalf("a later time sorts first: %s <= %s", later, a)
+	}
+	c1, c2 := a.Child("r1"), a.Child("r2")
+	if c1 == c2 || c1 != a.Child("r1") || c1 == a || c1[:12] != a[:12] {
+		t.Fatalf("children %s %s of %s", c1, c2, a)
+	}
+	if _, err := ParseActivationID(string(c1)); err != nil {
+		t.Fatalf("%q: %v", c1, err)
+	}
+	if later.Child("r1") == c1 {
+		t.Fatal("children of two ids collide")
+	}
+}
