@@ -318,14 +318,15 @@ func (q *Queue) publishMark() {
 }
 
 // markRecorded asks Deps.Recorded about the records published before
-// checkBefore (epoch ms) and marks those with a record as duplicates.
+// checkBefore (epoch ms), and those whose publisher may have published
+// them before (Repeat), and marks those with a record as duplicates.
 func (q *Queue) markRecorded(ctx context.Context, ins []inbound, checkBefore int64) {
 	if q.d.Recorded == nil {
 		return
 	}
 	var ask []whisk.ActivationMessage
 	for _, in := range ins {
-		if in.err == nil && in.msg.Published < checkBefore {
+		if in.err == nil && (in.msg.Published < checkBefore || in.msg.Repeat) {
 			ask = append(ask, in.msg)
 		}
 	}
