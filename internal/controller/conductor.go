@@ -39,7 +39,7 @@ func (c *Controller) invokeComposition(ctx context.Context, req Request, wait ti
 			errors.New("controller: Deps.Components and Deps.Records are needed to run conductor actions"))
 	}
 	ch := &chain{caller: req.Identity, tid: req.TransactionID, received: c.now()}
-	id := whisk.NewActivationID()
+	id := req.activationID()
 	return c.runTopmost(ctx, req, id, wait, func(bg context.Context) whisk.Activation {
 		return c.runComposition(bg, ch, req.Action, req.Binding, id, req.Params, "", &compAccount{})
 	})

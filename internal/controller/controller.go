@@ -116,6 +116,20 @@ type Request struct {
 	// Wait is how long a blocking invocation waits for its completion;
 	// zero or more than Config.BlockingWait means Config.BlockingWait.
 	Wait time.Duration
+	// ActivationID, if set, is the activation's id instead of a new one:
+	// the caller may invoke again with the same id (a re-fired alarm tick,
+	// docs/alarms.md). The message is marked Repeat, so a queue runs one
+	// id at most once. Sequences and compositions take it as their own
+	// id, but their steps get new ones.
+	ActivationID whisk.ActivationID
+}
+
+// activationID is req's activation id: the one it names, or a new one.
+func (req *Request) activationID() whisk.ActivationID {
+	if req.ActivationID != "" {
+		return req.ActivationID
+	}
+	return whisk.NewActivationID()
 }
 
 // Result is the outcome of Invoke. Activation is set only when a blocking

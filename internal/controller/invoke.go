@@ -57,7 +57,12 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		return Result{}, err
 	}
 	meta := req.Action.Meta()
-	id := whisk.NewActivationID()
+	var id whisk.ActivationID
+	if cause == "" {
+		id = req.activationID()
+	} else {
+		id = whisk.NewActivationID() // a step: its chain has the caller's id
+	}
 	msg := whisk.ActivationMessage{
 		ActivationID:   id,
 		TransactionID:  req.TransactionID,
@@ -69,6 +74,7 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		NamespaceLimit: req.Identity.Limits.Effective(c.cfg.Limits).ConcurrentContainers,
 		Cause:          cause,
 		Binding:        req.Binding,
+		Repeat:         cause == "" && req.ActivationID != "",
 	}
 	if req.Identity.Namespace != meta.Namespace {
 		msg.CallerNamespace = req.Identity.Namespace

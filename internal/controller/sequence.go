@@ -80,7 +80,7 @@ func (c *Controller) invokeSequence(ctx context.Context, req Request, wait time.
 	if len(denied) > 0 {
 		return Result{}, whisk.E(op, whisk.Forbidden, whisk.MsgNotAuthorized(joinSorted(denied)), nil)
 	}
-	id := whisk.NewActivationID()
+	id := req.activationID()
 	return c.runTopmost(ctx, req, id, wait, func(bg context.Context) whisk.Activation {
 		rec, _ := c.runSequence(bg, ch, req.Action, req.Binding, id, req.Params, "", 0, comps)
 		return rec
