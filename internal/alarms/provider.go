@@ -50,9 +50,20 @@ type Records interface {
 // their actions through the queues) as caller (*events.Firer has it). It
 // answers an error whose whisk kind gives the fire's HTTP status
 // (NotFound for a missing trigger, Throttled, ...), and the trigger
-// activation's id ("" when no rule is active: 204).
+// activation's id ("" when no rule is active: 204). id is the trigger
+// activation's id: a fire whose id has a record already is a no-op, and
+// the rule activations' ids derive from it, so a tick fired twice runs
+// each rule's action once (docs/alarms.md).
 type Firer interface {
-	Fire(ctx context.Context, caller whisk.Identity, namespace, trigger string, payload json.RawMessage, headers map[string]string) (whisk.ActivationID, error)
+	Fire(ctx context.Context, caller whisk.Identity, namespace, trigger string, payload json.RawMessage, headers map[string]string, id whisk.ActivationID) (whisk.ActivationID, error)
+}
+
+// TickID is the trigger activation id of one tick of alarm a: the same
+// for every provider that fires it, and different for another tick, or
+// another alarm of the same name (Created differs).
+func TickID(a *Alarm, tick int64) whisk.ActivationID {
+	return whisk.DerivedActivationID(time.UnixMilli(tick),
+		fmt.Sprintf("alarm %s/%s created %d tick %d", a.Namespace, a.Name, a.Created, tick))
 }
 
 // TriggerDeleter deletes a fired once alarm's trigger, and its rules, for
@@ -428,8 +439,9 @@ func (p *Provider) fire(ctx context.Context, a *Alarm, tick int64, log *slog.Log
 		return false, nil
 	}
 	throttled := 0
+	tid := TickID(a, tick)
 	for attempt := 0; ; attempt++ {
-		aid, err := p.deps.Firer.Fire(ctx, id, a.Namespace, a.Name, a.Payload, nil)
+		aid, err := p.deps.Firer.Fire(ctx, id, a.Namespace, a.Name, a.Payload, nil, tid)
 		if err == nil {
 			p.fires.Add(1)
 			log.Debug("alarm fired", "tick", time.UnixMilli(tick).UTC(), "activationId", aid)

@@ -99,7 +99,7 @@ type firer struct {
 	ctx context.CancelFunc
 }
 
-func (f *firer) Fire(ctx context.Context, caller whisk.Identity, ns, trigger string, payload json.RawMessage, _ map[string]string) (whisk.ActivationID, error) {
+func (f *firer) Fire(ctx context.Context, caller whisk.Identity, ns, trigger string, payload json.RawMessage, _ map[string]string, id whisk.ActivationID) (whisk.ActivationID, error) {
 	f.n++
 	fired, kill := true, false
 	if f.die != nil {
@@ -116,7 +116,9 @@ func (f *firer) Fire(ctx context.Context, caller whisk.Identity, ns, trigger str
 	if err != nil {
 		return "", err
 	}
-	id := whisk.NewActivationID()
+	if id == "" {
+		id = whisk.NewActivationID()
+	}
 	if err := f.r.e.st.PutActivation(ctx, whisk.Activation{
 		Namespace: caller.Namespace, Name: trigger, Subject: caller.Subject, ActivationID: id,
 		Start: time.Now().UnixMilli(), Response: whisk.NewResponse(whisk.StatusSuccess, payload),
@@ -271,7 +273,7 @@ type scripted struct {
 	ticks  []int64
 }
 
-func (s *scripted) Fire(ctx context.Context, caller whisk.Identity, ns, trigger string, _ json.RawMessage, _ map[string]string) (whisk.ActivationID, error) {
+func (s *scripted) Fire(ctx context.Context, caller whisk.Identity, ns, trigger string, _ json.RawMessage, _ map[string]string, _ whisk.ActivationID) (whisk.ActivationID, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++

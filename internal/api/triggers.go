@@ -26,9 +26,10 @@ type Events interface {
 	CountRules(ctx context.Context, ns string) (int, error)
 }
 
-// Firer fires triggers (*events.Firer has it).
+// Firer fires triggers (*events.Firer has it); the API passes no
+// activation id, so each fire gets a new one.
 type Firer interface {
-	Fire(ctx context.Context, caller whisk.Identity, namespace, trigger string, payload json.RawMessage, headers map[string]string) (whisk.ActivationID, error)
+	Fire(ctx context.Context, caller whisk.Identity, namespace, trigger string, payload json.RawMessage, headers map[string]string, id whisk.ActivationID) (whisk.ActivationID, error)
 }
 
 // eventRoutes adds the trigger and rule routes (docs/events.md).
@@ -191,7 +192,7 @@ func (s *server) fireTrigger(w http.ResponseWriter, r *http.Request, caller whis
 	if err != nil {
 		return err
 	}
-	id, err := s.firer.Fire(r.Context(), caller, caller.Namespace, name, body, fireHeaders(r))
+	id, err := s.firer.Fire(r.Context(), caller, caller.Namespace, name, body, fireHeaders(r), "")
 	if err != nil {
 		return err
 	}

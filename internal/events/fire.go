@@ -36,9 +36,10 @@ type TriggerReader interface {
 	GetTrigger(ctx context.Context, namespace, name string) (whisk.Trigger, error)
 }
 
-// Records stores activation records (store.Store has it).
+// Records stores and reads activation records (store.Store has it).
 type Records interface {
 	PutActivation(ctx context.Context, a whisk.Activation) error
+	GetActivation(ctx context.Context, namespace string, id whisk.ActivationID) (whisk.Activation, error)
 }
 
 // ActionResolver finds the action a rule names, as the caller would invoke
@@ -107,10 +108,17 @@ const annHeaders = "__ow_headers"
 // in-process callers). It returns the trigger activation's id, or "" when
 // the trigger has no active rule (HTTP 204: no record is written).
 //
+// id, if set, is the trigger activation's id (else a new one): a caller
+// that may fire the same occurrence again (an alarm tick whose owner died
+// mid-fire) passes the same id each time. A fire whose id already has a
+// record is a no-op answering id; each rule activation's id is id.Child of
+// the rule's name, marked Repeat, so a queue that consumes one id twice
+// runs it once (docs/alarms.md has the bound).
+//
 // Errors: Forbidden (another namespace), Invalid (payload not an object),
 // TooLarge (payload over the limit), Throttled (fires per minute),
 // NotFound (no such trigger), Unavailable/Internal (store).
-func (f *Firer) Fire(ctx context.Context, caller whisk.Identity, namespace, trigger string, payload json.RawMessage, headers map[string]string) (whisk.ActivationID, error) {
+func (f *Firer) Fire(ctx context.Context, caller whisk.Identity, namespace, trigger string, payload json.RawMessage, headers map[string]string, id whisk.ActivationID) (whisk.ActivationID, error) {
 	const op = "events.Fire"
 	if namespace == "" || namespace == whisk.DefaultNamespace {
 		namespace = caller.Namespace
@@ -124,6 +132,15 @@ func (f *Firer) Fire(ctx context.Context, caller whisk.Identity, namespace, trig
 	body, err := payloadObject(payload)
 	if err != nil {
 		return "", err
+	}
+	if id != "" {
+		switch _, err := f.d.Records.GetActivation(ctx, caller.Namespace, id); {
+		case err == nil:
+			f.log.Debug("trigger fire repeated; already recorded", "trigger", namespace+"/"+trigger, "activation", string(id))
+			return id, nil
+		case !whisk.IsKind(err, whisk.NotFound):
+			return "", err
+		}
 	}
 	if err := f.admit(caller); err != nil {
 		return "", err
@@ -140,7 +157,10 @@ func (f *Firer) Fire(ctx context.Context, caller whisk.Identity, namespace, trig
 	// From here on the fire is accepted: it runs to the end even if the
 	// caller goes away, so no rule is half-fired and the record is written.
 	ctx = context.WithoutCancel(ctx)
-	id := whisk.NewActivationID()
+	repeatable := id != ""
+	if !repeatable {
+		id = whisk.NewActivationID()
+	}
 	start := f.now()
 	args, err := fireArgs(t.Parameters, headers, body)
 	if err != nil {
@@ -154,7 +174,11 @@ func (f *Firer) Fire(ctx context.Context, caller whisk.Identity, namespace, trig
 	sort.Strings(keys)
 	logs := make([]string, 0, len(keys))
 	for _, k := range keys {
-		res := f.fireRule(ctx, tid, caller, k, t.Rules[k], args)
+		var rid whisk.ActivationID
+		if repeatable {
+			rid = id.Child(k)
+		}
+		res := f.fireRule(ctx, tid, caller, k, t.Rules[k], args, rid)
 		b, _ := json.Marshal(res)
 		logs = append(logs, string(b))
 	}
@@ -195,7 +219,8 @@ type ruleResult struct {
 }
 
 // fireRule invokes one rule's action, or explains why not.
-func (f *Firer) fireRule(ctx context.Context, tid string, caller whisk.Identity, key string, r whisk.TriggerRule, args json.RawMessage) ruleResult {
+// id is the rule activation's id ("": a new one).
+func (f *Firer) fireRule(ctx context.Context, tid string, caller whisk.Identity, key string, r whisk.TriggerRule, args json.RawMessage, id whisk.ActivationID) ruleResult {
 	res := ruleResult{Rule: key, Action: r.Action.String()}
 	if r.Status != whisk.RuleActive {
 		res.StatusCode = whisk.StatusApplicationError
@@ -207,6 +232,7 @@ func (f *Firer) fireRule(ctx context.Context, tid string, caller whisk.Identity,
 	if err == nil {
 		out, err = f.d.Invoker.Invoke(ctx, controller.Request{
 			TransactionID: tid, Identity: caller, Action: a.Action, Binding: a.Binding, Params: args,
+			ActivationID: id,
 		})
 	}
 	if err != nil {
