@@ -22,7 +22,7 @@ type SeedStore interface {
 // catalog does. Reached another way (through a binding), the placeholder
 // says where to call.
 const placeholder = `function main(params) {
-  return {error: "the alarms feed actions are built into Eddy: invoke /whisk.system/alarms/<feed> (bindings of the alarms package cannot run them)"};
+  return {error: "the alarms feed actions are built into Eddy: invoke /whisk.system/alarms/<feed> or a binding of the package"};
 }
 `
 

@@ -542,6 +542,12 @@ func (s *server) invokeAction(w http.ResponseWriter, r *http.Request, caller whi
 	if err != nil {
 		return err
 	}
+	if name, ok := s.builtinAction(ra.Action); ok {
+		// A built-in feed reached through a binding (wsk trigger create
+		// --feed mybinding/alarm): the provider answers, not the stored
+		// placeholder.
+		return s.invokeBuiltinAs(w, r, caller, name, ra, body, blocking, resultOnly)
+	}
 	res, err := s.inv.Invoke(r.Context(), controller.Request{
 		TransactionID: transactionID(r),
 		Identity:      caller,

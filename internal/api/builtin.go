@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sort"
+	"strings"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -73,6 +75,64 @@ func (s *server) invokeBuiltin(w http.ResponseWriter, r *http.Request, caller wh
 			return whisk.E(op, whisk.Invalid, whisk.MsgMalformed+detail, err)
 		}
 	}
+	return s.runBuiltin(w, r, caller, name, body, "", blocking, resultOnly)
+}
+
+// builtinAction reports whether a (as the catalog resolved it) is one of
+// the built-in actions, and its name in their package.
+func (s *server) builtinAction(a whisk.Action) (string, bool) {
+	if s.builtins == nil {
+		return "", false
+	}
+	ns, pkg, found := strings.Cut(s.builtins.BuiltinPath(), "/actions/")
+	if !found || a.Namespace != ns {
+		return "", false
+	}
+	p, name := whisk.SplitPackaged(a.Name)
+	return name, p == pkg
+}
+
+// invokeBuiltinAs runs built-in action name reached through a binding (or
+// another path the catalog resolved): the invoke body merged over the
+// resolved action's parameters (package < binding < action < body), as
+// OpenWhisk merges a binding's parameters into an invocation.
+func (s *server) invokeBuiltinAs(w http.ResponseWriter, r *http.Request, caller whisk.Identity, name string,
+	ra whisk.ResolvedAction, body []byte, blocking, resultOnly bool) error {
+	var given map[string]json.RawMessage
+	if t := bytes.TrimSpace(body); len(t) > 0 {
+		if err := json.Unmarshal(t, &given); err != nil {
+			return whisk.E("api.invokeBuiltinAs", whisk.Invalid, whisk.MsgMalformed+err.Error(), err)
+		}
+	}
+	keys := make([]string, 0, len(given))
+	for k := range given {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	extra := make(whisk.Params, 0, len(keys))
+	for _, k := range keys {
+		extra = append(extra, whisk.KeyValue{Key: k, Value: given[k]})
+	}
+	obj := map[string]json.RawMessage{}
+	for _, kv := range ra.Action.Parameters.Merge(extra) {
+		v := kv.Value
+		if len(bytes.TrimSpace(v)) == 0 {
+			v = json.RawMessage("null")
+		}
+		obj[kv.Key] = v
+	}
+	merged, err := json.Marshal(obj)
+	if err != nil {
+		return whisk.E("api.invokeBuiltinAs", whisk.Internal, "", err)
+	}
+	return s.runBuiltin(w, r, caller, name, merged, ra.Binding, blocking, resultOnly)
+}
+
+// runBuiltin runs built-in action name with params, writes its record
+// (with the binding annotation when reached through one) and answers.
+func (s *server) runBuiltin(w http.ResponseWriter, r *http.Request, caller whisk.Identity, name string,
+	body []byte, binding string, blocking, resultOnly bool) error {
+	const op = "api.runBuiltin"
 	start := s.now()
 	result, ok := s.builtins.InvokeBuiltin(r.Context(), caller, name, body)
 	if !ok && result == nil {
@@ -102,6 +162,9 @@ func (s *server) invokeBuiltin(w http.ResponseWriter, r *http.Request, caller wh
 		Response:     whisk.NewResponse(code, result),
 		Logs:         []string{},
 		Annotations:  whisk.Params{{Key: whisk.AnnPath, Value: pathJSON}, {Key: whisk.AnnKind, Value: kind}},
+	}
+	if binding != "" {
+		act.Annotations = append(act.Annotations, whisk.KeyValue{Key: whisk.AnnBinding, Value: whisk.AppendJSONString(nil, binding)})
 	}
 	if s.records != nil {
 		if err := s.records.PutActivation(context.WithoutCancel(r.Context()), act); err != nil {

@@ -80,3 +80,69 @@ func TestBuiltinActions(t *testing.T) {
 		t.Errorf("GET: %d %s", res.status, res.body)
 	}
 }
+
+// TestBuiltinThroughBinding: a built-in action reached through a binding
+// of its package (wsk trigger create t --feed mybinding/alarm) runs the
+// built-in, not the stored placeholder, with the parameters merged
+// package < binding < action < body as OpenWhisk merges them, and its
+// record names the binding.
+func TestBuiltinThroughBinding(t *testing.T) {
+	r := newRig(t)
+	b := &echoBuiltin{}
+	h := New(Config{Limits: r.limits}, Deps{
+		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus, Builtins: b, Records: r.store,
+	})
+	r.srv = httptest.NewServer(h)
+	t.Cleanup(r.srv.Close)
+	ctx := context.Background()
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	pkg := whisk.Package{Namespace: "whisk.system", Name: "demo", Version: "0.0.1", Publish: true,
+		Parameters: whisk.Params{{Key: "p", Value: raw(`"package"`)}, {Key: "q", Value: raw(`"package"`)}, {Key: "r", Value: raw(`"package"`)}}}
+	e, err := pkg.Entity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.PutEntity(ctx, e, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.PutAction(ctx, whisk.Action{Namespace: "whisk.system", Name: "demo/ok", Version: "0.0.1",
+		Exec:       whisk.Exec{Kind: "nodejs:18", Code: "function main(){return {error: 'placeholder'}}"},
+		Parameters: whisk.Params{{Key: "a", Value: raw(`"action"`)}}, Limits: whisk.DefaultSystemLimits().Defaults()}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if res := r.do(t, "PUT", "/api/v1/namespaces/_/packages/mydemo", `{"binding":{"namespace":"whisk.system","name":"demo"},"parameters":[{"key":"q","value":"binding"},{"key":"r","value":"binding"}]}`, asGuest); res.status != 200 {
+		t.Fatalf("bind: %d %s", res.status, res.body)
+	}
+	res := r.do(t, "POST", "/api/v1/namespaces/_/actions/mydemo/ok?blocking=true", `{"r":"body","lifecycleEvent":"CREATE"}`, asGuest)
+	if res.status != 200 {
+		t.Fatalf("invoke through the binding: %d %s", res.status, res.body)
+	}
+	var act whisk.Activation
+	if err := json.Unmarshal(res.body, &act); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(act.Response.Result, &got); err != nil {
+		t.Fatalf("result %s: %v", act.Response.Result, err)
+	}
+	want := map[string]string{"p": "package", "q": "binding", "r": "body", "a": "action", "lifecycleEvent": "CREATE"}
+	if len(got) != len(want) {
+		t.Fatalf("params %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("param %s = %q, want %q", k, got[k], v)
+		}
+	}
+	if v, _ := act.Annotations.Get(whisk.AnnBinding); string(v) != `"guest/mydemo"` {
+		t.Errorf("binding annotation %s", v)
+	}
+	if b.caller.Namespace != "guest" || len(r.inv.reqs) != 0 {
+		t.Errorf("caller %+v, %d container invocations", b.caller, len(r.inv.reqs))
+	}
+	// The result-only form answers the built-in's result.
+	res = r.do(t, "POST", "/api/v1/namespaces/_/actions/mydemo/ok?blocking=true&result=true", `{}`, asGuest)
+	if res.status != 200 || res.json(t)["q"] != "binding" {
+		t.Fatalf("result only: %d %s", res.status, res.body)
+	}
+}
