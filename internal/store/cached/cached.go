@@ -1,8 +1,8 @@
 // Package cached wraps a store.Store with an in-memory cache of the reads
 // on request paths: IdentityByUUID (every authenticated API call),
 // GetAction (every invocation) and GetEntity (packages of packaged actions,
-// API documents, triggers). Everything else goes straight to the inner
-// store. Entities follow the actions' rules below (PutEntity, DeleteEntity
+// API documents; triggers are read through, see GetEntity). Everything
+// else goes straight to the inner store. Entities follow the actions' rules below (PutEntity, DeleteEntity
 // and ApplyEntities drop what they touch).
 //
 // Consistency:

@@ -15,10 +15,17 @@ type entityKey struct {
 }
 
 // GetEntity answers from the cache, or from the inner store, as GetAction
-// does: packages (an invocation of a packaged action reads its package),
-// API documents (every call of an API route) and triggers (every fire)
-// are on request paths.
+// does: packages (an invocation of a packaged action reads its package)
+// and API documents (every call of an API route) are on request paths.
+// Triggers are read through, never cached: a trigger holds its rules'
+// status, and a fire that read a stale one on another controller would
+// answer 204 for a rule just enabled there (the fire lost) or run a rule
+// just disabled. Fires are few (triggers_per_minute), so the read costs
+// little.
 func (s *Store) GetEntity(ctx context.Context, kind whisk.EntityKind, namespace, name string) (whisk.Entity, error) {
+	if kind == whisk.EntityTrigger {
+		return s.inner.GetEntity(ctx, kind, namespace, name)
+	}
 	k := entityKey{kind, namespace, name}
 	if e, err, ok := s.ents.get(k, s.cfg.Now()); ok {
 		s.entHits.Add(1)
