@@ -76,6 +76,9 @@ Users (subjects, their namespaces and keys):
                         "namespace uuid"); the key itself can't be read back
   user delete SUBJECT [--namespace NS]
                         delete SUBJECT's keys (or only its key in NS)
+  user whois UUID:KEY    print the subject and namespace of a key, as wskadmin
+                        does ("Subject id is not recognized" for an unknown
+                        key)
   user list [NAMESPACE] [--key]
                         list subjects (of NAMESPACE, or "subject namespace" of all;
                         --key: their keys' UUIDs first)
@@ -177,7 +180,7 @@ func run(ctx context.Context, args []string, cfg Config) error {
 		if len(c.words) == 1 && c.words[0] == "help" {
 			return flag.ErrHelp
 		}
-		return usagef("want a command: user create|get|delete|list or limits set|get|delete")
+		return usagef("want a command: user create|get|delete|list|whois or limits set|get|delete")
 	}
 	var do func(context.Context, Store, *command, io.Writer) error
 	minArgs, maxArgs := 1, 1 // positional arguments after the two command words
@@ -190,6 +193,8 @@ func run(ctx context.Context, args []string, cfg Config) error {
 		do = userDelete
 	case "user list":
 		do, minArgs = userList, 0
+	case "user whois":
+		do = userWhois
 	case "limits set":
 		do = limitsSet
 	case "limits get":
@@ -347,6 +352,26 @@ func userDelete(ctx context.Context, st Store, c *command, out io.Writer) error 
 	default:
 		fmt.Fprintln(out, "Namespace deleted")
 	}
+	return nil
+}
+
+// userWhois prints who a key belongs to, in wskadmin's form; a key that
+// matches no identity (or whose secret is wrong: only its hash is stored)
+// is "not recognized", with exit code 0 as wskadmin answers.
+func userWhois(ctx context.Context, st Store, c *command, out io.Writer) error {
+	uuid, key, ok := strings.Cut(c.words[2], ":")
+	if !ok || uuid == "" || key == "" {
+		return usagef("user whois: want the key as UUID:KEY")
+	}
+	id, err := st.IdentityByUUID(ctx, uuid)
+	switch {
+	case whisk.IsKind(err, whisk.NotFound) || err == nil && !id.Authenticate(key):
+		fmt.Fprintln(out, "Subject id is not recognized")
+		return nil
+	case err != nil:
+		return err
+	}
+	fmt.Fprintf(out, "subject: %s\nnamespace: %s\n", id.Subject, id.Namespace)
 	return nil
 }
 
