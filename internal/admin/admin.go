@@ -30,6 +30,7 @@ type Store interface {
 	PutIdentity(ctx context.Context, id whisk.Identity) error
 	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
 	DeleteIdentity(ctx context.Context, uuid string) error
+	SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error)
 	GetNamespaceLimits(ctx context.Context, namespace string) (whisk.NamespaceLimits, error)
 	PutNamespaceLimits(ctx context.Context, namespace string, l whisk.NamespaceLimits) error
 	DeleteNamespaceLimits(ctx context.Context, namespace string) error
@@ -76,6 +77,9 @@ Users (subjects, their namespaces and keys):
                         "namespace uuid"); the key itself can't be read back
   user delete SUBJECT [--namespace NS]
                         delete SUBJECT's keys (or only its key in NS)
+  user block SUBJECT...  block subjects: their keys authenticate nothing (401
+                        on every API call, as in OpenWhisk) until unblocked
+  user unblock SUBJECT...
   user whois UUID:KEY    print the subject and namespace of a key, as wskadmin
                         does ("Subject id is not recognized" for an unknown
                         key)
@@ -180,7 +184,7 @@ func run(ctx context.Context, args []string, cfg Config) error {
 		if len(c.words) == 1 && c.words[0] == "help" {
 			return flag.ErrHelp
 		}
-		return usagef("want a command: user create|get|delete|list|whois or limits set|get|delete")
+		return usagef("want a command: user create|get|delete|list|whois|block|unblock or limits set|get|delete")
 	}
 	var do func(context.Context, Store, *command, io.Writer) error
 	minArgs, maxArgs := 1, 1 // positional arguments after the two command words
@@ -195,6 +199,8 @@ func run(ctx context.Context, args []string, cfg Config) error {
 		do, minArgs = userList, 0
 	case "user whois":
 		do = userWhois
+	case "user block", "user unblock":
+		do, maxArgs = userBlock, 1<<20
 	case "limits set":
 		do = limitsSet
 	case "limits get":
@@ -278,6 +284,11 @@ func userCreate(ctx context.Context, st Store, c *command, out io.Writer) error 
 	if err != nil {
 		return err
 	}
+	for _, id := range keys {
+		if id.Blocked {
+			return errors.New("the subject you want to edit is blocked")
+		}
+	}
 	if len(keys) > 0 && c.namespace == "" {
 		return errors.New("the subject you want to create already exists (give --namespace to add a namespace to it)")
 	}
@@ -351,6 +362,38 @@ func userDelete(ctx context.Context, st Store, c *command, out io.Writer) error 
 		return fmt.Errorf("namespace %q not found for subject %q", c.namespace, subject)
 	default:
 		fmt.Fprintln(out, "Namespace deleted")
+	}
+	return nil
+}
+
+// errFailed is the error of a command that printed its failures itself.
+var errFailed = errors.New("failed")
+
+// userBlock blocks (user block) or unblocks every subject given, printing
+// wskadmin's line for each; it fails if any subject failed.
+func userBlock(ctx context.Context, st Store, c *command, out io.Writer) error {
+	block := c.words[1] == "block"
+	verb := map[bool]string{true: "block", false: "unblock"}[block]
+	failed := 0
+	for _, subject := range c.words[2:] {
+		subject = strings.TrimSpace(subject)
+		if subject == "" {
+			continue
+		}
+		n, err := st.SetSubjectBlocked(ctx, subject, block)
+		switch {
+		case err != nil:
+			fmt.Fprintf(out, "Failed to %s %q (%v)\n", verb, subject, err)
+			failed++
+		case n == 0:
+			fmt.Fprintf(out, "Failed to %s %q (not found)\n", verb, subject)
+			failed++
+		default:
+			fmt.Fprintf(out, "%q %sed successfully\n", subject, verb)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d subjects not %sed: %w", failed, len(c.words)-2, verb, errFailed)
 	}
 	return nil
 }

@@ -62,6 +62,11 @@ type Store interface {
 	// namespace) with their namespace's limits, ordered by subject,
 	// namespace, then UUID.
 	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
+	// SetSubjectBlocked blocks (or unblocks) every key of a subject and
+	// returns how many keys the subject has (0: no such subject). A
+	// blocked identity is read back with Blocked set and authenticates
+	// nothing.
+	SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error)
 	// DeleteIdentity removes the key with this UUID (NotFound otherwise).
 	DeleteIdentity(ctx context.Context, uuid string) error
 

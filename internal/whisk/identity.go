@@ -23,6 +23,10 @@ type Identity struct {
 	Key       string          `json:"key,omitempty"`
 	KeyHash   string          `json:"-"`
 	Limits    NamespaceLimits `json:"limits"`
+	// Blocked is set on every key of a subject an operator blocked
+	// (eddy admin user block): its keys authenticate nothing, as
+	// OpenWhisk's identities view leaves blocked subjects out.
+	Blocked bool `json:"-"`
 }
 
 // AuthKey renders "uuid:key" (the key is empty for an identity read from a
@@ -74,8 +78,10 @@ func KeyMatches(stored, key string) bool {
 // Authenticate reports whether key is the identity's (KeyMatches on its
 // stored hash) and, if so, keeps it in Key: the store holds only the hash,
 // so the plain key of an identity comes from whoever presented it.
+//
+// A blocked identity authenticates no key.
 func (i *Identity) Authenticate(key string) bool {
-	if !KeyMatches(i.KeyHash, key) {
+	if i.Blocked || !KeyMatches(i.KeyHash, key) {
 		return false
 	}
 	i.Key = key

@@ -272,6 +272,14 @@ func (s *Store) PutNamespaceLimits(ctx context.Context, namespace string, l whis
 	return err
 }
 
+// SetSubjectBlocked writes through and drops every cached identity (the
+// subject's keys are not indexed by subject here).
+func (s *Store) SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error) {
+	n, err := s.inner.SetSubjectBlocked(ctx, subject, blocked)
+	s.ids.invalidateAll()
+	return n, err
+}
+
 // DeleteNamespaceLimits writes through and drops every cached identity.
 func (s *Store) DeleteNamespaceLimits(ctx context.Context, namespace string) error {
 	err := s.inner.DeleteNamespaceLimits(ctx, namespace)

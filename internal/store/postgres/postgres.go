@@ -210,6 +210,8 @@ var migrations = []string{
 	// hashPlainKeys (run by every Open) hashes the keys this migration
 	// finds, so an old database is migrated at start.
 	`ALTER TABLE identities ADD COLUMN IF NOT EXISTS key_hash TEXT NOT NULL DEFAULT '';`,
+	// blocked subjects (eddy admin user block): true on every key of one.
+	`ALTER TABLE identities ADD COLUMN IF NOT EXISTS blocked BOOLEAN NOT NULL DEFAULT false;`,
 }
 
 // hashPlainKeys replaces every plain key still in identities.key (a
@@ -338,14 +340,14 @@ func encode(v any) ([]byte, error) {
 // ---- identities ----
 
 // identitySelect reads identities with their namespace's limits.
-const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key_hash, l.limits
+const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key_hash, i.blocked, l.limits
 	FROM identities i LEFT JOIN namespace_limits l ON l.namespace = i.namespace `
 
 // scanIdentity scans one row of identitySelect.
 func scanIdentity(op string, row pgx.Row) (whisk.Identity, error) {
 	var id whisk.Identity
 	var limits []byte
-	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.KeyHash, &limits); err != nil {
+	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.KeyHash, &id.Blocked, &limits); err != nil {
 		return whisk.Identity{}, dbErr(op, err)
 	}
 	if limits != nil {
@@ -378,6 +380,18 @@ func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 		   key = '', key_hash = excluded.key_hash`,
 		id.UUID, id.Namespace, id.Subject, hash)
 	return dbErr(op, err)
+}
+
+// SetSubjectBlocked blocks or unblocks every key of subject and returns
+// how many keys it has.
+func (s *Store) SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, `UPDATE identities SET blocked = $1 WHERE subject = $2`, blocked, subject)
+	if err != nil {
+		return 0, dbErr("postgres.SetSubjectBlocked", err)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // ListIdentities returns the identities of a namespace ("" = all).

@@ -279,6 +279,8 @@ var migrations = []string{
 	// hashPlainKeys (run by every Open) hashes the keys this migration
 	// finds, so an old database is migrated at start.
 	`ALTER TABLE identities ADD COLUMN key_hash TEXT NOT NULL DEFAULT '';`,
+	// blocked subjects (eddy admin user block): 1 on every key of one.
+	`ALTER TABLE identities ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // hashPlainKeys replaces every plain key still in identities.key (a
@@ -378,14 +380,14 @@ func notFound(op string) error { return whisk.E(op, whisk.NotFound, whisk.MsgNot
 // ---- identities ----
 
 // identitySelect reads identities with their namespace's limits.
-const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key_hash, l.limits
+const identitySelect = `SELECT i.uuid, i.namespace, i.subject, i.key_hash, i.blocked <> 0, l.limits
 	FROM identities i LEFT JOIN namespace_limits l ON l.namespace = i.namespace `
 
 // scanIdentity scans one row of identitySelect.
 func scanIdentity(op string, row interface{ Scan(...any) error }) (whisk.Identity, error) {
 	var id whisk.Identity
 	var limits sql.NullString
-	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.KeyHash, &limits); err != nil {
+	if err := row.Scan(&id.UUID, &id.Namespace, &id.Subject, &id.KeyHash, &id.Blocked, &limits); err != nil {
 		return whisk.Identity{}, err
 	}
 	if limits.Valid {
@@ -424,6 +426,18 @@ func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 		   key = '', key_hash = excluded.key_hash`,
 		id.UUID, id.Namespace, id.Subject, hash)
 	return dbErr(op, err)
+}
+
+// SetSubjectBlocked blocks or unblocks every key of subject and returns
+// how many keys it has.
+func (s *Store) SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error) {
+	const op = "sqlite.SetSubjectBlocked"
+	res, err := s.w.ExecContext(ctx, `UPDATE identities SET blocked = ? WHERE subject = ?`, blocked, subject)
+	if err != nil {
+		return 0, dbErr(op, err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), dbErr(op, err)
 }
 
 // ListIdentities returns the identities of a namespace ("" = all).
