@@ -31,6 +31,7 @@ type Store interface {
 	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
 	DeleteIdentity(ctx context.Context, uuid string) error
 	SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error)
+	CreateIdentity(ctx context.Context, id whisk.Identity, check func([]whisk.Identity, *whisk.Identity) error) error
 	GetNamespaceLimits(ctx context.Context, namespace string) (whisk.NamespaceLimits, error)
 	PutNamespaceLimits(ctx context.Context, namespace string, l whisk.NamespaceLimits) error
 	DeleteNamespaceLimits(ctx context.Context, namespace string) error
@@ -280,30 +281,30 @@ func userCreate(ctx context.Context, st Store, c *command, out io.Writer) error 
 			return usageError{whisk.UserMessage(err)}
 		}
 	}
-	keys, err := subjectKeys(ctx, st, subject)
-	if err != nil {
-		return err
-	}
-	for _, id := range keys {
-		if id.Blocked {
-			return errors.New("the subject you want to edit is blocked")
-		}
-	}
-	if len(keys) > 0 && c.namespace == "" {
-		return errors.New("the subject you want to create already exists (give --namespace to add a namespace to it)")
-	}
-	for _, id := range keys {
-		if id.Namespace == ns {
-			return fmt.Errorf("namespace %q already exists for subject %q", ns, subject)
-		}
-	}
-	if other, err := st.IdentityByUUID(ctx, uuid); err == nil {
-		return fmt.Errorf("the key's UUID is already used by subject %q in namespace %q", other.Subject, other.Namespace)
-	} else if !whisk.IsKind(err, whisk.NotFound) {
-		return err
-	}
+	// The checks run in the store's transaction: two creates of one
+	// subject (two admins at once) are serialized, so they cannot both
+	// pass, and a failed one writes nothing.
 	id := whisk.Identity{Subject: subject, Namespace: ns, UUID: uuid, Key: key}
-	if err := st.PutIdentity(ctx, id); err != nil {
+	err := st.CreateIdentity(ctx, id, func(keys []whisk.Identity, holder *whisk.Identity) error {
+		for _, k := range keys {
+			if k.Blocked {
+				return errors.New("the subject you want to edit is blocked")
+			}
+		}
+		if len(keys) > 0 && c.namespace == "" {
+			return errors.New("the subject you want to create already exists (give --namespace to add a namespace to it)")
+		}
+		for _, k := range keys {
+			if k.Namespace == ns {
+				return fmt.Errorf("namespace %q already exists for subject %q", ns, subject)
+			}
+		}
+		if holder != nil {
+			return fmt.Errorf("the key's UUID is already used by subject %q in namespace %q", holder.Subject, holder.Namespace)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(out, id.AuthKey())

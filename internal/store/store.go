@@ -62,6 +62,13 @@ type Store interface {
 	// namespace) with their namespace's limits, ordered by subject,
 	// namespace, then UUID.
 	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
+	// CreateIdentity adds a key for id.Subject in id.Namespace, atomically
+	// with check: check sees the subject's keys and the identity holding
+	// id.UUID (nil if none) as they are when the key is written, and an
+	// error from it aborts the write and is returned. Creates of one
+	// subject are serialized (also across processes), so two cannot both
+	// pass a check that forbids what the other writes.
+	CreateIdentity(ctx context.Context, id whisk.Identity, check func(subjectKeys []whisk.Identity, uuidHolder *whisk.Identity) error) error
 	// SetSubjectBlocked blocks (or unblocks) every key of a subject and
 	// returns how many keys the subject has (0: no such subject). A
 	// blocked identity is read back with Blocked set and authenticates

@@ -272,6 +272,13 @@ func (s *Store) PutNamespaceLimits(ctx context.Context, namespace string, l whis
 	return err
 }
 
+// CreateIdentity writes through and drops the cached entry of the UUID.
+func (s *Store) CreateIdentity(ctx context.Context, id whisk.Identity, check func([]whisk.Identity, *whisk.Identity) error) error {
+	err := s.inner.CreateIdentity(ctx, id, check)
+	s.ids.invalidate(id.UUID)
+	return err
+}
+
 // SetSubjectBlocked writes through and drops every cached identity (the
 // subject's keys are not indexed by subject here).
 func (s *Store) SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error) {

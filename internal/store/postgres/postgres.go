@@ -382,6 +382,60 @@ func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 	return dbErr(op, err)
 }
 
+// CreateIdentity implements store.Store.CreateIdentity in one transaction
+// holding an advisory lock on the subject (creates of one subject are
+// serialized) and one on the UUID.
+func (s *Store) CreateIdentity(ctx context.Context, id whisk.Identity, check func([]whisk.Identity, *whisk.Identity) error) error {
+	const op = "postgres.CreateIdentity"
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	hash, err := store.KeyHash(id)
+	if err != nil {
+		return whisk.E(op, whisk.Invalid, "", err)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('eddy.subject/' || $1)), pg_advisory_xact_lock(hashtext('eddy.uuid/' || $2))`,
+		id.Subject, id.UUID); err != nil {
+		return dbErr(op, err)
+	}
+	rows, err := tx.Query(ctx, identitySelect+`WHERE i.subject = $1 OR i.uuid = $2 ORDER BY i.namespace, i.uuid`, id.Subject, id.UUID)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	var keys []whisk.Identity
+	var holder *whisk.Identity
+	for rows.Next() {
+		got, err := scanIdentity(op, rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		if got.UUID == id.UUID {
+			holder = &got
+		}
+		if got.Subject == id.Subject {
+			keys = append(keys, got)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return dbErr(op, err)
+	}
+	if err := check(keys, holder); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx,
+		`INSERT INTO identities (uuid, namespace, subject, key, key_hash, limits) VALUES ($1, $2, $3, '', $4, '{}')`,
+		id.UUID, id.Namespace, id.Subject, hash); err != nil {
+		return dbErr(op, err)
+	}
+	return dbErr(op, tx.Commit(ctx))
+}
+
 // SetSubjectBlocked blocks or unblocks every key of subject and returns
 // how many keys it has.
 func (s *Store) SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error) {

@@ -428,6 +428,52 @@ func (s *Store) PutIdentity(ctx context.Context, id whisk.Identity) error {
 	return dbErr(op, err)
 }
 
+// CreateIdentity implements store.Store.CreateIdentity in one write
+// transaction (BEGIN IMMEDIATE: writers of every process are serialized).
+func (s *Store) CreateIdentity(ctx context.Context, id whisk.Identity, check func([]whisk.Identity, *whisk.Identity) error) error {
+	const op = "sqlite.CreateIdentity"
+	hash, err := store.KeyHash(id)
+	if err != nil {
+		return whisk.E(op, whisk.Invalid, "", err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, identitySelect+`WHERE i.subject = ? OR i.uuid = ? ORDER BY i.namespace, i.uuid`, id.Subject, id.UUID)
+	if err != nil {
+		return dbErr(op, err)
+	}
+	var keys []whisk.Identity
+	var holder *whisk.Identity
+	for rows.Next() {
+		got, err := scanIdentity(op, rows)
+		if err != nil {
+			rows.Close()
+			return dbErr(op, err)
+		}
+		if got.UUID == id.UUID {
+			holder = &got
+		}
+		if got.Subject == id.Subject {
+			keys = append(keys, got)
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return dbErr(op, err)
+	}
+	if err := check(keys, holder); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO identities (uuid, namespace, subject, key, key_hash, limits) VALUES (?, ?, ?, '', ?, '{}')`,
+		id.UUID, id.Namespace, id.Subject, hash); err != nil {
+		return dbErr(op, err)
+	}
+	return dbErr(op, tx.Commit())
+}
+
 // SetSubjectBlocked blocks or unblocks every key of subject and returns
 // how many keys it has.
 func (s *Store) SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error) {
