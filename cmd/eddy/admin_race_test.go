@@ -20,7 +20,9 @@ func TestAdminConcurrentCreatesOnPostgres(t *testing.T) {
 	outs := make([]string, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { codes[i], outs[i], _ = runAdmin(t, "--postgres", url, "user", "create", "frank", "--namespace", "crew") })
+		wg.Go(func() {
+			codes[i], outs[i], _ = runAdmin(t, "--postgres", url, "user", "create", "frank", "--namespace", "crew")
+		})
 	}
 	wg.Wait()
 	won := ""
