@@ -102,6 +102,11 @@ func TestMutualTLS(t *testing.T) {
 	}
 	wrongCertOurCA := wrong.Clone()
 	wrongCertOurCA.RootCAs = cli.RootCAs
+	// Present the certificate even though the server asks for its own CA's
+	// (Go's client would otherwise send none).
+	wrongCertOurCA.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return &wrongCertOurCA.Certificates[0], nil
+	}
 	if _, serr := handshake(t, srv, wrongCertOurCA); serr == nil {
 		t.Fatal("server accepted a client certificate of another CA (client trusting ours)")
 	}

@@ -42,6 +42,9 @@ func TestTLSAndSASL(t *testing.T) {
 		t.Fatal(err)
 	}
 	wrongTLS.RootCAs = cliTLS.RootCAs
+	// Present the certificate even though the server asks for its own CA's
+	// (Go's client would otherwise send none).
+	wrongTLS.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &wrongTLS.Certificates[0], nil }
 	cfg := func(tc *tls.Config, auth scram.Auth) Config {
 		c := Config{Brokers: cluster.ListenAddrs(), ClientID: "eddy-tls-test", TLS: tc, ConnectTimeout: 2 * time.Second}
 		if auth.User != "" {
