@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/eddy-faas/eddy/internal/bus/kafka"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/pki"
 	"github.com/eddy-faas/eddy/internal/rpc"
@@ -192,3 +194,89 @@ func TestStandaloneRefusesUnauthenticatedInternalCalls(t *testing.T) {
 type putError struct{ status string }
 
 func (e *putError) Error() string { return e.status }
+
+func TestAdminCerts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "certs")
+	var out strings.Builder
+	if code := adminCertsCmd([]string{"--out", dir, "--hosts", "sched1.example,10.0.0.7"}, &out, io.Discard); code != 0 {
+		t.Fatalf("exit %d: %s", code, out.String())
+	}
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("%s: %v %v, want 0700", dir, st.Mode(), err)
+	}
+	for _, name := range append([]string{"ca"}, pki.Roles...) {
+		for _, f := range []string{name + ".pem", name + "-key.pem"} {
+			st, err := os.Stat(filepath.Join(dir, f))
+			if err != nil || st.Mode().Perm() != 0o600 {
+				t.Errorf("%s: %v, want a 0600 file", f, err)
+			}
+		}
+	}
+	// Each role's certificate serves the hosts given and loopback, and the
+	// others accept it.
+	srv, err := pki.In(dir, "scheduler").Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(srv.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"sched1.example", "10.0.0.7", "127.0.0.1", "localhost"} {
+		if err := leaf.VerifyHostname(h); err != nil {
+			t.Errorf("scheduler certificate for %s: %v", h, err)
+		}
+	}
+	if code := adminCertsCmd(nil, io.Discard, io.Discard); code != 2 {
+		t.Errorf("without --out: exit %d, want 2", code)
+	}
+}
+
+func TestRoleTLSSettings(t *testing.T) {
+	base := []string{"--etcd", "https://127.0.0.1:1", "--kafka", "k:1", "--postgres", "postgres://x@y/z", "--id", "s1"}
+	env := func(string) string { return "" }
+	cfg, err := parseRoleConfig("scheduler", append(base, "--tls-ca", "ca.pem"), io.Discard, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.security.load(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("--tls-ca alone: %v, want an error naming what is missing", err)
+	}
+	cfg, err = parseRoleConfig("scheduler", base, io.Discard, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.security.load(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.security.checkEtcdURLs([]string{"https://127.0.0.1:1"}); err == nil {
+		t.Error("an https etcd URL without --tls-* was accepted")
+	}
+	dir := t.TempDir()
+	if _, err := pki.Generate(dir, []string{"scheduler"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := pki.In(dir, "scheduler")
+	getenv := func(k string) string {
+		return map[string]string{"EDDY_TLS_CA": f.CA, "EDDY_TLS_CERT": f.Cert, "EDDY_TLS_KEY": f.Key,
+			"EDDY_KAFKA_SASL_USER": "eddy", "EDDY_KAFKA_SASL_PASSWORD": "pw"}[k]
+	}
+	cfg, err = parseRoleConfig("scheduler", base, io.Discard, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.security.load(); err != nil || cfg.security.tls == nil {
+		t.Fatalf("TLS from EDDY_TLS_*: %v", err)
+	}
+	if err := cfg.security.checkEtcdURLs([]string{"http://127.0.0.1:1"}); err == nil {
+		t.Error("an http etcd URL with TLS on was accepted")
+	}
+	var kc kafka.Config
+	if err := cfg.security.kafka(&kc); err != nil || kc.TLS == nil || kc.SASL == nil || kc.SASL.Name() != "SCRAM-SHA-256" {
+		t.Fatalf("kafka settings: %v %+v", err, kc)
+	}
+	cfg.security.kafkaMech = "MD5"
+	if err := cfg.security.kafka(&kc); err == nil {
+		t.Error("an unknown SASL mechanism was accepted")
+	}
+}
