@@ -22,6 +22,10 @@
 #                           PostgreSQL base+31, schedulers base+41..43
 #   EDDY_CONTROLLER_PORTS   API ports of the controllers (default "3233 3234")
 #   EDDY_CLUSTER_BACKEND    invoker backend: process (default), docker or auto
+#   EDDY_CLUSTER_TLS        1 (default): etcd, the schedulers' gRPC and Kafka use
+#                           mutual TLS, Kafka SASL/SCRAM too, PostgreSQL TLS with
+#                           client certificates; certificates are made at first
+#                           start into $RUN/tls by `eddy admin certs`. 0: plaintext
 #   EDDY_LEASE_TTL ...      any EDDY_<FLAG> variable reaches every role (docs/cluster.md)
 set -euo pipefail
 
@@ -33,11 +37,20 @@ read -r -a CONTROLLER_PORTS <<<"${EDDY_CONTROLLER_PORTS:-3233 3234}"
 BACKEND=${EDDY_CLUSTER_BACKEND:-process}
 START_TIMEOUT=${EDDY_CLUSTER_START_TIMEOUT:-90}
 
-ETCD_ENDPOINTS="http://127.0.0.1:$((BASE + 1)),http://127.0.0.1:$((BASE + 2)),http://127.0.0.1:$((BASE + 3))"
-INITIAL_CLUSTER="etcd1=http://127.0.0.1:$((BASE + 11)),etcd2=http://127.0.0.1:$((BASE + 12)),etcd3=http://127.0.0.1:$((BASE + 13))"
+TLS=${EDDY_CLUSTER_TLS:-1}
+TLS_DIR=$RUN/tls
+SCHEME=http
+if ((TLS)); then SCHEME=https; fi
+ETCD_ENDPOINTS="$SCHEME://127.0.0.1:$((BASE + 1)),$SCHEME://127.0.0.1:$((BASE + 2)),$SCHEME://127.0.0.1:$((BASE + 3))"
+INITIAL_CLUSTER="etcd1=$SCHEME://127.0.0.1:$((BASE + 11)),etcd2=$SCHEME://127.0.0.1:$((BASE + 12)),etcd3=$SCHEME://127.0.0.1:$((BASE + 13))"
 KAFKA_LISTEN="127.0.0.1:$((BASE + 21))"
 PG_PORT=$((BASE + 31))
 PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/eddy?sslmode=disable"
+if ((TLS)); then
+	PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/eddy?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.pem&sslcert=$TLS_DIR/client.pem&sslkey=$TLS_DIR/client-key.pem"
+	# The tools (eddy status --etcd) present the client certificate.
+	export EDDY_TLS_CA=$TLS_DIR/ca.pem EDDY_TLS_CERT=$TLS_DIR/client.pem EDDY_TLS_KEY=$TLS_DIR/client-key.pem
+fi
 GUEST_AUTH=23bc46b1-71f6-4ed5-8c54-816aa4f8c502:123zO3xZCLrMN6v2BKK1dXYFpXlPkccOFqm12CdAsMgRU4VrNZ9lyGVCGuMDGIwP
 
 # The Eddy processes, in start order (stop goes the other way).
@@ -78,6 +91,25 @@ wait_log() {
 	done
 }
 
+# tls_flags NAME: the --tls-* flags of the process with certificate NAME.
+tls_flags() {
+	((TLS)) || return 0
+	echo --tls-ca "$TLS_DIR/ca.pem" --tls-cert "$TLS_DIR/$1.pem" --tls-key "$TLS_DIR/$1-key.pem"
+}
+
+# make_certs: the CA, a certificate per role and Kafka's SASL password, at
+# first start (kept after: a restart keeps its certificates).
+make_certs() {
+	((TLS)) || return 0
+	if [[ ! -f $TLS_DIR/ca.pem ]]; then
+		say "making certificates in $TLS_DIR (eddy admin certs)"
+	fi
+	"$BIN/eddy" admin certs --out "$TLS_DIR" --hosts 127.0.0.1,localhost >/dev/null
+	if [[ ! -s $TLS_DIR/kafka-password ]]; then
+		(umask 077 && head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$TLS_DIR/kafka-password")
+	fi
+}
+
 # pg_bin: the directory of initdb and postgres, as pgtest finds it.
 pg_bin() {
 	if [[ -n ${EDDY_POSTGRES_BIN:-} ]]; then echo "$EDDY_POSTGRES_BIN"; return; fi
@@ -112,16 +144,32 @@ start_postgres() {
 		as_pg "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C --no-sync >>"$RUN/postgres.log" 2>&1 ||
 			{ tail -n 20 "$RUN/postgres.log" >&2; die "initdb failed"; }
 	fi
+	local ssl=()
+	if ((TLS)); then
+		# The server's certificate and key, readable by the server's user;
+		# clients connect over TLS only, with a certificate of the CA.
+		install -m 600 "$TLS_DIR/postgres.pem" "$data/server.crt"
+		install -m 600 "$TLS_DIR/postgres-key.pem" "$data/server.key"
+		install -m 600 "$TLS_DIR/ca.pem" "$data/root.crt"
+		((EUID == 0)) && chown postgres: "$data/server.crt" "$data/server.key" "$data/root.crt"
+		cat >"$data/pg_hba.conf" <<-HBA
+			local all all trust
+			hostssl all all 127.0.0.1/32 trust clientcert=verify-ca
+		HBA
+		((EUID == 0)) && chown postgres: "$data/pg_hba.conf"
+		ssl=(-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c ssl_ca_file=root.crt)
+	fi
 	# fsync=off is safe against a crash of the server (not of the machine):
 	# what PostgreSQL wrote is in the kernel's page cache. synchronous_commit
 	# stays on: with it off, a crash loses the last commits the server had
 	# acknowledged, i.e. activation records the invokers consider stored.
 	as_pg "$bin/pg_ctl" -D "$data" -l "$RUN/postgres.log" -w -t 60 \
-		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$data -c max_connections=300 -c fsync=off" \
+		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$data -c max_connections=300 -c fsync=off ${ssl[*]}" \
 		start >/dev/null || { tail -n 20 "$RUN/postgres.log" >&2; die "postgres did not start"; }
 	head -n1 "$data/postmaster.pid" >"$RUN/postgres.pid"
-	if ! "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='eddy'" | grep -q 1; then
-		"$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE eddy" >/dev/null
+	# Over the server's socket (local: trust; TCP may require TLS).
+	if ! as_pg "$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='eddy'" | grep -q 1; then
+		as_pg "$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE eddy" >/dev/null
 	fi
 }
 
@@ -140,18 +188,25 @@ cmd_start() {
 	done
 	mkdir -p "$RUN"
 	chmod 755 "$RUN"
+	make_certs
 
 	say "starting etcd (3 members)"
 	local i
 	for i in 1 2 3; do
+		# shellcheck disable=SC2046 # tls_flags is a list of words
 		spawn "etcd$i" "$BIN/eddy" etcd --name "etcd$i" --data-dir "$RUN/etcd$i" \
-			--client-url "http://127.0.0.1:$((BASE + i))" --peer-url "http://127.0.0.1:$((BASE + 10 + i))" \
-			--initial-cluster "$INITIAL_CLUSTER"
+			--client-url "$SCHEME://127.0.0.1:$((BASE + i))" --peer-url "$SCHEME://127.0.0.1:$((BASE + 10 + i))" \
+			--initial-cluster "$INITIAL_CLUSTER" $(tls_flags etcd)
 	done
 	for i in 1 2 3; do wait_log "etcd$i" "serving clients"; done
 
 	say "starting kafka (eddy-kafka-dev, 3 brokers)"
-	spawn kafka "$BIN/eddy-kafka-dev" --listen "$KAFKA_LISTEN" --brokers 3 --data-dir "$RUN/kafka"
+	local kafka_sec=()
+	if ((TLS)); then
+		# shellcheck disable=SC2207
+		kafka_sec=($(tls_flags kafka) --sasl-user eddy --sasl-password-file "$TLS_DIR/kafka-password")
+	fi
+	spawn kafka "$BIN/eddy-kafka-dev" --listen "$KAFKA_LISTEN" --brokers 3 --data-dir "$RUN/kafka" "${kafka_sec[@]}"
 	wait_log kafka "kafka dev broker listening"
 	local brokers
 	brokers=$(grep -m1 -E '^[0-9.:,]+$' "$RUN/kafka.log")
@@ -159,29 +214,38 @@ cmd_start() {
 	say "starting postgres on 127.0.0.1:$PG_PORT"
 	start_postgres
 
-	# The settings every role shares, through --config.
-	cat >"$RUN/eddy.json" <<-JSON
+	# The settings every role shares, through --config (0600: it holds
+	# Kafka's password); each role's certificate is on its command line.
+	local sec=""
+	if ((TLS)); then
+		sec=$(printf ',\n  "tls-ca": "%s",\n  "kafka-sasl-user": "eddy",\n  "kafka-sasl-password": "%s"' \
+			"$TLS_DIR/ca.pem" "$(<"$TLS_DIR/kafka-password")")
+	fi
+	(umask 077 && cat >"$RUN/eddy.json") <<-JSON
 		{
 		  "etcd": "$ETCD_ENDPOINTS",
 		  "kafka": "$brokers",
-		  "postgres": "$PG_URL"
+		  "postgres": "$PG_URL"$sec
 		}
 	JSON
 
 	local n=1 port
 	for port in "${CONTROLLER_PORTS[@]}"; do
 		say "starting controller$n on port $port"
-		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port"
+		# shellcheck disable=SC2046
+		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port" $(tls_flags controller)
 		n=$((n + 1))
 	done
 	for i in 1 2 3; do
 		say "starting scheduler$i"
-		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))"
+		# shellcheck disable=SC2046
+		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))" $(tls_flags scheduler)
 	done
 	for i in 1 2; do
 		say "starting invoker$i ($BACKEND backend)"
+		# shellcheck disable=SC2046
 		spawn "invoker$i" "$BIN/eddy" invoker --config "$RUN/eddy.json" --id "invoker$i" --backend "$BACKEND" \
-			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}"
+			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}" $(tls_flags invoker)
 	done
 	for n in controller1 controller2; do wait_log "$n" "API at"; done
 	for i in 1 2 3; do wait_log "scheduler$i" "gRPC at"; done
@@ -197,6 +261,9 @@ cmd_start() {
 	say "up: API at http://127.0.0.1:${CONTROLLER_PORTS[0]} and http://127.0.0.1:${CONTROLLER_PORTS[1]}"
 	say "guest key: $GUEST_AUTH"
 	say "etcd: $ETCD_ENDPOINTS   kafka: $brokers   postgres: $PG_URL"
+	if ((TLS)); then
+		say "TLS on: certificates in $TLS_DIR (for tools: EDDY_TLS_CA=$TLS_DIR/ca.pem EDDY_TLS_CERT=$TLS_DIR/client.pem EDDY_TLS_KEY=$TLS_DIR/client-key.pem)"
+	fi
 	say "logs and pids in $RUN; '$0 status' shows the cluster, '$0 stop' stops it"
 }
 

@@ -12,6 +12,11 @@
 // (random ports when that port is 0). Groups accept session timeouts from
 // --min-session-timeout (default 1s, below Kafka's 6s, so that local
 // clusters can fail over quickly).
+//
+// With --tls-ca, --tls-cert and --tls-key the brokers speak TLS only and
+// require a client certificate the CA issued; with --sasl-user and
+// --sasl-password-file they require SASL/SCRAM-SHA-256 authentication as
+// that user (docs/cluster.md, "TLS").
 package main
 
 import (
@@ -30,6 +35,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/eddy-faas/eddy/internal/pki"
 )
 
 func main() {
@@ -47,6 +54,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	minSession := fs.Duration("min-session-timeout", time.Second, "smallest consumer-group session timeout accepted")
 	clusterID := fs.String("cluster-id", "eddy-dev", "cluster id reported to clients")
 	verbose := fs.Bool("v", false, "log the broker's debug messages")
+	var tlsFiles pki.Files
+	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "CA certificate `file`: require client certificates it issued (with --tls-cert, --tls-key)")
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "the brokers' certificate `file`")
+	fs.StringVar(&tlsFiles.Key, "tls-key", "", "the brokers' key `file`")
+	saslUser := fs.String("sasl-user", "", "require SASL/SCRAM-SHA-256 as this user (with --sasl-password-file)")
+	saslPassFile := fs.String("sasl-password-file", "", "`file` holding the SASL user's password")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -89,6 +102,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *dataDir != "" {
 		opts = append(opts, kfake.DataDir(*dataDir))
 	}
+	secure, err := security(tlsFiles, *saslUser, *saslPassFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "eddy-kafka-dev: %v\n", err)
+		return 2
+	}
+	opts = append(opts, secure...)
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "eddy-kafka-dev: %v\n", err)
@@ -96,9 +115,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	addrs := strings.Join(cluster.ListenAddrs(), ",")
 	fmt.Fprintln(stdout, addrs)
-	log.Info("kafka dev broker listening", "brokers", addrs, "data_dir", *dataDir)
+	log.Info("kafka dev broker listening", "brokers", addrs, "data_dir", *dataDir,
+		"tls", !tlsFiles.Zero(), "sasl", *saslUser != "")
 	<-ctx.Done()
 	log.Info("kafka dev broker stopping")
 	cluster.Close()
 	return 0
+}
+
+// security are the options of --tls-* and --sasl-*.
+func security(f pki.Files, user, passFile string) ([]kfake.Opt, error) {
+	var opts []kfake.Opt
+	if !f.Zero() {
+		tc, err := f.Config()
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca, --tls-cert, --tls-key: %w", err)
+		}
+		opts = append(opts, kfake.TLS(tc))
+	}
+	if (user == "") != (passFile == "") {
+		return nil, errors.New("--sasl-user and --sasl-password-file go together")
+	}
+	if user != "" {
+		b, err := os.ReadFile(passFile)
+		if err != nil {
+			return nil, fmt.Errorf("--sasl-password-file: %w", err)
+		}
+		pass := strings.TrimSpace(string(b))
+		if pass == "" {
+			return nil, fmt.Errorf("--sasl-password-file %s is empty", passFile)
+		}
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", user, pass))
+	}
+	return opts, nil
 }

@@ -15,6 +15,9 @@ import (
 
 // adminCmd runs `eddy admin …` (see internal/admin).
 func adminCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "certs" { // not the store's: see tls.go
+		return adminCertsCmd(args[1:], stdout, stderr)
+	}
 	home, _ := os.UserHomeDir()
 	return admin.Run(ctx, args, admin.Config{
 		Stdout: stdout, Stderr: stderr,

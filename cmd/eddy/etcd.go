@@ -23,6 +23,8 @@ func etcdMember(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	peerURL := fs.String("peer-url", "http://127.0.0.1:2380", "URL to serve peers on")
 	initial := fs.String("initial-cluster", "", `every member as "name=peerURL,..." (empty: a one-member cluster)`)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var sec security
+	sec.registerTLS(fs, false)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -48,10 +50,19 @@ func etcdMember(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	e, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{
+	ec := cluster.EmbedConfig{
 		Dir: *dir, ClientURL: *clientURL, PeerURL: *peerURL, Log: log,
 		Name: *name, InitialCluster: *initial,
-	})
+	}
+	if err := sec.load(); err != nil { // checks the files
+		return err
+	}
+	if sec.tls != nil {
+		ec.TLS = &sec.files // client and peer certificates required
+	} else {
+		log.Warn("etcd clients and peers are not authenticated: give --tls-ca, --tls-cert and --tls-key (docs/cluster.md, \"TLS\")")
+	}
+	e, err := cluster.StartEmbedded(ctx, ec)
 	if err != nil {
 		return err
 	}

@@ -104,6 +104,8 @@ Platform:
   eddy admin user create|get|delete|list, eddy admin limits set|get|delete
                          tenants: subjects, namespaces, keys and namespace limits,
                          in the store (--data-dir or --postgres; 'eddy admin help')
+  eddy admin certs --out DIR [--hosts H,...]
+                         a CA and a certificate per role, for TLS (docs/cluster.md)
   eddy status [--etcd URLS | --apihost H] [--json]
                          schedulers, invokers and queues of a cluster
   eddy runtime           the runtime server that runs inside action containers

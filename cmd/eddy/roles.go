@@ -32,6 +32,7 @@ import (
 // the flags it uses.
 type roleConfig struct {
 	tuning
+	security              // tls.go
 	role                  string
 	config                string
 	etcd, kafka, postgres string
@@ -58,6 +59,7 @@ func parseRoleConfig(role string, args []string, stderr io.Writer, getenv func(s
 	fs.StringVar(&c.kafka, "kafka", "", "Kafka brokers host:port, comma-separated (required)")
 	fs.StringVar(&c.postgres, "postgres", "", "PostgreSQL URL, e.g. postgres://eddy:pw@db:5432/eddy (required)")
 	fs.DurationVar(&c.kafkaSession, "kafka-session-timeout", 6*time.Second, "Kafka consumer-group session timeout")
+	c.security.registerTLS(fs, true)
 	switch role {
 	case "controller":
 		fs.StringVar(&c.id, "id", "", "controller id, unique among controllers (default: host name and port)")
@@ -130,16 +132,23 @@ type deps struct {
 // not answer fails the start-up with an error naming it.
 func connect(ctx context.Context, c *roleConfig, log *slog.Logger) (*deps, error) {
 	d := &deps{}
-	var err error
 	eps := splitList(c.etcd)
-	if d.etcd, err = cluster.Dial(ctx, eps, log); err != nil {
+	if err := c.security.checkEtcdURLs(eps); err != nil {
+		return nil, err
+	}
+	kcfg := kafka.Config{
+		Brokers: splitList(c.kafka), ClientID: "eddy-" + c.role + "-" + c.id,
+		Log: log.With("component", "kafka"), SessionTimeout: c.kafkaSession,
+	}
+	if err := c.security.kafka(&kcfg); err != nil {
+		return nil, err
+	}
+	var err error
+	if d.etcd, err = cluster.DialTLS(ctx, eps, c.security.tls, log); err != nil {
 		return nil, fmt.Errorf("etcd is unreachable at %s (--etcd): %w", strings.Join(eps, ","), err)
 	}
-	brokers := splitList(c.kafka)
-	d.bus, err = kafka.New(ctx, kafka.Config{
-		Brokers: brokers, ClientID: "eddy-" + c.role + "-" + c.id,
-		Log: log.With("component", "kafka"), SessionTimeout: c.kafkaSession,
-	})
+	brokers := kcfg.Brokers
+	d.bus, err = kafka.New(ctx, kcfg)
 	if err != nil {
 		d.close()
 		//lint:ignore ST1005 the message starts with a proper noun (Kafka)
@@ -178,6 +187,11 @@ func runRole(ctx context.Context, role string, args []string, stdout, stderr io.
 		return err
 	}
 	log = log.With("id", cfg.id)
+	if err := cfg.security.load(); err != nil {
+		return err
+	}
+	cfg.security.warnPlaintext(log)
+	cfg.tuning.creds = cfg.security.grpcCredentials()
 	stopDebug, err := startDebug(ctx, cfg.debugAddr, log)
 	if err != nil {
 		return err
@@ -290,7 +304,8 @@ func runScheduler(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *s
 	// its own (it publishes the rule actions' activations; it serves no
 	// API), and owns alarm shards under the scheduler's lease.
 	alarmsCtl, err := controller.New(controller.Config{ID: "alarms-" + cfg.id, Limits: schedulerFireLimits(&cfg.tuning)},
-		controller.Deps{Log: log.With("role", "alarms-controller"), Bus: d.bus, Cluster: d.etcd, Activations: d.store, Now: time.Now})
+		controller.Deps{Log: log.With("role", "alarms-controller"), Bus: d.bus, Cluster: d.etcd, Activations: d.store, Now: time.Now,
+			DialScheduler: controller.DialGRPCWith(cfg.creds)})
 	if err != nil {
 		return err
 	}
@@ -365,9 +380,15 @@ func runInvoker(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *slo
 	return nil
 }
 
-// statusFromEtcd reads the cluster status from etcd (`eddy status --etcd`).
+// statusFromEtcd reads the cluster status from etcd (`eddy status --etcd`),
+// with the client certificate of EDDY_TLS_CA, EDDY_TLS_CERT and
+// EDDY_TLS_KEY when they are set.
 func statusFromEtcd(ctx context.Context, endpoints []string) (*whisk.ClusterStatus, error) {
-	c, err := cluster.Dial(ctx, endpoints, nil)
+	tc, err := tlsFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	c, err := cluster.DialTLS(ctx, endpoints, tc, nil)
 	if err != nil {
 		return nil, err
 	}

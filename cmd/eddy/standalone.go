@@ -139,9 +139,17 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer schedLn.Close()
 
+	// The embedded etcd and the scheduler's gRPC server listen on loopback
+	// and accept only clients with the data dir's credentials (tls.go).
+	tlsFiles, tlsConfig, err := standaloneTLS(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	cfg.creds = grpcCredentials(tlsConfig)
+
 	// etcd, embedded; its client URL is written to the data dir for tools and tests.
 	etcdDir := filepath.Join(cfg.dataDir, "etcd")
-	etcd, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: etcdDir, Log: log})
+	etcd, err := cluster.StartEmbedded(ctx, cluster.EmbedConfig{Dir: etcdDir, Log: log, TLS: &tlsFiles})
 	if err != nil {
 		return fmt.Errorf("embedded etcd: %w", err)
 	}
@@ -149,7 +157,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := os.WriteFile(filepath.Join(etcdDir, "endpoint"), []byte(etcd.Endpoints()[0]+"\n"), 0o644); err != nil {
 		return err
 	}
-	etcdClient, err := cluster.Dial(ctx, etcd.Endpoints(), log)
+	etcdClient, err := cluster.DialTLS(ctx, etcd.Endpoints(), tlsConfig, log)
 	if err != nil {
 		return err
 	}

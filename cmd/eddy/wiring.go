@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 
 	"github.com/eddy-faas/eddy/internal/api"
 	"github.com/eddy-faas/eddy/internal/catalog"
@@ -51,6 +54,9 @@ type tuning struct {
 	manifestPath             string
 	apiGatewayURL            string        // controller: base URL of APIs created with `wsk api create`
 	drainTimeout             time.Duration // controller: how long SIGTERM waits for accepted activations
+	// creds secure the scheduler's gRPC server and every client of it
+	// (tls.go); not a flag: the command sets it. Required.
+	creds credentials.TransportCredentials
 }
 
 // Which settings a command registers.
@@ -135,7 +141,7 @@ func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, 
 		Followers: t.followers,
 	}, scheduler.Deps{
 		Log: log.With("role", "scheduler"), Bus: b, Session: s, Client: c,
-		Activations: st, Listener: ln, Now: time.Now,
+		Activations: st, Listener: ln, Now: time.Now, Credentials: t.creds,
 	})
 }
 
@@ -154,6 +160,7 @@ func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session
 	}, invoker.Deps{
 		Log: log.With("role", "invoker"), Bus: b, Session: s, Leaders: c,
 		Backend: backend, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local,
+		Credentials: t.creds,
 	})
 }
 
@@ -171,9 +178,12 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	// Sequence and conductor components resolve through packages and
 	// bindings, with entitlement.
 	components := catalog.New(st)
+	if t.creds == nil {
+		return nil, nil, errors.New("controller: no gRPC credentials")
+	}
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
-		Components: components, Records: st,
+		Components: components, Records: st, DialScheduler: controller.DialGRPCWith(t.creds),
 	})
 	if err != nil {
 		return nil, nil, err

@@ -55,6 +55,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,6 +72,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/client"
 	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/pki"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -92,6 +94,7 @@ type config struct {
 	quick    bool
 	only     []string
 	etcd     string
+	etcdTLS  pki.Files // client certificate for etcd
 	pid      int
 	debug    string // host:port of the Eddy's --debug-addr (its Go heap)
 	idle     time.Duration
@@ -128,6 +131,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.quick, "quick", false, "run every scenario small (under a minute in all)")
 	only := fs.String("only", strings.Join(allScenarios, ","), "scenarios to run, comma-separated")
 	fs.StringVar(&c.etcd, "etcd", "", "etcd endpoint of a targeted Eddy (for container counts); found in the data dir when bench starts Eddy")
+	fs.StringVar(&c.etcdTLS.CA, "tls-ca", "", "with --etcd https://...: the CA certificate file (and --tls-cert, --tls-key: the client's)")
+	fs.StringVar(&c.etcdTLS.Cert, "tls-cert", "", "client certificate file for --etcd")
+	fs.StringVar(&c.etcdTLS.Key, "tls-key", "", "client key file for --etcd")
 	fs.IntVar(&c.pid, "pid", 0, "pid of a targeted Eddy (for its memory and CPU); known when bench starts Eddy")
 	fs.StringVar(&c.debug, "debug-addr", "", "host:port of a targeted Eddy's --debug-addr (for its Go heap); bench gives the Eddy it starts one")
 	fs.DurationVar(&c.idle, "container-idle-timeout", 0, "container idle timeout of the started Eddy (default 10s, 2s with --quick)")
@@ -297,6 +303,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		cfg.apiHost, e.pid, cfg.debug = s.url, s.pid(), s.debugAddr
 		if ep, err := s.etcdEndpoint(); err == nil {
 			cfg.etcd = ep
+			cfg.etcdTLS = pki.In(filepath.Join(s.dataDir, "tls"), "standalone")
 		}
 		fmt.Fprintf(stdout, "eddy bench: started %s standalone --backend %s at %s (pid %d)\n", cfg.eddyPath, cfg.backend, s.url, e.pid)
 	} else {
@@ -320,7 +327,13 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 	if cfg.etcd != "" {
 		quiet := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-		ec, err := cluster.Dial(ctx, []string{cfg.etcd}, quiet)
+		var tc *tls.Config
+		if !cfg.etcdTLS.Zero() {
+			if tc, err = cfg.etcdTLS.Config(); err != nil {
+				return fmt.Errorf("etcd %s: %w", cfg.etcd, err)
+			}
+		}
+		ec, err := cluster.DialTLS(ctx, []string{cfg.etcd}, tc, quiet)
 		if err != nil {
 			return fmt.Errorf("etcd %s: %w", cfg.etcd, err)
 		}

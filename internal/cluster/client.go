@@ -14,6 +14,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,13 @@ type Client struct {
 // Dial connects to etcd at endpoints and checks, within 5 s, that the
 // cluster answers a linearizable read.
 func Dial(ctx context.Context, endpoints []string, log *slog.Logger) (*Client, error) {
+	return DialTLS(ctx, endpoints, nil, log)
+}
+
+// DialTLS is Dial over TLS with tc (https:// endpoints; tc presents the
+// client certificate that an etcd requiring client certificates checks):
+// see pki.Files.Config. A nil tc is Dial.
+func DialTLS(ctx context.Context, endpoints []string, tc *tls.Config, log *slog.Logger) (*Client, error) {
 	if len(endpoints) == 0 {
 		return nil, errors.New("cluster: dial etcd: no endpoints")
 	}
@@ -55,6 +63,7 @@ func Dial(ctx context.Context, endpoints []string, log *slog.Logger) (*Client, e
 		DialTimeout:          dialTimeout,
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
+		TLS:                  tc,
 		Logger:               zapToSlog(log.With("component", "etcd-client"), zapcore.WarnLevel, nil),
 	})
 	if err != nil {

@@ -12,8 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/eddy-faas/eddy/internal/pki"
 )
 
 // readyTimeout bounds how long StartEmbedded waits for the server to serve
@@ -38,6 +41,12 @@ type EmbedConfig struct {
 	// cluster named "eddy".
 	Name           string
 	InitialCluster string
+
+	// TLS, when set, secures the client and the peer URLs, which must then
+	// be https (empty ones get an https URL): the server presents TLS.Cert
+	// and accepts only clients and peers presenting a certificate that
+	// TLS.CA issued (docs/cluster.md, "TLS"). Nil: plaintext.
+	TLS *pki.Files
 }
 
 // Embedded is an etcd server running inside this process.
@@ -58,13 +67,24 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster: embedded etcd: %w", err)
 	}
-	clientURL, err := urlOrFree(cfg.ClientURL)
+	scheme := "http"
+	if cfg.TLS != nil {
+		if err := cfg.TLS.Check(); err != nil {
+			return nil, fmt.Errorf("cluster: embedded etcd: %w", err)
+		}
+		scheme = "https"
+	}
+	clientURL, err := urlOrFree(cfg.ClientURL, scheme)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: embedded etcd client URL: %w", err)
 	}
-	peerURL, err := urlOrFree(cfg.PeerURL)
+	peerURL, err := urlOrFree(cfg.PeerURL, scheme)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: embedded etcd peer URL: %w", err)
+	}
+	if clientURL.Scheme != scheme || peerURL.Scheme != scheme {
+		return nil, fmt.Errorf("cluster: embedded etcd: with TLS %v, the client and peer URLs must be %s:// URLs (got %s, %s)",
+			cfg.TLS != nil, scheme, clientURL, peerURL)
 	}
 	log := orDiscard(cfg.Log)
 
@@ -82,6 +102,15 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	if cfg.InitialCluster != "" {
 		ec.InitialCluster = cfg.InitialCluster
 		ec.InitialClusterToken = "eddy-" + cfg.InitialCluster
+	}
+	if cfg.TLS != nil {
+		info := transport.TLSInfo{
+			CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key, TrustedCAFile: cfg.TLS.CA,
+			ClientCertFile: cfg.TLS.Cert, ClientKeyFile: cfg.TLS.Key,
+			ClientCertAuth: true,
+		}
+		ec.ClientTLSInfo = info
+		ec.PeerTLSInfo = info
 	}
 	ec.ClusterState = embed.ClusterStateFlagNew // ignored when Dir already holds a member
 	// Keep 10 minutes of history (as OpenWhisk's deployment does); watches
@@ -134,14 +163,15 @@ func (e *Embedded) Close() error {
 	return nil
 }
 
-// urlOrFree parses s, or picks a free loopback port when s is empty.
-func urlOrFree(s string) (*url.URL, error) {
+// urlOrFree parses s, or picks a free loopback port for scheme when s is
+// empty.
+func urlOrFree(s, scheme string) (*url.URL, error) {
 	if s == "" {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		s = fmt.Sprintf("http://127.0.0.1:%d", port)
+		s = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
 	}
 	u, err := url.Parse(s)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/eddy-faas/eddy/internal/retry"
@@ -231,12 +232,20 @@ func (g *grpcScheduler) Close() error { return g.cc.Close() }
 // (grpc.NewClient connects lazily) speaking the rpc package's JSON codec.
 // The returned QueueCreator is an io.Closer.
 func DialGRPC(addr string) (QueueCreator, error) {
-	opts := append(rpc.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	cc, err := grpc.NewClient(addr, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("dial scheduler %s: %w", addr, err)
+	return DialGRPCWith(insecure.NewCredentials())(addr)
+}
+
+// DialGRPCWith is a Deps.DialScheduler whose connections creds secure
+// (credentials.NewTLS of a pki.Files.Config for mutual TLS).
+func DialGRPCWith(creds credentials.TransportCredentials) func(addr string) (QueueCreator, error) {
+	return func(addr string) (QueueCreator, error) {
+		opts := append(rpc.DialOptions(), grpc.WithTransportCredentials(creds))
+		cc, err := grpc.NewClient(addr, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("dial scheduler %s: %w", addr, err)
+		}
+		return &grpcScheduler{Client: rpc.NewClient(cc), cc: cc}, nil
 	}
-	return &grpcScheduler{Client: rpc.NewClient(cc), cc: cc}, nil
 }
 
 // InFlight counts the activations this controller published whose

@@ -5,7 +5,7 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/eddy-faas/eddy/internal/rpc"
 )
@@ -22,6 +22,7 @@ type Fetcher interface {
 // called directly.
 type connPool struct {
 	local map[string]Fetcher
+	creds credentials.TransportCredentials
 	mu    sync.Mutex
 	conns map[string]*pooledConn
 }
@@ -32,8 +33,8 @@ type pooledConn struct {
 	refs   int
 }
 
-func newConnPool(local map[string]Fetcher) *connPool {
-	return &connPool{local: local, conns: map[string]*pooledConn{}}
+func newConnPool(local map[string]Fetcher, creds credentials.TransportCredentials) *connPool {
+	return &connPool{local: local, creds: creds, conns: map[string]*pooledConn{}}
 }
 
 // acquire returns the client for addr, connecting on first use. Every
@@ -48,7 +49,7 @@ func (p *connPool) acquire(addr string) (Fetcher, error) {
 		c.refs++
 		return c.client, nil
 	}
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, rpc.DialOptions()...)
+	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(p.creds)}, rpc.DialOptions()...)
 	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/bus/memory"
@@ -286,6 +287,7 @@ func newEnvWith(t *testing.T, cfg invoker.Config, client *cluster.Client, wrap e
 	e.inv, err = invoker.New(cfg, invoker.Deps{
 		Log: log, Bus: e.bus, Session: sess, Leaders: client, Backend: backend,
 		Actions: e.store, Runtimes: manifest.Default(),
+		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {
 		t.Fatal(err)

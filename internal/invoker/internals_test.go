@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/eddy-faas/eddy/internal/container"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 func TestConnPoolSharesOneConnectionPerAddress(t *testing.T) {
-	p := newConnPool(nil)
+	p := newConnPool(nil, insecure.NewCredentials())
 	a1, err := p.acquire("127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)

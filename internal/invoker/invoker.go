@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/container"
 	"github.com/eddy-faas/eddy/internal/manifest"
@@ -108,6 +110,10 @@ type Deps struct {
 	// Local are the schedulers of this process by their advertised address
 	// (standalone): fetches to them are direct calls, not gRPC.
 	Local map[string]Fetcher
+	// Credentials secure the gRPC calls to schedulers: credentials.NewTLS
+	// of a pki.Files.Config for mutual TLS, insecure.NewCredentials() for
+	// plaintext.
+	Credentials credentials.TransportCredentials
 }
 
 // Invoker runs containers for schedulers.
@@ -136,8 +142,9 @@ func New(cfg Config, d Deps) (*Invoker, error) {
 	if cfg.ID == "" {
 		return nil, errors.New("invoker: Config.ID is required")
 	}
-	if d.Bus == nil || d.Session == nil || d.Leaders == nil || d.Backend == nil || d.Actions == nil || d.Runtimes == nil {
-		return nil, errors.New("invoker: Deps.Bus, Session, Leaders, Backend, Actions and Runtimes are required")
+	if d.Bus == nil || d.Session == nil || d.Leaders == nil || d.Backend == nil || d.Actions == nil || d.Runtimes == nil ||
+		d.Credentials == nil {
+		return nil, errors.New("invoker: Deps.Bus, Session, Leaders, Backend, Actions, Runtimes and Credentials are required")
 	}
 	if cfg.UserMemoryMB <= 0 {
 		cfg.UserMemoryMB = DefaultUserMemoryMB
@@ -175,7 +182,7 @@ func New(cfg Config, d Deps) (*Invoker, error) {
 		memChanged: make(chan struct{}, 1),
 	}
 	inv.recs = newRecordWriter(d.Actions, log)
-	inv.pool = newConnPool(d.Local)
+	inv.pool = newConnPool(d.Local, d.Credentials)
 	return inv, nil
 }
 

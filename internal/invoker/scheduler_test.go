@@ -52,6 +52,7 @@ func TestWithRealScheduler(t *testing.T) {
 	}
 	sched, err := scheduler.New(scheduler.Config{ID: "real", Addr: l.Addr().String()}, scheduler.Deps{
 		Log: testLog(t), Bus: e.bus, Session: sess, Client: client, Activations: e.store, Listener: l,
+		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {
 		t.Fatal(err)

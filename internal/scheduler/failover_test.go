@@ -166,6 +166,7 @@ func (e *kenv) scheduler(id string, cfg scheduler.Config) *proc {
 	p.s, err = scheduler.New(cfg, scheduler.Deps{
 		Log: testLog().With("sid", id), Bus: b, Session: p.sess, Client: p.etcd,
 		Activations: e.store, Now: time.Now, Listener: ln,
+		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {
 		e.t.Fatal(err)

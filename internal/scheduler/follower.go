@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
@@ -299,7 +298,7 @@ func (s *Scheduler) recruit(ctx context.Context, meta whisk.ActionMeta, ss []whi
 // askToFollow asks scheduler c to follow meta's queue; it reports whether
 // c follows this scheduler's queue now.
 func (s *Scheduler) askToFollow(ctx context.Context, c whisk.SchedulerInfo, meta whisk.ActionMeta) bool {
-	cc, err := grpc.NewClient(c.Addr, append(rpc.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	cc, err := grpc.NewClient(c.Addr, append(rpc.DialOptions(), grpc.WithTransportCredentials(s.d.Credentials))...)
 	if err != nil {
 		s.log.Warn("scheduler: dialing a follower", "follower", c.ID, "err", err)
 		return false

@@ -83,7 +83,8 @@ func TestKilledInvokersActivationsGetErrorRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := scheduler.New(scheduler.Config{ID: "s1", Addr: ln.Addr().String(), Tick: 20 * time.Millisecond, Park: 300 * time.Millisecond},
-		scheduler.Deps{Log: testLog(), Bus: e.bus, Session: e.session(), Client: e.client, Activations: st, Listener: ln})
+		scheduler.Deps{Log: testLog(), Bus: e.bus, Session: e.session(), Client: e.client, Activations: st, Listener: ln,
+			Credentials: insecure.NewCredentials()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,6 +122,7 @@ func (e *issueEnv) schedulerOn(id string, cli *cluster.Client, ttl time.Duration
 	s, err := scheduler.New(cfg, scheduler.Deps{
 		Log: testLog().With("sid", id), Bus: e.bus, Session: sess, Client: cli,
 		Activations: e.store, Now: time.Now, Listener: ln,
+		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {
 		e.t.Fatal(err)

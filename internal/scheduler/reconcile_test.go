@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/testenv"
@@ -129,6 +131,7 @@ func startFake(t *testing.T, sess *fakeSession, meta whisk.ActionMeta) (context.
 	}
 	s, err := New(Config{ID: "s1", Addr: ln.Addr().String()}, Deps{
 		Bus: memory.New(nil), Session: sess, Client: fakeClient{}, Activations: nopStore{}, Listener: ln,
+		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {
 		t.Fatal(err)

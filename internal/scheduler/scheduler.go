@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/retry"
@@ -134,6 +135,10 @@ type Deps struct {
 	Activations Activations // the records the queues make and read (duplicates)
 	Now         func() time.Time
 	Listener    net.Listener // Run serves gRPC on it and stops it on exit
+	// Credentials secure the gRPC server and the calls to other
+	// schedulers (followers): credentials.NewTLS of a pki.Files.Config
+	// for mutual TLS, insecure.NewCredentials() for plaintext.
+	Credentials credentials.TransportCredentials
 }
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.
@@ -165,8 +170,9 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 	switch {
 	case cfg.ID == "" || cfg.Addr == "":
 		return nil, errors.New("scheduler: ID and Addr are required")
-	case deps.Bus == nil || deps.Session == nil || deps.Client == nil || deps.Activations == nil || deps.Listener == nil:
-		return nil, errors.New("scheduler: Bus, Session, Client, Activations and Listener are required")
+	case deps.Bus == nil || deps.Session == nil || deps.Client == nil || deps.Activations == nil || deps.Listener == nil ||
+		deps.Credentials == nil:
+		return nil, errors.New("scheduler: Bus, Session, Client, Activations, Listener and Credentials are required")
 	}
 	if cfg.CreationTimeout <= 0 {
 		cfg.CreationTimeout = DefaultCreationTimeout
@@ -225,7 +231,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 	// A panic in a handler is an Internal status and a log line, not the
 	// end of the process.
-	srv := grpc.NewServer(append(rpc.ServerOptions(), grpc.ChainUnaryInterceptor(rpc.Recover(s.log)))...)
+	srv := grpc.NewServer(append(rpc.ServerOptions(), grpc.Creds(s.d.Credentials),
+		grpc.ChainUnaryInterceptor(rpc.Recover(s.log)))...)
 	rpc.Register(srv, s)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(s.d.Listener) }()

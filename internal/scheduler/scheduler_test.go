@@ -138,6 +138,7 @@ func (e *env) schedulerWith(id string, cfg scheduler.Config, wrap func(*cluster.
 	s, err := scheduler.New(cfg, scheduler.Deps{
 		Log: testLog().With("sid", id), Bus: e.bus, Session: ss, Client: e.client,
 		Activations: e.store, Now: time.Now, Listener: ln,
+		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {
 		e.t.Fatal(err)
@@ -512,6 +513,7 @@ func TestNotRunning(t *testing.T) {
 	}
 	s, err := scheduler.New(scheduler.Config{ID: "s", Addr: ln.Addr().String()}, scheduler.Deps{
 		Bus: memory.New(nil), Session: nopSession{}, Client: nopClient{}, Activations: &records{}, Listener: ln,
+		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func TestKillAlarmOwner(t *testing.T) {
 	}
 
 	// Who owns the alarm's shard (etcd, as the providers see it).
-	etcd, err := cluster.Dial(context.Background(), strings.Split(c.etcdEPs, ","), nil)
+	etcd, err := cluster.DialTLS(context.Background(), strings.Split(c.etcdEPs, ","), c.clientTLS(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

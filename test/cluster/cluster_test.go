@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/pki"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -150,7 +151,8 @@ func TestLocalCluster(t *testing.T) {
 	}
 
 	// eddy status, from etcd and through controller 2's API.
-	etcdEPs := fmt.Sprintf("http://127.0.0.1:%d,http://127.0.0.1:%d,http://127.0.0.1:%d", base+1, base+2, base+3)
+	etcdEPs := fmt.Sprintf("https://127.0.0.1:%d,https://127.0.0.1:%d,https://127.0.0.1:%d", base+1, base+2, base+3)
+	tlsDir := filepath.Join(runDir, "tls")
 	checkStatus := func(st whisk.ClusterStatus, how string) {
 		t.Helper()
 		if len(st.Schedulers) != 3 || len(st.Invokers) != 2 {
@@ -164,8 +166,8 @@ func TestLocalCluster(t *testing.T) {
 		}
 		t.Fatalf("%s: no queue of guest/hello with a leader: %+v", how, st.Queues)
 	}
-	checkStatus(eddyStatus(t, eddyBin, "--etcd", etcdEPs), "eddy status --etcd")
-	checkStatus(eddyStatus(t, eddyBin, "--apihost", ctl2.base, "--auth", guestAuth), "eddy status --apihost")
+	checkStatus(eddyStatus(t, eddyBin, tlsDir, "--etcd", etcdEPs), "eddy status --etcd")
+	checkStatus(eddyStatus(t, eddyBin, "", "--apihost", ctl2.base, "--auth", guestAuth), "eddy status --apihost")
 	if out, err := runScript("status"); err != nil || !strings.Contains(out, "SCHEDULERS (3)") || !strings.Contains(out, "/guest/hello") {
 		t.Fatalf("cluster.sh status: %v\n%s", err, out)
 	}
@@ -182,7 +184,7 @@ func TestLocalCluster(t *testing.T) {
 			t.Fatalf("with etcd1 stopped: %s", out)
 		}
 	}
-	checkStatus(eddyStatus(t, eddyBin, "--etcd", fmt.Sprintf("http://127.0.0.1:%d", base+2)), "eddy status with etcd1 stopped")
+	checkStatus(eddyStatus(t, eddyBin, tlsDir, "--etcd", fmt.Sprintf("https://127.0.0.1:%d", base+2)), "eddy status with etcd1 stopped")
 	t.Logf("all checks done in %v", time.Since(start).Round(time.Millisecond))
 }
 
@@ -354,10 +356,14 @@ func processesUnder(dirs ...string) []string {
 }
 
 // eddyStatus runs `eddy status --json` with args.
-func eddyStatus(t *testing.T, eddyBin string, args ...string) whisk.ClusterStatus {
+func eddyStatus(t *testing.T, eddyBin, tlsDir string, args ...string) whisk.ClusterStatus {
 	t.Helper()
 	cmd := exec.Command(eddyBin, append([]string{"status", "--json"}, args...)...)
 	cmd.Env = append(os.Environ(), "WSK_CONFIG_FILE="+filepath.Join(t.TempDir(), "wskprops"))
+	if tlsDir != "" { // the certificates cluster.sh made: etcd requires a client's
+		f := pki.In(tlsDir, "client")
+		cmd.Env = append(cmd.Env, "EDDY_TLS_CA="+f.CA, "EDDY_TLS_CERT="+f.Cert, "EDDY_TLS_KEY="+f.Key)
+	}
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("eddy status %v: %v\n%s", args, err, out)

@@ -86,7 +86,8 @@ func (c *testCluster) stopPostgres() {
 func (c *testCluster) startPostgres() {
 	c.t.Helper()
 	data := filepath.Join(c.runDir, "postgres")
-	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c max_connections=300 -c fsync=off",
+	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -c unix_socket_directories=%s -c max_connections=300 -c fsync=off"+
+		" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c ssl_ca_file=root.crt",
 		c.base+31, data)
 	c.pgCtl("-l", filepath.Join(c.runDir, "postgres.log"), "-w", "-t", "60", "-o", opts, "start")
 	if b, err := os.ReadFile(filepath.Join(data, "postmaster.pid")); err == nil {

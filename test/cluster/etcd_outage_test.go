@@ -149,7 +149,7 @@ func checkLoad(t *testing.T, c *testCluster, res *mixedLoad) (accepted, success,
 
 // etcdClientURL is member etcd<i>'s client URL.
 func (c *testCluster) etcdClientURL(i int) string {
-	return fmt.Sprintf("http://127.0.0.1:%d", c.base+i)
+	return fmt.Sprintf("https://127.0.0.1:%d", c.base+i)
 }
 
 // restartEtcd starts member etcd<i> again on its data dir, as cluster.sh
@@ -162,11 +162,12 @@ func (c *testCluster) restartEtcd(i int) {
 		c.t.Fatal(err)
 	}
 	defer logf.Close()
-	initial := fmt.Sprintf("etcd1=http://127.0.0.1:%d,etcd2=http://127.0.0.1:%d,etcd3=http://127.0.0.1:%d",
+	initial := fmt.Sprintf("etcd1=https://127.0.0.1:%d,etcd2=https://127.0.0.1:%d,etcd3=https://127.0.0.1:%d",
 		c.base+11, c.base+12, c.base+13)
 	cmd := exec.Command(c.eddyBin, "etcd", "--name", name, "--data-dir", filepath.Join(c.runDir, name),
-		"--client-url", c.etcdClientURL(i), "--peer-url", fmt.Sprintf("http://127.0.0.1:%d", c.base+10+i),
-		"--initial-cluster", initial)
+		"--client-url", c.etcdClientURL(i), "--peer-url", fmt.Sprintf("https://127.0.0.1:%d", c.base+10+i),
+		"--initial-cluster", initial, "--tls-ca", filepath.Join(c.tlsDir(), "ca.pem"),
+		"--tls-cert", filepath.Join(c.tlsDir(), "etcd.pem"), "--tls-key", filepath.Join(c.tlsDir(), "etcd-key.pem"))
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -184,6 +185,7 @@ func (c *testCluster) etcdClient() *clientv3.Client {
 	c.t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   strings.Split(c.etcdEPs, ","),
+		TLS:         c.clientTLS(),
 		DialTimeout: 2 * time.Second,
 		Logger:      zap.NewNop(),
 	})
@@ -219,7 +221,7 @@ func (c *testCluster) waitEtcd(members ...int) time.Time {
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		ok := true
 		for _, i := range members {
-			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdClientURL(i)}, DialTimeout: time.Second, Logger: zap.NewNop()})
+			cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.etcdClientURL(i)}, TLS: c.clientTLS(), DialTimeout: time.Second, Logger: zap.NewNop()})
 			if err != nil {
 				ok = false
 				break

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/pki"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -59,7 +61,7 @@ func startCluster(t *testing.T, extraEnv ...string) *testCluster {
 	c.base = freeBase(t)
 	p1, p2 := freePort(t), freePort(t)
 	c.env = append(clusterEnv(c.runDir, c.binDir, c.base, p1, p2), extraEnv...)
-	c.etcdEPs = fmt.Sprintf("http://127.0.0.1:%d,http://127.0.0.1:%d,http://127.0.0.1:%d", c.base+1, c.base+2, c.base+3)
+	c.etcdEPs = fmt.Sprintf("https://127.0.0.1:%d,https://127.0.0.1:%d,https://127.0.0.1:%d", c.base+1, c.base+2, c.base+3)
 	c.ctl1 = api{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p1)}
 	c.ctl2 = api{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p2)}
 
@@ -123,7 +125,21 @@ func (c *testCluster) kill9(name string) {
 
 func (c *testCluster) status() whisk.ClusterStatus {
 	c.t.Helper()
-	return eddyStatus(c.t, c.eddyBin, "--etcd", c.etcdEPs)
+	return eddyStatus(c.t, c.eddyBin, c.tlsDir(), "--etcd", c.etcdEPs)
+}
+
+// tlsDir holds the certificates cluster.sh made (eddy admin certs).
+func (c *testCluster) tlsDir() string { return filepath.Join(c.runDir, "tls") }
+
+// clientTLS is the tls.Config of a tool of the cluster (the client
+// certificate).
+func (c *testCluster) clientTLS() *tls.Config {
+	c.t.Helper()
+	tc, err := pki.In(c.tlsDir(), "client").Config()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return tc
 }
 
 // leaderOf is the leader scheduler of guest/action, "" if none.

@@ -71,7 +71,7 @@ func burstConcurrent(t *testing.T, e *eddy, backend, action string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	c, err := cluster.Dial(ctx, []string{e.etcdEndpoint()}, slog.New(slog.DiscardHandler))
+	c, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

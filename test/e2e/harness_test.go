@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/manifest"
+	"github.com/eddy-faas/eddy/internal/pki"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -299,6 +301,17 @@ func (e *eddy) etcdEndpoint() string {
 		e.t.Fatalf("etcd endpoint file: %v", err)
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// etcdTLS is the client side of the credentials standalone keeps in its
+// data dir: its embedded etcd accepts no other client.
+func (e *eddy) etcdTLS() *tls.Config {
+	e.t.Helper()
+	tc, err := pki.In(filepath.Join(e.DataDir, "tls"), "standalone").Config()
+	if err != nil {
+		e.t.Fatalf("standalone's TLS credentials: %v", err)
+	}
+	return tc
 }
 
 // liveParents maps the pid of every live (not zombie) process to its

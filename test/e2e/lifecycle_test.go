@@ -31,7 +31,7 @@ func testIdleContainersRemoved(t *testing.T, backend string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := cluster.Dial(ctx, []string{e.etcdEndpoint()}, slog.New(slog.DiscardHandler))
+	c, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -172,7 +172,7 @@ type sampler struct {
 func (e *eddy) sample(t *testing.T, actions ...string) *sampler {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := cluster.Dial(ctx, []string{e.etcdEndpoint()}, slog.New(slog.DiscardHandler))
+	c, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -385,7 +385,7 @@ func testNamespaceFairShare(t *testing.T, backend string) {
 	e.createAction("meek", "python:3.11", sleepPy, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := cluster.Dial(ctx, []string{e.etcdEndpoint()}, slog.New(slog.DiscardHandler))
+	c, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,6 +68,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
 
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/retry"
@@ -118,8 +120,15 @@ type Config struct {
 	// PublishTimeout bounds one Publish when ctx has no earlier deadline, for
 	// example while no broker answers (default 30 s).
 	PublishTimeout time.Duration
-	// Dial, if set, opens connections to brokers (for TLS, proxies, tests).
+	// Dial, if set, opens connections to brokers (for proxies, tests).
 	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// TLS, if set, secures the connections to brokers; with a
+	// certificate, for brokers that require client certificates (see
+	// pki.Files.Config). Not with Dial.
+	TLS *tls.Config
+	// SASL, if set, authenticates this client to the brokers, e.g.
+	// scram.Auth{User: u, Pass: p}.AsSha256Mechanism().
+	SASL sasl.Mechanism
 }
 
 func (c *Config) setDefaults() {
@@ -163,6 +172,12 @@ func (c *Config) commonOpts() []kgo.Opt {
 	if c.Dial != nil {
 		opts = append(opts, kgo.Dialer(c.Dial))
 	}
+	if c.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.TLS))
+	}
+	if c.SASL != nil {
+		opts = append(opts, kgo.SASL(c.SASL))
+	}
 	return opts
 }
 
@@ -191,6 +206,9 @@ func New(ctx context.Context, cfg Config) (*Bus, error) {
 	const op = "kafka.New"
 	if len(cfg.Brokers) == 0 {
 		return nil, whisk.E(op, whisk.Invalid, "", errors.New("no Kafka brokers configured"))
+	}
+	if cfg.Dial != nil && cfg.TLS != nil {
+		return nil, whisk.E(op, whisk.Invalid, "", errors.New("the Dial and TLS settings exclude each other"))
 	}
 	cfg.setDefaults()
 	opts := append(cfg.commonOpts(),
