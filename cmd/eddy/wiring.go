@@ -45,7 +45,8 @@ type tuning struct {
 	nsContainers, perMinute  int
 	firesPerMinute           int
 	maxConcurrency           int
-	followers                int // scheduler: followers per leader queue (0 in standalone)
+	followers                int  // scheduler: followers per leader queue (0 in standalone)
+	handOver                 bool // scheduler: record hand-outs for a successor leader (cluster; not a flag)
 	invokerMemory            int64
 	prewarm                  string // --prewarm: stem cells, "" for the manifest's
 	manifestPath             string
@@ -132,10 +133,10 @@ func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, 
 	return scheduler.New(scheduler.Config{
 		ID: id, Addr: addr,
 		IdleQueueTimeout: t.queueIdle, NamespaceLimit: t.nsContainers, Retention: t.retention,
-		Followers: t.followers,
+		Followers: t.followers, HandOver: t.handOver,
 	}, scheduler.Deps{
 		Log: log.With("role", "scheduler"), Bus: b, Session: s, Client: c,
-		Activations: st, Listener: ln, Now: time.Now,
+		Activations: st, Listener: ln, Now: time.Now, Handovers: s,
 	})
 }
 

@@ -477,6 +477,9 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		InvokerAlive: s.invokerAlive,
 	}
 	s.shareDeps(f, &d)
+	if s.cfg.HandOver {
+		d.Handover = handover{s.d.Handovers, f}
+	}
 	return d
 }
 

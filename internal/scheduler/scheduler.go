@@ -42,6 +42,12 @@ type Config struct {
 	// follower holds no activations; it watches the leader key and elects
 	// itself when the key vanishes with its leader's lease.
 	Followers int
+	// HandOver records every hand-out of its leader queues in etcd
+	// (Deps.Handovers), so that a successor leader neither runs an
+	// activation twice nor forgets one in flight, and fences a queue whose
+	// leadership ended (docs/internals.md, "In-flight hand-over"). On in a
+	// cluster; off in standalone, where no other scheduler takes over.
+	HandOver bool
 }
 
 // Bus is what the scheduler needs of the message bus (bus.Bus has it).
@@ -134,6 +140,7 @@ type Deps struct {
 	Activations Activations // the records the queues make and read (duplicates)
 	Now         func() time.Time
 	Listener    net.Listener // Run serves gRPC on it and stops it on exit
+	Handovers   Handovers    // required with Config.HandOver
 }
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.
@@ -167,6 +174,9 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 		return nil, errors.New("scheduler: ID and Addr are required")
 	case deps.Bus == nil || deps.Session == nil || deps.Client == nil || deps.Activations == nil || deps.Listener == nil:
 		return nil, errors.New("scheduler: Bus, Session, Client, Activations and Listener are required")
+	}
+	if cfg.HandOver && deps.Handovers == nil {
+		return nil, errors.New("scheduler: HandOver needs Handovers")
 	}
 	if cfg.CreationTimeout <= 0 {
 		cfg.CreationTimeout = DefaultCreationTimeout
