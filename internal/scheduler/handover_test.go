@@ -23,9 +23,11 @@ import (
 // container c1 under the invoker's own lease.
 type hoEnv struct {
 	*kenv
-	act   whisk.ActionMeta
-	f     whisk.FQN
-	ctl   interface{ Publish(context.Context, string, []byte) error }
+	act whisk.ActionMeta
+	f   whisk.FQN
+	ctl interface {
+		Publish(context.Context, string, []byte) error
+	}
 	topic string
 	inv   *cluster.Session
 	cfg   scheduler.Config
