@@ -216,11 +216,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if err := s.d.Bus.EnsureTopic(ctx, ackTopic); err != nil {
 		return fmt.Errorf("scheduler: ack topic: %w", err)
 	}
-	acks, err := s.d.Bus.Subscribe(ctx, ackTopic, AckGroup)
+	subscribeAcks := func(ctx context.Context) (bus.Consumer, error) { return s.d.Bus.Subscribe(ctx, ackTopic, AckGroup) }
+	acks, err := subscribeAcks(ctx)
 	if err != nil {
 		return fmt.Errorf("scheduler: ack topic: %w", err)
 	}
-	defer acks.Close()
+	ackOwner := false // consumeAcks closes the consumer once it runs
+	defer func() {
+		if !ackOwner {
+			acks.Close()
+		}
+	}()
 	if err := s.d.Session.RegisterScheduler(ctx, s.info(0)); err != nil {
 		return fmt.Errorf("scheduler: register: %w", err)
 	}
@@ -242,7 +248,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Add(4)
 	go func() { defer bg.Done(); s.watchContainers(ctx) }()
-	go func() { defer bg.Done(); s.creator.consumeAcks(ctx, acks) }()
+	ackOwner = true
+	go func() { defer bg.Done(); s.creator.consumeAcks(ctx, acks, subscribeAcks) }()
 	go func() { defer bg.Done(); s.publishLoad(ctx) }()
 	go func() { defer bg.Done(); s.reconcileLoop(ctx) }()
 	s.log.Info("scheduler running", "addr", s.cfg.Addr)
