@@ -139,3 +139,37 @@ func (s *Session) ConfirmEpoch(ctx context.Context, f whisk.FQN, epoch int64) er
 func (s *Session) DeleteHandouts(ctx context.Context, f whisk.FQN, ids []whisk.ActivationID) error {
 	return s.c.DeleteHandouts(ctx, f, ids)
 }
+
+// DeposeLeader deletes f's leader key if it still names li (the same
+// scheduler at the same address): a follower found li's process gone (its
+// port refuses connections) and takes over without waiting for the lease
+// to expire. It is safe only with fenced hand-outs: a leader that was not
+// dead after all can hand out nothing more once its key is gone. Reports
+// whether it deleted the key.
+func (c *Client) DeposeLeader(ctx context.Context, f whisk.FQN, li whisk.LeaderInfo) (bool, error) {
+	key := leaderKey(f)
+	resp, err := c.etcd.Get(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("cluster: depose the leader of %s: %w", f, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return false, nil
+	}
+	var cur whisk.LeaderInfo
+	if err := json.Unmarshal(resp.Kvs[0].Value, &cur); err != nil || cur != li {
+		return false, nil
+	}
+	tresp, err := c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", resp.Kvs[0].CreateRevision)).
+		Then(clientv3.OpDelete(key)).
+		Commit()
+	if err != nil {
+		return false, fmt.Errorf("cluster: depose the leader of %s: %w", f, err)
+	}
+	return tresp.Succeeded, nil
+}
+
+// DeposeLeader is Client.DeposeLeader through the session's client.
+func (s *Session) DeposeLeader(ctx context.Context, f whisk.FQN, li whisk.LeaderInfo) (bool, error) {
+	return s.c.DeposeLeader(ctx, f, li)
+}

@@ -98,6 +98,7 @@ func (q *Queue) claim(ctx context.Context) bool {
 		epoch, hs, err := q.d.Handover.Claim(cctx)
 		cancel()
 		if err == nil {
+			q.claimedEpoch.Store(epoch)
 			select {
 			case q.claimc <- &claimResult{epoch, hs}:
 				return true

@@ -246,6 +246,9 @@ type Queue struct {
 	lostCount atomic.Int64 // activations failed as lost with their container (lost.go)
 	fenced    atomic.Bool  // a newer leadership exists (handover.go)
 	claimed   atomic.Int64 // activations a predecessor handed out, taken over (handover.go)
+	// claimedEpoch is the epoch the reader claimed (handover.go), for
+	// confirming it before commits.
+	claimedEpoch atomic.Int64
 
 	// Everything below is owned by the goroutine running Run (the loop),
 	// grouped by concern; each group's fields are the loop's to read and

@@ -187,6 +187,9 @@ func (r *reader) commit(ctx context.Context) {
 	if t <= r.committed || r.lost || r.q.fenced.Load() {
 		return // fenced: a successor leads and commits
 	}
+	if r.q.d.Handover != nil && !r.q.confirm(ctx, r.q.claimedEpoch.Load()) {
+		return // not confirmed: a commit must never come from a stale leader
+	}
 	if err := r.c.Commit(ctx, t); err != nil {
 		if whisk.IsKind(err, whisk.Conflict) {
 			r.lost = true

@@ -15,6 +15,9 @@ type Handovers interface {
 	PutHandout(ctx context.Context, f whisk.FQN, epoch int64, h whisk.Handout, forget []whisk.ActivationID) error
 	ConfirmEpoch(ctx context.Context, f whisk.FQN, epoch int64) error
 	DeleteHandouts(ctx context.Context, f whisk.FQN, ids []whisk.ActivationID) error
+	// DeposeLeader deletes f's leader key if it still names li (a
+	// follower found li's process gone); whether it did.
+	DeposeLeader(ctx context.Context, f whisk.FQN, li whisk.LeaderInfo) (bool, error)
 }
 
 // handover is queue.Handover for one action.

@@ -141,6 +141,17 @@ type Deps struct {
 	Now         func() time.Time
 	Listener    net.Listener // Run serves gRPC on it and stops it on exit
 	Handovers   Handovers    // required with Config.HandOver
+	// Assigner, if set with Config.HandOver, is how leader queues consume
+	// their action's topic: directly, outside any consumer group, so a
+	// successor reads at once instead of waiting for the dead leader's
+	// group session to expire (fencing by epoch keeps two leaders apart).
+	Assigner Assigner
+}
+
+// Assigner opens a consumer of a topic's partition that is no group member
+// and commits for group (*kafka.Bus has it).
+type Assigner interface {
+	Assign(ctx context.Context, topic, group string) (bus.Consumer, error)
 }
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.

@@ -111,8 +111,8 @@ func runsOf(t *testing.T, path string) map[string][]int64 {
 }
 
 // onceScenario runs the load, applies hit 4 s into it, and checks exactly
-// once. It returns the failover gap.
-func onceScenario(t *testing.T, sleep string, hit func(c *testCluster) time.Time) {
+// once. It returns how many activations got an error record.
+func onceScenario(t *testing.T, sleep string, hit func(c *testCluster) time.Time) (failed int) {
 	c := startCluster(t, "EDDY_LEASE_TTL="+onceTTL.String(), "EDDY_INVOCATIONS_PER_MINUTE=100000",
 		"EDDY_QUEUE_RETENTION=120s")
 	runs := filepath.Join(c.runDir, "runs.log")
@@ -131,7 +131,7 @@ func onceScenario(t *testing.T, sleep string, hit func(c *testCluster) time.Time
 	recs := collectRecords(load.accepted, []string{c.ctl1.base, c.ctl2.base}, time.Now().Add(90*time.Second))
 	ran := runsOf(t, runs)
 	var lost, twice []string
-	success, failed, ranNoSuccess := 0, 0, 0
+	success, ranNoSuccess := 0, 0
 	for _, id := range load.accepted {
 		rec, ok := recs[id]
 		n := len(ran[id])
@@ -194,6 +194,7 @@ func onceScenario(t *testing.T, sleep string, hit func(c *testCluster) time.Time
 	if success == 0 {
 		t.Errorf("no activation succeeded")
 	}
+	return failed
 }
 
 // leaderOfOnce waits for guest/once's leader scheduler.
@@ -267,4 +268,40 @@ func TestExactlyOncePauseLeader(t *testing.T) {
 		t.Logf("SIGSTOP %s (leader) at %s for %v, then SIGCONT", leader, at.Format("15:04:05.000"), 2*onceTTL)
 		return at
 	})
+}
+
+// SIGTERM of the leader scheduler: it resigns its queues at once (a
+// follower takes over without waiting for the lease) and nothing accepted
+// is lost or run twice.
+func TestExactlyOnceSIGTERMScheduler(t *testing.T) {
+	failed := onceScenario(t, "2", func(c *testCluster) time.Time {
+		leader := leaderOfOnce(c)
+		at := time.Now()
+		if err := syscall.Kill(readPid(t, filepath.Join(c.runDir, leader+".pid")), syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("SIGTERM %s (leader) at %s", leader, at.Format("15:04:05.000"))
+		return at
+	})
+	if failed > 0 {
+		t.Errorf("%d activations failed: a drained role finishes what it accepted", failed)
+	}
+}
+
+// SIGTERM of a busy invoker: it takes no new work, finishes what runs
+// (within --drain-timeout) and exits; nothing accepted is lost or run
+// twice.
+func TestExactlyOnceSIGTERMInvoker(t *testing.T) {
+	failed := onceScenario(t, "2", func(c *testCluster) time.Time {
+		inv := busyInvoker(c)
+		at := time.Now()
+		if err := syscall.Kill(readPid(t, filepath.Join(c.runDir, inv+".pid")), syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("SIGTERM %s at %s", inv, at.Format("15:04:05.000"))
+		return at
+	})
+	if failed > 0 {
+		t.Errorf("%d activations failed: a drained role finishes what it accepted", failed)
+	}
 }
