@@ -110,20 +110,21 @@ func runsOf(t *testing.T, path string) map[string][]int64 {
 	return runs
 }
 
-// onceScenario runs the load, applies hit 4 s into it, and checks exactly
-// once. It returns how many activations got an error record.
-func onceScenario(t *testing.T, sleep string, hit func(c *testCluster) time.Time) (failed int) {
-	c := startCluster(t, "EDDY_LEASE_TTL="+onceTTL.String(), "EDDY_INVOCATIONS_PER_MINUTE=100000",
-		"EDDY_QUEUE_RETENTION=120s")
-	runs := filepath.Join(c.runDir, "runs.log")
+// onceScenario runs the load of a new action on c, applies hit 4 s into
+// it, and checks exactly once. It returns how many activations got an
+// error record.
+func onceScenario(t *testing.T, c *testCluster, action, sleep string, hit func(c *testCluster) time.Time) (failed int) {
+	c.t, c.ctl1.t, c.ctl2.t = t, t, t
+	runs := filepath.Join(c.runDir, action+".runs")
 	code := strings.NewReplacer("RUNS", runs, "SLEEP", sleep).Replace(runsScript)
-	c.ctl1.must(200, "PUT", "/api/v1/namespaces/_/actions/once", map[string]any{
+	c.ctl1.must(200, "PUT", "/api/v1/namespaces/_/actions/"+action, map[string]any{
 		"exec": map[string]any{"kind": "native", "code": code}, "limits": map[string]any{"timeout": 30000}})
-	c.ctl1.must(200, "POST", "/api/v1/namespaces/_/actions/once?blocking=true&result=true", map[string]any{})
+	c.ctl1.must(200, "POST", "/api/v1/namespaces/_/actions/"+action+"?blocking=true&result=true", map[string]any{})
+	_ = os.Remove(runs) // the warm-up run does not count
 
 	var load *onceLoad
 	done := make(chan struct{})
-	go func() { defer close(done); load = onceMixedLoad(c, "once", 10, 14*time.Second) }()
+	go func() { defer close(done); load = onceMixedLoad(c, action, 10, 12*time.Second) }()
 	time.Sleep(4 * time.Second)
 	killAt := hit(c)
 	<-done
@@ -197,17 +198,17 @@ func onceScenario(t *testing.T, sleep string, hit func(c *testCluster) time.Time
 	return failed
 }
 
-// leaderOfOnce waits for guest/once's leader scheduler.
-func leaderOfOnce(c *testCluster) string {
+// leaderOfAction is action's leader scheduler.
+func leaderOfAction(c *testCluster, action string) string {
 	c.t.Helper()
-	l := leaderOf(c.status(), "once")
+	l := leaderOf(c.status(), action)
 	if !strings.HasPrefix(l, "scheduler") {
-		c.t.Fatalf("no leader for guest/once: %+v", c.status().Queues)
+		c.t.Fatalf("no leader for guest/%s: %+v", action, c.status().Queues)
 	}
 	return l
 }
 
-// busyInvoker is an invoker running a container of guest/once.
+// busyInvoker is an invoker running action containers.
 func busyInvoker(c *testCluster) string {
 	c.t.Helper()
 	for _, name := range []string{"invoker1", "invoker2"} {
@@ -215,93 +216,105 @@ func busyInvoker(c *testCluster) string {
 			return name
 		}
 	}
-	c.t.Fatal("no invoker runs a container of guest/once")
+	c.t.Fatal("no invoker runs an action container")
 	return ""
 }
 
-func TestExactlyOnceKillLeader(t *testing.T) {
-	onceScenario(t, "2", func(c *testCluster) time.Time {
-		leader := leaderOfOnce(c)
-		at := time.Now()
-		c.kill9(leader)
-		t.Logf("kill -9 %s (leader) at %s", leader, at.Format("15:04:05.000"))
-		return at
-	})
-}
-
-func TestExactlyOnceKillInvoker(t *testing.T) {
-	onceScenario(t, "2", func(c *testCluster) time.Time {
-		inv := busyInvoker(c)
-		at := time.Now()
-		c.kill9(inv)
-		t.Logf("kill -9 %s at %s", inv, at.Format("15:04:05.000"))
-		return at
-	})
-}
-
-func TestExactlyOnceKillLeaderAndInvoker(t *testing.T) {
-	onceScenario(t, "2", func(c *testCluster) time.Time {
-		leader, inv := leaderOfOnce(c), busyInvoker(c)
-		at := time.Now()
-		c.kill9(leader)
-		time.Sleep(50 * time.Millisecond)
-		c.kill9(inv)
-		t.Logf("kill -9 %s (leader) and %s 50 ms apart at %s", leader, inv, at.Format("15:04:05.000"))
-		return at
-	})
-}
-
-// A leader paused past its lease wakes fenced: it hands out nothing its
-// successor runs.
-func TestExactlyOncePauseLeader(t *testing.T) {
-	onceScenario(t, "2", func(c *testCluster) time.Time {
-		leader := leaderOfOnce(c)
-		pid := readPid(t, filepath.Join(c.runDir, leader+".pid"))
-		at := time.Now()
-		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-			t.Fatal(err)
+// TestExactlyOnce runs the scenarios on one cluster (lease TTL 3 s),
+// starting what a scenario killed again before the next (cluster.sh start
+// starts only missing members).
+func TestExactlyOnce(t *testing.T) {
+	c := startCluster(t, "EDDY_LEASE_TTL="+onceTTL.String(), "EDDY_INVOCATIONS_PER_MINUTE=100000",
+		"EDDY_QUEUE_RETENTION=120s", "EDDY_DRAIN_TIMEOUT=20s")
+	top := t
+	restart := func(t *testing.T) {
+		start := time.Now()
+		if out, err := c.script("start"); err != nil {
+			top.Fatalf("cluster.sh start after the scenario: %v\n%s", err, out)
 		}
-		time.Sleep(2 * onceTTL)
-		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("SIGSTOP %s (leader) at %s for %v, then SIGCONT", leader, at.Format("15:04:05.000"), 2*onceTTL)
-		return at
-	})
-}
-
-// SIGTERM of the leader scheduler: it resigns its queues at once (a
-// follower takes over without waiting for the lease) and nothing accepted
-// is lost or run twice.
-func TestExactlyOnceSIGTERMScheduler(t *testing.T) {
-	failed := onceScenario(t, "2", func(c *testCluster) time.Time {
-		leader := leaderOfOnce(c)
-		at := time.Now()
-		if err := syscall.Kill(readPid(t, filepath.Join(c.runDir, leader+".pid")), syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("SIGTERM %s (leader) at %s", leader, at.Format("15:04:05.000"))
-		return at
-	})
-	if failed > 0 {
-		t.Errorf("%d activations failed: a drained role finishes what it accepted", failed)
+		t.Logf("missing members started again in %v", time.Since(start).Round(time.Millisecond))
 	}
-}
-
-// SIGTERM of a busy invoker: it takes no new work, finishes what runs
-// (within --drain-timeout) and exits; nothing accepted is lost or run
-// twice.
-func TestExactlyOnceSIGTERMInvoker(t *testing.T) {
-	failed := onceScenario(t, "2", func(c *testCluster) time.Time {
-		inv := busyInvoker(c)
-		at := time.Now()
-		if err := syscall.Kill(readPid(t, filepath.Join(c.runDir, inv+".pid")), syscall.SIGTERM); err != nil {
-			t.Fatal(err)
+	scenarios := []struct {
+		name string
+		hit  func(t *testing.T, c *testCluster, action string) time.Time
+		// drained: a SIGTERM'd role finishes what it accepted, so no
+		// activation may fail.
+		drained bool
+	}{
+		{"KillLeader", func(t *testing.T, c *testCluster, action string) time.Time {
+			leader := leaderOfAction(c, action)
+			at := time.Now()
+			c.kill9(leader)
+			t.Logf("kill -9 %s (leader) at %s", leader, at.Format("15:04:05.000"))
+			return at
+		}, false},
+		{"KillInvoker", func(t *testing.T, c *testCluster, action string) time.Time {
+			inv := busyInvoker(c)
+			at := time.Now()
+			c.kill9(inv)
+			t.Logf("kill -9 %s at %s", inv, at.Format("15:04:05.000"))
+			return at
+		}, false},
+		{"KillLeaderAndInvoker", func(t *testing.T, c *testCluster, action string) time.Time {
+			leader, inv := leaderOfAction(c, action), busyInvoker(c)
+			at := time.Now()
+			c.kill9(leader)
+			time.Sleep(50 * time.Millisecond)
+			c.kill9(inv)
+			t.Logf("kill -9 %s (leader) and %s 50 ms apart at %s", leader, inv, at.Format("15:04:05.000"))
+			return at
+		}, false},
+		// A leader paused past its lease wakes fenced: it hands out
+		// nothing its successor runs.
+		{"PauseLeader", func(t *testing.T, c *testCluster, action string) time.Time {
+			leader := leaderOfAction(c, action)
+			pid := readPid(t, filepath.Join(c.runDir, leader+".pid"))
+			at := time.Now()
+			if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2 * onceTTL)
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("SIGSTOP %s (leader) at %s for %v, then SIGCONT", leader, at.Format("15:04:05.000"), 2*onceTTL)
+			return at
+		}, false},
+		// SIGTERM of the leader: it resigns its queues at once (a follower
+		// takes over without waiting for the lease).
+		{"SIGTERMScheduler", func(t *testing.T, c *testCluster, action string) time.Time {
+			leader := leaderOfAction(c, action)
+			at := time.Now()
+			if err := syscall.Kill(readPid(t, filepath.Join(c.runDir, leader+".pid")), syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("SIGTERM %s (leader) at %s", leader, at.Format("15:04:05.000"))
+			return at
+		}, true},
+		// SIGTERM of a busy invoker: no new work, what runs finishes
+		// (within --drain-timeout), then it exits.
+		{"SIGTERMInvoker", func(t *testing.T, c *testCluster, action string) time.Time {
+			inv := busyInvoker(c)
+			at := time.Now()
+			if err := syscall.Kill(readPid(t, filepath.Join(c.runDir, inv+".pid")), syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("SIGTERM %s at %s", inv, at.Format("15:04:05.000"))
+			return at
+		}, true},
+	}
+	for i, sc := range scenarios {
+		ok := t.Run(sc.name, func(t *testing.T) {
+			action := fmt.Sprintf("once%d", i)
+			failed := onceScenario(t, c, action, "2", func(c *testCluster) time.Time { return sc.hit(t, c, action) })
+			if sc.drained && failed > 0 {
+				t.Errorf("%d activations failed: a drained role finishes what it accepted", failed)
+			}
+			restart(t)
+		})
+		c.t, c.ctl1.t, c.ctl2.t = top, top, top
+		if !ok {
+			break
 		}
-		t.Logf("SIGTERM %s at %s", inv, at.Format("15:04:05.000"))
-		return at
-	})
-	if failed > 0 {
-		t.Errorf("%d activations failed: a drained role finishes what it accepted", failed)
 	}
 }
