@@ -112,8 +112,8 @@ func runsOf(t *testing.T, path string) map[string][]int64 {
 
 // onceScenario runs the load of a new action on c, applies hit 4 s into
 // it, and checks exactly once. It returns how many activations got an
-// error record.
-func onceScenario(t *testing.T, c *testCluster, action, sleep string, hit func(c *testCluster) time.Time) (failed int) {
+// error record, and the failover gap.
+func onceScenario(t *testing.T, c *testCluster, action, sleep string, hit func(c *testCluster) time.Time) (failed int, gapMs int64) {
 	c.t, c.ctl1.t, c.ctl2.t = t, t, t
 	runs := filepath.Join(c.runDir, action+".runs")
 	code := strings.NewReplacer("RUNS", runs, "SLEEP", sleep).Replace(runsScript)
@@ -195,7 +195,7 @@ func onceScenario(t *testing.T, c *testCluster, action, sleep string, hit func(c
 	if success == 0 {
 		t.Errorf("no activation succeeded")
 	}
-	return failed
+	return failed, gap
 }
 
 // leaderOfAction is action's leader scheduler.
@@ -240,6 +240,11 @@ func TestExactlyOnce(t *testing.T) {
 		// drained: a SIGTERM'd role finishes what it accepted, so no
 		// activation may fail.
 		drained bool
+		// fast: the leader's process is gone (its port refuses) or it
+		// resigned, so the failover must not wait for its lease: the gap
+		// stays under one lease TTL (a ratio to the setting, measured
+		// from the outside; the lease path takes at least one TTL).
+		fast bool
 	}{
 		{"KillLeader", func(t *testing.T, c *testCluster, action string) time.Time {
 			leader := leaderOfAction(c, action)
@@ -247,14 +252,14 @@ func TestExactlyOnce(t *testing.T) {
 			c.kill9(leader)
 			t.Logf("kill -9 %s (leader) at %s", leader, at.Format("15:04:05.000"))
 			return at
-		}, false},
+		}, false, true},
 		{"KillInvoker", func(t *testing.T, c *testCluster, action string) time.Time {
 			inv := busyInvoker(c)
 			at := time.Now()
 			c.kill9(inv)
 			t.Logf("kill -9 %s at %s", inv, at.Format("15:04:05.000"))
 			return at
-		}, false},
+		}, false, false},
 		{"KillLeaderAndInvoker", func(t *testing.T, c *testCluster, action string) time.Time {
 			leader, inv := leaderOfAction(c, action), busyInvoker(c)
 			at := time.Now()
@@ -263,7 +268,7 @@ func TestExactlyOnce(t *testing.T) {
 			c.kill9(inv)
 			t.Logf("kill -9 %s (leader) and %s 50 ms apart at %s", leader, inv, at.Format("15:04:05.000"))
 			return at
-		}, false},
+		}, false, false},
 		// A leader paused past its lease wakes fenced: it hands out
 		// nothing its successor runs.
 		{"PauseLeader", func(t *testing.T, c *testCluster, action string) time.Time {
@@ -279,7 +284,7 @@ func TestExactlyOnce(t *testing.T) {
 			}
 			t.Logf("SIGSTOP %s (leader) at %s for %v, then SIGCONT", leader, at.Format("15:04:05.000"), 2*onceTTL)
 			return at
-		}, false},
+		}, false, false},
 		// SIGTERM of the leader: it resigns its queues at once (a follower
 		// takes over without waiting for the lease).
 		{"SIGTERMScheduler", func(t *testing.T, c *testCluster, action string) time.Time {
@@ -290,7 +295,7 @@ func TestExactlyOnce(t *testing.T) {
 			}
 			t.Logf("SIGTERM %s (leader) at %s", leader, at.Format("15:04:05.000"))
 			return at
-		}, true},
+		}, true, true},
 		// SIGTERM of a busy invoker: no new work, what runs finishes
 		// (within --drain-timeout), then it exits.
 		{"SIGTERMInvoker", func(t *testing.T, c *testCluster, action string) time.Time {
@@ -301,14 +306,17 @@ func TestExactlyOnce(t *testing.T) {
 			}
 			t.Logf("SIGTERM %s at %s", inv, at.Format("15:04:05.000"))
 			return at
-		}, true},
+		}, true, false},
 	}
 	for i, sc := range scenarios {
 		ok := t.Run(sc.name, func(t *testing.T) {
 			action := fmt.Sprintf("once%d", i)
-			failed := onceScenario(t, c, action, "2", func(c *testCluster) time.Time { return sc.hit(t, c, action) })
+			failed, gap := onceScenario(t, c, action, "2", func(c *testCluster) time.Time { return sc.hit(t, c, action) })
 			if sc.drained && failed > 0 {
 				t.Errorf("%d activations failed: a drained role finishes what it accepted", failed)
+			}
+			if sc.fast && gap >= onceTTL.Milliseconds() {
+				t.Errorf("failover gap %d ms, not under the lease TTL %v: the successor waited for the lease", gap, onceTTL)
 			}
 			restart(t)
 		})
