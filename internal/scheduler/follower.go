@@ -24,10 +24,13 @@ import (
 // watches the leader key (Client.WatchLeader, resuming from the last
 // revision seen). When the key vanishes alone — its leader's lease expired,
 // or the leader stopped — the follower elects itself (put-if-absent); the
-// winner starts a leader queue, which subscribes to the action's topic and
-// resumes from the committed offset (waiting, if the dead leader's
-// consumer is still in the group, until the bus gives it the topic); the
-// losers follow the new leader. When the leader retires the queue on
+// winner starts a leader queue, which resumes the action's topic from the
+// committed offset (with Config.HandOver and an Assigner at once, reading
+// the partition directly; else through the group, waiting, if the dead
+// leader's consumer is still in it, until the bus gives it the topic); the
+// losers follow the new leader. With Config.HandOver a follower also
+// deposes a leader whose process is gone (probeEvery) instead of waiting
+// for its lease to expire. When the leader retires the queue on
 // purpose (idle, action deleted: Session.RetireQueue deletes the leader
 // and follower keys together) followers stop. The leader checks every
 // followerCheckEvery that its queues have their followers and recruits
