@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/cluster.sh start|stop|status|clean — a whole Eddy cluster on one
+# deploy/cluster.sh start|stop|restart NAME|status|clean — a whole Eddy cluster on one
 # machine, every part a separate process on loopback (see docs/cluster.md):
 #
 #   etcd         3 members, `eddy etcd` (embedded etcd, one per process)
@@ -12,7 +12,10 @@
 #
 # Each process logs to $RUN/<name>.log and has its pid in $RUN/<name>.pid;
 # `stop` stops exactly those processes, `start` after `stop` restarts on the
-# same data, `clean` (when stopped) removes the run dir.
+# same data, `clean` (when stopped) removes the run dir. `start` starts only
+# the members that are not running (one killed process is started again,
+# the others are left alone); `restart NAME` stops NAME (SIGTERM, then
+# SIGKILL after 30 s) and starts it again.
 #
 # Settings (environment):
 #   EDDY_CLUSTER_DIR        run dir (default deploy/.run)
@@ -69,22 +72,33 @@ alive() {
 	tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qE "$BIN/eddy|$RUN/" || return 1
 }
 
-# spawn NAME CMD...: start CMD in the background, logging to NAME.log.
+# spawn NAME CMD...: start CMD in the background, appending to NAME.log,
+# unless NAME runs already (then it says so and fails: the caller skips
+# waiting for it). LOGOFF[NAME] is where this start's log begins.
+declare -A LOGOFF
 spawn() {
 	local name=$1
 	shift
 	if alive "$name"; then
-		die "$name is already running (pid $(<"$RUN/$name.pid")); run '$0 stop' first"
+		say "$name is running already (pid $(<"$RUN/$name.pid")): left alone"
+		return 1
 	fi
-	: >"$RUN/$name.log"
+	touch "$RUN/$name.log"
+	LOGOFF[$name]=$(stat -c %s "$RUN/$name.log")
+	printf -- '--- cluster.sh: %s started %s\n' "$name" "$(date -u +%FT%TZ)" >>"$RUN/$name.log"
 	setsid "$@" >>"$RUN/$name.log" 2>&1 </dev/null &
 	echo $! >"$RUN/$name.pid"
 }
 
-# wait_log NAME PATTERN: wait until NAME's log has PATTERN (or NAME died).
+# started NAME: spawn started NAME in this run (wait for it).
+started() { [[ -n ${LOGOFF[$1]:-} ]]; }
+
+# wait_log NAME PATTERN: wait until NAME's log of this start has PATTERN
+# (or NAME died). A NAME not started by this run is not waited for.
 wait_log() {
 	local name=$1 pattern=$2 deadline=$((SECONDS + START_TIMEOUT))
-	until grep -q -- "$pattern" "$RUN/$name.log" 2>/dev/null; do
+	started "$name" || return 0
+	until tail -c +$((LOGOFF[$name] + 1)) "$RUN/$name.log" 2>/dev/null | grep -q -- "$pattern"; do
 		alive "$name" || { tail -n 20 "$RUN/$name.log" >&2; die "$name exited during start-up (log: $RUN/$name.log)"; }
 		((SECONDS < deadline)) || die "$name not ready after ${START_TIMEOUT}s (log: $RUN/$name.log)"
 		sleep 0.1
@@ -130,7 +144,8 @@ start_postgres() {
 	local bin data=$RUN/postgres
 	bin=$(pg_bin) || die "PostgreSQL binaries (initdb, postgres) not found under /usr/lib/postgresql/*/bin or on \$PATH: install them (scripts/postgres-deps) or set EDDY_POSTGRES_BIN"
 	if [[ -f $data/postmaster.pid ]] && kill -0 "$(head -n1 "$data/postmaster.pid")" 2>/dev/null; then
-		die "postgres is already running; run '$0 stop' first"
+		say "postgres is running already: left alone"
+		return 0
 	fi
 	: >"$RUN/postgres.log"
 	if ((EUID == 0)); then
@@ -196,7 +211,7 @@ cmd_start() {
 		# shellcheck disable=SC2046 # tls_flags is a list of words
 		spawn "etcd$i" "$BIN/eddy" etcd --name "etcd$i" --data-dir "$RUN/etcd$i" \
 			--client-url "$SCHEME://127.0.0.1:$((BASE + i))" --peer-url "$SCHEME://127.0.0.1:$((BASE + 10 + i))" \
-			--initial-cluster "$INITIAL_CLUSTER" $(tls_flags etcd)
+			--initial-cluster "$INITIAL_CLUSTER" $(tls_flags etcd) || true
 	done
 	for i in 1 2 3; do wait_log "etcd$i" "serving clients"; done
 
@@ -206,10 +221,10 @@ cmd_start() {
 		# shellcheck disable=SC2207
 		kafka_sec=($(tls_flags kafka) --sasl-user eddy --sasl-password-file "$TLS_DIR/kafka-password")
 	fi
-	spawn kafka "$BIN/eddy-kafka-dev" --listen "$KAFKA_LISTEN" --brokers 3 --data-dir "$RUN/kafka" "${kafka_sec[@]}"
+	spawn kafka "$BIN/eddy-kafka-dev" --listen "$KAFKA_LISTEN" --brokers 3 --data-dir "$RUN/kafka" "${kafka_sec[@]}" || true
 	wait_log kafka "kafka dev broker listening"
 	local brokers
-	brokers=$(grep -m1 -E '^[0-9.:,]+$' "$RUN/kafka.log")
+	brokers=$(grep -E '^[0-9.:,]+$' "$RUN/kafka.log" | tail -n1)
 
 	say "starting postgres on 127.0.0.1:$PG_PORT"
 	start_postgres
@@ -233,19 +248,19 @@ cmd_start() {
 	for port in "${CONTROLLER_PORTS[@]}"; do
 		say "starting controller$n on port $port"
 		# shellcheck disable=SC2046
-		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port" $(tls_flags controller)
+		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port" $(tls_flags controller) || true
 		n=$((n + 1))
 	done
 	for i in 1 2 3; do
 		say "starting scheduler$i"
 		# shellcheck disable=SC2046
-		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))" $(tls_flags scheduler)
+		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))" $(tls_flags scheduler) || true
 	done
 	for i in 1 2; do
 		say "starting invoker$i ($BACKEND backend)"
 		# shellcheck disable=SC2046
 		spawn "invoker$i" "$BIN/eddy" invoker --config "$RUN/eddy.json" --id "invoker$i" --backend "$BACKEND" \
-			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}" $(tls_flags invoker)
+			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}" $(tls_flags invoker) || true
 	done
 	for n in controller1 controller2; do wait_log "$n" "API at"; done
 	for i in 1 2 3; do wait_log "scheduler$i" "gRPC at"; done
@@ -304,6 +319,15 @@ cmd_stop() {
 	say "stopped"
 }
 
+# cmd_restart NAME: stop NAME and start it again (the others stay).
+cmd_restart() {
+	local name=${1:-} n ok=""
+	for n in "${EDDY_PROCS[@]}"; do [[ $n == "$name" ]] && ok=1; done
+	[[ -n $ok ]] || die "restart: unknown member '$name' (one of: ${EDDY_PROCS[*]})"
+	stop_proc "$name"
+	cmd_start
+}
+
 cmd_status() {
 	local name state
 	for name in "${EDDY_PROCS[@]}" postgres; do
@@ -334,7 +358,8 @@ cmd_clean() {
 case ${1:-} in
 start) cmd_start ;;
 stop) cmd_stop ;;
+restart) shift; cmd_restart "$@" ;;
 status) shift; cmd_status "$@" ;;
 clean) cmd_clean ;;
-*) echo "usage: $0 start|stop|status [--json]|clean" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|restart NAME|status [--json]|clean" >&2; exit 2 ;;
 esac

@@ -296,6 +296,8 @@ func runScheduler(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *s
 	if err != nil {
 		return fmt.Errorf("etcd lease: %w", err)
 	}
+	cfg.tuning.handOver = true // other schedulers take its queues over
+	cfg.tuning.assigner = d.bus
 	sched, err := newScheduler(&cfg.tuning, cfg.id, addr, ln, d.bus, session, d.etcd, d.store, log)
 	if err != nil {
 		return err

@@ -48,12 +48,14 @@ type tuning struct {
 	nsContainers, perMinute  int
 	firesPerMinute           int
 	maxConcurrency           int
-	followers                int // scheduler: followers per leader queue (0 in standalone)
+	followers                int                // scheduler: followers per leader queue (0 in standalone)
+	handOver                 bool               // scheduler: record hand-outs for a successor leader (cluster; not a flag)
+	assigner                 scheduler.Assigner // scheduler: direct partition consumption (cluster's Kafka bus; not a flag)
 	invokerMemory            int64
 	prewarm                  string // --prewarm: stem cells, "" for the manifest's
 	manifestPath             string
 	apiGatewayURL            string        // controller: base URL of APIs created with `wsk api create`
-	drainTimeout             time.Duration // controller: how long SIGTERM waits for accepted activations
+	drainTimeout             time.Duration // controller, invoker: how long SIGTERM waits for accepted activations
 	// creds secure the scheduler's gRPC server and every client of it
 	// (tls.go); not a flag: the command sets it. Required.
 	creds credentials.TransportCredentials
@@ -92,8 +94,10 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 		fs.IntVar(&t.nsContainers, "namespace-containers", 100, "concurrent containers per namespace")
 		fs.IntVar(&t.firesPerMinute, "fires-per-minute", 60, "trigger fires per minute per namespace (a scheduler: of the alarms it fires)")
 	}
-	if roles&forController != 0 {
+	if roles&(forController|forInvoker) != 0 {
 		fs.DurationVar(&t.drainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, refuse new work and wait this long at most for the activations in flight to finish")
+	}
+	if roles&forController != 0 {
 		fs.IntVar(&t.perMinute, "invocations-per-minute", 1200, "invocations per minute per namespace")
 		fs.IntVar(&t.maxConcurrency, "max-action-concurrency", 1, "the largest limits.concurrency an action may have (activations one container runs at once)")
 		fs.StringVar(&t.apiGatewayURL, "api-gw-url", "", "base URL of the APIs `wsk api create` makes, e.g. https://api.example.com (default: the scheme and host each request came to)")
@@ -138,10 +142,11 @@ func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, 
 	return scheduler.New(scheduler.Config{
 		ID: id, Addr: addr,
 		IdleQueueTimeout: t.queueIdle, NamespaceLimit: t.nsContainers, Retention: t.retention,
-		Followers: t.followers,
+		Followers: t.followers, HandOver: t.handOver,
 	}, scheduler.Deps{
 		Log: log.With("role", "scheduler"), Bus: b, Session: s, Client: c,
 		Activations: st, Listener: ln, Now: time.Now, Credentials: t.creds,
+		Handovers: s, Assigner: t.assigner,
 	})
 }
 
@@ -156,7 +161,7 @@ func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session
 	}
 	return invoker.New(invoker.Config{
 		ID: id, UserMemoryMB: t.invokerMemory, IdleTimeout: t.containerIdle, APIHost: apiHost,
-		StemCells: cells,
+		StemCells: cells, ShutdownGrace: t.drainTimeout,
 	}, invoker.Deps{
 		Log: log.With("role", "invoker"), Bus: b, Session: s, Leaders: c,
 		Backend: backend, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local,
@@ -335,9 +340,10 @@ func newProcessBackend(workRoot string, log *slog.Logger) (container.Backend, er
 		return nil, fmt.Errorf("locating the eddy binary for the process backend: %w", err)
 	}
 	return process.New(process.Config{
-		Command:  []string{self, "runtime"},
-		WorkRoot: filepath.Join(workRoot, "containers"),
-		Log:      log.With("backend", "process"),
+		Command:     []string{self, "runtime"},
+		WorkRoot:    filepath.Join(workRoot, "containers"),
+		RemoveStale: true, // the work root is the data dir's: one process at a time
+		Log:         log.With("backend", "process"),
 	})
 }
 

@@ -28,6 +28,7 @@ import (
 //	eddy/creating/<ns>/<action>/<rev>/<sid>/<creationId>   whisk.CreationInfo  scheduler        Session.PutCreation (the scheduler's creator) → Client.CountCreations, CountNamespace
 //	eddy/demand/<ns>/<action>                              whisk.LeaderInfo    scheduler        Session.PutDemand (a leader queue refused by its namespace limit, below its fair share) → Client.NamespaceShare (share.go: the queues of the namespace)
 //	eddy/throttle/<ns>[/<action>]                          "true"/"false"      scheduler        (reserved: throttling, later)
+//	eddy/handout/<ns>/<action>/<aid>                       whisk.Handout       none (see below) PutHandout (the leader queue, fenced by its epoch, before answering the fetch) → Session.ClaimHandouts (the next leader)
 //	eddy/alarmshard/<n>                                    provider id (text)  scheduler        Session.ClaimAlarmShard (put-if-absent by a scheduler's alarms provider) → Client.AlarmShardOwners (every provider, polling)
 //
 // Besides, Client.Status (status.go) reads the scheduler, invoker, queue,
@@ -134,6 +135,21 @@ func creationNamespacePrefix(ns string) string { return root + "creating/" + seg
 func creationRevPrefix(f whisk.FQN, rev int64) string {
 	return creationNamespacePrefix(f.Namespace) + seg(f.Name) + "/" + revSeg(rev) + "/"
 }
+
+// eddy/handout/<ns>/<action>/<aid>: an activation a leader queue handed to
+// a container, not yet known to be finished and recorded. Written by the
+// leader queue (PutHandout) in a transaction fenced by the leader key's
+// creation revision, before the container is answered; deliberately under
+// NO lease, because it must outlive both the leader and the invoker (when
+// both die, the successor still learns of it and gives it an error record).
+// Deleted by the leader once the activation is known finished (its
+// container fetched past it, or its record is found) or failed by the
+// queue (DeleteHandouts, or in a later PutHandout's transaction). Read by
+// the next leader when its queue starts (ClaimHandouts).
+func handoutPrefix(f whisk.FQN) string {
+	return root + "handout/" + seg(f.Namespace) + "/" + seg(f.Name) + "/"
+}
+func handoutKey(f whisk.FQN, id whisk.ActivationID) string { return handoutPrefix(f) + seg(string(id)) }
 
 // eddy/throttle/<ns> and eddy/throttle/<ns>/<action>: reserved for
 // throttling flags, under the scheduler's lease; read with exact gets only

@@ -74,9 +74,14 @@ func (q *Queue) record(e *entry, now time.Time, status int, text string) whisk.A
 // offsets done once stored and completed.
 func (q *Queue) startFail(fs []failure) {
 	q.failing++
-	ctx := q.ctx
+	ctx, epoch := q.ctx, q.epoch
 	go func() {
 		var b failBatch
+		if !q.confirm(ctx, epoch) {
+			b.bad = fs // fenced: the queue ends and writes nothing; else tried again
+			q.failed <- b
+			return
+		}
 		for _, f := range fs {
 			if err := q.d.Fail(ctx, f.e.msg, f.rec); err != nil {
 				q.log.Error("queue: storing a failed activation", "activation", f.e.msg.ActivationID, "err", err)
@@ -95,6 +100,10 @@ func (q *Queue) handleFailed(b failBatch) {
 		if e.tracked {
 			q.offs.finish(e.off)
 		}
+		q.forgetDone(e)
+	}
+	if q.fenced.Load() {
+		return // a successor leads: its records count, not ours
 	}
 	q.refail = append(q.refail, b.bad...)
 }

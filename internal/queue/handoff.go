@@ -43,6 +43,7 @@ type entry struct {
 	msg     whisk.ActivationMessage
 	off     int64
 	tracked bool // off counts in the commit watermark
+	keyed   bool // its hand-out is recorded (handover.go): the key is deleted once it is done
 	enq     time.Time
 }
 
@@ -51,6 +52,9 @@ type fetch struct {
 	reply  chan *whisk.FetchResponse
 	at     time.Time
 	handed *entry
+	// pending: the hand-out is being recorded (handover.go); cancelled:
+	// the caller went away meanwhile.
+	pending, cancelled bool
 }
 
 // handleMessage takes one consumed record.
@@ -202,8 +206,17 @@ func (q *Queue) hand(f *fetch, e *entry) {
 		msg.Action = q.meta // older revisions run on the current code
 	}
 	f.handed = e
-	f.reply <- &whisk.FetchResponse{Status: whisk.FetchOK, Activation: &msg}
-	q.handedTo(f, e, &msg)
+	if q.d.Handover != nil {
+		q.recordHandout(f, e, msg) // answered once recorded (handleHanded)
+		return
+	}
+	q.answer(f, e, &msg)
+}
+
+// answer gives f the activation e (as msg); its offset is done.
+func (q *Queue) answer(f *fetch, e *entry, msg *whisk.ActivationMessage) {
+	f.reply <- &whisk.FetchResponse{Status: whisk.FetchOK, Activation: msg}
+	q.handedTo(f, e, msg)
 	if e.tracked {
 		q.offs.finish(e.off)
 	}
@@ -213,6 +226,10 @@ func (q *Queue) hand(f *fetch, e *entry) {
 // activation it had been given but not received.
 func (q *Queue) handleCancel(f *fetch) {
 	q.parked = slices.DeleteFunc(q.parked, func(p *fetch) bool { return p == f })
+	if f.pending {
+		f.cancelled = true // handleHanded takes the activation back
+		return
+	}
 	select {
 	case r := <-f.reply:
 		if r.Status != whisk.FetchOK || f.handed == nil {
@@ -223,13 +240,7 @@ func (q *Queue) handleCancel(f *fetch) {
 		if e.tracked && !q.offs.reopen(e.off) {
 			e.tracked = false // already committed past; kept in memory only
 		}
-		q.buf = append([]*entry{e}, q.buf...)
-		for len(q.buf) > 0 && len(q.parked) > 0 {
-			g := q.nextParked()
-			h := q.buf[0]
-			q.buf = q.buf[1:]
-			q.hand(g, h)
-		}
+		q.requeue(e)
 	default:
 	}
 }

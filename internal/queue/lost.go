@@ -112,22 +112,31 @@ func (q *Queue) handedTo(f *fetch, e *entry, msg *whisk.ActivationMessage) {
 		w = &ctrWork{}
 		q.work[id] = w
 	}
-	limit := time.Duration(msg.Action.Limits.Timeout) * time.Millisecond
-	if limit <= 0 {
-		limit = time.Duration(whisk.DefaultSystemLimits().MaxTimeout) * time.Millisecond
-	}
-	if !f.req.Warm {
-		limit += initAllowance
-	}
-	due := now.Add(limit + q.cfg.LostAfter)
+	due := now.Add(q.lostLimit(msg, f.req.Warm))
 	w.acts = append(w.acts, &handedAct{e: e, at: now, due: due})
 	q.lostDue(due)
 	if n := len(w.acts) - max(1, msg.Action.Limits.Concurrency) - keepFinished; n > 0 && !w.checking {
 		// The container fetched with a free slot: the oldest finished,
 		// and keepFinished finished ones are remembered already.
+		for _, h := range w.acts[:n] {
+			q.forgetDone(h.e)
+		}
 		clear(w.acts[:n])
 		w.acts = w.acts[n:]
 	}
+}
+
+// lostLimit is how long after its hand-out an activation with no record
+// counts as lost (the safety net).
+func (q *Queue) lostLimit(msg *whisk.ActivationMessage, warm bool) time.Duration {
+	limit := time.Duration(msg.Action.Limits.Timeout) * time.Millisecond
+	if limit <= 0 {
+		limit = time.Duration(whisk.DefaultSystemLimits().MaxTimeout) * time.Millisecond
+	}
+	if !warm {
+		limit += initAllowance
+	}
+	return limit + q.cfg.LostAfter
 }
 
 // takenBack forgets e, which the container f asked for never received.
@@ -268,6 +277,7 @@ func (q *Queue) handleCheck(now time.Time, r *lostCheck) {
 		}
 		if r.recorded[h.e.msg.ActivationID] {
 			w.acts = slices.Delete(w.acts, i, i+1)
+			q.forgetDone(h.e)
 			continue
 		}
 		open = append(open, h)

@@ -208,6 +208,11 @@ type Deps struct {
 	// NamespaceShare). Called off the owner goroutine, one call at a time,
 	// and once more as the queue ends if a demand is published.
 	Want func(ctx context.Context, want bool) error
+	// Handover, if set, records every hand-out for a successor leader
+	// before the fetch is answered, fences this queue once a newer
+	// leadership exists, and gives the queue, as it starts, what its
+	// predecessors handed out (handover.go). It needs Recorded.
+	Handover Handover
 }
 
 // Queue is one action's leader queue. Create it with New, run it with Run.
@@ -222,8 +227,11 @@ type Queue struct {
 	cancels chan *fetch
 	results chan *CreationResult
 	failed  chan failBatch
-	countc  chan *countResult // at most one count in flight
-	endc    chan ending       // the reader found the topic gone or taken
+	claimc  chan *claimResult  // the leadership's epoch and predecessors' hand-outs (handover.go)
+	handedc chan *handResult   // hand-out records that came back
+	forgotc chan *forgetResult // hand-out key deletions that came back
+	countc  chan *countResult  // at most one count in flight
+	endc    chan ending        // the reader found the topic gone or taken
 	stopc   chan struct{}
 	final   chan struct{} // closed once commitTo holds the last watermark
 	done    chan struct{}
@@ -236,6 +244,11 @@ type Queue struct {
 	ended     atomic.Int32 // End, set when Run returns
 	dups      atomic.Int64 // duplicate activations skipped
 	lostCount atomic.Int64 // activations failed as lost with their container (lost.go)
+	fenced    atomic.Bool  // a newer leadership exists (handover.go)
+	claimed   atomic.Int64 // activations a predecessor handed out, taken over (handover.go)
+	// claimedEpoch is the epoch the reader claimed (handover.go), for
+	// confirming it before commits.
+	claimedEpoch atomic.Int64
 
 	// Everything below is owned by the goroutine running Run (the loop),
 	// grouped by concern; each group's fields are the loop's to read and
@@ -253,6 +266,7 @@ type Queue struct {
 	failState
 	timerState
 	lostState
+	handoverState
 }
 
 // actionState is the action the queue serves, as last learned
@@ -355,6 +369,9 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		deps.CountNamespace == nil || deps.Create == nil || deps.Fail == nil {
 		return nil, errors.New("queue: Now, Subscribe, CountContainers, CountNamespace, Create and Fail are required")
 	}
+	if deps.Handover != nil && deps.Recorded == nil {
+		return nil, errors.New("queue: Handover needs Recorded")
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -388,6 +405,9 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		cancels:     make(chan *fetch),
 		results:     make(chan *CreationResult),
 		failed:      make(chan failBatch),
+		claimc:      make(chan *claimResult),
+		handedc:     make(chan *handResult),
+		forgotc:     make(chan *forgetResult),
 		countc:      make(chan *countResult, 1),
 		endc:        make(chan ending, 1),
 		stopc:       make(chan struct{}, 1),
@@ -574,6 +594,12 @@ func (q *Queue) loop(ctx context.Context, tick <-chan time.Time, wake *time.Time
 			q.handleResult(q.d.Now(), r)
 		case b := <-q.failed:
 			q.handleFailed(b)
+		case c := <-q.claimc:
+			q.handleClaim(q.d.Now(), c)
+		case r := <-q.handedc:
+			q.handleHanded(r)
+		case r := <-q.forgotc:
+			q.handleForgot(r)
 		case c := <-q.countc:
 			q.handleCount(q.d.Now(), c)
 		case id := <-q.gonec:
@@ -639,12 +665,16 @@ func (q *Queue) shutdown(ctx context.Context) {
 		f.reply <- &whisk.FetchResponse{Status: whisk.FetchUnavailable}
 	}
 	q.parked = nil
+	for q.handing > 0 { // a recorded hand-out is answered: it runs
+		q.handleHanded(<-q.handedc)
+	}
 	for q.checks > 0 { // a lost check that finds activations to fail starts a fail batch
 		q.handleCheck(q.d.Now(), <-q.lostc)
 	}
 	for q.failing > 0 {
 		q.handleFailed(<-q.failed)
 	}
+	q.forgetAtEnd(ctx)
 	q.publishMark()
 	close(q.final)
 }

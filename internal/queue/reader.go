@@ -19,6 +19,10 @@ import (
 // back (notifier) the reader keeps no goroutine while nothing is there to
 // read or commit: see reader.park.
 func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
+	if q.d.Handover != nil && !q.claim(ctx) {
+		close(done)
+		return
+	}
 	r := q.subscribe(ctx)
 	if r == nil {
 		close(done)
@@ -180,8 +184,11 @@ func (r *reader) unpark() {
 // commit commits the watermark the owner published, if it moved.
 func (r *reader) commit(ctx context.Context) {
 	t := r.q.commitTo.Load()
-	if t <= r.committed || r.lost {
-		return
+	if t <= r.committed || r.lost || r.q.fenced.Load() {
+		return // fenced: a successor leads and commits
+	}
+	if r.q.d.Handover != nil && !r.q.confirm(ctx, r.q.claimedEpoch.Load()) {
+		return // not confirmed: a commit must never come from a stale leader
 	}
 	if err := r.c.Commit(ctx, t); err != nil {
 		if whisk.IsKind(err, whisk.Conflict) {

@@ -22,6 +22,7 @@ func (q *Queue) tick(now time.Time) {
 	})
 	q.expire(now)
 	q.checkLost(now)
+	q.flushForget()
 	if len(q.refail) > 0 && q.failing == 0 {
 		fs := q.refail
 		q.refail = nil
@@ -80,8 +81,9 @@ func (q *Queue) arm(t *time.Timer, now time.Time) {
 // the queue ticks every Config.Tick as before.
 func (q *Queue) nextWake(now time.Time) time.Time {
 	soon := now.Add(q.cfg.Tick)
-	if len(q.buf) > 0 || len(q.refail) > 0 && q.failing == 0 || q.wanting || q.wantPub {
-		return soon // decisions, expiry, record retries, the share demand
+	if len(q.buf) > 0 || len(q.refail) > 0 && q.failing == 0 || q.wanting || q.wantPub ||
+		len(q.forget) > 0 && !q.forgetting {
+		return soon // decisions, expiry, record retries, the share demand, hand-out keys to delete
 	}
 	var w time.Time
 	at := func(t time.Time) {

@@ -353,16 +353,50 @@ func (c *creator) reservedLocked(iid string, now time.Time) int64 {
 	return sum
 }
 
+// resubscribe subscribes to the ack topic until it works; nil when ctx
+// ended first (then nothing is left to close).
+func (c *creator) resubscribe(ctx context.Context, subscribe func(context.Context) (bus.Consumer, error)) bus.Consumer {
+	backoff := retry.New(100*time.Millisecond, 2*time.Second)
+	for {
+		cons, err := subscribe(ctx)
+		if err == nil {
+			c.s.log.Info("scheduler: consuming creation acks again")
+			return cons
+		}
+		c.s.log.Warn("scheduler: subscribing to creation acks; retrying", "err", err)
+		if !retry.Sleep(ctx, backoff.Next()) {
+			return nil
+		}
+	}
+}
+
 // consumeAcks reads the scheduler's creation-ack topic and hands each ack
 // to its job; acks of unknown creations (an earlier life, a timed-out job)
 // are dropped. Acks are committed as they are read: a lost ack costs a
-// creation timeout, not an activation.
-func (c *creator) consumeAcks(ctx context.Context, cons bus.Consumer) {
+// creation timeout, not an activation. A consumer the bus no longer serves
+// (the group gave its partition away after this process was paused or cut
+// off longer than the session timeout: kind Conflict; or it was closed:
+// Invalid) is closed and subscribed anew, so the scheduler never stays
+// half alive without acks. It closes the consumer it holds when ctx ends.
+func (c *creator) consumeAcks(ctx context.Context, cons bus.Consumer, subscribe func(context.Context) (bus.Consumer, error)) {
+	defer func() {
+		if cons != nil {
+			_ = cons.Close()
+		}
+	}()
 	for {
 		recs, err := cons.Poll(ctx, 128)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
+			}
+			if whisk.IsKind(err, whisk.Conflict) || whisk.IsKind(err, whisk.Invalid) {
+				c.s.log.Warn("scheduler: the creation-ack consumer was fenced off; subscribing again", "err", err)
+				_ = cons.Close()
+				if cons = c.resubscribe(ctx, subscribe); cons == nil {
+					return
+				}
+				continue
 			}
 			c.s.log.Warn("scheduler: polling creation acks", "err", err)
 			if !retry.Sleep(ctx, time.Second) {

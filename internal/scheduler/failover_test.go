@@ -165,7 +165,7 @@ func (e *kenv) scheduler(id string, cfg scheduler.Config) *proc {
 	b := e.bus(p.kafka.dial)
 	p.s, err = scheduler.New(cfg, scheduler.Deps{
 		Log: testLog().With("sid", id), Bus: b, Session: p.sess, Client: p.etcd,
-		Activations: e.store, Now: time.Now, Listener: ln,
+		Activations: e.store, Now: time.Now, Listener: ln, Handovers: p.sess, Assigner: b,
 		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {

@@ -3,7 +3,10 @@ package scheduler
 import (
 	"cmp"
 	"context"
+	"errors"
+	"net"
 	"slices"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,10 +23,13 @@ import (
 // watches the leader key (Client.WatchLeader, resuming from the last
 // revision seen). When the key vanishes alone — its leader's lease expired,
 // or the leader stopped — the follower elects itself (put-if-absent); the
-// winner starts a leader queue, which subscribes to the action's topic and
-// resumes from the committed offset (waiting, if the dead leader's
-// consumer is still in the group, until the bus gives it the topic); the
-// losers follow the new leader. When the leader retires the queue on
+// winner starts a leader queue, which resumes the action's topic from the
+// committed offset (with Config.HandOver and an Assigner at once, reading
+// the partition directly; else through the group, waiting, if the dead
+// leader's consumer is still in it, until the bus gives it the topic); the
+// losers follow the new leader. With Config.HandOver a follower also
+// deposes a leader whose process is gone (probeEvery) instead of waiting
+// for its lease to expire. When the leader retires the queue on
 // purpose (idle, action deleted: Session.RetireQueue deletes the leader
 // and follower keys together) followers stop. The leader checks every
 // followerCheckEvery that its queues have their followers and recruits
@@ -37,6 +43,14 @@ const (
 	// takeoverRetry is the pause between failed elections of a follower
 	// whose leader key is gone.
 	takeoverRetry = 250 * time.Millisecond
+	// probeEvery is how often a follower, with Config.HandOver, checks
+	// that its leader's process still listens; probeStrikes refused
+	// connections in a row depose it (DeposeLeader) instead of waiting
+	// for its lease to expire: a killed process's port refuses at once,
+	// while a paused or cut-off one is left to its lease (fencing makes a
+	// wrong guess safe: a deposed leader hands out nothing more).
+	probeEvery   = 200 * time.Millisecond
+	probeStrikes = 2
 )
 
 // follower is one action this scheduler follows.
@@ -154,11 +168,38 @@ func (s *Scheduler) runFollow(ctx context.Context, f whisk.FQN, fl *follower) {
 		retry    <-chan time.Time // set while the key is gone and our election failed
 		vanished time.Time        // when the leader key was seen gone
 		lastLead whisk.LeaderInfo
+		probe    <-chan time.Time
+		strikes  int
 	)
+	if s.cfg.HandOver {
+		t := time.NewTicker(probeEvery)
+		defer t.Stop()
+		probe = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-probe:
+			if lastLead.Addr == "" || retry != nil {
+				continue
+			}
+			if !refuses(ctx, lastLead.Addr) {
+				strikes = 0
+				continue
+			}
+			if strikes++; strikes < probeStrikes {
+				continue
+			}
+			strikes = 0
+			dctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+			deposed, err := s.d.Handovers.DeposeLeader(dctx, f, lastLead)
+			cancel()
+			if err != nil || deposed {
+				s.log.Warn("scheduler: the leader's process is gone; deposed its leader key", "action", f.String(),
+					"leader", lastLead.SchedulerID, "deposed", deposed, "err", err)
+			}
+			continue // the watch reports the key gone: electing follows
 		case err := <-watchDone:
 			watchDone <- err // for the deferred wait
 			if ctx.Err() == nil {
@@ -202,6 +243,19 @@ func (s *Scheduler) runFollow(ctx context.Context, f whisk.FQN, fl *follower) {
 			s.log.Info("scheduler: another follower took over; following it", "action", f.String(), "leader", resp.Leader.SchedulerID)
 		}
 	}
+}
+
+// refuses reports whether a TCP connection to addr is refused (nothing
+// listens there: the process is gone); a timeout or any other failure is
+// not taken as proof.
+func refuses(ctx context.Context, addr string) bool {
+	d := net.Dialer{Timeout: probeEvery}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		_ = c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // goRecruit recruits meta's followers on a goroutine of the scheduler's.

@@ -463,6 +463,9 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 			if err := s.ensure(ctx, topic); err != nil {
 				return nil, err
 			}
+			if s.cfg.HandOver && s.d.Assigner != nil {
+				return s.d.Assigner.Assign(ctx, topic, QueueGroup)
+			}
 			return s.d.Bus.Subscribe(ctx, topic, QueueGroup)
 		},
 		CountContainers: func(ctx context.Context, rev int64) (int, error) {
@@ -477,6 +480,9 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		InvokerAlive: s.invokerAlive,
 	}
 	s.shareDeps(f, &d)
+	if s.cfg.HandOver {
+		d.Handover = handover{s.d.Handovers, f}
+	}
 	return d
 }
 

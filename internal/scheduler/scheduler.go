@@ -43,6 +43,12 @@ type Config struct {
 	// follower holds no activations; it watches the leader key and elects
 	// itself when the key vanishes with its leader's lease.
 	Followers int
+	// HandOver records every hand-out of its leader queues in etcd
+	// (Deps.Handovers), so that a successor leader neither runs an
+	// activation twice nor forgets one in flight, and fences a queue whose
+	// leadership ended (docs/internals.md, "In-flight hand-over"). On in a
+	// cluster; off in standalone, where no other scheduler takes over.
+	HandOver bool
 }
 
 // Bus is what the scheduler needs of the message bus (bus.Bus has it).
@@ -139,6 +145,18 @@ type Deps struct {
 	// schedulers (followers): credentials.NewTLS of a pki.Files.Config
 	// for mutual TLS, insecure.NewCredentials() for plaintext.
 	Credentials credentials.TransportCredentials
+	Handovers   Handovers    // required with Config.HandOver
+	// Assigner, if set with Config.HandOver, is how leader queues consume
+	// their action's topic: directly, outside any consumer group, so a
+	// successor reads at once instead of waiting for the dead leader's
+	// group session to expire (fencing by epoch keeps two leaders apart).
+	Assigner Assigner
+}
+
+// Assigner opens a consumer of a topic's partition that is no group member
+// and commits for group (*kafka.Bus has it).
+type Assigner interface {
+	Assign(ctx context.Context, topic, group string) (bus.Consumer, error)
 }
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.
@@ -173,6 +191,9 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 	case deps.Bus == nil || deps.Session == nil || deps.Client == nil || deps.Activations == nil || deps.Listener == nil ||
 		deps.Credentials == nil:
 		return nil, errors.New("scheduler: Bus, Session, Client, Activations, Listener and Credentials are required")
+	}
+	if cfg.HandOver && deps.Handovers == nil {
+		return nil, errors.New("scheduler: HandOver needs Handovers")
 	}
 	if cfg.CreationTimeout <= 0 {
 		cfg.CreationTimeout = DefaultCreationTimeout
@@ -212,11 +233,17 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	if err := s.d.Bus.EnsureTopic(ctx, ackTopic); err != nil {
 		return fmt.Errorf("scheduler: ack topic: %w", err)
 	}
-	acks, err := s.d.Bus.Subscribe(ctx, ackTopic, AckGroup)
+	subscribeAcks := func(ctx context.Context) (bus.Consumer, error) { return s.d.Bus.Subscribe(ctx, ackTopic, AckGroup) }
+	acks, err := subscribeAcks(ctx)
 	if err != nil {
 		return fmt.Errorf("scheduler: ack topic: %w", err)
 	}
-	defer acks.Close()
+	ackOwner := false // consumeAcks closes the consumer once it runs
+	defer func() {
+		if !ackOwner {
+			acks.Close()
+		}
+	}()
 	if err := s.d.Session.RegisterScheduler(ctx, s.info(0)); err != nil {
 		return fmt.Errorf("scheduler: register: %w", err)
 	}
@@ -239,7 +266,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Add(4)
 	go func() { defer bg.Done(); s.watchContainers(ctx) }()
-	go func() { defer bg.Done(); s.creator.consumeAcks(ctx, acks) }()
+	ackOwner = true
+	go func() { defer bg.Done(); s.creator.consumeAcks(ctx, acks, subscribeAcks) }()
 	go func() { defer bg.Done(); s.publishLoad(ctx) }()
 	go func() { defer bg.Done(); s.reconcileLoop(ctx) }()
 	s.log.Info("scheduler running", "addr", s.cfg.Addr)

@@ -69,6 +69,15 @@ type env struct {
 	client *cluster.Client
 	bus    *memory.Bus
 	store  *records
+	// wrapBus, if set, wraps the bus the schedulers get (fault injection).
+	wrapBus func(scheduler.Bus) scheduler.Bus
+}
+
+func (e *env) schedulerBus() scheduler.Bus {
+	if e.wrapBus != nil {
+		return e.wrapBus(e.bus)
+	}
+	return e.bus
 }
 
 func newEnv(t *testing.T) *env {
@@ -136,7 +145,7 @@ func (e *env) schedulerWith(id string, cfg scheduler.Config, wrap func(*cluster.
 		ss = wrap(sess)
 	}
 	s, err := scheduler.New(cfg, scheduler.Deps{
-		Log: testLog().With("sid", id), Bus: e.bus, Session: ss, Client: e.client,
+		Log: testLog().With("sid", id), Bus: e.schedulerBus(), Session: ss, Client: e.client,
 		Activations: e.store, Now: time.Now, Listener: ln,
 		Credentials: insecure.NewCredentials(),
 	})

@@ -102,3 +102,17 @@ type QueueStatus struct {
 	Containers int      `json:"containers"`
 	Creations  int      `json:"creations"`
 }
+
+// Handout is one activation a leader queue handed to a container, recorded
+// in etcd before the container is answered so that a successor leader
+// neither runs it again nor forgets it (docs/internals.md, "In-flight
+// hand-over"). Message is the activation without its parameters and key:
+// enough to make its error record and complete it.
+type Handout struct {
+	InvokerID   string            `json:"invokerId"`
+	ContainerID string            `json:"containerId"`
+	HandedAt    int64             `json:"handedAt"` // epoch ms
+	Warm        bool              `json:"warm"`     // the container had run the action before
+	Epoch       int64             `json:"epoch"`    // the leadership that handed it out
+	Message     ActivationMessage `json:"message"`
+}

@@ -26,7 +26,11 @@ type consumer struct {
 	topic string // the bus name, as Records carry it
 	name  string // the Kafka name
 	group string
-	cl    *kgo.Client // set by open
+	// direct: the consumer reads the partition itself (Assign), no member
+	// of any group; it starts at the group's committed offset and commits
+	// to it as a simple commit.
+	direct bool
+	cl     *kgo.Client // set by open
 
 	// ctx is cancelled, with the reason, when the consumer closes or fails:
 	// a blocked Poll returns.
@@ -54,6 +58,9 @@ func (c *consumer) open(ctx context.Context) error {
 		return whisk.E(op, whisk.NotFound, "", fmt.Errorf("topic %s does not exist", c.topic))
 	}
 	c.next, c.committed = -1, -1
+	if c.direct {
+		return c.openDirect(ctx)
+	}
 	cfg := &b.cfg
 	opts := append(cfg.commonOpts(),
 		kgo.ConsumerGroup(GroupID(c.topic, c.group)),
@@ -227,22 +234,11 @@ func (c *consumer) Commit(ctx context.Context, offset int64) error {
 		}
 	}
 	var cerr error
-	c.cl.CommitOffsetsSync(ctx,
-		map[string]map[int32]kgo.EpochOffset{c.name: {0: {Epoch: -1, Offset: offset + 1}}},
-		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-			if err != nil {
-				cerr = err
-				return
-			}
-			for _, t := range resp.Topics {
-				for _, p := range t.Partitions {
-					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-						cerr = err
-						return
-					}
-				}
-			}
-		})
+	if c.direct {
+		cerr = c.commitDirect(ctx, offset)
+	} else {
+		c.commitGroup(ctx, offset, &cerr)
+	}
 	if cerr != nil {
 		if err := c.state(op); err != nil {
 			return err
@@ -264,6 +260,26 @@ func (c *consumer) Commit(ctx context.Context, offset int64) error {
 	return nil
 }
 
+// commitGroup commits offset+1 under the consumer's group generation.
+func (c *consumer) commitGroup(ctx context.Context, offset int64, cerr *error) {
+	c.cl.CommitOffsetsSync(ctx,
+		map[string]map[int32]kgo.EpochOffset{c.name: {0: {Epoch: -1, Offset: offset + 1}}},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				*cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+						*cerr = err
+						return
+					}
+				}
+			}
+		})
+}
+
 // Close leaves the group; its next consumer starts after the last commit.
 func (c *consumer) Close() error {
 	c.mu.Lock()
@@ -275,7 +291,9 @@ func (c *consumer) Close() error {
 	cl := c.cl
 	c.mu.Unlock()
 	c.cancel(errors.New("consumer closed"))
-	if cl != nil {
+	if cl != nil && c.direct {
+		cl.Close()
+	} else if cl != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 		if err := cl.LeaveGroupContext(ctx); err != nil {
 			c.b.log.Warn("kafka: leaving the group", "topic", c.topic, "group", c.group, "err", err)

@@ -49,7 +49,11 @@ type Config struct {
 	// WorkRoot holds one work directory per container (default
 	// $TMPDIR/eddy-process).
 	WorkRoot string
-	Log      *slog.Logger
+	// RemoveStale says WorkRoot belongs to this backend alone (one per
+	// data dir): New kills the processes a previous run left in it and
+	// removes its work directories.
+	RemoveStale bool
+	Log         *slog.Logger
 }
 
 // How long Remove waits after SIGTERM before SIGKILL, and how long output
@@ -88,6 +92,9 @@ func New(cfg Config) (*Backend, error) {
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RemoveStale {
+		removeStale(cfg.WorkRoot, log)
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])

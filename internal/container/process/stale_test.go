@@ -1,0 +1,58 @@
+package process
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-faas/eddy/internal/testenv"
+)
+
+// A backend on a work root a killed predecessor used kills the processes
+// left running in its work directories (a runtime's child in a session of
+// its own included) and removes the directories.
+func TestNewRemovesWhatAPredecessorLeft(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "proc-dead-1-123")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	left := exec.Command("sleep", "600")
+	left.Dir = dir
+	left.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = left.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = left.Process.Kill() })
+
+	if _, err := New(Config{Command: []string{"true"}, WorkRoot: root, RemoveStale: true}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the left process killed", func() bool {
+		select {
+		case <-exited:
+			return true
+		default:
+			return false
+		}
+	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the left work dir is still there: %v", err)
+	}
+	// Without RemoveStale nothing is touched.
+	keep := filepath.Join(root, "proc-other-1-1")
+	if err := os.MkdirAll(keep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Command: []string{"true"}, WorkRoot: root}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Fatalf("a shared work root was cleaned: %v", err)
+	}
+}

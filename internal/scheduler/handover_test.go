@@ -1,0 +1,257 @@
+package scheduler_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/eddy-faas/eddy/internal/cluster"
+	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/scheduler"
+	"github.com/eddy-faas/eddy/internal/whisk"
+)
+
+// The in-flight hand-over and the fencing of stale leaders
+// (docs/internals.md, "In-flight hand-over and fencing"), on a real etcd
+// and kfake.
+
+// hoEnv is a kenv with an action, its topic, and an invoker i1 holding
+// container c1 under the invoker's own lease.
+type hoEnv struct {
+	*kenv
+	act whisk.ActionMeta
+	f   whisk.FQN
+	ctl interface {
+		Publish(context.Context, string, []byte) error
+	}
+	topic string
+	inv   *cluster.Session
+	cfg   scheduler.Config
+}
+
+func newHandoverEnv(t *testing.T) *hoEnv {
+	e := newKafkaEnv(t)
+	act := whisk.ActionMeta{Namespace: "guest", Name: "handover", Rev: 1, Kind: "python:3",
+		Limits: whisk.Limits{Timeout: 60000, Memory: 256, Concurrency: 1}}
+	h := &hoEnv{kenv: e, act: act, f: act.FQN(), topic: whisk.ActionTopic(act.FQN()),
+		cfg: scheduler.Config{Followers: 1, HandOver: true, Tick: 20 * time.Millisecond, Park: 300 * time.Millisecond, CreationTimeout: time.Minute}}
+	ctl := e.bus(nil)
+	h.ctl = ctl
+	for _, tp := range []string{h.topic, whisk.InvokerTopic("i1"), whisk.CompletionTopic("c0")} {
+		if err := ctl.EnsureTopic(e.ctx, tp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inv, err := cluster.NewSession(e.ctx, e.client, 10*time.Second, testLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inv.Close(context.Background()) })
+	if err := inv.RegisterInvoker(e.ctx, whisk.InvokerInfo{ID: "i1", Status: whisk.InvokerUp, UserMemory: 1 << 20, FreeMemory: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inv.RegisterContainer(e.ctx, whisk.ContainerInfo{Namespace: h.f.Namespace, Action: h.f.Name, Rev: 1,
+		InvokerID: "i1", ContainerID: "c1", MemoryMB: 256}); err != nil {
+		t.Fatal(err)
+	}
+	h.inv = inv
+	return h
+}
+
+func (h *hoEnv) publish(i int) whisk.ActivationID {
+	h.t.Helper()
+	id := whisk.ActivationID(fmt.Sprintf("%032x", i))
+	b, _ := json.Marshal(whisk.ActivationMessage{ActivationID: id, Action: h.act, Subject: "guest",
+		Params: json.RawMessage(`{}`), ControllerID: "c0", Published: time.Now().UnixMilli()})
+	if err := h.ctl.Publish(h.ctx, h.topic, b); err != nil {
+		h.t.Fatal(err)
+	}
+	return id
+}
+
+// leaders starts s1 (leader) and s2 (its follower).
+func (h *hoEnv) leaders() (*proc, *proc) {
+	h.t.Helper()
+	s1 := h.scheduler("s1", h.cfg)
+	s2 := h.scheduler("s2", h.cfg)
+	rc := rpc.NewClient(mustDial(h.t, s1.addr))
+	if r, err := rc.CreateQueue(h.ctx, &rpc.CreateQueueRequest{Action: h.act}); err != nil || r.Leader.SchedulerID != "s1" {
+		h.t.Fatalf("CreateQueue on s1: %+v %v", r, err)
+	}
+	h.eventually("s2 to follow s1's queue", func() bool {
+		ids := h.followers(h.f)
+		return len(ids) == 1 && ids[0] == "s2"
+	})
+	return s1, s2
+}
+
+// fetchFrom fetches once from the scheduler at addr as container cid of
+// invoker iid.
+func (h *hoEnv) fetchFrom(addr, iid, cid string) (*rpc.FetchResponse, error) {
+	rc := rpc.NewClient(mustDial(h.t, addr))
+	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+	defer cancel()
+	return rc.Fetch(ctx, &rpc.FetchRequest{Namespace: h.f.Namespace, Action: h.f.Name, Rev: 1,
+		InvokerID: iid, ContainerID: cid, Alive: true, Warm: true})
+}
+
+// fetchOK fetches from addr until an activation comes.
+func (h *hoEnv) fetchOK(addr, iid, cid string) whisk.ActivationID {
+	h.t.Helper()
+	var got whisk.ActivationID
+	h.eventually("an activation from "+addr, func() bool {
+		r, err := h.fetchFrom(addr, iid, cid)
+		if err == nil && r.Status == rpc.FetchOK {
+			got = r.Activation.ActivationID
+			return true
+		}
+		return false
+	})
+	return got
+}
+
+func (h *hoEnv) handoutKeys() int {
+	h.t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: h.etcd, DialTimeout: 5 * time.Second})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(h.ctx, "eddy/handout/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return int(resp.Count)
+}
+
+func (h *hoEnv) record(id whisk.ActivationID, status int) {
+	now := time.Now().UnixMilli()
+	_ = h.store.PutActivation(h.ctx, whisk.Activation{Namespace: h.f.Namespace, Name: h.f.Name,
+		ActivationID: id, StatusCode: status, Start: now, End: now})
+}
+
+func (h *hoEnv) stored(id whisk.ActivationID) (whisk.Activation, bool) {
+	h.store.mu.Lock()
+	defer h.store.mu.Unlock()
+	a, ok := h.store.m[id]
+	return a, ok
+}
+
+// An activation still running when its leader dies is not run again by the
+// successor, although the dead leader had not committed it: the successor
+// learns it from the hand-out key. Once its record lands the key goes.
+func TestHandOverNoRunTwiceAfterLeaderCrash(t *testing.T) {
+	t.Parallel()
+	h := newHandoverEnv(t)
+	s1, s2 := h.leaders()
+	x := h.publish(1)
+	if got := h.fetchOK(s1.addr, "i1", "c1"); got != x {
+		t.Fatalf("s1 handed %s, want %s", got, x)
+	}
+	s1.crash() // at once: within the commit delay, so x is not committed
+	if n := h.handoutKeys(); n != 1 {
+		t.Fatalf("%d hand-out keys after the hand-out, want 1", n)
+	}
+	h.eventually("s2 to lead", func() bool {
+		li, ok, err := h.client.Leader(h.ctx, h.f)
+		return err == nil && ok && li.SchedulerID == "s2"
+	})
+	y := h.publish(2)
+	// Another container of the same invoker drains s2: it must get y and
+	// never x, which still runs in c1.
+	if got := h.fetchOK(s2.addr, "i1", "c2"); got != y {
+		t.Fatalf("s2 handed %s first, want %s (%s runs in c1 still)", got, y, x)
+	}
+	for range 3 {
+		r, err := h.fetchFrom(s2.addr, "i1", "c2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == rpc.FetchOK {
+			t.Fatalf("s2 handed %s again", r.Activation.ActivationID)
+		}
+	}
+	// x finishes in c1; its key is deleted once the record is found.
+	h.record(x, whisk.StatusSuccess)
+	h.record(y, whisk.StatusSuccess)
+	h.eventually("x's hand-out key deleted once recorded", func() bool { return h.handoutKeys() <= 1 })
+	if a, _ := h.stored(x); a.StatusCode != whisk.StatusSuccess {
+		t.Fatalf("x's record %+v, want the container's success", a)
+	}
+}
+
+// When the leader and the invoker running an activation die together, the
+// successor gives it an error record (never silence) and runs it nowhere.
+func TestHandOverLeaderAndInvokerDieTogether(t *testing.T) {
+	t.Parallel()
+	h := newHandoverEnv(t)
+	s1, s2 := h.leaders()
+	x := h.publish(1)
+	if got := h.fetchOK(s1.addr, "i1", "c1"); got != x {
+		t.Fatalf("s1 handed %s, want %s", got, x)
+	}
+	// Let s1 commit x (the worst case: the bus never delivers x again),
+	// then kill the invoker (its lease and container key go) and s1.
+	time.Sleep(600 * time.Millisecond)
+	if err := h.inv.Close(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	s1.crash()
+	h.eventually("s2 to lead", func() bool {
+		li, ok, err := h.client.Leader(h.ctx, h.f)
+		return err == nil && ok && li.SchedulerID == "s2"
+	})
+	h.eventually("an error record for x", func() bool { _, ok := h.stored(x); return ok })
+	a, _ := h.stored(x)
+	if a.StatusCode != whisk.StatusWhiskError {
+		t.Fatalf("x's record %+v, want a whisk internal error", a)
+	}
+	h.eventually("x's hand-out key deleted after its error record", func() bool { return h.handoutKeys() == 0 })
+	y := h.publish(2)
+	if got := h.fetchOK(s2.addr, "i2", "c9"); got != y {
+		t.Fatalf("s2 handed %s, want %s (never %s)", got, y, x)
+	}
+}
+
+// A leader whose leadership ended behind its back (its key deleted and a
+// follower elected, as after a pause longer than its lease) hands out
+// nothing more: its hand-out record is refused, its queue ends, and the
+// new leader hands the activation out, once.
+func TestHandOverStaleLeaderFenced(t *testing.T) {
+	t.Parallel()
+	h := newHandoverEnv(t)
+	s1, s2 := h.leaders()
+	a := h.publish(1)
+	if got := h.fetchOK(s1.addr, "i1", "c1"); got != a {
+		t.Fatalf("s1 handed %s, want %s", got, a)
+	}
+	h.record(a, whisk.StatusSuccess)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: h.etcd, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Delete(h.ctx, "eddy/queue/guest/handover/leader"); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("s2 to lead", func() bool {
+		li, ok, err := h.client.Leader(h.ctx, h.f)
+		return err == nil && ok && li.SchedulerID == "s2"
+	})
+	b := h.publish(2)
+	// s1 still consumes the topic (it did not notice): its hand-out is
+	// refused.
+	for range 3 {
+		r, err := h.fetchFrom(s1.addr, "i1", "c1")
+		if err == nil && r.Status == rpc.FetchOK {
+			t.Fatalf("the stale leader s1 handed %s out", r.Activation.ActivationID)
+		}
+	}
+	if got := h.fetchOK(s2.addr, "i1", "c1"); got != b {
+		t.Fatalf("s2 handed %s, want %s", got, b)
+	}
+}
