@@ -54,6 +54,7 @@ type proxy struct {
 	client Fetcher // for addr
 
 	warm         bool                // /init succeeded
+	inline       bool                // the runtime confirmed inline logs (inlinelogs.go)
 	logs         *logPump            // reads the container's log stream all the time (run starts it)
 	logCursor    container.LogCursor // where the previous call's logs ended (one collector at a time)
 	lastDuration int64
@@ -424,6 +425,12 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 				// plain lines with sentinels; tagged lines follow.
 				collect()
 				lc = nil
+			} else if container.ConfirmsInlineLogs(resp.Body) {
+				p.inline = true
+				if c, ok := lc.(*logCollector); ok {
+					logs = append(logs, c.abandon()...)
+				}
+				lc = nil
 			}
 			p.afterInit(resp.Body)
 			p.initEnded("")
@@ -443,6 +450,9 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		expired := errors.Is(rctx.Err(), context.DeadlineExceeded)
 		cancel()
 		end = p.inv.now()
+		if iw, ok := lc.(*inlineWaiter); ok {
+			p.takeInline(iw, resp, err)
+		}
 		ran = true
 		runMs = end.Sub(runBegin).Milliseconds()
 		if err == nil && resp.Status == 200 {
@@ -667,6 +677,8 @@ func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) co
 	}
 	if n := p.concurrency(); n > 1 {
 		req.Concurrency = n
+	} else {
+		req.Logs, req.LogLimit = container.InlineLogs, p.action.Limits.LogBytes()
 	}
 	return req
 }
