@@ -477,14 +477,18 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 	default:
 	}
 	go c.wait(waitC, waitErr)
+	hr := c.attach(ctx)
 	if err := b.cli.ContainerStart(ctx, c.id, container.StartOptions{}); err != nil {
+		if hr != nil {
+			hr.Close()
+		}
 		msg := ""
 		if blame == whisk.Invalid { // e.g. an entrypoint that does not exist
 			msg = MsgCannotStart(spec.Image, dockerMessage(err))
 		}
 		return whisk.E(op, blame, msg, fmt.Errorf("start container %s: %w", c.name, err))
 	}
-	go c.follow()
+	go c.follow(hr)
 
 	info, err := b.cli.ContainerInspect(ctx, c.id)
 	if err != nil {
