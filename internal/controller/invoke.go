@@ -69,6 +69,7 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		NamespaceLimit: req.Identity.Limits.Effective(c.cfg.Limits).ConcurrentContainers,
 		Cause:          cause,
 		Binding:        req.Binding,
+		ResultOnly:     req.Blocking && req.ResultOnly && cause == "",
 	}
 	if req.Identity.Namespace != meta.Namespace {
 		msg.CallerNamespace = req.Identity.Namespace

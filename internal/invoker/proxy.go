@@ -408,6 +408,23 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		l, _ := lc.waitLogs(p.inv.cfg.LogWait)
 		logs = append(logs, l...)
 	}
+	createMs := p.createMs
+	record := func() whisk.Activation {
+		t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
+		if cold {
+			t.Start, t.Create, t.Init = p.start, createMs, initMs
+		}
+		return buildRecord(recordInput{
+			msg: msg, start: begin.UnixMilli(), end: end.UnixMilli(),
+			out: out, logs: logs, logsDone: logsDone, timings: t,
+		})
+	}
+	// A caller that takes only the result gets its completion before the
+	// logs are read from the container's stream (the record has them), as
+	// OpenWhisk's invoker sends the result before it collects logs: an
+	// image that writes sentinels makes every run wait for them to come
+	// through the stream.
+	early := false
 
 	if cold {
 		p.initStarted()
@@ -460,6 +477,10 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		} else {
 			out = p.callFailed(err, expired, resp, false, timeout)
 		}
+		if _, stream := lc.(*logCollector); stream && msg.ResultOnly && msg.Blocking && !out.destroy {
+			early = true
+			p.publishCompletion(msg, record())
+		}
 		p.finish(out, err == nil, collect, drain)
 	}
 	ranMs = -1
@@ -467,16 +488,15 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		ranMs = runMs
 	}
 
-	t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
 	if cold {
-		t.Start, t.Create, t.Init = p.start, p.createMs, initMs
 		p.createMs = 0
 	}
-	rec := buildRecord(recordInput{
-		msg: msg, start: begin.UnixMilli(), end: end.UnixMilli(),
-		out: out, logs: logs, logsDone: logsDone, timings: t,
-	})
-	p.complete(msg, rec)
+	rec := record()
+	if early {
+		p.inv.recs.put(rec)
+	} else {
+		p.complete(msg, rec)
+	}
 	return out.destroy, ranMs
 }
 
@@ -638,6 +658,12 @@ func (p *proxy) failActivation(msg *whisk.ActivationMessage, code int, text stri
 // complete publishes the completion to the waiting controller first, then
 // hands the record to the writer.
 func (p *proxy) complete(msg *whisk.ActivationMessage, rec whisk.Activation) {
+	p.publishCompletion(msg, rec)
+	p.inv.recs.put(rec)
+}
+
+// publishCompletion publishes the completion to the waiting controller.
+func (p *proxy) publishCompletion(msg *whisk.ActivationMessage, rec whisk.Activation) {
 	comp := whisk.Completion{Activation: rec, InvokerID: p.inv.cfg.ID}
 	b, err := comp.AppendJSON(make([]byte, 0, 1024))
 	if err == nil {
@@ -648,7 +674,6 @@ func (p *proxy) complete(msg *whisk.ActivationMessage, rec whisk.Activation) {
 	if err != nil {
 		p.log.Warn("publishing a completion failed", "activation", rec.ActivationID, "err", err)
 	}
-	p.inv.recs.put(rec)
 }
 
 // initRequest is the runtime's POST /init request: the code and the

@@ -51,6 +51,11 @@ type ActivationMessage struct {
 	// Cause is the id of the sequence or composition this activation is a
 	// step of; the record carries it (Activation.SetCause).
 	Cause ActivationID `json:"cause,omitempty"`
+	// ResultOnly says the blocking caller takes only the result
+	// (?result=true): the invoker may publish the completion before it
+	// has the activation's logs, which go to the record only (as
+	// OpenWhisk's invoker sends the result before it collects logs).
+	ResultOnly bool `json:"resultOnly,omitempty"`
 }
 
 // RecordNamespace is the namespace the activation belongs to: the

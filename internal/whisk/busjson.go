@@ -56,6 +56,9 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"cause":`...)
 		b = AppendJSONString(b, string(m.Cause))
 	}
+	if m.ResultOnly {
+		b = append(b, `,"resultOnly":true`...)
+	}
 	return append(b, '}'), nil
 }
 
