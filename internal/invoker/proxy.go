@@ -55,6 +55,7 @@ type proxy struct {
 
 	warm         bool                // /init succeeded
 	inline       bool                // the runtime confirmed inline logs (inlinelogs.go)
+	logsPending  chan struct{}       // closed when an early-completed activation's logs are in its record
 	logs         *logPump            // reads the container's log stream all the time (run starts it)
 	logCursor    container.LogCursor // where the previous call's logs ended (one collector at a time)
 	lastDuration int64
@@ -147,6 +148,7 @@ func (p *proxy) run(ctx context.Context) {
 		reason = p.serve(ctx)
 	}
 	p.log.Debug("container proxy stopping", "reason", reason)
+	p.awaitLogs()
 	p.stop(ctx, reason != stopNoLeader)
 }
 
@@ -359,6 +361,7 @@ func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
 // runActivationMs is runActivation for any slot; it also returns how long
 // /run took, or -1 when it did not run.
 func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ranMs int64) {
+	p.awaitLogs()
 	hard := p.inv.hard
 	limits := msg.Action.Limits
 	if limits.Timeout <= 0 {
@@ -424,7 +427,6 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 	// OpenWhisk's invoker sends the result before it collects logs: an
 	// image that writes sentinels makes every run wait for them to come
 	// through the stream.
-	early := false
 
 	if cold {
 		p.initStarted()
@@ -478,8 +480,22 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			out = p.callFailed(err, expired, resp, false, timeout)
 		}
 		if _, stream := lc.(*logCollector); stream && msg.ResultOnly && msg.Blocking && !out.destroy {
-			early = true
+			// The logs and the record follow on a goroutine of their own,
+			// so that the next fetch does not wait for them; the next
+			// activation (or the proxy's stop) waits for it first
+			// (awaitLogs): one collection at a time.
 			p.publishCompletion(msg, record())
+			if cold {
+				p.createMs = 0
+			}
+			done := make(chan struct{})
+			p.logsPending = done
+			go func() {
+				defer close(done)
+				collect()
+				p.inv.recs.put(record())
+			}()
+			return false, runMs
 		}
 		p.finish(out, err == nil, collect, drain)
 	}
@@ -491,13 +507,17 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 	if cold {
 		p.createMs = 0
 	}
-	rec := record()
-	if early {
-		p.inv.recs.put(rec)
-	} else {
-		p.complete(msg, rec)
-	}
+	p.complete(msg, record())
 	return out.destroy, ranMs
+}
+
+// awaitLogs waits until the previous activation's logs, read after its
+// early completion, are in its record.
+func (p *proxy) awaitLogs() {
+	if p.logsPending != nil {
+		<-p.logsPending
+		p.logsPending = nil
+	}
 }
 
 // callFailed maps a failed /init or /run to an outcome: a transport error
