@@ -55,7 +55,7 @@ type proxy struct {
 
 	warm         bool                // /init succeeded
 	inline       bool                // the runtime confirmed inline logs (inlinelogs.go)
-	logsPending  chan struct{}       // closed when an early-completed activation's logs are in its record
+	logsPending  sync.WaitGroup      // early-completed activations whose logs are being read
 	logs         *logPump            // reads the container's log stream all the time (run starts it)
 	logCursor    container.LogCursor // where the previous call's logs ended (one collector at a time)
 	lastDuration int64
@@ -361,7 +361,6 @@ func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
 // runActivationMs is runActivation for any slot; it also returns how long
 // /run took, or -1 when it did not run.
 func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ranMs int64) {
-	p.awaitLogs()
 	hard := p.inv.hard
 	limits := msg.Action.Limits
 	if limits.Timeout <= 0 {
@@ -479,19 +478,19 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		} else {
 			out = p.callFailed(err, expired, resp, false, timeout)
 		}
-		if _, stream := lc.(*logCollector); stream && msg.ResultOnly && msg.Blocking && !out.destroy {
+		if _, stream := lc.(*logCollector); stream && msg.ResultOnly && msg.Blocking && !out.destroy && (p.sentinelled || p.sawSentinels) {
 			// The logs and the record follow on a goroutine of their own,
-			// so that the next fetch does not wait for them; the next
-			// activation (or the proxy's stop) waits for it first
-			// (awaitLogs): one collection at a time.
+			// so that neither the next fetch nor the next run waits for
+			// them: the next run's collection starts behind this one and
+			// takes the lines after this run's sentinels (logPump.active).
+			// The proxy's stop waits for them (awaitLogs).
 			p.publishCompletion(msg, record())
 			if cold {
 				p.createMs = 0
 			}
-			done := make(chan struct{})
-			p.logsPending = done
+			p.logsPending.Add(1)
 			go func() {
-				defer close(done)
+				defer p.logsPending.Done()
 				collect()
 				p.inv.recs.put(record())
 			}()
@@ -511,14 +510,9 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 	return out.destroy, ranMs
 }
 
-// awaitLogs waits until the previous activation's logs, read after its
-// early completion, are in its record.
-func (p *proxy) awaitLogs() {
-	if p.logsPending != nil {
-		<-p.logsPending
-		p.logsPending = nil
-	}
-}
+// awaitLogs waits until the logs of early-completed activations are in
+// their records.
+func (p *proxy) awaitLogs() { p.logsPending.Wait() }
 
 // callFailed maps a failed /init or /run to an outcome: a transport error
 // (the invoker shutting down, the time limit, a dead container), or an
