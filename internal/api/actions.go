@@ -555,6 +555,7 @@ func (s *server) invokeAction(w http.ResponseWriter, r *http.Request, caller whi
 		Binding:       ra.Binding,
 		Params:        body,
 		Blocking:      blocking,
+		ResultOnly:    resultOnly,
 		Wait:          wait,
 	})
 	if err != nil {

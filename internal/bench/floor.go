@@ -129,8 +129,11 @@ func (f *floor) startImage(ctx context.Context, action, code, kind, image, launc
 		}
 	}()
 	deadline := time.Now().Add(time.Minute)
+	// Logs: as the invoker asks Eddy's runtime (inline logs; a blackbox
+	// image ignores it), so that the floor's runtime works as Eddy's does.
 	resp, err := d.cl.Init(ctx, container.InitRequest{
 		Name: action, Main: "main", Code: code, Binary: binary,
+		Logs: container.InlineLogs, LogLimit: 10 << 20,
 		Env: map[string]string{
 			"__OW_NAMESPACE": "guest", "__OW_ACTION_NAME": "/guest/" + action, "__OW_ACTION_VERSION": "0.0.1",
 			"__OW_ACTIVATION_ID": activationID(seq, 0), "__OW_TRANSACTION_ID": "bench",

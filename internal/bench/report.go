@@ -112,6 +112,9 @@ func warmTable(w io.Writer, md bool, r *WarmResult) {
 	})
 	fmt.Fprintf(w, "overhead p50 %s ms (%.1f L_http), p99 %s ms; Eddy ÷ floor p50 = %.1f; containers used %d; errors %d\n\n",
 		f3(r.OverheadP50), r.OverheadLHTTP, f3(r.OverheadP99), r.RatioP50, r.Containers, r.Errors)
+	if r.DockerdUsPerCall > 0 || r.DockerdUsPerCallFloor > 0 {
+		fmt.Fprintf(w, "dockerd CPU per call: Eddy %.1f µs, floor %.1f µs\n\n", r.DockerdUsPerCall, r.DockerdUsPerCallFloor)
+	}
 }
 
 func printWarm(w io.Writer, r *WarmResult) {

@@ -111,6 +111,10 @@ type WarmResult struct {
 	RatioP50      float64 `json:"ratioP50"` // Eddy p50 ÷ floor p50
 	Containers    int     `json:"containers"`
 	Errors        int     `json:"errors"`
+	// DockerdUsPerCall is the Docker daemon's CPU per call (µs), for Eddy's
+	// calls and the floor's (Docker backend only; 0 when not measured).
+	DockerdUsPerCall      float64 `json:"dockerdUsPerCall,omitempty"`
+	DockerdUsPerCallFloor float64 `json:"dockerdUsPerCallFloor,omitempty"`
 }
 
 func (e *env) warm(ctx context.Context) (*WarmResult, error) {
@@ -142,6 +146,11 @@ func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 		}
 	}
 	lat := make([]time.Duration, 0, e.cfg.warmN)
+	dpid := 0
+	if e.cfg.backend == "docker" {
+		dpid = dockerdPid()
+	}
+	dm := startDockerd(dpid)
 	for i := 0; i < e.cfg.warmN; i++ {
 		t := time.Now()
 		id, err := invoke()
@@ -159,6 +168,7 @@ func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 		lat = append(lat, d)
 	}
 	res.Eddy = dist(lat)
+	res.DockerdUsPerCall = dm.perCall(e.cfg.warmN)
 	res.Containers = len(ids)
 
 	// The floor: one warm runtime, the same code, /run straight to it.
@@ -176,6 +186,7 @@ func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 		}
 	}
 	lat = lat[:0]
+	dm = startDockerd(dpid)
 	for i := 0; i < e.cfg.warmN; i++ {
 		t := time.Now()
 		if _, err := f.run(); err != nil {
@@ -184,6 +195,7 @@ func (e *env) warm(ctx context.Context) (*WarmResult, error) {
 		lat = append(lat, time.Since(t))
 	}
 	res.Floor = dist(lat)
+	res.DockerdUsPerCallFloor = dm.perCall(e.cfg.warmN)
 
 	h, err := loopbackHTTP(ctx, e.cfg.warmup, e.cfg.warmN)
 	if err != nil {

@@ -28,6 +28,10 @@ type InitRequest struct {
 	// extension of the protocol: tagged output, see Demux); other runtimes
 	// ignore it, and their answer does not confirm it.
 	Concurrency int `json:"concurrency,omitempty"`
+	// Logs InlineLogs asks Eddy's runtime for inline logs (inline.go),
+	// at most LogLimit bytes of lines per run; other runtimes ignore it.
+	Logs     string `json:"logs,omitempty"`
+	LogLimit int64  `json:"log_limit,omitempty"`
 }
 
 // RunRequest is the body of a runtime's POST /run. Value is the
@@ -47,6 +51,9 @@ type RunRequest struct {
 type Response struct {
 	Status int
 	Body   []byte
+	// Inline says the answer carried the run's log lines (Logs; inline.go).
+	Inline bool
+	Logs   []LogLine
 }
 
 // TransportError means no HTTP answer was had: the connection was refused,

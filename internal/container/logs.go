@@ -100,6 +100,22 @@ func (ll *limitedLines) add(l LogLine) {
 	ll.logs = append(ll.logs, FormatLogLine(l))
 }
 
+// TakeOwed returns the sentinels the cursor owes on each stream and owes
+// none from then on: a collection already started takes the debt (Owe).
+func (c *LogCursor) TakeOwed() (out, err int) {
+	out, err = c.owedOut, c.owedErr
+	c.owedOut, c.owedErr = 0, 0
+	return out, err
+}
+
+// Owe makes the collection skip the lines before out more sentinels on
+// stdout and err more on stderr: those of an earlier collection that ended
+// without them while this one was already under way.
+func (col *LogCollection) Owe(out, err int) {
+	col.needOut += out
+	col.needErr += err
+}
+
 // Start begins the collection of the cursor's next activation.
 func (c *LogCursor) Start(limitBytes int64) LogCollection {
 	return LogCollection{c: c, needOut: c.owedOut + 1, needErr: c.owedErr + 1, lines: limitedLines{limit: limitBytes}}

@@ -160,7 +160,11 @@ func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body
 	if err != nil {
 		return Response{}, false, err
 	}
-	return Response{Status: hresp.StatusCode, Body: out}, !hresp.Close, nil
+	resp = Response{Status: hresp.StatusCode, Body: out}
+	if h := hresp.Header[InlineLogsHeader]; len(h) > 0 {
+		resp.Body, resp.Logs, resp.Inline = splitInline(h[0], out)
+	}
+	return resp, !hresp.Close, nil
 }
 
 // ClosedWhileIdle reports whether err, met on a reused keep-alive

@@ -113,6 +113,10 @@ type Request struct {
 	// Params is the invoke body: a JSON object or empty.
 	Params   json.RawMessage
 	Blocking bool
+	// ResultOnly says a blocking caller takes only the result
+	// (?result=true): its completion may come before the logs are read
+	// (whisk.ActivationMessage.ResultOnly).
+	ResultOnly bool
 	// Wait is how long a blocking invocation waits for its completion;
 	// zero or more than Config.BlockingWait means Config.BlockingWait.
 	Wait time.Duration

@@ -75,6 +75,7 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		Cause:          cause,
 		Binding:        req.Binding,
 		Repeat:         cause == "" && req.ActivationID != "",
+		ResultOnly:     req.Blocking && req.ResultOnly && cause == "",
 	}
 	if req.Identity.Namespace != meta.Namespace {
 		msg.CallerNamespace = req.Identity.Namespace

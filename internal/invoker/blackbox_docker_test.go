@@ -2,6 +2,7 @@ package invoker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -253,4 +254,44 @@ func TestBadImagesAreDeveloperErrors(t *testing.T) {
 			t.Errorf("%s: ack %+v, want a developer error saying %q", c.image, ack, c.want)
 		}
 	}
+}
+
+// A blocking caller that takes only the result gets its completion before
+// the logs of an image that writes sentinels are read from the stream (and
+// the next run does not wait for them); the record has the logs, each
+// activation its own.
+func TestActionloopFixtureResultOnly(t *testing.T) {
+	t.Parallel()
+	e := dockerFixtures(t, invoker.Config{LogWait: 20 * time.Second})
+	a := e.putBlackbox("alr", fixtures.ActionloopImage, "any code", whisk.Limits{Timeout: 10000})
+	if ack := e.create(a); ack.Error != "" {
+		t.Fatalf("ack %+v", ack)
+	}
+	for i, name := range []string{"a", "b", "c", "d", "e"} {
+		m := &whisk.ActivationMessage{
+			ActivationID: whisk.NewActivationID(), TransactionID: whisk.NewTransactionID(),
+			Action: a.Meta(), Subject: "guest", Params: json.RawMessage(`{"name":"` + name + `"}`),
+			Blocking: true, ResultOnly: true, ControllerID: "c0", Published: time.Now().UnixMilli(),
+		}
+		e.stub.queue <- m
+		c := e.completion(30 * time.Second)
+		if c.ActivationID != m.ActivationID || !strings.Contains(string(c.Response.Result), `"greeting":"Hello `+name+`"`) {
+			t.Fatalf("%s: completion %s %s", name, c.ActivationID, c.Response.Result)
+		}
+		// The first collection tells whether the image writes sentinels
+		// (it waits for the stream to settle): only later runs complete
+		// early.
+		if i > 0 && len(c.Logs) != 0 {
+			t.Errorf("%s: the early completion has logs %q", name, c.Logs)
+		}
+		want := []string{"stdout: hello " + name, "stderr: to stderr"}
+		if i == 0 {
+			want = append([]string{"stdout: started"}, want...)
+		}
+		rec := e.record(m.ActivationID)
+		wantLogs(t, "record "+name, rec.Logs, want...)
+	}
+	// Without ResultOnly the completion carries the logs.
+	rec := e.invoke(a, `{"name":"f"}`)
+	wantLogs(t, "full", rec.Logs, "stdout: hello f", "stderr: to stderr")
 }

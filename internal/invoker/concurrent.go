@@ -236,6 +236,9 @@ func (p *proxy) startRunLogs(ctx context.Context, msg *whisk.ActivationMessage, 
 	if p.demux != nil {
 		return demuxLogs{p.demux.Start(string(msg.ActivationID), limit)}
 	}
+	if p.inline {
+		return &inlineWaiter{limit: limit}
+	}
 	return p.startLogs(ctx, limit)
 }
 

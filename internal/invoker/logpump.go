@@ -2,6 +2,7 @@ package invoker
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,10 +36,8 @@ type logPump struct {
 	mu    sync.Mutex
 	held  []container.LogLine // sentinels read between collections, oldest first
 	ended bool                // in is closed
-	col   *logCollector       // the collection under way; nil between collections
+	cols  []*logCollector     // the collections under way, oldest first (see active)
 	sink  lineSink            // set once by feedAll: every line goes there
-
-	timer *time.Timer // waitLogs's, reused (one collection at a time)
 }
 
 // lineSink takes every line of a stream (*container.Demux has it).
@@ -91,8 +90,8 @@ func (lp *logPump) takeLocked(l container.LogLine) {
 	switch {
 	case lp.sink != nil:
 		lp.sink.Feed(l)
-	case lp.col != nil && !lp.col.finished:
-		lp.col.feed(l)
+	case lp.active() != nil:
+		lp.active().feed(l)
 	case isSentinel(l):
 		lp.held = append(lp.held, l)
 	}
@@ -108,9 +107,22 @@ func (lp *logPump) endLocked() {
 	if lp.sink != nil {
 		lp.sink.Close()
 	}
-	if lp.col != nil {
-		lp.col.finish()
+	for _, c := range lp.cols {
+		c.finish()
 	}
+}
+
+// active is the collection the stream's lines go to (under mu): the
+// oldest that has not seen both of its sentinels. A collection started
+// while an older one still waits for its sentinels (an early completion's,
+// read off the fetch path) gets the lines after them: they are its run's.
+func (lp *logPump) active() *logCollector {
+	for _, c := range lp.cols {
+		if !c.finished {
+			return c
+		}
+	}
+	return nil
 }
 
 // feedAll sends every line, from now on and for good, to s (the held
@@ -131,6 +143,7 @@ func (lp *logPump) feedAll(s lineSink) {
 // logCollector is one call's log collection, fed by the pump.
 type logCollector struct {
 	pump     *logPump
+	cur      *container.LogCursor
 	ctx      context.Context // its end ends the wait
 	col      container.LogCollection
 	done     chan struct{} // closed when both sentinels came or the stream ended
@@ -156,10 +169,18 @@ const (
 // the pump reads until waitLogs. Lines the container wrote before it are
 // not this call's: the pump dropped them.
 func (lp *logPump) startCollection(ctx context.Context, cur *container.LogCursor, limit int64) *logCollector {
-	lc := &logCollector{pump: lp, ctx: ctx, col: cur.Start(limit), done: make(chan struct{})}
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
-	lp.col = lc
+	lc := &logCollector{pump: lp, ctx: ctx, cur: cur, col: cur.Start(limit), done: make(chan struct{})}
+	lp.cols = append(lp.cols, lc)
+	if lp.active() != lc {
+		// An older collection still waits: the held sentinels (none, then)
+		// are not this one's.
+		if lp.ended {
+			lc.finish()
+		}
+		return lc
+	}
 	held := lp.held
 	lp.held = lp.held[:0]
 	for i, l := range held {
@@ -232,22 +253,17 @@ func (lc *logCollector) settleLogs(d, settle time.Duration) ([]string, bool) {
 // wait waits up to d for done or the collection's ctx; it reports whether
 // the collection is over (done, or ctx ended).
 func (lc *logCollector) wait(d time.Duration) bool {
-	lp := lc.pump
 	select {
 	case <-lc.done:
 		return true
 	default:
 	}
-	if lp.timer == nil {
-		lp.timer = time.NewTimer(d)
-	} else {
-		lp.timer.Reset(d)
-	}
-	defer lp.timer.Stop()
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-lc.done:
 		return true
-	case <-lp.timer.C:
+	case <-t.C:
 		return false
 	case <-lc.ctx.Done():
 		return true
@@ -259,10 +275,17 @@ func (lc *logCollector) end() ([]string, bool) {
 	lp := lc.pump
 	lp.mu.Lock()
 	defer lp.mu.Unlock()
-	if lp.col == lc {
-		lp.col = nil
+	i := slices.Index(lp.cols, lc)
+	if i >= 0 {
+		lp.cols = slices.Delete(lp.cols, i, i+1)
 	}
 	logs, _, complete := lc.col.End()
+	if !complete && i >= 0 && i < len(lp.cols) {
+		// A later collection is under way: the sentinels this one did not
+		// see come before its own.
+		out, errs := lc.cur.TakeOwed()
+		lp.cols[i].col.Owe(out, errs)
+	}
 	return logs, complete
 }
 

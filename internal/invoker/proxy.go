@@ -54,6 +54,8 @@ type proxy struct {
 	client Fetcher // for addr
 
 	warm         bool                // /init succeeded
+	inline       bool                // the runtime confirmed inline logs (inlinelogs.go)
+	logsPending  sync.WaitGroup      // early-completed activations whose logs are being read
 	logs         *logPump            // reads the container's log stream all the time (run starts it)
 	logCursor    container.LogCursor // where the previous call's logs ended (one collector at a time)
 	lastDuration int64
@@ -146,6 +148,7 @@ func (p *proxy) run(ctx context.Context) {
 		reason = p.serve(ctx)
 	}
 	p.log.Debug("container proxy stopping", "reason", reason)
+	p.awaitLogs()
 	p.stop(ctx, reason != stopNoLeader)
 }
 
@@ -407,6 +410,22 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		l, _ := lc.waitLogs(p.inv.cfg.LogWait)
 		logs = append(logs, l...)
 	}
+	createMs := p.createMs
+	record := func() whisk.Activation {
+		t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
+		if cold {
+			t.Start, t.Create, t.Init = p.start, createMs, initMs
+		}
+		return buildRecord(recordInput{
+			msg: msg, start: begin.UnixMilli(), end: end.UnixMilli(),
+			out: out, logs: logs, logsDone: logsDone, timings: t,
+		})
+	}
+	// A caller that takes only the result gets its completion before the
+	// logs are read from the container's stream (the record has them), as
+	// OpenWhisk's invoker sends the result before it collects logs: an
+	// image that writes sentinels makes every run wait for them to come
+	// through the stream.
 
 	if cold {
 		p.initStarted()
@@ -423,6 +442,12 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 				// Eddy's runtime entering concurrent mode ends /init's
 				// plain lines with sentinels; tagged lines follow.
 				collect()
+				lc = nil
+			} else if container.ConfirmsInlineLogs(resp.Body) {
+				p.inline = true
+				if c, ok := lc.(*logCollector); ok {
+					logs = append(logs, c.abandon()...)
+				}
 				lc = nil
 			}
 			p.afterInit(resp.Body)
@@ -443,12 +468,33 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		expired := errors.Is(rctx.Err(), context.DeadlineExceeded)
 		cancel()
 		end = p.inv.now()
+		if iw, ok := lc.(*inlineWaiter); ok {
+			p.takeInline(iw, resp, err)
+		}
 		ran = true
 		runMs = end.Sub(runBegin).Milliseconds()
 		if err == nil && resp.Status == 200 {
 			out = runOutcome(resp.Status, resp.Body, p.inv.cfg.MaxResult)
 		} else {
 			out = p.callFailed(err, expired, resp, false, timeout)
+		}
+		if _, stream := lc.(*logCollector); stream && msg.ResultOnly && msg.Blocking && !out.destroy && (p.sentinelled || p.sawSentinels) {
+			// The logs and the record follow on a goroutine of their own,
+			// so that neither the next fetch nor the next run waits for
+			// them: the next run's collection starts behind this one and
+			// takes the lines after this run's sentinels (logPump.active).
+			// The proxy's stop waits for them (awaitLogs).
+			p.publishCompletion(msg, record())
+			if cold {
+				p.createMs = 0
+			}
+			p.logsPending.Add(1)
+			go func() {
+				defer p.logsPending.Done()
+				collect()
+				p.inv.recs.put(record())
+			}()
+			return false, runMs
 		}
 		p.finish(out, err == nil, collect, drain)
 	}
@@ -457,18 +503,16 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		ranMs = runMs
 	}
 
-	t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
 	if cold {
-		t.Start, t.Create, t.Init = p.start, p.createMs, initMs
 		p.createMs = 0
 	}
-	rec := buildRecord(recordInput{
-		msg: msg, start: begin.UnixMilli(), end: end.UnixMilli(),
-		out: out, logs: logs, logsDone: logsDone, timings: t,
-	})
-	p.complete(msg, rec)
+	p.complete(msg, record())
 	return out.destroy, ranMs
 }
+
+// awaitLogs waits until the logs of early-completed activations are in
+// their records.
+func (p *proxy) awaitLogs() { p.logsPending.Wait() }
 
 // callFailed maps a failed /init or /run to an outcome: a transport error
 // (the invoker shutting down, the time limit, a dead container), or an
@@ -628,6 +672,12 @@ func (p *proxy) failActivation(msg *whisk.ActivationMessage, code int, text stri
 // complete publishes the completion to the waiting controller first, then
 // hands the record to the writer.
 func (p *proxy) complete(msg *whisk.ActivationMessage, rec whisk.Activation) {
+	p.publishCompletion(msg, rec)
+	p.inv.recs.put(rec)
+}
+
+// publishCompletion publishes the completion to the waiting controller.
+func (p *proxy) publishCompletion(msg *whisk.ActivationMessage, rec whisk.Activation) {
 	comp := whisk.Completion{Activation: rec, InvokerID: p.inv.cfg.ID}
 	b, err := comp.AppendJSON(make([]byte, 0, 1024))
 	if err == nil {
@@ -638,7 +688,6 @@ func (p *proxy) complete(msg *whisk.ActivationMessage, rec whisk.Activation) {
 	if err != nil {
 		p.log.Warn("publishing a completion failed", "activation", rec.ActivationID, "err", err)
 	}
-	p.inv.recs.put(rec)
 }
 
 // initRequest is the runtime's POST /init request: the code and the
@@ -667,6 +716,8 @@ func (p *proxy) initRequest(msg *whisk.ActivationMessage, deadline time.Time) co
 	}
 	if n := p.concurrency(); n > 1 {
 		req.Concurrency = n
+	} else {
+		req.Logs, req.LogLimit = container.InlineLogs, p.action.Limits.LogBytes()
 	}
 	return req
 }

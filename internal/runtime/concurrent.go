@@ -64,19 +64,20 @@ type tagStream struct {
 	dst    io.Writer
 	r, w   *os.File // read end (server), write end (the server's copy; the child has its own)
 	fixed  func() string
-	done   chan struct{} // closed when the reader ended
-	tagged bool          // the init mark was passed (the reader's own)
+	sink   func(text string) // inline logs (inline.go): every line goes here, untagged
+	done   chan struct{}     // closed when the reader ended
+	tagged bool              // the init mark was passed (the reader's own)
 	mu     sync.Mutex
 	marks  map[string]chan struct{} // mark id → closed when the reader passed it
 	closed bool
 }
 
-func newTagStream(s *Server, dst io.Writer, fixed func() string) (*tagStream, error) {
+func newTagStream(s *Server, dst io.Writer, fixed func() string, sink func(string)) (*tagStream, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	ts := &tagStream{s: s, dst: dst, r: r, w: w, fixed: fixed, done: make(chan struct{}), marks: map[string]chan struct{}{}}
+	ts := &tagStream{s: s, dst: dst, r: r, w: w, fixed: fixed, sink: sink, done: make(chan struct{}), marks: map[string]chan struct{}{}}
 	go ts.read()
 	return ts, nil
 }
@@ -109,9 +110,12 @@ func (ts *tagStream) line(text string, whole bool) {
 			ts.emit(text[:i])
 		}
 		id := text[i+len(markPrefix):]
-		if id == initMark {
+		switch {
+		case ts.sink != nil:
+			// Inline logs: the mark only says the lines before it are in.
+		case id == initMark:
 			ts.tagged = true
-		} else {
+		default:
 			tag, _, _ := strings.Cut(id, " ")
 			ts.s.writeLine(ts.dst, TagMark+tag+" "+Sentinel+"\n")
 		}
@@ -129,6 +133,10 @@ func (ts *tagStream) line(text string, whole bool) {
 // emit writes one line of the child's output, tagged once /init is over
 // (lines written while it runs are /init's, plain).
 func (ts *tagStream) emit(text string) {
+	if ts.sink != nil {
+		ts.sink(text)
+		return
+	}
 	if !ts.tagged {
 		ts.s.writeLine(ts.dst, text+"\n")
 		return
@@ -232,10 +240,10 @@ func (s *Server) startConcurrent(cmd *command, env []string, n int, shared bool,
 			}
 		}
 		var err error
-		if sl.out, err = newTagStream(s, s.cfg.Stdout, fixed); err != nil {
+		if sl.out, err = newTagStream(s, s.cfg.Stdout, fixed, nil); err != nil {
 			return fail(http.StatusInternalServerError, errBody(err.Error()))
 		}
-		if sl.err, err = newTagStream(s, s.cfg.Stderr, fixed); err != nil {
+		if sl.err, err = newTagStream(s, s.cfg.Stderr, fixed, nil); err != nil {
 			sl.out.close()
 			return fail(http.StatusInternalServerError, errBody(err.Error()))
 		}

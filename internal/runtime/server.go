@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,8 +88,9 @@ type Server struct {
 	skeleton  *skeletonAction
 	cancelRun context.CancelFunc
 
-	conc    *conc // concurrent mode (nil: one run at a time)
-	markSeq int   // mark ids of concurrent mode
+	conc    *conc       // concurrent mode (nil: one run at a time)
+	inl     *inlineLogs // inline-logs mode (inline.go; nil: the lines go to Stdout and Stderr)
+	markSeq int         // mark ids of concurrent mode
 
 	// oomBase is the cgroup's oom_kill counter when the action's process
 	// started (or when a child's exit was last explained), oomCounted
@@ -191,9 +193,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.serveConcurrent(w, r, c)
 			return
 		}
+	case "/logs":
+		if il := s.inlineMode(); il != nil && r.Method == http.MethodPost {
+			s.serveLogs(w, r, il)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		return
 	default:
 		w.WriteHeader(http.StatusOK)
 		return
+	}
+	var il *inlineLogs
+	if r.URL.Path == "/run" {
+		if il = s.inlineMode(); il != nil {
+			il.startRun()
+		}
 	}
 	status, resp := http.StatusMethodNotAllowed, any(errBody("method not allowed"))
 	if r.Method == http.MethodPost {
@@ -208,8 +223,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// answer knows they are on their way. As in OpenWhisk's runtimes, a
 	// successful /init writes none (its output belongs to the first run's
 	// logs), except when it entered concurrent mode: the plain lines of
-	// /init then end at plain sentinels, tagged lines follow.
-	if r.URL.Path != "/init" || status != http.StatusOK || s.concurrent() {
+	// /init then end at plain sentinels, tagged lines follow. In
+	// inline-logs mode a run's lines go in its answer instead, unless its
+	// caller went away: they are then kept for POST /logs.
+	var logs []byte
+	switch {
+	case il != nil:
+		if r.Context().Err() == nil {
+			il.flush(r.Context())
+			logs = il.take()
+		}
+	case r.URL.Path != "/init" || status != http.StatusOK || s.concurrent():
 		s.sentinels()
 	}
 	if text, ok := resp.(plainText); ok {
@@ -223,6 +247,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out, _ = json.Marshal(resp)
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if il != nil {
+		w.Header().Set(InlineLogsHeader, strconv.Itoa(len(out)))
+		out = append(out[:len(out):len(out)], logs...)
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(out)
 }
@@ -284,6 +312,10 @@ type initValue struct {
 	// Concurrency > 1 asks for concurrent mode (Eddy's extension; the
 	// python, nodejs and native launchers; ignored by skeleton).
 	Concurrency int `json:"concurrency"`
+	// Logs "inline" asks for inline-logs mode (Eddy's extension, one run
+	// at a time; inline.go), keeping at most LogLimit bytes of lines per run.
+	Logs     string `json:"logs"`
+	LogLimit int64  `json:"log_limit"`
 }
 
 func (s *Server) init(ctx context.Context, body []byte) (int, any) {
@@ -330,17 +362,53 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 		}
 		return s.initializeConcurrent(c)
 	}
-	ch, err := startChild(cmd, env, s.cfg.Stdout, s.cfg.Stderr)
+	var il *inlineLogs
+	stdout, stderr := s.cfg.Stdout, s.cfg.Stderr
+	if req.Value.Logs == InlineLogs {
+		if il, err = s.newInlineLogs(req.Value.LogLimit); err == nil {
+			stdout, stderr = il.out.w, il.err.w
+		} else {
+			il = nil // the caller reads the container's streams, as it does when the mode is unknown
+		}
+	}
+	ch, err := startChild(cmd, env, stdout, stderr)
 	if err != nil {
+		if il != nil {
+			il.close()
+		}
 		return s.initFailed(&initError{status: http.StatusBadGateway, msg: msgNoBinary, detail: "cannot start the action: " + err.Error()})
 	}
 	if cmd.waitAck {
 		if status, resp, ok := s.awaitAck(ctx, ch); !ok {
 			ch.kill()
+			if il != nil {
+				il.failed(ctx)
+			}
 			return status, resp
 		}
 	}
+	if il != nil {
+		return s.initializeInline(ch, il)
+	}
 	return s.initialize(ch, nil)
+}
+
+// initializeInline records a successful /init in inline-logs mode; the
+// answer says so ("logs": "inline"), which tells the caller that runs
+// answer with their lines (inline.go).
+func (s *Server) initializeInline(ch *child, il *inlineLogs) (int, any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		ch.kill()
+		il.close()
+		return http.StatusServiceUnavailable, errBody("the runtime is shutting down")
+	}
+	s.initialized = true
+	s.child = ch
+	s.inl = il
+	s.oomBase, s.oomCounted = oomKills(s.cfg.OOMFiles)
+	return http.StatusOK, map[string]any{"ok": true, "logs": InlineLogs}
 }
 
 // initialize records a successful /init: an actionloop child, or a
@@ -504,7 +572,7 @@ func (s *Server) drop(ch *child) {
 // Close kills the action's process; later requests fail.
 func (s *Server) Close() {
 	s.mu.Lock()
-	ch, cancelRun, c := s.child, s.cancelRun, s.conc
+	ch, cancelRun, c, il := s.child, s.cancelRun, s.conc, s.inl
 	s.child, s.closed = nil, true
 	s.mu.Unlock()
 	if cancelRun != nil {
@@ -521,6 +589,9 @@ func (s *Server) Close() {
 	if ch != nil {
 		ch.kill()
 		<-ch.exited
+	}
+	if il != nil {
+		il.close()
 	}
 	// The sentinels' own descriptors keep the pipes open: from now on the
 	// sentinels go to Stdout and Stderr. Closing a file wakes a sentinel

@@ -145,7 +145,7 @@ type Deps struct {
 	// schedulers (followers): credentials.NewTLS of a pki.Files.Config
 	// for mutual TLS, insecure.NewCredentials() for plaintext.
 	Credentials credentials.TransportCredentials
-	Handovers   Handovers    // required with Config.HandOver
+	Handovers   Handovers // required with Config.HandOver
 	// Assigner, if set with Config.HandOver, is how leader queues consume
 	// their action's topic: directly, outside any consumer group, so a
 	// successor reads at once instead of waiting for the dead leader's

@@ -56,6 +56,11 @@ type ActivationMessage struct {
 	// the queue then looks for its record whenever it consumes it, not
 	// only when it was published before the queue got the topic.
 	Repeat bool `json:"repeat,omitempty"`
+	// ResultOnly says the blocking caller takes only the result
+	// (?result=true): the invoker may publish the completion before it
+	// has the activation's logs, which go to the record only (as
+	// OpenWhisk's invoker sends the result before it collects logs).
+	ResultOnly bool `json:"resultOnly,omitempty"`
 }
 
 // RecordNamespace is the namespace the activation belongs to: the

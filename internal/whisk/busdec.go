@@ -432,7 +432,7 @@ var (
 	keyValueKeys          = [...]string{"key", "value"}
 	limitsKeys            = [...]string{"timeout", "memory", "logs", "concurrency", "instances"}
 	actionMetaKeys        = [...]string{"namespace", "name", "version", "rev", "kind", "image", "limits", "annotations"}
-	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit", "callerNamespace", "binding", "cause", "repeat"}
+	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit", "callerNamespace", "binding", "cause", "repeat", "resultOnly"}
 	responseKeys          = [...]string{"status", "statusCode", "success", "result", "size"}
 	activationKeys        = [...]string{"namespace", "name", "version", "subject", "activationId", "start", "end", "cause", "duration", "statusCode", "response", "logs", "annotations", "publish"}
 	completionKeys        = [...]string{"activation", "invokerId"}
@@ -518,6 +518,8 @@ func (d *dec) activationMessage(m *ActivationMessage) bool {
 			m.Cause = ActivationID(s)
 		case 13:
 			m.Repeat, ok = d.bool()
+		case 14:
+			m.ResultOnly, ok = d.bool()
 		}
 		return ok
 	})

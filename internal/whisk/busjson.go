@@ -59,6 +59,9 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 	if m.Repeat {
 		b = append(b, `,"repeat":true`...)
 	}
+	if m.ResultOnly {
+		b = append(b, `,"resultOnly":true`...)
+	}
 	return append(b, '}'), nil
 }
 

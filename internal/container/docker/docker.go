@@ -316,13 +316,18 @@ func (b *Backend) Create(ctx context.Context, spec eddyc.Spec) (eddyc.Container,
 	if spec.Image == "" {
 		return nil, whisk.E(op, whisk.Invalid, "", errors.New("no image"))
 	}
-	if err := b.ensureImage(ctx, spec.Image); err != nil {
-		return nil, err
-	}
-
 	cfg, hostCfg, netCfg := b.containerConfig(spec)
 	name := b.containerName(spec)
+	// The image is looked for only when the daemon says it is missing: an
+	// inspection before every create was a round trip to the daemon on
+	// every cold start.
 	resp, err := b.cli.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, name)
+	if cerrdefs.IsNotFound(err) {
+		if err := b.ensureImage(ctx, spec.Image); err != nil {
+			return nil, err
+		}
+		resp, err = b.cli.ContainerCreate(ctx, cfg, hostCfg, netCfg, nil, name)
+	}
 	if cerrdefs.IsConflict(err) {
 		// The name is taken (a container this backend does not know of):
 		// keep the name's meaning, make it unique.
@@ -477,14 +482,18 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 	default:
 	}
 	go c.wait(waitC, waitErr)
+	hr := c.attach(ctx)
 	if err := b.cli.ContainerStart(ctx, c.id, container.StartOptions{}); err != nil {
+		if hr != nil {
+			hr.Close()
+		}
 		msg := ""
 		if blame == whisk.Invalid { // e.g. an entrypoint that does not exist
 			msg = MsgCannotStart(spec.Image, dockerMessage(err))
 		}
 		return whisk.E(op, blame, msg, fmt.Errorf("start container %s: %w", c.name, err))
 	}
-	go c.follow()
+	go c.follow(hr)
 
 	info, err := b.cli.ContainerInspect(ctx, c.id)
 	if err != nil {
@@ -514,7 +523,11 @@ func (c *Container) start(ctx context.Context, spec eddyc.Spec) error {
 	}
 	deadline := time.NewTimer(ready)
 	defer deadline.Stop()
-	for delay := 5 * time.Millisecond; ; delay = min(delay*2, 100*time.Millisecond) {
+	// A refused dial on the container's network costs microseconds: poll
+	// often, so the wait ends within a few milliseconds of the runtime
+	// listening (the delay grew to 100 ms before, which a runtime that
+	// starts in 30-150 ms on a loaded machine often waited out).
+	for delay := 2 * time.Millisecond; ; delay = min(delay*2, 8*time.Millisecond) {
 		d := net.Dialer{Timeout: time.Second}
 		conn, err := d.DialContext(ctx, "tcp", c.addr)
 		if err == nil {

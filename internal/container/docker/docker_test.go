@@ -458,7 +458,7 @@ func TestChattyLogsComplete(t *testing.T) {
 
 func TestLineWriter(t *testing.T) {
 	var got []eddyc.LogLine
-	w := &lineWriter{stream: eddyc.Stdout, emit: func(l eddyc.LogLine) error { got = append(got, l); return nil }}
+	w := &lineWriter{stream: eddyc.Stdout, stamped: true, emit: func(l eddyc.LogLine) error { got = append(got, l); return nil }}
 	frames := []string{
 		"2024-01-02T03:04:05.000000001Z one\n",
 		"2024-01-02T03:04:06.000000000Z \n",

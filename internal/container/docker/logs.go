@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
@@ -21,16 +23,35 @@ const maxLine = 16 << 20
 
 var errGone = errors.New("container removed")
 
-// follow streams the container's log into c.logs until the container has
-// exited and its output is drained, or until it is removed.
+// attach attaches to the container's stdout and stderr before it starts
+// (nil when that fails: follow then reads the log instead). Attached, the
+// output comes straight from the daemon's copy of the container's pipes;
+// the log (Follow on ContainerLogs) comes through the log driver's file and
+// the daemon's watch of it, a step more per line, which the sentinels of an
+// image that writes them wait for after every run. Attached before the
+// start, nothing the container writes is missed.
+func (c *Container) attach(ctx context.Context) *types.HijackedResponse {
+	hr, err := c.b.cli.ContainerAttach(ctx, c.id, container.AttachOptions{Stream: true, Stdout: true, Stderr: true})
+	if err != nil {
+		c.b.log.Debug("cannot attach to a container: following its log", "container", c.name, "err", err)
+		return nil
+	}
+	return &hr
+}
+
+// follow streams the container's output into c.logs until the container
+// has exited and its output is drained, or until it is removed: from the
+// attached streams (hr), or, when hr is nil, from its log.
 //
-// The Engine sends each log message as one multiplexed frame, prefixed
-// (Timestamps) with its RFC 3339 time; stdcopy.StdCopy hands each frame's
-// payload to the stream's writer in one Write. Docker's log drivers split
-// lines longer than 16 KiB into partial messages, each with its own
-// timestamp and without the newline: lineWriter joins them again and keeps
-// the time of the first piece.
-func (c *Container) follow() {
+// The Engine sends each piece of output as one multiplexed frame; from the
+// log, each message is prefixed (Timestamps) with its RFC 3339 time, and
+// stdcopy.StdCopy hands each frame's payload to the stream's writer in one
+// Write. Docker's log drivers split lines longer than 16 KiB into partial
+// messages, each with its own timestamp and without the newline; attached
+// frames are pieces of the pipes' bytes: lineWriter joins pieces into
+// lines and keeps the time of the first piece (for attached output, the
+// time it came).
+func (c *Container) follow(hr *types.HijackedResponse) {
 	defer close(c.logs)
 	ctx, cancel := context.WithCancel(c.b.ctx)
 	defer cancel()
@@ -40,21 +61,30 @@ func (c *Container) follow() {
 			cancel()
 		case <-ctx.Done():
 		}
+		if hr != nil {
+			hr.Close() // wakes the read
+		}
 	}()
 
-	rc, err := c.b.cli.ContainerLogs(ctx, c.id, container.LogsOptions{
-		ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true,
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			c.b.log.Warn("cannot follow a container's log", "container", c.name, "err", err)
+	var rc io.Reader
+	if hr != nil {
+		rc = hr.Reader
+	} else {
+		lr, err := c.b.cli.ContainerLogs(ctx, c.id, container.LogsOptions{
+			ShowStdout: true, ShowStderr: true, Follow: true, Timestamps: true,
+		})
+		if err != nil {
+			if ctx.Err() == nil {
+				c.b.log.Warn("cannot follow a container's log", "container", c.name, "err", err)
+			}
+			return
 		}
-		return
+		defer lr.Close()
+		rc = lr
 	}
-	defer rc.Close()
-	stdout := &lineWriter{stream: eddyc.Stdout, emit: c.emit}
-	stderr := &lineWriter{stream: eddyc.Stderr, emit: c.emit}
-	_, err = stdcopy.StdCopy(stdout, stderr, rc)
+	stdout := &lineWriter{stream: eddyc.Stdout, emit: c.emit, stamped: hr == nil}
+	stderr := &lineWriter{stream: eddyc.Stderr, emit: c.emit, stamped: hr == nil}
+	_, err := stdcopy.StdCopy(stdout, stderr, rc)
 	if err != nil && ctx.Err() == nil && !errors.Is(err, errGone) {
 		c.b.log.Warn("reading a container's log failed", "container", c.name, "err", err)
 	}
@@ -85,18 +115,20 @@ func (c *Container) emit(l eddyc.LogLine) error {
 // lineWriter turns the log frames of one stream into LogLines.
 type lineWriter struct {
 	stream  string
+	stamped bool // each frame starts with its time (the log, not attached output)
 	emit    func(eddyc.LogLine) error
 	pending []byte
 	open    bool      // a line is in progress
 	at      time.Time // time of its first piece
 }
 
-// Write takes one frame: "<RFC3339Nano time> <text>", where text ends with
-// a newline unless it is part of a longer line.
+// Write takes one frame: "<RFC3339Nano time> <text>" (stamped), where text
+// ends with a newline unless it is part of a longer line, or any piece of
+// the stream's bytes (attached).
 func (w *lineWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	t := time.Now()
-	if ts, rest, ok := bytes.Cut(p, []byte{' '}); ok {
+	if ts, rest, ok := bytes.Cut(p, []byte{' '}); ok && w.stamped {
 		if pt, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
 			t, p = pt, rest
 		}
