@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -324,9 +323,13 @@ func newProcessBackend(workRoot string, log *slog.Logger) (container.Backend, er
 	if err != nil {
 		return nil, fmt.Errorf("locating the eddy binary for the process backend: %w", err)
 	}
+	root, err := processWorkRoot(workRoot)
+	if err != nil {
+		return nil, fmt.Errorf("process backend: %w", err)
+	}
 	return process.New(process.Config{
 		Command:  []string{self, "runtime"},
-		WorkRoot: filepath.Join(workRoot, "containers"),
+		WorkRoot: root,
 		Log:      log.With("backend", "process"),
 	})
 }
