@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-
 )
 
 // isolationSupported: Linux can run containers as other uids.
@@ -158,6 +157,10 @@ func liveUIDs(first, count uint32) (map[uint32]int, error) {
 // The thread is locked and never unlocked: it exits with the goroutine,
 // and with it the changed credentials (the Go runtime never clones a
 // locked thread).
+//
+// kill(-1) answers success whenever another process exists, whether it
+// could signal one or not: only a scan of /proc (reapUID) says whether
+// uid has processes left.
 func killUID(uid uint32) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -174,6 +177,27 @@ func killUID(uid uint32) error {
 		errc <- nil
 	}()
 	return <-errc
+}
+
+// reapUID counts the living processes of uid and reaps its zombies that
+// are this process's children and not a runtime server, in one scan.
+func (b *Backend) reapUID(uid uint32) (live int, err error) {
+	ps, err := processes()
+	if err != nil {
+		return 0, err
+	}
+	self := os.Getpid()
+	for _, p := range ps {
+		switch {
+		case p.uid != uid:
+		case !p.zombie:
+			live++
+		case p.ppid == self && !b.isServer(p.pid):
+			var ws syscall.WaitStatus
+			_, _ = syscall.Wait4(p.pid, &ws, syscall.WNOHANG, nil)
+		}
+	}
+	return live, nil
 }
 
 // rlimits is the value of runtime.RlimitsEnv for a container: the

@@ -351,3 +351,59 @@ func TestRestartAfterCrash(t *testing.T) {
 		t.Errorf("second backend on a work root in use: %v", err)
 	}
 }
+
+// TestNotIsolatedWhenOff: with isolation off (as when Eddy is not root),
+// the same probe reads Eddy's private file and runs as Eddy's uid: the
+// denials of TestIsolatedReads are the isolation's doing.
+func TestNotIsolatedWhenOff(t *testing.T) {
+	needRoot(t)
+	db := filepath.Join(t.TempDir(), "eddy.db")
+	if err := os.WriteFile(db, []byte("keys"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(Config{Command: []string{runtimeBin}, WorkRoot: workRoot(t), Isolation: Isolation{Off: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	out := newProbe(t, b, "open", 256).run(t, []string{db}, "")
+	if out[db] != true || out["uid"] != float64(os.Geteuid()) {
+		t.Errorf("not isolated: %v", out)
+	}
+}
+
+// BenchmarkCreateRemove measures a container's start and removal, isolated
+// (a uid of its own: chown, the limits check, kill by uid and the /proc
+// scans) and not.
+func BenchmarkCreateRemove(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("isolation needs root")
+	}
+	for _, off := range []bool{false, true} {
+		b.Run(map[bool]string{false: "isolated", true: "off"}[off], func(b *testing.B) {
+			dir := b.TempDir()
+			for _, d := range []string{dir, filepath.Dir(dir)} {
+				_ = os.Chmod(d, 0o711)
+			}
+			be, err := New(Config{Command: []string{runtimeBin}, WorkRoot: dir, Isolation: Isolation{Off: off}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer be.Close(context.Background())
+			ctx := context.Background()
+			for b.Loop() {
+				c, err := be.Create(ctx, container.Spec{Name: "bench", Launcher: "native"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				go func() {
+					for range c.Logs() {
+					}
+				}()
+				if err := c.Remove(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

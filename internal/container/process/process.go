@@ -299,24 +299,20 @@ func (b *Backend) killSlot() error {
 
 // killAll kills every process of uid and waits until none is left alive
 // (up to killWait: a process stuck in the kernel dies when it leaves it).
+// One scan of /proc per round both counts the living and reaps the
+// zombies that are this process's (orphans it is the subreaper of).
 func (b *Backend) killAll(uid uint32) error {
 	deadline := time.Now().Add(killWait)
 	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
 		if err := killUID(uid); err != nil {
 			return err
 		}
-		live, err := liveUIDs(uid, 1)
-		if err != nil {
+		live, err := b.reapUID(uid)
+		if err != nil || live == 0 {
 			return err
 		}
-		if len(live) == 0 {
-			if b.reaper != nil {
-				b.reaper.reap()
-			}
-			return nil
-		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("uid %d still has %d processes %v after SIGKILL", uid, live[uid], killWait)
+			return fmt.Errorf("uid %d still has %d processes %v after SIGKILL", uid, live, killWait)
 		}
 		time.Sleep(delay) // SIGKILL is delivered; the processes are exiting
 	}
