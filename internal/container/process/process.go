@@ -396,8 +396,13 @@ func (b *Backend) runnableRuntime() (string, error) {
 	return dst, out.Close()
 }
 
-// release gives up the work root and the uid slot.
+// release gives up the work root and the uid slot, and removes the link
+// to (or copy of) the runtime binary, if it made one: it would keep a
+// deleted binary's space (tests start many backends on new work roots).
 func (b *Backend) release() {
+	if b.runtime != b.cfg.Command[0] {
+		_ = os.RemoveAll(filepath.Join(b.cfg.WorkRoot, "bin"))
+	}
 	if b.reaper != nil {
 		b.reaper.close()
 	}
