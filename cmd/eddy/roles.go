@@ -351,6 +351,7 @@ func runInvoker(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *slo
 	if err != nil {
 		return err
 	}
+	warnSharedBackend(ctx, backend, nil, log)
 	// On the way out: remove the containers, then revoke the lease.
 	var session *cluster.Session
 	defer func() {

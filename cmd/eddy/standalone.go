@@ -200,6 +200,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	warnSharedBackend(ctx, backend, store, log)
 
 	// The scheduler and the invoker each hold ONE lease.
 	schedSession, err := cluster.NewSession(ctx, etcdClient, cfg.leaseTTL, log.With("lease", "scheduler"))

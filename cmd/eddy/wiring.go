@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -339,9 +338,13 @@ func newProcessBackend(workRoot string, log *slog.Logger) (container.Backend, er
 	if err != nil {
 		return nil, fmt.Errorf("locating the eddy binary for the process backend: %w", err)
 	}
+	root, err := processWorkRoot(workRoot)
+	if err != nil {
+		return nil, fmt.Errorf("process backend: %w", err)
+	}
 	return process.New(process.Config{
 		Command:     []string{self, "runtime"},
-		WorkRoot:    filepath.Join(workRoot, "containers"),
+		WorkRoot:    root,
 		RemoveStale: true, // the work root is the data dir's: one process at a time
 		Log:         log.With("backend", "process"),
 	})

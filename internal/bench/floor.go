@@ -51,6 +51,11 @@ func newFloor(ctx context.Context, cfg config, log *slog.Logger) (*floor, error)
 			return nil, err
 		}
 		f.workDir = dir
+		// Other users pass through: as root, the backend runs containers
+		// as uids of their own.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, err
+		}
 		b, err := process.New(process.Config{Command: []string{cfg.eddyPath, "runtime"}, WorkRoot: dir, Log: log})
 		if err != nil {
 			return nil, err

@@ -244,7 +244,15 @@ func newEnvWith(t *testing.T, cfg invoker.Config, client *cluster.Client, wrap e
 		defer c()
 		_ = e.session.Close(cctx)
 	})
-	e.backend, err = process.New(process.Config{Command: []string{runtimeBin}, WorkRoot: t.TempDir(), Log: log})
+	// The work root lets other users through: as root, the backend runs
+	// containers as uids of their own.
+	workRoot := t.TempDir()
+	for _, d := range []string{workRoot, filepath.Dir(workRoot)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.backend, err = process.New(process.Config{Command: []string{runtimeBin}, WorkRoot: workRoot, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,6 +123,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "eddy-runtime: %v\n", err)
 		return 1
 	}
+	if spec := os.Getenv(RlimitsEnv); spec != "" {
+		if err := applyRlimits(spec); err != nil {
+			return fail(err)
+		}
+	}
 
 	dir := *workDir
 	if dir == "" {

@@ -148,13 +148,19 @@ func freePort(t *testing.T) int {
 // (or dataDir when given) and extra flags, and stops it at test end.
 func startEddy(t *testing.T, backend, dataDir string, extra ...string) *eddy {
 	t.Helper()
+	return startEddyBin(t, eddyBin, backend, dataDir, extra...)
+}
+
+// startEddyBin is startEddy of another eddy binary.
+func startEddyBin(t *testing.T, bin, backend, dataDir string, extra ...string) *eddy {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	port := freePort(t)
 	args := append([]string{"standalone", "--port", fmt.Sprint(port), "--data-dir", dataDir, "--backend", backend}, extra...)
 	e := &eddy{t: t, Backend: backend, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: dataDir, out: &syncBuffer{}, args: args}
-	e.cmd = exec.Command(eddyBin, args...)
+	e.cmd = exec.Command(bin, args...)
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := e.cmd.Start(); err != nil {

@@ -2,20 +2,31 @@
 // "container" is Eddy's runtime server (eddy-runtime, or "eddy runtime")
 // started as a local child process listening on a loopback port.
 //
-// It enforces NO isolation: the action runs as the invoker's user, sees
-// its file system and network, and has no memory, CPU, pid or file limits
-// (Spec.MemoryMB and Spec.Image are ignored; no rlimits are set, because an
-// address-space limit breaks runtimes that reserve address space, and the
-// others protect nothing an action with the invoker's rights could not undo).
-// Use it for development and single-user machines; use the Docker backend
-// where actions are not trusted.
+// Each runtime runs in its own process group in its own work directory
+// under Config.WorkRoot, with a small environment (PATH, HOME, locale,
+// TMPDIR, PYENV_*, EDDY_PYTHON, then Spec.Env) rather than the invoker's;
+// Remove kills it (SIGTERM, then SIGKILL after 2 s) and deletes the work
+// directory; on Linux a runtime dies with the process that started it
+// (PDEATHSIG). A backend holds its work root alone (a lock file), and at
+// start removes the work directories a previous run on it left. Unix only.
 //
-// What it does provide: each runtime runs in its own process group in its
-// own work directory under Config.WorkRoot, with a small environment (PATH,
-// HOME, locale, TMPDIR, PYENV_*, EDDY_PYTHON, then Spec.Env) rather than
-// the invoker's; Remove kills the whole group (SIGTERM, then SIGKILL after
-// 2 s) and deletes the work directory; on Linux a runtime dies with the
-// process that started it (PDEATHSIG). Unix only.
+// Isolation (Linux, when Eddy runs as root; docs/tenants.md has the table
+// of what it covers): every container runs as a uid of its own, from a
+// slot of Isolation.SlotSize uids in a reserved range that no user of the
+// host has (Isolation.UIDBase, no /etc/passwd entry), with no groups. Its
+// work directory (also its HOME and TMPDIR) is that uid's, mode 0700, so
+// an action reads neither another container's files nor Eddy's data dir,
+// keys or /etc/shadow. The runtime gets rlimits (processes, open files,
+// address space = its memory limit + Isolation.AddressSpaceHeadroomMB).
+// Every process of a container — setsid and double forks included — is
+// killed with it by uid (killUID), when the runtime exits, on Kill, Remove
+// and Close; Eddy is their subreaper, so the ones that exit earlier leave
+// no zombies; and a backend starting on a slot kills whatever the slot's
+// uids still run (a previous run killed with SIGKILL). Not isolated:
+// network (an action reaches every loopback port) and memory and CPU
+// (no cgroup: the address-space limit bounds a process, not a container).
+// When Eddy is not root, or Isolation.Off is set, actions run as Eddy's
+// own user with none of this, and may read everything it can.
 package process
 
 import (
@@ -25,6 +36,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -37,6 +49,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/runtime"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -50,10 +63,79 @@ type Config struct {
 	// $TMPDIR/eddy-process).
 	WorkRoot string
 	// RemoveStale says WorkRoot belongs to this backend alone (one per
-	// data dir): New kills the processes a previous run left in it and
-	// removes its work directories.
+	// data dir): New kills the processes a previous run left running
+	// under it (an isolating backend kills its uid slot's instead). Stale
+	// work directories are removed in any case.
 	RemoveStale bool
-	Log         *slog.Logger
+	// Isolation applies when Eddy runs as root on Linux.
+	Isolation Isolation
+	Log       *slog.Logger
+}
+
+// Isolation configures how a root Eddy isolates containers. Zero fields
+// take the defaults.
+type Isolation struct {
+	// Off runs containers as Eddy's own user even when it is root.
+	Off bool
+	// UIDBase is the first uid of the reserved range (default
+	// 2,000,000,000, above any user a host has); the range holds Slots
+	// slots of SlotSize uids (defaults 32768 and 4096: up to uid
+	// 2,134,217,727, below 2^31). A backend takes one slot (LockDir), and
+	// each of its containers a uid of the slot.
+	UIDBase, SlotSize, Slots uint32
+	// LockDir holds the slots' lock files; host-wide (default
+	// /run/eddy/uid-slots).
+	LockDir string
+	// NProc bounds the processes and threads of a container's uid (default
+	// 512); NoFile the open files of each of its processes (default 1024).
+	NProc, NoFile uint64
+	// AddressSpaceHeadroomMB is added to a container's memory limit to make
+	// its processes' address-space limit (default 4096): the runtime
+	// server, a Go program, reserves about 1.7 GB of address space at
+	// start and node about 0.7 GB, which they never use.
+	AddressSpaceHeadroomMB int64
+}
+
+// Isolation defaults.
+const (
+	DefaultUIDBase                = 2_000_000_000
+	defaultSlotSize               = 4096
+	defaultSlots                  = 32768
+	DefaultLockDir                = "/run/eddy/uid-slots"
+	defaultNProc                  = 512
+	defaultNoFile                 = 1024
+	defaultAddressSpaceHeadroomMB = 4096
+	defaultMemoryMB               = 256
+)
+
+func (iso *Isolation) defaults() {
+	if iso.UIDBase == 0 {
+		iso.UIDBase = DefaultUIDBase
+	}
+	if iso.SlotSize == 0 {
+		iso.SlotSize = defaultSlotSize
+	}
+	if iso.Slots == 0 {
+		iso.Slots = defaultSlots
+	}
+	if iso.LockDir == "" {
+		iso.LockDir = DefaultLockDir
+	}
+	if iso.NProc == 0 {
+		iso.NProc = defaultNProc
+	}
+	if iso.NoFile == 0 {
+		iso.NoFile = defaultNoFile
+	}
+	if iso.AddressSpaceHeadroomMB == 0 {
+		iso.AddressSpaceHeadroomMB = defaultAddressSpaceHeadroomMB
+	}
+}
+
+// Isolating says whether containers run as their own uids: on Linux, as
+// root, unless cfg turns it off.
+func Isolating(cfg Isolation) bool {
+	return isolationSupported && !cfg.Off && os.Geteuid() == 0
 }
 
 // How long Remove waits after SIGTERM before SIGKILL, and how long output
@@ -62,6 +144,7 @@ type Config struct {
 const (
 	killGrace  = 2 * time.Second
 	drainGrace = 2 * time.Second
+	killWait   = 10 * time.Second
 )
 
 // Backend runs runtime servers as local processes.
@@ -70,35 +153,313 @@ type Backend struct {
 	log      *slog.Logger
 	instance string
 	seq      atomic.Uint64
+	rootLock *os.File // flock on WorkRoot/.lock, held for the backend's life
 
-	mu     sync.Mutex
-	live   map[string]*Container
-	closed bool
+	// When isolating: the runtime command's binary where the containers'
+	// uids can run it, the slot's uids and the lock that holds them.
+	iso         bool
+	runtime     string
+	firstUID    uint32
+	slotLock    *os.File
+	reaper      *reaper
+	warnOnce    sync.Once
+	releaseOnce sync.Once
+
+	mu      sync.Mutex
+	live    map[string]*Container
+	uids    map[uint32]bool // uids of live containers
+	nextUID uint32
+	closed  bool
+	// starting counts runtimes being started, not in live yet.
+	starting int
 }
 
 var _ container.Backend = (*Backend)(nil)
 
-// New checks cfg and creates the work root.
+// New checks cfg, creates the work root and takes it (a second backend on
+// the same work root fails), and removes what a previous run on it left:
+// work directories and, when isolating, every process of its uid slot.
 func New(cfg Config) (*Backend, error) {
 	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
 		return nil, errors.New("process backend: no runtime command")
-	}
-	if cfg.WorkRoot == "" {
-		cfg.WorkRoot = filepath.Join(os.TempDir(), "eddy-process")
-	}
-	if err := os.MkdirAll(cfg.WorkRoot, 0o755); err != nil {
-		return nil, fmt.Errorf("process backend: %w", err)
 	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.RemoveStale {
-		removeStale(cfg.WorkRoot, log)
+	iso := Isolating(cfg.Isolation)
+	cfg.Isolation.defaults()
+	if cfg.WorkRoot == "" {
+		dir, err := os.MkdirTemp("", "eddy-process-")
+		if err != nil {
+			return nil, fmt.Errorf("process backend: %w", err)
+		}
+		cfg.WorkRoot = dir
+	}
+	abs, err := filepath.Abs(cfg.WorkRoot)
+	if err != nil {
+		return nil, fmt.Errorf("process backend: %w", err)
+	}
+	cfg.WorkRoot = abs
+	mode := os.FileMode(0o755)
+	if iso {
+		// The containers' uids traverse it to their work dirs; listing
+		// it, they would learn the others' names.
+		mode = 0o711
+	}
+	if err := privateDir(cfg.WorkRoot, mode); err != nil {
+		return nil, fmt.Errorf("process backend: work root: %w", err)
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	return &Backend{cfg: cfg, log: log, instance: hex.EncodeToString(rnd[:]), live: map[string]*Container{}}, nil
+	b := &Backend{cfg: cfg, log: log, instance: hex.EncodeToString(rnd[:]), iso: iso,
+		runtime: cfg.Command[0], live: map[string]*Container{}, uids: map[uint32]bool{}}
+	if err := b.open(); err != nil {
+		b.releaseOnce.Do(b.release)
+		return nil, fmt.Errorf("process backend: %w", err)
+	}
+	if cfg.RemoveStale && !iso {
+		killStale(cfg.WorkRoot, log)
+	}
+	if iso {
+		log.Info("process backend isolates containers", "uids", fmt.Sprintf("%d-%d", b.firstUID, b.firstUID+cfg.Isolation.SlotSize-1),
+			"work_root", cfg.WorkRoot)
+	} else {
+		why := "not running as root"
+		if !isolationSupported {
+			why = "not Linux"
+		} else if cfg.Isolation.Off {
+			why = "turned off"
+		}
+		log.Info("process backend runs actions as Eddy's own user, not isolated", "reason", why)
+	}
+	return b, nil
+}
+
+func (b *Backend) open() error {
+	f, err := os.OpenFile(filepath.Join(b.cfg.WorkRoot, ".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	b.rootLock = f
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return fmt.Errorf("work root %s is in use by another Eddy (%w)", b.cfg.WorkRoot, err)
+	}
+	if b.iso {
+		if err := reachable(b.cfg.WorkRoot); err != nil {
+			return fmt.Errorf("work root: %w (the containers' uids must reach their work dirs)", err)
+		}
+		iso := b.cfg.Isolation
+		b.firstUID, b.slotLock, err = claimSlot(iso, iso.LockDir, filepath.Join(b.cfg.WorkRoot, ".uid-slot"), b.cfg.WorkRoot)
+		if err != nil {
+			return fmt.Errorf("uid slot: %w", err)
+		}
+		if err := b.killSlot(); err != nil {
+			return err
+		}
+		if b.runtime, err = b.runnableRuntime(); err != nil {
+			return err
+		}
+		b.reaper, err = startReaper(b.firstUID, iso.SlotSize, b.isServer)
+		if err != nil {
+			return err
+		}
+	}
+	// Work dirs a previous run left (it was killed, or its Close failed).
+	ents, err := os.ReadDir(b.cfg.WorkRoot)
+	if err != nil {
+		return err
+	}
+	stale := 0
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "proc-") {
+			if err := os.RemoveAll(filepath.Join(b.cfg.WorkRoot, e.Name())); err != nil {
+				return fmt.Errorf("removing a stale work dir: %w", err)
+			}
+			stale++
+		}
+	}
+	if stale > 0 {
+		b.log.Info("removed work dirs a previous run left", "count", stale)
+	}
+	return nil
+}
+
+// killSlot kills every process the slot's uids still run: a previous
+// backend on the slot was killed before it could remove its containers.
+func (b *Backend) killSlot() error {
+	live, err := liveUIDs(b.firstUID, b.cfg.Isolation.SlotSize)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for uid, procs := range live {
+		if err := b.killAll(uid); err != nil {
+			return err
+		}
+		n += procs
+	}
+	if n > 0 {
+		b.log.Warn("killed processes a previous run left", "processes", n, "uids", len(live))
+	}
+	return nil
+}
+
+// killAll kills every process of uid and waits until none is left alive
+// (up to killWait: a process stuck in the kernel dies when it leaves it).
+// One scan of /proc per round both counts the living and reaps the
+// zombies that are this process's (orphans it is the subreaper of).
+func (b *Backend) killAll(uid uint32) error {
+	deadline := time.Now().Add(killWait)
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		if err := killUID(uid); err != nil {
+			return err
+		}
+		live, err := b.reapUID(uid)
+		if err != nil || live == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("uid %d still has %d processes %v after SIGKILL", uid, live, killWait)
+		}
+		time.Sleep(delay) // SIGKILL is delivered; the processes are exiting
+	}
+}
+
+// isServer says whether pid may be a runtime server of this backend (os/exec
+// waits for those): one it runs, or any while one is being started and is
+// not in live yet.
+func (b *Backend) isServer(pid int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.starting > 0 {
+		return true
+	}
+	for _, c := range b.live {
+		if c.pgid == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// reachable checks that every directory above path lets other users
+// through.
+func reachable(path string) error {
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s (mode %o) does not let other users through", dir, fi.Mode().Perm())
+		}
+		if dir == filepath.Dir(dir) {
+			return nil
+		}
+	}
+}
+
+// runnableRuntime returns the runtime command's binary, or, when the
+// containers' uids cannot run it where it is (a private directory), a
+// link to it (or a copy) in the work root.
+func (b *Backend) runnableRuntime() (string, error) {
+	bin := b.cfg.Command[0]
+	if !filepath.IsAbs(bin) {
+		p, err := exec.LookPath(bin)
+		if err != nil {
+			return "", err
+		}
+		bin = p
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return "", err
+	}
+	if fi.Mode().Perm()&0o005 == 0o005 && reachable(bin) == nil {
+		return bin, nil
+	}
+	dir := filepath.Join(b.cfg.WorkRoot, "bin")
+	if err := privateDir(dir, 0o711); err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, filepath.Base(bin))
+	_ = os.Remove(dst)
+	if fi.Mode().Perm()&0o005 == 0o005 && os.Link(bin, dst) == nil {
+		return dst, nil
+	}
+	src, err := os.Open(bin)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return "", err
+	}
+	return dst, out.Close()
+}
+
+// release gives up the work root and the uid slot, and removes the link
+// to (or copy of) the runtime binary, if it made one: it would keep a
+// deleted binary's space (tests start many backends on new work roots).
+func (b *Backend) release() {
+	if b.runtime != b.cfg.Command[0] {
+		_ = os.RemoveAll(filepath.Join(b.cfg.WorkRoot, "bin"))
+	}
+	if b.reaper != nil {
+		b.reaper.close()
+	}
+	if b.slotLock != nil {
+		b.slotLock.Close()
+	}
+	if b.rootLock != nil {
+		b.rootLock.Close()
+	}
+}
+
+// allocUID takes a free uid of the slot, round robin, so that a uid is
+// used again as late as possible.
+func (b *Backend) allocUID() (uint32, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.cfg.Isolation.SlotSize
+	for range n {
+		i := b.nextUID
+		b.nextUID = (b.nextUID + 1) % n
+		if uid := b.firstUID + i; !b.uids[uid] {
+			b.uids[uid] = true
+			return uid, nil
+		}
+	}
+	return 0, fmt.Errorf("all %d uids of the slot are in use", n)
+}
+
+func (b *Backend) freeUID(uid uint32) {
+	b.mu.Lock()
+	delete(b.uids, uid)
+	b.mu.Unlock()
+}
+
+// WarnShared logs, once per backend, that tenants share this backend and
+// what it does not isolate between them (docs/tenants.md).
+func (b *Backend) WarnShared(why string) {
+	b.warnOnce.Do(func() {
+		if b.iso {
+			b.log.Warn("the process backend runs several tenants' actions: they run as separate uids, but share the network "+
+				"(every loopback port, including other tenants' runtimes) and have no memory or CPU limit; use the Docker backend for untrusted tenants",
+				"why", why)
+			return
+		}
+		b.log.Warn("the process backend runs several tenants' actions as Eddy's own user, NOT isolated: an action can read the data dir "+
+			"(database, code and parameters of every action, activation records), other tenants' work dirs and every file Eddy's user can, "+
+			"signal other actions, and use the network; run Eddy as root for per-container uids, or use the Docker backend",
+			"why", why)
+	})
 }
 
 // Name is "process".
@@ -133,19 +494,37 @@ func (b *Backend) Create(ctx context.Context, spec container.Spec) (container.Co
 		// A blackbox action brings an image; only a container backend runs one.
 		return nil, whisk.E(op, whisk.Invalid, MsgNeedsImage(spec.Image), nil)
 	}
-	id := fmt.Sprintf("proc-%s-%d", b.instance, b.seq.Add(1))
-	dir, err := os.MkdirTemp(b.cfg.WorkRoot, id+"-")
-	if err != nil {
-		return nil, whisk.E(op, whisk.Internal, "", err)
+	if ns := spec.Labels["eddy.namespace"]; ns != "" && ns != whisk.GuestNamespace {
+		b.WarnShared("namespace " + ns + " runs an action")
 	}
-	c, err := b.start(id, dir, spec)
+	id := fmt.Sprintf("proc-%s-%d", b.instance, b.seq.Add(1))
+	var uid uint32
+	if b.iso {
+		var err error
+		if uid, err = b.allocUID(); err != nil {
+			return nil, whisk.E(op, whisk.Unavailable, "", err)
+		}
+	}
+	dir, err := b.workDir(id, uid)
 	if err != nil {
-		os.RemoveAll(dir)
+		b.freeUID(uid)
 		return nil, whisk.E(op, whisk.Internal, "", err)
 	}
 	b.mu.Lock()
-	b.live[id] = c
+	b.starting++
 	b.mu.Unlock()
+	c, err := b.start(id, dir, uid, spec)
+	b.mu.Lock()
+	b.starting--
+	if err == nil {
+		b.live[id] = c
+	}
+	b.mu.Unlock()
+	if err != nil {
+		os.RemoveAll(dir)
+		b.freeUID(uid)
+		return nil, whisk.E(op, whisk.Internal, "", err)
+	}
 
 	addr, err := c.awaitReady(ctx)
 	if err != nil {
@@ -155,12 +534,46 @@ func (b *Backend) Create(ctx context.Context, spec container.Spec) (container.Co
 		}
 		return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("runtime %s did not start: %w", id, err))
 	}
+	if b.iso {
+		if err := checkLimits(c.Pid(), b.cfg.Isolation, memoryMB(spec)); err != nil {
+			_ = c.Remove(context.Background())
+			return nil, whisk.E(op, whisk.Internal, "", fmt.Errorf("runtime %s: %w", id, err))
+		}
+	}
 	c.addr = addr
 	b.log.Debug("process container started", "id", id, "name", spec.Name, "pid", c.Pid(), "addr", addr)
 	return c, nil
 }
 
-func (b *Backend) start(id, dir string, spec container.Spec) (*Container, error) {
+// memoryMB is spec's memory limit, or the default.
+func memoryMB(spec container.Spec) int64 {
+	if spec.MemoryMB > 0 {
+		return spec.MemoryMB
+	}
+	return defaultMemoryMB
+}
+
+// workDir creates a container's work directory; when isolating, it and its
+// tmp belong to the container's uid, mode 0700.
+func (b *Backend) workDir(id string, uid uint32) (string, error) {
+	dir, err := os.MkdirTemp(b.cfg.WorkRoot, id+"-")
+	if err != nil || !b.iso {
+		return dir, err
+	}
+	tmp := filepath.Join(dir, "tmp")
+	err = os.Mkdir(tmp, 0o700)
+	for _, d := range []string{tmp, dir} {
+		if err == nil {
+			err = os.Lchown(d, int(uid), int(uid))
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+	}
+	return dir, err
+}
+
+func (b *Backend) start(id, dir string, uid uint32, spec container.Spec) (*Container, error) {
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -191,12 +604,18 @@ func (b *Backend) start(id, dir string, spec container.Spec) (*Container, error)
 
 	args := append(append([]string(nil), b.cfg.Command[1:]...),
 		"--listen", "127.0.0.1:0", "--launcher", spec.Launcher, "--workdir", dir, "--ready-fd", "3")
-	cmd := exec.Command(b.cfg.Command[0], args...)
+	cmd := exec.Command(b.runtime, args...)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		if passEnv(kv) {
 			cmd.Env = append(cmd.Env, kv)
 		}
+	}
+	if b.iso {
+		// The container's own home and temporary directory; the later
+		// entries win.
+		cmd.Env = append(cmd.Env, "HOME="+dir, "TMPDIR="+filepath.Join(dir, "tmp"), "USER=", "LOGNAME=",
+			runtime.RlimitsEnv+"="+rlimits(b.cfg.Isolation, memoryMB(spec)))
 	}
 	for k, v := range spec.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -204,16 +623,20 @@ func (b *Backend) start(id, dir string, spec container.Spec) (*Container, error)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	cmd.ExtraFiles = []*os.File{readyW}
 	cmd.SysProcAttr = sysProcAttr()
+	if b.iso {
+		credential(cmd.SysProcAttr, uid)
+	}
 	if err := cmd.Start(); err != nil {
 		closeAll()
 		return nil, err
 	}
+
 	readyW.Close()
 	outW.Close()
 	errW.Close()
 
 	c := &Container{
-		b: b, id: id, dir: dir, cmd: cmd, pgid: cmd.Process.Pid,
+		b: b, id: id, dir: dir, uid: uid, cmd: cmd, pgid: cmd.Process.Pid,
 		ready:   readyR,
 		logs:    make(chan container.LogLine, 1024),
 		done:    make(chan struct{}),
@@ -239,6 +662,7 @@ type Container struct {
 	id   string
 	dir  string
 	addr string
+	uid  uint32 // when isolating
 	cmd  *exec.Cmd
 	pgid int
 
@@ -296,8 +720,8 @@ func (c *Container) wait(outR, errR *os.File) {
 		}
 	}
 	c.exit = container.ExitInfo{Code: code}
-	// Nothing of the group may outlive its runtime server.
-	_ = syscall.Kill(-c.pgid, syscall.SIGKILL)
+	// Nothing of the container may outlive its runtime server.
+	c.killAll()
 	deadline := time.Now().Add(drainGrace)
 	_ = outR.SetReadDeadline(deadline)
 	_ = errR.SetReadDeadline(deadline)
@@ -388,9 +812,20 @@ func (c *Container) Kill(context.Context) error {
 	select {
 	case <-c.done:
 	default:
-		_ = syscall.Kill(-c.pgid, syscall.SIGKILL)
+		c.killAll()
 	}
 	return nil
+}
+
+// killAll kills the runtime's process group and, when isolating, every
+// process of the container's uid.
+func (c *Container) killAll() {
+	_ = syscall.Kill(-c.pgid, syscall.SIGKILL)
+	if c.b.iso {
+		if err := c.b.killAll(c.uid); err != nil {
+			c.b.log.Error("killing a container's processes", "id", c.id, "uid", c.uid, "err", err)
+		}
+	}
 }
 
 // Remove stops the runtime's whole process group (SIGTERM, SIGKILL after
@@ -416,11 +851,14 @@ func (c *Container) Remove(ctx context.Context) error {
 				<-c.done
 			}
 		}
+		// What the action started outside the group (setsid) is gone
+		// too: wait killed it by uid once the runtime exited.
 		if err := os.RemoveAll(c.dir); err != nil {
 			c.removeErr = fmt.Errorf("remove %s: %w", c.id, err)
 		}
 		c.b.mu.Lock()
 		delete(c.b.live, c.id)
+		delete(c.b.uids, c.uid)
 		c.b.mu.Unlock()
 		c.b.log.Debug("process container removed", "id", c.id, "exit", c.exit.Code)
 	})
@@ -446,5 +884,11 @@ func (b *Backend) Close(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	b.mu.Lock()
+	idle := len(b.live) == 0
+	b.mu.Unlock()
+	if idle {
+		b.releaseOnce.Do(b.release)
+	}
 	return errors.Join(errs...)
 }

@@ -43,12 +43,26 @@ func newBackend(t *testing.T, command ...string) *Backend {
 	if len(command) == 0 {
 		command = []string{runtimeBin}
 	}
-	b, err := New(Config{Command: command, WorkRoot: t.TempDir()})
+	b, err := New(Config{Command: command, WorkRoot: workRoot(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	return b
+}
+
+// workRoot is a new temporary directory that other users may traverse
+// (t.TempDir and its parent are 0700), as a work root must be when the
+// backend isolates.
+func workRoot(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // alive says whether pid exists and is not a zombie.

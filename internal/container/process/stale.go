@@ -9,17 +9,15 @@ import (
 	"syscall"
 )
 
-// removeStale removes what a predecessor using the same work root left
-// behind (an invoker killed with SIGKILL, then restarted): every process
-// still running in one of its work directories (by working directory or
-// command line, as the runtimes' children started with setsid outlive
-// them) is killed, and the directories are removed. Only for a work root
-// owned by one process at a time (Config.RemoveStale).
-func removeStale(root string, log *slog.Logger) {
-	entries, err := os.ReadDir(root)
-	if err != nil || len(entries) == 0 {
-		return
-	}
+// killStale kills what a predecessor using the same work root left running
+// (an invoker killed with SIGKILL, then restarted): every process whose
+// working directory or command line is under the work root, as the
+// runtimes' children started with setsid outlive them. It runs once the
+// backend holds the work root's lock, so no live backend's processes are
+// touched; the stale work directories themselves are removed by open.
+// Only for a backend that does not isolate (an isolating one kills its uid
+// slot instead) and whose work root is its own (Config.RemoveStale).
+func killStale(root string, log *slog.Logger) {
 	prefix := filepath.Clean(root) + string(filepath.Separator)
 	killed := 0
 	pids, _ := filepath.Glob("/proc/[0-9]*")
@@ -36,11 +34,7 @@ func removeStale(root string, log *slog.Logger) {
 			}
 		}
 	}
-	removed := 0
-	for _, e := range entries {
-		if os.RemoveAll(filepath.Join(root, e.Name())) == nil {
-			removed++
-		}
+	if killed > 0 {
+		log.Info("process backend: killed what a previous run left", "processes", killed, "root", root)
 	}
-	log.Info("process backend: removed what a previous run left", "workDirs", removed, "processesKilled", killed, "root", root)
 }
