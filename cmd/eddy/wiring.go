@@ -51,6 +51,8 @@ type tuning struct {
 	manifestPath             string
 	apiGatewayURL            string        // controller: base URL of APIs created with `wsk api create`
 	drainTimeout             time.Duration // controller: how long SIGTERM waits for accepted activations
+	metricsAddr              string        // --metrics-addr: serve /metrics there too
+	obs                      *procMetrics  // the process's metrics (metrics.go); nil: none
 }
 
 // Which settings a command registers.
@@ -66,6 +68,7 @@ const (
 func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	fs.StringVar(&t.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&t.debugAddr, "debug-addr", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off when empty)")
+	fs.StringVar(&t.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) on this address, e.g. 127.0.0.1:9095 (off when empty)")
 	if roles&forInvoker != 0 {
 		fs.DurationVar(&t.containerIdle, "container-idle-timeout", 10*time.Second, "remove a container after this long without work")
 		fs.Int64Var(&t.invokerMemory, "invoker-memory", 2048, "MB of memory the invoker hands to containers")
@@ -129,7 +132,7 @@ func (t *tuning) limits() whisk.SystemLimits {
 // newScheduler builds a scheduler serving gRPC on ln and advertising addr.
 func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, s *cluster.Session,
 	c *cluster.Client, st scheduler.Activations, log *slog.Logger) (*scheduler.Scheduler, error) {
-	return scheduler.New(scheduler.Config{
+	sched, err := scheduler.New(scheduler.Config{
 		ID: id, Addr: addr,
 		IdleQueueTimeout: t.queueIdle, NamespaceLimit: t.nsContainers, Retention: t.retention,
 		Followers: t.followers,
@@ -137,6 +140,10 @@ func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, 
 		Log: log.With("role", "scheduler"), Bus: b, Session: s, Client: c,
 		Activations: st, Listener: ln, Now: time.Now,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return sched, t.obs.scheduler(sched, s)
 }
 
 // newInvoker builds an invoker whose containers see apiHost as
@@ -148,13 +155,18 @@ func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session
 	if err != nil {
 		return nil, fmt.Errorf("--prewarm: %w", err)
 	}
-	return invoker.New(invoker.Config{
+	timed := t.obs.backend(backend)
+	inv, err := invoker.New(invoker.Config{
 		ID: id, UserMemoryMB: t.invokerMemory, IdleTimeout: t.containerIdle, APIHost: apiHost,
 		StemCells: cells,
 	}, invoker.Deps{
 		Log: log.With("role", "invoker"), Bus: b, Session: s, Leaders: c,
-		Backend: backend, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local,
+		Backend: timed, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return inv, t.obs.invoker(inv, s, timed)
 }
 
 // apiBus is what the controller and the API need of the bus.
@@ -171,9 +183,13 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	// Sequence and conductor components resolve through packages and
 	// bindings, with entitlement.
 	components := catalog.New(st)
+	observer, err := t.obs.controller()
+	if err != nil {
+		return nil, nil, err
+	}
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
-		Components: components, Records: st,
+		Components: components, Records: st, Observer: observer,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -185,7 +201,7 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
 		Components: components, Builtins: builtins, Records: st, Draining: draining,
 	})
-	return ctl, newAPIServer(handler), nil
+	return ctl, newAPIServer(t.obs.api(handler)), nil
 }
 
 // newAPIServer bounds what a client can hold: 10 s for the headers, 5 min

@@ -96,6 +96,9 @@ type Deps struct {
 	// (sequence.go). Without them, invoking either is Unavailable.
 	Components Components
 	Records    Records
+	// Observer is told of publications, throttles and blocking waits
+	// (observe.go); nil: nothing is told.
+	Observer Observer
 }
 
 // Request is one invocation, authenticated by the API, of an action it read
@@ -201,6 +204,9 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	}
 	if cfg.BlockingWait <= 0 || cfg.BlockingWait > MaxBlockingWait {
 		cfg.BlockingWait = MaxBlockingWait
+	}
+	if deps.Observer == nil {
+		deps.Observer = noObserver{}
 	}
 	c := &Controller{
 		cfg:       cfg,

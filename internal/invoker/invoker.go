@@ -129,6 +129,7 @@ type Invoker struct {
 	memChanged chan struct{} // capacity 1: the registration is stale
 	procs      sync.WaitGroup
 	hard       context.Context // ends ShutdownGrace after Run's context
+	stats      invStats        // counters behind Stats (stats.go)
 }
 
 // New checks the configuration and dependencies.
@@ -517,8 +518,10 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 // startProxy runs p and returns once its creation was acknowledged.
 func (inv *Invoker) startProxy(ctx context.Context, p *proxy) {
 	inv.procs.Add(1)
+	inv.stats.proxies.Add(1)
 	go func() {
 		defer inv.procs.Done()
+		defer inv.stats.proxies.Add(-1)
 		p.run(ctx)
 	}()
 	select {

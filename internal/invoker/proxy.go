@@ -358,6 +358,8 @@ func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
 // runActivationMs is runActivation for any slot; it also returns how long
 // /run took, or -1 when it did not run.
 func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ranMs int64) {
+	p.inv.stats.busy.Add(1)
+	defer p.inv.stats.busy.Add(-1)
 	hard := p.inv.hard
 	limits := msg.Action.Limits
 	if limits.Timeout <= 0 {
@@ -449,6 +451,7 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			out = runOutcome(resp.Status, resp.Body, p.inv.cfg.MaxResult)
 		} else {
 			out = p.callFailed(err, expired, resp, false, timeout)
+			p.inv.stats.runFailed(out, err, hard.Err() != nil)
 		}
 		p.finish(out, err == nil, collect, drain)
 	}

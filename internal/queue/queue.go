@@ -236,6 +236,7 @@ type Queue struct {
 	ended     atomic.Int32 // End, set when Run returns
 	dups      atomic.Int64 // duplicate activations skipped
 	lostCount atomic.Int64 // activations failed as lost with their container (lost.go)
+	stats     statsState   // what Stats reads (stats.go)
 
 	// Everything below is owned by the goroutine running Run (the loop),
 	// grouped by concern; each group's fields are the loop's to read and
@@ -544,6 +545,7 @@ func (q *Queue) Run(ctx context.Context) error {
 func (q *Queue) loop(ctx context.Context, tick <-chan time.Time, wake *time.Timer) {
 	for q.st != Removed && q.st != Removing {
 		q.publishMark()
+		q.publishStats()
 		if tick == nil {
 			q.arm(wake, q.d.Now())
 		}
