@@ -19,7 +19,9 @@
 #   EDDY_BIN                directory holding eddy and eddy-kafka-dev (default bin)
 #   EDDY_CLUSTER_PORT_BASE  base of the other ports (default 23000): etcd clients
 #                           base+1..3, etcd peers base+11..13, Kafka base+21..23,
-#                           PostgreSQL base+31, schedulers base+41..43
+#                           PostgreSQL base+31, schedulers base+41..43; /metrics
+#                           (--metrics-addr) of controllers base+51..52,
+#                           schedulers base+61..63, invokers base+71..72
 #   EDDY_CONTROLLER_PORTS   API ports of the controllers (default "3233 3234")
 #   EDDY_CLUSTER_BACKEND    invoker backend: process (default), docker or auto
 #   EDDY_LEASE_TTL ...      any EDDY_<FLAG> variable reaches every role (docs/cluster.md)
@@ -171,17 +173,20 @@ cmd_start() {
 	local n=1 port
 	for port in "${CONTROLLER_PORTS[@]}"; do
 		say "starting controller$n on port $port"
-		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port"
+		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port" \
+			--metrics-addr "127.0.0.1:$((BASE + 50 + n))"
 		n=$((n + 1))
 	done
 	for i in 1 2 3; do
 		say "starting scheduler$i"
-		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))"
+		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))" \
+			--metrics-addr "127.0.0.1:$((BASE + 60 + i))"
 	done
 	for i in 1 2; do
 		say "starting invoker$i ($BACKEND backend)"
 		spawn "invoker$i" "$BIN/eddy" invoker --config "$RUN/eddy.json" --id "invoker$i" --backend "$BACKEND" \
-			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}"
+			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}" \
+			--metrics-addr "127.0.0.1:$((BASE + 70 + i))"
 	done
 	for n in controller1 controller2; do wait_log "$n" "API at"; done
 	for i in 1 2 3; do wait_log "scheduler$i" "gRPC at"; done
@@ -197,6 +202,7 @@ cmd_start() {
 	say "up: API at http://127.0.0.1:${CONTROLLER_PORTS[0]} and http://127.0.0.1:${CONTROLLER_PORTS[1]}"
 	say "guest key: $GUEST_AUTH"
 	say "etcd: $ETCD_ENDPOINTS   kafka: $brokers   postgres: $PG_URL"
+	say "metrics: controllers 127.0.0.1:$((BASE + 51))-$((BASE + 52)), schedulers $((BASE + 61))-$((BASE + 63)), invokers $((BASE + 71))-$((BASE + 72)) (/metrics)"
 	say "logs and pids in $RUN; '$0 status' shows the cluster, '$0 stop' stops it"
 }
 
