@@ -31,6 +31,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/scheduler"
 	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/webui"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -195,11 +196,15 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 		return nil, nil, err
 	}
 	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: components}, ctl, log)
+	ui, err := webui.New(webui.Config{}, webui.Deps{Status: c, Activations: st, Now: time.Now})
+	if err != nil {
+		return nil, nil, err
+	}
 	build, buildNo := buildInfo(time.Now())
 	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL, Build: build, BuildNo: buildNo}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
-		Components: components, Builtins: builtins, Records: st, Draining: draining,
+		Components: components, Builtins: builtins, Records: st, Draining: draining, UI: ui,
 	})
 	return ctl, newAPIServer(t.obs.api(handler)), nil
 }
