@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,11 @@ import (
 	"github.com/eddy-faas/eddy/internal/store"
 	"github.com/eddy-faas/eddy/internal/whisk"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // procMetrics are one process's metric families, on its own registry.
@@ -31,7 +37,8 @@ type procMetrics struct {
 	reg      *prometheus.Registry
 	events   *metrics.UserEvents
 	regrants *prometheus.CounterVec
-	ctl      *metrics.Controller // nil until a controller is wired
+	ctl      *metrics.Controller      // nil until a controller is wired
+	traces   *sdktrace.TracerProvider // nil: tracing is off (--otlp-endpoint)
 }
 
 func newProcMetrics() (*procMetrics, error) {
@@ -205,10 +212,52 @@ func (m *procMetrics) serve(ctx context.Context, addr string, log *slog.Logger) 
 }
 
 // startMetrics makes the process's metrics (t.obs) and serves them on
-// --metrics-addr until ctx ends.
+// --metrics-addr until ctx ends; with --otlp-endpoint, it exports traces
+// there (stop flushes them).
 func (t *tuning) startMetrics(ctx context.Context, log *slog.Logger) (stop func(), err error) {
 	if t.obs, err = newProcMetrics(); err != nil {
 		return nil, err
 	}
-	return t.obs.serve(ctx, t.metricsAddr, log)
+	if t.otlpEndpoint != "" {
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(otlpTracesURL(t.otlpEndpoint)))
+		if err != nil {
+			return nil, fmt.Errorf("--otlp-endpoint: %w", err)
+		}
+		t.obs.traces = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
+			sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "eddy"))))
+		log.Info("traces", "otlp", t.otlpEndpoint)
+	}
+	stopServe, err := t.obs.serve(ctx, t.metricsAddr, log)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		stopServe()
+		if t.obs.traces != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = t.obs.traces.Shutdown(sctx)
+		}
+	}, nil
+}
+
+// tracer is the tracer of a role's spans; nil when tracing is off, so the
+// roles make none.
+func (m *procMetrics) tracer(role string) trace.Tracer {
+	if m == nil || m.traces == nil {
+		return nil
+	}
+	return m.traces.Tracer("github.com/eddy-faas/eddy/" + role)
+}
+
+// otlpTracesURL is the traces URL of an OTLP/HTTP endpoint: a URL without
+// a path (http://collector:4318) gets OTLP's /v1/traces, as
+// OTEL_EXPORTER_OTLP_ENDPOINT does; one with a path is used as is.
+func otlpTracesURL(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Path != "" && u.Path != "/") {
+		return endpoint
+	}
+	u.Path = "/v1/traces"
+	return u.String()
 }

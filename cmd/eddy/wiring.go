@@ -53,6 +53,7 @@ type tuning struct {
 	apiGatewayURL            string        // controller: base URL of APIs created with `wsk api create`
 	drainTimeout             time.Duration // controller: how long SIGTERM waits for accepted activations
 	metricsAddr              string        // --metrics-addr: serve /metrics there too
+	otlpEndpoint             string        // --otlp-endpoint: export traces there
 	obs                      *procMetrics  // the process's metrics (metrics.go); nil: none
 }
 
@@ -70,6 +71,7 @@ func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	fs.StringVar(&t.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&t.debugAddr, "debug-addr", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off when empty)")
 	fs.StringVar(&t.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) on this address, e.g. 127.0.0.1:9095 (off when empty)")
+	fs.StringVar(&t.otlpEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318 (off when empty)")
 	if roles&forInvoker != 0 {
 		fs.DurationVar(&t.containerIdle, "container-idle-timeout", 10*time.Second, "remove a container after this long without work")
 		fs.Int64Var(&t.invokerMemory, "invoker-memory", 2048, "MB of memory the invoker hands to containers")
@@ -162,7 +164,7 @@ func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session
 		StemCells: cells,
 	}, invoker.Deps{
 		Log: log.With("role", "invoker"), Bus: b, Session: s, Leaders: c,
-		Backend: timed, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local,
+		Backend: timed, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local, Tracer: t.obs.tracer("invoker"),
 	})
 	if err != nil {
 		return nil, err
@@ -190,7 +192,7 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	}
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
-		Components: components, Records: st, Observer: observer,
+		Components: components, Records: st, Observer: observer, Tracer: t.obs.tracer("controller"),
 	})
 	if err != nil {
 		return nil, nil, err

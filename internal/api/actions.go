@@ -550,6 +550,7 @@ func (s *server) invokeAction(w http.ResponseWriter, r *http.Request, caller whi
 		Params:        body,
 		Blocking:      blocking,
 		Wait:          wait,
+		TraceParent:   r.Header.Get("traceparent"),
 	})
 	if err != nil {
 		return err

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
@@ -99,6 +101,9 @@ type Deps struct {
 	// Observer is told of publications, throttles and blocking waits
 	// (observe.go); nil: nothing is told.
 	Observer Observer
+	// Tracer makes a span of each invocation (trace.go); nil: no spans
+	// (a caller's traceparent is still passed on).
+	Tracer trace.Tracer
 }
 
 // Request is one invocation, authenticated by the API, of an action it read
@@ -119,6 +124,9 @@ type Request struct {
 	// Wait is how long a blocking invocation waits for its completion;
 	// zero or more than Config.BlockingWait means Config.BlockingWait.
 	Wait time.Duration
+	// TraceParent is the request's W3C traceparent header ("" for none):
+	// the invocation continues that trace (trace.go).
+	TraceParent string
 }
 
 // Result is the outcome of Invoke. Activation is set only when a blocking

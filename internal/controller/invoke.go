@@ -77,6 +77,7 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		NamespaceLimit: req.Identity.Limits.Effective(c.cfg.Limits).ConcurrentContainers,
 		Cause:          cause,
 		Binding:        req.Binding,
+		TraceParent:    req.TraceParent,
 	}
 	if req.Identity.Namespace != meta.Namespace {
 		msg.CallerNamespace = req.Identity.Namespace
@@ -85,6 +86,8 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		msg.APIKey = req.Identity.AuthKey()
 	}
 
+	ctx, endSpan := c.traceInvoke(ctx, &msg)
+	defer endSpan()
 	fqn := req.Action.FQN()
 	topic := whisk.ActionTopic(fqn)
 	if err := c.ensureTopic(ctx, topic); err != nil {

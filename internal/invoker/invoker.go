@@ -15,6 +15,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures an invoker. Zero durations and sizes take the defaults.
@@ -108,6 +109,9 @@ type Deps struct {
 	// Local are the schedulers of this process by their advertised address
 	// (standalone): fetches to them are direct calls, not gRPC.
 	Local map[string]Fetcher
+	// Tracer records the spans of traced activations (trace.go); nil:
+	// none (their records still carry the trace id).
+	Tracer trace.Tracer
 }
 
 // Invoker runs containers for schedulers.

@@ -469,6 +469,7 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		msg: msg, start: begin.UnixMilli(), end: end.UnixMilli(),
 		out: out, logs: logs, logsDone: logsDone, timings: t,
 	})
+	p.inv.traced(msg, &rec, begin, initMs, runBegin, runMs, ran, end)
 	p.complete(msg, rec)
 	return out.destroy, ranMs
 }

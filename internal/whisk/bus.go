@@ -51,6 +51,10 @@ type ActivationMessage struct {
 	// Cause is the id of the sequence or composition this activation is a
 	// step of; the record carries it (Activation.SetCause).
 	Cause ActivationID `json:"cause,omitempty"`
+	// TraceParent is the W3C trace context of the invocation (the API's
+	// traceparent header, or the controller's span): the invoker's spans
+	// continue the trace and the record carries its id (trace.go).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // RecordNamespace is the namespace the activation belongs to: the

@@ -432,7 +432,7 @@ var (
 	keyValueKeys          = [...]string{"key", "value"}
 	limitsKeys            = [...]string{"timeout", "memory", "logs", "concurrency", "instances"}
 	actionMetaKeys        = [...]string{"namespace", "name", "version", "rev", "kind", "image", "limits", "annotations"}
-	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit", "callerNamespace", "binding", "cause"}
+	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit", "callerNamespace", "binding", "cause", "traceparent"}
 	responseKeys          = [...]string{"status", "statusCode", "success", "result", "size"}
 	activationKeys        = [...]string{"namespace", "name", "version", "subject", "activationId", "start", "end", "cause", "duration", "statusCode", "response", "logs", "annotations", "publish"}
 	completionKeys        = [...]string{"activation", "invokerId"}
@@ -516,6 +516,8 @@ func (d *dec) activationMessage(m *ActivationMessage) bool {
 			var s string
 			s, ok = d.str()
 			m.Cause = ActivationID(s)
+		case 13:
+			m.TraceParent, ok = d.str()
 		}
 		return ok
 	})

@@ -56,6 +56,10 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 		b = append(b, `,"cause":`...)
 		b = AppendJSONString(b, string(m.Cause))
 	}
+	if m.TraceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = AppendJSONString(b, m.TraceParent)
+	}
 	return append(b, '}'), nil
 }
 
