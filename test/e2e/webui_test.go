@@ -41,7 +41,9 @@ func chromium(t *testing.T) string {
 // must refuse a request without the key.
 func TestWebUIInBrowser(t *testing.T) {
 	bin := chromium(t)
-	e := startEddy(t, "process", "")
+	// The action's container must outlive the browser's start on a busy
+	// machine: it is idle from the last invocation on.
+	e := startEddy(t, "process", "", "--container-idle-timeout", "10m")
 
 	// Guarded: no key, or a wrong one, gets a Basic challenge.
 	for _, auth := range []string{"", "23bc46b1-71f6-4ed5-8c54-816aa4f8c502:wrong"} {
