@@ -22,7 +22,9 @@
 #   EDDY_BIN                directory holding eddy and eddy-kafka-dev (default bin)
 #   EDDY_CLUSTER_PORT_BASE  base of the other ports (default 23000): etcd clients
 #                           base+1..3, etcd peers base+11..13, Kafka base+21..23,
-#                           PostgreSQL base+31, schedulers base+41..43
+#                           PostgreSQL base+31, schedulers base+41..43; /metrics
+#                           (--metrics-addr) of controllers base+51..52,
+#                           schedulers base+61..63, invokers base+71..72
 #   EDDY_CONTROLLER_PORTS   API ports of the controllers (default "3233 3234")
 #   EDDY_CLUSTER_BACKEND    invoker backend: process (default), docker or auto
 #   EDDY_CLUSTER_TLS        1 (default): etcd, the schedulers' gRPC and Kafka use
@@ -248,19 +250,19 @@ cmd_start() {
 	for port in "${CONTROLLER_PORTS[@]}"; do
 		say "starting controller$n on port $port"
 		# shellcheck disable=SC2046
-		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port" $(tls_flags controller) || true
+		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port" $(tls_flags controller) --metrics-addr "127.0.0.1:$((BASE + 50 + n))" || true
 		n=$((n + 1))
 	done
 	for i in 1 2 3; do
 		say "starting scheduler$i"
 		# shellcheck disable=SC2046
-		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))" $(tls_flags scheduler) || true
+		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))" $(tls_flags scheduler) --metrics-addr "127.0.0.1:$((BASE + 60 + i))" || true
 	done
 	for i in 1 2; do
 		say "starting invoker$i ($BACKEND backend)"
 		# shellcheck disable=SC2046
 		spawn "invoker$i" "$BIN/eddy" invoker --config "$RUN/eddy.json" --id "invoker$i" --backend "$BACKEND" \
-			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}" $(tls_flags invoker) || true
+			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}" $(tls_flags invoker) --metrics-addr "127.0.0.1:$((BASE + 70 + i))" || true
 	done
 	for n in controller1 controller2; do wait_log "$n" "API at"; done
 	for i in 1 2 3; do wait_log "scheduler$i" "gRPC at"; done
@@ -279,6 +281,7 @@ cmd_start() {
 	if ((TLS)); then
 		say "TLS on: certificates in $TLS_DIR (for tools: EDDY_TLS_CA=$TLS_DIR/ca.pem EDDY_TLS_CERT=$TLS_DIR/client.pem EDDY_TLS_KEY=$TLS_DIR/client-key.pem)"
 	fi
+	say "metrics: controllers 127.0.0.1:$((BASE + 51))-$((BASE + 52)), schedulers $((BASE + 61))-$((BASE + 63)), invokers $((BASE + 71))-$((BASE + 72)) (/metrics)"
 	say "logs and pids in $RUN; '$0 status' shows the cluster, '$0 stop' stops it"
 }
 

@@ -197,6 +197,11 @@ func runRole(ctx context.Context, role string, args []string, stdout, stderr io.
 		return err
 	}
 	defer stopDebug()
+	stopMetrics, err := cfg.startMetrics(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	switch role {
 	case "controller":
 		return runController(ctx, &cfg, stdout, log)
@@ -236,7 +241,7 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	// brief database outage does not stop invocations of actions in use
 	// (the invokers' record writes retry through it). See
 	// internal/store/cached and docs/cluster.md.
-	st := cached.New(d.store, cached.Config{StaleIfError: controllerStaleIfError, StaleWait: controllerStaleWait})
+	st := cfg.obs.records(cached.New(d.store, cached.Config{StaleIfError: controllerStaleIfError, StaleWait: controllerStaleWait}))
 	if err := seedAlarms(ctx, st); err != nil {
 		return err
 	}
@@ -298,7 +303,7 @@ func runScheduler(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *s
 	}
 	cfg.tuning.handOver = true // other schedulers take its queues over
 	cfg.tuning.assigner = d.bus
-	sched, err := newScheduler(&cfg.tuning, cfg.id, addr, ln, d.bus, session, d.etcd, d.store, log)
+	sched, err := newScheduler(&cfg.tuning, cfg.id, addr, ln, d.bus, session, d.etcd, cfg.obs.records(d.store), log)
 	if err != nil {
 		return err
 	}
@@ -368,7 +373,7 @@ func runInvoker(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *slo
 	if err != nil {
 		return fmt.Errorf("etcd lease: %w", err)
 	}
-	inv, err := newInvoker(&cfg.tuning, cfg.id, cfg.apiHost, d.bus, session, d.etcd, backend, d.store, runtimes, nil, log)
+	inv, err := newInvoker(&cfg.tuning, cfg.id, cfg.apiHost, d.bus, session, d.etcd, backend, cfg.obs.records(d.store), runtimes, nil, log)
 	if err != nil {
 		return err
 	}

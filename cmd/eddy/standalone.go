@@ -122,6 +122,11 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer stopDebug()
+	stopMetrics, err := cfg.startMetrics(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	runtimes, err := cfg.runtimes()
 	if err != nil {
 		return err
@@ -175,7 +180,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("store: %w", err)
 	}
 	defer db.Close()
-	store := cached.New(db, cached.Config{NegativeTTL: time.Second})
+	store := cfg.obs.records(cached.New(db, cached.Config{NegativeTTL: time.Second}))
 	if err := ensureGuest(ctx, store); err != nil {
 		return err
 	}

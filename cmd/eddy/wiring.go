@@ -33,6 +33,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/scheduler"
 	"github.com/eddy-faas/eddy/internal/store"
+	"github.com/eddy-faas/eddy/internal/webui"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -57,7 +58,10 @@ type tuning struct {
 	drainTimeout             time.Duration // controller, invoker: how long SIGTERM waits for accepted activations
 	// creds secure the scheduler's gRPC server and every client of it
 	// (tls.go); not a flag: the command sets it. Required.
-	creds credentials.TransportCredentials
+	creds        credentials.TransportCredentials
+	metricsAddr  string       // --metrics-addr: serve /metrics there too
+	otlpEndpoint string       // --otlp-endpoint: export traces there
+	obs          *procMetrics // the process's metrics (metrics.go); nil: none
 }
 
 // Which settings a command registers.
@@ -73,6 +77,8 @@ const (
 func (t *tuning) register(fs *flag.FlagSet, roles int) {
 	fs.StringVar(&t.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&t.debugAddr, "debug-addr", "", "serve Go profiling endpoints (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off when empty)")
+	fs.StringVar(&t.metricsAddr, "metrics-addr", "", "serve Prometheus metrics (/metrics) on this address, e.g. 127.0.0.1:9095 (off when empty)")
+	fs.StringVar(&t.otlpEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces to this OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318 (off when empty)")
 	if roles&forInvoker != 0 {
 		fs.DurationVar(&t.containerIdle, "container-idle-timeout", 10*time.Second, "remove a container after this long without work")
 		fs.Int64Var(&t.invokerMemory, "invoker-memory", 2048, "MB of memory the invoker hands to containers")
@@ -138,7 +144,7 @@ func (t *tuning) limits() whisk.SystemLimits {
 // newScheduler builds a scheduler serving gRPC on ln and advertising addr.
 func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, s *cluster.Session,
 	c *cluster.Client, st scheduler.Activations, log *slog.Logger) (*scheduler.Scheduler, error) {
-	return scheduler.New(scheduler.Config{
+	sched, err := scheduler.New(scheduler.Config{
 		ID: id, Addr: addr,
 		IdleQueueTimeout: t.queueIdle, NamespaceLimit: t.nsContainers, Retention: t.retention,
 		Followers: t.followers, HandOver: t.handOver,
@@ -147,6 +153,10 @@ func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, 
 		Activations: st, Listener: ln, Now: time.Now, Credentials: t.creds,
 		Handovers: s, Assigner: t.assigner,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return sched, t.obs.scheduler(sched, s)
 }
 
 // newInvoker builds an invoker whose containers see apiHost as
@@ -158,14 +168,19 @@ func newInvoker(t *tuning, id, apiHost string, b invoker.Bus, s *cluster.Session
 	if err != nil {
 		return nil, fmt.Errorf("--prewarm: %w", err)
 	}
-	return invoker.New(invoker.Config{
+	timed := t.obs.backend(backend)
+	inv, err := invoker.New(invoker.Config{
 		ID: id, UserMemoryMB: t.invokerMemory, IdleTimeout: t.containerIdle, APIHost: apiHost,
 		StemCells: cells, ShutdownGrace: t.drainTimeout,
 	}, invoker.Deps{
 		Log: log.With("role", "invoker"), Bus: b, Session: s, Leaders: c,
-		Backend: backend, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local,
+		Backend: timed, Actions: st, Runtimes: runtimes, Now: time.Now, Local: local, Tracer: t.obs.tracer("invoker"),
 		Credentials: t.creds,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return inv, t.obs.invoker(inv, s, timed)
 }
 
 // apiBus is what the controller and the API need of the bus.
@@ -185,21 +200,30 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	if t.creds == nil {
 		return nil, nil, errors.New("controller: no gRPC credentials")
 	}
+	observer, err := t.obs.controller()
+	if err != nil {
+		return nil, nil, err
+	}
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
 		Components: components, Records: st, DialScheduler: controller.DialGRPCWith(t.creds),
+		Observer: observer, Tracer: t.obs.tracer("controller"),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: components}, ctl, log)
+	ui, err := webui.New(webui.Config{}, webui.Deps{Status: c, Activations: st, Now: time.Now})
+	if err != nil {
+		return nil, nil, err
+	}
 	build, buildNo := buildInfo(time.Now())
 	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL, Build: build, BuildNo: buildNo}, api.Deps{
 		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
-		Components: components, Builtins: builtins, Records: st, Draining: draining,
+		Components: components, Builtins: builtins, Records: st, Draining: draining, UI: ui,
 	})
-	return ctl, newAPIServer(handler), nil
+	return ctl, newAPIServer(t.obs.api(handler)), nil
 }
 
 // newAPIServer bounds what a client can hold: 10 s for the headers, 5 min

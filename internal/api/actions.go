@@ -557,6 +557,7 @@ func (s *server) invokeAction(w http.ResponseWriter, r *http.Request, caller whi
 		Blocking:      blocking,
 		ResultOnly:    resultOnly,
 		Wait:          wait,
+		TraceParent:   r.Header.Get("traceparent"),
 	})
 	if err != nil {
 		return err

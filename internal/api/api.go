@@ -102,6 +102,8 @@ type Deps struct {
 	Topics   Topics
 	// Status serves GET /eddy/v1/status; nil: that route is a 404.
 	Status Status
+	// UI serves the live web view under /eddy/ui/ (ui.go); nil: 404.
+	UI UI
 	// Builtins serves the built-in actions (builtin.go); nil: none.
 	// Records writes their activation records.
 	Builtins Builtins
@@ -137,6 +139,7 @@ type server struct {
 	rt     Runtimes
 	topics Topics
 	status Status
+	ui     UI
 	events Events
 	firer  Firer
 	limits whisk.SystemLimits
@@ -166,7 +169,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	}
 	s := &server{
 		cfg: cfg, log: deps.Log, store: deps.Store, cat: catalog.New(deps.Store), inv: deps.Invoker, rt: deps.Runtimes,
-		topics: deps.Topics, status: deps.Status, draining: deps.Draining, limits: cfg.Limits, now: deps.Now,
+		topics: deps.Topics, status: deps.Status, ui: deps.UI, draining: deps.Draining, limits: cfg.Limits, now: deps.Now,
 		builtins: deps.Builtins, records: deps.Records,
 		events: deps.Events, firer: deps.Firer,
 		resolver: deps.Resolver, owners: owners{m: map[string]ownerEntry{}},
@@ -237,6 +240,9 @@ func (s *server) routes() {
 	if s.status != nil {
 		// Eddy's own: not part of the OpenWhisk API, any valid key may read it.
 		m.Handle("/eddy/v1/status", s.authed(map[string]authedFunc{http.MethodGet: s.getStatus}))
+	}
+	if s.ui != nil {
+		m.Handle("/eddy/ui/", s.uiRoute())
 	}
 	s.builtinRoutes(m)
 	m.Handle("/", s.open(nil)) // everything else: 404

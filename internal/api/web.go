@@ -247,6 +247,7 @@ func (s *server) serveWebAction(w http.ResponseWriter, r *http.Request, t webTar
 		Binding:       ra.Binding,
 		Params:        args,
 		Blocking:      true,
+		TraceParent:   r.Header.Get("traceparent"),
 	})
 	if err != nil {
 		return err

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
@@ -96,6 +98,12 @@ type Deps struct {
 	// (sequence.go). Without them, invoking either is Unavailable.
 	Components Components
 	Records    Records
+	// Observer is told of publications, throttles and blocking waits
+	// (observe.go); nil: nothing is told.
+	Observer Observer
+	// Tracer makes a span of each invocation (trace.go); nil: no spans
+	// (a caller's traceparent is still passed on).
+	Tracer trace.Tracer
 }
 
 // Request is one invocation, authenticated by the API, of an action it read
@@ -126,6 +134,9 @@ type Request struct {
 	// id at most once. Sequences and compositions take it as their own
 	// id, but their steps get new ones.
 	ActivationID whisk.ActivationID
+	// TraceParent is the request's W3C traceparent header ("" for none):
+	// the invocation continues that trace (trace.go).
+	TraceParent string
 }
 
 // activationID is req's activation id: the one it names, or a new one.
@@ -219,6 +230,9 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	}
 	if cfg.BlockingWait <= 0 || cfg.BlockingWait > MaxBlockingWait {
 		cfg.BlockingWait = MaxBlockingWait
+	}
+	if deps.Observer == nil {
+		deps.Observer = noObserver{}
 	}
 	c := &Controller{
 		cfg:       cfg,

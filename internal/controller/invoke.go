@@ -25,6 +25,14 @@ const (
 // Errors carry whisk kinds: Throttled (rate), Invalid (parameters),
 // Unavailable (no scheduler, bus failure).
 func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
+	res, err := c.invoke(ctx, req)
+	if t := whisk.ThrottleOf(err); t != nil {
+		c.deps.Observer.Throttled(t.Limit)
+	}
+	return res, err
+}
+
+func (c *Controller) invoke(ctx context.Context, req Request) (Result, error) {
 	if err := c.admit(req.Identity); err != nil {
 		return Result{}, err
 	}
@@ -76,6 +84,7 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		Binding:        req.Binding,
 		Repeat:         cause == "" && req.ActivationID != "",
 		ResultOnly:     req.Blocking && req.ResultOnly && cause == "",
+		TraceParent:    req.TraceParent,
 	}
 	if req.Identity.Namespace != meta.Namespace {
 		msg.CallerNamespace = req.Identity.Namespace
@@ -84,6 +93,8 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		msg.APIKey = req.Identity.AuthKey()
 	}
 
+	ctx, endSpan := c.traceInvoke(ctx, &msg)
+	defer endSpan()
 	fqn := req.Action.FQN()
 	topic := whisk.ActionTopic(fqn)
 	if err := c.ensureTopic(ctx, topic); err != nil {
@@ -117,7 +128,9 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 	msg.Published = c.now().UnixMilli()
 	b, err := msg.AppendJSON(make([]byte, 0, 512+len(msg.Params)))
 	if err == nil {
+		began := time.Now()
 		err = c.deps.Bus.Publish(ctx, topic, b)
+		c.deps.Observer.Published(time.Since(began), err)
 	}
 	if err != nil {
 		c.mu.Lock()
@@ -129,15 +142,19 @@ func (c *Controller) invokePrimitive(ctx context.Context, req Request, cause whi
 		return Result{ActivationID: id}, nil
 	}
 
+	began := time.Now()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
 	case a := <-done:
+		c.deps.Observer.Waited(time.Since(began), WaitCompleted)
 		return blockingResult(id, a)
 	case <-ctx.Done():
+		c.deps.Observer.Waited(time.Since(began), WaitCancelled)
 		return Result{ActivationID: id}, nil
 	case <-timer.C:
 	}
+	c.deps.Observer.Waited(time.Since(began), WaitTimedOut)
 	// Timed out: forget the waiter at once (a later completion is dropped;
 	// the flight stays until it lands or expires), but take a completion
 	// that raced the timer (complete sends under c.mu).

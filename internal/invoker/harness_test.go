@@ -28,6 +28,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/store/sqlite"
 	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var (
@@ -208,6 +209,7 @@ func newEnvOn(t *testing.T, cfg invoker.Config, client *cluster.Client) *env {
 type envWrap struct {
 	session func(invoker.Session) invoker.Session
 	backend func(container.Backend) container.Backend
+	tracer  trace.Tracer
 }
 
 // newEnvWith is newEnvOn with the invoker's session and backend wrapped.
@@ -294,7 +296,7 @@ func newEnvWith(t *testing.T, cfg invoker.Config, client *cluster.Client, wrap e
 	}
 	e.inv, err = invoker.New(cfg, invoker.Deps{
 		Log: log, Bus: e.bus, Session: sess, Leaders: client, Backend: backend,
-		Actions: e.store, Runtimes: manifest.Default(),
+		Actions: e.store, Runtimes: manifest.Default(), Tracer: wrap.tracer,
 		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {

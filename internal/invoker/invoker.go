@@ -17,6 +17,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures an invoker. Zero durations and sizes take the defaults.
@@ -114,6 +115,9 @@ type Deps struct {
 	// of a pki.Files.Config for mutual TLS, insecure.NewCredentials() for
 	// plaintext.
 	Credentials credentials.TransportCredentials
+	// Tracer records the spans of traced activations (trace.go); nil:
+	// none (their records still carry the trace id).
+	Tracer trace.Tracer
 }
 
 // Invoker runs containers for schedulers.
@@ -135,6 +139,7 @@ type Invoker struct {
 	memChanged chan struct{} // capacity 1: the registration is stale
 	procs      sync.WaitGroup
 	hard       context.Context // ends ShutdownGrace after Run's context
+	stats      invStats        // counters behind Stats (stats.go)
 }
 
 // New checks the configuration and dependencies.
@@ -524,8 +529,10 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 // startProxy runs p and returns once its creation was acknowledged.
 func (inv *Invoker) startProxy(ctx context.Context, p *proxy) {
 	inv.procs.Add(1)
+	inv.stats.proxies.Add(1)
 	go func() {
 		defer inv.procs.Done()
+		defer inv.stats.proxies.Add(-1)
 		p.run(ctx)
 	}()
 	select {

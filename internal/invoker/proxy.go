@@ -361,6 +361,8 @@ func (p *proxy) runActivation(msg *whisk.ActivationMessage) (destroy bool) {
 // runActivationMs is runActivation for any slot; it also returns how long
 // /run took, or -1 when it did not run.
 func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ranMs int64) {
+	p.inv.stats.busy.Add(1)
+	defer p.inv.stats.busy.Add(-1)
 	hard := p.inv.hard
 	limits := msg.Action.Limits
 	if limits.Timeout <= 0 {
@@ -477,6 +479,7 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			out = runOutcome(resp.Status, resp.Body, p.inv.cfg.MaxResult)
 		} else {
 			out = p.callFailed(err, expired, resp, false, timeout)
+			p.inv.stats.runFailed(out, err, hard.Err() != nil)
 		}
 		if _, stream := lc.(*logCollector); stream && msg.ResultOnly && msg.Blocking && !out.destroy && (p.sentinelled || p.sawSentinels) {
 			// The logs and the record follow on a goroutine of their own,
@@ -484,7 +487,9 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			// them: the next run's collection starts behind this one and
 			// takes the lines after this run's sentinels (logPump.active).
 			// The proxy's stop waits for them (awaitLogs).
-			p.publishCompletion(msg, record())
+			early := record()
+			p.inv.traced(msg, &early, begin, initMs, runBegin, runMs, ran, end)
+			p.publishCompletion(msg, early)
 			if cold {
 				p.createMs = 0
 			}
@@ -492,7 +497,9 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			go func() {
 				defer p.logsPending.Done()
 				collect()
-				p.inv.recs.put(record())
+				rec := record()
+				p.inv.traced(msg, &rec, begin, initMs, runBegin, runMs, ran, end)
+				p.inv.recs.put(rec)
 			}()
 			return false, runMs
 		}
@@ -506,7 +513,9 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 	if cold {
 		p.createMs = 0
 	}
-	p.complete(msg, record())
+	rec := record()
+	p.inv.traced(msg, &rec, begin, initMs, runBegin, runMs, ran, end)
+	p.complete(msg, rec)
 	return out.destroy, ranMs
 }
 

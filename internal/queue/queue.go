@@ -249,6 +249,7 @@ type Queue struct {
 	// claimedEpoch is the epoch the reader claimed (handover.go), for
 	// confirming it before commits.
 	claimedEpoch atomic.Int64
+	stats        statsState // what Stats reads (stats.go)
 
 	// Everything below is owned by the goroutine running Run (the loop),
 	// grouped by concern; each group's fields are the loop's to read and
@@ -564,6 +565,7 @@ func (q *Queue) Run(ctx context.Context) error {
 func (q *Queue) loop(ctx context.Context, tick <-chan time.Time, wake *time.Timer) {
 	for q.st != Removed && q.st != Removing {
 		q.publishMark()
+		q.publishStats()
 		if tick == nil {
 			q.arm(wake, q.d.Now())
 		}

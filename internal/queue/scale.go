@@ -42,6 +42,7 @@ func (q *Queue) decideNow(now time.Time) {
 	}
 	s.FlushHold = q.st == Flushing && !q.lastAsk.IsZero() && now.Sub(q.lastAsk) < q.cfg.FlushRetry
 	d := Decide(s)
+	q.stats.decisions.Add(1)
 	if d.Throttle != q.throttled {
 		q.throttled = d.Throttle
 		q.log.Info("queue: namespace throttling", "on", d.Throttle, "reason", d.Reason)

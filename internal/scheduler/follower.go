@@ -236,6 +236,7 @@ func (s *Scheduler) runFollow(ctx context.Context, f whisk.FQN, fl *follower) {
 			s.log.Warn("scheduler: a follower's election failed; retrying", "action", f.String(), "err", err, "in", takeoverRetry)
 			retry = time.After(takeoverRetry)
 		case resp.Leader.SchedulerID == s.cfg.ID:
+			s.stats.failovers.Add(1)
 			s.log.Info("scheduler: follower took over the queue", "action", f.String(),
 				"from", lastLead.SchedulerID, "afterKeyGone", time.Since(vanished).Round(time.Millisecond))
 			return

@@ -278,6 +278,7 @@ func (s *Scheduler) own(ctx context.Context, f whisk.FQN, e *entry) {
 	if s.queues[f] == e {
 		delete(s.queues, f)
 	}
+	s.stats.retired(e.q)
 	s.active--
 	s.mu.Unlock()
 	e.close()
@@ -474,7 +475,7 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		CountNamespace: func(ctx context.Context) (int, int, error) {
 			return s.d.Client.CountNamespace(ctx, f.Namespace)
 		},
-		Create:       s.creator.start,
+		Create:       s.countedCreate,
 		Fail:         s.fail,
 		Recorded:     s.recorded(),
 		InvokerAlive: s.invokerAlive,

@@ -179,6 +179,7 @@ type Scheduler struct {
 	demands demandCache        // the namespaces' demand reads, shared by their queues
 	changed chan struct{}      // the queue count changed
 	regrant chan chan struct{} // the session re-granted its lease: re-elect, then close the channel
+	stats   schedStats         // counters behind Stats (stats.go)
 }
 
 var _ rpc.Scheduler = (*Scheduler)(nil)

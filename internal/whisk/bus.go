@@ -61,6 +61,10 @@ type ActivationMessage struct {
 	// has the activation's logs, which go to the record only (as
 	// OpenWhisk's invoker sends the result before it collects logs).
 	ResultOnly bool `json:"resultOnly,omitempty"`
+	// TraceParent is the W3C trace context of the invocation (the API's
+	// traceparent header, or the controller's span): the invoker's spans
+	// continue the trace and the record carries its id (trace.go).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // RecordNamespace is the namespace the activation belongs to: the

@@ -432,7 +432,7 @@ var (
 	keyValueKeys          = [...]string{"key", "value"}
 	limitsKeys            = [...]string{"timeout", "memory", "logs", "concurrency", "instances"}
 	actionMetaKeys        = [...]string{"namespace", "name", "version", "rev", "kind", "image", "limits", "annotations"}
-	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit", "callerNamespace", "binding", "cause", "repeat", "resultOnly"}
+	activationMessageKeys = [...]string{"activationId", "transid", "action", "subject", "apiKey", "params", "blocking", "controller", "published", "namespaceLimit", "callerNamespace", "binding", "cause", "repeat", "resultOnly", "traceparent"}
 	responseKeys          = [...]string{"status", "statusCode", "success", "result", "size"}
 	activationKeys        = [...]string{"namespace", "name", "version", "subject", "activationId", "start", "end", "cause", "duration", "statusCode", "response", "logs", "annotations", "publish"}
 	completionKeys        = [...]string{"activation", "invokerId"}
@@ -520,6 +520,8 @@ func (d *dec) activationMessage(m *ActivationMessage) bool {
 			m.Repeat, ok = d.bool()
 		case 14:
 			m.ResultOnly, ok = d.bool()
+		case 15:
+			m.TraceParent, ok = d.str()
 		}
 		return ok
 	})

@@ -62,6 +62,10 @@ func (m *ActivationMessage) AppendJSON(b []byte) ([]byte, error) {
 	if m.ResultOnly {
 		b = append(b, `,"resultOnly":true`...)
 	}
+	if m.TraceParent != "" {
+		b = append(b, `,"traceparent":`...)
+		b = AppendJSONString(b, m.TraceParent)
+	}
 	return append(b, '}'), nil
 }
 

@@ -255,7 +255,7 @@ func clusterEnv(runDir, binDir string, base, p1, p2 int) []string {
 // freeBase finds a base port whose offsets the script uses are all free.
 func freeBase(t *testing.T) int {
 	t.Helper()
-	offsets := []int{1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 41, 42, 43}
+	offsets := []int{1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 41, 42, 43, 51, 52, 61, 62, 63, 71, 72}
 	for range 50 {
 		base := 20000 + rand.IntN(20000)
 		ok := true
