@@ -70,6 +70,13 @@ type ContainerCreation struct {
 	SchedulerAddr string     `json:"schedulerAddr"` // gRPC address of the queue's leader
 	Retry         int        `json:"retry"`
 	Requested     int64      `json:"requested"` // epoch ms
+	// SwapNamespace, when set, is the action's namespace at its container
+	// limit: the invoker first removes one of the namespace's idle warm
+	// containers (least recently used), deregistered before the new one is
+	// registered, so the namespace never holds more than its limit; with
+	// none idle any more the creation fails (the scheduler counts it as
+	// refused at the limit).
+	SwapNamespace string `json:"swapNamespace,omitempty"`
 }
 
 // CreationAck answers a ContainerCreation. Error is empty on success.
