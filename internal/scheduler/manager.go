@@ -469,7 +469,7 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 			return s.d.Client.CountContainers(ctx, f, rev)
 		},
 		CountNamespace: func(ctx context.Context) (int, int, error) {
-			return s.d.Client.CountNamespace(ctx, f.Namespace)
+			return s.countNamespace(ctx, f.Namespace)
 		},
 		Create:       s.creator.start,
 		Fail:         s.fail,
