@@ -47,6 +47,9 @@ type Snapshot struct {
 	FairShare    int  // the action's fair share, itself counted busy (Share.FairFor); with ShareFresh
 	Releasable   int  // containers the action could get if it wanted a share (Share.Releasable); with ShareRecent
 	FlushHold    bool // Flushing and a container was asked for less than Config.FlushRetry ago
+	// CreateHold: creations failed for want of room (no invoker could
+	// host one) and the back-off since the last failure has not passed.
+	CreateHold bool
 }
 
 // Demand is what a decision does to the action's demand for a share of
@@ -121,7 +124,9 @@ func Decide(s Snapshot) Decision {
 //     old, and, when the namespace is shared, on a share read as recent
 //     that finds no container another action would give back (then the
 //     action wants a share and waits, within the retention);
-//   - while Flushing, at most one creation per Config.FlushRetry.
+//   - while Flushing, at most one creation per Config.FlushRetry;
+//   - after creations failed for want of room, none until the back-off
+//     (100 ms doubling to Config.CreateBackoff, with jitter) has passed.
 func policy(s Snapshot, d *Decision) {
 	if s.ShareFresh {
 		total := s.Existing + s.InFlight + d.Create
@@ -147,6 +152,10 @@ func policy(s Snapshot, d *Decision) {
 	if d.Create > 0 && s.FlushHold {
 		d.Create = 0
 		d.Reason += "; flushing: a creation was asked for lately"
+	}
+	if d.Create > 0 && s.CreateHold {
+		d.Create = 0
+		d.Reason += "; backing off: creations failed for want of room"
 	}
 }
 

@@ -413,6 +413,11 @@ func TestDecidePolicies(t *testing.T) {
 			}), 0, false, false, DemandNone},
 		{"flushing, asked lately: hold", with(room, func(s *Snapshot) { s.State, s.FlushHold = Flushing, true }), 0, false, false, DemandKeep},
 		{"flushing, retry due: one", with(room, func(s *Snapshot) { s.State = Flushing }), 1, false, false, DemandKeep},
+		{"creations failed for want of room, backing off: hold", with(room, func(s *Snapshot) { s.CreateHold = true }), 0, false, false, DemandKeep},
+		{"backing off, with containers and stale work: hold",
+			with(room, func(s *Snapshot) {
+				s.Existing, s.NsExisting, s.Stale, s.AvgDuration, s.CreateHold = 1, 1, 3, 10*time.Millisecond, true
+			}), 0, false, false, DemandKeep},
 		{"room, no share: create", room, 1, false, false, DemandKeep},
 	}
 	for _, c := range cases {

@@ -457,8 +457,9 @@ func (s *Scheduler) reconcile(ctx context.Context, all bool) {
 func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 	topic := whisk.ActionTopic(f)
 	d := queue.Deps{
-		Log: s.log,
-		Now: s.d.Now,
+		Log:      s.log,
+		Warnings: s.warn,
+		Now:      s.d.Now,
 		Subscribe: func(ctx context.Context) (bus.Consumer, error) {
 			if err := s.ensure(ctx, topic); err != nil {
 				return nil, err
