@@ -127,6 +127,7 @@ type Invoker struct {
 
 	cells      *stemPool           // prewarm stem cells, guarded by mu
 	warm       map[*proxy]struct{} // warm containers in service, guarded by mu (reclaim.go)
+	cpuPct     int                 // the host's CPU busy %, guarded by mu (cpu.go)
 	memChanged chan struct{}       // capacity 1: the registration is stale
 	procs      sync.WaitGroup
 	hard       context.Context // ends ShutdownGrace after Run's context
@@ -238,6 +239,8 @@ func (inv *Invoker) Run(ctx context.Context) error {
 	go func() { defer close(recsDone); inv.recs.run() }()
 	regDone := make(chan struct{})
 	go func() { defer close(regDone); inv.registrar(ctx) }()
+	cpuDone := make(chan struct{})
+	go func() { defer close(cpuDone); inv.cpuSampler(ctx) }()
 
 	inv.procs.Add(1)
 	go func() { defer inv.procs.Done(); inv.prewarmer(ctx) }()
@@ -249,6 +252,7 @@ func (inv *Invoker) Run(ctx context.Context) error {
 	hardCancel()
 	<-graceDone
 	<-regDone
+	<-cpuDone
 	inv.recs.close()
 	<-recsDone
 	inv.pool.closeAll()
@@ -419,16 +423,25 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 	// else the memory is reserved, idle stem cells giving way if needed.
 	// A creation whose namespace is at its limit removes one of the
 	// namespace's idle containers first (m.SwapNamespace).
+	// A namespace that uses containers leaves the headroom (m.Headroom).
 	cell := inv.takeStemCell(inv.containerSpec(m.Action.Kind, mem))
-	if cell != nil && m.SwapNamespace != "" && !inv.reserve(0, m.SwapNamespace) {
+	if cell != nil && m.Headroom > 0 && !inv.reserve(0, "", m.Headroom) {
+		inv.giveBack(cell)
+		inv.ack(ctx, &m, "", whisk.MsgHeadroom, false, true)
+		return
+	}
+	if cell != nil && m.SwapNamespace != "" && !inv.reserve(0, m.SwapNamespace, 0) {
 		inv.giveBack(cell)
 		inv.ack(ctx, &m, "", "no idle container of namespace "+m.SwapNamespace+" to give up", false, true)
 		return
 	}
-	if cell == nil && !inv.reserve(mem, m.SwapNamespace) {
+	if cell == nil && !inv.reserve(mem, m.SwapNamespace, m.Headroom) {
 		msg := "not enough memory"
-		if m.SwapNamespace != "" {
+		switch {
+		case m.SwapNamespace != "":
 			msg = "no idle container of namespace " + m.SwapNamespace + " to give up, or not enough memory"
+		case m.Headroom > 0 && inv.headroomOnly(mem):
+			msg = whisk.MsgHeadroom
 		}
 		log.Debug(msg, "needMB", mem, "freeMB", inv.FreeMemoryMB())
 		inv.ack(ctx, &m, "", msg, false, true)
@@ -495,7 +508,7 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 		// stem cell goes back and the memory is reserved the usual way.
 		inv.giveBack(cell)
 		cell = nil
-		if !inv.reserve(mem, "") {
+		if !inv.reserve(mem, "", m.Headroom) {
 			reserved = false
 			inv.ack(ctx, &m, "", "not enough memory", false, true)
 			return
@@ -612,21 +625,32 @@ func sanitizeName(s string) string {
 // makes it free, and with swapNS one idle warm container of that
 // namespace first (reclaim.go). It returns once the removed containers
 // are gone, so that the backend never holds more than the budget.
-func (inv *Invoker) reserve(mb int64, swapNS string) bool {
+func (inv *Invoker) reserve(mb int64, swapNS string, headroom int64) bool {
 	inv.mu.Lock()
+	if headroom > 0 && inv.roomLeftLocked()-mb < headroom {
+		inv.mu.Unlock()
+		return false
+	}
 	if swapNS == "" && inv.free >= mb {
 		inv.free -= mb
 		inv.memoryChanged()
 		inv.mu.Unlock()
 		return true
 	}
-	r, ok := inv.planLocked(mb, swapNS)
+	r, ok := inv.planLocked(mb, swapNS, 0)
 	inv.mu.Unlock()
 	if !ok {
 		return false
 	}
 	inv.clear(r)
 	return true
+}
+
+// headroomOnly reports whether mb would fit but for a creation's headroom.
+func (inv *Invoker) headroomOnly(mb int64) bool {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.roomLeftLocked() >= mb
 }
 
 // release gives mb back to the budget.
@@ -658,7 +682,7 @@ func (inv *Invoker) info(status string) whisk.InvokerInfo {
 	}
 	return whisk.InvokerInfo{
 		ID: inv.cfg.ID, Status: status, UserMemory: inv.cfg.UserMemoryMB, FreeMemory: free,
-		StemCellMemory: cellsMB, StemCells: cells, IdleMemory: idleMB, Idle: idle,
+		StemCellMemory: cellsMB, StemCells: cells, IdleMemory: idleMB, Idle: idle, CPUBusyPct: inv.cpuPct,
 		Tags: inv.cfg.Tags, Backend: inv.d.Backend.Name(),
 	}
 }
@@ -678,7 +702,7 @@ func (inv *Invoker) registrar(ctx context.Context) {
 		}
 		retry = nil
 		info := inv.info(whisk.InvokerUp)
-		cells, _ := json.Marshal([]any{info.StemCells, info.IdleMemory, info.Idle})
+		cells, _ := json.Marshal([]any{info.StemCells, info.IdleMemory, info.Idle, info.CPUBusyPct})
 		if info.FreeMemory == last && string(cells) == lastCells {
 			continue
 		}

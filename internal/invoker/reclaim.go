@@ -144,12 +144,30 @@ type room struct {
 	surplus int64
 }
 
-// planLocked finds mb for a creation (have is memory the creation already
-// holds, a stem cell's) and, with swapNS, one idle warm container of that
-// namespace to remove first; ok is false (and nothing is touched) when
-// that is not possible. On success the free memory, the stem cells and the
-// victims are taken.
-func (inv *Invoker) planLocked(mb int64, swapNS string) (r room, ok bool) {
+// roomLeftLocked is the memory a creation of a new namespace could still
+// get: free, idle stem cells, and warm containers that run nothing.
+func (inv *Invoker) roomLeftLocked() int64 {
+	n := inv.free
+	for _, k := range inv.cells.order {
+		n += int64(len(inv.cells.idle[k])) * k.mem
+	}
+	for p := range inv.warm {
+		if p.rc.active == 0 && !p.rc.evicted {
+			n += p.memMB
+		}
+	}
+	return n
+}
+
+// planLocked finds mb for a creation and, with swapNS, one idle warm
+// container of that namespace to remove first, leaving at least headroom
+// of roomLeftLocked; ok is false (and nothing is touched) when that is not
+// possible. On success the free memory, the stem cells and the victims are
+// taken.
+func (inv *Invoker) planLocked(mb int64, swapNS string, headroom int64) (r room, ok bool) {
+	if headroom > 0 && inv.roomLeftLocked()-mb < headroom {
+		return room{}, false
+	}
 	var victims []*proxy
 	need := mb
 	if swapNS != "" {

@@ -171,6 +171,10 @@ type Deps struct {
 	// CountNamespace counts the namespace's containers and creations;
 	// called like CountContainers.
 	CountNamespace func(ctx context.Context) (containers, creations int, err error)
+	// CPUBusy, if set, reads the invokers' CPU load in % (the throughput
+	// rule's brake, Decide); called with the counts. Without it the
+	// throughput rule is off.
+	CPUBusy func(ctx context.Context) (int, error)
 	// Create starts a container creation; it must not block.
 	Create func(CreateRequest)
 	// Fail stores an activation record made by the queue and sends the
@@ -315,6 +319,7 @@ type countState struct {
 	lastCount  int       // containers at the last count (adjusted by fetches and acks)
 	nsCount    int       // namespace containers at the last count
 	nsCreating int       // namespace creations at the last count
+	cpuPct     int       // the invokers' CPU load at the last count (Deps.CPUBusy)
 	countAt    time.Time // when the last successful count came back
 	wantDecide bool      // a decision waits for the counts
 	throttled  bool      // the last decision was held back by the namespace limit

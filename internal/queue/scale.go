@@ -43,6 +43,7 @@ func (q *Queue) decideNow(now time.Time) {
 	}
 	s.FlushHold = q.st == Flushing && !q.lastAsk.IsZero() && now.Sub(q.lastAsk) < q.cfg.FlushRetry
 	s.CreateHold = now.Before(q.holdUntil)
+	s.CPUBusyPct = q.cpuPct
 	d := Decide(s)
 	if d.Throttle != q.throttled {
 		q.throttled = d.Throttle

@@ -63,7 +63,7 @@ func TestAdmitHoldsLimits(t *testing.T) {
 	if err != nil || !swap {
 		t.Fatalf("admit b with the namespace full and an idle container: swap %v, %v; want a swap", swap, err)
 	}
-	iid, err := cr.pick("sw1", 256, map[string]bool{}, idle, 2, "ns")
+	iid, _, err := cr.pick("sw1", 256, map[string]bool{}, idle, 2, "ns")
 	unlock()
 	if err != nil || iid != "i" {
 		t.Fatalf("pick for a swap: %q, %v", iid, err)

@@ -49,3 +49,23 @@ func (s *Scheduler) countNamespace(ctx context.Context, ns string) (containers, 
 	}
 	return max(0, containers-s.creator.idleOf(invs, ns)), creations, nil
 }
+
+// cpuBusy is the queues' CPUBusy: the mean CPU load of the invokers that
+// are up and publish one (0 when none does).
+func (s *Scheduler) cpuBusy(ctx context.Context) (int, error) {
+	invs, err := s.invokers.get(ctx, s.d.Now(), s.d.Client.Invokers)
+	if err != nil {
+		return 0, err
+	}
+	sum, n := 0, 0
+	for _, inv := range invs {
+		if inv.Status == whisk.InvokerUp && inv.CPUBusyPct > 0 {
+			sum += inv.CPUBusyPct
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return sum / n, nil
+}

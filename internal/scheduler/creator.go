@@ -151,7 +151,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		if swap {
 			swapNS = meta.Namespace
 		}
-		iid, err := c.pick(req.ID, mem, tried, invs, held, swapNS)
+		iid, headroom, err := c.pick(req.ID, mem, tried, invs, held, swapNS)
 		if err != nil {
 			unlock()
 			if errors.Is(err, errHeadroom) {
@@ -183,7 +183,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		}
 		msg, _ := json.Marshal(whisk.ContainerCreation{
 			CreationID: req.ID, Action: meta, SchedulerID: s.cfg.ID, SchedulerAddr: s.cfg.Addr,
-			Retry: attempt, Requested: now.UnixMilli(), SwapNamespace: swapNS,
+			Retry: attempt, Requested: now.UnixMilli(), SwapNamespace: swapNS, Headroom: headroom,
 		})
 		if err := s.d.Bus.Publish(ctx, whisk.InvokerTopic(iid), msg); err != nil {
 			c.warn.Warn(log, "publish", "scheduler: sending the creation", "invoker", iid, "err", err)
@@ -212,9 +212,9 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 			log.Debug("container created", "invoker", iid, "container", ack.ContainerID, "swap", swap)
 			return queue.CreationResult{ID: req.ID, OK: true}
 		}
-		if swap {
-			// The namespace's idle container was taken meanwhile: still at
-			// the limit.
+		if swap || ack.Error == whisk.MsgHeadroom {
+			// The namespace's idle container was taken meanwhile (still at
+			// the limit), or only the headroom is left.
 			log.Debug("scheduler: swap refused", "invoker", iid, "err", ack.Error)
 			return queue.CreationResult{ID: req.ID, Refused: true, Error: ack.Error}
 		}
@@ -370,10 +370,12 @@ func (c *creator) tryDelete(ctx context.Context, info whisk.CreationInfo) bool {
 // come first; then those where idle warm containers would have to be
 // removed (Reclaimable). A namespace that already uses containers (held >
 // 0) must leave each invoker's headroom (UserMemory / headroomShare) free;
-// errHeadroom when only that stopped it. A swap (swapNS) goes to an
+// errHeadroom when only that stopped it. The headroom it returns goes in
+// the creation message: the invoker, which knows its memory first hand,
+// holds it too (this scheduler's view may be stale). A swap (swapNS) goes to an
 // invoker that publishes an idle container of the namespace, the most
 // such first.
-func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whisk.InvokerInfo, held int, swapNS string) (string, error) {
+func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whisk.InvokerInfo, held int, swapNS string) (iid string, headroom int64, err error) {
 	now := c.s.d.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -381,6 +383,7 @@ func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whi
 		id      string
 		tier    int // 0: free memory; 1: reclaiming idle warm containers
 		tried   bool
+		room    int64 // the headroom the invoker must keep
 		free    int64
 		idleSwp int
 	}
@@ -407,6 +410,9 @@ func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whi
 		}
 		res := c.reservedLocked(inv.ID, now)
 		x := cand{id: inv.ID, tried: tried[inv.ID]}
+		if held > 0 && swapNS == "" {
+			x.room = inv.UserMemory / headroomShare
+		}
 		if swapNS != "" {
 			x.idleSwp = inv.Idle[swapNS] - c.swapsLocked(inv.ID, swapNS, now)
 			if x.idleSwp <= 0 {
@@ -414,10 +420,7 @@ func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whi
 			}
 		}
 		avail, recl := inv.Available()-res, inv.Reclaimable()-res // idle stem cells give way
-		var headroom int64
-		if held > 0 && swapNS == "" {
-			headroom = inv.UserMemory / headroomShare
-		}
+		headroom := x.room
 		switch {
 		case avail >= memMB+headroom:
 			x.free = avail
@@ -435,12 +438,12 @@ func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whi
 	}
 	if best == nil {
 		if headroomOnly {
-			return "", errHeadroom
+			return "", 0, errHeadroom
 		}
-		return "", errNoInvoker
+		return "", 0, errNoInvoker
 	}
 	c.reserved[best.id] = append(c.reserved[best.id], reservation{id: id, mb: memMB, at: now, swapNS: swapNS})
-	return best.id, nil
+	return best.id, best.room, nil
 }
 
 // unreserve drops creation id's reservation on invoker iid: the attempt

@@ -472,6 +472,7 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 		CountNamespace: func(ctx context.Context) (int, int, error) {
 			return s.countNamespace(ctx, f.Namespace)
 		},
+		CPUBusy:      s.cpuBusy,
 		Create:       s.creator.start,
 		Fail:         s.fail,
 		Recorded:     s.recorded(),

@@ -44,24 +44,24 @@ func TestReservationSettlesOnAck(t *testing.T) {
 func TestPickHeadroomAndReclaim(t *testing.T) {
 	c := &creator{s: &Scheduler{d: Deps{Now: time.Now}}, reserved: map[string][]reservation{}}
 	full := []whisk.InvokerInfo{{ID: "a", Status: whisk.InvokerUp, UserMemory: 2048, FreeMemory: 256}}
-	if _, err := c.pick("x", 256, map[string]bool{}, full, 7, ""); !errors.Is(err, errHeadroom) {
+	if _, _, err := c.pick("x", 256, map[string]bool{}, full, 7, ""); !errors.Is(err, errHeadroom) {
 		t.Fatalf("a namespace holding 7 took the headroom: %v", err)
 	}
-	if iid, err := c.pick("y", 256, map[string]bool{}, full, 0, ""); err != nil || iid != "a" {
-		t.Fatalf("a namespace holding none: %q %v, want the headroom", iid, err)
+	if iid, room, err := c.pick("y", 256, map[string]bool{}, full, 0, ""); err != nil || iid != "a" || room != 0 {
+		t.Fatalf("a namespace holding none: %q %d %v, want the headroom", iid, room, err)
 	}
 	// y's reservation is the last 256 MB: nothing is left for anyone.
-	if _, err := c.pick("z", 256, map[string]bool{}, full, 0, ""); !errors.Is(err, errNoInvoker) {
+	if _, _, err := c.pick("z", 256, map[string]bool{}, full, 0, ""); !errors.Is(err, errNoInvoker) {
 		t.Fatalf("after the headroom went: %v, want no invoker", err)
 	}
 	two := []whisk.InvokerInfo{
 		{ID: "idle", Status: whisk.InvokerUp, UserMemory: 2048, FreeMemory: 0, IdleMemory: 2048},
 		{ID: "free", Status: whisk.InvokerUp, UserMemory: 2048, FreeMemory: 768},
 	}
-	if iid, err := c.pick("w", 256, map[string]bool{}, two, 3, ""); err != nil || iid != "free" {
-		t.Fatalf("free memory first: %q %v", iid, err)
+	if iid, room, err := c.pick("w", 256, map[string]bool{}, two, 3, ""); err != nil || iid != "free" || room != 256 {
+		t.Fatalf("free memory first: %q %d %v, want the invoker to keep 256 MB", iid, room, err)
 	}
-	if iid, err := c.pick("v", 512, map[string]bool{}, two, 3, ""); err != nil || iid != "idle" {
+	if iid, _, err := c.pick("v", 512, map[string]bool{}, two, 3, ""); err != nil || iid != "idle" {
 		t.Fatalf("then idle warm containers: %q %v", iid, err)
 	}
 }

@@ -77,7 +77,18 @@ type ContainerCreation struct {
 	// none idle any more the creation fails (the scheduler counts it as
 	// refused at the limit).
 	SwapNamespace string `json:"swapNamespace,omitempty"`
+	// Headroom, when > 0, is memory (MB) the invoker must still be able to
+	// give a new namespace after this creation (free, idle stem cells and
+	// idle warm containers): the action's namespace already uses
+	// containers, and the rest is kept for namespaces that use none. The
+	// invoker answers MsgHeadroom when the creation would take it.
+	Headroom int64 `json:"headroom,omitempty"`
 }
+
+// MsgHeadroom is an invoker's answer to a creation that would take the
+// headroom kept for other namespaces (ContainerCreation.Headroom): a
+// refusal at a limit, not a failure.
+const MsgHeadroom = "only the headroom kept for other namespaces is free"
 
 // CreationAck answers a ContainerCreation. Error is empty on success.
 // Developer is true when the failure is the action's fault (bad image, bad

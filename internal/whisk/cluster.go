@@ -39,6 +39,10 @@ type InvokerInfo struct {
 	// up to a new action of its: ContainerCreation.SwapNamespace).
 	IdleMemory int64          `json:"idleMemory,omitempty"`
 	Idle       map[string]int `json:"idle,omitempty"`
+	// CPUBusyPct is the invoker host's CPU load over the last second, in %
+	// rounded to 5 (0 when unknown): the queues add containers for a fast
+	// action's backlog only while it is below queue.CPUBrakePct.
+	CPUBusyPct int `json:"cpuBusyPct,omitempty"`
 }
 
 // Available is the memory a new container can get on the invoker: the free
