@@ -145,18 +145,15 @@ type room struct {
 }
 
 // roomLeftLocked is the memory a creation of a new namespace could still
-// get: free, idle stem cells, and warm containers that run nothing.
+// get: free, idle stem cells, and idle warm containers (as published: a
+// busy container between two activations does not count).
 func (inv *Invoker) roomLeftLocked() int64 {
 	n := inv.free
 	for _, k := range inv.cells.order {
 		n += int64(len(inv.cells.idle[k])) * k.mem
 	}
-	for p := range inv.warm {
-		if p.rc.active == 0 && !p.rc.evicted {
-			n += p.memMB
-		}
-	}
-	return n
+	idle, _ := inv.idleLocked()
+	return n + idle
 }
 
 // planLocked finds mb for a creation and, with swapNS, one idle warm
