@@ -95,8 +95,9 @@ func (p *proxy) evicted() bool {
 // idleLocked sums the idle warm containers' memory and counts them by
 // namespace (the registration).
 func (inv *Invoker) idleLocked() (mb int64, byNS map[string]int) {
+	now := inv.now()
 	for p := range inv.warm {
-		if p.rc.idle && !p.rc.evicted {
+		if p.isIdleLocked(now) {
 			mb += p.memMB
 			if byNS == nil {
 				byNS = map[string]int{}
@@ -105,6 +106,20 @@ func (inv *Invoker) idleLocked() (mb int64, byNS map[string]int) {
 		}
 	}
 	return mb, byNS
+}
+
+// idleAfter is how long a warm container that runs nothing counts as idle
+// even if no fetch of it came back empty yet (its fetches fail or are slow
+// to answer on a loaded host).
+const idleAfter = time.Second
+
+// isIdleLocked reports whether p is idle: its last fetch came back empty,
+// or it has run nothing for idleAfter.
+func (p *proxy) isIdleLocked(now time.Time) bool {
+	if !p.rc.listed || p.rc.evicted || p.rc.active > 0 {
+		return false
+	}
+	return p.rc.idle || now.Sub(p.rc.lastUsed) >= idleAfter
 }
 
 // candidatesLocked lists the warm containers that run nothing (of

@@ -92,7 +92,7 @@ func TestReclaimIdleWarmContainers(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "newer and third idle", idle(2))
 	newer.enqueue(`{"ms": 1500}`)
-	waitFor(t, 10*time.Second, "newer busy", idle(1))
+	waitFor(t, 10*time.Second, "newer busy", func() bool { return len(newer.stub.queue) == 0 && idle(1)() })
 	fourth := e.own(e.putAction("fourth", "python:3.11", pySleepy, whisk.Limits{}))
 	if ack := fourth.create(); ack.Error != "" {
 		t.Fatalf("fourth: ack %+v", ack)
@@ -103,7 +103,7 @@ func TestReclaimIdleWarmContainers(t *testing.T) {
 	// Both containers now run activations: nothing is idle, a fifth is
 	// refused and nothing is removed.
 	fourth.enqueue(`{"ms": 1500}`)
-	waitFor(t, 10*time.Second, "fourth busy", idle(0))
+	waitFor(t, 10*time.Second, "fourth busy", func() bool { return len(fourth.stub.queue) == 0 && idle(0)() })
 	fifth := e.own(e.putAction("fifth", "python:3.11", pySleepy, whisk.Limits{}))
 	if ack := fifth.create(); ack.Error != "not enough memory" {
 		t.Errorf("fifth with every container busy: ack %+v, want not enough memory", ack)
