@@ -83,6 +83,10 @@ var allScenarios = []string{"warm", "sequence", "web", "throughput", "cold", "bu
 // by default there).
 var dockerScenarios = []string{"blackbox"}
 
+// extraScenarios run only when named in --only: fairness starts an Eddy of
+// its own (issue 17).
+var extraScenarios = []string{"fairness"}
+
 // config is everything `eddy bench` can be told.
 type config struct {
 	eddyPath string
@@ -167,7 +171,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		if s == "" {
 			continue
 		}
-		known := append(slices.Clone(allScenarios), dockerScenarios...)
+		known := append(append(slices.Clone(allScenarios), dockerScenarios...), extraScenarios...)
 		if !slices.Contains(known, s) {
 			return c, fmt.Errorf("--only: unknown scenario %q (have %s)", s, strings.Join(known, ", "))
 		}
@@ -366,6 +370,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		{"burst", func(ctx context.Context) (any, error) { return e.burst(ctx) }},
 		{"many", func(ctx context.Context) (any, error) { return e.many(ctx) }},
 		{"blackbox", func(ctx context.Context) (any, error) { return e.blackbox(ctx) }},
+		{"fairness", func(ctx context.Context) (any, error) { return e.fairness(ctx) }},
 	}
 	var failed []string
 	for _, s := range scens {

@@ -56,6 +56,12 @@ func standaloneArgs(cfg config, port int, dataDir, debugAddr string) []string {
 }
 
 func startStandalone(ctx context.Context, cfg config, stderr io.Writer) (*standalone, error) {
+	return startStandaloneWith(ctx, cfg, stderr)
+}
+
+// startStandaloneWith is startStandalone with some flags' values replaced
+// (pairs: flag, value).
+func startStandaloneWith(ctx context.Context, cfg config, stderr io.Writer, override ...string) (*standalone, error) {
 	dataDir, err := os.MkdirTemp("", "eddy-bench-")
 	if err != nil {
 		return nil, err
@@ -70,6 +76,13 @@ func startStandalone(ctx context.Context, cfg config, stderr io.Writer) (*standa
 	}
 	debugAddr := fmt.Sprintf("127.0.0.1:%d", debugPort)
 	args := standaloneArgs(cfg, port, dataDir, debugAddr)
+	for i := 0; i+1 < len(override); i += 2 {
+		for j := 0; j+1 < len(args); j++ {
+			if args[j] == override[i] {
+				args[j+1] = override[i+1]
+			}
+		}
+	}
 	s := &standalone{
 		url: fmt.Sprintf("http://127.0.0.1:%d", port), debugAddr: debugAddr, dataDir: dataDir, keep: cfg.keep,
 		out: &tailBuffer{max: 64 << 10}, done: make(chan struct{}),

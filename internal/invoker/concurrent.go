@@ -143,7 +143,7 @@ func (p *proxy) runSlot() {
 			}
 			addr, client = cur, c
 		}
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		fctx, cancel := context.WithTimeout(p.fetchCtx, fetchTimeout)
 		resp, err := client.Fetch(fctx, &rpc.FetchRequest{
 			Namespace: p.action.Namespace, Action: p.action.Name, Rev: p.action.Rev,
 			ContainerID: p.ctr.ID(), InvokerID: p.inv.cfg.ID,
@@ -204,6 +204,7 @@ func (p *proxy) runExtra(msg *whisk.ActivationMessage) (destroy bool, runMs int6
 // setBusy counts the activations the extra slots are running and marks
 // the container active.
 func (p *proxy) setBusy(delta int) {
+	p.inv.activity(p, delta)
 	p.mu.Lock()
 	p.busy += delta
 	p.lastActive = p.inv.now()

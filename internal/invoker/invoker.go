@@ -135,8 +135,10 @@ type Invoker struct {
 	topics  map[string]bool
 	running bool
 
-	cells      *stemPool     // prewarm stem cells, guarded by mu
-	memChanged chan struct{} // capacity 1: the registration is stale
+	cells      *stemPool           // prewarm stem cells, guarded by mu
+	warm       map[*proxy]struct{} // warm containers in service, guarded by mu (reclaim.go)
+	cpuPct     int                 // the host's CPU busy %, guarded by mu (cpu.go)
+	memChanged chan struct{}       // capacity 1: the registration is stale
 	procs      sync.WaitGroup
 	hard       context.Context // ends ShutdownGrace after Run's context
 	stats      invStats        // counters behind Stats (stats.go)
@@ -184,6 +186,7 @@ func New(cfg Config, d Deps) (*Invoker, error) {
 		free:       cfg.UserMemoryMB,
 		topics:     map[string]bool{},
 		cells:      newStemPool(cfg.StemCells),
+		warm:       map[*proxy]struct{}{},
 		memChanged: make(chan struct{}, 1),
 	}
 	inv.recs = newRecordWriter(d.Actions, log)
@@ -248,6 +251,8 @@ func (inv *Invoker) Run(ctx context.Context) error {
 	go func() { defer close(recsDone); inv.recs.run() }()
 	regDone := make(chan struct{})
 	go func() { defer close(regDone); inv.registrar(ctx) }()
+	cpuDone := make(chan struct{})
+	go func() { defer close(cpuDone); inv.cpuSampler(ctx) }()
 
 	inv.procs.Add(1)
 	go func() { defer inv.procs.Done(); inv.prewarmer(ctx) }()
@@ -259,6 +264,7 @@ func (inv *Invoker) Run(ctx context.Context) error {
 	hardCancel()
 	<-graceDone
 	<-regDone
+	<-cpuDone
 	inv.recs.close()
 	<-recsDone
 	inv.pool.closeAll()
@@ -427,10 +433,30 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 	}
 	// A stem cell of the action's kind and memory brings its own memory;
 	// else the memory is reserved, idle stem cells giving way if needed.
+	// A creation whose namespace is at its limit removes one of the
+	// namespace's idle containers first (m.SwapNamespace).
+	// A namespace that uses containers leaves the headroom (m.Headroom).
 	cell := inv.takeStemCell(inv.containerSpec(m.Action.Kind, mem))
-	if cell == nil && !inv.reserve(mem) {
-		log.Debug("not enough memory", "needMB", mem, "freeMB", inv.FreeMemoryMB())
-		inv.ack(ctx, &m, "", "not enough memory", false, true)
+	if cell != nil && m.Headroom > 0 && !inv.reserve(0, "", m.Headroom) {
+		inv.giveBack(cell)
+		inv.ack(ctx, &m, "", whisk.MsgHeadroom, false, true)
+		return
+	}
+	if cell != nil && m.SwapNamespace != "" && !inv.reserve(0, m.SwapNamespace, 0) {
+		inv.giveBack(cell)
+		inv.ack(ctx, &m, "", "no idle container of namespace "+m.SwapNamespace+" to give up", false, true)
+		return
+	}
+	if cell == nil && !inv.reserve(mem, m.SwapNamespace, m.Headroom) {
+		msg := "not enough memory"
+		switch {
+		case m.SwapNamespace != "":
+			msg = "no idle container of namespace " + m.SwapNamespace + " to give up, or not enough memory"
+		case m.Headroom > 0 && inv.headroomOnly(mem):
+			msg = whisk.MsgHeadroom
+		}
+		log.Debug(msg, "needMB", mem, "freeMB", inv.FreeMemoryMB())
+		inv.ack(ctx, &m, "", msg, false, true)
 		return
 	}
 	reserved := true
@@ -494,7 +520,7 @@ func (inv *Invoker) handleCreation(ctx context.Context, value []byte) {
 		// stem cell goes back and the memory is reserved the usual way.
 		inv.giveBack(cell)
 		cell = nil
-		if !inv.reserve(mem) {
+		if !inv.reserve(mem, "", m.Headroom) {
 			reserved = false
 			inv.ack(ctx, &m, "", "not enough memory", false, true)
 			return
@@ -609,34 +635,36 @@ func sanitizeName(s string) string {
 }
 
 // reserve takes mb of the budget if it is free, removing idle stem cells
-// when that makes it free (before it returns, so that the backend never
-// holds more than the budget).
-func (inv *Invoker) reserve(mb int64) bool {
+// and then idle warm containers (least recently used first) when that
+// makes it free, and with swapNS one idle warm container of that
+// namespace first (reclaim.go). It returns once the removed containers
+// are gone, so that the backend never holds more than the budget.
+func (inv *Invoker) reserve(mb int64, swapNS string, headroom int64) bool {
 	inv.mu.Lock()
-	if inv.free >= mb {
+	if headroom > 0 && inv.roomLeftLocked()-mb < headroom {
+		inv.mu.Unlock()
+		return false
+	}
+	if swapNS == "" && inv.free >= mb {
 		inv.free -= mb
 		inv.memoryChanged()
 		inv.mu.Unlock()
 		return true
 	}
-	victims, got := inv.cells.evictLocked(mb - inv.free)
-	if victims == nil {
-		inv.mu.Unlock()
+	r, ok := inv.planLocked(mb, swapNS, 0)
+	inv.mu.Unlock()
+	if !ok {
 		return false
 	}
-	// The free memory and the victims' cover mb; what is left over of the
-	// victims' is free once they are gone.
-	surplus := inv.free + got - mb
-	inv.free = 0
-	inv.memoryChanged()
-	inv.mu.Unlock()
-	for _, c := range victims {
-		inv.destroyStemCell(c, "a container needs the memory")
-	}
-	if surplus > 0 {
-		inv.release(surplus)
-	}
+	inv.clear(r)
 	return true
+}
+
+// headroomOnly reports whether mb would fit but for a creation's headroom.
+func (inv *Invoker) headroomOnly(mb int64) bool {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.roomLeftLocked() >= mb
 }
 
 // release gives mb back to the budget.
@@ -662,12 +690,13 @@ func (inv *Invoker) info(status string) whisk.InvokerInfo {
 	defer inv.mu.Unlock()
 	free := inv.free
 	cellsMB, cells := inv.cells.idleLocked()
+	idleMB, idle := inv.idleLocked()
 	if status == whisk.InvokerDown {
-		free, cellsMB, cells = 0, 0, nil
+		free, cellsMB, cells, idleMB, idle = 0, 0, nil, 0, nil
 	}
 	return whisk.InvokerInfo{
 		ID: inv.cfg.ID, Status: status, UserMemory: inv.cfg.UserMemoryMB, FreeMemory: free,
-		StemCellMemory: cellsMB, StemCells: cells,
+		StemCellMemory: cellsMB, StemCells: cells, IdleMemory: idleMB, Idle: idle, CPUBusyPct: inv.cpuPct,
 		Tags: inv.cfg.Tags, Backend: inv.d.Backend.Name(),
 	}
 }
@@ -676,7 +705,7 @@ func (inv *Invoker) info(status string) whisk.InvokerInfo {
 // changed, retrying failures, until ctx ends.
 func (inv *Invoker) registrar(ctx context.Context) {
 	last := inv.cfg.UserMemoryMB
-	lastCells := "null" // the stem cells published, as JSON
+	lastCells := "null" // the stem cells and idle containers published, as JSON
 	var retry <-chan time.Time
 	for {
 		select {
@@ -687,7 +716,7 @@ func (inv *Invoker) registrar(ctx context.Context) {
 		}
 		retry = nil
 		info := inv.info(whisk.InvokerUp)
-		cells, _ := json.Marshal(info.StemCells)
+		cells, _ := json.Marshal([]any{info.StemCells, info.IdleMemory, info.Idle, info.CPUBusyPct})
 		if info.FreeMemory == last && string(cells) == lastCells {
 			continue
 		}

@@ -63,6 +63,9 @@ type proxy struct {
 	failingSince time.Time // first failed fetch of the current streak; zero when fetches work
 	backoff      retry.Backoff
 
+	rc       reclaimState    // the pool's view (reclaim.go), guarded by inv.mu
+	fetchCtx context.Context // fetches end with it: cancelled when the pool reclaims the container
+
 	ready chan struct{} // closed once the creation was acknowledged (either way)
 	done  chan struct{} // closed when run returns
 
@@ -86,7 +89,10 @@ type proxy struct {
 
 func newProxy(inv *Invoker, m whisk.ContainerCreation, act whisk.Action, ctr container.Container, memMB, createMs int64) *proxy {
 	now := inv.now()
+	fetchCtx, cancel := context.WithCancel(context.Background())
 	return &proxy{
+		rc:       reclaimState{cancel: cancel},
+		fetchCtx: fetchCtx,
 		inv:      inv,
 		log:      inv.log.With("action", act.FQN().String(), "rev", act.Rev, "container", ctr.ID()),
 		creation: m,
@@ -117,6 +123,7 @@ const (
 	stopNoLeader  = "no leader queue"
 	stopDestroyed = "destroyed"
 	stopReleased  = "released to the namespace" // rpc.FetchRelease: another action needs the slot
+	stopReclaimed = "reclaimed"                 // the invoker needs its memory (reclaim.go)
 )
 
 // run is the proxy's life: register, acknowledge, serve, clean up.
@@ -145,8 +152,11 @@ func (p *proxy) run(ctx context.Context) {
 
 	reason := stopNoLeader
 	if p.connect(p.creation.SchedulerAddr) {
+		p.inv.enlist(p)
 		reason = p.serve(ctx)
 	}
+	p.inv.delist(p)
+	p.rc.cancel()
 	p.log.Debug("container proxy stopping", "reason", reason)
 	p.awaitLogs()
 	p.stop(ctx, reason != stopNoLeader)
@@ -165,6 +175,9 @@ func (p *proxy) serve(ctx context.Context) string {
 		if p.destroyed.Load() {
 			return stopDestroyed
 		}
+		if p.evicted() {
+			return stopReclaimed
+		}
 		if p.idle() {
 			return stopIdle
 		}
@@ -177,6 +190,9 @@ func (p *proxy) serve(ctx context.Context) string {
 			return stopShutdown
 		}
 		if err != nil {
+			if p.evicted() {
+				return stopReclaimed
+			}
 			p.log.Debug("fetch failed", "addr", p.addr, "err", err)
 			if !p.findLeader(ctx) {
 				return stopNoLeader
@@ -190,7 +206,9 @@ func (p *proxy) serve(ctx context.Context) string {
 			if resp.Activation == nil {
 				continue
 			}
+			p.inv.activity(p, 1)
 			destroy := p.runMain(resp.Activation)
+			p.inv.activity(p, -1)
 			p.mu.Lock()
 			p.lastActive = p.inv.now()
 			p.mu.Unlock()
@@ -200,6 +218,7 @@ func (p *proxy) serve(ctx context.Context) string {
 		case rpc.FetchEmpty:
 			p.fetchWorked()
 			p.ensureSlots()
+			p.inv.markIdle(p)
 		case rpc.FetchMismatch:
 			return stopObsolete
 		case rpc.FetchRelease:
@@ -217,9 +236,10 @@ func (p *proxy) serve(ctx context.Context) string {
 // the invoker is told to stop, and a cancelled call would drop it unseen
 // (no record, no completion). The park time (~1 s) bounds the wait; serve
 // runs what comes back within the shutdown grace, or fails it with a
-// record.
-func (p *proxy) fetch(ctx context.Context, alive bool) (*rpc.FetchResponse, error) {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+// record. Only the pool cancels it, when it reclaims the container
+// (reclaim.go): the queue then takes back what it may have handed out.
+func (p *proxy) fetch(_ context.Context, alive bool) (*rpc.FetchResponse, error) {
+	fctx, cancel := context.WithTimeout(p.fetchCtx, fetchTimeout)
 	defer cancel()
 	return p.fetchWith(fctx, alive)
 }
@@ -344,7 +364,9 @@ func (p *proxy) remove(ctx context.Context) {
 	if err := p.ctr.Remove(rctx); err != nil {
 		p.log.Warn("removing the container failed", "err", err)
 	}
-	p.inv.release(p.memMB)
+	if !p.evicted() { // a reclaimed container's memory goes to the creation that took it
+		p.inv.release(p.memMB)
+	}
 }
 
 // runActivation runs one activation: /init on a cold container, /run, the

@@ -32,6 +32,7 @@ type countResult struct {
 	containers   int
 	nsContainers int
 	nsCreations  int
+	cpuPct       int // the invokers' CPU load (Deps.CPUBusy), when read
 	err          error
 	// The namespace share, when read (shared), and the demand published.
 	shared   bool
@@ -63,6 +64,7 @@ func (q *Queue) startRead(now time.Time, counts bool) {
 	q.counting = true
 	ctx, rev, gen := q.countCtx, q.meta.Rev, q.countGen
 	count, countNs, timeout := q.d.CountContainers, q.d.CountNamespace, q.cfg.CountTimeout
+	cpu := q.d.CPUBusy
 	share := q.d.NamespaceShare
 	giveBackOnly := !q.throttled && !q.wanting && !q.wantPub
 	if share != nil && q.lastCount <= 0 && giveBackOnly {
@@ -84,6 +86,11 @@ func (q *Queue) startRead(now time.Time, counts bool) {
 			r.containers, r.err = count(cctx, rev)
 			if r.err == nil {
 				r.nsContainers, r.nsCreations, r.err = countNs(cctx)
+			}
+			if r.err == nil && cpu != nil {
+				if pct, err := cpu(cctx); err == nil {
+					r.cpuPct = pct
+				}
 			}
 		}
 		if share != nil {
@@ -126,6 +133,7 @@ func (q *Queue) handleCount(now time.Time, r *countResult) {
 		n = max(n, q.lastCount) // a container showed up after the count began
 	}
 	q.lastCount, q.nsCount, q.nsCreating, q.counted = n, r.nsContainers, r.nsCreations, true
+	q.cpuPct = r.cpuPct
 	q.countAt = now
 	switch {
 	case idleDue && n > 0:

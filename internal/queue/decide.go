@@ -6,6 +6,16 @@ import (
 	"time"
 )
 
+// The throughput rule (Knative's container-concurrency target, for actions
+// faster than MinStaleThreshold): while every container slot has at least
+// TargetBacklog activations waiting for it and the invokers' CPU is below
+// CPUBrakePct, ask for one more container (one per decision, none while a
+// creation is in flight).
+const (
+	TargetBacklog = 2
+	CPUBrakePct   = 90
+)
+
 // MinStaleThreshold is the shortest staleness threshold: OpenWhisk's fixed
 // 100 ms. Eddy stretches it to the action's average duration (StaleThreshold).
 const MinStaleThreshold = 100 * time.Millisecond
@@ -47,6 +57,12 @@ type Snapshot struct {
 	FairShare    int  // the action's fair share, itself counted busy (Share.FairFor); with ShareFresh
 	Releasable   int  // containers the action could get if it wanted a share (Share.Releasable); with ShareRecent
 	FlushHold    bool // Flushing and a container was asked for less than Config.FlushRetry ago
+	// CreateHold: creations failed for want of room (no invoker could
+	// host one) and the back-off since the last failure has not passed.
+	CreateHold bool
+	// CPUBusyPct is the invokers' CPU load in % (their mean); 0 when
+	// unknown, which turns the throughput rule off.
+	CPUBusyPct int
 }
 
 // Demand is what a decision does to the action's demand for a share of
@@ -95,6 +111,8 @@ type Decision struct {
 //  5. Running with containers: stale activations and the predicted backlog
 //     (OpenWhisk's rules e and f, scale below) size the request;
 //  6. Removing: only stale activations count (rule g);
+//     and Running, when rules e and f ask for nothing: the throughput
+//     target (rule h, throughputTarget) for actions faster than 100 ms;
 //  7. the request is cut to capacity; when the namespace binds, Throttle.
 //
 // The action's limit is its instances limit, the namespace limit, and, while
@@ -121,7 +139,9 @@ func Decide(s Snapshot) Decision {
 //     old, and, when the namespace is shared, on a share read as recent
 //     that finds no container another action would give back (then the
 //     action wants a share and waits, within the retention);
-//   - while Flushing, at most one creation per Config.FlushRetry.
+//   - while Flushing, at most one creation per Config.FlushRetry;
+//   - after creations failed for want of room, none until the back-off
+//     (100 ms doubling to Config.CreateBackoff, with jitter) has passed.
 func policy(s Snapshot, d *Decision) {
 	if s.ShareFresh {
 		total := s.Existing + s.InFlight + d.Create
@@ -147,6 +167,10 @@ func policy(s Snapshot, d *Decision) {
 	if d.Create > 0 && s.FlushHold {
 		d.Create = 0
 		d.Reason += "; flushing: a creation was asked for lately"
+	}
+	if d.Create > 0 && s.CreateHold {
+		d.Create = 0
+		d.Reason += "; backing off: creations failed for want of room"
 	}
 }
 
@@ -202,7 +226,10 @@ func wanted(s Snapshot, conc, total int) (int, string) {
 		if total == 0 {
 			return 1, "first container"
 		}
-		return scale(s, conc, total)
+		if n, r := scale(s, conc, total); n > 0 {
+			return n, r
+		}
+		return throughputTarget(s, conc, total)
 	case Flushing:
 		if total == 0 && s.Queued > 0 {
 			return 1, "retry while flushing"
@@ -272,6 +299,29 @@ func scale(s Snapshot, conc, total int) (int, string) {
 		return staleProv, fmt.Sprintf("%d stale over %.1f per container per %v", s.Stale, t, StaleThreshold(s.AvgDuration))
 	}
 	return 0, "containers keep up"
+}
+
+// throughputTarget is rule h, Eddy's: a fast action (average below
+// MinStaleThreshold) whose backlog keeps every container slot TargetBacklog
+// deep gets one more container while the invokers' CPU has room. OpenWhisk's
+// rules see no stale activation there (a fast action's backlog drains
+// within 100 ms), so a closed-loop load of 64 clients kept 2 containers and
+// left the CPU idle. One container per decision and none while a creation
+// is in flight: each new container changes the backlog before the next.
+func throughputTarget(s Snapshot, conc, total int) (int, string) {
+	switch {
+	case s.AvgDuration <= 0 || s.AvgDuration >= MinStaleThreshold:
+		return 0, "containers keep up"
+	case s.InFlight > 0:
+		return 0, "containers keep up; a creation is in flight"
+	case s.Queued < TargetBacklog*conc*total:
+		return 0, "containers keep up"
+	case s.CPUBusyPct <= 0:
+		return 0, "backlog over the target, invokers' CPU unknown"
+	case s.CPUBusyPct >= CPUBrakePct:
+		return 0, fmt.Sprintf("backlog %d over the target, invokers' CPU %d%% (brake at %d%%)", s.Queued, s.CPUBusyPct, CPUBrakePct)
+	}
+	return 1, fmt.Sprintf("backlog %d over the target %d per container slot, invokers' CPU %d%%", s.Queued, TargetBacklog, s.CPUBusyPct)
 }
 
 // Share is a namespace as its queues see it in etcd (one read): the

@@ -413,6 +413,11 @@ func TestDecidePolicies(t *testing.T) {
 			}), 0, false, false, DemandNone},
 		{"flushing, asked lately: hold", with(room, func(s *Snapshot) { s.State, s.FlushHold = Flushing, true }), 0, false, false, DemandKeep},
 		{"flushing, retry due: one", with(room, func(s *Snapshot) { s.State = Flushing }), 1, false, false, DemandKeep},
+		{"creations failed for want of room, backing off: hold", with(room, func(s *Snapshot) { s.CreateHold = true }), 0, false, false, DemandKeep},
+		{"backing off, with containers and stale work: hold",
+			with(room, func(s *Snapshot) {
+				s.Existing, s.NsExisting, s.Stale, s.AvgDuration, s.CreateHold = 1, 1, 3, 10*time.Millisecond, true
+			}), 0, false, false, DemandKeep},
 		{"room, no share: create", room, 1, false, false, DemandKeep},
 	}
 	for _, c := range cases {
@@ -421,5 +426,61 @@ func TestDecidePolicies(t *testing.T) {
 			t.Errorf("%s: create %d fail %v recount %v demand %v, want %d %v %v %v (%s)",
 				c.name, d.Create, d.FailThrottled, d.Recount, d.Demand, c.create, c.fail, c.recount, c.demand, d.Reason)
 		}
+	}
+}
+
+// TestThroughputTarget: rule h (Knative's concurrency target) for actions
+// faster than 100 ms: one more container per decision while every
+// container slot has TargetBacklog activations waiting and the invokers'
+// CPU is under the brake; nothing when the CPU is saturated or unknown,
+// when a creation is in flight, for slow actions (rules e and f size
+// those), or under the limits.
+func TestThroughputTarget(t *testing.T) {
+	ms := time.Millisecond
+	// Concurrency 64 on a sub-millisecond action: 2 containers, ~60 waiting.
+	c64 := Snapshot{State: Running, NsLimit: 100, Concurrency: 1, Queued: 60, Existing: 2, NsExisting: 2,
+		AvgDuration: ms / 2, CPUBusyPct: 80, CountsRecent: true}
+	with := func(f func(*Snapshot)) Snapshot { s := c64; f(&s); return s }
+	for _, c := range []struct {
+		name   string
+		s      Snapshot
+		create int
+	}{
+		{"closed-loop backlog, CPU idle: one more", c64, 1},
+		{"CPU at the brake: none", with(func(s *Snapshot) { s.CPUBusyPct = CPUBrakePct }), 0},
+		{"CPU just under the brake: one", with(func(s *Snapshot) { s.CPUBusyPct = CPUBrakePct - 5 }), 1},
+		{"CPU unknown: none", with(func(s *Snapshot) { s.CPUBusyPct = 0 }), 0},
+		{"a creation in flight: wait for it", with(func(s *Snapshot) { s.InFlight, s.NsInFlight = 1, 1 }), 0},
+		{"backlog under TargetBacklog per slot: none", with(func(s *Snapshot) { s.Queued = TargetBacklog*2 - 1 }), 0},
+		{"backlog at TargetBacklog per slot: one", with(func(s *Snapshot) { s.Queued = TargetBacklog * 2 }), 1},
+		{"concurrency 4 per container counts 4 slots each", with(func(s *Snapshot) { s.Concurrency, s.Queued = 4, 15 }), 0},
+		{"slow action (200 ms): rules e and f, not h", with(func(s *Snapshot) { s.AvgDuration, s.Queued = 200*ms, 2 }), 0},
+		{"duration unknown: none", with(func(s *Snapshot) { s.AvgDuration = 0 }), 0},
+		{"the namespace limit binds: none", with(func(s *Snapshot) { s.NsLimit, s.NsExisting = 2, 2 }), 0},
+		{"the action's instances limit binds: none", with(func(s *Snapshot) { s.ActionLimit = 2 }), 0},
+		{"backing off after failures: none", with(func(s *Snapshot) { s.CreateHold = true }), 0},
+		// A step load of a 10 ms action at 500/s: 5 containers keep up, a
+		// backlog of a few at a tick asks for nothing (G7 over-provisioning).
+		{"10 ms action at 500/s on 5 containers: none",
+			with(func(s *Snapshot) { s.AvgDuration, s.Existing, s.NsExisting, s.Queued = 10*ms, 5, 5, 6 }), 0},
+	} {
+		d := Decide(c.s)
+		if d.Create != c.create {
+			t.Errorf("%s: create %d, want %d (%s)", c.name, d.Create, c.create, d.Reason)
+		}
+	}
+	// Repeated decisions grow the pool one container at a time until the
+	// backlog per slot falls under the target or the CPU brakes; a closed
+	// loop of 64 clients sends no more than 64, so the pool stays under
+	// 64 / TargetBacklog containers.
+	s := c64
+	for range 100 {
+		d := Decide(s)
+		s.Existing += d.Create
+		s.NsExisting += d.Create
+		s.Queued = 64 - s.Existing // the rest of the 64 wait in the queue
+	}
+	if s.Existing < 10 || s.Existing > 64/TargetBacklog {
+		t.Errorf("64 closed-loop clients: %d containers after 100 decisions, want 10..%d", s.Existing, 64/TargetBacklog)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/lograte"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -63,7 +65,10 @@ const (
 	DefaultRetention   = 60 * time.Second
 	DefaultIdleTimeout = 30 * time.Second
 	DefaultFlushRetry  = time.Second
-	DefaultMaxBuffer   = 10000
+	// DefaultCreateBackoff is the longest wait after creations that failed
+	// for want of room (Config.CreateBackoff).
+	DefaultCreateBackoff = 2 * time.Second
+	DefaultMaxBuffer     = 10000
 	// DefaultCountTimeout bounds one round of etcd counts (CountContainers
 	// and CountNamespace); they run off the owner goroutine.
 	DefaultCountTimeout = time.Second
@@ -98,6 +103,7 @@ type Config struct {
 	Retention      time.Duration // queued longer → failed with whisk.MsgNotInitiated
 	IdleTimeout    time.Duration // Idle this long (and no containers) → Removed
 	FlushRetry     time.Duration // while Flushing, at most one creation per FlushRetry
+	CreateBackoff  time.Duration // after failed creations, no creation for 100 ms doubling up to this, with jitter
 	FlushGrace     time.Duration // Flushing, empty, no arrival this long → Idle (default Retention)
 	MaxBuffer      int           // the buffer's bound; past it the rest waits in the bus (one Poll batch, at most 128, may pass it)
 	CountTimeout   time.Duration // bounds one round of etcd counts
@@ -150,7 +156,11 @@ type CreationResult struct {
 // are required.
 type Deps struct {
 	Log *slog.Logger
-	Now func() time.Time
+	// Warnings rate-limits the warnings a flood repeats (failed
+	// creations), shared by the queues of a scheduler; optional (each
+	// queue then has its own).
+	Warnings *lograte.Limiter
+	Now      func() time.Time
 	// Subscribe opens the consumer of the action's topic (group "queue").
 	// The reader goroutine calls it, retrying until it succeeds.
 	Subscribe func(ctx context.Context) (bus.Consumer, error)
@@ -161,6 +171,10 @@ type Deps struct {
 	// CountNamespace counts the namespace's containers and creations;
 	// called like CountContainers.
 	CountNamespace func(ctx context.Context) (containers, creations int, err error)
+	// CPUBusy, if set, reads the invokers' CPU load in % (the throughput
+	// rule's brake, Decide); called with the counts. Without it the
+	// throughput rule is off.
+	CPUBusy func(ctx context.Context) (int, error)
 	// Create starts a container creation; it must not block.
 	Create func(CreateRequest)
 	// Fail stores an activation record made by the queue and sends the
@@ -301,8 +315,13 @@ type commitState struct {
 type creationState struct {
 	inflight map[string]int64 // creation id → the revision it creates
 	lastAsk  time.Time
-	flushDev bool
-	flushMsg string
+	// After a creation failed for want of room: no creation before
+	// holdUntil; the delay doubles with each such failure (backoff) and
+	// starts again after a creation succeeds.
+	holdUntil time.Time
+	backoff   *retry.Backoff
+	flushDev  bool
+	flushMsg  string
 }
 
 // countState is the counts decisions use. No etcd call runs on the owner
@@ -315,6 +334,7 @@ type countState struct {
 	lastCount  int       // containers at the last count (adjusted by fetches and acks)
 	nsCount    int       // namespace containers at the last count
 	nsCreating int       // namespace creations at the last count
+	cpuPct     int       // the invokers' CPU load at the last count (Deps.CPUBusy)
 	countAt    time.Time // when the last successful count came back
 	wantDecide bool      // a decision waits for the counts
 	throttled  bool      // the last decision was held back by the namespace limit
@@ -383,6 +403,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 	def(&cfg.Retention, DefaultRetention)
 	def(&cfg.IdleTimeout, DefaultIdleTimeout)
 	def(&cfg.FlushRetry, DefaultFlushRetry)
+	def(&cfg.CreateBackoff, DefaultCreateBackoff)
 	def(&cfg.FlushGrace, cfg.Retention)
 	def(&cfg.CountTimeout, DefaultCountTimeout)
 	def(&cfg.DedupSkew, DefaultDedupSkew)
@@ -396,6 +417,9 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 	}
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Warnings == nil {
+		deps.Warnings = lograte.New(0, deps.Now)
 	}
 	fqn := cfg.Action.FQN()
 	q := &Queue{

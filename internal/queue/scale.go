@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -41,6 +42,8 @@ func (q *Queue) decideNow(now time.Time) {
 		s.Releasable = q.share.Releasable(q.fqn.Name)
 	}
 	s.FlushHold = q.st == Flushing && !q.lastAsk.IsZero() && now.Sub(q.lastAsk) < q.cfg.FlushRetry
+	s.CreateHold = now.Before(q.holdUntil)
+	s.CPUBusyPct = q.cpuPct
 	d := Decide(s)
 	q.stats.decisions.Add(1)
 	if d.Throttle != q.throttled {
@@ -132,6 +135,8 @@ func (q *Queue) handleResult(now time.Time, r *CreationResult) {
 		return
 	}
 	if r.OK {
+		q.holdUntil = time.Time{}
+		q.createBackoff().Reset()
 		q.lastCount++
 		q.countGen++
 		if q.st == Flushing {
@@ -140,7 +145,13 @@ func (q *Queue) handleResult(now time.Time, r *CreationResult) {
 		}
 		return
 	}
-	q.log.Warn("queue: container creation failed", "creation", r.ID, "developer", r.Developer, "err", r.Error)
+	if !r.Developer && !now.Before(q.holdUntil) {
+		// No room (or a transient failure): back off before asking again,
+		// rather than ask every tick while no invoker has room; the
+		// failures of one round of creations count once.
+		q.holdUntil = now.Add(q.createBackoff().Next())
+	}
+	q.d.Warnings.Warn(q.log, "creation failed", "queue: container creation failed", "creation", r.ID, "developer", r.Developer, "err", r.Error)
 	if q.lastCount > 0 || (q.st != Running && q.st != Flushing) {
 		return // containers exist and drain the queue
 	}
@@ -173,6 +184,15 @@ func (q *Queue) inFlight() int {
 		}
 	}
 	return n
+}
+
+// createBackoff is the back-off after creations that failed for want of
+// room: 100 ms doubling to Config.CreateBackoff, with jitter.
+func (q *Queue) createBackoff() *retry.Backoff {
+	if q.backoff == nil {
+		q.backoff = retry.New(MinStaleThreshold, q.cfg.CreateBackoff)
+	}
+	return q.backoff
 }
 
 func newID() string {

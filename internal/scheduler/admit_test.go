@@ -33,7 +33,7 @@ func TestAdmitHoldsLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close(context.Background())
-	cr := newCreator(&Scheduler{d: Deps{Client: cli, Session: sess}, log: log})
+	cr := newCreator(&Scheduler{d: Deps{Client: cli, Session: sess, Now: time.Now}, log: log})
 
 	a := whisk.ActionMeta{Namespace: "ns", Name: "a", Rev: 1, Limits: whisk.Limits{Instances: 2}}
 	b := whisk.ActionMeta{Namespace: "ns", Name: "b", Rev: 1}
@@ -45,17 +45,33 @@ func TestAdmitHoldsLimits(t *testing.T) {
 	if err := sess.PutCreation(ctx, whisk.CreationInfo{Namespace: "ns", Action: "a", Rev: 1, SchedulerID: "s", CreationID: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cr.admit(ctx, a, 4); !errors.Is(err, errRefused) {
+	if _, _, _, err := cr.admit(ctx, a, 4, nil); !errors.Is(err, errRefused) {
 		t.Fatalf("admit a at its instances limit: %v, want refused", err)
 	}
-	unlock, err := cr.admit(ctx, b, 4)
-	if err != nil {
-		t.Fatalf("admit b with room: %v", err)
+	unlock, held, swap, err := cr.admit(ctx, b, 4, nil)
+	if err != nil || held != 2 || swap {
+		t.Fatalf("admit b with room: held %d, swap %v, %v; want 2, no swap", held, swap, err)
 	}
 	unlock()
-	if _, err := cr.admit(ctx, b, 2); !errors.Is(err, errRefused) {
+	if _, _, _, err := cr.admit(ctx, b, 2, nil); !errors.Is(err, errRefused) {
 		t.Fatalf("admit b with the namespace full: %v, want refused", err)
 	}
+	// The namespace full, with an idle container of it on an invoker: a
+	// swap; not once this scheduler sent a swap there (reserveWindow).
+	idle := []whisk.InvokerInfo{{ID: "i", Status: whisk.InvokerUp, UserMemory: 2048, FreeMemory: 0, IdleMemory: 256, Idle: map[string]int{"ns": 1}}}
+	unlock, _, swap, err = cr.admit(ctx, b, 2, idle)
+	if err != nil || !swap {
+		t.Fatalf("admit b with the namespace full and an idle container: swap %v, %v; want a swap", swap, err)
+	}
+	iid, _, err := cr.pick("sw1", 256, map[string]bool{}, idle, 2, "ns")
+	unlock()
+	if err != nil || iid != "i" {
+		t.Fatalf("pick for a swap: %q, %v", iid, err)
+	}
+	if _, _, _, err := cr.admit(ctx, b, 2, idle); !errors.Is(err, errRefused) {
+		t.Fatalf("a second swap of the one idle container: %v, want refused", err)
+	}
+	cr.unreserve("i", "sw1")
 
 	// 10 concurrent admissions of b, each writing its creation key while
 	// admitted: exactly the 2 free slots of the namespace (limit 4) go.
@@ -66,7 +82,7 @@ func TestAdmitHoldsLimits(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			unlock, err := cr.admit(ctx, b, 4)
+			unlock, _, _, err := cr.admit(ctx, b, 4, nil)
 			if err != nil {
 				return
 			}

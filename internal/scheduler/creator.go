@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/lograte"
 	"github.com/eddy-faas/eddy/internal/queue"
 	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -20,11 +21,32 @@ const (
 	maxRetries = 5
 	// reserveWindow is how long memory this scheduler asked of an invoker
 	// is subtracted from what the invoker advertises, covering the delay
-	// before the invoker's own free-memory update reaches etcd.
+	// before the invoker's own free-memory update reaches etcd, when no
+	// ack comes sooner.
 	reserveWindow = 3 * time.Second
+	// settleWindow is how long a reservation is kept once its container's
+	// ack came. The invoker advertises the memory as taken when it takes
+	// it, before it creates the container, so by the ack the advertisement
+	// is written and on its way to this scheduler: keeping the reservation
+	// the whole reserveWindow counted the memory twice, and a storm of
+	// cold starts (8 at once, ~10 a second) found "no invoker" with a
+	// quarter of the invoker's memory free.
+	settleWindow = 250 * time.Millisecond
+	// headroomShare is the part of each invoker's memory that a namespace
+	// already holding containers may not take: it stays for namespaces
+	// that hold none, so that another tenant's first call gets a container
+	// within one cold start while one tenant floods (docs/internals.md
+	// "Capacity"). Idle warm containers count as room (the invoker
+	// reclaims them).
+	headroomShare = 8
 )
 
-var errNoInvoker = errors.New("no invoker has enough free memory")
+var (
+	errNoInvoker = errors.New("no invoker has enough free memory")
+	// errHeadroom: invokers have room, but only the headroom kept for
+	// namespaces that hold no container yet (a refusal, not a failure).
+	errHeadroom = errors.New("only the headroom kept for other namespaces is free")
+)
 
 // creator runs creation jobs: one goroutine per requested container, from
 // invoker choice to the invoker's ack or the creation timeout.
@@ -44,19 +66,26 @@ type creator struct {
 	jobs     map[string]chan whisk.CreationAck // creation id → its job's acks
 	reserved map[string][]reservation          // invoker id → recent requests
 	nsLocks  map[string]*sync.Mutex            // namespace → admission lock
+	warn     *lograte.Limiter                  // repeated warnings, once per interval
 }
 
 // errRefused is admit's answer when a limit leaves no room.
 var errRefused = errors.New("refused at a limit")
 
 type reservation struct {
-	mb int64
-	at time.Time
+	id     string // the creation's
+	mb     int64
+	at     time.Time
+	swapNS string // a swap: one of the namespace's idle containers is taken
 }
 
 func newCreator(s *Scheduler) *creator {
+	w := s.warn
+	if w == nil {
+		w = lograte.New(0, s.d.Now)
+	}
 	return &creator{s: s, jobs: map[string]chan whisk.CreationAck{}, reserved: map[string][]reservation{},
-		nsLocks: map[string]*sync.Mutex{}}
+		nsLocks: map[string]*sync.Mutex{}, warn: w}
 }
 
 // start runs a creation job for a queue. It never blocks and never calls
@@ -102,11 +131,36 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		if attempt > 0 && !backoff.Wait(ctx) {
 			return fail("the scheduler is stopping")
 		}
-		iid, err := c.pick(ctx, mem, tried)
+		invs, err := s.d.Client.Invokers(ctx)
 		if err != nil {
+			c.warn.Warn(log, "invokers", "scheduler: reading the invokers", "err", err)
+			lastErr = err.Error()
+			continue
+		}
+		unlock, held, swap, err := c.admit(ctx, meta, req.NamespaceLimit, invs)
+		if errors.Is(err, errRefused) {
+			log.Debug("scheduler: creation refused", "err", err)
+			return queue.CreationResult{ID: req.ID, Refused: true, Error: err.Error()}
+		}
+		if err != nil {
+			c.warn.Warn(log, "count", "scheduler: counting the namespace before a creation", "err", err)
+			lastErr = err.Error()
+			continue
+		}
+		swapNS := ""
+		if swap {
+			swapNS = meta.Namespace
+		}
+		iid, headroom, err := c.pick(req.ID, mem, tried, invs, held, swapNS)
+		if err != nil {
+			unlock()
+			if errors.Is(err, errHeadroom) {
+				log.Debug("scheduler: creation refused", "err", err)
+				return queue.CreationResult{ID: req.ID, Refused: true, Error: err.Error()}
+			}
 			// No room anywhere: the queue keeps its activations (Flushing)
-			// and asks again later.
-			log.Warn("scheduler: no invoker for a container", "memoryMB", mem, "err", err)
+			// and asks again later, backing off.
+			c.warn.Warn(log, "no invoker", "scheduler: no invoker for a container", "memoryMB", mem, "err", err)
 			return fail(fmt.Sprintf("No invoker can host a container of %d MB.", mem))
 		}
 		now := s.d.Now()
@@ -114,24 +168,11 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 			Namespace: meta.Namespace, Action: meta.Name, Rev: meta.Rev,
 			SchedulerID: s.cfg.ID, CreationID: req.ID, InvokerID: iid, Requested: now.UnixMilli(),
 		}
-		unlock, err := c.admit(ctx, meta, req.NamespaceLimit)
-		if err != nil {
-			c.unreserve(iid, mem)
-		}
-		if errors.Is(err, errRefused) {
-			log.Debug("scheduler: creation refused", "err", err)
-			return queue.CreationResult{ID: req.ID, Refused: true, Error: err.Error()}
-		}
-		if err != nil {
-			log.Warn("scheduler: counting the namespace before a creation", "err", err)
-			lastErr = err.Error()
-			continue
-		}
 		err = s.d.Session.PutCreation(ctx, info)
 		unlock()
 		if err != nil {
-			log.Warn("scheduler: writing the creation key", "err", err)
-			c.unreserve(iid, mem)
+			c.warn.Warn(log, "creation key", "scheduler: writing the creation key", "err", err)
+			c.unreserve(iid, req.ID)
 			// The session remembers the key even when the write failed
 			// (and would put it again after a lease re-grant): forget it,
 			// this creation never happened. Before the next attempt puts
@@ -142,11 +183,11 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		}
 		msg, _ := json.Marshal(whisk.ContainerCreation{
 			CreationID: req.ID, Action: meta, SchedulerID: s.cfg.ID, SchedulerAddr: s.cfg.Addr,
-			Retry: attempt, Requested: now.UnixMilli(),
+			Retry: attempt, Requested: now.UnixMilli(), SwapNamespace: swapNS, Headroom: headroom,
 		})
 		if err := s.d.Bus.Publish(ctx, whisk.InvokerTopic(iid), msg); err != nil {
-			log.Warn("scheduler: sending the creation", "invoker", iid, "err", err)
-			c.unreserve(iid, mem)
+			c.warn.Warn(log, "publish", "scheduler: sending the creation", "invoker", iid, "err", err)
+			c.unreserve(iid, req.ID)
 			c.deleteCreation(ctx, info, true)
 			tried[iid] = true
 			lastErr = err.Error()
@@ -160,17 +201,24 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		if !ok || ack.Error != "" {
 			// No container came of this attempt: its memory is not taken
 			// on the invoker (a retry may pick it again).
-			c.unreserve(iid, mem)
+			c.unreserve(iid, req.ID)
 		}
 		if !ok {
 			log.Warn("scheduler: creation timed out", "invoker", iid, "timeout", s.cfg.CreationTimeout)
 			return fail("Container creation timed out.")
 		}
 		if ack.Error == "" {
-			log.Debug("container created", "invoker", iid, "container", ack.ContainerID)
+			c.settle(iid, req.ID, s.d.Now())
+			log.Debug("container created", "invoker", iid, "container", ack.ContainerID, "swap", swap)
 			return queue.CreationResult{ID: req.ID, OK: true}
 		}
-		log.Warn("scheduler: creation failed", "invoker", iid, "err", ack.Error, "developer", ack.Developer, "retryable", ack.Retryable)
+		if swap || ack.Error == whisk.MsgHeadroom {
+			// The namespace's idle container was taken meanwhile (still at
+			// the limit), or only the headroom is left.
+			log.Debug("scheduler: swap refused", "invoker", iid, "err", ack.Error)
+			return queue.CreationResult{ID: req.ID, Refused: true, Error: ack.Error}
+		}
+		c.warn.Warn(log, "creation failed", "scheduler: creation failed", "invoker", iid, "err", ack.Error, "developer", ack.Developer, "retryable", ack.Retryable)
 		if ack.Action.Rev > meta.Rev && ack.Action.FQN() == meta.FQN() {
 			// The action changed under the creation: not the new code's
 			// fault. The queue adopts the newer revision the ack carries.
@@ -197,14 +245,14 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 // counting the keys of the ones before: the queues' decisions use counts
 // up to one refresh old, and two actions of a namespace (or one action's
 // successive ticks) deciding on the same old counts would over-commit the
-// namespace. errRefused when a limit leaves no room; another error when
-// the count failed (the attempt is retried).
-func (c *creator) admit(ctx context.Context, meta whisk.ActionMeta, nsLimit int) (unlock func(), err error) {
+// namespace. A namespace at its limit that has an idle warm container on
+// an invoker (invs, less the swaps this scheduler sent there lately) is
+// admitted as a swap: the invoker removes that container first. held is
+// what the namespace uses. errRefused when a limit leaves no room; another
+// error when the count failed (the attempt is retried).
+func (c *creator) admit(ctx context.Context, meta whisk.ActionMeta, nsLimit int, invs []whisk.InvokerInfo) (unlock func(), held int, swap bool, err error) {
 	uc := c.s.d.Client
 	inst := meta.Limits.Instances
-	if nsLimit <= 0 && inst <= 0 {
-		return func() {}, nil
-	}
 	c.mu.Lock()
 	l := c.nsLocks[meta.Namespace]
 	if l == nil {
@@ -219,15 +267,44 @@ func (c *creator) admit(ctx context.Context, meta whisk.ActionMeta, nsLimit int)
 	switch {
 	case err != nil:
 		l.Unlock()
-		return nil, err
-	case nsLimit > 0 && ns >= nsLimit:
-		l.Unlock()
-		return nil, fmt.Errorf("%w: namespace %s uses %d of %d containers", errRefused, meta.Namespace, ns, nsLimit)
+		return nil, 0, false, err
 	case inst > 0 && act >= inst:
 		l.Unlock()
-		return nil, fmt.Errorf("%w: action %s uses %d of %d instances", errRefused, meta.FQN(), act, inst)
+		return nil, ns, false, fmt.Errorf("%w: action %s uses %d of %d instances", errRefused, meta.FQN(), act, inst)
+	case nsLimit > 0 && ns >= nsLimit:
+		if c.idleOf(invs, meta.Namespace) > 0 {
+			return l.Unlock, ns, true, nil
+		}
+		l.Unlock()
+		return nil, ns, false, fmt.Errorf("%w: namespace %s uses %d of %d containers", errRefused, meta.Namespace, ns, nsLimit)
 	}
-	return l.Unlock, nil
+	return l.Unlock, ns, false, nil
+}
+
+// idleOf is how many idle warm containers of ns the invokers publish, less
+// the swaps this scheduler sent lately (not yet seen in the invokers'
+// registrations).
+func (c *creator) idleOf(invs []whisk.InvokerInfo, ns string) int {
+	now := c.s.d.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, inv := range invs {
+		if inv.Status == whisk.InvokerUp {
+			n += max(0, inv.Idle[ns]-c.swapsLocked(inv.ID, ns, now))
+		}
+	}
+	return n
+}
+
+func (c *creator) swapsLocked(iid, ns string, now time.Time) int {
+	n := 0
+	for _, r := range c.reserved[iid] {
+		if r.swapNS == ns && now.Sub(r.at) < reserveWindow {
+			n++
+		}
+	}
+	return n
 }
 
 // await waits for the ack of the current attempt (acks of earlier attempts
@@ -289,47 +366,111 @@ func (c *creator) tryDelete(ctx context.Context, info whisk.CreationInfo) bool {
 }
 
 // pick chooses an invoker (see creator) and reserves the memory on it.
-func (c *creator) pick(ctx context.Context, memMB int64, tried map[string]bool) (string, error) {
-	invs, err := c.s.d.Client.Invokers(ctx)
-	if err != nil {
-		return "", err
-	}
+// Invokers whose free memory (with idle stem cells) covers the container
+// come first; then those where idle warm containers would have to be
+// removed (Reclaimable). A namespace that already uses containers (held >
+// 0) must leave each invoker's headroom (UserMemory / headroomShare) free;
+// errHeadroom when only that stopped it. The headroom it returns goes in
+// the creation message: the invoker, which knows its memory first hand,
+// holds it too (this scheduler's view may be stale). A swap (swapNS) goes to an
+// invoker that publishes an idle container of the namespace, the most
+// such first.
+func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whisk.InvokerInfo, held int, swapNS string) (iid string, headroom int64, err error) {
 	now := c.s.d.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	best, bestFree, bestTried := "", int64(0), true
+	type cand struct {
+		id      string
+		tier    int // 0: free memory; 1: reclaiming idle warm containers
+		tried   bool
+		room    int64 // the headroom the invoker must keep
+		free    int64
+		idleSwp int
+	}
+	better := func(a, b cand) bool {
+		if a.tried != b.tried {
+			return !a.tried
+		}
+		if a.idleSwp != b.idleSwp {
+			return a.idleSwp > b.idleSwp
+		}
+		if a.tier != b.tier {
+			return a.tier < b.tier
+		}
+		if a.free != b.free {
+			return a.free > b.free
+		}
+		return a.id < b.id
+	}
+	var best *cand
+	headroomOnly := false
 	for _, inv := range invs {
 		if inv.Status != whisk.InvokerUp {
 			continue
 		}
-		free := inv.Available() - c.reservedLocked(inv.ID, now) // idle stem cells give way
-		if free < memMB {
+		res := c.reservedLocked(inv.ID, now)
+		x := cand{id: inv.ID, tried: tried[inv.ID]}
+		if held > 0 && swapNS == "" {
+			x.room = inv.UserMemory / headroomShare
+		}
+		if swapNS != "" {
+			x.idleSwp = inv.Idle[swapNS] - c.swapsLocked(inv.ID, swapNS, now)
+			if x.idleSwp <= 0 {
+				continue
+			}
+		}
+		avail, recl := inv.Available()-res, inv.Reclaimable()-res // idle stem cells give way
+		headroom := x.room
+		switch {
+		case avail >= memMB+headroom:
+			x.free = avail
+		case recl >= memMB+headroom:
+			x.tier, x.free = 1, recl
+		default:
+			if recl >= memMB {
+				headroomOnly = true
+			}
 			continue
 		}
-		t := tried[inv.ID]
-		better := best == "" ||
-			(bestTried && !t) ||
-			(t == bestTried && (free > bestFree || free == bestFree && inv.ID < best))
-		if better {
-			best, bestFree, bestTried = inv.ID, free, t
+		if best == nil || better(x, *best) {
+			best = &x
 		}
 	}
-	if best == "" {
-		return "", errNoInvoker
+	if best == nil {
+		if headroomOnly {
+			return "", 0, errHeadroom
+		}
+		return "", 0, errNoInvoker
 	}
-	c.reserved[best] = append(c.reserved[best], reservation{mb: memMB, at: now})
-	return best, nil
+	c.reserved[best.id] = append(c.reserved[best.id], reservation{id: id, mb: memMB, at: now, swapNS: swapNS})
+	return best.id, best.room, nil
 }
 
-// unreserve drops the newest reservation of mb on invoker iid: the attempt
+// unreserve drops creation id's reservation on invoker iid: the attempt
 // that made it created no container.
-func (c *creator) unreserve(iid string, mb int64) {
+func (c *creator) unreserve(iid, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	rs := c.reserved[iid]
 	for i := len(rs) - 1; i >= 0; i-- {
-		if rs[i].mb == mb {
+		if rs[i].id == id {
 			c.reserved[iid] = append(rs[:i], rs[i+1:]...)
+			return
+		}
+	}
+}
+
+// settle shortens creation id's reservation on invoker iid to settleWindow
+// from now: its container was created, and the invoker's advertisement
+// already counts its memory.
+func (c *creator) settle(iid, id string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, r := range c.reserved[iid] {
+		if r.id == id {
+			if at := now.Add(settleWindow - reserveWindow); at.Before(r.at) {
+				c.reserved[iid][i].at = at
+			}
 			return
 		}
 	}

@@ -458,8 +458,9 @@ func (s *Scheduler) reconcile(ctx context.Context, all bool) {
 func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 	topic := whisk.ActionTopic(f)
 	d := queue.Deps{
-		Log: s.log,
-		Now: s.d.Now,
+		Log:      s.log,
+		Warnings: s.warn,
+		Now:      s.d.Now,
 		Subscribe: func(ctx context.Context) (bus.Consumer, error) {
 			if err := s.ensure(ctx, topic); err != nil {
 				return nil, err
@@ -473,8 +474,9 @@ func (s *Scheduler) queueDeps(f whisk.FQN) queue.Deps {
 			return s.d.Client.CountContainers(ctx, f, rev)
 		},
 		CountNamespace: func(ctx context.Context) (int, int, error) {
-			return s.d.Client.CountNamespace(ctx, f.Namespace)
+			return s.countNamespace(ctx, f.Namespace)
 		},
+		CPUBusy:      s.cpuBusy,
 		Create:       s.countedCreate,
 		Fail:         s.fail,
 		Recorded:     s.recorded(),

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/eddy-faas/eddy/internal/bus"
+	"github.com/eddy-faas/eddy/internal/lograte"
 	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -161,11 +162,13 @@ type Assigner interface {
 
 // Scheduler hosts leader queues and serves rpc.Scheduler.
 type Scheduler struct {
-	cfg     Config
-	d       Deps
-	log     *slog.Logger
-	me      whisk.LeaderInfo
-	creator *creator
+	cfg      Config
+	d        Deps
+	log      *slog.Logger
+	me       whisk.LeaderInfo
+	creator  *creator
+	warn     *lograte.Limiter // warnings that floods repeat (creations, queues), once per interval
+	invokers invokerCache     // the invokers' registrations, shared by the queues' counts
 
 	mu       sync.RWMutex
 	runCtx   context.Context // set while Run accepts queues
@@ -218,6 +221,7 @@ func New(cfg Config, deps Deps) (*Scheduler, error) {
 		follows: map[whisk.FQN]*follower{},
 		changed: make(chan struct{}, 1),
 		regrant: make(chan chan struct{}),
+		warn:    lograte.New(0, deps.Now),
 	}
 	s.creator = newCreator(s)
 	return s, nil

@@ -84,7 +84,25 @@ type ContainerCreation struct {
 	SchedulerAddr string     `json:"schedulerAddr"` // gRPC address of the queue's leader
 	Retry         int        `json:"retry"`
 	Requested     int64      `json:"requested"` // epoch ms
+	// SwapNamespace, when set, is the action's namespace at its container
+	// limit: the invoker first removes one of the namespace's idle warm
+	// containers (least recently used), deregistered before the new one is
+	// registered, so the namespace never holds more than its limit; with
+	// none idle any more the creation fails (the scheduler counts it as
+	// refused at the limit).
+	SwapNamespace string `json:"swapNamespace,omitempty"`
+	// Headroom, when > 0, is memory (MB) the invoker must still be able to
+	// give a new namespace after this creation (free, idle stem cells and
+	// idle warm containers): the action's namespace already uses
+	// containers, and the rest is kept for namespaces that use none. The
+	// invoker answers MsgHeadroom when the creation would take it.
+	Headroom int64 `json:"headroom,omitempty"`
 }
+
+// MsgHeadroom is an invoker's answer to a creation that would take the
+// headroom kept for other namespaces (ContainerCreation.Headroom): a
+// refusal at a limit, not a failure.
+const MsgHeadroom = "only the headroom kept for other namespaces is free"
 
 // CreationAck answers a ContainerCreation. Error is empty on success.
 // Developer is true when the failure is the action's fault (bad image, bad

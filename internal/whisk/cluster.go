@@ -31,11 +31,27 @@ type InvokerInfo struct {
 	StemCells      []StemCell `json:"stemCells,omitempty"`
 	Tags           []string   `json:"tags,omitempty"`
 	Backend        string     `json:"backend,omitempty"`
+	// IdleMemory is the part of the used memory held by idle warm
+	// containers (no activation since their last fetch came back empty),
+	// which the invoker removes, least recently used first, for a creation
+	// that finds too little memory (see Reclaimable); Idle counts them by
+	// namespace (a namespace at its container limit gives one of its own
+	// up to a new action of its: ContainerCreation.SwapNamespace).
+	IdleMemory int64          `json:"idleMemory,omitempty"`
+	Idle       map[string]int `json:"idle,omitempty"`
+	// CPUBusyPct is the invoker host's CPU load over the last second, in %
+	// rounded to 5 (0 when unknown): the queues add containers for a fast
+	// action's backlog only while it is below queue.CPUBrakePct.
+	CPUBusyPct int `json:"cpuBusyPct,omitempty"`
 }
 
 // Available is the memory a new container can get on the invoker: the free
 // memory plus what idle stem cells would give up.
 func (i InvokerInfo) Available() int64 { return i.FreeMemory + i.StemCellMemory }
+
+// Reclaimable is Available plus the memory of idle warm containers, which
+// the invoker removes when a creation needs it.
+func (i InvokerInfo) Reclaimable() int64 { return i.Available() + i.IdleMemory }
 
 // StemCell counts an invoker's idle prewarm containers of one kind and
 // memory (started, not initialised, belonging to no action).
