@@ -164,27 +164,30 @@ type apiBus interface {
 }
 
 // newController builds a controller and the API over it; the HTTP server
-// also serves GET /eddy/v1/status from etcd.
-func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
+// also serves GET /eddy/v1/status from etcd. cat (the process's one
+// catalog over st) resolves names through packages and bindings, with
+// entitlement, for the API, sequences, conductors and rules alike.
+func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store, cat *catalog.Catalog,
 	runtimes *manifest.Manifest, draining func() bool, log *slog.Logger, builtins api.Builtins) (*controller.Controller, *http.Server, error) {
 	limits := t.limits()
-	// Sequence and conductor components resolve through packages and
-	// bindings, with entitlement.
-	components := catalog.New(st)
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
-		Components: components, Records: st,
+		Components: cat, Records: st,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: components}, ctl, log)
+	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: cat}, ctl, log)
 	build, buildNo := buildInfo(time.Now())
-	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL, Build: build, BuildNo: buildNo}, api.Deps{
-		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
+	handler, err := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL, Build: build, BuildNo: buildNo}, api.Deps{
+		Log: log.With("role", "api"), Store: st, Catalog: cat, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
-		Components: components, Builtins: builtins, Records: st, Draining: draining,
+		Builtins: builtins, Records: st, Draining: draining,
 	})
+	if err != nil {
+		_ = ctl.Close()
+		return nil, nil, err
+	}
 	return ctl, newAPIServer(handler), nil
 }
 
