@@ -207,6 +207,7 @@ func newEnvOn(t *testing.T, cfg invoker.Config, client *cluster.Client) *env {
 type envWrap struct {
 	session func(invoker.Session) invoker.Session
 	backend func(container.Backend) container.Backend
+	local   map[string]invoker.Fetcher // the invoker's Deps.Local
 }
 
 // newEnvWith is newEnvOn with the invoker's session and backend wrapped.
@@ -285,7 +286,7 @@ func newEnvWith(t *testing.T, cfg invoker.Config, client *cluster.Client, wrap e
 	}
 	e.inv, err = invoker.New(cfg, invoker.Deps{
 		Log: log, Bus: e.bus, Session: sess, Leaders: client, Backend: backend,
-		Actions: e.store, Runtimes: manifest.Default(),
+		Actions: e.store, Runtimes: manifest.Default(), Local: wrap.local,
 	})
 	if err != nil {
 		t.Fatal(err)
