@@ -71,7 +71,7 @@ func waitEnded(t *testing.T, q *Queue) End {
 	t.Helper()
 	select {
 	case <-q.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("the queue did not end")
 	}
 	return q.Ended()
