@@ -41,9 +41,9 @@ func seedAlarms(ctx context.Context, st store.Store) error {
 // alarmsFirer fires alarm triggers through the normal fire path (the
 // trigger's active rules, their actions resolved through the package
 // catalog and invoked through inv, the trigger record), as the trigger's
-// owner.
-func alarmsFirer(limits whisk.SystemLimits, st store.Store, inv events.Invoker, log *slog.Logger) alarms.Firer {
-	_, firer := newEvents(limits, st, events.CatalogActions{Catalog: catalog.New(st)}, inv, log.With("role", "alarms"))
+// owner. cat is the process's catalog over st.
+func alarmsFirer(limits whisk.SystemLimits, st store.Store, cat *catalog.Catalog, inv events.Invoker, log *slog.Logger) alarms.Firer {
+	_, firer := newEvents(limits, st, events.CatalogActions{Catalog: cat}, inv, log.With("role", "alarms"))
 	return firer
 }
 

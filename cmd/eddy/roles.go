@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/bus/kafka"
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/store/cached"
@@ -249,7 +250,7 @@ func runController(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *
 	// their next poll.
 	feed := newAlarmsFeed(st, nil, log)
 	var dr drain
-	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, runtimes, dr.draining, log, feed)
+	ctl, srv, err := newController(&cfg.tuning, cfg.id, d.bus, d.etcd, st, catalog.New(st), runtimes, dr.draining, log, feed)
 	if err != nil {
 		return err
 	}
@@ -310,15 +311,17 @@ func runScheduler(ctx context.Context, cfg *roleConfig, stdout io.Writer, log *s
 	// The alarms provider of this scheduler fires through a controller of
 	// its own (it publishes the rule actions' activations; it serves no
 	// API), and owns alarm shards under the scheduler's lease.
+	cat := catalog.New(d.store)
 	alarmsCtl, err := controller.New(controller.Config{ID: "alarms-" + cfg.id, Limits: schedulerFireLimits(&cfg.tuning)},
 		controller.Deps{Log: log.With("role", "alarms-controller"), Bus: d.bus, Cluster: d.etcd, Activations: d.store, Now: time.Now,
-			DialScheduler: controller.DialGRPCWith(cfg.creds)})
+			DialScheduler: controller.DialGRPCWith(cfg.creds),
+			Components:    cat, Records: d.store})
 	if err != nil {
 		return err
 	}
 	defer alarmsCtl.Close()
 	alarmsProvider, err := newAlarmsProvider(cfg.id, session, d.store,
-		alarmsFirer(schedulerFireLimits(&cfg.tuning), d.store, alarmsCtl, log), nil, log)
+		alarmsFirer(schedulerFireLimits(&cfg.tuning), d.store, cat, alarmsCtl, log), nil, log)
 	if err != nil {
 		return err
 	}

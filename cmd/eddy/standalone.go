@@ -17,6 +17,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/alarms"
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/bus/memory"
+	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/invoker"
@@ -233,7 +234,8 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	alarmsChanged, tellAlarms := alarms.NewSignal()
 	var dr drain
-	ctl, srv, err := newController(&cfg.tuning, "controller0", msgBus, etcdClient, store, runtimes, dr.draining, log,
+	cat := catalog.New(store) // the process's one catalog
+	ctl, srv, err := newController(&cfg.tuning, "controller0", msgBus, etcdClient, store, cat, runtimes, dr.draining, log,
 		newAlarmsFeed(store, tellAlarms, log))
 	if err != nil {
 		return err
@@ -241,7 +243,7 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	// The alarms provider fires through this process's controller and owns
 	// every alarm shard under the scheduler's lease.
 	alarmsProvider, err := newAlarmsProvider("scheduler0", schedSession, store,
-		alarmsFirer(cfg.tuning.limits(), store, ctl, log), alarmsChanged, log)
+		alarmsFirer(cfg.tuning.limits(), store, cat, ctl, log), alarmsChanged, log)
 	if err != nil {
 		return err
 	}

@@ -190,13 +190,12 @@ type apiBus interface {
 }
 
 // newController builds a controller and the API over it; the HTTP server
-// also serves GET /eddy/v1/status from etcd.
-func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store,
+// also serves GET /eddy/v1/status from etcd. cat (the process's one
+// catalog over st) resolves names through packages and bindings, with
+// entitlement, for the API, sequences, conductors and rules alike.
+func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.Store, cat *catalog.Catalog,
 	runtimes *manifest.Manifest, draining func() bool, log *slog.Logger, builtins api.Builtins) (*controller.Controller, *http.Server, error) {
 	limits := t.limits()
-	// Sequence and conductor components resolve through packages and
-	// bindings, with entitlement.
-	components := catalog.New(st)
 	if t.creds == nil {
 		return nil, nil, errors.New("controller: no gRPC credentials")
 	}
@@ -206,23 +205,27 @@ func newController(t *tuning, id string, b apiBus, c *cluster.Client, st store.S
 	}
 	ctl, err := controller.New(controller.Config{ID: id, Limits: limits}, controller.Deps{
 		Log: log.With("role", "controller"), Bus: b, Cluster: c, Activations: st, Now: time.Now,
-		Components: components, Records: st, DialScheduler: controller.DialGRPCWith(t.creds),
+		Components: cat, Records: st, DialScheduler: controller.DialGRPCWith(t.creds),
 		Observer: observer, Tracer: t.obs.tracer("controller"),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: components}, ctl, log)
+	evs, firer := newEvents(limits, st, events.CatalogActions{Catalog: cat}, ctl, log)
 	ui, err := webui.New(webui.Config{}, webui.Deps{Status: c, Activations: st, Now: time.Now})
 	if err != nil {
 		return nil, nil, err
 	}
 	build, buildNo := buildInfo(time.Now())
-	handler := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL, Build: build, BuildNo: buildNo}, api.Deps{
-		Log: log.With("role", "api"), Store: st, Invoker: ctl, Runtimes: runtimes, Topics: b,
+	handler, err := api.New(api.Config{Limits: limits, GatewayURL: t.apiGatewayURL, Build: build, BuildNo: buildNo}, api.Deps{
+		Log: log.With("role", "api"), Store: st, Catalog: cat, Invoker: ctl, Runtimes: runtimes, Topics: b,
 		Status: c, Events: evs, Firer: firer, APIDocs: api.StoreAPIDocs(st), Now: time.Now,
-		Components: components, Builtins: builtins, Records: st, Draining: draining, UI: ui,
+		Builtins: builtins, Records: st, Draining: draining, UI: ui,
 	})
+	if err != nil {
+		_ = ctl.Close()
+		return nil, nil, err
+	}
 	return ctl, newAPIServer(t.obs.api(handler)), nil
 }
 

@@ -184,12 +184,7 @@ func (s *server) getAction(w http.ResponseWriter, r *http.Request, caller whisk.
 // listActions is GET .../actions?limit&skip&count: every action of the
 // caller's namespace, packaged ones included (OpenWhisk's view).
 func (s *server) listActions(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	q := r.URL.Query()
-	skip, limit, err := paging(q, "actions")
-	if err != nil {
-		return err
-	}
-	count, err := queryBool(q, "count", false)
+	skip, limit, count, err := listQuery(r, "actions")
 	if err != nil {
 		return err
 	}
@@ -198,7 +193,7 @@ func (s *server) listActions(w http.ResponseWriter, r *http.Request, caller whis
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"actions": n})
+		writeCount(w, "actions", n)
 		return nil
 	}
 	as, err := s.store.ListActions(r.Context(), caller.Namespace, skip, limit)
@@ -213,12 +208,7 @@ func (s *server) listActions(w http.ResponseWriter, r *http.Request, caller whis
 // actions of a package the caller may read (of its target for a
 // binding, shown in the target's namespace).
 func (s *server) listPackageActions(w http.ResponseWriter, r *http.Request, caller whisk.Identity, pkg string) error {
-	q := r.URL.Query()
-	skip, limit, err := paging(q, "actions")
-	if err != nil {
-		return err
-	}
-	count, err := queryBool(q, "count", false)
+	skip, limit, count, err := listQuery(r, "actions")
 	if err != nil {
 		return err
 	}
@@ -232,7 +222,7 @@ func (s *server) listPackageActions(w http.ResponseWriter, r *http.Request, call
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"actions": n})
+		writeCount(w, "actions", n)
 		return nil
 	}
 	as, err := s.store.ListPackageActions(r.Context(), t.Namespace, t.Name, skip, limit)
@@ -284,16 +274,8 @@ func (s *server) putAction(w http.ResponseWriter, r *http.Request, caller whisk.
 		return err
 	}
 	name := whisk.PackagedName(ref.Package, ref.Name)
-	overwrite, err := queryBool(r.URL.Query(), "overwrite", false)
+	put, overwrite, err := readPut[actionPut](w, r, s.limits.MaxCode+s.limits.MaxPayload+putSlack, false)
 	if err != nil {
-		return err
-	}
-	body, err := readBody(w, r, s.limits.MaxCode+s.limits.MaxPayload+putSlack)
-	if err != nil {
-		return err
-	}
-	var put actionPut
-	if err := decodeJSON(body, &put); err != nil {
 		return err
 	}
 	if err := s.ownPackage(r, caller.Namespace, ref); err != nil {

@@ -69,11 +69,7 @@ func validActivationName(n string) bool {
 func (s *server) listActivations(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
 	const op = "api.listActivations"
 	q := r.URL.Query()
-	skip, limit, err := paging(q, "activations")
-	if err != nil {
-		return err
-	}
-	count, err := queryBool(q, "count", false)
+	skip, limit, count, err := listQuery(r, "activations")
 	if err != nil {
 		return err
 	}
@@ -102,7 +98,7 @@ func (s *server) listActivations(w http.ResponseWriter, r *http.Request, caller 
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"activations": n})
+		writeCount(w, "activations", n)
 		return nil
 	}
 	// The page is streamed, one record at a time: 200 records with 10 MB

@@ -16,9 +16,12 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/catalog"
@@ -92,11 +95,16 @@ type Status interface {
 	Status(ctx context.Context) (whisk.ClusterStatus, error)
 }
 
-// Deps are the API's collaborators. Store, Invoker, Runtimes and Topics are
-// required (New panics without them: a wiring bug).
+// Deps are the API's collaborators. Store, Catalog, Invoker, Runtimes and
+// Topics are required (New returns an error without them).
 type Deps struct {
-	Log      *slog.Logger // nil: discard
-	Store    Store
+	Log   *slog.Logger // nil: discard
+	Store Store
+	// Catalog resolves names through packages and bindings, with
+	// entitlement: for the entity routes, sequence components and web
+	// actions. The process builds one and shares it with the controller
+	// and the trigger service.
+	Catalog  *catalog.Catalog
 	Invoker  Invoker
 	Runtimes Runtimes
 	Topics   Topics
@@ -111,16 +119,9 @@ type Deps struct {
 	// Events and Firer serve triggers and rules; nil: those routes are 404s.
 	Events Events
 	Firer  Firer
-	// Resolver finds web actions; nil: the catalog over Store (packages
-	// and bindings), or, for a store without entities, only actions
-	// outside packages (/api/v1/web/{ns}/default/{action}).
-	Resolver ActionResolver
 	// APIDocs stores the API gateway's documents; nil: no API gateway
 	// (its routes are 404s).
 	APIDocs APIDocs
-	// Components resolves sequence components; nil: the package catalog
-	// over Store (when Store can read packages).
-	Components Components
 	// Draining, when set and true, makes the API refuse new work
 	// (invocations, trigger fires, web actions and API routes) with 503
 	// and Retry-After, while everything else is served: the process is
@@ -146,13 +147,10 @@ type server struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 
-	resolver ActionResolver
+	resolver catalogResolver
 	owners   owners
 	apiDocs  APIDocs
 	gwRoutes routeCache
-
-	// components resolves sequence components (sequences.go).
-	components Components
 
 	builtins Builtins
 	records  Records
@@ -162,35 +160,39 @@ type server struct {
 	bodies     *semaphore.Weighted // of bodyBudget bytes
 }
 
-// New builds the API handler.
-func New(cfg Config, deps Deps) http.Handler {
-	if deps.Store == nil || deps.Invoker == nil || deps.Runtimes == nil || deps.Topics == nil {
-		panic("api.New: Deps.Store, Invoker, Runtimes and Topics are required")
+// New builds the API handler; a missing required dependency is an error.
+func New(cfg Config, deps Deps) (http.Handler, error) {
+	var missing []string
+	for _, d := range []struct {
+		name string
+		ok   bool
+	}{
+		{"Store", deps.Store != nil}, {"Catalog", deps.Catalog != nil}, {"Invoker", deps.Invoker != nil},
+		{"Runtimes", deps.Runtimes != nil}, {"Topics", deps.Topics != nil},
+	} {
+		if !d.ok {
+			missing = append(missing, d.name)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("api.New: Deps.%s required", strings.Join(missing, ", Deps."))
+	}
+	if (deps.Events == nil) != (deps.Firer == nil) {
+		return nil, errors.New("api.New: Deps.Events and Deps.Firer go together")
 	}
 	s := &server{
-		cfg: cfg, log: deps.Log, store: deps.Store, cat: catalog.New(deps.Store), inv: deps.Invoker, rt: deps.Runtimes,
+		cfg: cfg, log: deps.Log, store: deps.Store, cat: deps.Catalog, inv: deps.Invoker, rt: deps.Runtimes,
 		topics: deps.Topics, status: deps.Status, ui: deps.UI, draining: deps.Draining, limits: cfg.Limits, now: deps.Now,
 		builtins: deps.Builtins, records: deps.Records,
 		events: deps.Events, firer: deps.Firer,
-		resolver: deps.Resolver, owners: owners{m: map[string]ownerEntry{}},
+		resolver: catalogResolver{cat: deps.Catalog}, owners: owners{m: map[string]ownerEntry{}},
 		apiDocs: deps.APIDocs, gwRoutes: routeCache{m: map[string]routeEntry{}},
-	}
-	if s.resolver == nil {
-		if cs, ok := deps.Store.(catalog.Store); ok {
-			s.resolver = catalogResolver{cat: catalog.New(cs)}
-		} else {
-			s.resolver = defaultResolver{store: deps.Store}
-		}
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if s.now == nil {
 		s.now = time.Now
-	}
-	s.components = deps.Components
-	if cs, ok := deps.Store.(catalog.Store); ok && s.components == nil {
-		s.components = catalog.New(cs)
 	}
 	if s.limits == (whisk.SystemLimits{}) {
 		s.limits = whisk.DefaultSystemLimits()
@@ -201,7 +203,7 @@ func New(cfg Config, deps Deps) http.Handler {
 	}
 	s.bodies = semaphore.NewWeighted(s.bodyBudget)
 	s.routes()
-	return s
+	return s, nil
 }
 
 func (s *server) routes() {

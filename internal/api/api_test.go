@@ -105,7 +105,7 @@ func newRig(t testing.TB) *rig {
 	limits.MaxCode = 4096
 	limits.MaxPayload = 1024
 	r := &rig{store: &racyStore{Store: st}, inv: &fakeInvoker{}, bus: memory.New(nil), limits: limits}
-	h := New(Config{Build: "test", BuildNo: "1", Limits: limits}, Deps{
+	h := newHandler(t, Config{Build: "test", BuildNo: "1", Limits: limits}, Deps{
 		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus, APIDocs: StoreAPIDocs(r.store),
 	})
 	r.srv = httptest.NewServer(h)

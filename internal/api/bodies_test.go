@@ -50,7 +50,7 @@ func TestLargeBodiesShareABudget(t *testing.T) {
 	}
 	code := strings.Repeat("#", 200<<10)
 	doc := `{"exec":{"kind":"python:3.11","code":"` + code + `"}`
-	h := New(Config{BodyBudget: int64(len(doc) + 1)}, Deps{
+	h := newHandler(t, Config{BodyBudget: int64(len(doc) + 1)}, Deps{
 		Store: st, Invoker: &fakeInvoker{}, Runtimes: manifest.Default(), Topics: memory.New(nil),
 	})
 	s := h.(*server)

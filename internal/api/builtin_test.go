@@ -30,7 +30,7 @@ func (b *echoBuiltin) InvokeBuiltin(_ context.Context, caller whisk.Identity, na
 func TestBuiltinActions(t *testing.T) {
 	r := newRig(t)
 	b := &echoBuiltin{}
-	h := New(Config{Limits: r.limits}, Deps{
+	h := newHandler(t, Config{Limits: r.limits}, Deps{
 		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus, Builtins: b, Records: r.store,
 	})
 	r.srv = httptest.NewServer(h)
@@ -89,7 +89,7 @@ func TestBuiltinActions(t *testing.T) {
 func TestBuiltinThroughBinding(t *testing.T) {
 	r := newRig(t)
 	b := &echoBuiltin{}
-	h := New(Config{Limits: r.limits}, Deps{
+	h := newHandler(t, Config{Limits: r.limits}, Deps{
 		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus, Builtins: b, Records: r.store,
 	})
 	r.srv = httptest.NewServer(h)

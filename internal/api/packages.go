@@ -61,12 +61,7 @@ func packageName(r *http.Request) (string, error) {
 // and bindings, or another namespace's published packages (bindings
 // never). OpenWhisk lets anyone list any namespace this way.
 func (s *server) listPackages(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	q := r.URL.Query()
-	skip, limit, err := paging(q, "packages")
-	if err != nil {
-		return err
-	}
-	count, err := queryBool(q, "count", false)
+	skip, limit, count, err := listQuery(r, "packages")
 	if err != nil {
 		return err
 	}
@@ -80,7 +75,7 @@ func (s *server) listPackages(w http.ResponseWriter, r *http.Request, caller whi
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"packages": n})
+		writeCount(w, "packages", n)
 		return nil
 	}
 	es, err := s.store.ListEntities(r.Context(), whisk.EntityPackage, ns, f)
@@ -157,16 +152,8 @@ func (s *server) putPackage(w http.ResponseWriter, r *http.Request, caller whisk
 	if name == whisk.DefaultPackage {
 		return whisk.E(op, whisk.Invalid, whisk.MsgPackageReserved(name), nil)
 	}
-	overwrite, err := queryBool(r.URL.Query(), "overwrite", false)
+	put, overwrite, err := readPut[packagePut](w, r, 2*s.limits.MaxPayload+putSlack, false)
 	if err != nil {
-		return err
-	}
-	body, err := readBody(w, r, 2*s.limits.MaxPayload+putSlack)
-	if err != nil {
-		return err
-	}
-	var put packagePut
-	if err := decodeJSON(body, &put); err != nil {
 		return err
 	}
 	if put.Binding != nil && put.Binding.IsZero() {

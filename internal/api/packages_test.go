@@ -312,7 +312,7 @@ func TestPackagedInvokeReadsCached(t *testing.T) {
 	frozen := time.Unix(1_800_000_000, 0)
 	cs := cached.New(base.store.Store, cached.Config{Now: func() time.Time { return frozen }})
 	inv := &fakeInvoker{}
-	srv := httptest.NewServer(New(Config{Limits: base.limits}, Deps{
+	srv := httptest.NewServer(newHandler(t, Config{Limits: base.limits}, Deps{
 		Store: cs, Invoker: inv, Runtimes: manifest.Default(), Topics: base.bus,
 	}))
 	t.Cleanup(srv.Close)

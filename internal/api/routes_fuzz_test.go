@@ -58,7 +58,7 @@ func FuzzRoutes(f *testing.F) {
 	actions := events.CatalogActions{Catalog: catalog.New(r.store)}
 	svc := events.NewService(r.store, actions)
 	firer := events.NewFirer(r.limits, events.FirerDeps{Triggers: svc, Records: r.store, Actions: actions, Invoker: r.inv})
-	h := New(Config{Build: "test", BuildNo: "1", Limits: r.limits}, Deps{
+	h := newHandler(f, Config{Build: "test", BuildNo: "1", Limits: r.limits}, Deps{
 		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus, APIDocs: StoreAPIDocs(r.store),
 		Events: svc, Firer: firer, Status: &fakeStatus{st: whisk.ClusterStatus{Revision: 1}},
 	})

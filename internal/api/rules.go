@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"strings"
 
 	"github.com/eddy-faas/eddy/internal/events"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -18,12 +17,7 @@ func ruleView(r whisk.Rule) whisk.Rule {
 
 // listRules is GET .../rules?limit&skip&count: full rules without status.
 func (s *server) listRules(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	q := r.URL.Query()
-	skip, limit, err := paging(q, "rules")
-	if err != nil {
-		return err
-	}
-	count, err := queryBool(q, "count", false)
+	skip, limit, count, err := listQuery(r, "rules")
 	if err != nil {
 		return err
 	}
@@ -32,7 +26,7 @@ func (s *server) listRules(w http.ResponseWriter, r *http.Request, caller whisk.
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"rules": n})
+		writeCount(w, "rules", n)
 		return nil
 	}
 	rs, err := s.events.ListRules(r.Context(), caller.Namespace, skip, limit)
@@ -50,19 +44,7 @@ func (s *server) listRules(w http.ResponseWriter, r *http.Request, caller whisk.
 // getRule is GET .../rules/{name}: the rule with its status from the
 // trigger; the trailing-slash form lists.
 func (s *server) getRule(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	if r.PathValue("name") == "" {
-		return s.listRules(w, r, caller)
-	}
-	name, err := entityName(r)
-	if err != nil {
-		return err
-	}
-	rule, err := s.events.GetRule(r.Context(), caller.Namespace, name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, ruleView(rule))
-	return nil
+	return getNamed(w, r, caller, s.listRules, s.events.GetRule, ruleView)
 }
 
 // putRule is PUT .../rules/{name}?overwrite=B.
@@ -71,19 +53,9 @@ func (s *server) putRule(w http.ResponseWriter, r *http.Request, caller whisk.Id
 	if err != nil {
 		return err
 	}
-	overwrite, err := queryBool(r.URL.Query(), "overwrite", false)
+	put, overwrite, err := readPut[events.RulePut](w, r, putSlack, true)
 	if err != nil {
 		return err
-	}
-	body, err := readBody(w, r, putSlack)
-	if err != nil {
-		return err
-	}
-	var put events.RulePut
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := decodeJSON(body, &put); err != nil {
-			return err
-		}
 	}
 	rule, err := s.events.PutRule(r.Context(), caller, name, put, overwrite)
 	if err != nil {
@@ -125,14 +97,5 @@ func (s *server) setRuleStatus(w http.ResponseWriter, r *http.Request, caller wh
 // deleteRule is DELETE .../rules/{name}: allowed in any state; 200 with
 // the rule, status inactive.
 func (s *server) deleteRule(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	name, err := entityName(r)
-	if err != nil {
-		return err
-	}
-	rule, err := s.events.DeleteRule(r.Context(), caller.Namespace, name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, ruleView(rule))
-	return nil
+	return onNamed(w, r, caller, s.events.DeleteRule, ruleView)
 }

@@ -10,15 +10,6 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
-// Components resolves the actions a sequence names (*catalog.Catalog
-// has it).
-type Components interface {
-	// Action returns the action ref names as a caller of namespace caller
-	// may run it: NotFound when it does not exist, Forbidden when the
-	// caller may not read it.
-	Action(ctx context.Context, caller string, ref whisk.EntityName) (whisk.ResolvedAction, error)
-}
-
 // maxSequenceLength is OpenWhisk's limits.actions.sequence.maxLength
 // (GET / reports it as sequence_length).
 const maxSequenceLength = 50
@@ -47,9 +38,6 @@ var (
 // "/ns/a" or "/ns/pkg/a".
 func (s *server) checkSequence(ctx context.Context, caller whisk.Identity, self whisk.FQN, e *execPut) error {
 	const op = "api.checkSequence"
-	if s.components == nil {
-		return whisk.E(op, whisk.Unavailable, "", errors.New("api: no Components to resolve sequence components"))
-	}
 	comps := make([]whisk.EntityName, len(e.Components))
 	for i, name := range e.Components {
 		q, err := whisk.ParseFullName(name)
@@ -72,7 +60,7 @@ func (s *server) checkSequence(ctx context.Context, caller whisk.Identity, self 
 			continue
 		}
 		seen[q] = true
-		if _, err := s.components.Action(ctx, caller.Namespace, q); whisk.IsKind(err, whisk.Forbidden) {
+		if _, err := s.cat.Action(ctx, caller.Namespace, q); whisk.IsKind(err, whisk.Forbidden) {
 			denied = append(denied, q.Path())
 		}
 	}
@@ -115,7 +103,7 @@ func (s *server) countAtomic(ctx context.Context, caller whisk.Identity, self wh
 		if *reads--; *reads < 0 {
 			return 0, errSeqTooLong
 		}
-		ra, err := s.components.Action(ctx, caller.Namespace, q)
+		ra, err := s.cat.Action(ctx, caller.Namespace, q)
 		a := ra.Action
 		switch {
 		case whisk.IsKind(err, whisk.NotFound):

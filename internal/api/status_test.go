@@ -30,7 +30,7 @@ func TestStatusRoute(t *testing.T) {
 		Queues:     []whisk.QueueStatus{{Namespace: "guest", Action: "hello", Leader: "s1", Followers: []string{"s2"}, Containers: 1}},
 	}}
 	r.srv.Close()
-	r.srv = httptest.NewServer(New(Config{Limits: r.limits}, Deps{
+	r.srv = httptest.NewServer(newHandler(t, Config{Limits: r.limits}, Deps{
 		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus, Status: fs,
 	}))
 	t.Cleanup(r.srv.Close)

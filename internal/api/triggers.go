@@ -86,12 +86,7 @@ type entitySummary struct {
 
 // listTriggers is GET .../triggers?limit&skip&count.
 func (s *server) listTriggers(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	q := r.URL.Query()
-	skip, limit, err := paging(q, "triggers")
-	if err != nil {
-		return err
-	}
-	count, err := queryBool(q, "count", false)
+	skip, limit, count, err := listQuery(r, "triggers")
 	if err != nil {
 		return err
 	}
@@ -100,7 +95,7 @@ func (s *server) listTriggers(w http.ResponseWriter, r *http.Request, caller whi
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]int{"triggers": n})
+		writeCount(w, "triggers", n)
 		return nil
 	}
 	ts, err := s.events.ListTriggers(r.Context(), caller.Namespace, skip, limit)
@@ -119,19 +114,7 @@ func (s *server) listTriggers(w http.ResponseWriter, r *http.Request, caller whi
 
 // getTrigger is GET .../triggers/{name}; the trailing-slash form lists.
 func (s *server) getTrigger(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	if r.PathValue("name") == "" {
-		return s.listTriggers(w, r, caller)
-	}
-	name, err := entityName(r)
-	if err != nil {
-		return err
-	}
-	t, err := s.events.GetTrigger(r.Context(), caller.Namespace, name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, triggerView(t))
-	return nil
+	return getNamed(w, r, caller, s.listTriggers, s.events.GetTrigger, triggerView)
 }
 
 // putTrigger is PUT .../triggers/{name}?overwrite=B.
@@ -140,19 +123,9 @@ func (s *server) putTrigger(w http.ResponseWriter, r *http.Request, caller whisk
 	if err != nil {
 		return err
 	}
-	overwrite, err := queryBool(r.URL.Query(), "overwrite", false)
+	put, overwrite, err := readPut[events.TriggerPut](w, r, s.limits.MaxPayload+putSlack, true)
 	if err != nil {
 		return err
-	}
-	body, err := readBody(w, r, s.limits.MaxPayload+putSlack)
-	if err != nil {
-		return err
-	}
-	var put events.TriggerPut
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := decodeJSON(body, &put); err != nil {
-			return err
-		}
 	}
 	t, err := s.events.PutTrigger(r.Context(), caller.Namespace, name, put, overwrite)
 	if err != nil {
@@ -165,16 +138,7 @@ func (s *server) putTrigger(w http.ResponseWriter, r *http.Request, caller whisk
 // deleteTrigger is DELETE .../triggers/{name}: 200 with the trigger and its
 // rules; the rules stay, inactive.
 func (s *server) deleteTrigger(w http.ResponseWriter, r *http.Request, caller whisk.Identity) error {
-	name, err := entityName(r)
-	if err != nil {
-		return err
-	}
-	t, err := s.events.DeleteTrigger(r.Context(), caller.Namespace, name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, triggerView(t))
-	return nil
+	return onNamed(w, r, caller, s.events.DeleteTrigger, triggerView)
 }
 
 // fireTrigger is POST .../triggers/{name}: 202 {"activationId"} once every

@@ -27,7 +27,7 @@ func newEventsRig(t *testing.T, firesPerMinute int, now func() time.Time) *rig {
 	actions := events.CatalogActions{Catalog: catalog.New(r.store)}
 	svc := events.NewService(r.store, actions)
 	firer := events.NewFirer(limits, events.FirerDeps{Triggers: svc, Records: r.store, Actions: actions, Invoker: r.inv, Now: now})
-	h := New(Config{Build: "test", BuildNo: "1", Limits: limits}, Deps{
+	h := newHandler(t, Config{Build: "test", BuildNo: "1", Limits: limits}, Deps{
 		Store: r.store, Invoker: r.inv, Runtimes: manifest.Default(), Topics: r.bus, Events: svc, Firer: firer,
 	})
 	r.srv = httptest.NewServer(h)

@@ -32,16 +32,11 @@ const (
 // webDefaultPackage is the package segment of actions outside packages.
 const webDefaultPackage = "default"
 
-// ActionResolver finds the action a web URL names: pkg is "default" for an
-// action outside packages, else a package or binding of namespace ns,
-// resolved as ns's owner would (parameters merged package < binding <
-// action; Binding set when a binding was followed). A missing package or
-// action is NotFound; an entitlement failure Forbidden.
-type ActionResolver interface {
-	ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.ResolvedAction, error)
-}
-
-// catalogResolver resolves through the catalog (packages and bindings).
+// catalogResolver finds the action a web URL names: pkg is "default" for
+// an action outside packages, else a package or binding of namespace ns,
+// resolved through the catalog as ns's owner would (parameters merged
+// package < binding < action; Binding set when a binding was followed). A
+// missing package or action is NotFound; an entitlement failure Forbidden.
 type catalogResolver struct{ cat *catalog.Catalog }
 
 func (c catalogResolver) ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.ResolvedAction, error) {
@@ -49,18 +44,6 @@ func (c catalogResolver) ResolveWebAction(ctx context.Context, ns, pkg, name str
 		pkg = ""
 	}
 	return c.cat.Action(ctx, ns, whisk.EntityName{Namespace: ns, Package: pkg, Name: name})
-}
-
-// defaultResolver resolves actions outside packages with GetAction, for a
-// store without packages.
-type defaultResolver struct{ store Store }
-
-func (d defaultResolver) ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.ResolvedAction, error) {
-	if pkg != webDefaultPackage {
-		return whisk.ResolvedAction{}, whisk.E("api.resolve", whisk.NotFound, whisk.MsgNotFound, nil)
-	}
-	a, err := d.store.GetAction(ctx, ns, name)
-	return whisk.ResolvedAction{Action: a}, err
 }
 
 // ownerTTL is how long the owner of a namespace is remembered: like the

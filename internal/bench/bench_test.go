@@ -45,9 +45,7 @@ func TestQuick(t *testing.T) {
 		t.Skip("starts a standalone Eddy and runs every scenario (about a minute)")
 	}
 	out := t.TempDir()
-	// A guard against a hung run, not a bound on its speed: on a busy
-	// 2-core machine the quick run's cold starts alone take a minute.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := runContext(t)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	began := time.Now()
@@ -185,7 +183,7 @@ func TestNativeKind(t *testing.T) {
 		t.Skip("builds the native action and starts a standalone Eddy")
 	}
 	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := runContext(t)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	code := Main(ctx, []string{"--quick", "--eddy", eddyBin, "--backend", "process", "--kind", "native",
@@ -208,6 +206,21 @@ func TestNativeKind(t *testing.T) {
 			t.Errorf("throughput level %d: %+v", l.Concurrency, l)
 		}
 	}
+}
+
+// runContext is a bench run's context: a guard against a hung run, not a
+// bound on its speed (on a busy 2-core machine the quick run takes
+// minutes). It ends a little before the test binary's own -timeout, so
+// that a hung run fails with bench's own error and output rather than the
+// binary's panic; without a -timeout it never ends.
+func runContext(t *testing.T) (context.Context, context.CancelFunc) {
+	dl, ok := t.Deadline()
+	if !ok {
+		return context.WithCancel(context.Background())
+	}
+	// Keep a tenth of what is left (at most a minute) for the report.
+	left := time.Until(dl)
+	return context.WithDeadline(context.Background(), dl.Add(-min(left/10, time.Minute)))
 }
 
 func readJSON(t *testing.T, path string, v any) {

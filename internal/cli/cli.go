@@ -477,6 +477,59 @@ func (r *runner) parseList(cmd string, args []string) (listArgs, error) {
 	return l, err
 }
 
+// getArgs are the parsed flags and arguments of a get command: `KIND get
+// NAME [FIELD] [--summary]`, with the client to read with.
+type getArgs struct {
+	cmd, kind  string // "package get", "package"
+	summary    bool
+	name       string // NAME as given
+	ns, entity string // NAME split, the default namespace filled in
+	field      string // FIELD, or ""
+	cl         *client.Client
+	cfg        config
+}
+
+// parseGet parses a get command's flags and arguments, as wsk does: one
+// NAME ("A KIND name is required." without it), an optional FIELD and
+// --summary/-s.
+func (r *runner) parseGet(kind string, args []string) (getArgs, error) {
+	g := getArgs{cmd: kind + " get", kind: kind}
+	fs := r.newFlags(g.cmd)
+	fs.BoolVar(&g.summary, "summary", false, "")
+	fs.BoolVar(&g.summary, "s", false, "")
+	pos, err := r.parse(fs, g.cmd, args)
+	if err != nil {
+		return g, err
+	}
+	if err := checkArgs(g.cmd, pos, 1, 2, "A "+kind+" name is required."); err != nil {
+		return g, err
+	}
+	if g.cl, g.cfg, err = r.client(true); err != nil {
+		return g, err
+	}
+	g.name = pos[0]
+	g.ns, g.entity = client.SplitName(g.name, g.cfg.namespace)
+	if len(pos) == 2 {
+		g.field = pos[1]
+	}
+	return g, nil
+}
+
+// show prints what a get command read: its summary (--summary), one
+// field of it (FIELD) or all of it, as wsk does.
+func (r *runner) show(g getArgs, v any, summary func()) error {
+	switch {
+	case g.summary:
+		summary()
+	case g.field != "":
+		return printField(r.out, g.cmd, g.kind, g.entity, v, g.field)
+	default:
+		fmt.Fprintf(r.out, "ok: got %s %s\n", g.kind, g.entity)
+		printJSON(r.out, v)
+	}
+	return nil
+}
+
 func (r *runner) client(needAuth bool) (*client.Client, config, error) {
 	c, err := r.config()
 	if err != nil {

@@ -108,37 +108,15 @@ func (r *runner) packageBind(args []string) error {
 
 // packageGet is `package get NAME [FIELD] [--summary]`.
 func (r *runner) packageGet(args []string) error {
-	const cmd = "package get"
-	fs := r.newFlags(cmd)
-	var summary bool
-	fs.BoolVar(&summary, "summary", false, "")
-	fs.BoolVar(&summary, "s", false, "")
-	pos, err := r.parse(fs, cmd, args)
+	g, err := r.parseGet("package", args)
 	if err != nil {
 		return err
 	}
-	if err := checkArgs(cmd, pos, 1, 2, "A package name is required."); err != nil {
-		return err
-	}
-	cl, cfg, err := r.client(true)
+	p, err := g.cl.GetPackage(r.ctx, g.name)
 	if err != nil {
-		return err
+		return fmt.Errorf("Unable to get package '%s': %w", g.entity, err)
 	}
-	_, entity := client.SplitName(pos[0], cfg.namespace)
-	p, err := cl.GetPackage(r.ctx, pos[0])
-	if err != nil {
-		return fmt.Errorf("Unable to get package '%s': %w", entity, err)
-	}
-	switch {
-	case summary:
-		printPackageSummary(r.out, p)
-	case len(pos) == 2:
-		return printField(r.out, cmd, "package", entity, p, pos[1])
-	default:
-		fmt.Fprintf(r.out, "ok: got package %s\n", entity)
-		printJSON(r.out, p)
-	}
-	return nil
+	return r.show(g, p, func() { printPackageSummary(r.out, p) })
 }
 
 // printPackageSummary is wsk's `package get --summary`: the package, then

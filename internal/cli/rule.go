@@ -153,37 +153,17 @@ func (r *runner) ruleStatus(args []string) error {
 }
 
 func (r *runner) ruleGet(args []string) error {
-	const cmd = "rule get"
-	fs := r.newFlags(cmd)
-	var summary bool
-	fs.BoolVar(&summary, "summary", false, "")
-	fs.BoolVar(&summary, "s", false, "")
-	pos, err := r.parse(fs, cmd, args)
+	g, err := r.parseGet("rule", args)
 	if err != nil {
 		return err
 	}
-	if err := checkArgs(cmd, pos, 1, 2, "A rule name is required."); err != nil {
-		return err
-	}
-	cl, cfg, err := r.client(true)
+	rule, err := g.cl.GetRule(r.ctx, g.name)
 	if err != nil {
-		return err
+		return fmt.Errorf("Unable to get rule '%s': %w", g.entity, err)
 	}
-	_, entity := client.SplitName(pos[0], cfg.namespace)
-	rule, err := cl.GetRule(r.ctx, pos[0])
-	if err != nil {
-		return fmt.Errorf("Unable to get rule '%s': %w", entity, err)
-	}
-	switch {
-	case summary:
+	return r.show(g, rule, func() {
 		fmt.Fprintf(r.out, "rule /%s/%s\n   (status: %s)\n", rule.Namespace, rule.Name, rule.Status)
-	case len(pos) == 2:
-		return printField(r.out, cmd, "rule", entity, rule, pos[1])
-	default:
-		fmt.Fprintf(r.out, "ok: got rule %s\n", entity)
-		printJSON(r.out, rule)
-	}
-	return nil
+	})
 }
 
 func (r *runner) ruleDelete(args []string) error {

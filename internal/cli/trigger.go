@@ -363,43 +363,21 @@ func (r *runner) triggerFire(args []string) error {
 }
 
 func (r *runner) triggerGet(args []string) error {
-	const cmd = "trigger get"
-	fs := r.newFlags(cmd)
-	var summary bool
-	fs.BoolVar(&summary, "summary", false, "")
-	fs.BoolVar(&summary, "s", false, "")
-	pos, err := r.parse(fs, cmd, args)
+	g, err := r.parseGet("trigger", args)
 	if err != nil {
 		return err
 	}
-	if err := checkArgs(cmd, pos, 1, 2, "A trigger name is required."); err != nil {
-		return err
-	}
-	cl, cfg, err := r.client(true)
+	t, err := g.cl.GetTrigger(r.ctx, g.name)
 	if err != nil {
-		return err
-	}
-	ns, entity := client.SplitName(pos[0], cfg.namespace)
-	t, err := cl.GetTrigger(r.ctx, pos[0])
-	if err != nil {
-		return fmt.Errorf("Unable to get trigger '%s': %w", entity, err)
+		return fmt.Errorf("Unable to get trigger '%s': %w", g.entity, err)
 	}
 	if f := annotationString(t.Annotations, annFeed); f != "" {
-		if err := r.invokeFeed(cl, f, feedParams(nil, feedRead, ns, entity, cfg.auth)); err != nil {
+		if err := r.invokeFeed(g.cl, f, feedParams(nil, feedRead, g.ns, g.entity, g.cfg.auth)); err != nil {
 			return fmt.Errorf("Unable to configure feed '%s': %w", f, err)
 		}
 		return nil
 	}
-	switch {
-	case summary:
-		printTriggerSummary(r, t)
-	case len(pos) == 2:
-		return printField(r.out, cmd, "trigger", entity, t, pos[1])
-	default:
-		fmt.Fprintf(r.out, "ok: got trigger %s\n", entity)
-		printJSON(r.out, t)
-	}
-	return nil
+	return r.show(g, t, func() { printTriggerSummary(r, t) })
 }
 
 // printTriggerSummary is wsk's `trigger get --summary`.

@@ -10,8 +10,11 @@ func TestAlarmShardClaimReleaseAndExpiry(t *testing.T) {
 	e := startEtcd(t)
 	c := dial(t, e.Endpoints())
 	ctx := context.Background()
-	a, stopA := newSession(t, c, 2*time.Second)
-	b, _ := newSession(t, c, 2*time.Second)
+	// A TTL that a late keep-alive on a loaded machine does not lose (a
+	// 2 s one did: a's claim vanished before the owners were read); the
+	// expiry below waits for it with room to spare.
+	a, stopA := newSession(t, c, 6*time.Second)
+	b, _ := newSession(t, c, 6*time.Second)
 
 	if ok, err := a.ClaimAlarmShard(ctx, 3, "a"); err != nil || !ok {
 		t.Fatalf("a claims a free shard: %v %v", ok, err)

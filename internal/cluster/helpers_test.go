@@ -79,7 +79,17 @@ func newSession(t *testing.T, c *Client, ttl time.Duration) (*Session, func()) {
 }
 
 func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// A guard against a hang that ends a little before the test binary's
+	// -timeout, not a budget for the test's work: a fixed 20 s ran out
+	// under load (TestRegrantNeverResurrects' 800 etcd writes on a 2-core
+	// machine at load average 47).
+	dl, ok := t.Deadline()
+	if !ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		return ctx
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), dl.Add(-min(time.Until(dl)/10, time.Minute)))
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -354,7 +354,7 @@ func TestRegrantNeverResurrects(t *testing.T) {
 	wg.Wait()
 	close(stopRevoking)
 	<-revoked
-	eventually(t, 10*time.Second, "no lease loss recovered", func() bool { return regrants.Load() > 0 })
+	eventually(t, 30*time.Second, "no lease loss recovered", func() bool { return regrants.Load() > 0 })
 	t.Logf("%d re-grants", regrants.Load())
 
 	f := whisk.FQN{Namespace: "ns", Name: "act"}
@@ -370,7 +370,7 @@ func TestRegrantNeverResurrects(t *testing.T) {
 		}
 		return true
 	}
-	eventually(t, 10*time.Second, "etcd does not hold exactly the registered keys", stable)
+	eventually(t, 30*time.Second, "etcd does not hold exactly the registered keys", stable)
 	time.Sleep(2500 * time.Millisecond)
 	if !stable() {
 		t.Fatal("keys changed after the session settled")
@@ -414,7 +414,7 @@ func TestFailedDeleteRetried(t *testing.T) {
 	if err := s.RegisterContainer(ctx, back); err != nil { // registered again
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the failed delete never retried: key still under the live lease", func() bool {
+	eventually(t, 30*time.Second, "the failed delete never retried: key still under the live lease", func() bool {
 		return !present(containerKey(gone))
 	})
 
@@ -425,7 +425,7 @@ func TestFailedDeleteRetried(t *testing.T) {
 	if _, err := other.etcd.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "keys not restored after the re-grant", func() bool {
+	eventually(t, 30*time.Second, "keys not restored after the re-grant", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.lease != lease && present(containerKey(back))
@@ -548,7 +548,7 @@ func TestRegrantLeaderKeyHasNoGap(t *testing.T) {
 	s.mu.Lock()
 	newLease := s.lease
 	s.mu.Unlock()
-	eventually(t, 5*time.Second, "former lease not revoked after the hooks", func() bool {
+	eventually(t, 30*time.Second, "former lease not revoked after the hooks", func() bool {
 		ttl, err := other.etcd.TimeToLive(ctx, oldLease)
 		return err == nil && ttl.TTL == -1
 	})

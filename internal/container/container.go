@@ -64,6 +64,16 @@ type Container interface {
 	Exit() ExitInfo
 	// Remove stops (killing if needed) and removes the container. Idempotent.
 	Remove(ctx context.Context) error
+	// Kill stops the container at once without losing its output: it
+	// kills its processes, and Logs then delivers every line they wrote
+	// before it closes. Remove is still needed afterwards.
+	Kill(ctx context.Context) error
+	// OOMKilled tells, while the container still runs, whether the
+	// kernel killed a process in it for memory (its cgroup counted an OOM
+	// kill): an action's child killed inside an image whose proxy lives
+	// on. A backend without a memory cgroup per container (process)
+	// reports false.
+	OOMKilled(ctx context.Context) bool
 }
 
 // Streams.
@@ -83,20 +93,6 @@ type LogLine struct {
 type ExitInfo struct {
 	Code      int
 	OOMKilled bool
-}
-
-// Killer is a Container that can be stopped at once without losing its
-// output: Kill kills its processes, and Logs then delivers every line they
-// wrote before it closes. Remove is still needed afterwards.
-type Killer interface {
-	Kill(ctx context.Context) error
-}
-
-// OOMReporter is a Container that can tell, while it still runs, whether
-// the kernel killed a process in it for memory (its cgroup counted an OOM
-// kill): an action's child killed inside an image whose proxy lives on.
-type OOMReporter interface {
-	OOMKilled(ctx context.Context) bool
 }
 
 // Sentinel is the line a runtime writes to both streams after each /run

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -34,10 +33,6 @@ type compAccount struct {
 
 // invokeComposition is Invoke for a conductor action.
 func (c *Controller) invokeComposition(ctx context.Context, req Request, wait time.Duration) (Result, error) {
-	if c.deps.Components == nil || c.deps.Records == nil {
-		return Result{}, whisk.E("controller.invokeComposition", whisk.Unavailable, "",
-			errors.New("controller: Deps.Components and Deps.Records are needed to run conductor actions"))
-	}
 	ch := &chain{caller: req.Identity, tid: req.TransactionID, received: c.now()}
 	id := req.activationID()
 	return c.runTopmost(ctx, req, id, wait, func(bg context.Context) whisk.Activation {

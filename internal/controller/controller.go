@@ -72,9 +72,11 @@ type Cluster interface {
 }
 
 // QueueCreator asks one scheduler to host an action's queue (*rpc.Client
-// has it). A QueueCreator that is also an io.Closer is closed by Close.
+// over a connection of its own has it, from DialGRPC).
 type QueueCreator interface {
 	CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest) (*rpc.CreateQueueResponse, error)
+	// Close releases the connection (Controller.Close calls it).
+	Close() error
 }
 
 // Activations reads activation records (store.Store has it); a blocking
@@ -95,7 +97,7 @@ type Deps struct {
 	Now           func() time.Time // nil: time.Now
 	// Components resolves the actions sequences and conductor actions
 	// name, and Records stores the records of sequences and compositions
-	// (sequence.go). Without them, invoking either is Unavailable.
+	// (sequence.go). Both are required.
 	Components Components
 	Records    Records
 	// Observer is told of publications, throttles and blocking waits
@@ -225,8 +227,8 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	if cfg.ID == "" {
 		return nil, errors.New("controller: Config.ID is required")
 	}
-	if deps.Bus == nil || deps.Cluster == nil || deps.Activations == nil {
-		return nil, errors.New("controller: Deps.Bus, Deps.Cluster and Deps.Activations are required")
+	if deps.Bus == nil || deps.Cluster == nil || deps.Activations == nil || deps.Components == nil || deps.Records == nil {
+		return nil, errors.New("controller: Deps.Bus, Cluster, Activations, Components and Records are required")
 	}
 	if cfg.BlockingWait <= 0 || cfg.BlockingWait > MaxBlockingWait {
 		cfg.BlockingWait = MaxBlockingWait
@@ -295,10 +297,8 @@ func (c *Controller) Close() error {
 	defer c.connMu.Unlock()
 	var errs []error
 	for addr, qc := range c.conns {
-		if cl, ok := qc.(io.Closer); ok {
-			if err := cl.Close(); err != nil {
-				errs = append(errs, fmt.Errorf("close scheduler %s: %w", addr, err))
-			}
+		if err := qc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close scheduler %s: %w", addr, err))
 		}
 		delete(c.conns, addr)
 	}

@@ -65,6 +65,8 @@ type fakeScheduler struct {
 	electN func(ctx context.Context, n int32, meta whisk.ActionMeta, li whisk.LeaderInfo) error
 }
 
+func (f *fakeScheduler) Close() error { return nil }
+
 func (f *fakeScheduler) CreateQueue(ctx context.Context, req *rpc.CreateQueueRequest) (*rpc.CreateQueueResponse, error) {
 	n := f.calls.Add(1)
 	if f.gate != nil {
@@ -146,7 +148,8 @@ func newRig(t *testing.T, id string, cl Cluster, d *dialer, limits whisk.SystemL
 	}
 	r := &rig{bus: memory.New(nil), store: &fakeStore{recs: map[whisk.ActivationID]whisk.Activation{}},
 		clock: &clock{t: time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)}}
-	deps := Deps{Bus: r.bus, Cluster: cl, Activations: r.store, Now: time.Now}
+	deps := Deps{Bus: r.bus, Cluster: cl, Activations: r.store, Now: time.Now,
+		Components: &fakeComponents{actions: map[string]whisk.Action{}}, Records: r.store}
 	if d != nil {
 		deps.DialScheduler = d.dial
 	}

@@ -278,7 +278,7 @@ func TestDeletionAfterCacheHitNotStranded(t *testing.T) {
 		}()
 		close(start)
 		wg.Wait()
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(30 * time.Second) // a hang guard
 		for {
 			li, ok, creating := cachedLeader(r.c, fqn)
 			if ok && !creating {

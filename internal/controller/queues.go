@@ -230,7 +230,6 @@ func (g *grpcScheduler) Close() error { return g.cc.Close() }
 
 // DialGRPC is the default Deps.DialScheduler: a plaintext gRPC connection
 // (grpc.NewClient connects lazily) speaking the rpc package's JSON codec.
-// The returned QueueCreator is an io.Closer.
 func DialGRPC(addr string) (QueueCreator, error) {
 	return DialGRPCWith(insecure.NewCredentials())(addr)
 }

@@ -66,9 +66,6 @@ type resolved struct {
 // chain goes on.
 func (c *Controller) invokeSequence(ctx context.Context, req Request, wait time.Duration) (Result, error) {
 	const op = "controller.invokeSequence"
-	if c.deps.Components == nil || c.deps.Records == nil {
-		return Result{}, whisk.E(op, whisk.Unavailable, "", errors.New("controller: Deps.Components and Deps.Records are needed to run sequences"))
-	}
 	ch := &chain{caller: req.Identity, tid: req.TransactionID, received: c.now()}
 	comps := c.resolveComponents(ctx, ch.caller, req.Action)
 	var denied []string

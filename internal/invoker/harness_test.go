@@ -210,6 +210,7 @@ type envWrap struct {
 	session func(invoker.Session) invoker.Session
 	backend func(container.Backend) container.Backend
 	tracer  trace.Tracer
+	local   map[string]invoker.Fetcher // the invoker's Deps.Local
 }
 
 // newEnvWith is newEnvOn with the invoker's session and backend wrapped.
@@ -296,7 +297,7 @@ func newEnvWith(t *testing.T, cfg invoker.Config, client *cluster.Client, wrap e
 	}
 	e.inv, err = invoker.New(cfg, invoker.Deps{
 		Log: log, Bus: e.bus, Session: sess, Leaders: client, Backend: backend,
-		Actions: e.store, Runtimes: manifest.Default(), Tracer: wrap.tracer,
+		Actions: e.store, Runtimes: manifest.Default(), Tracer: wrap.tracer, Local: wrap.local,
 		Credentials: insecure.NewCredentials(),
 	})
 	if err != nil {

@@ -56,19 +56,6 @@ type watchedContainer struct {
 
 func (w watchedContainer) Logs() <-chan container.LogLine { return w.logs }
 
-// Kill keeps the container a container.Killer when the backend's is.
-func (w watchedContainer) Kill(ctx context.Context) error {
-	if k, ok := w.Container.(container.Killer); ok {
-		return k.Kill(ctx)
-	}
-	return fmt.Errorf("not a killer")
-}
-
-func (w watchedContainer) OOMKilled(ctx context.Context) bool {
-	r, ok := w.Container.(container.OOMReporter)
-	return ok && r.OOMKilled(ctx)
-}
-
 // dockerPython returns an env on the Docker backend with Eddy's python
 // image, its containers' streams watched.
 func dockerPython(t *testing.T) (*env, *streamWatch) {

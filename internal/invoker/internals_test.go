@@ -160,6 +160,8 @@ func (d *deadContainer) Logs() <-chan container.LogLine   { return nil }
 func (d *deadContainer) Done() <-chan struct{}            { return d.done }
 func (d *deadContainer) Exit() container.ExitInfo         { return d.exit }
 func (d *deadContainer) Remove(ctx context.Context) error { return nil }
+func (d *deadContainer) Kill(ctx context.Context) error   { return nil }
+func (d *deadContainer) OOMKilled(context.Context) bool   { return false }
 
 func TestCallFailedMapping(t *testing.T) {
 	inv := &Invoker{cfg: Config{MaxResult: 1 << 20}, hard: context.Background()}

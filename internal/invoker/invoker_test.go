@@ -116,7 +116,7 @@ func TestCrashDestroysContainer(t *testing.T) {
 const sleepyNative = `#!/bin/bash
 while read -r line; do
   echo sleeping
-  sleep 10
+  sleep 60
   echo '{}' >&3
 done
 `
@@ -148,8 +148,10 @@ func TestTimeoutDestroysContainer(t *testing.T) {
 	e.create(a)
 	began := time.Now()
 	rec := e.invoke(a, "")
-	if took := time.Since(began); took > 5*time.Second {
-		t.Errorf("the timed-out activation completed after %v", took)
+	// Not after the action's 60 s sleep: the time limit ended it (half
+	// the sleep leaves a busy machine room).
+	if took := time.Since(began); took > 30*time.Second {
+		t.Errorf("the timed-out activation completed after %v, as if the action's sleep ended it", took)
 	}
 	if rec.Response.Status != "action developer error" || errorOf(rec) != whisk.MsgTimeLimit(300, false) {
 		t.Fatalf("response %+v %s", rec.Response, rec.Response.Result)
@@ -297,15 +299,17 @@ func TestShutdownFailsRunningActivation(t *testing.T) {
 	if rec := e.invoke(a, ""); !rec.Response.Success {
 		t.Fatalf("%+v", rec.Response)
 	}
-	m := e.enqueue(a, `{"sleep": 30}`)
+	m := e.enqueue(a, `{"sleep": 60}`)
 	waitFor(t, 5*time.Second, "the activation taken", func() bool { return len(e.stub.queue) == 0 })
 	time.Sleep(200 * time.Millisecond) // let /run begin
 	began := time.Now()
 	if err := e.shutdown(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if took := time.Since(began); took > 10*time.Second {
-		t.Errorf("shutdown took %v", took)
+	// Not after the action's 60 s sleep: the grace ended it (half the
+	// sleep leaves a busy machine room).
+	if took := time.Since(began); took > 30*time.Second {
+		t.Errorf("shutdown took %v, as if it waited for the action", took)
 	}
 	rec := e.completion(time.Second)
 	if rec.ActivationID != m.ActivationID || rec.Response.Status != "whisk internal error" || errorOf(rec) != whisk.MsgInvokerLost {

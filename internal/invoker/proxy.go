@@ -595,15 +595,13 @@ func (p *proxy) exitMessage(init bool, wait time.Duration) string {
 	if p.exited(wait) && p.ctr.Exit().OOMKilled {
 		return whisk.MsgOOM
 	}
-	if r, ok := p.ctr.(container.OOMReporter); ok {
-		// The action's process died inside a container that lives on
-		// (an actionloop proxy's child): its cgroup may have an OOM kill.
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		oom := r.OOMKilled(ctx)
-		cancel()
-		if oom {
-			return whisk.MsgOOM
-		}
+	// The action's process may have died inside a container that lives
+	// on (an actionloop proxy's child): its cgroup may have an OOM kill.
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	oom := p.ctr.OOMKilled(ctx)
+	cancel()
+	if oom {
+		return whisk.MsgOOM
 	}
 	if init {
 		return whisk.MsgInitExited
@@ -647,28 +645,26 @@ func (p *proxy) startLogs(ctx context.Context, limit int64) *logCollector {
 
 // finish collects the logs of a call and kills the container if it must
 // go. A container that goes (a developer error: time limit, crash, failed
-// /init) is killed first, its log stream kept (container.Killer), and its
+// /init) is killed first, its log stream kept (Container.Kill), and its
 // logs are every line it wrote up to then, without waiting for sentinels
 // it may never write (OpenWhisk reads such a container's log to its end).
-// With a backend that cannot kill and keep the stream, a runtime that
-// answered is read first (it wrote its sentinels before answering), one
-// that did not is removed first, which ends its stream.
+// When the kill fails, a runtime that answered is read first (it wrote its
+// sentinels before answering), one that did not is removed first, which
+// ends its stream.
 func (p *proxy) finish(out outcome, answered bool, collect, drain func()) {
 	if !out.destroy {
 		collect()
 		return
 	}
-	if k, ok := p.ctr.(container.Killer); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-		err := k.Kill(ctx)
-		cancel()
-		if err == nil {
-			drain()
-			p.kill()
-			return
-		}
-		p.log.Warn("killing a failed container", "err", err)
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	err := p.ctr.Kill(ctx)
+	cancel()
+	if err == nil {
+		drain()
+		p.kill()
+		return
 	}
+	p.log.Warn("killing a failed container", "err", err)
 	if answered {
 		collect()
 		p.kill()

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,10 +21,38 @@ import (
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
+// fetchGate is the invoker's way to the scheduler (Deps.Local, a direct
+// call as in standalone) and counts the fetches waiting at the queue.
+type fetchGate struct {
+	mu      sync.Mutex
+	to      invoker.Fetcher
+	waiting atomic.Int32
+}
+
+func (g *fetchGate) set(f invoker.Fetcher) { g.mu.Lock(); g.to = f; g.mu.Unlock() }
+
+func (g *fetchGate) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.FetchResponse, error) {
+	g.mu.Lock()
+	to := g.to
+	g.mu.Unlock()
+	if to == nil {
+		return &rpc.FetchResponse{Status: rpc.FetchUnavailable}, nil
+	}
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	return to.Fetch(ctx, req)
+}
+
 // TestWithRealScheduler runs the invoker against internal/scheduler on its
 // own etcd: the queue asks for a container, the invoker creates it, its
 // proxy fetches from the queue, and the completions come back; once idle,
 // the container goes.
+//
+// Each activation is published once the container's next fetch waits at
+// the queue: the proxy fetches again only after it published the previous
+// completion, and an activation that waited past the queue's staleness
+// threshold for that fetch (the machine was busy) rightly gets a second
+// container, which is the queue's policy, not what this test is about.
 func TestWithRealScheduler(t *testing.T) {
 	t.Parallel()
 	c := clustertest.StartTestCluster(t, 1)
@@ -33,7 +63,13 @@ func TestWithRealScheduler(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	e := newEnvOn(t, invoker.Config{IdleTimeout: 1500 * time.Millisecond}, client)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &fetchGate{}
+	e := newEnvWith(t, invoker.Config{IdleTimeout: 1500 * time.Millisecond}, client,
+		envWrap{local: map[string]invoker.Fetcher{l.Addr().String(): gate}})
 	defer e.shutdown() // before the etcd client closes
 
 	sess, err := cluster.NewSession(ctx, client, 5*time.Second, nil)
@@ -46,10 +82,6 @@ func TestWithRealScheduler(t *testing.T) {
 		scancel()
 		_ = sess.Close(context.Background())
 	}()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	sched, err := scheduler.New(scheduler.Config{ID: "real", Addr: l.Addr().String()}, scheduler.Deps{
 		Log: testLog(t), Bus: e.bus, Session: sess, Client: client, Activations: e.store, Listener: l,
 		Credentials: insecure.NewCredentials(),
@@ -59,6 +91,7 @@ func TestWithRealScheduler(t *testing.T) {
 	}
 	runCtx, stopSched := context.WithCancel(context.Background())
 	schedDone := make(chan error, 1)
+	gate.set(rpc.NewLocal(sched))
 	go func() { schedDone <- sched.Run(runCtx) }()
 	defer func() {
 		stopSched()
@@ -92,6 +125,9 @@ func TestWithRealScheduler(t *testing.T) {
 		return m.ActivationID
 	}
 	for i, name := range []string{"one", "two", "three"} {
+		if i > 0 {
+			waitFor(t, 30*time.Second, "the container's next fetch", func() bool { return gate.waiting.Load() > 0 })
+		}
 		id := publish(name)
 		rec := e.completion(30 * time.Second)
 		if rec.ActivationID != id || !rec.Response.Success || !strings.Contains(string(rec.Response.Result), "Hello "+name) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/rpc"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -58,7 +59,7 @@ func startQueueWith(t *testing.T, c bus.Consumer, mod func(*Deps)) *Queue {
 
 func fetchOne(t *testing.T, q *Queue) *rpc.FetchResponse {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
 	r, err := q.Fetch(ctx, &rpc.FetchRequest{Namespace: "guest", Action: "hello", Rev: 1, Alive: true})
 	if err != nil {
@@ -71,7 +72,7 @@ func waitEnded(t *testing.T, q *Queue) End {
 	t.Helper()
 	select {
 	case <-q.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(patience):
 		t.Fatal("the queue did not end")
 	}
 	return q.Ended()
@@ -88,10 +89,7 @@ func TestRunPollConflictEndsQueue(t *testing.T) {
 		t.Fatalf("fetch %+v", r)
 	}
 	// Let the second reach the buffer, then lose the partition.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(c.recs) > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, patience, "the second record read", func() bool { return len(c.recs) == 0 })
 	c.fail(whisk.E("test.Poll", whisk.Conflict, "", nil))
 	if why := waitEnded(t, q); why != EndLost {
 		t.Fatalf("ended %v, want %v", why, EndLost)

@@ -400,14 +400,17 @@ func TestOpenWhisk5485LeaseLostForLongAndRepeatedly(t *testing.T) {
 	back := func(round int) {
 		t.Helper()
 		start := time.Now()
-		within(t, 20*time.Second, fmt.Sprintf("round %d: s1 registered and holding the leader key under one lease", round), func() bool {
+		// One condition, read together: on a loaded machine the session
+		// may lose its short lease once more on its own (a late
+		// keep-alive), and then it must come back again.
+		within(t, 20*time.Second, fmt.Sprintf("round %d: s1 registered (the only scheduler) and holding the leader key under one lease", round), func() bool {
 			sl, ll := e.leaseOf(schedKey), e.leaseOf(leaderKey)
-			return sl != 0 && sl == ll
+			if sl == 0 || sl != ll {
+				return false
+			}
+			ss, err := e.client.Schedulers(e.ctx)
+			return err == nil && len(ss) == 1 && ss[0].ID == "s1"
 		})
-		ss, err := e.client.Schedulers(e.ctx)
-		if err != nil || len(ss) != 1 || ss[0].ID != "s1" {
-			t.Fatalf("round %d: schedulers %+v %v", round, ss, err)
-		}
 		e.fetchUntil(s1, e.publish(fmt.Sprintf("5485%d", round), "c0"), 15*time.Second)
 		s1.running(t)
 		t.Logf("round %d: serving again %v after the loss ended", round, time.Since(start).Round(time.Millisecond))

@@ -144,7 +144,7 @@ func startFake(t *testing.T, sess *fakeSession, meta whisk.ActionMeta) (context.
 		<-done
 	})
 	var r *rpc.CreateQueueResponse
-	for deadline := time.Now().Add(5 * time.Second); ; { // until Run accepts queues
+	for deadline := time.Now().Add(30 * time.Second); ; { // until Run accepts queues (a hang guard)
 		if r, err = s.CreateQueue(ctx, &rpc.CreateQueueRequest{Action: meta}); err == nil || time.Now().After(deadline) {
 			break
 		}

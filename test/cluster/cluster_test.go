@@ -70,7 +70,7 @@ func TestLocalCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := freeBase(t)
-	p1, p2 := freePort(t), freePort(t)
+	p1, p2 := base+ctlPort1, base+ctlPort2
 	env := clusterEnv(runDir, binDir, base, p1, p2)
 	script := filepath.Join(root, "deploy", "cluster.sh")
 	runScript := func(arg string) (string, error) {
@@ -252,12 +252,22 @@ func clusterEnv(runDir, binDir string, base, p1, p2 int) []string {
 	)
 }
 
-// freeBase finds a base port whose offsets the script uses are all free.
+// ctlPort1 and ctlPort2 are the offsets from freeBase's base of the two
+// controllers' API ports.
+const ctlPort1, ctlPort2 = 81, 82
+
+// freeBase finds a base port whose offsets the script uses (and the
+// controllers' ports) are all free. It picks below the kernel's ephemeral
+// range: a port that was free when checked stays free until the cluster
+// binds it, where in the ephemeral range any outgoing connection on the
+// machine may take it as its source port meanwhile (an etcd member then
+// exits at start with "address already in use").
 func freeBase(t *testing.T) int {
 	t.Helper()
-	offsets := []int{1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 41, 42, 43, 51, 52, 61, 62, 63, 71, 72}
+	offsets := []int{1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 41, 42, 43, 51, 52, 61, 62, 63, 71, 72, ctlPort1, ctlPort2}
+	lo := ephemeralLow()
 	for range 50 {
-		base := 20000 + rand.IntN(20000)
+		base := 20000 + rand.IntN(lo-100-20000)
 		ok := true
 		for _, o := range offsets {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+o))
@@ -275,14 +285,18 @@ func freeBase(t *testing.T) int {
 	return 0
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// ephemeralLow is the first port of the kernel's ephemeral range
+// (ip_local_port_range; 32768, Linux's default, when unreadable).
+func ephemeralLow() int {
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 20000+1000 {
+				lo = n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return lo
 }
 
 func readPid(t *testing.T, path string) int {

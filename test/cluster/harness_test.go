@@ -59,7 +59,7 @@ func startCluster(t *testing.T, extraEnv ...string) *testCluster {
 		t.Fatal(err)
 	}
 	c.base = freeBase(t)
-	p1, p2 := freePort(t), freePort(t)
+	p1, p2 := c.base+ctlPort1, c.base+ctlPort2
 	c.env = append(clusterEnv(c.runDir, c.binDir, c.base, p1, p2), extraEnv...)
 	c.etcdEPs = fmt.Sprintf("https://127.0.0.1:%d,https://127.0.0.1:%d,https://127.0.0.1:%d", c.base+1, c.base+2, c.base+3)
 	c.ctl1 = api{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p1)}

@@ -432,11 +432,7 @@ type Container struct {
 	removed bool
 }
 
-var (
-	_ eddyc.Container   = (*Container)(nil)
-	_ eddyc.Killer      = (*Container)(nil)
-	_ eddyc.OOMReporter = (*Container)(nil)
-)
+var _ eddyc.Container = (*Container)(nil)
 
 // ID is the Docker container id.
 func (c *Container) ID() string { return c.id }
@@ -653,7 +649,7 @@ func (c *Container) Remove(ctx context.Context) error {
 
 // Kill kills the container's processes (SIGKILL) and leaves it in place,
 // so that its log stream delivers every line written before and then
-// closes (container.Killer). A container that is not running any more is
+// closes. A container that is not running any more is
 // killed already.
 func (c *Container) Kill(ctx context.Context) error {
 	select {
@@ -669,7 +665,7 @@ func (c *Container) Kill(ctx context.Context) error {
 }
 
 // OOMKilled reports whether the kernel killed a process of the container
-// for memory (container.OOMReporter): the daemon's OOMKilled (set on the
+// for memory: the daemon's OOMKilled (set on the
 // cgroup's OOM event) or, when the host's cgroup tree is readable, the
 // cgroup's oom_kill counter (memory.events in cgroup v2, memory.oom_control
 // in v1).

@@ -680,10 +680,7 @@ type Container struct {
 	removeErr  error
 }
 
-var (
-	_ container.Container = (*Container)(nil)
-	_ container.Killer    = (*Container)(nil)
-)
+var _ container.Container = (*Container)(nil)
 
 // ID is unique within the backend.
 func (c *Container) ID() string { return c.id }
@@ -807,7 +804,7 @@ func (c *Container) awaitReady(ctx context.Context) (string, error) {
 }
 
 // Kill kills the runtime's whole process group at once (SIGKILL); its
-// output up to then is still delivered on Logs (container.Killer).
+// output up to then is still delivered on Logs.
 func (c *Container) Kill(context.Context) error {
 	select {
 	case <-c.done:
@@ -827,6 +824,11 @@ func (c *Container) killAll() {
 		}
 	}
 }
+
+// OOMKilled is false: the process backend gives a runtime no memory
+// cgroup of its own, so no OOM kill is counted for it (an action's child
+// killed for memory is an exit like any other).
+func (c *Container) OOMKilled(context.Context) bool { return false }
 
 // Remove stops the runtime's whole process group (SIGTERM, SIGKILL after
 // 2 s or when ctx ends), waits for it and deletes the work directory.
