@@ -40,7 +40,7 @@ runtimes: build
 # The whole suite, race detector on, after the checks that keep the tree
 # clean (lint). Needs python3 (and gcc for -race).
 test: deps lint fuzz
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 40m ./...
 
 # Installs what the tests need when it is missing (Debian; needs root).
 deps:
