@@ -45,6 +45,11 @@ type RunRequest struct {
 	TransactionID string          `json:"transaction_id"`
 	Deadline      string          `json:"deadline"` // epoch ms as a string
 	APIKey        string          `json:"api_key,omitempty"`
+	// TraceParent, a W3C traceparent, is sent as the /run request's
+	// traceparent header (not in the body), so a runtime that traces
+	// continues the activation's trace; one that is not well formed is
+	// left out.
+	TraceParent string `json:"-"`
 }
 
 // Response is an HTTP answer of the runtime, whatever its status.
@@ -126,7 +131,7 @@ func (c *Client) Run(ctx context.Context, req RunRequest) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	resp, err := c.run.post(ctx, "/run", body)
+	resp, err := c.run.post(ctx, "/run", body, req.TraceParent)
 	if err != nil {
 		return Response{}, &TransportError{Op: "run", Addr: c.addr, Err: unwrapURL(err, ctx)}
 	}

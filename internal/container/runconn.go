@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 // runConns is the client's own pool of HTTP/1.1 connections for /run, the
@@ -85,7 +87,10 @@ func (e notSentError) Unwrap() error { return e.err }
 // it was written, an end of the stream is the runtime's answer (it exited,
 // or crashed while running), never a reason to send it again: the runtime
 // may have read it, and a /run must not run twice.
-func (p *runConns) post(ctx context.Context, path string, body []byte) (Response, error) {
+//
+// traceparent, when it is a well-formed W3C traceparent, is sent as the
+// request's traceparent header.
+func (p *runConns) post(ctx context.Context, path string, body []byte, traceparent string) (Response, error) {
 	for {
 		rc, reused, err := p.get(ctx)
 		if err != nil {
@@ -95,7 +100,7 @@ func (p *runConns) post(ctx context.Context, path string, body []byte) (Response
 			rc.nc.Close()
 			continue
 		}
-		resp, keep, err := p.roundTrip(ctx, rc, path, body)
+		resp, keep, err := p.roundTrip(ctx, rc, path, body, traceparent)
 		if keep {
 			p.put(rc)
 		} else {
@@ -114,7 +119,7 @@ func (p *runConns) post(ctx context.Context, path string, body []byte) (Response
 
 // roundTrip writes the request and reads the answer on rc. A failure
 // before any byte was written is a notSentError.
-func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body []byte) (resp Response, keep bool, err error) {
+func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body []byte, traceparent string) (resp Response, keep bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return Response{}, true, err
 	}
@@ -132,6 +137,12 @@ func (p *runConns) roundTrip(ctx context.Context, rc *runConn, path string, body
 	b = append(b, path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, p.addr...)
+	if whisk.TraceIDOf(traceparent) != "" {
+		// Only the fields of version 00: the header stays within what
+		// TraceIDOf checked (lowercase hex and dashes).
+		b = append(b, "\r\nTraceparent: "...)
+		b = append(b, traceparent[:55]...)
+	}
 	b = append(b, "\r\nUser-Agent: Go-http-client/1.1\r\nContent-Type: application/json\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)

@@ -181,3 +181,32 @@ func TestRunAtMostOnceAfterRuntimeReadIt(t *testing.T) {
 		t.Fatalf("the runtime read %d requests, want 3", n)
 	}
 }
+
+// A well-formed traceparent goes to the runtime as the /run request's
+// traceparent header; a malformed one (here with a header injection) is
+// left out, and the body never carries it.
+func TestRunSendsTraceparent(t *testing.T) {
+	got := make(chan string, 2)
+	srv, _ := runtimeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("Traceparent")
+		echo(w, r)
+	})
+	c := NewClient(strings.TrimPrefix(srv.URL, "http://"))
+	defer c.Close()
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, c2 := range []struct{ sent, want string }{
+		{tp, tp},
+		{"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Evil: 1", ""},
+	} {
+		resp, err := c.Run(context.Background(), RunRequest{ActivationID: "a", Value: []byte(`{}`), TraceParent: c2.sent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != 200 || strings.Contains(string(resp.Body), "4bf92f35") {
+			t.Fatalf("answer %d %s", resp.Status, resp.Body)
+		}
+		if h := <-got; h != c2.want {
+			t.Errorf("sent %q: runtime got traceparent %q, want %q", c2.sent, h, c2.want)
+		}
+	}
+}

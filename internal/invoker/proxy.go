@@ -760,6 +760,7 @@ func (p *proxy) runRequest(msg *whisk.ActivationMessage, deadline time.Time) con
 		TransactionID: msg.TransactionID,
 		Deadline:      strconv.FormatInt(deadline.UnixMilli(), 10),
 		APIKey:        msg.APIKey,
+		TraceParent:   msg.TraceParent,
 	}
 }
 
