@@ -30,19 +30,26 @@ func startDebug(ctx context.Context, addr string, log *slog.Logger) (stop func()
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("profiling endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return serveSide(ctx, ln, mux, "debug", log), nil
+}
+
+// serveSide serves h on ln, a listener of its own beside the API (debug,
+// metrics), until ctx ends or the returned stop is called; stop waits for
+// the server's goroutine.
+func serveSide(ctx context.Context, ln net.Listener, h http.Handler, name string, log *slog.Logger) (stop func()) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("debug listener stopped", "err", err)
+			log.Warn(name+" listener stopped", "err", err)
 		}
 	}()
-	log.Info("profiling endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	stopCtx := context.AfterFunc(ctx, func() { srv.Close() })
 	return func() {
 		stopCtx()
 		srv.Close()
 		<-done
-	}, nil
+	}
 }

@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -194,21 +193,8 @@ func (m *procMetrics) serve(ctx context.Context, addr string, log *slog.Logger) 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler(m.reg))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("metrics listener stopped", "err", err)
-		}
-	}()
 	log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
-	stopCtx := context.AfterFunc(ctx, func() { srv.Close() })
-	return func() {
-		stopCtx()
-		srv.Close()
-		<-done
-	}, nil
+	return serveSide(ctx, ln, mux, "metrics", log), nil
 }
 
 // startMetrics makes the process's metrics (t.obs) and serves them on

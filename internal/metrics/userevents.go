@@ -94,8 +94,8 @@ func NewUserEvents(reg prometheus.Registerer, maxActions int) (*UserEvents, erro
 // Record counts one stored activation record. Records that are not an
 // action's (a trigger's: no kind annotation) are not counted.
 func (u *UserEvents) Record(a *whisk.Activation) {
-	kind := annString(a.Annotations, whisk.AnnKind)
-	path := annString(a.Annotations, whisk.AnnPath)
+	kind := a.Annotations.String(whisk.AnnKind)
+	path := a.Annotations.String(whisk.AnnPath)
 	if kind == "" || path == "" {
 		return
 	}
@@ -145,19 +145,6 @@ func (u *UserEvents) labels(who [3]string) [3]string {
 	}
 	u.seen[who] = struct{}{}
 	return who
-}
-
-// annString is a string annotation's value ("" when absent or not a string).
-func annString(p whisk.Params, key string) string {
-	raw, ok := p.Get(key)
-	if !ok {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return ""
-	}
-	return s
 }
 
 // annInt is an integer annotation's value.

@@ -165,7 +165,7 @@ func (u *UI) State(ctx context.Context, namespace string) (State, error) {
 	lat := make([][]int64, n)
 	err = u.d.Activations.EachActivation(ctx, namespace, store.ActivationFilter{Since: since.UnixMilli(), Limit: u.cfg.Max},
 		func(a whisk.Activation) error {
-			path := annString(a.Annotations, whisk.AnnPath)
+			path := a.Annotations.String(whisk.AnnPath)
 			if path == "" {
 				return nil // a trigger's record
 			}
@@ -205,16 +205,4 @@ func (u *UI) State(ctx context.Context, namespace string) (State, error) {
 func pct(sorted []int64, p int) int64 {
 	i := (len(sorted)*p + 99) / 100
 	return sorted[max(i-1, 0)]
-}
-
-func annString(p whisk.Params, key string) string {
-	raw, ok := p.Get(key)
-	if !ok {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) != nil {
-		return ""
-	}
-	return s
 }

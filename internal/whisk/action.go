@@ -66,6 +66,20 @@ func (p Params) IsTrue(key string) bool {
 	return ok && string(v) == "true"
 }
 
+// String is key's value when it holds a JSON string ("" when absent or
+// not a string).
+func (p Params) String(key string) string {
+	raw, ok := p.Get(key)
+	if !ok {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
+}
+
 // Exec is what an action runs.
 type Exec struct {
 	Kind       string   `json:"kind"`
