@@ -27,29 +27,7 @@ import (
 // second Assign of a topic and group in the same Bus fails with kind
 // Conflict, as Subscribe does.
 func (b *Bus) Assign(ctx context.Context, topic, group string) (bus.Consumer, error) {
-	const op = "kafka.Assign"
-	if group == "" {
-		return nil, whisk.E(op, whisk.Invalid, "", errors.New("empty group name"))
-	}
-	key := subKey{topic, group}
-	c := &consumer{b: b, topic: topic, name: TopicName(topic), group: group, direct: true, assigned: make(chan struct{})}
-	c.ctx, c.cancel = context.WithCancelCause(context.Background())
-	b.mu.Lock()
-	switch {
-	case b.closed:
-		b.mu.Unlock()
-		return nil, errClosed(op)
-	case b.consumers[key] != nil:
-		b.mu.Unlock()
-		return nil, whisk.E(op, whisk.Conflict, "", fmt.Errorf("topic %s already has a consumer for group %s", topic, group))
-	}
-	b.consumers[key] = c
-	b.mu.Unlock()
-	if err := c.open(ctx); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return b.consume(ctx, "kafka.Assign", topic, group, true)
 }
 
 // openDirect reads the group's committed offset and consumes the partition

@@ -365,12 +365,18 @@ func (b *Bus) Publish(ctx context.Context, topic string, value []byte) error {
 // Subscribe opens a consumer of topic for group. See the package comment
 // for what a second Subscribe of the same topic and group does.
 func (b *Bus) Subscribe(ctx context.Context, topic, group string) (bus.Consumer, error) {
-	const op = "kafka.Subscribe"
+	return b.consume(ctx, "kafka.Subscribe", topic, group, false)
+}
+
+// consume opens a consumer of topic for group: a group member, or with
+// direct a consumer of the partition outside the group (Assign). A second
+// consumer of one topic and group in the Bus gets Conflict.
+func (b *Bus) consume(ctx context.Context, op, topic, group string, direct bool) (bus.Consumer, error) {
 	if group == "" {
 		return nil, whisk.E(op, whisk.Invalid, "", errors.New("empty group name"))
 	}
 	key := subKey{topic, group}
-	c := &consumer{b: b, topic: topic, name: TopicName(topic), group: group, assigned: make(chan struct{})}
+	c := &consumer{b: b, topic: topic, name: TopicName(topic), group: group, direct: direct, assigned: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
 	b.mu.Lock()
 	switch {
