@@ -190,11 +190,18 @@ func TestDurableCompaction(t *testing.T) {
 		}
 	}
 	c.Close()
-	for b.wal.compactions.Load() == 0 { // the log's goroutine compacts on its next tick
-		time.Sleep(time.Millisecond)
-	}
+	// The log's goroutine compacts on a tick when the log is past
+	// compactAt: a compaction in the middle of the loop leaves the log to
+	// grow again with what the loop wrote after it, until the next tick.
+	// Wait for a compaction and for the log to be under compactAt, where
+	// no further compaction is due.
+	path := filepath.Join(dir, "bus.wal")
+	testenv.Eventually(t, time.Minute, "the log compacted and under compactAt", func() bool {
+		st, err := os.Stat(path)
+		return b.wal.compactions.Load() > 0 && err == nil && st.Size() < 16<<10
+	})
 	b.Close()
-	st, err := os.Stat(filepath.Join(dir, "bus.wal"))
+	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
