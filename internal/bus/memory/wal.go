@@ -560,9 +560,18 @@ func (b *Bus) liveBytes() int64 {
 // is exactly what the written log plus the queued entries make: the
 // snapshot replaces both, and the queued entries' waiters are told once
 // the snapshot is on disk. Publishes wait meanwhile.
+//
+// Once Bus.Close has marked the bus closed it has let go of the state (its
+// topics are gone) while the log still holds it: a tick that comes between
+// then and the log's close leaves the log alone, since a snapshot now would
+// be of an empty bus and would replace every topic and record in the log.
 func (b *Bus) compactLog() {
 	w := b.wal
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
 	for _, t := range b.topics {
 		t.mu.Lock()
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus"
 	"github.com/eddy-faas/eddy/internal/bus/bustest"
+	"github.com/eddy-faas/eddy/internal/testenv"
 )
 
 func TestDurableContract(t *testing.T) {
@@ -189,11 +190,18 @@ func TestDurableCompaction(t *testing.T) {
 		}
 	}
 	c.Close()
-	for b.wal.compactions.Load() == 0 { // the log's goroutine compacts on its next tick
-		time.Sleep(time.Millisecond)
-	}
+	// The log's goroutine compacts on a tick when the log is past
+	// compactAt: a compaction in the middle of the loop leaves the log to
+	// grow again with what the loop wrote after it, until the next tick.
+	// Wait for a compaction and for the log to be under compactAt, where
+	// no further compaction is due.
+	path := filepath.Join(dir, "bus.wal")
+	testenv.Eventually(t, time.Minute, "the log compacted and under compactAt", func() bool {
+		st, err := os.Stat(path)
+		return b.wal.compactions.Load() > 0 && err == nil && st.Size() < 16<<10
+	})
 	b.Close()
-	st, err := os.Stat(filepath.Join(dir, "bus.wal"))
+	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +215,49 @@ func TestDurableCompaction(t *testing.T) {
 	rs := pollAll(t, b, "t", "g")
 	if len(rs) != 10 || rs[0].Offset != 990 || rs[9].Offset != 999 {
 		t.Fatalf("after reopen: %d records from offset %v, want 990..999", len(rs), rs)
+	}
+}
+
+// TestDurableCompactionDuringClose compacts the log at the moment a tick
+// of the log's goroutine can: Bus.Close has let go of the bus's state but
+// has not yet stopped the log. The compaction must leave the log as it is;
+// a snapshot of the closed bus, which holds nothing, would replace it and
+// the reopened bus would have lost its topics and records.
+func TestDurableCompactionDuringClose(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	b := mustOpen(t, dir)
+	w := b.wal
+	if err := b.EnsureTopic(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := b.Publish(ctx, "t", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Hold the writer's role, as the log's goroutine does on a tick, so
+	// that Close stops short of the log; then compact as that tick would.
+	w.acquire()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		b.Close()
+	}()
+	testenv.Eventually(t, time.Minute, "Close to mark the bus closed", func() bool {
+		b.mu.RLock()
+		defer b.mu.RUnlock()
+		return b.closed
+	})
+	b.compactLog()
+	w.release()
+	<-closed
+
+	b = mustOpen(t, dir)
+	defer b.Close()
+	rs := pollAll(t, b, "t", "g")
+	if got := values(rs); got != "0:0 1:1 2:2 3:3 4:4 5:5 6:6 7:7 8:8 9:9 " {
+		t.Fatalf("after a compaction during Close and a reopen: %q, want records 0..9", got)
 	}
 }
 
