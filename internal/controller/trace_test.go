@@ -25,8 +25,10 @@ func TestTraceparentPropagates(t *testing.T) {
 		s1 := &fakeScheduler{id: "s1"}
 		d := &dialer{scheds: map[string]*fakeScheduler{"s1:1": s1}}
 		b := memory.New(nil)
+		st := &fakeStore{recs: map[whisk.ActivationID]whisk.Activation{}}
 		deps := Deps{Bus: b, Cluster: &fakeCluster{scheds: []whisk.SchedulerInfo{{ID: "s1", Addr: "s1:1"}}},
-			Activations: &fakeStore{recs: map[whisk.ActivationID]whisk.Activation{}}, DialScheduler: d.dial}
+			Activations: st, DialScheduler: d.dial,
+			Components: &fakeComponents{actions: map[string]whisk.Action{}}, Records: st}
 		if traced {
 			deps.Tracer = provider.Tracer("test")
 		}
