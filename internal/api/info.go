@@ -2,7 +2,6 @@ package api
 
 import (
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/eddy-faas/eddy/internal/catalog"
@@ -138,9 +137,7 @@ func (s *server) getStatus(w http.ResponseWriter, r *http.Request, caller whisk.
 	if err != nil {
 		return whisk.E("api.status", whisk.Unavailable, "", err)
 	}
-	// A key sees the queues of its own namespace only: another tenant's
-	// action names are not its business (eddy status --etcd shows all).
-	st.Queues = slices.DeleteFunc(st.Queues, func(q whisk.QueueStatus) bool { return q.Namespace != caller.Namespace })
-	writeJSON(w, http.StatusOK, st)
+	// A key sees its own namespace only (eddy status --etcd shows all).
+	writeJSON(w, http.StatusOK, st.ForNamespace(caller.Namespace))
 	return nil
 }

@@ -42,13 +42,14 @@ func cpuTimes() (total, idle uint64, ok bool) {
 	return total, idle, true
 }
 
-// busyPct is the busy share between two samples, in % rounded to 5.
+// busyPct is the busy share between two samples, in % rounded to 5, and
+// at least 1: 0 means unknown (no valid sample) to the schedulers.
 func busyPct(t0, i0, t1, i1 uint64) int {
 	if t1 <= t0 {
 		return 0
 	}
 	busy := 1 - float64(i1-i0)/float64(t1-t0)
-	return min(100, max(0, int(busy*20+0.5)*5))
+	return min(100, max(1, int(busy*20+0.5)*5))
 }
 
 // cpuSampler updates the published CPU load once a second until ctx ends,
@@ -64,10 +65,11 @@ func (inv *Invoker) cpuSampler(ctx context.Context) {
 		case <-tick.C:
 		}
 		pct := 0
-		if t1, i1, ok := cpuTimes(); ok && cpuOK {
+		t1, i1, ok := cpuTimes()
+		if ok && cpuOK {
 			pct = busyPct(t0, i0, t1, i1)
-			t0, i0 = t1, i1
 		}
+		t0, i0, cpuOK = t1, i1, ok
 		inv.mu.Lock()
 		inv.cpuPct = pct
 		inv.mu.Unlock()

@@ -64,7 +64,7 @@ type proxy struct {
 	backoff      retry.Backoff
 
 	rc       reclaimState    // the pool's view (reclaim.go), guarded by inv.mu
-	fetchCtx context.Context // fetches end with it: cancelled when the pool reclaims the container
+	fetchCtx context.Context // fetches end with it: cancelled once the proxy has stopped
 
 	ready chan struct{} // closed once the creation was acknowledged (either way)
 	done  chan struct{} // closed when run returns
@@ -236,8 +236,8 @@ func (p *proxy) serve(ctx context.Context) string {
 // the invoker is told to stop, and a cancelled call would drop it unseen
 // (no record, no completion). The park time (~1 s) bounds the wait; serve
 // runs what comes back within the shutdown grace, or fails it with a
-// record. Only the pool cancels it, when it reclaims the container
-// (reclaim.go): the queue then takes back what it may have handed out.
+// record. A reclaimed container's fetch is not cancelled either (clear in
+// reclaim.go): it runs what it got, then stops.
 func (p *proxy) fetch(_ context.Context, alive bool) (*rpc.FetchResponse, error) {
 	fctx, cancel := context.WithTimeout(p.fetchCtx, fetchTimeout)
 	defer cancel()
@@ -520,7 +520,11 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 				defer p.logsPending.Done()
 				collect()
 				rec := record()
-				p.inv.traced(msg, &rec, begin, initMs, runBegin, runMs, ran, end)
+				// The spans went out with the early record; the stored
+				// one carries the same trace id annotation.
+				if id, ok := early.Annotations.Get(whisk.AnnTraceID); ok {
+					rec.Annotations = rec.Annotations.Merge(whisk.Params{{Key: whisk.AnnTraceID, Value: id}})
+				}
 				p.inv.recs.put(rec)
 			}()
 			return false, runMs

@@ -235,18 +235,15 @@ func (inv *Invoker) planLocked(mb int64, swapNS string, headroom int64) (r room,
 
 // clear removes what plan took: stem cells at once, victims by stopping
 // their proxies (waiting until each is removed and deregistered); then
-// the surplus is free.
+// the surplus is free. A victim's fetch parked at its queue is not
+// cancelled: the scheduler may have answered it with an activation just as
+// the container was picked, and a cancelled call would drop that answer
+// unseen (the queue would fail the activation as lost much later). The
+// fetch ends within the queue's park time; the victim runs what it got,
+// if anything, then stops (serve checks evicted before each fetch).
 func (inv *Invoker) clear(r room) {
 	for _, c := range r.cells {
 		inv.destroyStemCell(c, "a container needs the memory")
-	}
-	for _, p := range r.victims {
-		inv.mu.Lock()
-		cancel := p.rc.cancel
-		inv.mu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
 	}
 	for _, p := range r.victims {
 		<-p.done

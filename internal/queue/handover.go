@@ -186,7 +186,8 @@ func (q *Queue) handleHanded(r *handResult) {
 		q.answer(f, e, &r.msg)
 	case r.err == nil:
 		// The fetch went away meanwhile: the key names a container that
-		// never got the activation; the next hand-out overwrites it.
+		// never got the activation; the next hand-out overwrites it, or,
+		// when the queue ends first, requeue deletes it.
 		e.keyed = true
 		q.requeue(e)
 	case whisk.IsKind(r.err, whisk.Conflict):
@@ -198,6 +199,10 @@ func (q *Queue) handleHanded(r *handResult) {
 		}
 	default:
 		q.forget = append(q.forget, r.forget...)
+		// The write may have been applied although it failed here (a
+		// timeout after the commit): keyed, so that the key is deleted
+		// if the queue ends before a later hand-out overwrites it.
+		e.keyed = true
 		q.log.Warn("queue: recording a hand-out failed; the container asks again", "activation", e.msg.ActivationID, "err", r.err)
 		if !f.cancelled {
 			f.reply <- &whisk.FetchResponse{Status: whisk.FetchEmpty}
@@ -210,6 +215,7 @@ func (q *Queue) handleHanded(r *handResult) {
 // (not while the queue is ending: its consumer's successor gets it).
 func (q *Queue) requeue(e *entry) {
 	if q.st == Removing || q.st == Removed {
+		q.dropUnhanded([]*entry{e})
 		return
 	}
 	q.buf = append([]*entry{e}, q.buf...)
@@ -218,6 +224,20 @@ func (q *Queue) requeue(e *entry) {
 		h := q.buf[0]
 		q.buf = q.buf[1:]
 		q.hand(g, h)
+	}
+}
+
+// dropUnhanded lets go of entries the queue will not hand out, as it ends:
+// their successor reads them from the bus again, and must not take a
+// hand-out key of ours for a container that never got them (it would skip
+// them as handed, and fail them as lost later), so their keys are
+// deleted.
+func (q *Queue) dropUnhanded(es []*entry) {
+	for _, e := range es {
+		if e.keyed {
+			e.keyed = false
+			q.forget = append(q.forget, e.msg.ActivationID)
+		}
 	}
 }
 

@@ -655,6 +655,7 @@ func (q *Queue) handleEnd(e ending) {
 		// the successor skips what has a record by then).
 		q.log.Warn("queue: the bus gave the action's topic to another consumer; ending the queue",
 			"unhanded", len(q.buf), "err", e.err)
+		q.dropUnhanded(q.buf)
 		q.buf = nil
 	default:
 		// The topic is gone (the action was deleted, maybe

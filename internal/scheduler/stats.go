@@ -46,9 +46,11 @@ func (s *Scheduler) Stats() Stats {
 		Created:   s.stats.created.Load(),
 		Failed:    s.stats.failed.Load(),
 		Failovers: s.stats.failovers.Load(),
-		Decisions: s.stats.retiredDecisions.Load(),
 	}
 	s.mu.RLock()
+	// Read under the lock that retiring a queue holds, so a queue's
+	// decisions are counted either here or in its queue, never neither.
+	st.Decisions = s.stats.retiredDecisions.Load()
 	for f, e := range s.queues {
 		select {
 		case <-e.ready:

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -146,10 +145,11 @@ func (u *UI) State(ctx context.Context, namespace string) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
+	cs = cs.ForNamespace(namespace)
 	st := State{
 		Now: now.UnixMilli(), Namespace: namespace, Schedulers: cs.Schedulers, Invokers: cs.Invokers,
 		BucketMs: u.cfg.Bucket.Milliseconds(), Series: []Point{}, Activations: []Recent{},
-		Queues: slices.DeleteFunc(cs.Queues, func(q whisk.QueueStatus) bool { return q.Namespace != namespace }),
+		Queues: cs.Queues,
 	}
 	if st.Schedulers == nil {
 		st.Schedulers = []whisk.SchedulerInfo{}

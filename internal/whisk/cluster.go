@@ -1,5 +1,7 @@
 package whisk
 
+import "slices"
+
 // The values processes publish about themselves in etcd (see
 // internal/cluster/keys.go for the keys, their writers and their readers).
 
@@ -131,4 +133,24 @@ type Handout struct {
 	Warm        bool              `json:"warm"`     // the container had run the action before
 	Epoch       int64             `json:"epoch"`    // the leadership that handed it out
 	Message     ActivationMessage `json:"message"`
+}
+
+// ForNamespace is st as a key of namespace may see it: the queues of its
+// own namespace, and of each invoker's idle containers only its own count
+// (other tenants' namespaces and action names are not its business).
+func (st ClusterStatus) ForNamespace(namespace string) ClusterStatus {
+	st.Queues = slices.DeleteFunc(slices.Clone(st.Queues), func(q QueueStatus) bool { return q.Namespace != namespace })
+	invs := make([]InvokerInfo, len(st.Invokers))
+	for i, inv := range st.Invokers {
+		if n, ok := inv.Idle[namespace]; ok {
+			inv.Idle = map[string]int{namespace: n}
+		} else {
+			inv.Idle = nil
+		}
+		invs[i] = inv
+	}
+	if st.Invokers != nil {
+		st.Invokers = invs
+	}
+	return st
 }

@@ -218,9 +218,6 @@ func New(cfg Config) (*Backend, error) {
 		b.releaseOnce.Do(b.release)
 		return nil, fmt.Errorf("process backend: %w", err)
 	}
-	if cfg.RemoveStale && !iso {
-		killStale(cfg.WorkRoot, log)
-	}
 	if iso {
 		log.Info("process backend isolates containers", "uids", fmt.Sprintf("%d-%d", b.firstUID, b.firstUID+cfg.Isolation.SlotSize-1),
 			"work_root", cfg.WorkRoot)
@@ -264,6 +261,10 @@ func (b *Backend) open() error {
 		if err != nil {
 			return err
 		}
+	}
+	if b.cfg.RemoveStale && !b.iso {
+		// Before their directories go: what runs there would write on.
+		killStale(b.cfg.WorkRoot, b.log)
 	}
 	// Work dirs a previous run left (it was killed, or its Close failed).
 	ents, err := os.ReadDir(b.cfg.WorkRoot)

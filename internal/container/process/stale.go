@@ -14,7 +14,7 @@ import (
 // working directory or command line is under the work root, as the
 // runtimes' children started with setsid outlive them. It runs once the
 // backend holds the work root's lock, so no live backend's processes are
-// touched; the stale work directories themselves are removed by open.
+// touched, and before open removes the stale work directories.
 // Only for a backend that does not isolate (an isolating one kills its uid
 // slot instead) and whose work root is its own (Config.RemoveStale).
 func killStale(root string, log *slog.Logger) {
