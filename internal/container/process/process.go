@@ -664,8 +664,11 @@ type Container struct {
 	dir  string
 	addr string
 	uid  uint32 // when isolating
-	cmd  *exec.Cmd
-	pgid int
+	// killFailed: killing the uid's processes failed once (Remove
+	// then keeps the uid out of use unless a second try works).
+	killFailed atomic.Bool
+	cmd        *exec.Cmd
+	pgid       int
 
 	ready   *os.File
 	logs    chan container.LogLine
@@ -821,6 +824,7 @@ func (c *Container) killAll() {
 	_ = syscall.Kill(-c.pgid, syscall.SIGKILL)
 	if c.b.iso {
 		if err := c.b.killAll(c.uid); err != nil {
+			c.killFailed.Store(true)
 			c.b.log.Error("killing a container's processes", "id", c.id, "uid", c.uid, "err", err)
 		}
 	}
@@ -859,9 +863,18 @@ func (c *Container) Remove(ctx context.Context) error {
 		if err := os.RemoveAll(c.dir); err != nil {
 			c.removeErr = fmt.Errorf("remove %s: %w", c.id, err)
 		}
+		// A uid that may still run processes is never given to another
+		// container (another tenant's, maybe): it stays taken until they
+		// are gone, here or at the backend's next start (killSlot).
+		free := !c.killFailed.Load() || c.b.killAll(c.uid) == nil
+		if !free {
+			c.b.log.Error("a container's uid still runs processes: kept out of use", "id", c.id, "uid", c.uid)
+		}
 		c.b.mu.Lock()
 		delete(c.b.live, c.id)
-		delete(c.b.uids, c.uid)
+		if free {
+			delete(c.b.uids, c.uid)
+		}
 		c.b.mu.Unlock()
 		c.b.log.Debug("process container removed", "id", c.id, "exit", c.exit.Code)
 	})
