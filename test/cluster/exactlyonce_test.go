@@ -120,7 +120,14 @@ func onceScenario(t *testing.T, c *testCluster, action, sleep string, hit func(c
 	c.ctl1.must(200, "PUT", "/api/v1/namespaces/_/actions/"+action, map[string]any{
 		"exec": map[string]any{"kind": "native", "code": code}, "limits": map[string]any{"timeout": 30000}})
 	c.ctl1.must(200, "POST", "/api/v1/namespaces/_/actions/"+action+"?blocking=true&result=true", map[string]any{})
-	_ = os.Remove(runs) // the warm-up run does not count
+	// The warm-up run does not count. The file is made writable by
+	// everyone: a root invoker runs the action as a uid of its own.
+	if err := os.WriteFile(runs, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(runs, 0o666); err != nil {
+		t.Fatal(err)
+	}
 
 	var load *onceLoad
 	done := make(chan struct{})

@@ -6,6 +6,8 @@ package cluster_test
 // and new work runs on the surviving invoker.
 
 import (
+	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -128,7 +130,19 @@ func TestKillInvoker(t *testing.T) {
 	}
 }
 
-// hasActionProcesses: an action process runs under name's data dir.
+// hasActionProcesses: an action process runs under name's work root: its
+// data dir, or the work root its log names when it isolates containers
+// (a root invoker keeps them under /run/eddy).
 func hasActionProcesses(c *testCluster, name string) bool {
-	return len(processesUnder(filepath.Join(c.runDir, name))) > 0
+	dirs := []string{filepath.Join(c.runDir, name)}
+	if b, err := os.ReadFile(filepath.Join(c.runDir, name+".log")); err == nil {
+		if i := bytes.LastIndex(b, []byte("work_root=")); i >= 0 {
+			root := b[i+len("work_root="):]
+			if j := bytes.IndexAny(root, " \n"); j >= 0 {
+				root = root[:j]
+			}
+			dirs = append(dirs, strings.Trim(string(root), `"`))
+		}
+	}
+	return len(processesUnder(dirs...)) > 0
 }

@@ -30,7 +30,7 @@ def main(args):
 // error record, and none runs twice (counted where the action ran).
 func TestKill9KeepsAcceptedActivations(t *testing.T) {
 	dir := t.TempDir()
-	runs := filepath.Join(t.TempDir(), "runs")
+	runs := filepath.Join(sharedDir(t), "runs")
 	e := startEddy(t, "process", dir)
 	e.createAction("slow", "python:3.11", runLogPy, map[string]any{"timeout": 30000})
 	const n = 12
@@ -109,7 +109,7 @@ func readFile(t *testing.T, path string) string {
 // SIGTERM drains: new work gets 503 with Retry-After, every blocking call
 // in flight gets its answer, and the process exits cleanly.
 func TestSIGTERMDrains(t *testing.T) {
-	runs := filepath.Join(t.TempDir(), "runs")
+	runs := filepath.Join(sharedDir(t), "runs")
 	e := startEddy(t, "process", "")
 	e.createAction("slow", "python:3.11", runLogPy, map[string]any{"timeout": 30000})
 	const n = 4

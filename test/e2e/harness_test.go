@@ -459,3 +459,19 @@ func (e *eddy) gone(r ranBy) bool {
 	}
 	return !pidAlive(r.Pid)
 }
+
+// sharedDir is a directory that actions may write in: a root standalone's
+// process backend runs each container as a uid of its own, which cannot
+// reach a t.TempDir (0700). Removed when the test ends.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "eddy-e2e-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
