@@ -460,18 +460,27 @@ func (e *eddy) gone(r ranBy) bool {
 	return !pidAlive(r.Pid)
 }
 
-// sharedDir is a directory that actions may write in: a root standalone's
-// process backend runs each container as a uid of its own, which cannot
-// reach a t.TempDir (0700). Removed when the test ends.
-func sharedDir(t *testing.T) string {
+// sharedFile is an empty file every action may append to: a root
+// standalone's process backend runs each container as a uid of its own,
+// which cannot reach a t.TempDir (0700). The file is made here, 0666, in a
+// 0777 directory that is not sticky (the kernel's protected_regular
+// refuses an O_CREAT open of another user's file in a sticky one).
+// Removed when the test ends.
+func sharedFile(t *testing.T, name string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "eddy-e2e-shared-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o1777); err != nil {
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, nil, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	return dir
+	for p, mode := range map[string]os.FileMode{dir: 0o777, path: 0o666} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
 }

@@ -103,7 +103,7 @@ func TestFeedLifecycle(t *testing.T) {
 			defer cancel()
 			dir := t.TempDir()
 			props := filepath.Join(dir, "wskprops")
-			log := filepath.Join(sharedDir(t), "feed.log")
+			log := sharedFile(t, "feed.log")
 			src := filepath.Join(dir, "feed.py")
 			if err := os.WriteFile(src, []byte(feedPy), 0o644); err != nil {
 				t.Fatal(err)

@@ -203,7 +203,7 @@ func TestTenantIsolation(t *testing.T) {
 func TestTenantLimits(t *testing.T) {
 	e := startEddy(t, "process", "", "--container-idle-timeout", "5m")
 	key := e.admin("user", "create", "carol")
-	body := map[string]any{"exec": map[string]any{"kind": "python:3.11", "code": echoPy}}
+	body := map[string]any{"exec": map[string]any{"kind": "python:3.11", "code": sleepPy}}
 	for _, name := range []string{"first", "second"} {
 		waitTook(t, cacheBound, "new key accepted", func() bool {
 			code, _, _ := e.callAuth(key, "PUT", "/api/v1/namespaces/_/actions/"+name, body)
@@ -246,8 +246,15 @@ func TestTenantLimits(t *testing.T) {
 		return code == 200
 	})
 
-	// One container for the namespace: "first" holds it (warm), so
+	// One container for the namespace: "first" holds it, busy, so
 	// "second" cannot have one: 429 on the concurrent-containers limit.
+	// (An idle one would be given up to "second": a namespace at its
+	// limit reclaims its own idle containers for its waiting actions.)
+	busy := make(chan int, 1)
+	go func() {
+		code, _, _ := e.callAuth(key, "POST", "/api/v1/namespaces/_/actions/first?blocking=true&result=true", map[string]any{"ms": 20000})
+		busy <- code
+	}()
 	e.admin("limits", "set", "carol", "--concurrentInvocations", "1")
 	if got := e.admin("limits", "get", "carol"); got != "invocationsPerMinute = 1000\nconcurrentInvocations = 1" {
 		t.Fatalf("limits get = %q", got)
@@ -262,6 +269,9 @@ func TestTenantLimits(t *testing.T) {
 		t.Fatalf("429 body %s", last)
 	}
 	t.Logf("concurrent limit 1 in force after %v", took)
+	if code := <-busy; code != 200 {
+		t.Fatalf("first, busy in the namespace's one container: %d", code)
+	}
 	if code, _, out := invoke("first"); code != 200 {
 		t.Fatalf("first, which has the namespace's one container: %d %s", code, out)
 	}
