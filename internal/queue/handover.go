@@ -141,7 +141,7 @@ func (q *Queue) handleClaim(now time.Time, c *claimResult) {
 			q.work[cid] = w
 		}
 		at := time.UnixMilli(h.HandedAt)
-		w.acts = append(w.acts, &handedAct{e: e, at: at, due: at.Add(q.lostLimit(&h.Message, h.Warm))})
+		w.acts = append(w.acts, &handedAct{e: e, at: at, due: at.Add(q.lostLimit(&h.Message, h.Warm)), claimed: true})
 		// Checked after the grace whether it finished; a fetch of the
 		// container says it lives (fetchedBy).
 		w.goneAt = now
@@ -225,6 +225,17 @@ func (q *Queue) requeue(e *entry) {
 		q.buf = q.buf[1:]
 		q.hand(g, h)
 	}
+}
+
+// tracksHanded reports whether the queue still tracks handed-out
+// activations whose end it does not know.
+func (q *Queue) tracksHanded() bool {
+	for _, w := range q.work {
+		if len(w.acts) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // dropUnhanded lets go of entries the queue will not hand out, as it ends:

@@ -67,6 +67,11 @@ type handedAct struct {
 	e   *entry
 	at  time.Time // handed out
 	due time.Time // the safety net's deadline
+	// claimed: a predecessor handed it out (handleClaim). The container's
+	// later fetches prove nothing of it (the predecessor may have died
+	// before its answer reached the container), so only its record or
+	// the safety net ends it.
+	claimed bool
 }
 
 // ctrWork is what one container may still be running.
@@ -118,11 +123,17 @@ func (q *Queue) handedTo(f *fetch, e *entry, msg *whisk.ActivationMessage) {
 	if n := len(w.acts) - max(1, msg.Action.Limits.Concurrency) - keepFinished; n > 0 && !w.checking {
 		// The container fetched with a free slot: the oldest finished,
 		// and keepFinished finished ones are remembered already.
-		for _, h := range w.acts[:n] {
-			q.forgetDone(h.e)
+		kept := w.acts[:0]
+		for i, h := range w.acts {
+			switch {
+			case i >= n || h.claimed:
+				kept = append(kept, h)
+			default:
+				q.forgetDone(h.e)
+			}
 		}
-		clear(w.acts[:n])
-		w.acts = w.acts[n:]
+		clear(w.acts[len(kept):])
+		w.acts = kept
 	}
 }
 

@@ -140,7 +140,11 @@ func TestFireSurvivesKills(t *testing.T) {
 	// Every accepted fire's trigger record names its rule activation, and
 	// each of those has its record.
 	ruleIDs := ruleActivations(t, c.ctl2.base, accepted)
-	recs := collectRecords(ruleIDs, []string{c.ctl2.base}, time.Now().Add(90*time.Second))
+	// An activation whose hand-out the killed leader recorded but whose
+	// container never got it ends with an error record once the action's
+	// time limit (60 s) and the lost-activation grace (60 s) have passed
+	// since the hand-out (docs/internals.md): wait that long, and a little.
+	recs := collectRecords(ruleIDs, []string{c.ctl2.base}, time.Now().Add(150*time.Second))
 	success := 0
 	for _, id := range ruleIDs {
 		rec, ok := recs[id]
