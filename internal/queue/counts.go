@@ -137,10 +137,10 @@ func (q *Queue) handleCount(now time.Time, r *countResult) {
 	q.countAt = now
 	switch {
 	case idleDue && (n > 0 || q.tracksHanded()):
-		// Containers are left, or activations handed out (by this queue
-		// or a predecessor) whose end is not known yet: retiring would
-		// forget them, and one a container never got would have no
-		// record ever. The lost check ends them first.
+		// Containers are left, or activations a predecessor handed out
+		// whose end is not known yet: retiring would forget them, and
+		// one a container never got would have no record ever. The lost
+		// check ends them first.
 		q.idleSince = now
 	case idleDue:
 		q.why = EndIdle

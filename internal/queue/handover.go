@@ -227,12 +227,15 @@ func (q *Queue) requeue(e *entry) {
 	}
 }
 
-// tracksHanded reports whether the queue still tracks handed-out
-// activations whose end it does not know.
+// tracksHanded reports whether the queue still tracks activations a
+// predecessor handed out whose end it does not know. (Its own hand-outs
+// end with their containers: a queue with no container left may retire.)
 func (q *Queue) tracksHanded() bool {
 	for _, w := range q.work {
-		if len(w.acts) > 0 {
-			return true
+		for _, h := range w.acts {
+			if h.claimed {
+				return true
+			}
 		}
 	}
 	return false
