@@ -227,6 +227,17 @@ func (e *eddy) call(method, path string, body any) (int, http.Header, []byte) {
 
 func (e *eddy) callAuth(auth, method, path string, body any) (int, http.Header, []byte) {
 	e.t.Helper()
+	resp := e.do(auth, method, path, body)
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, out
+}
+
+// do sends an API request with auth (none when "") and a body (JSON but
+// for []byte and string) and returns the answer, whose body the caller
+// closes.
+func (e *eddy) do(auth, method, path string, body any) *http.Response {
+	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -254,9 +265,7 @@ func (e *eddy) callAuth(auth, method, path string, body any) (int, http.Header, 
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, out
+	return resp
 }
 
 // mustCall is call that fails the test on an unexpected status.

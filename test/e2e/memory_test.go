@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,17 +41,7 @@ func procStatusKB(t *testing.T, pid int, field string) int64 {
 // end without keeping it; it returns the status and the bytes read.
 func (e *eddy) stream(method, path string, body []byte) (int, int64) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.URL+path, bytes.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	u, p, _ := strings.Cut(guestAuth, ":")
-	req.SetBasicAuth(u, p)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
+	resp := e.do(guestAuth, method, path, body)
 	defer resp.Body.Close()
 	n, err := io.Copy(io.Discard, resp.Body)
 	if err != nil {
