@@ -113,8 +113,7 @@ func TestMemoryBounded(t *testing.T) {
 	parallel := func(n int, fn func(i int)) {
 		var wg sync.WaitGroup
 		for i := range n {
-			wg.Add(1)
-			go func() { defer wg.Done(); fn(i) }()
+			wg.Go(func() { fn(i) })
 		}
 		wg.Wait()
 	}
