@@ -164,10 +164,9 @@ func (c *testCluster) restartEtcd(i int) {
 	defer logf.Close()
 	initial := fmt.Sprintf("etcd1=https://127.0.0.1:%d,etcd2=https://127.0.0.1:%d,etcd3=https://127.0.0.1:%d",
 		c.base+11, c.base+12, c.base+13)
-	cmd := exec.Command(c.eddyBin, "etcd", "--name", name, "--data-dir", filepath.Join(c.runDir, name),
+	cmd := exec.Command(c.eddyBin, append([]string{"etcd", "--name", name, "--data-dir", filepath.Join(c.runDir, name),
 		"--client-url", c.etcdClientURL(i), "--peer-url", fmt.Sprintf("https://127.0.0.1:%d", c.base+10+i),
-		"--initial-cluster", initial, "--tls-ca", filepath.Join(c.tlsDir(), "ca.pem"),
-		"--tls-cert", filepath.Join(c.tlsDir(), "etcd.pem"), "--tls-key", filepath.Join(c.tlsDir(), "etcd-key.pem"))
+		"--initial-cluster", initial}, c.tlsFlags("etcd")...)...)
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

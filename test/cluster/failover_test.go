@@ -178,9 +178,8 @@ func TestSchedulerRejoins(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(c.eddyBin, "scheduler", "--config", filepath.Join(c.runDir, "eddy.json"), "--id", "scheduler1",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", c.base+41), "--tls-cert", filepath.Join(c.tlsDir(), "scheduler.pem"),
-		"--tls-key", filepath.Join(c.tlsDir(), "scheduler-key.pem")) // as cluster.sh starts it
+	cmd := exec.Command(c.eddyBin, append([]string{"scheduler", "--config", filepath.Join(c.runDir, "eddy.json"), "--id", "scheduler1",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", c.base+41)}, c.tlsFlags("scheduler")...)...) // as cluster.sh starts it
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

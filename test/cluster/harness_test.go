@@ -131,6 +131,13 @@ func (c *testCluster) status() whisk.ClusterStatus {
 // tlsDir holds the certificates cluster.sh made (eddy admin certs).
 func (c *testCluster) tlsDir() string { return filepath.Join(c.runDir, "tls") }
 
+// tlsFlags are the --tls-* flags of the process with certificate name, as
+// cluster.sh's tls_flags gives them.
+func (c *testCluster) tlsFlags(name string) []string {
+	f := pki.In(c.tlsDir(), name)
+	return []string{"--tls-ca", f.CA, "--tls-cert", f.Cert, "--tls-key", f.Key}
+}
+
 // clientTLS is the tls.Config of a tool of the cluster (the client
 // certificate).
 func (c *testCluster) clientTLS() *tls.Config {
