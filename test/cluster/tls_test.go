@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,9 +119,9 @@ func TestInternalTrafficAuthenticated(t *testing.T) {
 
 	// PostgreSQL: TLS with a client certificate of the CA.
 	pgBase := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/eddy?connect_timeout=5", c.base+31)
-	ca := filepath.Join(c.tlsDir(), "ca.pem")
-	okURL := pgBase + "&sslmode=verify-full&sslrootcert=" + ca +
-		"&sslcert=" + filepath.Join(c.tlsDir(), "client.pem") + "&sslkey=" + filepath.Join(c.tlsDir(), "client-key.pem")
+	client := pki.In(c.tlsDir(), "client")
+	ca := client.CA
+	okURL := pgBase + "&sslmode=verify-full&sslrootcert=" + ca + "&sslcert=" + client.Cert + "&sslkey=" + client.Key
 	s, err := postgres.Open(ctx, okURL, nil)
 	if err != nil {
 		t.Fatalf("PostgreSQL with the client certificate: %v", err)
