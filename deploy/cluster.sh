@@ -113,6 +113,17 @@ tls_flags() {
 	echo --tls-ca "$TLS_DIR/ca.pem" --tls-cert "$TLS_DIR/$1.pem" --tls-key "$TLS_DIR/$1-key.pem"
 }
 
+# spawn_role NAME ROLE METRICS_PORT ARGS...: spawn `eddy ROLE` as NAME with
+# the shared --config, its id, ARGS, its certificate and its /metrics
+# address (a NAME that runs already is left alone).
+spawn_role() {
+	local name=$1 role=$2 metrics=$3
+	shift 3
+	# shellcheck disable=SC2046 # tls_flags is a list of words
+	spawn "$name" "$BIN/eddy" "$role" --config "$RUN/eddy.json" --id "$name" "$@" $(tls_flags "$role") \
+		--metrics-addr "127.0.0.1:$metrics" || true
+}
+
 # make_certs: the CA, a certificate per role and Kafka's SASL password, at
 # first start (kept after: a restart keeps its certificates).
 make_certs() {
@@ -249,20 +260,17 @@ cmd_start() {
 	local n=1 port
 	for port in "${CONTROLLER_PORTS[@]}"; do
 		say "starting controller$n on port $port"
-		# shellcheck disable=SC2046
-		spawn "controller$n" "$BIN/eddy" controller --config "$RUN/eddy.json" --id "controller$n" --port "$port" $(tls_flags controller) --metrics-addr "127.0.0.1:$((BASE + 50 + n))" || true
+		spawn_role "controller$n" controller $((BASE + 50 + n)) --port "$port"
 		n=$((n + 1))
 	done
 	for i in 1 2 3; do
 		say "starting scheduler$i"
-		# shellcheck disable=SC2046
-		spawn "scheduler$i" "$BIN/eddy" scheduler --config "$RUN/eddy.json" --id "scheduler$i" --listen "127.0.0.1:$((BASE + 40 + i))" $(tls_flags scheduler) --metrics-addr "127.0.0.1:$((BASE + 60 + i))" || true
+		spawn_role "scheduler$i" scheduler $((BASE + 60 + i)) --listen "127.0.0.1:$((BASE + 40 + i))"
 	done
 	for i in 1 2; do
 		say "starting invoker$i ($BACKEND backend)"
-		# shellcheck disable=SC2046
-		spawn "invoker$i" "$BIN/eddy" invoker --config "$RUN/eddy.json" --id "invoker$i" --backend "$BACKEND" \
-			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}" $(tls_flags invoker) --metrics-addr "127.0.0.1:$((BASE + 70 + i))" || true
+		spawn_role "invoker$i" invoker $((BASE + 70 + i)) --backend "$BACKEND" \
+			--data-dir "$RUN/invoker$i" --api-host "http://127.0.0.1:${CONTROLLER_PORTS[0]}"
 	done
 	for n in controller1 controller2; do wait_log "$n" "API at"; done
 	for i in 1 2 3; do wait_log "scheduler$i" "gRPC at"; done
