@@ -27,7 +27,6 @@ import (
 // Store is what admin needs of the store (store.Store has it).
 type Store interface {
 	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
-	PutIdentity(ctx context.Context, id whisk.Identity) error
 	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
 	DeleteIdentity(ctx context.Context, uuid string) error
 	SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error)
