@@ -372,8 +372,8 @@ var errFailed = errors.New("failed")
 // userBlock blocks (user block) or unblocks every subject given, printing
 // wskadmin's line for each; it fails if any subject failed.
 func userBlock(ctx context.Context, st Store, c *command, out io.Writer) error {
-	block := c.words[1] == "block"
-	verb := map[bool]string{true: "block", false: "unblock"}[block]
+	verb := c.words[1] // "block" or "unblock"
+	block := verb == "block"
 	failed := 0
 	for _, subject := range c.words[2:] {
 		subject = strings.TrimSpace(subject)
