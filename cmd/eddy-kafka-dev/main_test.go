@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,29 +13,12 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus/kafka"
 	"github.com/eddy-faas/eddy/internal/pki"
+	"github.com/eddy-faas/eddy/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
+	var out testenv.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--brokers", "2"}, &out, io.Discard) }()
 
@@ -93,7 +74,7 @@ func TestTLSAndSASL(t *testing.T) {
 	k := pki.In(dir, "kafka")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out syncBuffer
+	var out testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--tls-ca", k.CA, "--tls-cert", k.Cert, "--tls-key", k.Key,
