@@ -437,7 +437,6 @@ func (r *runner) config() (config, error) {
 	return c, nil
 }
 
-// client builds the API client; needAuth is false for calls without auth.
 // listArgs are what every `list` command takes: --limit/-l, --skip/-s,
 // --name-sort/-n and at most one argument (a namespace, or for actions a
 // package), with the client to list with.
@@ -530,6 +529,7 @@ func (r *runner) show(g getArgs, v any, summary func()) error {
 	return nil
 }
 
+// client builds the API client; needAuth is false for calls without auth.
 func (r *runner) client(needAuth bool) (*client.Client, config, error) {
 	c, err := r.config()
 	if err != nil {
