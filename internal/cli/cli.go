@@ -443,8 +443,7 @@ func (r *runner) config() (config, error) {
 type listArgs struct {
 	limit, skip int
 	nameSort    bool
-	pos         []string // the argument, if any
-	arg         string   // pos[0], or ""
+	arg         string // the argument, or ""
 	cl          *client.Client
 	cfg         config
 }
@@ -468,7 +467,6 @@ func (r *runner) parseList(cmd string, args []string) (listArgs, error) {
 	if err := checkArgs(cmd, pos, 0, 1, "An optional namespace is the only valid argument."); err != nil {
 		return l, err
 	}
-	l.pos = pos
 	if len(pos) == 1 {
 		l.arg = pos[0]
 	}
