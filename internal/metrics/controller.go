@@ -42,10 +42,8 @@ func NewController(reg prometheus.Registerer) (*Controller, error) {
 		publishFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "eddy_controller_bus_publish_errors_total",
 			Help: "Activation messages the bus refused (the invocation got 503)"}),
 	}
-	for _, m := range []prometheus.Collector{c.requests, c.latency, c.throttled, c.waits, c.waitSeconds, c.publish, c.publishFails} {
-		if err := reg.Register(m); err != nil {
-			return nil, err
-		}
+	if err := register(reg, c.requests, c.latency, c.throttled, c.waits, c.waitSeconds, c.publish, c.publishFails); err != nil {
+		return nil, err
 	}
 	for _, o := range []string{"completed", "timeout", "cancelled"} {
 		c.waits.WithLabelValues(o) // present at 0 from the start
