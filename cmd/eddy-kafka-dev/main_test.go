@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,43 +13,31 @@ import (
 
 	"github.com/eddy-faas/eddy/internal/bus/kafka"
 	"github.com/eddy-faas/eddy/internal/pki"
+	"github.com/eddy-faas/eddy/internal/testenv"
 )
 
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func TestRun(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	var out syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--brokers", "2"}, &out, io.Discard) }()
-
-	var addrs []string
+// printedLine waits for run's first line of output (the brokers'
+// addresses) and returns it.
+func printedLine(t *testing.T, out *testenv.Buffer) string {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if line, ok := strings.CutSuffix(out.String(), "\n"); ok {
-			addrs = strings.Split(line, ",")
-			break
+			return line
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("no address printed")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func TestRun(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	var out testenv.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--brokers", "2"}, &out, io.Discard) }()
+
+	addrs := strings.Split(printedLine(t, &out), ",")
 	if len(addrs) != 2 || !strings.HasPrefix(addrs[0], "127.0.0.1:") {
 		t.Fatalf("printed %q, want two 127.0.0.1 addresses", addrs)
 	}
@@ -93,23 +79,13 @@ func TestTLSAndSASL(t *testing.T) {
 	k := pki.In(dir, "kafka")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var out syncBuffer
+	var out testenv.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--tls-ca", k.CA, "--tls-cert", k.Cert, "--tls-key", k.Key,
 			"--sasl-user", "eddy", "--sasl-password-file", pass}, &out, io.Discard)
 	}()
-	var addr string
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if line, ok := strings.CutSuffix(out.String(), "\n"); ok {
-			addr = line
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no address printed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	addr := printedLine(t, &out)
 	tc, err := pki.In(dir, "client").Config()
 	if err != nil {
 		t.Fatal(err)

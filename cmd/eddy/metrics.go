@@ -143,28 +143,24 @@ func (m *procMetrics) session(role string, s *cluster.Session) {
 	s.OnRegrant(func(context.Context) { c.Inc() })
 }
 
-// timedBackend reports each container creation to the invoker's families.
-type timedBackend struct {
-	container.Backend
-	created func(kind string, took time.Duration, err error)
-}
-
-func (b *timedBackend) Create(ctx context.Context, spec container.Spec) (container.Container, error) {
-	began := time.Now()
-	c, err := b.Backend.Create(ctx, spec)
-	b.created(spec.Kind, time.Since(began), err)
-	return c, err
-}
-
-// invokerBackend is the backend an invoker gets: it reports creations to
-// the invoker's families once set (they need the invoker, which needs the
-// backend).
+// invokerBackend is the backend an invoker gets: it reports each
+// container creation to the invoker's families once set (they need the
+// invoker, which needs the backend).
 type invokerBackend struct {
-	timedBackend
+	container.Backend
 	mi atomic.Pointer[metrics.Invoker]
 }
 
 func (b *invokerBackend) set(mi *metrics.Invoker) { b.mi.Store(mi) }
+
+func (b *invokerBackend) Create(ctx context.Context, spec container.Spec) (container.Container, error) {
+	began := time.Now()
+	c, err := b.Backend.Create(ctx, spec)
+	if mi := b.mi.Load(); mi != nil {
+		mi.Created(spec.Kind, time.Since(began), err)
+	}
+	return c, err
+}
 
 // backend wraps an invoker's backend (see invoker); without metrics it is
 // b itself.
@@ -172,13 +168,7 @@ func (m *procMetrics) backend(b container.Backend) container.Backend {
 	if m == nil {
 		return b
 	}
-	ib := &invokerBackend{timedBackend: timedBackend{Backend: b}}
-	ib.created = func(kind string, took time.Duration, err error) {
-		if mi := ib.mi.Load(); mi != nil {
-			mi.Created(kind, took, err)
-		}
-	}
-	return ib
+	return &invokerBackend{Backend: b}
 }
 
 // serve serves /metrics on addr (--metrics-addr) until ctx ends; "" is

@@ -192,7 +192,7 @@ func runRole(ctx context.Context, role string, args []string, stdout, stderr io.
 		return err
 	}
 	cfg.security.warnPlaintext(log)
-	cfg.tuning.creds = cfg.security.grpcCredentials()
+	cfg.tuning.creds = grpcCredentials(cfg.security.tls)
 	stopDebug, err := startDebug(ctx, cfg.debugAddr, log)
 	if err != nil {
 		return err

@@ -57,11 +57,8 @@ func (s *security) load() error {
 	return nil
 }
 
-// grpcCredentials secure the scheduler's gRPC server and its clients.
-func (s *security) grpcCredentials() credentials.TransportCredentials {
-	return grpcCredentials(s.tls)
-}
-
+// grpcCredentials secure the scheduler's gRPC server and its clients:
+// TLS with tc, or plaintext when tc is nil.
 func grpcCredentials(tc *tls.Config) credentials.TransportCredentials {
 	if tc == nil {
 		return insecure.NewCredentials()

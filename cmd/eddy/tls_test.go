@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,24 +24,6 @@ import (
 	"github.com/eddy-faas/eddy/internal/testenv"
 )
 
-// lockedBuffer is standard output shared with the standalone goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A standalone's internal listeners (embedded etcd, the scheduler's gRPC)
 // are on loopback and refuse a process without the data dir's
 // credentials: a Fetch and an etcd write without a client certificate, or
@@ -50,7 +31,7 @@ func (l *lockedBuffer) String() string {
 func TestStandaloneRefusesUnauthenticatedInternalCalls(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	ctx, cancel := context.WithCancel(context.Background())
-	var out lockedBuffer
+	var out testenv.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- standalone(ctx, []string{"--port", "0", "--data-dir", dir, "--backend", "process",

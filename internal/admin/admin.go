@@ -27,7 +27,6 @@ import (
 // Store is what admin needs of the store (store.Store has it).
 type Store interface {
 	IdentityByUUID(ctx context.Context, uuid string) (whisk.Identity, error)
-	PutIdentity(ctx context.Context, id whisk.Identity) error
 	ListIdentities(ctx context.Context, namespace string) ([]whisk.Identity, error)
 	DeleteIdentity(ctx context.Context, uuid string) error
 	SetSubjectBlocked(ctx context.Context, subject string, blocked bool) (int, error)
@@ -373,8 +372,8 @@ var errFailed = errors.New("failed")
 // userBlock blocks (user block) or unblocks every subject given, printing
 // wskadmin's line for each; it fails if any subject failed.
 func userBlock(ctx context.Context, st Store, c *command, out io.Writer) error {
-	block := c.words[1] == "block"
-	verb := map[bool]string{true: "block", false: "unblock"}[block]
+	verb := c.words[1] // "block" or "unblock"
+	block := verb == "block"
 	failed := 0
 	for _, subject := range c.words[2:] {
 		subject = strings.TrimSpace(subject)

@@ -147,7 +147,6 @@ type server struct {
 	now    func() time.Time
 	mux    *http.ServeMux
 
-	resolver catalogResolver
 	owners   owners
 	apiDocs  APIDocs
 	gwRoutes routeCache
@@ -185,7 +184,7 @@ func New(cfg Config, deps Deps) (http.Handler, error) {
 		topics: deps.Topics, status: deps.Status, ui: deps.UI, draining: deps.Draining, limits: cfg.Limits, now: deps.Now,
 		builtins: deps.Builtins, records: deps.Records,
 		events: deps.Events, firer: deps.Firer,
-		resolver: catalogResolver{cat: deps.Catalog}, owners: owners{m: map[string]ownerEntry{}},
+		owners:  owners{m: map[string]ownerEntry{}},
 		apiDocs: deps.APIDocs, gwRoutes: routeCache{m: map[string]routeEntry{}},
 	}
 	if s.log == nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -104,15 +103,7 @@ func (s *server) invokeBuiltinAs(w http.ResponseWriter, r *http.Request, caller 
 			return whisk.E("api.invokeBuiltinAs", whisk.Invalid, whisk.MsgMalformed+err.Error(), err)
 		}
 	}
-	keys := make([]string, 0, len(given))
-	for k := range given {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	extra := make(whisk.Params, 0, len(keys))
-	for _, k := range keys {
-		extra = append(extra, whisk.KeyValue{Key: k, Value: given[k]})
-	}
+	extra := whisk.ObjectParams(given)
 	obj := map[string]json.RawMessage{}
 	for _, kv := range ra.Action.Parameters.Merge(extra) {
 		v := kv.Value

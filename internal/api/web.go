@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/controller"
 	"github.com/eddy-faas/eddy/internal/web"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -32,18 +31,16 @@ const (
 // webDefaultPackage is the package segment of actions outside packages.
 const webDefaultPackage = "default"
 
-// catalogResolver finds the action a web URL names: pkg is "default" for
-// an action outside packages, else a package or binding of namespace ns,
-// resolved through the catalog as ns's owner would (parameters merged
+// resolveWebAction finds the action a web URL names: pkg is "default"
+// for an action outside packages, else a package or binding of namespace
+// ns, resolved through the catalog as ns's owner would (parameters merged
 // package < binding < action; Binding set when a binding was followed). A
 // missing package or action is NotFound; an entitlement failure Forbidden.
-type catalogResolver struct{ cat *catalog.Catalog }
-
-func (c catalogResolver) ResolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.ResolvedAction, error) {
+func (s *server) resolveWebAction(ctx context.Context, ns, pkg, name string) (whisk.ResolvedAction, error) {
 	if pkg == webDefaultPackage {
 		pkg = ""
 	}
-	return c.cat.Action(ctx, ns, whisk.EntityName{Namespace: ns, Package: pkg, Name: name})
+	return s.cat.Action(ctx, ns, whisk.EntityName{Namespace: ns, Package: pkg, Name: name})
 }
 
 // ownerTTL is how long the owner of a namespace is remembered: like the
@@ -171,7 +168,7 @@ func (s *server) serveWebAction(w http.ResponseWriter, r *http.Request, t webTar
 	if err != nil {
 		return notFoundUnless(err)
 	}
-	ra, err := s.resolver.ResolveWebAction(ctx, t.ns, t.pkg, t.name)
+	ra, err := s.resolveWebAction(ctx, t.ns, t.pkg, t.name)
 	if err != nil {
 		return notFoundUnless(err)
 	}

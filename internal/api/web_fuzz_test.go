@@ -101,21 +101,8 @@ func FuzzWeb(f *testing.F) {
 		res.mu.Lock()
 		res.result, res.code = result, int(code%4)
 		res.mu.Unlock()
-		w := httptest.NewRecorder()
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			h.ServeHTTP(w, req)
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s %s: no answer within 10 s", method, path)
-		}
-		// The one documented 5xx: routemgmt's 502 {"error"} from apimgmt.
-		mgmtErr := w.Code == http.StatusBadGateway && strings.HasPrefix(req.URL.Path, mgmt) &&
-			strings.HasPrefix(w.Body.String(), "{\n  \"error\": ")
-		if w.Code >= 500 && !mgmtErr {
+		w := serveFuzz(t, h, req, method, path)
+		if w.Code >= 500 && !mgmtError(w, req) {
 			t.Fatalf("%s %s (%s, %q): %d %s", method, path, ctype, result, w.Code, w.Body)
 		}
 		for k, vs := range w.Header() {
@@ -126,4 +113,29 @@ func FuzzWeb(f *testing.F) {
 			}
 		}
 	})
+}
+
+// serveFuzz serves req with h, failing t when h gives no answer within
+// 10 s (method and path name the input).
+func serveFuzz(t *testing.T, h http.Handler, req *http.Request, method, path string) *httptest.ResponseRecorder {
+	t.Helper()
+	w := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(w, req)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s %s: no answer within 10 s", method, path)
+	}
+	return w
+}
+
+// mgmtError reports whether w is the one documented 5xx: routemgmt's 502
+// {"error"} from apimgmt.
+func mgmtError(w *httptest.ResponseRecorder, req *http.Request) bool {
+	return w.Code == http.StatusBadGateway && strings.HasPrefix(req.URL.Path, mgmt) &&
+		strings.HasPrefix(w.Body.String(), "{\n  \"error\": ")
 }

@@ -417,12 +417,10 @@ func (r *runner) actionList(args []string) error {
 	}
 	// As wsk: "/ns" names a namespace; "pkg" or "/ns/pkg" a package.
 	var ns, pkg string
-	if len(l.pos) == 1 {
-		if strings.HasPrefix(l.pos[0], "/") && !strings.Contains(strings.Trim(l.pos[0], "/"), "/") {
-			ns = strings.Trim(l.pos[0], "/")
-		} else {
-			pkg = strings.TrimSuffix(l.pos[0], "/")
-		}
+	if strings.HasPrefix(l.arg, "/") && !strings.Contains(strings.Trim(l.arg, "/"), "/") {
+		ns = strings.Trim(l.arg, "/")
+	} else {
+		pkg = strings.TrimSuffix(l.arg, "/")
 	}
 	opt := client.ListOptions{Limit: l.limit, Skip: l.skip}
 	var actions []whisk.Action

@@ -437,15 +437,13 @@ func (r *runner) config() (config, error) {
 	return c, nil
 }
 
-// client builds the API client; needAuth is false for calls without auth.
 // listArgs are what every `list` command takes: --limit/-l, --skip/-s,
 // --name-sort/-n and at most one argument (a namespace, or for actions a
 // package), with the client to list with.
 type listArgs struct {
 	limit, skip int
 	nameSort    bool
-	pos         []string // the argument, if any
-	arg         string   // pos[0], or ""
+	arg         string // the argument, or ""
 	cl          *client.Client
 	cfg         config
 }
@@ -469,7 +467,6 @@ func (r *runner) parseList(cmd string, args []string) (listArgs, error) {
 	if err := checkArgs(cmd, pos, 0, 1, "An optional namespace is the only valid argument."); err != nil {
 		return l, err
 	}
-	l.pos = pos
 	if len(pos) == 1 {
 		l.arg = pos[0]
 	}
@@ -530,6 +527,7 @@ func (r *runner) show(g getArgs, v any, summary func()) error {
 	return nil
 }
 
+// client builds the API client; needAuth is false for calls without auth.
 func (r *runner) client(needAuth bool) (*client.Client, config, error) {
 	c, err := r.config()
 	if err != nil {

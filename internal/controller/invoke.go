@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"sort"
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -270,15 +269,7 @@ func mergeParams(a whisk.Action, body json.RawMessage) (json.RawMessage, error) 
 			}
 		}
 	}
-	keys := make([]string, 0, len(given))
-	for k := range given {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	extra := make(whisk.Params, 0, len(keys))
-	for _, k := range keys {
-		extra = append(extra, whisk.KeyValue{Key: k, Value: given[k]})
-	}
+	extra := whisk.ObjectParams(given)
 	merged := a.Parameters.Merge(extra)
 
 	var buf bytes.Buffer

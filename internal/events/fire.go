@@ -300,14 +300,7 @@ func fireArgs(params whisk.Params, headers map[string]string, body json.RawMessa
 		if err := json.Unmarshal(body, &obj); err != nil {
 			return nil, whisk.E("events.fireArgs", whisk.Invalid, whisk.MsgMalformed+err.Error(), err)
 		}
-		keys := make([]string, 0, len(obj))
-		for k := range obj {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			extra = append(extra, whisk.KeyValue{Key: k, Value: obj[k]})
-		}
+		extra = append(extra, whisk.ObjectParams(obj)...)
 	}
 	merged := params.Merge(extra)
 	var buf bytes.Buffer

@@ -22,6 +22,11 @@ type Controller struct {
 	publishFails prometheus.Counter
 }
 
+// latencyBuckets are the buckets of the request and blocking-wait
+// histograms (seconds): sub-millisecond answers up to the longest
+// blocking wait.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
 // NewController registers the controller's families on reg.
 func NewController(reg prometheus.Registerer) (*Controller, error) {
 	c := &Controller{
@@ -29,23 +34,21 @@ func NewController(reg prometheus.Registerer) (*Controller, error) {
 			Help: "API requests by route (a pattern, e.g. /api/v1/namespaces/{ns}/actions/{name}), method and HTTP status code"},
 			[]string{"route", "method", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "eddy_controller_request_duration_seconds",
-			Help: "API request latency by route", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}},
+			Help: "API request latency by route", Buckets: latencyBuckets},
 			[]string{"route"}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_controller_throttled_total",
 			Help: "Invocations refused at a limit, by the limit (reason)"}, []string{"reason"}),
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_controller_blocking_waits_total",
 			Help: "Blocking invocations' waits for their completion, by how they ended (completed, timeout, cancelled)"}, []string{"outcome"}),
 		waitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eddy_controller_blocking_wait_seconds",
-			Help: "How long blocking invocations waited for their completion", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
+			Help: "How long blocking invocations waited for their completion", Buckets: latencyBuckets}),
 		publish: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eddy_controller_bus_publish_seconds",
 			Help: "Latency of publishing an activation message on the bus", Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}),
 		publishFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "eddy_controller_bus_publish_errors_total",
 			Help: "Activation messages the bus refused (the invocation got 503)"}),
 	}
-	for _, m := range []prometheus.Collector{c.requests, c.latency, c.throttled, c.waits, c.waitSeconds, c.publish, c.publishFails} {
-		if err := reg.Register(m); err != nil {
-			return nil, err
-		}
+	if err := register(reg, c.requests, c.latency, c.throttled, c.waits, c.waitSeconds, c.publish, c.publishFails); err != nil {
+		return nil, err
 	}
 	for _, o := range []string{"completed", "timeout", "cancelled"} {
 		c.waits.WithLabelValues(o) // present at 0 from the start

@@ -48,10 +48,8 @@ func NewInvoker(reg prometheus.Registerer, src InvokerStats) (*Invoker, error) {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "eddy_invoker_container_creation_seconds",
 			Help: "How long the backend took to create a container (until its runtime answered)", Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}, []string{"kind"}),
 	}
-	for _, c := range []prometheus.Collector{col, inv.creations, inv.latency} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, col, inv.creations, inv.latency); err != nil {
+		return nil, err
 	}
 	return inv, nil
 }

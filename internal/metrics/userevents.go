@@ -83,10 +83,8 @@ func NewUserEvents(reg prometheus.Registerer, maxActions int) (*UserEvents, erro
 		max:          maxActions,
 		seen:         map[[3]string]struct{}{},
 	}
-	for _, c := range []prometheus.Collector{u.activations, u.coldStarts, u.status, u.memory, u.waitTime, u.initTime, u.duration, u.responseSize} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, u.activations, u.coldStarts, u.status, u.memory, u.waitTime, u.initTime, u.duration, u.responseSize); err != nil {
+		return nil, err
 	}
 	return u, nil
 }

@@ -1,12 +1,15 @@
 // Package testenv holds what Eddy's tests share to wait without fixed
 // sleeps and to end clean: Eventually polls a condition until it holds,
 // and Main runs a package's tests and then fails on goroutines they left
-// running (go.uber.org/goleak). Only tests import it.
+// running (go.uber.org/goleak); Buffer collects the output of a command
+// a test runs in a goroutine. Only tests import it.
 package testenv
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +29,26 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(pause)
 	}
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writers and readers: the
+// standard output of a command a test runs in a goroutine, read while it
+// runs.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Main runs the package's tests and then fails when goroutines other

@@ -90,14 +90,13 @@ func New(cfg Config, d Deps) (*UI, error) {
 func (u *UI) ServeUI(w http.ResponseWriter, r *http.Request, caller whisk.Identity) {
 	w.Header().Set("Cache-Control", "no-store")
 	if strings.TrimPrefix(r.URL.Path, "/eddy/ui/") == "state" {
+		w.Header().Set("Content-Type", "application/json")
 		st, err := u.State(r.Context(), caller.Namespace)
 		if err != nil {
-			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
 		return
 	}

@@ -3,6 +3,7 @@ package whisk
 import (
 	"encoding/json"
 	"regexp"
+	"sort"
 	"time"
 )
 
@@ -43,6 +44,20 @@ func (p Params) Merge(q Params) Params {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// ObjectParams is a JSON object's members as Params, sorted by key.
+func ObjectParams(m map[string]json.RawMessage) Params {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	p := make(Params, 0, len(keys))
+	for _, k := range keys {
+		p = append(p, KeyValue{Key: k, Value: m[k]})
+	}
+	return p
 }
 
 // Without returns p without the given keys.

@@ -62,15 +62,23 @@ func NewActivationID() ActivationID {
 
 // newActivationID mints an id for the time t.
 func newActivationID(t time.Time) ActivationID {
+	var tail [10]byte
+	if _, err := rand.Read(tail[:]); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // the runtime guarantees Read never fails
+	}
+	return activationID(t, tail)
+}
+
+// activationID is the id of t in Unix milliseconds (6 bytes) followed by
+// tail, hex-encoded.
+func activationID(t time.Time, tail [10]byte) ActivationID {
 	var b [16]byte
 	ms := uint64(t.UnixMilli())
 	for i := 5; i >= 0; i-- {
 		b[i] = byte(ms)
 		ms >>= 8
 	}
-	if _, err := rand.Read(b[6:]); err != nil {
-		panic("crypto/rand failed: " + err.Error()) // the runtime guarantees Read never fails
-	}
+	copy(b[6:], tail[:])
 	var h [32]byte
 	hex.Encode(h[:], b[:])
 	return ActivationID(h[:])
@@ -82,17 +90,8 @@ func newActivationID(t time.Time) ActivationID {
 // milliseconds; the other 20 are the start of key's SHA-256, so the same t
 // and key always give the same id. key must name the occurrence uniquely.
 func DerivedActivationID(t time.Time, key string) ActivationID {
-	var b [16]byte
-	ms := uint64(t.UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
 	sum := sha256.Sum256([]byte(key))
-	copy(b[6:], sum[:10])
-	var h [32]byte
-	hex.Encode(h[:], b[:])
-	return ActivationID(h[:])
+	return activationID(t, [10]byte(sum[:10]))
 }
 
 // Child is the id of the activation that id's activation starts as part
