@@ -134,12 +134,7 @@ func (q *Queue) handleClaim(now time.Time, c *claimResult) {
 		q.recent.add(id)
 		q.claimed.Add(1)
 		e := &entry{msg: h.Message, off: -1, enq: enqueued(h.Message, now), keyed: true}
-		cid := ctrID{h.InvokerID, h.ContainerID}
-		w := q.work[cid]
-		if w == nil {
-			w = &ctrWork{}
-			q.work[cid] = w
-		}
+		w := q.workOf(ctrID{h.InvokerID, h.ContainerID})
 		at := time.UnixMilli(h.HandedAt)
 		w.acts = append(w.acts, &handedAct{e: e, at: at, due: at.Add(q.lostLimit(&h.Message, h.Warm)), claimed: true})
 		// Checked after the grace whether it finished; a fetch of the
