@@ -76,13 +76,9 @@ func (c *consumer) open(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onRevoked),
 	)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return whisk.E(op, whisk.Invalid, "", fmt.Errorf("kafka consumer: %w", err))
+	if err := c.newClient(op, opts); err != nil {
+		return err
 	}
-	c.mu.Lock()
-	c.cl = cl
-	c.mu.Unlock()
 	// The client joins the group in the background; wait for the partition.
 	select {
 	case <-c.assigned:
@@ -93,6 +89,18 @@ func (c *consumer) open(ctx context.Context) error {
 		return whisk.E(op, whisk.Timeout, "",
 			fmt.Errorf("topic %s group %s: still waiting for the partition (another consumer holds it): %w", c.topic, c.group, ctx.Err()))
 	}
+}
+
+// newClient makes the consumer's client with opts.
+func (c *consumer) newClient(op string, opts []kgo.Opt) error {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return whisk.E(op, whisk.Invalid, "", fmt.Errorf("kafka consumer: %w", err))
+	}
+	c.mu.Lock()
+	c.cl = cl
+	c.mu.Unlock()
+	return nil
 }
 
 func (c *consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
