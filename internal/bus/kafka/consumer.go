@@ -241,13 +241,11 @@ func (c *consumer) Commit(ctx context.Context, offset int64) error {
 			return whisk.E(op, whisk.Invalid, "", fmt.Errorf("commit of offset %d beyond the end of topic %s (%d)", offset, c.topic, end.Offset))
 		}
 	}
-	var cerr error
+	commit := c.commitGroup
 	if c.direct {
-		cerr = c.commitDirect(ctx, offset)
-	} else {
-		c.commitGroup(ctx, offset, &cerr)
+		commit = c.commitDirect
 	}
-	if cerr != nil {
+	if cerr := commit(ctx, offset); cerr != nil {
 		if err := c.state(op); err != nil {
 			return err
 		}
@@ -269,23 +267,25 @@ func (c *consumer) Commit(ctx context.Context, offset int64) error {
 }
 
 // commitGroup commits offset+1 under the consumer's group generation.
-func (c *consumer) commitGroup(ctx context.Context, offset int64, cerr *error) {
+func (c *consumer) commitGroup(ctx context.Context, offset int64) error {
+	var cerr error
 	c.cl.CommitOffsetsSync(ctx,
 		map[string]map[int32]kgo.EpochOffset{c.name: {0: {Epoch: -1, Offset: offset + 1}}},
 		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 			if err != nil {
-				*cerr = err
+				cerr = err
 				return
 			}
 			for _, t := range resp.Topics {
 				for _, p := range t.Partitions {
 					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-						*cerr = err
+						cerr = err
 						return
 					}
 				}
 			}
 		})
+	return cerr
 }
 
 // Close leaves the group; its next consumer starts after the last commit.
