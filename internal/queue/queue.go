@@ -318,7 +318,8 @@ type creationState struct {
 	lastAsk  time.Time
 	// After a creation failed for want of room: no creation before
 	// holdUntil; the delay doubles with each such failure (backoff) and
-	// starts again after a creation succeeds.
+	// starts again after a creation succeeds: 100 ms doubling to
+	// Config.CreateBackoff, with jitter.
 	holdUntil time.Time
 	backoff   *retry.Backoff
 	flushDev  bool
@@ -446,7 +447,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 			recent: recents{ids: map[whisk.ActivationID]struct{}{}, size: cfg.DedupWindow},
 		},
 		commitState:   commitState{offs: offsets{mark: -1, done: map[int64]bool{}}},
-		creationState: creationState{inflight: map[string]int64{}},
+		creationState: creationState{inflight: map[string]int64{}, backoff: retry.New(MinStaleThreshold, cfg.CreateBackoff)},
 		lostState:     lostState{work: map[ctrID]*ctrWork{}, gonec: make(chan ctrID, 16), lostc: make(chan *lostCheck)},
 	}
 	q.commitTo.Store(-1)
