@@ -299,14 +299,14 @@ func (c *consumer) Close() error {
 	cl := c.cl
 	c.mu.Unlock()
 	c.cancel(errors.New("consumer closed"))
-	if cl != nil && c.direct {
-		cl.Close()
-	} else if cl != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-		if err := cl.LeaveGroupContext(ctx); err != nil {
-			c.b.log.Warn("kafka: leaving the group", "topic", c.topic, "group", c.group, "err", err)
+	if cl != nil {
+		if !c.direct { // Assign's consumer is in no group
+			ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+			if err := cl.LeaveGroupContext(ctx); err != nil {
+				c.b.log.Warn("kafka: leaving the group", "topic", c.topic, "group", c.group, "err", err)
+			}
+			cancel()
 		}
-		cancel()
 		cl.Close()
 	}
 	c.b.release(c)
