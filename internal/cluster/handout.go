@@ -86,7 +86,7 @@ func (c *Client) PutHandout(ctx context.Context, f whisk.FQN, epoch int64, h whi
 		return fmt.Errorf("cluster: record hand-out of %s: %w", h.Message.ActivationID, err)
 	}
 	if !resp.Succeeded {
-		return whisk.Errorf(whisk.Conflict, "cluster: fenced: the leadership of %s at revision %d has ended", f, epoch)
+		return fenced(f, epoch)
 	}
 	return nil
 }
@@ -100,9 +100,14 @@ func (c *Client) ConfirmEpoch(ctx context.Context, f whisk.FQN, epoch int64) err
 		return fmt.Errorf("cluster: confirm the leadership of %s: %w", f, err)
 	}
 	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != epoch {
-		return whisk.Errorf(whisk.Conflict, "cluster: fenced: the leadership of %s at revision %d has ended", f, epoch)
+		return fenced(f, epoch)
 	}
 	return nil
+}
+
+// fenced is the error of a leadership at epoch that has ended.
+func fenced(f whisk.FQN, epoch int64) error {
+	return whisk.Errorf(whisk.Conflict, "cluster: fenced: the leadership of %s at revision %d has ended", f, epoch)
 }
 
 // DeleteHandouts deletes the hand-outs of ids (finished and recorded).

@@ -81,12 +81,7 @@ func (l *Limiter) Allow(key string) (repeats int, ok bool) {
 // written within the interval; the line carries the number of occurrences
 // it stands for beyond itself ("repeats", when any).
 func (l *Limiter) Warn(log *slog.Logger, key, msg string, args ...any) {
-	l.Log(log, slog.LevelWarn, key, msg, args...)
-}
-
-// Log is Warn at any level.
-func (l *Limiter) Log(log *slog.Logger, level slog.Level, key, msg string, args ...any) {
-	if !log.Enabled(context.Background(), level) {
+	if !log.Enabled(context.Background(), slog.LevelWarn) {
 		return
 	}
 	n, ok := l.Allow(key)
@@ -96,5 +91,5 @@ func (l *Limiter) Log(log *slog.Logger, level slog.Level, key, msg string, args 
 	if n > 0 {
 		args = append(args, "repeats", n, "per", l.every)
 	}
-	log.Log(context.Background(), level, msg, args...)
+	log.Warn(msg, args...)
 }

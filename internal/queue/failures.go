@@ -74,7 +74,7 @@ func (q *Queue) record(e *entry, now time.Time, status int, text string) whisk.A
 // offsets done once stored and completed.
 func (q *Queue) startFail(fs []failure) {
 	q.failing++
-	ctx, epoch := q.ctx, q.epoch
+	ctx, epoch := q.ctx, q.claimedEpoch.Load()
 	go func() {
 		var b failBatch
 		if !q.confirm(ctx, epoch) {

@@ -65,15 +65,9 @@ const (
 
 // handoverState is the queue's leadership and hand-outs being recorded.
 type handoverState struct {
-	epoch      int64 // the leadership the queue hands out under (0: not claimed yet)
-	handing    int   // hand-out records in flight
+	handing    int // hand-out records in flight
 	forget     []whisk.ActivationID
 	forgetting bool // a Forget runs
-}
-
-type claimResult struct {
-	epoch  int64
-	handed []whisk.Handout
 }
 
 type handResult struct {
@@ -100,7 +94,7 @@ func (q *Queue) claim(ctx context.Context) bool {
 		if err == nil {
 			q.claimedEpoch.Store(epoch)
 			select {
-			case q.claimc <- &claimResult{epoch, hs}:
+			case q.claimc <- hs:
 				return true
 			case <-ctx.Done():
 				return false
@@ -121,12 +115,11 @@ func (q *Queue) claim(ctx context.Context) bool {
 // each is skipped when delivered again and tracked on its container, which
 // is checked after the grace (lost.go: recorded → forgotten; container or
 // invoker gone → error record).
-func (q *Queue) handleClaim(now time.Time, c *claimResult) {
-	q.epoch = c.epoch
-	if len(c.handed) > 0 {
-		q.log.Info("queue: taking over activations a predecessor handed out", "count", len(c.handed), "epoch", c.epoch)
+func (q *Queue) handleClaim(now time.Time, handed []whisk.Handout) {
+	if len(handed) > 0 {
+		q.log.Info("queue: taking over activations a predecessor handed out", "count", len(handed), "epoch", q.claimedEpoch.Load())
 	}
-	for _, h := range c.handed {
+	for _, h := range handed {
 		id := h.Message.ActivationID
 		if q.recent.has(id) {
 			continue
@@ -134,12 +127,7 @@ func (q *Queue) handleClaim(now time.Time, c *claimResult) {
 		q.recent.add(id)
 		q.claimed.Add(1)
 		e := &entry{msg: h.Message, off: -1, enq: enqueued(h.Message, now), keyed: true}
-		cid := ctrID{h.InvokerID, h.ContainerID}
-		w := q.work[cid]
-		if w == nil {
-			w = &ctrWork{}
-			q.work[cid] = w
-		}
+		w := q.workOf(ctrID{h.InvokerID, h.ContainerID})
 		at := time.UnixMilli(h.HandedAt)
 		w.acts = append(w.acts, &handedAct{e: e, at: at, due: at.Add(q.lostLimit(&h.Message, h.Warm)), claimed: true})
 		// Checked after the grace whether it finished; a fetch of the
@@ -157,13 +145,14 @@ func (q *Queue) recordHandout(f *fetch, e *entry, msg whisk.ActivationMessage) {
 	n := min(len(q.forget), forgetPerRecord)
 	forget := slices.DeleteFunc(slices.Clone(q.forget[:n]), func(id whisk.ActivationID) bool { return id == msg.ActivationID })
 	q.forget = q.forget[n:]
+	epoch := q.claimedEpoch.Load()
 	stored := msg
 	stored.Params, stored.APIKey, stored.InitParams = nil, "", nil
 	h := whisk.Handout{
 		InvokerID: f.req.InvokerID, ContainerID: f.req.ContainerID, Warm: f.req.Warm,
-		HandedAt: q.d.Now().UnixMilli(), Epoch: q.epoch, Message: stored,
+		HandedAt: q.d.Now().UnixMilli(), Epoch: epoch, Message: stored,
 	}
-	ctx, epoch, ho := q.countCtx, q.epoch, q.d.Handover
+	ctx, ho := q.countCtx, q.d.Handover
 	go func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handoutTimeout)
 		err := ho.Record(rctx, epoch, h, forget)

@@ -111,12 +111,7 @@ func (q *Queue) handedTo(f *fetch, e *entry, msg *whisk.ActivationMessage) {
 		return
 	}
 	now := q.d.Now()
-	id := ctrID{f.req.InvokerID, f.req.ContainerID}
-	w := q.work[id]
-	if w == nil {
-		w = &ctrWork{}
-		q.work[id] = w
-	}
+	w := q.workOf(ctrID{f.req.InvokerID, f.req.ContainerID})
 	due := now.Add(q.lostLimit(msg, f.req.Warm))
 	w.acts = append(w.acts, &handedAct{e: e, at: now, due: due})
 	q.lostDue(due)
@@ -135,6 +130,16 @@ func (q *Queue) handedTo(f *fetch, e *entry, msg *whisk.ActivationMessage) {
 		clear(w.acts[len(kept):])
 		w.acts = kept
 	}
+}
+
+// workOf is container id's work, made on first use.
+func (q *Queue) workOf(id ctrID) *ctrWork {
+	w := q.work[id]
+	if w == nil {
+		w = &ctrWork{}
+		q.work[id] = w
+	}
+	return w
 }
 
 // lostLimit is how long after its hand-out an activation with no record

@@ -241,11 +241,11 @@ type Queue struct {
 	cancels chan *fetch
 	results chan *CreationResult
 	failed  chan failBatch
-	claimc  chan *claimResult  // the leadership's epoch and predecessors' hand-outs (handover.go)
-	handedc chan *handResult   // hand-out records that came back
-	forgotc chan *forgetResult // hand-out key deletions that came back
-	countc  chan *countResult  // at most one count in flight
-	endc    chan ending        // the reader found the topic gone or taken
+	claimc  chan []whisk.Handout // predecessors' hand-outs, once claimedEpoch is set (handover.go)
+	handedc chan *handResult     // hand-out records that came back
+	forgotc chan *forgetResult   // hand-out key deletions that came back
+	countc  chan *countResult    // at most one count in flight
+	endc    chan ending          // the reader found the topic gone or taken
 	stopc   chan struct{}
 	final   chan struct{} // closed once commitTo holds the last watermark
 	done    chan struct{}
@@ -260,8 +260,9 @@ type Queue struct {
 	lostCount atomic.Int64 // activations failed as lost with their container (lost.go)
 	fenced    atomic.Bool  // a newer leadership exists (handover.go)
 	claimed   atomic.Int64 // activations a predecessor handed out, taken over (handover.go)
-	// claimedEpoch is the epoch the reader claimed (handover.go), for
-	// confirming it before commits.
+	// claimedEpoch is the epoch the reader claimed (handover.go), set
+	// before the owner gets the claim: the leadership the queue hands out
+	// under, records under and commits under (0: not claimed yet).
 	claimedEpoch atomic.Int64
 	stats        statsState // what Stats reads (stats.go)
 
@@ -317,7 +318,8 @@ type creationState struct {
 	lastAsk  time.Time
 	// After a creation failed for want of room: no creation before
 	// holdUntil; the delay doubles with each such failure (backoff) and
-	// starts again after a creation succeeds.
+	// starts again after a creation succeeds: 100 ms doubling to
+	// Config.CreateBackoff, with jitter.
 	holdUntil time.Time
 	backoff   *retry.Backoff
 	flushDev  bool
@@ -430,7 +432,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 		cancels:     make(chan *fetch),
 		results:     make(chan *CreationResult),
 		failed:      make(chan failBatch),
-		claimc:      make(chan *claimResult),
+		claimc:      make(chan []whisk.Handout),
 		handedc:     make(chan *handResult),
 		forgotc:     make(chan *forgetResult),
 		countc:      make(chan *countResult, 1),
@@ -445,7 +447,7 @@ func New(cfg Config, deps Deps) (*Queue, error) {
 			recent: recents{ids: map[whisk.ActivationID]struct{}{}, size: cfg.DedupWindow},
 		},
 		commitState:   commitState{offs: offsets{mark: -1, done: map[int64]bool{}}},
-		creationState: creationState{inflight: map[string]int64{}},
+		creationState: creationState{inflight: map[string]int64{}, backoff: retry.New(MinStaleThreshold, cfg.CreateBackoff)},
 		lostState:     lostState{work: map[ctrID]*ctrWork{}, gonec: make(chan ctrID, 16), lostc: make(chan *lostCheck)},
 	}
 	q.commitTo.Store(-1)

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"time"
 
-	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -136,7 +135,7 @@ func (q *Queue) handleResult(now time.Time, r *CreationResult) {
 	}
 	if r.OK {
 		q.holdUntil = time.Time{}
-		q.createBackoff().Reset()
+		q.backoff.Reset()
 		q.lastCount++
 		q.countGen++
 		if q.st == Flushing {
@@ -149,7 +148,7 @@ func (q *Queue) handleResult(now time.Time, r *CreationResult) {
 		// No room (or a transient failure): back off before asking again,
 		// rather than ask every tick while no invoker has room; the
 		// failures of one round of creations count once.
-		q.holdUntil = now.Add(q.createBackoff().Next())
+		q.holdUntil = now.Add(q.backoff.Next())
 	}
 	q.d.Warnings.Warn(q.log, "creation failed", "queue: container creation failed", "creation", r.ID, "developer", r.Developer, "err", r.Error)
 	if q.lastCount > 0 || (q.st != Running && q.st != Flushing) {
@@ -184,15 +183,6 @@ func (q *Queue) inFlight() int {
 		}
 	}
 	return n
-}
-
-// createBackoff is the back-off after creations that failed for want of
-// room: 100 ms doubling to Config.CreateBackoff, with jitter.
-func (q *Queue) createBackoff() *retry.Backoff {
-	if q.backoff == nil {
-		q.backoff = retry.New(MinStaleThreshold, q.cfg.CreateBackoff)
-	}
-	return q.backoff
 }
 
 func newID() string {

@@ -124,6 +124,9 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 	}
 	log := s.log.With("action", meta.FQN().String(), "creation", req.ID)
 	fail := func(msg string) queue.CreationResult { return queue.CreationResult{ID: req.ID, Error: msg} }
+	refused := func(msg string) queue.CreationResult {
+		return queue.CreationResult{ID: req.ID, Refused: true, Error: msg}
+	}
 	tried := map[string]bool{}
 	lastErr := ""
 	backoff := retry.New(100*time.Millisecond, 100*time.Millisecond<<(maxRetries-1))
@@ -140,7 +143,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 		unlock, held, swap, err := c.admit(ctx, meta, req.NamespaceLimit, invs)
 		if errors.Is(err, errRefused) {
 			log.Debug("scheduler: creation refused", "err", err)
-			return queue.CreationResult{ID: req.ID, Refused: true, Error: err.Error()}
+			return refused(err.Error())
 		}
 		if err != nil {
 			c.warn.Warn(log, "count", "scheduler: counting the namespace before a creation", "err", err)
@@ -156,7 +159,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 			unlock()
 			if errors.Is(err, errHeadroom) {
 				log.Debug("scheduler: creation refused", "err", err)
-				return queue.CreationResult{ID: req.ID, Refused: true, Error: err.Error()}
+				return refused(err.Error())
 			}
 			// No room anywhere: the queue keeps its activations (Flushing)
 			// and asks again later, backing off.
@@ -216,7 +219,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 			// The namespace's idle container was taken meanwhile (still at
 			// the limit), or only the headroom is left.
 			log.Debug("scheduler: swap refused", "invoker", iid, "err", ack.Error)
-			return queue.CreationResult{ID: req.ID, Refused: true, Error: ack.Error}
+			return refused(ack.Error)
 		}
 		c.warn.Warn(log, "creation failed", "scheduler: creation failed", "invoker", iid, "err", ack.Error, "developer", ack.Developer, "retryable", ack.Retryable)
 		if ack.Action.Rev > meta.Rev && ack.Action.FQN() == meta.FQN() {

@@ -89,6 +89,27 @@ func (h *hoEnv) leaders() (*proc, *proc) {
 	return s1, s2
 }
 
+// handedByS1 starts s1 and its follower s2 (leaders), publishes one
+// activation and has s1 hand it to container c1 of invoker i1.
+func (h *hoEnv) handedByS1() (s1, s2 *proc, x whisk.ActivationID) {
+	h.t.Helper()
+	s1, s2 = h.leaders()
+	x = h.publish(1)
+	if got := h.fetchOK(s1.addr, "i1", "c1"); got != x {
+		h.t.Fatalf("s1 handed %s, want %s", got, x)
+	}
+	return s1, s2, x
+}
+
+// awaitLeader waits until scheduler id holds the action's leader key.
+func (h *hoEnv) awaitLeader(id string) {
+	h.t.Helper()
+	h.eventually(id+" to lead", func() bool {
+		li, ok, err := h.client.Leader(h.ctx, h.f)
+		return err == nil && ok && li.SchedulerID == id
+	})
+}
+
 // fetchFrom fetches once from the scheduler at addr as container cid of
 // invoker iid.
 func (h *hoEnv) fetchFrom(addr, iid, cid string) (*rpc.FetchResponse, error) {
@@ -147,19 +168,12 @@ func (h *hoEnv) stored(id whisk.ActivationID) (whisk.Activation, bool) {
 func TestHandOverNoRunTwiceAfterLeaderCrash(t *testing.T) {
 	t.Parallel()
 	h := newHandoverEnv(t)
-	s1, s2 := h.leaders()
-	x := h.publish(1)
-	if got := h.fetchOK(s1.addr, "i1", "c1"); got != x {
-		t.Fatalf("s1 handed %s, want %s", got, x)
-	}
+	s1, s2, x := h.handedByS1()
 	s1.crash() // at once: within the commit delay, so x is not committed
 	if n := h.handoutKeys(); n != 1 {
 		t.Fatalf("%d hand-out keys after the hand-out, want 1", n)
 	}
-	h.eventually("s2 to lead", func() bool {
-		li, ok, err := h.client.Leader(h.ctx, h.f)
-		return err == nil && ok && li.SchedulerID == "s2"
-	})
+	h.awaitLeader("s2")
 	y := h.publish(2)
 	// Another container of the same invoker drains s2: it must get y and
 	// never x, which still runs in c1.
@@ -189,11 +203,7 @@ func TestHandOverNoRunTwiceAfterLeaderCrash(t *testing.T) {
 func TestHandOverLeaderAndInvokerDieTogether(t *testing.T) {
 	t.Parallel()
 	h := newHandoverEnv(t)
-	s1, s2 := h.leaders()
-	x := h.publish(1)
-	if got := h.fetchOK(s1.addr, "i1", "c1"); got != x {
-		t.Fatalf("s1 handed %s, want %s", got, x)
-	}
+	s1, s2, x := h.handedByS1()
 	// Let s1 commit x (the worst case: the bus never delivers x again),
 	// then kill the invoker (its lease and container key go) and s1.
 	time.Sleep(600 * time.Millisecond)
@@ -201,10 +211,7 @@ func TestHandOverLeaderAndInvokerDieTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	s1.crash()
-	h.eventually("s2 to lead", func() bool {
-		li, ok, err := h.client.Leader(h.ctx, h.f)
-		return err == nil && ok && li.SchedulerID == "s2"
-	})
+	h.awaitLeader("s2")
 	h.eventually("an error record for x", func() bool { _, ok := h.stored(x); return ok })
 	a, _ := h.stored(x)
 	if a.StatusCode != whisk.StatusWhiskError {
@@ -224,11 +231,7 @@ func TestHandOverLeaderAndInvokerDieTogether(t *testing.T) {
 func TestHandOverStaleLeaderFenced(t *testing.T) {
 	t.Parallel()
 	h := newHandoverEnv(t)
-	s1, s2 := h.leaders()
-	a := h.publish(1)
-	if got := h.fetchOK(s1.addr, "i1", "c1"); got != a {
-		t.Fatalf("s1 handed %s, want %s", got, a)
-	}
+	s1, s2, a := h.handedByS1()
 	h.record(a, whisk.StatusSuccess)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: h.etcd, DialTimeout: 5 * time.Second})
 	if err != nil {
@@ -238,10 +241,7 @@ func TestHandOverStaleLeaderFenced(t *testing.T) {
 	if _, err := cli.Delete(h.ctx, "eddy/queue/guest/handover/leader"); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually("s2 to lead", func() bool {
-		li, ok, err := h.client.Leader(h.ctx, h.f)
-		return err == nil && ok && li.SchedulerID == "s2"
-	})
+	h.awaitLeader("s2")
 	b := h.publish(2)
 	// s1 still consumes the topic (it did not notice): its hand-out is
 	// refused.

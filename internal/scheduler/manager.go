@@ -38,17 +38,24 @@ func (e *entry) close() {
 	})
 }
 
-// live reports whether the entry hosts a queue that is not ending.
-func (e *entry) live() bool {
+// hosted is the entry's queue once its election is over; nil while it
+// runs, or when it lost.
+func (e *entry) hosted() *queue.Queue {
 	select {
 	case <-e.ready:
+		return e.q
 	default:
+		return nil
+	}
+}
+
+// live reports whether the entry hosts a queue that is not ending.
+func (e *entry) live() bool {
+	q := e.hosted()
+	if q == nil {
 		return false
 	}
-	if e.q == nil {
-		return false
-	}
-	st := e.q.State()
+	st := q.State()
 	return st != queue.Removing && st != queue.Removed
 }
 
@@ -75,15 +82,11 @@ func (s *Scheduler) Fetch(ctx context.Context, req *rpc.FetchRequest) (*rpc.Fetc
 	if e == nil {
 		return &rpc.FetchResponse{Status: rpc.FetchNoQueue}, nil
 	}
-	select {
-	case <-e.ready:
-	default:
+	q := e.hosted()
+	if q == nil {
 		return &rpc.FetchResponse{Status: rpc.FetchNoQueue}, nil
 	}
-	if e.q == nil {
-		return &rpc.FetchResponse{Status: rpc.FetchNoQueue}, nil
-	}
-	return e.q.Fetch(ctx, req)
+	return q.Fetch(ctx, req)
 }
 
 // CreateQueue makes sure the action has a leader queue: this scheduler's

@@ -52,21 +52,17 @@ func (s *Scheduler) Stats() Stats {
 	// decisions are counted either here or in its queue, never neither.
 	st.Decisions = s.stats.retiredDecisions.Load()
 	for f, e := range s.queues {
-		select {
-		case <-e.ready:
-		default:
-			continue // under election
+		q := e.hosted()
+		if q == nil {
+			continue // under election, or lost it
 		}
-		if e.q == nil {
-			continue
-		}
-		qs := e.q.Stats()
+		qs := q.Stats()
 		st.Decisions += qs.Decisions
-		q := QueueStats{Action: f, State: e.q.State().String(), Buffered: qs.Buffered, Parked: qs.Parked}
+		x := QueueStats{Action: f, State: q.State().String(), Buffered: qs.Buffered, Parked: qs.Parked}
 		if !qs.Oldest.IsZero() {
-			q.OldestAge = max(now.Sub(qs.Oldest), 0)
+			x.OldestAge = max(now.Sub(qs.Oldest), 0)
 		}
-		st.Queues = append(st.Queues, q)
+		st.Queues = append(st.Queues, x)
 	}
 	for f := range s.follows {
 		st.Following = append(st.Following, f)

@@ -140,17 +140,14 @@ type Handout struct {
 // (other tenants' namespaces and action names are not its business).
 func (st ClusterStatus) ForNamespace(namespace string) ClusterStatus {
 	st.Queues = slices.DeleteFunc(slices.Clone(st.Queues), func(q QueueStatus) bool { return q.Namespace != namespace })
-	invs := make([]InvokerInfo, len(st.Invokers))
-	for i, inv := range st.Invokers {
+	st.Invokers = slices.Clone(st.Invokers)
+	for i := range st.Invokers {
+		inv := &st.Invokers[i]
 		if n, ok := inv.Idle[namespace]; ok {
 			inv.Idle = map[string]int{namespace: n}
 		} else {
 			inv.Idle = nil
 		}
-		invs[i] = inv
-	}
-	if st.Invokers != nil {
-		st.Invokers = invs
 	}
 	return st
 }

@@ -3,7 +3,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -11,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-faas/eddy/internal/bus"
-	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 // Assign opens a consumer of topic's one partition that is no member of a
@@ -55,14 +53,7 @@ func (c *consumer) openDirect(ctx context.Context) error {
 		kgo.KeepRetryableFetchErrors(), // to notice a deleted topic
 		kgo.FetchMaxWait(time.Second),
 	)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return whisk.E(op, whisk.Invalid, "", fmt.Errorf("kafka consumer: %w", err))
-	}
-	c.mu.Lock()
-	c.cl = cl
-	c.mu.Unlock()
-	return nil
+	return c.newClient(op, opts)
 }
 
 // commitDirect commits offset+1 for the group as a simple commit.

@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 )
@@ -13,21 +12,9 @@ import (
 // one resumes from.
 func TestAssignResumesAtOnceAfterCrash(t *testing.T) {
 	ctx := t.Context()
-	d := &crashDialer{}
 	cfgA := testConfig()
-	cfgA.Dial = d.dial
-	cfgA.Log = slog.New(slog.DiscardHandler)
 	cfgA.SessionTimeout = 10 * time.Second // a group member's would hold the partition this long
-	a := newBus(t, cfgA)
-	topic := uniqueTopic(t)
-	if err := a.EnsureTopic(ctx, topic); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 10 {
-		if err := a.Publish(ctx, topic, fmt.Appendf(nil, "m%d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	d, a, topic := crashableWithTen(t, cfgA)
 	ca, err := a.Assign(ctx, topic, "queue")
 	if err != nil {
 		t.Fatal(err)

@@ -76,13 +76,9 @@ func (c *consumer) open(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onRevoked),
 	)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return whisk.E(op, whisk.Invalid, "", fmt.Errorf("kafka consumer: %w", err))
+	if err := c.newClient(op, opts); err != nil {
+		return err
 	}
-	c.mu.Lock()
-	c.cl = cl
-	c.mu.Unlock()
 	// The client joins the group in the background; wait for the partition.
 	select {
 	case <-c.assigned:
@@ -93,6 +89,18 @@ func (c *consumer) open(ctx context.Context) error {
 		return whisk.E(op, whisk.Timeout, "",
 			fmt.Errorf("topic %s group %s: still waiting for the partition (another consumer holds it): %w", c.topic, c.group, ctx.Err()))
 	}
+}
+
+// newClient makes the consumer's client with opts.
+func (c *consumer) newClient(op string, opts []kgo.Opt) error {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return whisk.E(op, whisk.Invalid, "", fmt.Errorf("kafka consumer: %w", err))
+	}
+	c.mu.Lock()
+	c.cl = cl
+	c.mu.Unlock()
+	return nil
 }
 
 func (c *consumer) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
@@ -233,13 +241,11 @@ func (c *consumer) Commit(ctx context.Context, offset int64) error {
 			return whisk.E(op, whisk.Invalid, "", fmt.Errorf("commit of offset %d beyond the end of topic %s (%d)", offset, c.topic, end.Offset))
 		}
 	}
-	var cerr error
+	commit := c.commitGroup
 	if c.direct {
-		cerr = c.commitDirect(ctx, offset)
-	} else {
-		c.commitGroup(ctx, offset, &cerr)
+		commit = c.commitDirect
 	}
-	if cerr != nil {
+	if cerr := commit(ctx, offset); cerr != nil {
 		if err := c.state(op); err != nil {
 			return err
 		}
@@ -261,23 +267,25 @@ func (c *consumer) Commit(ctx context.Context, offset int64) error {
 }
 
 // commitGroup commits offset+1 under the consumer's group generation.
-func (c *consumer) commitGroup(ctx context.Context, offset int64, cerr *error) {
+func (c *consumer) commitGroup(ctx context.Context, offset int64) error {
+	var cerr error
 	c.cl.CommitOffsetsSync(ctx,
 		map[string]map[int32]kgo.EpochOffset{c.name: {0: {Epoch: -1, Offset: offset + 1}}},
 		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 			if err != nil {
-				*cerr = err
+				cerr = err
 				return
 			}
 			for _, t := range resp.Topics {
 				for _, p := range t.Partitions {
 					if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
-						*cerr = err
+						cerr = err
 						return
 					}
 				}
 			}
 		})
+	return cerr
 }
 
 // Close leaves the group; its next consumer starts after the last commit.
@@ -291,14 +299,14 @@ func (c *consumer) Close() error {
 	cl := c.cl
 	c.mu.Unlock()
 	c.cancel(errors.New("consumer closed"))
-	if cl != nil && c.direct {
-		cl.Close()
-	} else if cl != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-		if err := cl.LeaveGroupContext(ctx); err != nil {
-			c.b.log.Warn("kafka: leaving the group", "topic", c.topic, "group", c.group, "err", err)
+	if cl != nil {
+		if !c.direct { // Assign's consumer is in no group
+			ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+			if err := cl.LeaveGroupContext(ctx); err != nil {
+				c.b.log.Warn("kafka: leaving the group", "topic", c.topic, "group", c.group, "err", err)
+			}
+			cancel()
 		}
-		cancel()
 		cl.Close()
 	}
 	c.b.release(c)

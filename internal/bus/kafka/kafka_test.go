@@ -152,6 +152,27 @@ func pollN(t testing.TB, c bus.Consumer, n int) []bus.Record {
 	return out
 }
 
+// crashableWithTen is a Bus of cfg whose connections d.crash severs, and a
+// new topic it published m0 to m9 to.
+func crashableWithTen(t *testing.T, cfg Config) (d *crashDialer, a *Bus, topic string) {
+	t.Helper()
+	ctx := t.Context()
+	d = &crashDialer{}
+	cfg.Dial = d.dial
+	cfg.Log = slog.New(slog.DiscardHandler)
+	a = newBus(t, cfg)
+	topic = uniqueTopic(t)
+	if err := a.EnsureTopic(ctx, topic); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if err := a.Publish(ctx, topic, fmt.Appendf(nil, "m%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d, a, topic
+}
+
 // crashDialer opens connections that crash() severs, refusing new ones
 // after: the client vanishes as a killed process does, without leaving its
 // group or committing.
@@ -191,20 +212,7 @@ func TestFailover(t *testing.T) {
 	for _, how := range []string{"crash", "close"} {
 		t.Run(how, func(t *testing.T) {
 			ctx := t.Context()
-			d := &crashDialer{}
-			cfgA := testConfig()
-			cfgA.Dial = d.dial
-			cfgA.Log = slog.New(slog.DiscardHandler)
-			a := newBus(t, cfgA)
-			topic := uniqueTopic(t)
-			if err := a.EnsureTopic(ctx, topic); err != nil {
-				t.Fatal(err)
-			}
-			for i := range 10 {
-				if err := a.Publish(ctx, topic, fmt.Appendf(nil, "m%d", i)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			d, a, topic := crashableWithTen(t, testConfig())
 			ca, err := a.Subscribe(ctx, topic, "queue")
 			if err != nil {
 				t.Fatal(err)
