@@ -90,7 +90,7 @@ type Server struct {
 
 	conc    *conc       // concurrent mode (nil: one run at a time)
 	inl     *inlineLogs // inline-logs mode (inline.go; nil: the lines go to Stdout and Stderr)
-	markSeq int         // mark ids of concurrent mode
+	markSeq int         // mark ids (passMark)
 
 	// oomBase is the cgroup's oom_kill counter when the action's process
 	// started (or when a child's exit was last explained), oomCounted
