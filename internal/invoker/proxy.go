@@ -522,9 +522,7 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 				rec := record()
 				// The spans went out with the early record; the stored
 				// one carries the same trace id annotation.
-				if id, ok := early.Annotations.Get(whisk.AnnTraceID); ok {
-					rec.Annotations = rec.Annotations.Merge(whisk.Params{{Key: whisk.AnnTraceID, Value: id}})
-				}
+				markTrace(msg, &rec)
 				p.inv.recs.put(rec)
 			}()
 			return false, runMs
