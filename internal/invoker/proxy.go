@@ -434,7 +434,10 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		l, _ := lc.waitLogs(p.inv.cfg.LogWait)
 		logs = append(logs, l...)
 	}
-	createMs := p.createMs
+	createMs := p.createMs // only the first activation's record counts the creation
+	if cold {
+		p.createMs = 0
+	}
 	record := func() whisk.Activation {
 		t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
 		if cold {
@@ -512,9 +515,6 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			early := record()
 			p.inv.traced(msg, &early, begin, initMs, runBegin, runMs, ran, end)
 			p.publishCompletion(msg, early)
-			if cold {
-				p.createMs = 0
-			}
 			p.logsPending.Add(1)
 			go func() {
 				defer p.logsPending.Done()
@@ -534,9 +534,6 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		ranMs = runMs
 	}
 
-	if cold {
-		p.createMs = 0
-	}
 	rec := record()
 	p.inv.traced(msg, &rec, begin, initMs, runBegin, runMs, ran, end)
 	p.complete(msg, rec)
