@@ -172,14 +172,10 @@ func (inv *Invoker) roomLeftLocked() int64 {
 }
 
 // planLocked finds mb for a creation and, with swapNS, one idle warm
-// container of that namespace to remove first, leaving at least headroom
-// of roomLeftLocked; ok is false (and nothing is touched) when that is not
-// possible. On success the free memory, the stem cells and the victims are
-// taken.
-func (inv *Invoker) planLocked(mb int64, swapNS string, headroom int64) (r room, ok bool) {
-	if headroom > 0 && inv.roomLeftLocked()-mb < headroom {
-		return room{}, false
-	}
+// container of that namespace to remove first; ok is false (and nothing
+// is touched) when that is not possible. On success the free memory, the
+// stem cells and the victims are taken.
+func (inv *Invoker) planLocked(mb int64, swapNS string) (r room, ok bool) {
 	var victims []*proxy
 	need := mb
 	if swapNS != "" {
