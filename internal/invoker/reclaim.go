@@ -23,6 +23,7 @@ package invoker
 // cut short.
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -135,19 +136,9 @@ func (inv *Invoker) candidatesLocked(ns string) []*proxy {
 		if c := a.rc.lastUsed.Compare(b.rc.lastUsed); c != 0 {
 			return c
 		}
-		return compareStrings(a.ctr.ID(), b.ctr.ID())
+		return cmp.Compare(a.ctr.ID(), b.ctr.ID())
 	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // room is what a creation takes to get its memory: from the free memory,
