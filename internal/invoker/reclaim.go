@@ -154,12 +154,8 @@ type room struct {
 // get: free, idle stem cells, and idle warm containers (as published: a
 // busy container between two activations does not count).
 func (inv *Invoker) roomLeftLocked() int64 {
-	n := inv.free
-	for _, k := range inv.cells.order {
-		n += int64(len(inv.cells.idle[k])) * k.mem
-	}
 	idle, _ := inv.idleLocked()
-	return n + idle
+	return inv.free + inv.cells.idleMBLocked() + idle
 }
 
 // planLocked finds mb for a creation and, with swapNS, one idle warm
@@ -179,10 +175,7 @@ func (inv *Invoker) planLocked(mb int64, swapNS string) (r room, ok bool) {
 	}
 	fromFree := min(max(need, 0), inv.free)
 	need -= fromFree
-	var cellMB int64
-	for _, k := range inv.cells.order {
-		cellMB += int64(len(inv.cells.idle[k])) * k.mem
-	}
+	cellMB := inv.cells.idleMBLocked()
 	if need > cellMB {
 		// Warm containers of other actions go, least recently used first,
 		// until the stem cells cover the rest.
