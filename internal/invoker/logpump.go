@@ -173,23 +173,19 @@ func (lp *logPump) startCollection(ctx context.Context, cur *container.LogCursor
 	defer lp.mu.Unlock()
 	lc := &logCollector{pump: lp, ctx: ctx, cur: cur, col: cur.Start(limit), done: make(chan struct{})}
 	lp.cols = append(lp.cols, lc)
-	if lp.active() != lc {
-		// An older collection still waits: the held sentinels (none, then)
-		// are not this one's.
-		if lp.ended {
-			lc.finish()
+	// While an older collection still waits, the held sentinels (none,
+	// then) are not this one's.
+	if lp.active() == lc {
+		held := lp.held
+		lp.held = lp.held[:0]
+		for i, l := range held {
+			if lc.finished {
+				// Both sentinels came: the rest is for the next collection.
+				lp.held = append(lp.held, held[i:]...)
+				break
+			}
+			lc.feed(l)
 		}
-		return lc
-	}
-	held := lp.held
-	lp.held = lp.held[:0]
-	for i, l := range held {
-		if lc.finished {
-			// Both sentinels came: the rest is for the next collection.
-			lp.held = append(lp.held, held[i:]...)
-			break
-		}
-		lc.feed(l)
 	}
 	if lp.ended {
 		lc.finish()
