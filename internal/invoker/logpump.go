@@ -87,12 +87,11 @@ func (lp *logPump) run() {
 
 // takeLocked gives l to whoever takes it now (under mu).
 func (lp *logPump) takeLocked(l container.LogLine) {
-	switch {
-	case lp.sink != nil:
+	if lp.sink != nil {
 		lp.sink.Feed(l)
-	case lp.active() != nil:
-		lp.active().feed(l)
-	case isSentinel(l):
+	} else if c := lp.active(); c != nil {
+		c.feed(l)
+	} else if isSentinel(l) {
 		lp.held = append(lp.held, l)
 	}
 }
