@@ -473,7 +473,9 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			} else if container.ConfirmsInlineLogs(resp.Body) {
 				p.inline = true
 				if c, ok := lc.(*logCollector); ok {
-					logs = append(logs, c.abandon()...)
+					// The runtime writes no sentinels from now on.
+					l, _ := c.endNoDebt()
+					logs = append(logs, l...)
 				}
 				lc = nil
 			}
