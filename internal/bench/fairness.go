@@ -104,7 +104,7 @@ func (e *env) fairness(ctx context.Context) (*FairnessResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.ColdMs = ann(probe, "waitTime") + ann(probe, "initTime")
+	res.ColdMs = ann(probe, whisk.AnnWaitTime) + ann(probe, whisk.AnnInitTime)
 
 	began := time.Now()
 	ids := make([]string, res.FloodN)
@@ -141,7 +141,7 @@ func (e *env) fairness(ctx context.Context) (*FairnessResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.BWaitMs = ann(rb, "waitTime")
+	res.BWaitMs = ann(rb, whisk.AnnWaitTime)
 	res.BColdRatio = ratio(float64(res.BWaitMs), float64(res.ColdMs))
 	for _, id := range ids {
 		if id == "" {

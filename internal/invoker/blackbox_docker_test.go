@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
-	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/invoker"
 	"github.com/eddy-faas/eddy/internal/whisk"
 	"github.com/eddy-faas/eddy/test/fixtures"
@@ -33,19 +32,7 @@ func dockerFixtures(t *testing.T, cfg invoker.Config) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	id := fmt.Sprintf("bb-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
-	b, err := docker.New(ctx, docker.Config{InvokerID: id, Log: testLog(t)})
-	if err != nil {
-		if os.Getenv("EDDY_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("EDDY_REQUIRE_DOCKER=1 but Docker is unusable: %v", err)
-		}
-		t.Skipf("Docker is unusable (%v); set EDDY_REQUIRE_DOCKER=1 to make this a failure", err)
-	}
-	t.Cleanup(func() {
-		cctx, c := context.WithTimeout(context.Background(), 30*time.Second)
-		defer c()
-		_ = b.Close(cctx)
-	})
+	b := dockerBackend(ctx, t, fmt.Sprintf("bb-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")), "")
 	fixturesOnce.Do(func() { fixturesErr = fixtures.Build(ctx, b.Client()) })
 	if fixturesErr != nil {
 		t.Fatalf("building the fixture images: %v", fixturesErr)

@@ -21,6 +21,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/bus/memory"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/container/process"
 	"github.com/eddy-faas/eddy/internal/invoker"
 	"github.com/eddy-faas/eddy/internal/manifest"
@@ -76,6 +77,33 @@ func testLog(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// dockerBackend returns a Docker backend for invoker id, closed when the
+// test ends, with image present unless image is "", or skips the test
+// when Docker is unusable (fails it with EDDY_REQUIRE_DOCKER=1).
+func dockerBackend(ctx context.Context, t *testing.T, id, image string) *docker.Backend {
+	t.Helper()
+	b, err := docker.New(ctx, docker.Config{InvokerID: id, Log: testLog(t)})
+	if err == nil && image != "" {
+		_, err = b.Client().ImageInspect(ctx, image)
+	}
+	if err != nil {
+		if os.Getenv("EDDY_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("EDDY_REQUIRE_DOCKER=1 but Docker is unusable: %v", err)
+		}
+		hint := "run scripts/docker-up"
+		if image != "" {
+			hint += " and make runtimes"
+		}
+		t.Skipf("Docker is unusable (%v); %s, or set EDDY_REQUIRE_DOCKER=1 to make this a failure", err, hint)
+	}
+	t.Cleanup(func() {
+		cctx, c := context.WithTimeout(context.Background(), 30*time.Second)
+		defer c()
+		_ = b.Close(cctx)
+	})
+	return b
 }
 
 // stubScheduler serves rpc.Scheduler for the tests: it hands out the

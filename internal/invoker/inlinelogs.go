@@ -54,13 +54,3 @@ func (p *proxy) takeInline(w *inlineWaiter, resp container.Response, err error) 
 	}
 	w.lines, w.got = lines, true
 }
-
-// abandon ends a stream collection at once with what it has, owing
-// nothing: the runtime confirmed inline logs and writes no sentinels.
-func (lc *logCollector) abandon() []string {
-	lc.pump.mu.Lock()
-	lc.col.NoDebt()
-	lc.pump.mu.Unlock()
-	l, _ := lc.end()
-	return l
-}

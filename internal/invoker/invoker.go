@@ -651,7 +651,7 @@ func (inv *Invoker) reserve(mb int64, swapNS string, headroom int64) bool {
 		inv.mu.Unlock()
 		return true
 	}
-	r, ok := inv.planLocked(mb, swapNS, 0)
+	r, ok := inv.planLocked(mb, swapNS)
 	inv.mu.Unlock()
 	if !ok {
 		return false

@@ -87,12 +87,11 @@ func (lp *logPump) run() {
 
 // takeLocked gives l to whoever takes it now (under mu).
 func (lp *logPump) takeLocked(l container.LogLine) {
-	switch {
-	case lp.sink != nil:
+	if lp.sink != nil {
 		lp.sink.Feed(l)
-	case lp.active() != nil:
-		lp.active().feed(l)
-	case isSentinel(l):
+	} else if c := lp.active(); c != nil {
+		c.feed(l)
+	} else if isSentinel(l) {
 		lp.held = append(lp.held, l)
 	}
 }
@@ -173,23 +172,19 @@ func (lp *logPump) startCollection(ctx context.Context, cur *container.LogCursor
 	defer lp.mu.Unlock()
 	lc := &logCollector{pump: lp, ctx: ctx, cur: cur, col: cur.Start(limit), done: make(chan struct{})}
 	lp.cols = append(lp.cols, lc)
-	if lp.active() != lc {
-		// An older collection still waits: the held sentinels (none, then)
-		// are not this one's.
-		if lp.ended {
-			lc.finish()
+	// While an older collection still waits, the held sentinels (none,
+	// then) are not this one's.
+	if lp.active() == lc {
+		held := lp.held
+		lp.held = lp.held[:0]
+		for i, l := range held {
+			if lc.finished {
+				// Both sentinels came: the rest is for the next collection.
+				lp.held = append(lp.held, held[i:]...)
+				break
+			}
+			lc.feed(l)
 		}
-		return lc
-	}
-	held := lp.held
-	lp.held = lp.held[:0]
-	for i, l := range held {
-		if lc.finished {
-			// Both sentinels came: the rest is for the next collection.
-			lp.held = append(lp.held, held[i:]...)
-			break
-		}
-		lc.feed(l)
 	}
 	if lp.ended {
 		lc.finish()
@@ -244,9 +239,15 @@ func (lc *logCollector) settleLogs(d, settle time.Duration) ([]string, bool) {
 			break
 		}
 	}
-	lp.mu.Lock()
+	return lc.endNoDebt()
+}
+
+// endNoDebt ends the collection at once with what it has, owing nothing:
+// the sentinels it did not see are not expected any more.
+func (lc *logCollector) endNoDebt() ([]string, bool) {
+	lc.pump.mu.Lock()
 	lc.col.NoDebt()
-	lp.mu.Unlock()
+	lc.pump.mu.Unlock()
 	return lc.end()
 }
 

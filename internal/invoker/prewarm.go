@@ -232,6 +232,14 @@ func (p *stemPool) idleLocked() (mb int64, cells []whisk.StemCell) {
 	return mb, cells
 }
 
+// idleMBLocked is the memory of the idle stem cells.
+func (p *stemPool) idleMBLocked() (mb int64) {
+	for _, k := range p.order {
+		mb += int64(len(p.idle[k])) * k.mem
+	}
+	return mb
+}
+
 // takeStemCell hands out an idle stem cell that fits spec (same kind,
 // memory, image and launcher), or nil. Its memory goes with it.
 func (inv *Invoker) takeStemCell(spec container.Spec) *stemCell {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
-	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/invoker"
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -307,22 +306,7 @@ func TestPrewarmDocker(t *testing.T) {
 	rt, _ := manifest.Default().Lookup("python:3.11")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	id := fmt.Sprintf("prewarm-test-%d", os.Getpid())
-	b, err := docker.New(ctx, docker.Config{InvokerID: id, Log: testLog(t)})
-	if err == nil {
-		_, err = b.Client().ImageInspect(ctx, rt.Image)
-	}
-	if err != nil {
-		if os.Getenv("EDDY_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("EDDY_REQUIRE_DOCKER=1 but Docker is unusable: %v", err)
-		}
-		t.Skipf("Docker is unusable (%v); run scripts/docker-up and make runtimes, or set EDDY_REQUIRE_DOCKER=1 to make this a failure", err)
-	}
-	t.Cleanup(func() {
-		cctx, c := context.WithTimeout(context.Background(), 30*time.Second)
-		defer c()
-		_ = b.Close(cctx)
-	})
+	b := dockerBackend(ctx, t, fmt.Sprintf("prewarm-test-%d", os.Getpid()), rt.Image)
 	counting := &countingBackend{}
 	e := newEnvWith(t, invoker.Config{StemCells: []invoker.StemCell{{Kind: "python:3.11", MemoryMB: 256, Count: 1}}},
 		etcd, envWrap{backend: func(container.Backend) container.Backend { return counting.wrap(b) }})

@@ -434,7 +434,10 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		l, _ := lc.waitLogs(p.inv.cfg.LogWait)
 		logs = append(logs, l...)
 	}
-	createMs := p.createMs
+	createMs := p.createMs // only the first activation's record counts the creation
+	if cold {
+		p.createMs = 0
+	}
 	record := func() whisk.Activation {
 		t := whisk.Timings{Queued: queuedMs(msg.Published, begin.UnixMilli()), Run: runMs, Start: whisk.StartWarm}
 		if cold {
@@ -470,7 +473,9 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			} else if container.ConfirmsInlineLogs(resp.Body) {
 				p.inline = true
 				if c, ok := lc.(*logCollector); ok {
-					logs = append(logs, c.abandon()...)
+					// The runtime writes no sentinels from now on.
+					l, _ := c.endNoDebt()
+					logs = append(logs, l...)
 				}
 				lc = nil
 			}
@@ -512,9 +517,6 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 			early := record()
 			p.inv.traced(msg, &early, begin, initMs, runBegin, runMs, ran, end)
 			p.publishCompletion(msg, early)
-			if cold {
-				p.createMs = 0
-			}
 			p.logsPending.Add(1)
 			go func() {
 				defer p.logsPending.Done()
@@ -522,9 +524,7 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 				rec := record()
 				// The spans went out with the early record; the stored
 				// one carries the same trace id annotation.
-				if id, ok := early.Annotations.Get(whisk.AnnTraceID); ok {
-					rec.Annotations = rec.Annotations.Merge(whisk.Params{{Key: whisk.AnnTraceID, Value: id}})
-				}
+				markTrace(msg, &rec)
 				p.inv.recs.put(rec)
 			}()
 			return false, runMs
@@ -536,9 +536,6 @@ func (p *proxy) runActivationMs(msg *whisk.ActivationMessage) (destroy bool, ran
 		ranMs = runMs
 	}
 
-	if cold {
-		p.createMs = 0
-	}
 	rec := record()
 	p.inv.traced(msg, &rec, begin, initMs, runBegin, runMs, ran, end)
 	p.complete(msg, rec)

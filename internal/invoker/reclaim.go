@@ -23,6 +23,7 @@ package invoker
 // cut short.
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -135,19 +136,9 @@ func (inv *Invoker) candidatesLocked(ns string) []*proxy {
 		if c := a.rc.lastUsed.Compare(b.rc.lastUsed); c != 0 {
 			return c
 		}
-		return compareStrings(a.ctr.ID(), b.ctr.ID())
+		return cmp.Compare(a.ctr.ID(), b.ctr.ID())
 	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // room is what a creation takes to get its memory: from the free memory,
@@ -163,23 +154,15 @@ type room struct {
 // get: free, idle stem cells, and idle warm containers (as published: a
 // busy container between two activations does not count).
 func (inv *Invoker) roomLeftLocked() int64 {
-	n := inv.free
-	for _, k := range inv.cells.order {
-		n += int64(len(inv.cells.idle[k])) * k.mem
-	}
 	idle, _ := inv.idleLocked()
-	return n + idle
+	return inv.free + inv.cells.idleMBLocked() + idle
 }
 
 // planLocked finds mb for a creation and, with swapNS, one idle warm
-// container of that namespace to remove first, leaving at least headroom
-// of roomLeftLocked; ok is false (and nothing is touched) when that is not
-// possible. On success the free memory, the stem cells and the victims are
-// taken.
-func (inv *Invoker) planLocked(mb int64, swapNS string, headroom int64) (r room, ok bool) {
-	if headroom > 0 && inv.roomLeftLocked()-mb < headroom {
-		return room{}, false
-	}
+// container of that namespace to remove first; ok is false (and nothing
+// is touched) when that is not possible. On success the free memory, the
+// stem cells and the victims are taken.
+func (inv *Invoker) planLocked(mb int64, swapNS string) (r room, ok bool) {
 	var victims []*proxy
 	need := mb
 	if swapNS != "" {
@@ -192,10 +175,7 @@ func (inv *Invoker) planLocked(mb int64, swapNS string, headroom int64) (r room,
 	}
 	fromFree := min(max(need, 0), inv.free)
 	need -= fromFree
-	var cellMB int64
-	for _, k := range inv.cells.order {
-		cellMB += int64(len(inv.cells.idle[k])) * k.mem
-	}
+	cellMB := inv.cells.idleMBLocked()
 	if need > cellMB {
 		// Warm containers of other actions go, least recently used first,
 		// until the stem cells cover the rest.

@@ -21,11 +21,9 @@ var traceContext propagation.TraceContext
 // and eddy.container.run. Without a trace context it does nothing.
 func (inv *Invoker) traced(msg *whisk.ActivationMessage, rec *whisk.Activation, begin time.Time, initMs int64,
 	runBegin time.Time, runMs int64, ran bool, end time.Time) {
-	id := whisk.TraceIDOf(msg.TraceParent)
-	if id == "" {
+	if !markTrace(msg, rec) {
 		return
 	}
-	rec.Annotations = rec.Annotations.Merge(whisk.Params{{Key: whisk.AnnTraceID, Value: whisk.AppendJSONString(nil, id)}})
 	tr := inv.d.Tracer
 	if tr == nil {
 		return
@@ -52,4 +50,15 @@ func (inv *Invoker) traced(msg *whisk.ActivationMessage, rec *whisk.Activation, 
 		s.End(trace.WithTimestamp(runBegin.Add(time.Duration(runMs) * time.Millisecond)))
 	}
 	span.End(trace.WithTimestamp(end))
+}
+
+// markTrace marks rec with the trace id of msg's trace context
+// (whisk.AnnTraceID); it reports whether msg has one.
+func markTrace(msg *whisk.ActivationMessage, rec *whisk.Activation) bool {
+	id := whisk.TraceIDOf(msg.TraceParent)
+	if id == "" {
+		return false
+	}
+	rec.Annotations = rec.Annotations.Merge(whisk.Params{{Key: whisk.AnnTraceID, Value: whisk.AppendJSONString(nil, id)}})
+	return true
 }

@@ -377,20 +377,7 @@ func (s *Server) runConcurrent(ctx context.Context, c *conc, body []byte) (int, 
 // endRun writes the run's sentinels through the slot's pipes (after the
 // child's lines); when the readers are gone it writes them directly.
 func (s *Server) endRun(ctx context.Context, sl *slot, tag string) {
-	s.mu.Lock()
-	s.markSeq++
-	id := tag + " " + strconv.Itoa(s.markSeq)
-	s.mu.Unlock()
-	a, b := sl.out.mark(id), sl.err.mark(id)
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	for _, ch := range []<-chan struct{}{a, b} {
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
+	s.passMark(ctx, tag, sl.out, sl.err)
 	select {
 	case <-sl.out.done:
 		s.writeLine(s.cfg.Stdout, TagMark+tag+" "+Sentinel+"\n")
@@ -400,6 +387,26 @@ func (s *Server) endRun(ctx context.Context, sl *slot, tag string) {
 	case <-sl.err.done:
 		s.writeLine(s.cfg.Stderr, TagMark+tag+" "+Sentinel+"\n")
 	default:
+	}
+}
+
+// passMark writes a mark ("<name> <seq>") behind the child's lines on out
+// and on errs and waits until both readers passed it (at most 5 s or until
+// ctx ends).
+func (s *Server) passMark(ctx context.Context, name string, out, errs *tagStream) {
+	s.mu.Lock()
+	s.markSeq++
+	id := name + " " + strconv.Itoa(s.markSeq)
+	s.mu.Unlock()
+	a, b := out.mark(id), errs.mark(id)
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	for _, ch := range []<-chan struct{}{a, b} {
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
 	}
 }
 

@@ -62,7 +62,6 @@ type inlineLogs struct {
 	size int64  // their texts' bytes, each with its newline
 	over bool   // a line past the limit was kept: later ones are dropped
 	keep bool   // the buffer holds /init's lines: the first run keeps them
-	seq  int    // mark ids
 }
 
 // newInlineLogs makes the pipes an action's process writes to in inline
@@ -124,20 +123,7 @@ func (il *inlineLogs) reset() {
 // flush waits until the readers have every line the action wrote so far
 // (a mark on each pipe, at most 5 s or until ctx ends).
 func (il *inlineLogs) flush(ctx context.Context) {
-	il.mu.Lock()
-	il.seq++
-	id := "logs " + strconv.Itoa(il.seq)
-	il.mu.Unlock()
-	a, b := il.out.mark(id), il.err.mark(id)
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	for _, ch := range []<-chan struct{}{a, b} {
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-ctx.Done():
-		}
-	}
+	il.s.passMark(ctx, "logs", il.out, il.err)
 }
 
 // take returns the lines kept so far (encoded) and empties the buffer.

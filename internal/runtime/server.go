@@ -90,7 +90,7 @@ type Server struct {
 
 	conc    *conc       // concurrent mode (nil: one run at a time)
 	inl     *inlineLogs // inline-logs mode (inline.go; nil: the lines go to Stdout and Stderr)
-	markSeq int         // mark ids of concurrent mode
+	markSeq int         // mark ids (passMark)
 
 	// oomBase is the cgroup's oom_kill counter when the action's process
 	// started (or when a child's exit was last explained), oomCounted
@@ -339,7 +339,7 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 	if req.Value == nil || strings.TrimSpace(req.Value.Code) == "" {
 		if s.cfg.Launcher == LauncherSkeleton {
 			// actionproxy.py keeps its stub action: runs answer msgStub.
-			return s.initialize(nil, nil)
+			return s.initialize(nil, nil, nil)
 		}
 		return http.StatusForbidden, errBody(msgNoCode)
 	}
@@ -353,7 +353,7 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 	}
 	env = append(env, cmd.env...)
 	if cmd.perRun {
-		return s.initialize(nil, &skeletonAction{cmd: cmd, env: env})
+		return s.initialize(nil, &skeletonAction{cmd: cmd, env: env}, nil)
 	}
 	if n := req.Value.Concurrency; n > 1 {
 		c, status, resp := s.startConcurrent(cmd, env, n, s.cfg.Launcher == LauncherPython || s.cfg.Launcher == LauncherNodejs, ctx)
@@ -387,38 +387,22 @@ func (s *Server) init(ctx context.Context, body []byte) (int, any) {
 			return status, resp
 		}
 	}
-	if il != nil {
-		return s.initializeInline(ch, il)
-	}
-	return s.initialize(ch, nil)
-}
-
-// initializeInline records a successful /init in inline-logs mode; the
-// answer says so ("logs": "inline"), which tells the caller that runs
-// answer with their lines (inline.go).
-func (s *Server) initializeInline(ch *child, il *inlineLogs) (int, any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		ch.kill()
-		il.close()
-		return http.StatusServiceUnavailable, errBody("the runtime is shutting down")
-	}
-	s.initialized = true
-	s.child = ch
-	s.inl = il
-	s.oomBase, s.oomCounted = oomKills(s.cfg.OOMFiles)
-	return http.StatusOK, map[string]any{"ok": true, "logs": InlineLogs}
+	return s.initialize(ch, nil, il)
 }
 
 // initialize records a successful /init: an actionloop child, or a
-// skeleton action (nil for an /init without code).
-func (s *Server) initialize(ch *child, act *skeletonAction) (int, any) {
+// skeleton action (nil for an /init without code). With il (inline-logs
+// mode) the answer says so ("logs": "inline"), which tells the caller
+// that runs answer with their lines (inline.go).
+func (s *Server) initialize(ch *child, act *skeletonAction, il *inlineLogs) (int, any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		if ch != nil {
 			ch.kill()
+		}
+		if il != nil {
+			il.close()
 		}
 		return http.StatusServiceUnavailable, errBody("the runtime is shutting down")
 	}
@@ -429,6 +413,10 @@ func (s *Server) initialize(ch *child, act *skeletonAction) (int, any) {
 	}
 	s.child = ch
 	s.oomBase, s.oomCounted = oomKills(s.cfg.OOMFiles)
+	if il != nil {
+		s.inl = il
+		return http.StatusOK, map[string]any{"ok": true, "logs": InlineLogs}
+	}
 	return http.StatusOK, map[string]bool{"ok": true}
 }
 

@@ -128,9 +128,11 @@ type lineWriter struct {
 func (w *lineWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	t := time.Now()
-	if ts, rest, ok := bytes.Cut(p, []byte{' '}); ok && w.stamped {
-		if pt, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
-			t, p = pt, rest
+	if w.stamped {
+		if ts, rest, ok := bytes.Cut(p, []byte{' '}); ok {
+			if pt, err := time.Parse(time.RFC3339Nano, string(ts)); err == nil {
+				t, p = pt, rest
+			}
 		}
 	}
 	for len(p) > 0 {

@@ -192,12 +192,20 @@ func (b *Backend) reapUID(uid uint32) (live int, err error) {
 		case p.uid != uid:
 		case !p.zombie:
 			live++
-		case p.ppid == self && !b.isServer(p.pid):
-			var ws syscall.WaitStatus
-			_, _ = syscall.Wait4(p.pid, &ws, syscall.WNOHANG, nil)
+		default:
+			reapOrphan(p, self, b.isServer)
 		}
 	}
 	return live, nil
+}
+
+// reapOrphan waits for p when it is an exited child of this process
+// (self) that is not a runtime server (os/exec waits for those).
+func reapOrphan(p procInfo, self int, server func(pid int) bool) {
+	if p.zombie && p.ppid == self && !server(p.pid) {
+		var ws syscall.WaitStatus
+		_, _ = syscall.Wait4(p.pid, &ws, syscall.WNOHANG, nil)
+	}
 }
 
 // rlimits is the value of runtime.RlimitsEnv for a container: the
@@ -280,9 +288,8 @@ func (r *reaper) reap() {
 	}
 	self := os.Getpid()
 	for _, p := range ps {
-		if p.ppid == self && p.zombie && p.uid >= r.first && p.uid-r.first < r.count && !r.servers(p.pid) {
-			var ws syscall.WaitStatus
-			_, _ = syscall.Wait4(p.pid, &ws, syscall.WNOHANG, nil)
+		if p.uid >= r.first && p.uid-r.first < r.count {
+			reapOrphan(p, self, r.servers)
 		}
 	}
 }

@@ -49,6 +49,7 @@ import (
 	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
+	"github.com/eddy-faas/eddy/internal/retry"
 	"github.com/eddy-faas/eddy/internal/runtime"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -312,7 +313,8 @@ func (b *Backend) killSlot() error {
 // zombies that are this process's (orphans it is the subreaper of).
 func (b *Backend) killAll(uid uint32) error {
 	deadline := time.Now().Add(killWait)
-	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+	bo := retry.New(time.Millisecond, 50*time.Millisecond)
+	for {
 		if err := killUID(uid); err != nil {
 			return err
 		}
@@ -323,7 +325,7 @@ func (b *Backend) killAll(uid uint32) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("uid %d still has %d processes %v after SIGKILL", uid, live, killWait)
 		}
-		time.Sleep(delay) // SIGKILL is delivered; the processes are exiting
+		time.Sleep(bo.Next()) // SIGKILL is delivered; the processes are exiting
 	}
 }
 
