@@ -14,8 +14,8 @@ package invoker
 // activations (activity) and when a fetch came back empty (markIdle: no
 // work for a whole park): such a container is idle, and its memory is
 // published (InvokerInfo.IdleMemory, Idle by namespace) so that schedulers
-// count it as room. A victim's fetch is cancelled (the queue takes back
-// what it may have handed to it), its proxy stops as after an idle
+// count it as room. A victim's parked fetch is not cancelled (clear): it
+// ends within the queue's park time, then its proxy stops as after an idle
 // timeout (a last fetch with Alive false, removal, deregistration), and
 // its memory goes to the creation that removed it, not back to the free
 // memory, so the backend never holds more than the budget. If the victim
