@@ -460,7 +460,7 @@ func (s *Store) CreateIdentity(ctx context.Context, id whisk.Identity, check fun
 			keys = append(keys, got)
 		}
 	}
-	if err := rows.Close(); err != nil {
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return dbErr(op, err)
 	}
 	if err := check(keys, holder); err != nil {
