@@ -89,7 +89,18 @@ spawn() {
 	LOGOFF[$name]=$(stat -c %s "$RUN/$name.log")
 	printf -- '--- cluster.sh: %s started %s\n' "$name" "$(date -u +%FT%TZ)" >>"$RUN/$name.log"
 	setsid "$@" >>"$RUN/$name.log" 2>&1 </dev/null &
-	echo $! >"$RUN/$name.pid"
+	local pid=$!
+	echo "$pid" >"$RUN/$name.pid"
+	# Until the child has exec'd, its command line is this script's, and
+	# alive would take it for dead: wait for the exec, or its end (gone,
+	# or a zombie: state Z), at most 10 s.
+	local i
+	for ((i = 0; i < 1000; i++)); do
+		[[ -r /proc/$pid/cmdline ]] || break
+		[[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+		tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qE "$BIN/eddy|$RUN/" && break
+		sleep 0.01
+	done
 }
 
 # started NAME: spawn started NAME in this run (wait for it).
