@@ -93,6 +93,13 @@ func startCluster(t *testing.T, extraEnv ...string) *testCluster {
 				}
 			}
 		}
+		if keep := os.Getenv("EDDY_CLUSTER_KEEP_FAILED"); keep != "" && t.Failed() {
+			// A debugging aid: keep the whole run dir (every role's full log) of a failed test.
+			dst := filepath.Join(keep, t.Name()+"-"+filepath.Base(c.runDir))
+			if err := os.MkdirAll(keep, 0o755); err == nil && os.Rename(c.runDir, dst) == nil {
+				t.Logf("run dir kept in %s", dst)
+			}
+		}
 		os.RemoveAll(c.runDir)
 	})
 
