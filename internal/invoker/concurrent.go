@@ -144,7 +144,7 @@ func (p *proxy) runSlot() {
 			addr, client = cur, c
 		}
 		fctx, cancel := context.WithTimeout(p.fetchCtx, fetchTimeout)
-		resp, err := client.Fetch(fctx, &rpc.FetchRequest{
+		resp, err := p.seqs.fetch(fctx, client, &rpc.FetchRequest{
 			Namespace: p.action.Namespace, Action: p.action.Name, Rev: p.action.Rev,
 			ContainerID: p.ctr.ID(), InvokerID: p.inv.cfg.ID,
 			LastDurationMs: last, Alive: true, Warm: true,

@@ -61,6 +61,7 @@ type proxy struct {
 	lastDuration int64
 	lastActive   time.Time
 	failingSince time.Time // first failed fetch of the current streak; zero when fetches work
+	seqs         fetchSeqs // numbers every slot's fetches (fetchseq.go)
 	backoff      retry.Backoff
 
 	rc       reclaimState    // the pool's view (reclaim.go), guarded by inv.mu
@@ -337,7 +338,7 @@ func (p *proxy) stop(ctx context.Context, tellQueue bool) {
 }
 
 func (p *proxy) fetchWith(ctx context.Context, alive bool) (*rpc.FetchResponse, error) {
-	return p.client.Fetch(ctx, &rpc.FetchRequest{
+	return p.seqs.fetch(ctx, p.client, &rpc.FetchRequest{
 		Namespace: p.action.Namespace, Action: p.action.Name, Rev: p.action.Rev,
 		ContainerID: p.ctr.ID(), InvokerID: p.inv.cfg.ID,
 		LastDurationMs: p.lastDuration, Alive: alive, Warm: p.warm,

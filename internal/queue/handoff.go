@@ -67,7 +67,12 @@ func (q *Queue) handleMessage(now time.Time, in *inbound) {
 	}
 	if id := in.msg.ActivationID; in.dup || id != "" && q.recent.has(id) {
 		// Handed out before (by this queue, or by a predecessor whose
-		// commit did not happen): never run twice.
+		// commit did not happen): never run twice. A predecessor's
+		// hand-out gets its parameters back, in case it never reached
+		// its container (unanswered.go).
+		if !in.dup {
+			q.wholeAgain(in.msg)
+		}
 		q.dups.Add(1)
 		q.log.Info("queue: duplicate activation skipped", "activation", id, "offset", in.off, "recorded", in.dup)
 		q.offs.finish(in.off)
@@ -162,6 +167,7 @@ func (q *Queue) handleFetch(now time.Time, f *fetch) {
 	}
 	q.lastFetch = now
 	q.fetchedBy(r.InvokerID, r.ContainerID)
+	q.takeBackUnanswered(r)
 	if q.release > 0 && q.shareIsFresh(now, shareFresh) {
 		q.releaseTo(now, f)
 		return

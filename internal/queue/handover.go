@@ -129,7 +129,7 @@ func (q *Queue) handleClaim(now time.Time, handed []whisk.Handout) {
 		e := &entry{msg: h.Message, off: -1, enq: enqueued(h.Message, now), keyed: true}
 		w := q.workOf(ctrID{h.InvokerID, h.ContainerID})
 		at := time.UnixMilli(h.HandedAt)
-		w.acts = append(w.acts, &handedAct{e: e, at: at, due: at.Add(q.lostLimit(&h.Message, h.Warm)), claimed: true})
+		w.acts = append(w.acts, &handedAct{e: e, at: at, due: at.Add(q.lostLimit(&h.Message, h.Warm)), claimed: true, seq: h.Seq, stripped: true})
 		// Checked after the grace whether it finished; a fetch of the
 		// container says it lives (fetchedBy).
 		w.goneAt = now
@@ -150,7 +150,7 @@ func (q *Queue) recordHandout(f *fetch, e *entry, msg whisk.ActivationMessage) {
 	stored.Params, stored.APIKey, stored.InitParams = nil, "", nil
 	h := whisk.Handout{
 		InvokerID: f.req.InvokerID, ContainerID: f.req.ContainerID, Warm: f.req.Warm,
-		HandedAt: q.d.Now().UnixMilli(), Epoch: epoch, Message: stored,
+		HandedAt: q.d.Now().UnixMilli(), Epoch: epoch, Seq: f.req.Seq, Message: stored,
 	}
 	ctx, ho := q.countCtx, q.d.Handover
 	go func() {

@@ -68,10 +68,20 @@ type handedAct struct {
 	at  time.Time // handed out
 	due time.Time // the safety net's deadline
 	// claimed: a predecessor handed it out (handleClaim). The container's
-	// later fetches prove nothing of it (the predecessor may have died
-	// before its answer reached the container), so only its record or
-	// the safety net ends it.
+	// later fetches do not prove that it finished (the container may run
+	// several at once, and the predecessor's eviction count is lost), so
+	// only its record, the safety net or the container's word that the
+	// answer never came (unanswered.go) ends it.
 	claimed bool
+	// seq is the number of the container's fetch it answered (0: not
+	// numbered); undelivered: a later fetch said that one got no answer
+	// (unanswered.go).
+	seq         uint64
+	undelivered bool
+	// stripped: e.msg came from the hand-out key, without the parameters
+	// and key; the bus's copy (a predecessor's uncommitted offset) makes
+	// it whole again.
+	stripped bool
 }
 
 // ctrWork is what one container may still be running.
@@ -113,7 +123,7 @@ func (q *Queue) handedTo(f *fetch, e *entry, msg *whisk.ActivationMessage) {
 	now := q.d.Now()
 	w := q.workOf(ctrID{f.req.InvokerID, f.req.ContainerID})
 	due := now.Add(q.lostLimit(msg, f.req.Warm))
-	w.acts = append(w.acts, &handedAct{e: e, at: now, due: due})
+	w.acts = append(w.acts, &handedAct{e: e, at: now, due: due, seq: f.req.Seq})
 	q.lostDue(due)
 	if n := len(w.acts) - max(1, msg.Action.Limits.Concurrency) - keepFinished; n > 0 && !w.checking {
 		// The container fetched with a free slot: the oldest finished,

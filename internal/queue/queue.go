@@ -260,6 +260,9 @@ type Queue struct {
 	lostCount atomic.Int64 // activations failed as lost with their container (lost.go)
 	fenced    atomic.Bool  // a newer leadership exists (handover.go)
 	claimed   atomic.Int64 // activations a predecessor handed out, taken over (handover.go)
+	// redelivered counts activations handed out again because their
+	// hand-out never reached its container (unanswered.go).
+	redelivered atomic.Int64
 	// claimedEpoch is the epoch the reader claimed (handover.go), set
 	// before the owner gets the claim: the leadership the queue hands out
 	// under, records under and commits under (0: not claimed yet).

@@ -255,3 +255,92 @@ func TestHandOverStaleLeaderFenced(t *testing.T) {
 		t.Fatalf("s2 handed %s, want %s", got, b)
 	}
 }
+
+// fetchSeq fetches once from addr as container cid of invoker i1, with
+// fetch number seq and the numbers of earlier fetches that got no answer.
+func (h *hoEnv) fetchSeq(addr, cid string, seq uint64, unanswered ...whisk.SeqRange) (*rpc.FetchResponse, error) {
+	rc := rpc.NewClient(mustDial(h.t, addr))
+	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+	defer cancel()
+	return rc.Fetch(ctx, &rpc.FetchRequest{Namespace: h.f.Namespace, Action: h.f.Name, Rev: 1,
+		InvokerID: "i1", ContainerID: cid, Alive: true, Warm: true, Seq: seq, Unanswered: unanswered})
+}
+
+// handedTo fetches from addr as c1 with fetch number seq until an
+// activation comes, and returns it.
+func (h *hoEnv) handedTo(addr string, seq uint64, unanswered ...whisk.SeqRange) *whisk.ActivationMessage {
+	h.t.Helper()
+	var got *whisk.ActivationMessage
+	h.eventually("an activation from "+addr, func() bool {
+		r, err := h.fetchSeq(addr, "c1", seq, unanswered...)
+		if err == nil && r.Status == rpc.FetchOK {
+			got = r.Activation
+			return true
+		}
+		return false
+	})
+	return got
+}
+
+// The leader dies after it recorded a hand-out and before its answer
+// reached the container (the container's fetch failed). The successor
+// learns that from the container's next fetch and hands the activation
+// out again, with its parameters, once; a container whose fetch was
+// answered is not handed the same activation again.
+func TestHandOverUnansweredFetchRunsOnSuccessor(t *testing.T) {
+	t.Parallel()
+	h := newHandoverEnv(t)
+	s1, s2 := h.leaders()
+	x := h.publish(1)
+	// Fetch 1 is answered with x: the container "never got it".
+	if got := h.handedTo(s1.addr, 1); got.ActivationID != x {
+		t.Fatalf("s1 handed %s, want %s", got.ActivationID, x)
+	}
+	s1.crash()
+	h.awaitLeader("s2")
+	// Fetches 2-4 failed against the dead s1; fetch 5 goes to s2.
+	unanswered := []whisk.SeqRange{{From: 1, To: 4}}
+	got := h.handedTo(s2.addr, 5, unanswered...)
+	if got.ActivationID != x {
+		t.Fatalf("s2 handed %s, want %s again", got.ActivationID, x)
+	}
+	if string(got.Params) != `{}` {
+		t.Fatalf("x handed again with params %q, want the published {}", got.Params)
+	}
+	// The same report again (fetch 5 was answered) and other containers
+	// get nothing more: x runs once.
+	for _, c := range []string{"c1", "c2"} {
+		r, err := h.fetchSeq(s2.addr, c, 6, unanswered...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == rpc.FetchOK {
+			t.Fatalf("s2 handed %s to %s after x was handed again", r.Activation.ActivationID, c)
+		}
+	}
+}
+
+// On a leader that lives, an answer lost on the way (the container's call
+// failed after the queue handed out) is handed out again on the
+// container's next fetch, and only then.
+func TestUnansweredFetchHandedAgainBySameLeader(t *testing.T) {
+	t.Parallel()
+	h := newHandoverEnv(t)
+	s1, _ := h.leaders()
+	x := h.publish(1)
+	if got := h.handedTo(s1.addr, 1); got.ActivationID != x {
+		t.Fatalf("s1 handed %s, want %s", got.ActivationID, x)
+	}
+	// Fetch 2 reports nothing unanswered: x reached c1, nothing comes.
+	if r, err := h.fetchSeq(s1.addr, "c1", 2); err != nil || r.Status == rpc.FetchOK {
+		t.Fatalf("fetch 2: %+v %v, want no activation", r, err)
+	}
+	// Fetch 3 reports fetch 1 unanswered (as a client whose deadline
+	// passed would): x comes again.
+	if got := h.handedTo(s1.addr, 3, whisk.SeqRange{From: 1, To: 1}); got.ActivationID != x {
+		t.Fatalf("s1 handed %s, want %s again", got.ActivationID, x)
+	}
+	if r, err := h.fetchSeq(s1.addr, "c1", 4, whisk.SeqRange{From: 1, To: 1}); err != nil || r.Status == rpc.FetchOK {
+		t.Fatalf("fetch 4: %+v %v, want no activation", r, err)
+	}
+}

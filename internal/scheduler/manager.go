@@ -286,7 +286,7 @@ func (s *Scheduler) own(ctx context.Context, f whisk.FQN, e *entry) {
 	s.mu.Unlock()
 	e.close()
 	s.loadChanged()
-	s.log.Info("queue removed", "action", f.String(), "why", why.String(), "lost", lost, "duplicatesSkipped", e.q.Duplicates())
+	s.log.Info("queue removed", "action", f.String(), "why", why.String(), "lost", lost, "duplicatesSkipped", e.q.Duplicates(), "handedAgain", e.q.Redelivered())
 }
 
 // resign deletes f's leader key if this scheduler holds it (see giveUp).

@@ -127,12 +127,16 @@ type QueueStatus struct {
 // hand-over"). Message is the activation without its parameters and key:
 // enough to make its error record and complete it.
 type Handout struct {
-	InvokerID   string            `json:"invokerId"`
-	ContainerID string            `json:"containerId"`
-	HandedAt    int64             `json:"handedAt"` // epoch ms
-	Warm        bool              `json:"warm"`     // the container had run the action before
-	Epoch       int64             `json:"epoch"`    // the leadership that handed it out
-	Message     ActivationMessage `json:"message"`
+	InvokerID   string `json:"invokerId"`
+	ContainerID string `json:"containerId"`
+	HandedAt    int64  `json:"handedAt"` // epoch ms
+	Warm        bool   `json:"warm"`     // the container had run the action before
+	Epoch       int64  `json:"epoch"`    // the leadership that handed it out
+	// Seq is the number of the container's fetch it answered
+	// (FetchRequest.Seq): the container's later fetches say whether the
+	// answer reached it.
+	Seq     uint64            `json:"seq,omitempty"`
+	Message ActivationMessage `json:"message"`
 }
 
 // ForNamespace is st as a key of namespace may see it: the queues of its

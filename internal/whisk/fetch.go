@@ -16,6 +16,35 @@ type FetchRequest struct {
 	Alive bool `json:"alive"`
 	// Warm says the container has run this action before (it is initialised).
 	Warm bool `json:"warm,omitempty"`
+	// Seq numbers the container's fetches (from 1; 0: not numbered). A
+	// queue keeps it with each hand-out, so that it can tell from a later
+	// fetch's Unanswered that the answer never reached the container.
+	Seq uint64 `json:"seq,omitempty"`
+	// Unanswered are the numbers of the container's recent fetches that
+	// ended without an answer (the call failed: the scheduler died, the
+	// connection broke, the deadline passed). An activation a queue handed
+	// to one of them never ran: it is handed out again, not failed later.
+	Unanswered []SeqRange `json:"unanswered,omitempty"`
+}
+
+// SeqRange is the fetch numbers From..To, both included.
+type SeqRange struct {
+	From uint64 `json:"from"`
+	To   uint64 `json:"to"`
+}
+
+// UnansweredSeq says whether fetch number seq, older than this fetch, is in
+// r.Unanswered.
+func (r *FetchRequest) UnansweredSeq(seq uint64) bool {
+	if seq == 0 || seq >= r.Seq {
+		return false
+	}
+	for _, g := range r.Unanswered {
+		if g.From <= seq && seq <= g.To {
+			return true
+		}
+	}
+	return false
 }
 
 // Fetch outcomes.
