@@ -20,6 +20,7 @@ import (
 	"github.com/eddy-faas/eddy/internal/catalog"
 	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/controller"
+	"github.com/eddy-faas/eddy/internal/handout"
 	"github.com/eddy-faas/eddy/internal/invoker"
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/scheduler"
@@ -194,9 +195,21 @@ func standalone(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("bus: %w", err)
 	}
 	defer msgBus.Close()
-	if err := failInterrupted(ctx, msgBus.Done(), store, log); err != nil {
+	// The hand-outs of the scheduler, recorded before each container gets
+	// its activation: the ones a kill -9 left are not run again (the bus
+	// replays what the scheduler had not committed yet).
+	handouts, err := handout.Open(filepath.Join(cfg.dataDir, "handouts.log"), log)
+	if err != nil {
 		return err
 	}
+	defer handouts.Close()
+	if err := failInterrupted(ctx, interrupted(msgBus.Done(), handouts.Leftovers()), store, log); err != nil {
+		return err
+	}
+	if err := handouts.DropLeftovers(); err != nil {
+		return err
+	}
+	cfg.tuning.handOver, cfg.tuning.handovers = true, handouts
 
 	owner, err := containerOwner(cfg.dataDir)
 	if err != nil {
@@ -329,21 +342,35 @@ type recordStore interface {
 	PutActivation(ctx context.Context, a whisk.Activation) error
 }
 
-// failInterrupted gives an error record to every activation that a queue
-// had handed to a container before the process stopped and that has no
-// record: it ran in a container that stopped with the process (or its
-// record was still being written), and nothing else would ever record it.
-// handed are the records the queues committed, which the durable bus
-// remembers (memory.Options.Track): a queue commits an activation once it
-// handed it out. Activations not yet handed out are replayed instead.
-func failInterrupted(ctx context.Context, handed []bus.Record, st recordStore, log *slog.Logger) error {
-	now := time.Now()
-	failed := 0
-	for _, r := range handed {
+// interrupted are the activations a queue had handed to a container
+// before the process stopped: those the queues committed, which the
+// durable bus remembers (memory.Options.Track; a queue commits an
+// activation once it handed it out), and those handed out since the last
+// commit, which the hand-out record kept.
+func interrupted(committed []bus.Record, left []handout.Leftover) []whisk.ActivationMessage {
+	var out []whisk.ActivationMessage
+	for _, r := range committed {
 		var msg whisk.ActivationMessage
 		if err := whisk.DecodeActivationMessage(r.Value, &msg); err != nil || msg.Action.Name == "" {
 			continue
 		}
+		out = append(out, msg)
+	}
+	for _, lo := range left {
+		out = append(out, lo.Handout.Message)
+	}
+	return out
+}
+
+// failInterrupted gives an error record to every interrupted activation
+// that has no record: it ran in a container that stopped with the process
+// (or its record was still being written), and nothing else would ever
+// record it; the bus's replay of it is then skipped (a queue skips what
+// has a record). Activations not yet handed out are replayed and run.
+func failInterrupted(ctx context.Context, handed []whisk.ActivationMessage, st recordStore, log *slog.Logger) error {
+	now := time.Now()
+	failed := 0
+	for _, msg := range handed {
 		_, err := st.GetActivation(ctx, msg.RecordNamespace(), msg.ActivationID)
 		if err == nil {
 			continue

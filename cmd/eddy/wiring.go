@@ -48,9 +48,10 @@ type tuning struct {
 	nsContainers, perMinute  int
 	firesPerMinute           int
 	maxConcurrency           int
-	followers                int                // scheduler: followers per leader queue (0 in standalone)
-	handOver                 bool               // scheduler: record hand-outs for a successor leader (cluster; not a flag)
-	assigner                 scheduler.Assigner // scheduler: direct partition consumption (cluster's Kafka bus; not a flag)
+	followers                int                 // scheduler: followers per leader queue (0 in standalone)
+	handOver                 bool                // scheduler: record hand-outs for a successor leader (cluster; not a flag)
+	assigner                 scheduler.Assigner  // scheduler: direct partition consumption (cluster's Kafka bus; not a flag)
+	handovers                scheduler.Handovers // scheduler: where hand-outs are recorded (standalone's local record; nil: etcd)
 	invokerMemory            int64
 	prewarm                  string // --prewarm: stem cells, "" for the manifest's
 	manifestPath             string
@@ -144,6 +145,10 @@ func (t *tuning) limits() whisk.SystemLimits {
 // newScheduler builds a scheduler serving gRPC on ln and advertising addr.
 func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, s *cluster.Session,
 	c *cluster.Client, st scheduler.Activations, log *slog.Logger) (*scheduler.Scheduler, error) {
+	var handovers scheduler.Handovers = s
+	if t.handovers != nil {
+		handovers = t.handovers
+	}
 	sched, err := scheduler.New(scheduler.Config{
 		ID: id, Addr: addr,
 		IdleQueueTimeout: t.queueIdle, NamespaceLimit: t.nsContainers, Retention: t.retention,
@@ -151,7 +156,7 @@ func newScheduler(t *tuning, id, addr string, ln net.Listener, b scheduler.Bus, 
 	}, scheduler.Deps{
 		Log: log.With("role", "scheduler"), Bus: b, Session: s, Client: c,
 		Activations: st, Listener: ln, Now: time.Now, Credentials: t.creds,
-		Handovers: s, Assigner: t.assigner,
+		Handovers: handovers, Assigner: t.assigner,
 	})
 	if err != nil {
 		return nil, err
