@@ -170,6 +170,7 @@ func (s *Scheduler) runFollow(ctx context.Context, f whisk.FQN, fl *follower) {
 		lastLead whisk.LeaderInfo
 		probe    <-chan time.Time
 		strikes  int
+		first    = true // the watch's first report
 	)
 	if s.cfg.HandOver {
 		t := time.NewTicker(probeEvery)
@@ -208,6 +209,8 @@ func (s *Scheduler) runFollow(ctx context.Context, f whisk.FQN, fl *follower) {
 			return
 		case c := <-changes:
 			retry = nil
+			wasFirst := first
+			first = false
 			switch {
 			case c.present && c.li.SchedulerID == s.cfg.ID:
 				return // this scheduler leads (unfollow is on its way)
@@ -216,6 +219,9 @@ func (s *Scheduler) runFollow(ctx context.Context, f whisk.FQN, fl *follower) {
 				continue
 			case c.retired:
 				s.log.Info("scheduler: the leader retired the queue; no longer following", "action", f.String(), "leader", c.li.SchedulerID)
+				return
+			case wasFirst && s.retiredBefore(ctx, f):
+				s.log.Info("scheduler: the leader retired the queue before the watch began; no longer following", "action", f.String())
 				return
 			}
 			lastLead = c.li
@@ -244,6 +250,22 @@ func (s *Scheduler) runFollow(ctx context.Context, f whisk.FQN, fl *follower) {
 			s.log.Info("scheduler: another follower took over; following it", "action", f.String(), "leader", resp.Leader.SchedulerID)
 		}
 	}
+}
+
+// retiredBefore reports whether f's queue was retired before this
+// follower's watch began: its first read found no leader key, and the
+// follower key this scheduler wrote just before is gone too (RetireQueue
+// deletes them together; a leader that died leaves the follower keys).
+// A failed read answers false: electing a retired queue costs an idle
+// queue, not an activation.
+func (s *Scheduler) retiredBefore(ctx context.Context, f whisk.FQN) bool {
+	rctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	defer cancel()
+	fs, err := s.d.Client.Followers(rctx, f)
+	if err != nil {
+		return false
+	}
+	return !slices.ContainsFunc(fs, func(li whisk.LeaderInfo) bool { return li.SchedulerID == s.cfg.ID })
 }
 
 // refuses reports whether a TCP connection to addr is refused (nothing
