@@ -456,14 +456,24 @@ func TestPredecessorKeyReelected(t *testing.T) {
 		}
 	}
 	e.fetchUntil(s1, e.publish("1", "c0"), 10*time.Second)
-	// Another scheduler takes "other" as the old lease ends; s1 takes hello.
+	// Another scheduler takes "other" as the old lease ends; s1 takes
+	// hello. s2 wins "other" for sure: its key replaces the predecessor's
+	// before that lease is revoked (electing after the revocation raced
+	// s1's re-election, which runs every second, and lost under load).
 	predLease := e.leaseOf(helloKey)
-	intruder := e.session()
-	if _, err := e.raw.Revoke(e.ctx, predLease); err != nil {
+	s2Lease, err := e.raw.Grant(e.ctx, 30)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if won, _, err := intruder.ElectLeader(e.ctx, other.FQN(), whisk.LeaderInfo{SchedulerID: "s2", Addr: "s2:1"}); err != nil || !won {
-		t.Fatalf("s2 elect other: %v %v", won, err)
+	s2Info, _ := json.Marshal(whisk.LeaderInfo{SchedulerID: "s2", Addr: "s2:1"})
+	if r, err := e.raw.Txn(e.ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(otherKey), "=", int64(predLease))).
+		Then(clientv3.OpPut(otherKey, string(s2Info), clientv3.WithLease(s2Lease.ID))).
+		Commit(); err != nil || !r.Succeeded {
+		t.Fatalf("s2 takes other's key: %v (succeeded %v)", err, r != nil && r.Succeeded)
+	}
+	if _, err := e.raw.Revoke(e.ctx, predLease); err != nil {
+		t.Fatal(err)
 	}
 	within(t, 10*time.Second, "s1 to hold hello's key under its own lease", func() bool {
 		return e.leaseOf(helloKey) == e.leaseOf("eddy/scheduler/s1")

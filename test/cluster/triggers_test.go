@@ -141,7 +141,9 @@ func TestFireSurvivesKills(t *testing.T) {
 	// each of those has its record.
 	ruleIDs := ruleActivations(t, c.ctl2.base, accepted)
 	// An activation whose hand-out the killed leader recorded but whose
-	// container never got it ends with an error record once the action's
+	// container never got it is handed out again by the successor
+	// (queue/unanswered.go) — unless its offset was committed before the
+	// answer was lost, when it ends with an error record once the action's
 	// time limit (60 s) and the lost-activation grace (60 s) have passed
 	// since the hand-out (docs/internals.md): wait that long, and a little.
 	recs := collectRecords(ruleIDs, []string{c.ctl2.base}, time.Now().Add(150*time.Second))
