@@ -95,10 +95,10 @@ func printStatus(w io.Writer, st *whisk.ClusterStatus) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", i.ID, i.Status, i.FreeMemory, i.UserMemory, orDash(i.Backend), orDash(strings.Join(cells, ",")))
 	}
 	fmt.Fprintf(tw, "\nQUEUES (%d)\n", len(st.Queues))
-	fmt.Fprintln(tw, "ACTION\tLEADER\tFOLLOWERS\tCONTAINERS\tCREATING")
+	fmt.Fprintln(tw, "ACTION\tLEADER\tFOLLOWERS\tCONTAINERS\tIDLE\tCREATING")
 	for _, q := range st.Queues {
-		fmt.Fprintf(tw, "/%s/%s\t%s\t%s\t%d\t%d\n", q.Namespace, q.Action, orDash(q.Leader),
-			orDash(strings.Join(q.Followers, ",")), q.Containers, q.Creations)
+		fmt.Fprintf(tw, "/%s/%s\t%s\t%s\t%d\t%d\t%d\n", q.Namespace, q.Action, orDash(q.Leader),
+			orDash(strings.Join(q.Followers, ",")), q.Containers, q.Idle, q.Creations)
 	}
 	tw.Flush()
 }

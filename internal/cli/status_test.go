@@ -13,7 +13,7 @@ import (
 const statusBody = `{"revision":9,
  "schedulers":[{"id":"scheduler1","addr":"127.0.0.1:23041","queues":1}],
  "invokers":[{"id":"invoker1","status":"up","userMemory":2048,"freeMemory":1792,"stemCellMemory":256,"stemCells":[{"kind":"python:3.11","memory":256,"count":1}],"backend":"process"}],
- "queues":[{"namespace":"guest","action":"hello","leader":"scheduler1","followers":["scheduler2"],"containers":1,"creations":0}]}`
+ "queues":[{"namespace":"guest","action":"hello","leader":"scheduler1","followers":["scheduler2"],"containers":1,"idle":1,"creations":0}]}`
 
 func TestStatusThroughAPI(t *testing.T) {
 	s := newStub(t, map[string]reply{"GET /eddy/v1/status": {200, statusBody, ""}})
@@ -22,7 +22,7 @@ func TestStatusThroughAPI(t *testing.T) {
 		t.Fatalf("code %d: %s", code, errOut)
 	}
 	expectCall(t, s.requests()[0], "GET", "/eddy/v1/status", "")
-	for _, want := range []string{"SCHEDULERS (1)", "scheduler1  127.0.0.1:23041  1", "INVOKERS (1)", "1792", "python:3.11/256MB×1", "/guest/hello", "scheduler2"} {
+	for _, want := range []string{"SCHEDULERS (1)", "scheduler1  127.0.0.1:23041  1", "INVOKERS (1)", "1792", "python:3.11/256MB×1", "/guest/hello", "scheduler2", "IDLE"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

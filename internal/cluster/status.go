@@ -65,6 +65,12 @@ func (c *Client) Status(ctx context.Context) (whisk.ClusterStatus, error) {
 	for _, cr := range decodeAll[whisk.CreationInfo](c, kvs(4)) {
 		queue(whisk.FQN{Namespace: cr.Namespace, Name: cr.Action}).Creations++
 	}
+	for f, q := range queues {
+		for _, inv := range st.Invokers {
+			q.Idle += inv.IdleActions[f.String()]
+		}
+		q.Idle = min(q.Idle, q.Containers) // keys and counts are read together, but a count may lag
+	}
 	st.Queues = make([]whisk.QueueStatus, 0, len(queues))
 	for _, q := range queues {
 		st.Queues = append(st.Queues, *q)

@@ -24,7 +24,10 @@ func TestStatus(t *testing.T) {
 		}
 	}
 	must(s.RegisterScheduler(ctx, whisk.SchedulerInfo{ID: "s0", Addr: "127.0.0.1:1", Queues: 1}))
-	must(s.RegisterInvoker(ctx, whisk.InvokerInfo{ID: "i0", Status: whisk.InvokerUp, UserMemory: 2048, FreeMemory: 1792}))
+	// One of hello's containers is idle; a count that lags (3 idle of a
+	// queue with 1 container) is capped at the containers.
+	must(s.RegisterInvoker(ctx, whisk.InvokerInfo{ID: "i0", Status: whisk.InvokerUp, UserMemory: 2048, FreeMemory: 1792,
+		IdleActions: map[string]int{"guest/hello": 1, orphan.String(): 3}}))
 	if won, _, err := s.ElectLeader(ctx, hello, whisk.LeaderInfo{SchedulerID: "s0", Addr: "127.0.0.1:1"}); err != nil || !won {
 		t.Fatalf("ElectLeader = %v, %v", won, err)
 	}
@@ -45,8 +48,8 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 	want := []whisk.QueueStatus{
-		{Namespace: "a/b", Action: "x y", Containers: 1},
-		{Namespace: "guest", Action: "hello", Leader: "s0", LeaderAddr: "127.0.0.1:1", Followers: []string{"s/1"}, Containers: 2, Creations: 1},
+		{Namespace: "a/b", Action: "x y", Containers: 1, Idle: 1},
+		{Namespace: "guest", Action: "hello", Leader: "s0", LeaderAddr: "127.0.0.1:1", Followers: []string{"s/1"}, Containers: 2, Idle: 1, Creations: 1},
 	}
 	if !reflect.DeepEqual(st.Queues, want) {
 		t.Fatalf("queues = %+v\nwant %+v", st.Queues, want)

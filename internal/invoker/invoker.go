@@ -690,13 +690,13 @@ func (inv *Invoker) info(status string) whisk.InvokerInfo {
 	defer inv.mu.Unlock()
 	free := inv.free
 	cellsMB, cells := inv.cells.idleLocked()
-	idleMB, idle := inv.idleLocked()
+	idleMB, idle, idleActions := inv.idleLocked()
 	if status == whisk.InvokerDown {
-		free, cellsMB, cells, idleMB, idle = 0, 0, nil, 0, nil
+		free, cellsMB, cells, idleMB, idle, idleActions = 0, 0, nil, 0, nil, nil
 	}
 	return whisk.InvokerInfo{
 		ID: inv.cfg.ID, Status: status, UserMemory: inv.cfg.UserMemoryMB, FreeMemory: free,
-		StemCellMemory: cellsMB, StemCells: cells, IdleMemory: idleMB, Idle: idle, CPUBusyPct: inv.cpuPct,
+		StemCellMemory: cellsMB, StemCells: cells, IdleMemory: idleMB, Idle: idle, IdleActions: idleActions, CPUBusyPct: inv.cpuPct,
 		Tags: inv.cfg.Tags, Backend: inv.d.Backend.Name(),
 	}
 }
@@ -716,7 +716,7 @@ func (inv *Invoker) registrar(ctx context.Context) {
 		}
 		retry = nil
 		info := inv.info(whisk.InvokerUp)
-		cells, _ := json.Marshal([]any{info.StemCells, info.IdleMemory, info.Idle, info.CPUBusyPct})
+		cells, _ := json.Marshal([]any{info.StemCells, info.IdleMemory, info.IdleActions, info.CPUBusyPct})
 		if info.FreeMemory == last && string(cells) == lastCells {
 			continue
 		}

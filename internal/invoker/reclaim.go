@@ -95,18 +95,19 @@ func (p *proxy) evicted() bool {
 
 // idleLocked sums the idle warm containers' memory and counts them by
 // namespace (the registration).
-func (inv *Invoker) idleLocked() (mb int64, byNS map[string]int) {
+func (inv *Invoker) idleLocked() (mb int64, byNS, byAction map[string]int) {
 	now := inv.now()
 	for p := range inv.warm {
 		if p.isIdleLocked(now) {
 			mb += p.memMB
 			if byNS == nil {
-				byNS = map[string]int{}
+				byNS, byAction = map[string]int{}, map[string]int{}
 			}
 			byNS[p.action.Namespace]++
+			byAction[p.action.FQN().String()]++
 		}
 	}
-	return mb, byNS
+	return mb, byNS, byAction
 }
 
 // idleAfter is how long a warm container that runs nothing counts as idle
@@ -154,7 +155,7 @@ type room struct {
 // get: free, idle stem cells, and idle warm containers (as published: a
 // busy container between two activations does not count).
 func (inv *Invoker) roomLeftLocked() int64 {
-	idle, _ := inv.idleLocked()
+	idle, _, _ := inv.idleLocked()
 	return inv.free + inv.cells.idleMBLocked() + idle
 }
 

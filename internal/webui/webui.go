@@ -1,7 +1,8 @@
 // Package webui is Eddy's live web view, served by the controller at
 // /eddy/ui/ (the API guards it with a namespace's key, internal/api
 // ui.go): the invokers with their memory in use, the caller's queues with
-// their leader and followers and their containers, the activation rate and
+// their leader and followers and their containers (idle or busy, and
+// those being created), the activation rate and
 // latency percentiles of the last minutes as charts, and the latest
 // activations with their cold-start breakdown (queued, create, init, run).
 // The page, its script and its style are embedded in the binary (no CDN);

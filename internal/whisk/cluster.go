@@ -1,6 +1,9 @@
 package whisk
 
-import "slices"
+import (
+	"slices"
+	"strings"
+)
 
 // The values processes publish about themselves in etcd (see
 // internal/cluster/keys.go for the keys, their writers and their readers).
@@ -41,6 +44,9 @@ type InvokerInfo struct {
 	// up to a new action of its: ContainerCreation.SwapNamespace).
 	IdleMemory int64          `json:"idleMemory,omitempty"`
 	Idle       map[string]int `json:"idle,omitempty"`
+	// IdleActions counts the same idle containers by action (FQN.String):
+	// the status shows each queue's containers as idle or busy.
+	IdleActions map[string]int `json:"idleActions,omitempty"`
 	// CPUBusyPct is the invoker host's CPU load over the last second, in %
 	// rounded to 5 (0 when unknown): the queues add containers for a fast
 	// action's backlog only while it is below queue.CPUBrakePct.
@@ -118,7 +124,10 @@ type QueueStatus struct {
 	LeaderAddr string   `json:"leaderAddr,omitempty"`
 	Followers  []string `json:"followers,omitempty"` // scheduler ids
 	Containers int      `json:"containers"`
-	Creations  int      `json:"creations"`
+	// Idle is how many of Containers are warm and run nothing (their
+	// invokers' IdleActions); the rest are busy or about to fetch.
+	Idle      int `json:"idle"`
+	Creations int `json:"creations"`
 }
 
 // Handout is one activation a leader queue handed to a container, recorded
@@ -151,6 +160,16 @@ func (st ClusterStatus) ForNamespace(namespace string) ClusterStatus {
 			inv.Idle = map[string]int{namespace: n}
 		} else {
 			inv.Idle = nil
+		}
+		own := map[string]int{}
+		for a, n := range inv.IdleActions {
+			if strings.HasPrefix(a, namespace+"/") {
+				own[a] = n
+			}
+		}
+		inv.IdleActions = nil
+		if len(own) > 0 {
+			inv.IdleActions = own
 		}
 	}
 	return st

@@ -109,7 +109,12 @@ func TestWebUIInBrowser(t *testing.T) {
 		}
 		return n
 	}
+	// The action's container shows as idle once its fetch comes back
+	// empty (the invoker publishes it), as busy while a call runs.
+	_, idleErr := chromedp.Run(bctx, chromedp.Poll[bool](`(() => { const q = document.querySelector('`+queue+` td.idle'); return q && q.textContent === '1'; })()`,
+		chromedp.WithPollingTimeout(30*time.Second)))
 	leader, followers, containers := text(queue+` td.leader`), text(queue+` td.followers`), text(queue+` td.containers`)
+	idle, busy := text(queue+` td.idle`), text(queue+` td.busy`)
 	activations, invokers := count(`tr.activation .bar`), count(`tr.invoker`)
 	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -122,7 +127,10 @@ func TestWebUIInBrowser(t *testing.T) {
 	if err := os.WriteFile(path, shot, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot: %s (%d bytes); queue leader %q followers %q containers %q", path, len(shot), leader, followers, containers)
+	t.Logf("screenshot: %s (%d bytes); queue leader %q followers %q containers %q (idle %q, busy %q)", path, len(shot), leader, followers, containers, idle, busy)
+	if idleErr != nil || idle != "1" || busy != "0" {
+		t.Errorf("guest/seen's container shown idle %q, busy %q (%v); want 1 idle, 0 busy after its calls", idle, busy, idleErr)
+	}
 	if leader != "scheduler0" {
 		t.Errorf("queue leader shown %q, want scheduler0", leader)
 	}

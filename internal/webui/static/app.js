@@ -46,7 +46,10 @@ function renderQueues(qs) {
     el("td", { class: "leader" }, q.leader || "— (electing)"),
     el("td", { class: "followers" }, (q.followers || []).join(", ") || "none"),
     el("td", { class: "containers", "data-containers": q.containers }, q.containers),
-    el("td", { class: "creating" }, q.creations))), 5, "no queue: invoke an action");
+    // idle: warm and running nothing (their invokers say so); busy: the rest.
+    el("td", { class: "idle" }, q.idle ?? 0),
+    el("td", { class: "busy" }, Math.max(0, q.containers - (q.idle ?? 0))),
+    el("td", { class: "creating" }, q.creations))), 7, "no queue: invoke an action");
 }
 
 const NS = "http://www.w3.org/2000/svg";
