@@ -6,5 +6,6 @@ import (
 	"github.com/eddy-faas/eddy/internal/testenv"
 )
 
-// TestMain fails the package when a test leaves a goroutine running.
-func TestMain(m *testing.M) { testenv.Main(m) }
+// TestMain fails the package when a test leaves a goroutine running
+// (but for etcd's own peer connections: its tests stop and restart members).
+func TestMain(m *testing.M) { testenv.Main(m, testenv.EtcdPeerHTTP...) }
