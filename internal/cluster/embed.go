@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -61,6 +63,22 @@ type Embedded struct {
 // once it serves clients. ctx bounds the start only; the server runs until
 // Close.
 func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
+	for attempt := 1; ; attempt++ {
+		e, err := startEmbedded(ctx, cfg)
+		// A port picked free (no URL given) can be taken by anyone before
+		// etcd binds it: pick again.
+		taken := err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use"))
+		if !taken || cfg.ClientURL != "" && cfg.PeerURL != "" || attempt == bindAttempts {
+			return e, err
+		}
+		orDiscard(cfg.Log).Warn("embedded etcd: a port picked free was taken before etcd bound it; picking again", "attempt", attempt, "err", err)
+	}
+}
+
+// bindAttempts is how many times StartEmbedded picks free ports.
+const bindAttempts = 5
+
+func startEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("cluster: embedded etcd: Dir is required")
 	}
