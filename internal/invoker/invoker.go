@@ -702,16 +702,21 @@ func (inv *Invoker) info(status string) whisk.InvokerInfo {
 }
 
 // registrar rewrites the invoker's registration whenever its free memory
-// changed, retrying failures, until ctx ends.
+// changed, retrying failures, until ctx ends. It also looks every
+// idleAfter: a warm container that ran nothing for that long turns idle
+// with no event, and schedulers count idle containers as room.
 func (inv *Invoker) registrar(ctx context.Context) {
 	last := inv.cfg.UserMemoryMB
 	lastCells := "null" // the stem cells and idle containers published, as JSON
 	var retry <-chan time.Time
+	look := time.NewTicker(idleAfter)
+	defer look.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-inv.memChanged:
+		case <-look.C:
 		case <-retry:
 		}
 		retry = nil

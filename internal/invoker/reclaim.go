@@ -14,9 +14,9 @@ package invoker
 // activations (activity) and when a fetch came back empty (markIdle: no
 // work for a whole park): such a container is idle, and its memory is
 // published (InvokerInfo.IdleMemory, Idle by namespace) so that schedulers
-// count it as room. A victim's parked fetch is not cancelled (clear): it
-// ends within the queue's park time, then its proxy stops as after an idle
-// timeout (a last fetch with Alive false, removal, deregistration), and
+// count it as room. A victim's parked fetch is cancelled (clear), then its
+// proxy stops as after an idle timeout (a last fetch with Alive false,
+// removal, deregistration), and
 // its memory goes to the creation that removed it, not back to the free
 // memory, so the backend never holds more than the budget. If the victim
 // took an activation just as it was picked, it runs it first: nothing is
@@ -206,6 +206,7 @@ func (inv *Invoker) planLocked(mb int64, swapNS string) (r room, ok bool) {
 	for _, p := range victims {
 		p.rc.evicted = true
 		p.rc.idle = false
+		p.rc.cancel() // its parked fetch ends now (see clear)
 		warmMB += p.memMB
 	}
 	r.victims = victims
@@ -216,12 +217,14 @@ func (inv *Invoker) planLocked(mb int64, swapNS string) (r room, ok bool) {
 
 // clear removes what plan took: stem cells at once, victims by stopping
 // their proxies (waiting until each is removed and deregistered); then
-// the surplus is free. A victim's fetch parked at its queue is not
-// cancelled: the scheduler may have answered it with an activation just as
-// the container was picked, and a cancelled call would drop that answer
-// unseen (the queue would fail the activation as lost much later). The
-// fetch ends within the queue's park time; the victim runs what it got,
-// if anything, then stops (serve checks evicted before each fetch).
+// the surplus is free. plan cancelled a victim's fetch parked at its
+// queue, so the victim stops at once rather than after the queue's park
+// time (which the creation waited for, ~1 s). A queue that answered that
+// fetch with an activation just as it was cancelled learns it from the
+// victim's last fetch (Alive false), which numbers the cancelled call
+// among its unanswered ones: the queue hands the activation out again
+// (internal/queue, unanswered.go). A victim that got its answer runs it,
+// then stops (serve checks evicted before each fetch).
 func (inv *Invoker) clear(r room) {
 	for _, c := range r.cells {
 		inv.destroyStemCell(c, "a container needs the memory")

@@ -77,6 +77,11 @@ func TestReclaimIdleWarmContainers(t *testing.T) {
 	}
 	if _, bye := older.stub.fetchLog(); len(bye) != 1 {
 		t.Errorf("older's queue got %d goodbyes (Alive false), want 1", len(bye))
+	} else if !bye[0].UnansweredSeq(bye[0].Seq - 1) {
+		// Its parked fetch was cancelled, not waited for: the goodbye
+		// says so, so that a queue that answered it hands the activation
+		// out again.
+		t.Errorf("older's goodbye (fetch %d) reports unanswered %v, want its parked fetch %d among them", bye[0].Seq, bye[0].Unanswered, bye[0].Seq-1)
 	}
 	if rec := third.invoke(); !rec.Response.Success || startOf(t, rec) != whisk.StartCold {
 		t.Errorf("third's first activation: %+v", rec)

@@ -153,10 +153,15 @@ func (q *Queue) handleFetch(now time.Time, f *fetch) {
 	if r.LastDurationMs > 0 {
 		q.addDuration(r.LastDurationMs)
 	}
-	switch {
-	case q.st == Removing || q.st == Removed:
+	if q.st == Removing || q.st == Removed {
 		f.reply <- &whisk.FetchResponse{Status: whisk.FetchUnavailable}
 		return
+	}
+	// First: any fetch, a container's last (Alive false) or an obsolete
+	// one's included, may report an answer it never got (its call failed
+	// or was cancelled as the answer went).
+	q.takeBackUnanswered(r)
+	switch {
 	case r.Rev < q.meta.Rev:
 		f.reply <- &whisk.FetchResponse{Status: whisk.FetchMismatch}
 		return
@@ -167,7 +172,6 @@ func (q *Queue) handleFetch(now time.Time, f *fetch) {
 	}
 	q.lastFetch = now
 	q.fetchedBy(r.InvokerID, r.ContainerID)
-	q.takeBackUnanswered(r)
 	if q.release > 0 && q.shareIsFresh(now, shareFresh) {
 		q.releaseTo(now, f)
 		return

@@ -77,6 +77,10 @@ type reservation struct {
 	mb     int64
 	at     time.Time
 	swapNS string // a swap: one of the namespace's idle containers is taken
+	// kept: made under a headroom (the creation's namespace holds
+	// containers): the invoker refuses it unless the headroom stays free,
+	// so it never takes the memory a namespace holding none may use.
+	kept bool
 }
 
 func newCreator(s *Scheduler) *creator {
@@ -411,10 +415,20 @@ func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whi
 		if inv.Status != whisk.InvokerUp {
 			continue
 		}
-		res := c.reservedLocked(inv.ID, now)
 		x := cand{id: inv.ID, tried: tried[inv.ID]}
 		if held > 0 && swapNS == "" {
 			x.room = inv.UserMemory / headroomShare
+		}
+		// A namespace holding none (x.room 0) may have the headroom, and
+		// the creations in flight of namespaces that must leave it free
+		// cannot have taken it: they count only against the memory above
+		// it (while one namespace floods, its creations are nearly always
+		// in flight, and counted in full they kept the newcomer out).
+		resFree, resKept := c.reservedLocked(inv.ID, now)
+		left := func(m int64) int64 { return m - resFree - resKept }
+		if x.room == 0 && swapNS == "" {
+			h := inv.UserMemory / headroomShare
+			left = func(m int64) int64 { return m - resFree - min(resKept, max(0, m-h)) }
 		}
 		if swapNS != "" {
 			x.idleSwp = inv.Idle[swapNS] - c.swapsLocked(inv.ID, swapNS, now)
@@ -422,7 +436,7 @@ func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whi
 				continue
 			}
 		}
-		avail, recl := inv.Available()-res, inv.Reclaimable()-res // idle stem cells give way
+		avail, recl := left(inv.Available()), left(inv.Reclaimable()) // idle stem cells give way
 		headroom := x.room
 		switch {
 		case avail >= memMB+headroom:
@@ -445,7 +459,7 @@ func (c *creator) pick(id string, memMB int64, tried map[string]bool, invs []whi
 		}
 		return "", 0, errNoInvoker
 	}
-	c.reserved[best.id] = append(c.reserved[best.id], reservation{id: id, mb: memMB, at: now, swapNS: swapNS})
+	c.reserved[best.id] = append(c.reserved[best.id], reservation{id: id, mb: memMB, at: now, swapNS: swapNS, kept: best.room > 0})
 	return best.id, best.room, nil
 }
 
@@ -479,14 +493,20 @@ func (c *creator) settle(iid, id string, now time.Time) {
 	}
 }
 
-func (c *creator) reservedLocked(iid string, now time.Time) int64 {
+// reservedLocked sums the memory this scheduler's recent creations
+// reserved on invoker iid (dropping expired reservations): those that may
+// take the headroom (free), and those made under it (kept).
+func (c *creator) reservedLocked(iid string, now time.Time) (free, kept int64) {
 	rs := c.reserved[iid]
 	keep := rs[:0]
-	var sum int64
 	for _, r := range rs {
 		if now.Sub(r.at) < reserveWindow {
 			keep = append(keep, r)
-			sum += r.mb
+			if r.kept {
+				kept += r.mb
+			} else {
+				free += r.mb
+			}
 		}
 	}
 	if len(keep) == 0 {
@@ -494,7 +514,7 @@ func (c *creator) reservedLocked(iid string, now time.Time) int64 {
 	} else {
 		c.reserved[iid] = keep
 	}
-	return sum
+	return free, kept
 }
 
 // resubscribe subscribes to the ack topic until it works; nil when ctx

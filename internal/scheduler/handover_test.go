@@ -344,3 +344,27 @@ func TestUnansweredFetchHandedAgainBySameLeader(t *testing.T) {
 		t.Fatalf("fetch 4: %+v %v, want no activation", r, err)
 	}
 }
+
+// A container leaving (its last fetch, Alive false) whose previous call
+// was cancelled as the queue answered it (a reclaimed container's parked
+// fetch) reports it: the activation goes to another container.
+func TestLeavingContainerGivesBackUnansweredFetch(t *testing.T) {
+	t.Parallel()
+	h := newHandoverEnv(t)
+	s1, _ := h.leaders()
+	x := h.publish(1)
+	if got := h.handedTo(s1.addr, 1); got.ActivationID != x {
+		t.Fatalf("s1 handed %s, want %s", got.ActivationID, x)
+	}
+	rc := rpc.NewClient(mustDial(h.t, s1.addr))
+	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+	defer cancel()
+	r, err := rc.Fetch(ctx, &rpc.FetchRequest{Namespace: h.f.Namespace, Action: h.f.Name, Rev: 1,
+		InvokerID: "i1", ContainerID: "c1", Alive: false, Seq: 2, Unanswered: []whisk.SeqRange{{From: 1, To: 1}}})
+	if err != nil || r.Status == rpc.FetchOK {
+		t.Fatalf("the leaving container's last fetch: %+v %v", r, err)
+	}
+	if got := h.fetchOK(s1.addr, "i1", "c2"); got != x {
+		t.Fatalf("c2 got %s, want %s (c1 never got it)", got, x)
+	}
+}
