@@ -472,7 +472,8 @@ func (b *Backend) Name() string { return "process" }
 func passEnv(kv string) bool {
 	k, _, _ := strings.Cut(kv, "=")
 	switch k {
-	case "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "EDDY_PYTHON":
+	case "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "EDDY_PYTHON",
+		"GORACE": // a race-enabled build's runtime servers (tests) take the platform's race options
 		return true
 	}
 	return strings.HasPrefix(k, "LC_") || strings.HasPrefix(k, "PYENV_")
