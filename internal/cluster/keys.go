@@ -26,6 +26,7 @@ import (
 //	eddy/queue/<ns>/<action>/follower/<sid>                whisk.LeaderInfo    follower         Session.RegisterFollower (a scheduler asked to follow) → Client.Followers (the leader recruiting), Client.WatchLeader (followers: deleted with the leader key = queue retired)
 //	eddy/container/<ns>/<action>/<rev>/<iid>/<cid>         whisk.ContainerInfo invoker          Session.RegisterContainer (the container's proxy) → Client.CountContainers, CountNamespace, Containers
 //	eddy/creating/<ns>/<action>/<rev>/<sid>/<creationId>   whisk.CreationInfo  scheduler        Session.PutCreation (the scheduler's creator) → Client.CountCreations, CountNamespace
+//	eddy/admitted/<ns>                                     "" (a bump)         scheduler        Session.PutCreation (with every creation key it admits) → its own compare: a creation counted before another scheduler's admission is refused (no overshoot)
 //	eddy/demand/<ns>/<action>                              whisk.LeaderInfo    scheduler        Session.PutDemand (a leader queue refused by its namespace limit, below its fair share) → Client.NamespaceShare (share.go: the queues of the namespace)
 //	eddy/throttle/<ns>[/<action>]                          "true"/"false"      scheduler        (reserved: throttling, later)
 //	eddy/handout/<ns>/<action>/<aid>                       whisk.Handout       none (see below) PutHandout (the leader queue, fenced by its epoch, before answering the fetch) → Session.ClaimHandouts (the next leader)
@@ -132,6 +133,9 @@ func creationKey(c whisk.CreationInfo) string {
 	return creationRevPrefix(f, c.Rev) + seg(c.SchedulerID) + "/" + seg(c.CreationID)
 }
 func creationNamespacePrefix(ns string) string { return root + "creating/" + seg(ns) + "/" }
+
+// admittedKey is bumped with every creation admitted in namespace ns.
+func admittedKey(ns string) string { return root + "admitted/" + seg(ns) }
 func creationRevPrefix(f whisk.FQN, rev int64) string {
 	return creationNamespacePrefix(f.Namespace) + seg(f.Name) + "/" + revSeg(rev) + "/"
 }

@@ -396,8 +396,44 @@ func (s *Session) DeregisterContainer(ctx context.Context, info whisk.ContainerI
 }
 
 // PutCreation records an in-flight container creation.
-func (s *Session) PutCreation(ctx context.Context, info whisk.CreationInfo) error {
-	return s.put(ctx, creationKey(info), info)
+//
+// With countedAt > 0 it admits the creation only if no other creation of
+// the namespace was admitted since revision countedAt (CountUsed's at):
+// the key is written together with a bump of the namespace's admission
+// key, in one transaction that compares that key's revision. Schedulers
+// that counted the same free slot at once therefore cannot both take it;
+// the one refused (admitted false, no error) counts again. countedAt 0
+// writes unconditionally.
+func (s *Session) PutCreation(ctx context.Context, info whisk.CreationInfo, countedAt int64) (admitted bool, err error) {
+	if countedAt <= 0 {
+		return true, s.put(ctx, creationKey(info), info)
+	}
+	key, ak := creationKey(info), admittedKey(info.Namespace)
+	val, err := json.Marshal(info)
+	if err != nil {
+		return false, fmt.Errorf("cluster: encode %s: %w", key, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false, fmt.Errorf("cluster: put %s: %w", key, ErrSessionClosed)
+	}
+	resp, err := s.c.etcd.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(ak), "<", countedAt+1)).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(s.lease)), clientv3.OpPut(ak, "", clientv3.WithLease(s.lease))).
+		Commit()
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			s.signalLost()
+		}
+		return false, fmt.Errorf("cluster: admit %s: %w", key, err)
+	}
+	if !resp.Succeeded {
+		return false, nil
+	}
+	s.owned[key] = string(val) // re-put after a re-grant, as put's keys
+	delete(s.doomed, key)
+	return true, nil
 }
 
 // DeleteCreation removes an in-flight creation's key; it is never re-put.

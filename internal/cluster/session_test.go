@@ -49,9 +49,9 @@ func TestRegisterAndCount(t *testing.T) {
 	} {
 		must(s.RegisterContainer(ctx, ci))
 	}
-	must(s.PutCreation(ctx, creation("a", "hello", 1, "s0", "k1")))
-	must(s.PutCreation(ctx, creation("a", "hello", 1, "s/1", "k2")))
-	must(s.PutCreation(ctx, creation("a/hello", "x", 1, "s0", "k3")))
+	must(putCreation(ctx, s, creation("a", "hello", 1, "s0", "k1")))
+	must(putCreation(ctx, s, creation("a", "hello", 1, "s/1", "k2")))
+	must(putCreation(ctx, s, creation("a/hello", "x", 1, "s0", "k3")))
 
 	count := func(f whisk.FQN, rev int64) (int, int) {
 		t.Helper()
@@ -564,4 +564,10 @@ func TestRegrantLeaderKeyHasNoGap(t *testing.T) {
 			}
 		}
 	}
+}
+
+// putCreation writes a creation key unconditionally.
+func putCreation(ctx context.Context, s *Session, info whisk.CreationInfo) error {
+	_, err := s.PutCreation(ctx, info, 0)
+	return err
 }

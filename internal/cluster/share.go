@@ -77,8 +77,10 @@ func (c *Client) HasDemand(ctx context.Context, ns string) (bool, error) {
 // namespace f.Namespace and revision rev of f use against their limits:
 // registered containers plus in-flight creations. A container registered
 // whose creation key is not deleted yet (its ack is on its way) counts
-// twice: the count errs on the safe side.
-func (c *Client) CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, action int, err error) {
+// twice: the count errs on the safe side. at is the revision counted: a
+// creation admitted on this count is written with Session.PutCreation(…,
+// at), which refuses it if another was admitted in the namespace since.
+func (c *Client) CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, action int, at int64, err error) {
 	resp, err := c.etcd.Txn(ctx).Then(
 		clientv3.OpGet(containerNamespacePrefix(f.Namespace), clientv3.WithPrefix(), clientv3.WithCountOnly()),
 		clientv3.OpGet(creationNamespacePrefix(f.Namespace), clientv3.WithPrefix(), clientv3.WithCountOnly()),
@@ -86,8 +88,8 @@ func (c *Client) CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, act
 		clientv3.OpGet(creationRevPrefix(f, rev), clientv3.WithPrefix(), clientv3.WithCountOnly()),
 	).Commit()
 	if err != nil {
-		return 0, 0, fmt.Errorf("cluster: count used by %s: %w", f, err)
+		return 0, 0, 0, fmt.Errorf("cluster: count used by %s: %w", f, err)
 	}
 	n := func(i int) int { return int(resp.Responses[i].GetResponseRange().Count) }
-	return n(0) + n(1), n(2) + n(3), nil
+	return n(0) + n(1), n(2) + n(3), resp.Header.Revision, nil
 }

@@ -38,7 +38,7 @@ func TestStatus(t *testing.T) {
 	for i, f := range []whisk.FQN{hello, hello, orphan} {
 		must(s.RegisterContainer(ctx, whisk.ContainerInfo{Namespace: f.Namespace, Action: f.Name, Rev: int64(i + 1), InvokerID: "i0", ContainerID: string(rune('a' + i))}))
 	}
-	must(s.PutCreation(ctx, whisk.CreationInfo{Namespace: "guest", Action: "hello", Rev: 2, SchedulerID: "s0", CreationID: "c1", InvokerID: "i0"}))
+	must(putCreation(ctx, s, whisk.CreationInfo{Namespace: "guest", Action: "hello", Rev: 2, SchedulerID: "s0", CreationID: "c1", InvokerID: "i0"}))
 
 	st, err := c.Status(ctx)
 	if err != nil {

@@ -19,6 +19,9 @@ const (
 	// maxRetries is how often a retryable creation failure is retried, on
 	// another invoker when there is one, after 100 ms·2^n.
 	maxRetries = 5
+	// maxAdmitConflicts bounds the recounts of one creation whose
+	// admission lost to other schedulers' (cluster.Session.PutCreation).
+	maxAdmitConflicts = 20
 	// reserveWindow is how long memory this scheduler asked of an invoker
 	// is subtracted from what the invoker advertises, covering the delay
 	// before the invoker's own free-memory update reaches etcd, when no
@@ -133,18 +136,20 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 	}
 	tried := map[string]bool{}
 	lastErr := ""
+	conflicts, recount := 0, false
 	backoff := retry.New(100*time.Millisecond, 100*time.Millisecond<<(maxRetries-1))
 	for attempt := 0; attempt <= maxRetries; attempt++ {
-		if attempt > 0 && !backoff.Wait(ctx) {
+		if attempt > 0 && !recount && !backoff.Wait(ctx) {
 			return fail("the scheduler is stopping")
 		}
+		recount = false
 		invs, err := s.d.Client.Invokers(ctx)
 		if err != nil {
 			c.warn.Warn(log, "invokers", "scheduler: reading the invokers", "err", err)
 			lastErr = err.Error()
 			continue
 		}
-		unlock, held, swap, err := c.admit(ctx, meta, req.NamespaceLimit, invs)
+		unlock, held, swap, countedAt, err := c.admit(ctx, meta, req.NamespaceLimit, invs)
 		if errors.Is(err, errRefused) {
 			log.Debug("scheduler: creation refused", "err", err)
 			return refused(err.Error())
@@ -175,8 +180,19 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 			Namespace: meta.Namespace, Action: meta.Name, Rev: meta.Rev,
 			SchedulerID: s.cfg.ID, CreationID: req.ID, InvokerID: iid, Requested: now.UnixMilli(),
 		}
-		err = s.d.Session.PutCreation(ctx, info)
+		admitted, err := s.d.Session.PutCreation(ctx, info, countedAt)
 		unlock()
+		if err == nil && !admitted {
+			// Another scheduler admitted a creation of the namespace since
+			// we counted: count again at once (not a failed attempt).
+			c.unreserve(iid, req.ID)
+			if conflicts++; conflicts <= maxAdmitConflicts {
+				attempt-- // the same attempt, at once
+				recount = true
+				continue
+			}
+			err = errors.New("admission kept conflicting with other schedulers'")
+		}
 		if err != nil {
 			c.warn.Warn(log, "creation key", "scheduler: writing the creation key", "err", err)
 			c.unreserve(iid, req.ID)
@@ -257,7 +273,7 @@ func (c *creator) run(ctx context.Context, req queue.CreateRequest, acks <-chan 
 // admitted as a swap: the invoker removes that container first. held is
 // what the namespace uses. errRefused when a limit leaves no room; another
 // error when the count failed (the attempt is retried).
-func (c *creator) admit(ctx context.Context, meta whisk.ActionMeta, nsLimit int, invs []whisk.InvokerInfo) (unlock func(), held int, swap bool, err error) {
+func (c *creator) admit(ctx context.Context, meta whisk.ActionMeta, nsLimit int, invs []whisk.InvokerInfo) (unlock func(), held int, swap bool, at int64, err error) {
 	uc := c.s.d.Client
 	inst := meta.Limits.Instances
 	c.mu.Lock()
@@ -269,23 +285,23 @@ func (c *creator) admit(ctx context.Context, meta whisk.ActionMeta, nsLimit int,
 	c.mu.Unlock()
 	l.Lock()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	ns, act, err := uc.CountUsed(cctx, meta.FQN(), meta.Rev)
+	ns, act, at, err := uc.CountUsed(cctx, meta.FQN(), meta.Rev)
 	cancel()
 	switch {
 	case err != nil:
 		l.Unlock()
-		return nil, 0, false, err
+		return nil, 0, false, 0, err
 	case inst > 0 && act >= inst:
 		l.Unlock()
-		return nil, ns, false, fmt.Errorf("%w: action %s uses %d of %d instances", errRefused, meta.FQN(), act, inst)
+		return nil, ns, false, 0, fmt.Errorf("%w: action %s uses %d of %d instances", errRefused, meta.FQN(), act, inst)
 	case nsLimit > 0 && ns >= nsLimit:
 		if c.idleOf(invs, meta.Namespace) > 0 {
-			return l.Unlock, ns, true, nil
+			return l.Unlock, ns, true, at, nil
 		}
 		l.Unlock()
-		return nil, ns, false, fmt.Errorf("%w: namespace %s uses %d of %d containers", errRefused, meta.Namespace, ns, nsLimit)
+		return nil, ns, false, 0, fmt.Errorf("%w: namespace %s uses %d of %d containers", errRefused, meta.Namespace, ns, nsLimit)
 	}
-	return l.Unlock, ns, false, nil
+	return l.Unlock, ns, false, at, nil
 }
 
 // idleOf is how many idle warm containers of ns the invokers publish, less

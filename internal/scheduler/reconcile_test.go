@@ -62,7 +62,9 @@ func (f *fakeSession) ResignLeader(context.Context, whisk.FQN) error {
 func (f *fakeSession) RetireQueue(ctx context.Context, fqn whisk.FQN) error {
 	return f.ResignLeader(ctx, fqn)
 }
-func (f *fakeSession) PutCreation(context.Context, whisk.CreationInfo) error    { return nil }
+func (f *fakeSession) PutCreation(context.Context, whisk.CreationInfo, int64) (bool, error) {
+	return true, nil
+}
 func (f *fakeSession) DeleteCreation(context.Context, whisk.CreationInfo) error { return nil }
 func (f *fakeSession) RegisterFollower(context.Context, whisk.FQN, whisk.LeaderInfo) error {
 	return nil
@@ -101,7 +103,9 @@ func (fakeClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.Lea
 	return nil
 }
 
-func (fakeClient) CountUsed(context.Context, whisk.FQN, int64) (int, int, error) { return 0, 0, nil }
+func (fakeClient) CountUsed(context.Context, whisk.FQN, int64) (int, int, int64, error) {
+	return 0, 0, 0, nil
+}
 func (fakeClient) NamespaceShare(context.Context, string) (map[string]int, map[string]bool, error) {
 	return map[string]int{}, map[string]bool{}, nil
 }

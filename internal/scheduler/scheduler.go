@@ -65,7 +65,10 @@ type Session interface {
 	RegisterScheduler(ctx context.Context, info whisk.SchedulerInfo) error
 	ElectLeader(ctx context.Context, f whisk.FQN, info whisk.LeaderInfo) (won bool, current whisk.LeaderInfo, err error)
 	ResignLeader(ctx context.Context, f whisk.FQN) error
-	PutCreation(ctx context.Context, info whisk.CreationInfo) error
+	// PutCreation writes a creation key; with countedAt (CountUsed's at)
+	// only if no other creation of the namespace was admitted since
+	// (admitted false otherwise: count again).
+	PutCreation(ctx context.Context, info whisk.CreationInfo, countedAt int64) (admitted bool, err error)
 	DeleteCreation(ctx context.Context, info whisk.CreationInfo) error
 	OnRegrant(fn func(ctx context.Context))
 	// RegisterFollower and DeregisterFollower write and remove this
@@ -101,7 +104,7 @@ type Client interface {
 	// CountUsed counts what a namespace and an action use against their
 	// limits (containers + creations): the creator admits a creation only
 	// on a fresh count under them.
-	CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, action int, err error)
+	CountUsed(ctx context.Context, f whisk.FQN, rev int64) (ns, action int, at int64, err error)
 	// NamespaceShare and HasDemand read how the namespace's containers are
 	// shared between its actions (internal/queue, Share).
 	NamespaceShare(ctx context.Context, ns string) (held map[string]int, wanting map[string]bool, err error)

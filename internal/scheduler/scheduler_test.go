@@ -549,9 +549,11 @@ func (nopSession) RegisterFollower(context.Context, whisk.FQN, whisk.LeaderInfo)
 	return nil
 }
 func (nopSession) DeregisterFollower(context.Context, whisk.FQN, string) error { return nil }
-func (nopSession) PutCreation(context.Context, whisk.CreationInfo) error       { return nil }
-func (nopSession) DeleteCreation(context.Context, whisk.CreationInfo) error    { return nil }
-func (nopSession) OnRegrant(func(context.Context))                             {}
+func (nopSession) PutCreation(context.Context, whisk.CreationInfo, int64) (bool, error) {
+	return true, nil
+}
+func (nopSession) DeleteCreation(context.Context, whisk.CreationInfo) error { return nil }
+func (nopSession) OnRegrant(func(context.Context))                          {}
 
 type nopClient struct{}
 
@@ -572,7 +574,9 @@ func (nopClient) WatchLeader(ctx context.Context, _ whisk.FQN, _ func(whisk.Lead
 	<-ctx.Done()
 	return nil
 }
-func (nopClient) CountUsed(context.Context, whisk.FQN, int64) (int, int, error) { return 0, 0, nil }
+func (nopClient) CountUsed(context.Context, whisk.FQN, int64) (int, int, int64, error) {
+	return 0, 0, 0, nil
+}
 func (nopClient) NamespaceShare(context.Context, string) (map[string]int, map[string]bool, error) {
 	return map[string]int{}, map[string]bool{}, nil
 }
@@ -614,15 +618,16 @@ func (f *flakySession) RetireQueue(ctx context.Context, fqn whisk.FQN) error {
 	return f.Session.RetireQueue(ctx, fqn)
 }
 
-func (f *flakySession) PutCreation(ctx context.Context, info whisk.CreationInfo) error {
+func (f *flakySession) PutCreation(ctx context.Context, info whisk.CreationInfo, countedAt int64) (bool, error) {
 	if f.failPuts.Add(-1) >= 0 {
-		// As the real one when etcd fails: the key is remembered anyway.
+		// As the real one's plain put when etcd fails: the key is
+		// remembered anyway (the worst case for the caller's clean-up).
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		_ = f.Session.PutCreation(cctx, info)
-		return errors.New("etcd unreachable")
+		_, _ = f.Session.PutCreation(cctx, info, 0)
+		return false, errors.New("etcd unreachable")
 	}
-	return f.Session.PutCreation(ctx, info)
+	return f.Session.PutCreation(ctx, info, countedAt)
 }
 
 func (f *flakySession) DeleteCreation(ctx context.Context, info whisk.CreationInfo) error {
