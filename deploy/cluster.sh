@@ -32,6 +32,9 @@
 #                           client certificates; certificates are made at first
 #                           start into $RUN/tls by `eddy admin certs`. 0: plaintext
 #   EDDY_LEASE_TTL ...      any EDDY_<FLAG> variable reaches every role (docs/cluster.md)
+#   EDDY_CLUSTER_ARGS_<name> more flags for one member (controller1, scheduler2,
+#                           invoker1, ...), e.g. "--etcd URL" (the tests route a
+#                           scheduler's etcd traffic through a proxy they can cut)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -130,9 +133,12 @@ tls_flags() {
 spawn_role() {
 	local name=$1 role=$2 metrics=$3
 	shift 3
-	# shellcheck disable=SC2046 # tls_flags is a list of words
+	# EDDY_CLUSTER_ARGS_<name>: more flags for that member only (flags win
+	# over --config), e.g. EDDY_CLUSTER_ARGS_scheduler1="--etcd URL".
+	local extra_var="EDDY_CLUSTER_ARGS_$name"
+	# shellcheck disable=SC2046,SC2086 # tls_flags and the extra flags are lists of words
 	spawn "$name" "$BIN/eddy" "$role" --config "$RUN/eddy.json" --id "$name" "$@" $(tls_flags "$role") \
-		--metrics-addr "127.0.0.1:$metrics" || true
+		--metrics-addr "127.0.0.1:$metrics" ${!extra_var:-} || true
 }
 
 # make_certs: the CA, a certificate per role and Kafka's SASL password, at

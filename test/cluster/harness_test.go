@@ -38,6 +38,13 @@ type testCluster struct {
 // (EDDY_<FLAG>=value) reaches every role.
 func startCluster(t *testing.T, extraEnv ...string) *testCluster {
 	t.Helper()
+	return startClusterWith(t, nil, extraEnv...)
+}
+
+// startClusterWith is startCluster with more environment made from the
+// cluster's port base once it is chosen (etcd clients at base+1..3).
+func startClusterWith(t *testing.T, envOf func(base int) []string, extraEnv ...string) *testCluster {
+	t.Helper()
 	requirePostgres(t)
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -61,6 +68,9 @@ func startCluster(t *testing.T, extraEnv ...string) *testCluster {
 	c.base = freeBase(t)
 	p1, p2 := c.base+ctlPort1, c.base+ctlPort2
 	c.env = append(clusterEnv(c.runDir, c.binDir, c.base, p1, p2), extraEnv...)
+	if envOf != nil {
+		c.env = append(c.env, envOf(c.base)...)
+	}
 	c.etcdEPs = fmt.Sprintf("https://127.0.0.1:%d,https://127.0.0.1:%d,https://127.0.0.1:%d", c.base+1, c.base+2, c.base+3)
 	c.ctl1 = api{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p1)}
 	c.ctl2 = api{t: t, base: fmt.Sprintf("http://127.0.0.1:%d", p2)}
