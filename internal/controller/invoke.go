@@ -26,7 +26,7 @@ const (
 func (c *Controller) Invoke(ctx context.Context, req Request) (Result, error) {
 	res, err := c.invoke(ctx, req)
 	if t := whisk.ThrottleOf(err); t != nil {
-		c.deps.Observer.Throttled(t.Limit)
+		c.deps.Observer.Throttled(req.Identity.Namespace, t.Limit)
 	}
 	return res, err
 }

@@ -10,9 +10,10 @@ type Observer interface {
 	// Published reports one activation message's publication on the bus:
 	// how long Publish took, and its error (nil when it was written).
 	Published(took time.Duration, err error)
-	// Throttled reports an invocation refused at a limit
-	// (whisk.LimitInvocationsPerMinute or whisk.LimitConcurrentContainers).
-	Throttled(limit string)
+	// Throttled reports an invocation of namespace (the caller's) refused
+	// at a limit (whisk.LimitInvocationsPerMinute or
+	// whisk.LimitConcurrentContainers).
+	Throttled(namespace, limit string)
 	// Waited reports how a blocking invocation's wait for its completion
 	// ended (WaitCompleted, WaitTimedOut or WaitCancelled) and how long it
 	// took.
@@ -30,5 +31,5 @@ const (
 type noObserver struct{}
 
 func (noObserver) Published(time.Duration, error) {}
-func (noObserver) Throttled(string)               {}
+func (noObserver) Throttled(string, string)       {}
 func (noObserver) Waited(time.Duration, string)   {}

@@ -7,19 +7,25 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
 // Controller is the controller's families: the API's requests by route
 // and code (Requests), and what the invoke path tells it as its
 // controller.Observer: bus publications, throttles and blocking waits.
 type Controller struct {
-	requests     *prometheus.CounterVec
-	latency      *prometheus.HistogramVec
-	throttled    *prometheus.CounterVec
-	waits        *prometheus.CounterVec
-	waitSeconds  prometheus.Histogram
-	publish      prometheus.Histogram
-	publishFails prometheus.Counter
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	throttled *prometheus.CounterVec
+	// OpenWhisk's user-event limit families (PrometheusRecorder.scala),
+	// by the caller's namespace: the controller is where throttles happen.
+	limitConcurrent, limitTimed *prometheus.CounterVec
+	namespaces                  labelCap
+	waits                       *prometheus.CounterVec
+	waitSeconds                 prometheus.Histogram
+	publish                     prometheus.Histogram
+	publishFails                prometheus.Counter
 }
 
 // latencyBuckets are the buckets of the request and blocking-wait
@@ -38,6 +44,11 @@ func NewController(reg prometheus.Registerer) (*Controller, error) {
 			[]string{"route"}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_controller_throttled_total",
 			Help: "Invocations refused at a limit, by the limit (reason)"}, []string{"reason"}),
+		limitConcurrent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "openwhisk_action_limit_concurrent_total",
+			Help: "a user has exceeded its limit for concurrent invocations"}, []string{labelNamespace}),
+		limitTimed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "openwhisk_action_limit_timed_total",
+			Help: "the user has reached its per minute limit for the number of invocations"}, []string{labelNamespace}),
+		namespaces: labelCap{max: DefaultMaxActions},
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_controller_blocking_waits_total",
 			Help: "Blocking invocations' waits for their completion, by how they ended (completed, timeout, cancelled)"}, []string{"outcome"}),
 		waitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eddy_controller_blocking_wait_seconds",
@@ -47,7 +58,7 @@ func NewController(reg prometheus.Registerer) (*Controller, error) {
 		publishFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "eddy_controller_bus_publish_errors_total",
 			Help: "Activation messages the bus refused (the invocation got 503)"}),
 	}
-	if err := register(reg, c.requests, c.latency, c.throttled, c.waits, c.waitSeconds, c.publish, c.publishFails); err != nil {
+	if err := register(reg, c.requests, c.latency, c.throttled, c.limitConcurrent, c.limitTimed, c.waits, c.waitSeconds, c.publish, c.publishFails); err != nil {
 		return nil, err
 	}
 	for _, o := range []string{"completed", "timeout", "cancelled"} {
@@ -66,7 +77,16 @@ func (c *Controller) Published(took time.Duration, err error) {
 }
 
 // Throttled implements controller.Observer.
-func (c *Controller) Throttled(limit string) { c.throttled.WithLabelValues(limit).Inc() }
+func (c *Controller) Throttled(namespace, limit string) {
+	c.throttled.WithLabelValues(limit).Inc()
+	ns := c.namespaces.label(namespace)
+	switch limit {
+	case whisk.LimitConcurrentContainers:
+		c.limitConcurrent.WithLabelValues(ns).Inc()
+	case whisk.LimitInvocationsPerMinute:
+		c.limitTimed.WithLabelValues(ns).Inc()
+	}
+}
 
 // Waited implements controller.Observer.
 func (c *Controller) Waited(took time.Duration, outcome string) {

@@ -14,6 +14,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -41,4 +42,28 @@ func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 		}
 	}
 	return nil
+}
+
+// labelCap keeps at most max distinct values of one label; later values
+// are counted as OtherLabel, so that a scrape does not grow without bound.
+type labelCap struct {
+	max  int
+	mu   sync.Mutex
+	seen map[string]struct{}
+}
+
+func (c *labelCap) label(v string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[v]; ok {
+		return v
+	}
+	if len(c.seen) >= c.max {
+		return OtherLabel
+	}
+	if c.seen == nil {
+		c.seen = map[string]struct{}{}
+	}
+	c.seen[v] = struct{}{}
+	return v
 }

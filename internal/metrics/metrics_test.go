@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -75,5 +76,72 @@ func TestRoute(t *testing.T) {
 		if got := Route(path); got != want {
 			t.Errorf("Route(%q) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// The status code an action's result sets is counted as OpenWhisk's
+// Activation event reads it: error.statusCode before statusCode, the
+// fraction dropped, 400 for a value that is not a number, nothing without
+// one.
+func TestUserDefinedStatusCode(t *testing.T) {
+	for _, c := range []struct {
+		result string
+		code   int
+		ok     bool
+	}{
+		{`{"statusCode": 201, "body": "x"}`, 201, true},
+		{`{"error": {"statusCode": 404}, "statusCode": 200}`, 404, true},
+		{`{"error": "plain"}`, 0, false},
+		{`{"statusCode": 302.7}`, 302, true},
+		{`{"statusCode": "teapot"}`, 400, true},
+		{`{"statusCode": null}`, 0, false},
+		{`{"ok": true}`, 0, false},
+		{`[1, 2]`, 0, false},
+	} {
+		code, ok := userStatusCode(json.RawMessage(c.result))
+		if code != c.code || ok != c.ok {
+			t.Errorf("%s: %d %v, want %d %v", c.result, code, ok, c.code, c.ok)
+		}
+	}
+	reg := NewRegistry()
+	u, err := NewUserEvents(reg, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := record("ns", "web", "ns", whisk.StatusSuccess, whisk.Timings{Run: 1, Start: whisk.StartWarm})
+	a.Response.Result = json.RawMessage(`{"statusCode": 418}`)
+	u.Record(&a)
+	u.Record(&a)
+	if got := testutil.ToFloat64(u.statusCode.WithLabelValues("ns", "ns", "web", "418")); got != 2 {
+		t.Errorf("openwhisk_action_status_code{status_code=418} %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(u.containerStarts.WithLabelValues("ns", "ns", "web", "warmed")); got != 2 {
+		t.Errorf("counter_invoker_containerStart_counter_total{containerState=warmed} %v, want 2", got)
+	}
+	cold := record("ns", "web", "ns", whisk.StatusSuccess, whisk.Timings{Create: 100, Init: 30, Run: 1, Start: whisk.StartCold})
+	u.Record(&cold)
+	if got := testutil.ToFloat64(u.containerStarts.WithLabelValues("ns", "ns", "web", "cold")); got != 1 {
+		t.Errorf("counter_invoker_containerStart_counter_total{containerState=cold} %v, want 1", got)
+	}
+}
+
+// Throttles count in OpenWhisk's limit families by the caller's namespace,
+// beside Eddy's own by reason.
+func TestControllerLimitFamilies(t *testing.T) {
+	c, err := NewController(NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Throttled("alice", whisk.LimitInvocationsPerMinute)
+	c.Throttled("alice", whisk.LimitInvocationsPerMinute)
+	c.Throttled("bob", whisk.LimitConcurrentContainers)
+	if got := testutil.ToFloat64(c.limitTimed.WithLabelValues("alice")); got != 2 {
+		t.Errorf("openwhisk_action_limit_timed_total{alice} %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(c.limitConcurrent.WithLabelValues("bob")); got != 1 {
+		t.Errorf("openwhisk_action_limit_concurrent_total{bob} %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(c.throttled.WithLabelValues(whisk.LimitInvocationsPerMinute)); got != 2 {
+		t.Errorf("eddy_controller_throttled_total{invocationsPerMinute} %v, want 2", got)
 	}
 }

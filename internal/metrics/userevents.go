@@ -20,7 +20,17 @@ const (
 	labelKind      = "kind"
 	labelMemory    = "memory" // MB, as a string
 	labelStatus    = "status"
+	// labelStatusCode is the status code an action's result sets
+	// (MetricNames.userDefinedStatusCode).
+	labelStatusCode = "status_code"
+	// labelContainerState is how an activation found its container
+	// (containerStates).
+	labelContainerState = "containerState"
 )
+
+// containerStates are OpenWhisk's containerState values of Eddy's start
+// annotation (whisk.AnnStart).
+var containerStates = map[string]string{whisk.StartCold: "cold", whisk.StartPrewarm: "prewarmed", whisk.StartWarm: "warmed"}
 
 // OtherLabel replaces the namespace, initiator and action labels of the
 // activations of actions past UserEvents' cap on distinct actions.
@@ -49,6 +59,11 @@ type UserEvents struct {
 	initTime     *prometheus.HistogramVec
 	duration     *prometheus.HistogramVec
 	responseSize *prometheus.HistogramVec
+	statusCode   *prometheus.CounterVec
+	// containerStarts is OpenWhisk's invoker counter of how each
+	// activation found its container (ContainerPool.logContainerStart,
+	// exported by Kamon under this name), which its dashboards chart.
+	containerStarts *prometheus.CounterVec
 
 	max  int
 	mu   sync.Mutex
@@ -80,10 +95,15 @@ func NewUserEvents(reg prometheus.Registerer, maxActions int) (*UserEvents, erro
 		initTime:     histogram("openwhisk_action_initTime_seconds", "Time it took to initialize an action, e.g. docker init", prometheus.DefBuckets),
 		duration:     histogram("openwhisk_action_duration_seconds", "Actual time the action code was running", prometheus.DefBuckets),
 		responseSize: histogram("openwhisk_action_response_size_bytes", "Activation Response size", sizes),
-		max:          maxActions,
-		seen:         map[[3]string]struct{}{},
+		statusCode: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "openwhisk_action_status_code",
+			Help: "status code returned in action result response set by developer"}, with(labelStatusCode)),
+		containerStarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "counter_invoker_containerStart_counter_total",
+			Help: "activations by how they found their container: cold, prewarmed or warmed (OpenWhisk's invoker containerStart)"},
+			with(labelContainerState)),
+		max:  maxActions,
+		seen: map[[3]string]struct{}{},
 	}
-	if err := register(reg, u.activations, u.coldStarts, u.status, u.memory, u.waitTime, u.initTime, u.duration, u.responseSize); err != nil {
+	if err := register(reg, u.activations, u.coldStarts, u.status, u.memory, u.waitTime, u.initTime, u.duration, u.responseSize, u.statusCode, u.containerStarts); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -129,6 +149,43 @@ func (u *UserEvents) Record(a *whisk.Activation) {
 		size = *a.Response.Size
 	}
 	u.responseSize.WithLabelValues(who[:]...).Observe(float64(size))
+	if state, ok := containerStates[a.Annotations.String(whisk.AnnStart)]; ok {
+		u.containerStarts.WithLabelValues(who[0], who[1], who[2], state).Inc()
+	}
+	if code, ok := userStatusCode(a.Response.Result); ok {
+		u.statusCode.WithLabelValues(who[0], who[1], who[2], strconv.Itoa(code)).Inc()
+	}
+}
+
+// userStatusCode is the status code an action's result sets, as OpenWhisk's
+// Activation event reads it (Message.scala, userDefinedStatusCode): the
+// result's error.statusCode, else its statusCode; 400 when that is not an
+// integer.
+func userStatusCode(result json.RawMessage) (int, bool) {
+	var r struct {
+		Error      json.RawMessage `json:"error"`
+		StatusCode json.RawMessage `json:"statusCode"`
+	}
+	if json.Unmarshal(result, &r) != nil {
+		return 0, false
+	}
+	raw := r.StatusCode
+	var inErr struct {
+		StatusCode json.RawMessage `json:"statusCode"`
+	}
+	if json.Unmarshal(r.Error, &inErr) == nil && inErr.StatusCode != nil {
+		raw = inErr.StatusCode
+	}
+	if raw == nil || string(raw) == "null" {
+		return 0, false
+	}
+	// spray's BigInt format: a number, its fraction dropped; anything
+	// else is OpenWhisk's BadRequest.
+	var n float64
+	if json.Unmarshal(raw, &n) != nil {
+		return 400, true
+	}
+	return int(n), true
 }
 
 // labels applies the cap on distinct actions.
