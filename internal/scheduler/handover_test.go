@@ -282,6 +282,17 @@ func (h *hoEnv) handedTo(addr string, seq uint64, unanswered ...whisk.SeqRange) 
 	return got
 }
 
+// handFirst publishes one activation and has the leader at addr hand it
+// to c1 on c1's fetch number 1.
+func (h *hoEnv) handFirst(addr string) whisk.ActivationID {
+	h.t.Helper()
+	x := h.publish(1)
+	if got := h.handedTo(addr, 1); got.ActivationID != x {
+		h.t.Fatalf("%s handed %s, want %s", addr, got.ActivationID, x)
+	}
+	return x
+}
+
 // The leader dies after it recorded a hand-out and before its answer
 // reached the container (the container's fetch failed). The successor
 // learns that from the container's next fetch and hands the activation
@@ -291,11 +302,8 @@ func TestHandOverUnansweredFetchRunsOnSuccessor(t *testing.T) {
 	t.Parallel()
 	h := newHandoverEnv(t)
 	s1, s2 := h.leaders()
-	x := h.publish(1)
 	// Fetch 1 is answered with x: the container "never got it".
-	if got := h.handedTo(s1.addr, 1); got.ActivationID != x {
-		t.Fatalf("s1 handed %s, want %s", got.ActivationID, x)
-	}
+	x := h.handFirst(s1.addr)
 	s1.crash()
 	h.awaitLeader("s2")
 	// Fetches 2-4 failed against the dead s1; fetch 5 goes to s2.
@@ -327,10 +335,7 @@ func TestUnansweredFetchHandedAgainBySameLeader(t *testing.T) {
 	t.Parallel()
 	h := newHandoverEnv(t)
 	s1, _ := h.leaders()
-	x := h.publish(1)
-	if got := h.handedTo(s1.addr, 1); got.ActivationID != x {
-		t.Fatalf("s1 handed %s, want %s", got.ActivationID, x)
-	}
+	x := h.handFirst(s1.addr)
 	// Fetch 2 reports nothing unanswered: x reached c1, nothing comes.
 	if r, err := h.fetchSeq(s1.addr, "c1", 2); err != nil || r.Status == rpc.FetchOK {
 		t.Fatalf("fetch 2: %+v %v, want no activation", r, err)
@@ -352,10 +357,7 @@ func TestLeavingContainerGivesBackUnansweredFetch(t *testing.T) {
 	t.Parallel()
 	h := newHandoverEnv(t)
 	s1, _ := h.leaders()
-	x := h.publish(1)
-	if got := h.handedTo(s1.addr, 1); got.ActivationID != x {
-		t.Fatalf("s1 handed %s, want %s", got.ActivationID, x)
-	}
+	x := h.handFirst(s1.addr)
 	rc := rpc.NewClient(mustDial(h.t, s1.addr))
 	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
 	defer cancel()
