@@ -16,12 +16,20 @@ import (
 const maxUnanswered = 16
 
 // fetchSeqs numbers a container's fetches and remembers the recent ones
-// that ended without an answer (whisk.FetchRequest.Seq, Unanswered). Its
+// that ended without an answer (whisk.FetchRequest.Seq, Unanswered). It
+// also fences stale leaders: it remembers the newest leadership epoch an
+// activation came under (whisk.FetchResponse.Epoch) and refuses one
+// handed out under an older epoch — it is not run, its fetch counts as
+// unanswered (so the current leader hands it out again), and the caller
+// gets FetchUnavailable (it re-reads the leader). Etcd already refuses a
+// stale leader's hand-out record; this is the container's own check. Its
 // slots fetch concurrently, so it has its own lock.
 type fetchSeqs struct {
 	mu     sync.Mutex
 	last   uint64
 	failed []whisk.SeqRange
+	epoch  int64 // the newest epoch seen
+	stale  int   // activations refused as a stale leader's
 }
 
 // next numbers a fetch and returns the failed ranges to report with it.
@@ -47,12 +55,38 @@ func (s *fetchSeqs) unanswered(seq uint64) {
 	}
 }
 
-// fetch numbers req, sends it through client and notes a call that failed.
+// fetch numbers req, sends it through client, notes a call that failed
+// and refuses a stale leader's activation.
 func (s *fetchSeqs) fetch(ctx context.Context, client Fetcher, req *rpc.FetchRequest) (*rpc.FetchResponse, error) {
 	req.Seq, req.Unanswered = s.next()
 	resp, err := client.Fetch(ctx, req)
 	if err != nil {
 		s.unanswered(req.Seq)
+		return resp, err
 	}
-	return resp, err
+	if resp.Status == rpc.FetchOK && resp.Activation != nil && resp.Epoch > 0 && !s.current(resp.Epoch) {
+		s.unanswered(req.Seq)
+		return &rpc.FetchResponse{Status: rpc.FetchUnavailable}, nil
+	}
+	return resp, nil
+}
+
+// current notes epoch and reports whether it is not older than the newest
+// seen (else counts a stale activation).
+func (s *fetchSeqs) current(epoch int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if epoch < s.epoch {
+		s.stale++
+		return false
+	}
+	s.epoch = epoch
+	return true
+}
+
+// staleRefused is how many activations were refused as a stale leader's.
+func (s *fetchSeqs) staleRefused() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stale
 }

@@ -62,3 +62,44 @@ func TestFetchSeqsReportUnanswered(t *testing.T) {
 		t.Fatalf("newest range %v, want fetch %d alone", newest, last.Seq-2)
 	}
 }
+
+// epochs answers each fetch with an activation handed out under the next
+// of its epochs.
+type epochs struct {
+	next []int64
+	seen []rpc.FetchRequest
+}
+
+func (f *epochs) Fetch(_ context.Context, req *rpc.FetchRequest) (*rpc.FetchResponse, error) {
+	f.seen = append(f.seen, *req)
+	e := f.next[0]
+	f.next = f.next[1:]
+	return &rpc.FetchResponse{Status: rpc.FetchOK, Activation: &whisk.ActivationMessage{ActivationID: whisk.NewActivationID()}, Epoch: e}, nil
+}
+
+// An activation handed out under an older leadership than one already
+// seen (a stale leader's) is refused: not returned to run, reported as
+// unanswered with the next fetch; epoch 0 (no hand-over) is never
+// refused.
+func TestFetchSeqsRefuseStaleLeader(t *testing.T) {
+	f := &epochs{next: []int64{7, 9, 8, 0, 9}}
+	var s fetchSeqs
+	var got []string
+	for range 5 {
+		resp, err := s.fetch(context.Background(), f, &rpc.FetchRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, resp.Status)
+	}
+	want := []string{rpc.FetchOK, rpc.FetchOK, rpc.FetchUnavailable, rpc.FetchOK, rpc.FetchOK}
+	if !slices.Equal(got, want) {
+		t.Fatalf("statuses %v, want %v", got, want)
+	}
+	if n := s.staleRefused(); n != 1 {
+		t.Fatalf("%d refused as stale, want 1", n)
+	}
+	if last := f.seen[4]; !last.UnansweredSeq(3) {
+		t.Fatalf("fetch 5 reports unanswered %v, want the refused fetch 3 among them", last.Unanswered)
+	}
+}

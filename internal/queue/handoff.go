@@ -225,7 +225,7 @@ func (q *Queue) hand(f *fetch, e *entry) {
 
 // answer gives f the activation e (as msg); its offset is done.
 func (q *Queue) answer(f *fetch, e *entry, msg *whisk.ActivationMessage) {
-	f.reply <- &whisk.FetchResponse{Status: whisk.FetchOK, Activation: msg}
+	f.reply <- &whisk.FetchResponse{Status: whisk.FetchOK, Activation: msg, Epoch: q.claimedEpoch.Load()}
 	q.handedTo(f, e, msg)
 	if e.tracked {
 		q.offs.finish(e.off)

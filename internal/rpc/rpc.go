@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -91,17 +92,44 @@ func (Codec) Unmarshal(data []byte, v any) error {
 func appendFetchResponse(b []byte, r *FetchResponse) ([]byte, error) {
 	b = append(b, `{"status":`...)
 	b = whisk.AppendJSONString(b, r.Status)
-	if r.Activation == nil {
-		return append(b, '}'), nil
+	var err error
+	if r.Activation != nil {
+		b = append(b, `,"activation":`...)
+		b, err = r.Activation.AppendJSON(b)
 	}
-	b = append(b, `,"activation":`...)
-	b, err := r.Activation.AppendJSON(b)
+	if r.Epoch != 0 {
+		b = append(b, `,"epoch":`...)
+		b = strconv.AppendInt(b, r.Epoch, 10)
+	}
 	return append(b, '}'), err
 }
 
+// cutEpoch finds a trailing `,"epoch":N}` (as appendFetchResponse writes
+// it) in rest, the part after the status. It returns where the body before
+// it ends (or before the closing brace, without one) and N.
+func cutEpoch(rest []byte) (end int, epoch int64) {
+	const key = `,"epoch":`
+	last := len(rest) - 1 // the closing brace
+	i := last
+	for i > 0 && rest[i-1] >= '0' && rest[i-1] <= '9' {
+		i--
+	}
+	if i > 0 && rest[i-1] == '-' {
+		i--
+	}
+	if i == last || i < len(key) || string(rest[i-len(key):i]) != key {
+		return last, 0
+	}
+	n, err := strconv.ParseInt(string(rest[i:last]), 10, 64)
+	if err != nil {
+		return last, 0
+	}
+	return i - len(key), n
+}
+
 // unmarshalFast decodes data as json.Unmarshal does into a zero r when it
-// starts as appendFetchResponse writes it: a plain status (printable ASCII, no
-// escapes), then an activation object, which whisk.DecodeActivationMessage
+// is as appendFetchResponse writes it: a plain status (printable ASCII, no
+// escapes), then an activation object and an epoch, each optional, which whisk.DecodeActivationMessage
 // reads (itself falling back to json.Unmarshal for any other valid shape
 // of it). It reports false, leaving r as it was, on anything else.
 func unmarshalFast(r *FetchResponse, data []byte) bool {
@@ -119,21 +147,23 @@ func unmarshalFast(r *FetchResponse, data []byte) bool {
 		return false
 	}
 	status, rest := string(data[len(head):i]), data[i+1:]
-	if len(rest) == 1 { // the closing brace
-		*r = FetchResponse{Status: status}
+	end, epoch := cutEpoch(rest)
+	body := rest[:end] // what comes between the status and the epoch
+	if len(body) == 0 {
+		*r = FetchResponse{Status: status, Epoch: epoch}
 		return true
 	}
 	// The activation is a complete JSON object when the decoder takes it,
 	// so the whole is valid JSON and json.Unmarshal would decode the
 	// object into a new ActivationMessage just the same.
-	if len(rest) < len(act)+2 || string(rest[:len(act)]) != act || rest[len(act)] != '{' {
+	if len(body) < len(act)+2 || string(body[:len(act)]) != act || body[len(act)] != '{' {
 		return false
 	}
 	m := new(whisk.ActivationMessage)
-	if whisk.DecodeActivationMessage(rest[len(act):len(rest)-1], m) != nil {
+	if whisk.DecodeActivationMessage(body[len(act):], m) != nil {
 		return false
 	}
-	*r = FetchResponse{Status: status, Activation: m}
+	*r = FetchResponse{Status: status, Activation: m, Epoch: epoch}
 	return true
 }
 

@@ -370,3 +370,33 @@ func TestLeavingContainerGivesBackUnansweredFetch(t *testing.T) {
 		t.Fatalf("c2 got %s, want %s (c1 never got it)", got, x)
 	}
 }
+
+// A hand-out carries its leadership's epoch, and a successor's epoch is
+// newer: a container that saw it refuses the predecessor's (the invoker's
+// fetchSeqs).
+func TestHandOutCarriesEpoch(t *testing.T) {
+	t.Parallel()
+	h := newHandoverEnv(t)
+	s1, s2 := h.leaders()
+	epochOf := func(addr, cid string) int64 {
+		var e int64
+		h.eventually("an activation from "+addr, func() bool {
+			r, err := h.fetchFrom(addr, "i1", cid)
+			if err == nil && r.Status == rpc.FetchOK {
+				e = r.Epoch
+				return true
+			}
+			return false
+		})
+		return e
+	}
+	h.publish(1)
+	e1 := epochOf(s1.addr, "c1")
+	s1.crash()
+	h.awaitLeader("s2")
+	h.publish(2)
+	e2 := epochOf(s2.addr, "c2")
+	if e1 <= 0 || e2 <= e1 {
+		t.Fatalf("epochs of s1's and s2's hand-outs: %d, %d; want 0 < first < second", e1, e2)
+	}
+}

@@ -64,4 +64,9 @@ const (
 type FetchResponse struct {
 	Status     string             `json:"status"`
 	Activation *ActivationMessage `json:"activation,omitempty"`
+	// Epoch is the leadership the activation was handed out under (a
+	// queue with hand-over records; 0 otherwise). Epochs of an action
+	// only grow: a container that saw a newer one refuses an older one's
+	// activation (a stale leader's), as the last line of fencing.
+	Epoch int64 `json:"epoch,omitempty"`
 }
