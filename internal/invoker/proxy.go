@@ -62,6 +62,7 @@ type proxy struct {
 	lastActive   time.Time
 	failingSince time.Time // first failed fetch of the current streak; zero when fetches work
 	seqs         fetchSeqs // numbers every slot's fetches (fetchseq.go)
+	staleLogged  int       // stale-leader refusals logged (main slot's)
 	backoff      retry.Backoff
 
 	rc       reclaimState    // the pool's view (reclaim.go), guarded by inv.mu
@@ -338,11 +339,17 @@ func (p *proxy) stop(ctx context.Context, tellQueue bool) {
 }
 
 func (p *proxy) fetchWith(ctx context.Context, alive bool) (*rpc.FetchResponse, error) {
-	return p.seqs.fetch(ctx, p.client, &rpc.FetchRequest{
+	resp, err := p.seqs.fetch(ctx, p.client, &rpc.FetchRequest{
 		Namespace: p.action.Namespace, Action: p.action.Name, Rev: p.action.Rev,
 		ContainerID: p.ctr.ID(), InvokerID: p.inv.cfg.ID,
 		LastDurationMs: p.lastDuration, Alive: alive, Warm: p.warm,
 	})
+	if n := p.seqs.staleRefused(); n > p.staleLogged {
+		p.staleLogged = n
+		p.log.Warn("refused an activation handed out under an older leadership (a stale leader's); re-reading the leader",
+			"scheduler", p.addr, "refused", n)
+	}
+	return resp, err
 }
 
 // sentinelled reports whether act's runtime writes log sentinels after
