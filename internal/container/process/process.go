@@ -289,6 +289,10 @@ func (b *Backend) open() error {
 
 // killSlot kills every process the slot's uids still run: a previous
 // backend on the slot was killed before it could remove its containers.
+// A uid whose processes outlive the kill (a process stuck in the kernel,
+// or one whose exit takes long on a loaded machine: a race-built
+// runtime's huge mappings) is kept out of use, as Remove does, rather
+// than failing the start.
 func (b *Backend) killSlot() error {
 	live, err := liveUIDs(b.firstUID, b.cfg.Isolation.SlotSize)
 	if err != nil {
@@ -297,7 +301,10 @@ func (b *Backend) killSlot() error {
 	n := 0
 	for uid, procs := range live {
 		if err := b.killAll(uid); err != nil {
-			return err
+			b.log.Error("a uid a previous run left still runs processes after SIGKILL: kept out of use", "uid", uid, "err", err)
+			b.mu.Lock()
+			b.uids[uid] = true
+			b.mu.Unlock()
 		}
 		n += procs
 	}
