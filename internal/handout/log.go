@@ -48,7 +48,7 @@ type Log struct {
 	mu     sync.Mutex
 	f      *os.File
 	lines  int // lines in the file
-	live   map[whisk.FQN]map[whisk.ActivationID]whisk.Handout
+	live   handouts
 	epochs map[whisk.FQN]int64
 	left   []Leftover
 	closed bool
@@ -59,6 +59,41 @@ type Log struct {
 type Leftover struct {
 	Action  whisk.FQN
 	Handout whisk.Handout
+}
+
+// handouts are hand-outs by action, and how many there are.
+type handouts struct {
+	m map[whisk.FQN]map[whisk.ActivationID]whisk.Handout
+	n int
+}
+
+func newHandouts() handouts {
+	return handouts{m: map[whisk.FQN]map[whisk.ActivationID]whisk.Handout{}}
+}
+
+// apply forgets the hand-outs of forget and adds h (unless nil): one line
+// of the file, or one change of the live set.
+func (s *handouts) apply(f whisk.FQN, h *whisk.Handout, forget []whisk.ActivationID) {
+	hs := s.m[f]
+	for _, id := range forget {
+		if _, ok := hs[id]; ok {
+			delete(hs, id)
+			s.n--
+		}
+	}
+	if h != nil {
+		if hs == nil {
+			hs = map[whisk.ActivationID]whisk.Handout{}
+			s.m[f] = hs
+		}
+		if _, ok := hs[h.Message.ActivationID]; !ok {
+			s.n++
+		}
+		hs[h.Message.ActivationID] = *h
+	}
+	if len(hs) == 0 {
+		delete(s.m, f)
+	}
 }
 
 // line is one change in the file.
@@ -73,12 +108,12 @@ type line struct {
 // Open reads the record at path (made if missing) and keeps what it holds
 // as the previous process's Leftovers; the new process starts with none.
 func Open(path string, log *slog.Logger) (*Log, error) {
-	l := &Log{path: path, log: log, live: map[whisk.FQN]map[whisk.ActivationID]whisk.Handout{}, epochs: map[whisk.FQN]int64{}}
+	l := &Log{path: path, log: log, live: newHandouts(), epochs: map[whisk.FQN]int64{}}
 	prev, err := read(path, log)
 	if err != nil {
 		return nil, err
 	}
-	for f, hs := range prev {
+	for f, hs := range prev.m {
 		for _, h := range hs {
 			l.left = append(l.left, Leftover{Action: f, Handout: h})
 		}
@@ -92,14 +127,14 @@ func Open(path string, log *slog.Logger) (*Log, error) {
 
 // read replays the file. A last line without its newline (a write cut
 // short) is ignored; an undecodable line is skipped with a warning.
-func read(path string, log *slog.Logger) (map[whisk.FQN]map[whisk.ActivationID]whisk.Handout, error) {
-	out := map[whisk.FQN]map[whisk.ActivationID]whisk.Handout{}
+func read(path string, log *slog.Logger) (handouts, error) {
+	out := newHandouts()
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return out, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("handout: read %s: %w", path, err)
+		return out, fmt.Errorf("handout: read %s: %w", path, err)
 	}
 	if i := bytes.LastIndexByte(b, '\n'); i < len(b)-1 {
 		b = b[:i+1] // torn (or empty when i is -1)
@@ -113,21 +148,11 @@ func read(path string, log *slog.Logger) (map[whisk.FQN]map[whisk.ActivationID]w
 			log.Warn("handout: an undecodable line of the record is skipped", "file", path, "line", n+1, "err", err)
 			continue
 		}
-		f := whisk.FQN{Namespace: ln.Namespace, Name: ln.Action}
-		hs := out[f]
-		if hs == nil {
-			hs = map[whisk.ActivationID]whisk.Handout{}
-			out[f] = hs
+		h := ln.Handout
+		if ln.Op != "put" {
+			h = nil
 		}
-		for _, id := range ln.Forget {
-			delete(hs, id)
-		}
-		if ln.Op == "put" && ln.Handout != nil {
-			hs[ln.Handout.Message.ActivationID] = *ln.Handout
-		}
-		if len(hs) == 0 {
-			delete(out, f)
-		}
+		out.apply(whisk.FQN{Namespace: ln.Namespace, Name: ln.Action}, h, ln.Forget)
 	}
 	return out, nil
 }
@@ -152,7 +177,7 @@ func (l *Log) rewrite() error {
 			return fmt.Errorf("handout: %w", err)
 		}
 	}
-	for f, hs := range l.live {
+	for f, hs := range l.live.m {
 		for _, h := range hs {
 			if err := put(f, h); err != nil {
 				return fmt.Errorf("handout: %w", err)
@@ -215,19 +240,11 @@ func (l *Log) append(ln line) error {
 // compact rewrites a file grown compactAfter lines past twice the live
 // hand-outs (l.mu held, after the change is applied in memory too).
 func (l *Log) compact() {
-	if live := l.count(); l.lines > compactAfter+2*live {
+	if live := len(l.left) + l.live.n; l.lines > compactAfter+2*live {
 		if err := l.rewrite(); err != nil {
 			l.log.Warn("handout: compacting the record failed; it grows until the next try", "err", err)
 		}
 	}
-}
-
-func (l *Log) count() int {
-	n := len(l.left)
-	for _, hs := range l.live {
-		n += len(hs)
-	}
-	return n
 }
 
 // ClaimHandouts starts a new leadership of f (fencing the previous one,
@@ -242,7 +259,7 @@ func (l *Log) ClaimHandouts(_ context.Context, f whisk.FQN) (int64, []whisk.Hand
 	}
 	l.epochs[f]++
 	var hs []whisk.Handout
-	for _, h := range l.live[f] {
+	for _, h := range l.live.m[f] {
 		hs = append(hs, h)
 	}
 	return l.epochs[f], hs, nil
@@ -259,15 +276,7 @@ func (l *Log) PutHandout(_ context.Context, f whisk.FQN, epoch int64, h whisk.Ha
 	if err := l.append(line{Op: "put", Namespace: f.Namespace, Action: f.Name, Handout: &h, Forget: forget}); err != nil {
 		return err
 	}
-	hs := l.live[f]
-	if hs == nil {
-		hs = map[whisk.ActivationID]whisk.Handout{}
-		l.live[f] = hs
-	}
-	for _, id := range forget {
-		delete(hs, id)
-	}
-	hs[h.Message.ActivationID] = h
+	l.live.apply(f, &h, forget)
 	l.compact()
 	return nil
 }
@@ -297,13 +306,7 @@ func (l *Log) DeleteHandouts(_ context.Context, f whisk.FQN, ids []whisk.Activat
 	if err := l.append(line{Op: "del", Namespace: f.Namespace, Action: f.Name, Forget: ids}); err != nil {
 		return err
 	}
-	hs := l.live[f]
-	for _, id := range ids {
-		delete(hs, id)
-	}
-	if len(hs) == 0 {
-		delete(l.live, f)
-	}
+	l.live.apply(f, nil, ids)
 	l.compact()
 	return nil
 }
