@@ -21,7 +21,7 @@ type Controller struct {
 	// OpenWhisk's user-event limit families (PrometheusRecorder.scala),
 	// by the caller's namespace: the controller is where throttles happen.
 	limitConcurrent, limitTimed *prometheus.CounterVec
-	namespaces                  labelCap
+	namespaces                  *labelCap[string]
 	waits                       *prometheus.CounterVec
 	waitSeconds                 prometheus.Histogram
 	publish                     prometheus.Histogram
@@ -48,7 +48,7 @@ func NewController(reg prometheus.Registerer) (*Controller, error) {
 			Help: "a user has exceeded its limit for concurrent invocations"}, []string{labelNamespace}),
 		limitTimed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "openwhisk_action_limit_timed_total",
 			Help: "the user has reached its per minute limit for the number of invocations"}, []string{labelNamespace}),
-		namespaces: labelCap{max: DefaultMaxActions},
+		namespaces: &labelCap[string]{max: DefaultMaxActions, other: OtherLabel},
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eddy_controller_blocking_waits_total",
 			Help: "Blocking invocations' waits for their completion, by how they ended (completed, timeout, cancelled)"}, []string{"outcome"}),
 		waitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "eddy_controller_blocking_wait_seconds",

@@ -44,25 +44,27 @@ func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	return nil
 }
 
-// labelCap keeps at most max distinct values of one label; later values
-// are counted as OtherLabel, so that a scrape does not grow without bound.
-type labelCap struct {
-	max  int
-	mu   sync.Mutex
-	seen map[string]struct{}
+// labelCap keeps at most max distinct label values (one label's, or one
+// label set's); later ones are counted as other, so that a scrape does
+// not grow without bound.
+type labelCap[K comparable] struct {
+	max   int
+	other K
+	mu    sync.Mutex
+	seen  map[K]struct{}
 }
 
-func (c *labelCap) label(v string) string {
+func (c *labelCap[K]) label(v K) K {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.seen[v]; ok {
 		return v
 	}
 	if len(c.seen) >= c.max {
-		return OtherLabel
+		return c.other
 	}
 	if c.seen == nil {
-		c.seen = map[string]struct{}{}
+		c.seen = map[K]struct{}{}
 	}
 	c.seen[v] = struct{}{}
 	return v

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/eddy-faas/eddy/internal/whisk"
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,9 +64,8 @@ type UserEvents struct {
 	// exported by Kamon under this name), which its dashboards chart.
 	containerStarts *prometheus.CounterVec
 
-	max  int
-	mu   sync.Mutex
-	seen map[[3]string]struct{}
+	// actions caps the distinct (namespace, initiator, action) label sets.
+	actions *labelCap[[3]string]
 }
 
 // NewUserEvents registers OpenWhisk's user-event families on reg, with at
@@ -100,8 +98,7 @@ func NewUserEvents(reg prometheus.Registerer, maxActions int) (*UserEvents, erro
 		containerStarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "counter_invoker_containerStart_counter_total",
 			Help: "activations by how they found their container: cold, prewarmed or warmed (OpenWhisk's invoker containerStart)"},
 			with(labelContainerState)),
-		max:  maxActions,
-		seen: map[[3]string]struct{}{},
+		actions: &labelCap[[3]string]{max: maxActions, other: [3]string{OtherLabel, OtherLabel, OtherLabel}},
 	}
 	if err := register(reg, u.activations, u.coldStarts, u.status, u.memory, u.waitTime, u.initTime, u.duration, u.responseSize, u.statusCode, u.containerStarts); err != nil {
 		return nil, err
@@ -121,7 +118,7 @@ func (u *UserEvents) Record(a *whisk.Activation) {
 	if !ok {
 		return
 	}
-	who := u.labels([3]string{ns, a.Namespace, action})
+	who := u.actions.label([3]string{ns, a.Namespace, action})
 	var limits struct {
 		Memory int64 `json:"memory"`
 	}
@@ -186,20 +183,6 @@ func userStatusCode(result json.RawMessage) (int, bool) {
 		return 400, true
 	}
 	return int(n), true
-}
-
-// labels applies the cap on distinct actions.
-func (u *UserEvents) labels(who [3]string) [3]string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if _, ok := u.seen[who]; ok {
-		return who
-	}
-	if len(u.seen) >= u.max {
-		return [3]string{OtherLabel, OtherLabel, OtherLabel}
-	}
-	u.seen[who] = struct{}{}
-	return who
 }
 
 // annInt is an integer annotation's value.
