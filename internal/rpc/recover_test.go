@@ -1,8 +1,8 @@
 package rpc
 
 import (
-	"bytes"
 	"context"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"log/slog"
 	"net"
 	"strings"
@@ -22,31 +22,13 @@ func (panicky) Fetch(context.Context, *FetchRequest) (*FetchResponse, error) {
 	panic("fetch exploded")
 }
 
-// syncBuffer is a log sink the server's goroutines may write concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRecoverTurnsAPanicIntoInternal: with Recover in the server's chain,
 // a handler's panic is an Internal status (kind Internal at the client)
 // and one log line naming the method; the server goes on serving. The
 // handlers run the server's interceptors: without them the panic would
 // end the process.
 func TestRecoverTurnsAPanicIntoInternal(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

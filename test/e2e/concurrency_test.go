@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -71,11 +69,7 @@ func burstConcurrent(t *testing.T, e *eddy, backend, action string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	c, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := e.etcdClient(ctx)
 	fqn := whisk.FQN{Namespace: "guest", Name: action}
 	peak, peakCreating := 0, 0
 	watchDone := make(chan struct{})

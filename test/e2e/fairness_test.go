@@ -3,12 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -56,11 +54,7 @@ func TestTwoTenantFlood(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		etcd, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer etcd.Close()
+		etcd := e.etcdClient(ctx)
 
 		floodStart := time.Now()
 		ids := e.invokeAsync(t, "flood", map[string]any{"ms": 2000}, 60, 60)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,14 +17,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/container/docker"
 	"github.com/eddy-faas/eddy/internal/manifest"
 	"github.com/eddy-faas/eddy/internal/pki"
+	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
 
@@ -112,26 +114,9 @@ type eddy struct {
 	URL     string
 	DataDir string
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testenv.Buffer
 	done    chan struct{}
 	args    []string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freePort(t *testing.T) int {
@@ -159,7 +144,7 @@ func startEddyBin(t *testing.T, bin, backend, dataDir string, extra ...string) *
 	}
 	port := freePort(t)
 	args := append([]string{"standalone", "--port", fmt.Sprint(port), "--data-dir", dataDir, "--backend", backend}, extra...)
-	e := &eddy{t: t, Backend: backend, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: dataDir, out: &syncBuffer{}, args: args}
+	e := &eddy{t: t, Backend: backend, URL: fmt.Sprintf("http://127.0.0.1:%d", port), DataDir: dataDir, out: &testenv.Buffer{}, args: args}
 	e.cmd = exec.Command(bin, args...)
 	// The binary is built with -race, and so is every runtime server it
 	// starts on the process backend ("eddy runtime"): the race detector
@@ -332,6 +317,18 @@ func (e *eddy) etcdTLS() *tls.Config {
 		e.t.Fatalf("standalone's TLS credentials: %v", err)
 	}
 	return tc
+}
+
+// etcdClient dials the standalone's embedded etcd with its client
+// certificate; it is closed when the test ends.
+func (e *eddy) etcdClient(ctx context.Context) *cluster.Client {
+	e.t.Helper()
+	c, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	return c
 }
 
 // liveParents maps the pid of every live (not zombie) process to its

@@ -3,13 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/eddy-faas/eddy/internal/cluster"
 	"github.com/eddy-faas/eddy/internal/testenv"
 	"github.com/eddy-faas/eddy/internal/whisk"
 )
@@ -31,11 +29,7 @@ func testIdleContainersRemoved(t *testing.T, backend string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := e.etcdClient(ctx)
 	fqn := whisk.FQN{Namespace: "guest", Name: "pid"}
 	if n, err := c.CountContainers(ctx, fqn, 1); err != nil || n != 1 {
 		t.Fatalf("containers in etcd after the run = %d, %v; want 1", n, err)

@@ -385,11 +385,7 @@ func testNamespaceFairShare(t *testing.T, backend string) {
 	e.createAction("meek", "python:3.11", sleepPy, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := cluster.DialTLS(ctx, []string{e.etcdEndpoint()}, e.etcdTLS(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := e.etcdClient(ctx)
 
 	// 60 × 1 s on 4 containers: the flood lasts at least 15 s.
 	hog := e.invokeAsync(t, "hog", map[string]any{"ms": 1000}, 60, 8)
