@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -85,9 +84,6 @@ func (p *cutProxy) pipe(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				dst.Close()
-			}
 			dst.Close()
 			return
 		}
