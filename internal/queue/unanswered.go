@@ -31,21 +31,26 @@ func (q *Queue) takeBackUnanswered(r *whisk.FetchRequest) {
 	if w == nil {
 		return
 	}
-	for _, h := range slices.Clone(w.acts) {
+	// Every later fetch of the container repeats its ranges: the scan
+	// allocates nothing unless a hand-out matches.
+	var again []*handedAct
+	for _, h := range w.acts {
 		if h.undelivered || !r.UnansweredSeq(h.seq) {
 			continue
 		}
 		h.undelivered = true
 		if !h.stripped {
-			q.handAgain(id, w, h)
+			again = append(again, h)
 		}
+	}
+	for _, h := range again {
+		q.handAgain(id, w, h)
 	}
 }
 
 // wholeAgain gives a claimed, stripped hand-out the full message the bus
 // delivered again (msg); an undelivered one is handed out again at once.
-// It reports whether msg's activation is such a hand-out.
-func (q *Queue) wholeAgain(msg whisk.ActivationMessage) bool {
+func (q *Queue) wholeAgain(msg whisk.ActivationMessage) {
 	for id, w := range q.work {
 		for _, h := range w.acts {
 			if h.e.msg.ActivationID != msg.ActivationID || !h.stripped {
@@ -55,10 +60,9 @@ func (q *Queue) wholeAgain(msg whisk.ActivationMessage) bool {
 			if h.undelivered {
 				q.handAgain(id, w, h)
 			}
-			return true
+			return
 		}
 	}
-	return false
 }
 
 // handAgain stops tracking h on its container and puts its activation back
