@@ -67,12 +67,17 @@ func StartEmbedded(ctx context.Context, cfg EmbedConfig) (*Embedded, error) {
 		e, err := startEmbedded(ctx, cfg)
 		// A port picked free (no URL given) can be taken by anyone before
 		// etcd binds it: pick again.
-		taken := err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use"))
-		if !taken || cfg.ClientURL != "" && cfg.PeerURL != "" || attempt == bindAttempts {
+		if !PortTaken(err) || cfg.ClientURL != "" && cfg.PeerURL != "" || attempt == bindAttempts {
 			return e, err
 		}
 		orDiscard(cfg.Log).Warn("embedded etcd: a port picked free was taken before etcd bound it; picking again", "attempt", attempt, "err", err)
 	}
+}
+
+// PortTaken reports whether err is a listener failing because its port is
+// in use.
+func PortTaken(err error) bool {
+	return err != nil && (errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use"))
 }
 
 // bindAttempts is how many times StartEmbedded picks free ports.

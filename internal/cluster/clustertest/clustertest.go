@@ -44,9 +44,32 @@ func StartTestCluster(t testing.TB, n int) *Cluster {
 	if n < 1 {
 		t.Fatalf("clustertest: %d members", n)
 	}
+	base := t.TempDir()
+	for attempt := 1; ; attempt++ {
+		c, err := start(t, n, filepath.Join(base, fmt.Sprint(attempt)))
+		if err == nil {
+			t.Cleanup(c.Close)
+			return c
+		}
+		c.Close()
+		// A port picked free can be taken by another test process before
+		// its member binds it: the whole cluster picks again (the members
+		// know each other's URLs, so one member cannot move alone).
+		if !cluster.PortTaken(err) || attempt == startAttempts {
+			t.Fatalf("clustertest: %v", err)
+		}
+		t.Logf("clustertest: %v; picking other ports", err)
+	}
+}
+
+// startAttempts is how many times StartTestCluster picks free ports.
+const startAttempts = 5
+
+// start starts an n-member cluster with its data under base; on an error
+// the members that started are running (Close stops them).
+func start(t testing.TB, n int, base string) (*Cluster, error) {
 	c := &Cluster{t: t}
 	var initial []string
-	base := t.TempDir()
 	for i := range n {
 		m := &Member{
 			Name:      fmt.Sprintf("m%d", i),
@@ -59,7 +82,6 @@ func StartTestCluster(t testing.TB, n int) *Cluster {
 		initial = append(initial, m.Name+"="+m.PeerURL)
 	}
 	c.initial = strings.Join(initial, ",")
-	t.Cleanup(c.Close)
 
 	// Members of a new cluster become ready together, once they have a
 	// leader: start them all at once.
@@ -67,12 +89,13 @@ func StartTestCluster(t testing.TB, n int) *Cluster {
 	for _, m := range c.members {
 		go func() { errs <- m.start() }()
 	}
+	var first error
 	for range n {
-		if err := <-errs; err != nil {
-			t.Fatalf("clustertest: %v", err)
+		if err := <-errs; err != nil && first == nil {
+			first = err
 		}
 	}
-	return c
+	return c, first
 }
 
 // Endpoints returns the client URLs of every member.
