@@ -24,7 +24,7 @@ func (s *Session) ClaimAlarmShard(ctx context.Context, n int, owner string) (boo
 	}
 	resp, err := s.c.etcd.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, owner, clientv3.WithLease(s.lease))).
+		Then(clientv3.OpPut(key, owner, clientv3.WithLease(s.lease()))).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {
@@ -42,7 +42,7 @@ func (s *Session) ClaimAlarmShard(ctx context.Context, n int, owner string) (boo
 	}
 	kv := kvs[0]
 	holder := clientv3.LeaseID(kv.Lease)
-	if holder == s.lease {
+	if holder == s.lease() {
 		return string(kv.Value) == owner, nil
 	}
 	if !s.former[holder] || string(kv.Value) != owner {
@@ -50,7 +50,7 @@ func (s *Session) ClaimAlarmShard(ctx context.Context, n int, owner string) (boo
 	}
 	tresp, err := s.c.etcd.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
-		Then(clientv3.OpPut(key, owner, clientv3.WithLease(s.lease))).
+		Then(clientv3.OpPut(key, owner, clientv3.WithLease(s.lease()))).
 		Commit()
 	if err != nil {
 		return false, fmt.Errorf("cluster: take over alarm shard %d: %w", n, err)
@@ -67,7 +67,7 @@ func (s *Session) ReleaseAlarmShard(ctx context.Context, n int) error {
 	if s.closed {
 		return nil // the lease is revoked: the key is gone
 	}
-	leases := []clientv3.LeaseID{s.lease}
+	leases := []clientv3.LeaseID{s.lease()}
 	for id := range s.former {
 		leases = append(leases, id)
 	}

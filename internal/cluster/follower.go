@@ -50,7 +50,7 @@ func (s *Session) RetireQueue(ctx context.Context, f whisk.FQN) error {
 		return nil // the lease is revoked: the leader key is gone
 	}
 	resp, err := s.c.etcd.Txn(ctx).
-		If(clientv3.Compare(clientv3.LeaseValue(key), "=", s.lease)).
+		If(clientv3.Compare(clientv3.LeaseValue(key), "=", s.lease())).
 		Then(clientv3.OpDelete(key), clientv3.OpDelete(followerPrefix(f), clientv3.WithPrefix())).
 		Else(clientv3.OpGet(key)).
 		Commit()

@@ -32,7 +32,7 @@ import (
 func (s *Session) ClaimHandouts(ctx context.Context, f whisk.FQN) (int64, []whisk.Handout, error) {
 	key := leaderKey(f)
 	s.mu.Lock()
-	lease := s.lease
+	lease := s.lease()
 	closed := s.closed
 	s.mu.Unlock()
 	if closed {

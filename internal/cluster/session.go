@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -46,21 +47,25 @@ var ErrSessionClosed = errors.New("cluster: session closed")
 // leases are revoked only once the hooks have finished or timed out, so a
 // leader key that survived the loss never has a gap. Every write, and the
 // re-write after a re-grant, happens under one mutex, so a key deregistered
-// while the lease was lost never comes back. A key whose delete failed is
-// forgotten at once (never re-put) and its delete is retried by Run until it
-// succeeds, so it cannot stay behind under a live lease.
+// while the lease was lost never comes back; the keep-alive never takes that
+// mutex, so a write stuck while etcd elects a leader does not cost the lease.
+// A key whose delete failed is forgotten at once (never re-put) and its
+// delete is retried by Run until it succeeds, so it cannot stay behind under
+// a live lease.
 type Session struct {
 	c   *Client
 	log *slog.Logger
 	ttl time.Duration // as granted by etcd
 
-	mu     sync.Mutex // serialises every write, the lease swap and the re-put
-	lease  clientv3.LeaseID
-	former map[clientv3.LeaseID]bool // earlier leases of this session that may still hold keys
-	owned  map[string]string         // key → value, re-put under a new lease
-	doomed map[string]bool           // keys whose delete failed: Run retries it; never re-put
-	hooks  []func(context.Context)
-	closed bool
+	mu sync.Mutex // serialises every write, the lease swap and the re-put
+	// leaseID is the current lease: swapped under mu (with the re-put), read
+	// without it by the keep-alive, which must never wait for a slow write.
+	leaseID atomic.Int64
+	former  map[clientv3.LeaseID]bool // earlier leases of this session that may still hold keys
+	owned   map[string]string         // key → value, re-put under a new lease
+	doomed  map[string]bool           // keys whose delete failed: Run retries it; never re-put
+	hooks   []func(context.Context)
+	closed  bool
 
 	regranted chan struct{} // capacity 1: the hooks must run (again)
 	lost      chan struct{} // a write saw "lease not found": Run checks at once
@@ -87,7 +92,6 @@ func NewSession(ctx context.Context, c *Client, ttl time.Duration, log *slog.Log
 		c:         c,
 		log:       orDiscard(log),
 		ttl:       time.Duration(resp.TTL) * time.Second,
-		lease:     resp.ID,
 		former:    map[clientv3.LeaseID]bool{},
 		owned:     map[string]string{},
 		doomed:    map[string]bool{},
@@ -95,9 +99,13 @@ func NewSession(ctx context.Context, c *Client, ttl time.Duration, log *slog.Log
 		lost:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
+	s.leaseID.Store(int64(resp.ID))
 	s.log.Debug("lease granted", "lease", fmt.Sprintf("%x", int64(resp.ID)), "ttl", s.ttl)
 	return s, nil
 }
+
+// lease returns the current lease.
+func (s *Session) lease() clientv3.LeaseID { return clientv3.LeaseID(s.leaseID.Load()) }
 
 // Client returns the client the session writes through.
 func (s *Session) Client() *Client { return s.c }
@@ -241,7 +249,11 @@ func (s *Session) runHooks(ctx context.Context) {
 // retryDeletes deletes the keys whose delete failed earlier (bounded by
 // timeout); the ones deleted are forgotten.
 func (s *Session) retryDeletes(ctx context.Context, timeout time.Duration) {
-	s.mu.Lock()
+	// A write in progress holds mu, for long if etcd is electing a leader:
+	// the deletes wait for a later round, not the keep-alive loop for it.
+	if !s.mu.TryLock() {
+		return
+	}
 	defer s.mu.Unlock()
 	if s.closed || len(s.doomed) == 0 {
 		return
@@ -276,9 +288,7 @@ func (s *Session) stopped(ctx context.Context) bool {
 }
 
 func (s *Session) keepAlive(ctx context.Context, timeout time.Duration) error {
-	s.mu.Lock()
-	lease := s.lease
-	s.mu.Unlock()
+	lease := s.lease() // not under mu: a write hanging on etcd must not cost the lease
 	kctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	_, err := s.c.etcd.KeepAliveOnce(kctx, lease)
@@ -302,9 +312,9 @@ func (s *Session) recover(ctx context.Context) error {
 		s.revoke(resp.ID)
 		return ErrSessionClosed
 	}
-	old := s.lease
+	old := s.lease()
 	s.former[old] = true
-	s.lease = resp.ID
+	s.leaseID.Store(int64(resp.ID))
 	n := len(s.owned)
 	err = s.refillLocked(ctx)
 	s.mu.Unlock()
@@ -327,7 +337,7 @@ func (s *Session) refillLocked(ctx context.Context) error {
 	for chunk := range slices.Chunk(keys, refillBatch) {
 		ops := make([]clientv3.Op, 0, len(chunk))
 		for _, k := range chunk {
-			ops = append(ops, clientv3.OpPut(k, s.owned[k], clientv3.WithLease(s.lease)))
+			ops = append(ops, clientv3.OpPut(k, s.owned[k], clientv3.WithLease(s.lease())))
 		}
 		pctx, cancel := context.WithTimeout(ctx, max(s.ttl, time.Second))
 		_, err := s.c.etcd.Txn(pctx).Then(ops...).Commit()
@@ -359,7 +369,7 @@ func (s *Session) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
-		lease := s.lease
+		lease := s.lease()
 		formers := slices.Collect(maps.Keys(s.former))
 		s.owned = map[string]string{}
 		s.doomed = map[string]bool{} // the revoke takes them
@@ -420,7 +430,7 @@ func (s *Session) PutCreation(ctx context.Context, info whisk.CreationInfo, coun
 	}
 	resp, err := s.c.etcd.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(ak), "<", countedAt+1)).
-		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(s.lease)), clientv3.OpPut(ak, "", clientv3.WithLease(s.lease))).
+		Then(clientv3.OpPut(key, string(val), clientv3.WithLease(s.lease())), clientv3.OpPut(ak, "", clientv3.WithLease(s.lease()))).
 		Commit()
 	if err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -458,7 +468,7 @@ func (s *Session) put(ctx context.Context, key string, v any) error {
 	}
 	s.owned[key] = string(val)
 	delete(s.doomed, key) // registered again: its pending delete would remove it
-	if _, err := s.c.etcd.Put(ctx, key, string(val), clientv3.WithLease(s.lease)); err != nil {
+	if _, err := s.c.etcd.Put(ctx, key, string(val), clientv3.WithLease(s.lease())); err != nil {
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			s.signalLost()
 			s.log.Debug("put found the lease gone; it is re-put after the re-grant", "key", key)
@@ -516,7 +526,7 @@ func (s *Session) ElectLeader(ctx context.Context, f whisk.FQN, info whisk.Leade
 	for attempt := 0; ; attempt++ {
 		resp, err := s.c.etcd.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(s.lease))).
+			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(s.lease()))).
 			Else(clientv3.OpGet(key)).
 			Commit()
 		if err != nil {
@@ -540,7 +550,7 @@ func (s *Session) ElectLeader(ctx context.Context, f whisk.FQN, info whisk.Leade
 			return false, current, fmt.Errorf("cluster: decode %s: %w", key, err)
 		}
 		holder := clientv3.LeaseID(kv.Lease)
-		if holder == s.lease {
+		if holder == s.lease() {
 			return true, current, nil
 		}
 		if !s.former[holder] || attempt > 0 {
@@ -550,7 +560,7 @@ func (s *Session) ElectLeader(ctx context.Context, f whisk.FQN, info whisk.Leade
 		// unless someone changed it meanwhile.
 		tresp, err := s.c.etcd.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
-			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(s.lease))).
+			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(s.lease()))).
 			Commit()
 		if err != nil {
 			return false, current, fmt.Errorf("cluster: take over leader key of %s: %w", f, err)
@@ -571,7 +581,7 @@ func (s *Session) ResignLeader(ctx context.Context, f whisk.FQN) error {
 		return nil // the lease is revoked: the key is gone
 	}
 	resp, err := s.c.etcd.Txn(ctx).
-		If(clientv3.Compare(clientv3.LeaseValue(key), "=", s.lease)).
+		If(clientv3.Compare(clientv3.LeaseValue(key), "=", s.lease())).
 		Then(clientv3.OpDelete(key)).
 		Else(clientv3.OpGet(key)).
 		Commit()

@@ -243,9 +243,7 @@ func TestLeaseLossRegrant(t *testing.T) {
 		t.Fatalf("ElectLeader: %v, %v", won, err)
 	}
 
-	s.mu.Lock()
-	oldLease := s.lease
-	s.mu.Unlock()
+	oldLease := s.lease()
 	if _, err := other.etcd.Revoke(ctx, oldLease); err != nil {
 		t.Fatal(err)
 	}
@@ -262,9 +260,7 @@ func TestLeaseLossRegrant(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("OnRegrant hook not called after the lease was revoked")
 	}
-	s.mu.Lock()
-	newLease := s.lease
-	s.mu.Unlock()
+	newLease := s.lease()
 	if newLease == oldLease {
 		t.Fatal("lease not replaced")
 	}
@@ -320,9 +316,7 @@ func TestRegrantNeverResurrects(t *testing.T) {
 				return
 			case <-time.After(150 * time.Millisecond):
 			}
-			s.mu.Lock()
-			lease := s.lease
-			s.mu.Unlock()
+			lease := s.lease()
 			_, _ = other.etcd.Revoke(ctx, lease)
 		}
 	}()
@@ -419,16 +413,14 @@ func TestFailedDeleteRetried(t *testing.T) {
 	})
 
 	// A re-grant does not bring it back; the key registered again stays.
-	s.mu.Lock()
-	lease := s.lease
-	s.mu.Unlock()
+	lease := s.lease()
 	if _, err := other.etcd.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "keys not restored after the re-grant", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.lease != lease && present(containerKey(back))
+		return s.lease() != lease && present(containerKey(back))
 	})
 	time.Sleep(time.Second) // a few keep-alive rounds, each retrying deletes
 	if present(containerKey(gone)) {
@@ -462,9 +454,7 @@ func TestRegrantHookDoesNotStallKeepAlive(t *testing.T) {
 		case <-ctx.Done():
 		}
 	})
-	s.mu.Lock()
-	lease := s.lease
-	s.mu.Unlock()
+	lease := s.lease()
 	if _, err := other.etcd.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
@@ -481,9 +471,7 @@ func TestRegrantHookDoesNotStallKeepAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.mu.Lock()
-	now := s.lease
-	s.mu.Unlock()
+	now := s.lease()
 	if len(resp.Kvs) != 1 {
 		t.Fatal("the container key vanished while a hook was stuck: the new lease was not kept alive")
 	}
@@ -510,9 +498,7 @@ func TestRegrantLeaderKeyHasNoGap(t *testing.T) {
 	if won, _, err := s.ElectLeader(ctx, f, li); err != nil || !won {
 		t.Fatalf("ElectLeader: %v, %v", won, err)
 	}
-	s.mu.Lock()
-	oldLease := s.lease
-	s.mu.Unlock()
+	oldLease := s.lease()
 
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
@@ -545,9 +531,7 @@ func TestRegrantLeaderKeyHasNoGap(t *testing.T) {
 	if got.err != nil || !got.won || !got.presentBefore {
 		t.Fatalf("in the hook: leader key present %v, re-elected %v, %v", got.presentBefore, got.won, got.err)
 	}
-	s.mu.Lock()
-	newLease := s.lease
-	s.mu.Unlock()
+	newLease := s.lease()
 	eventually(t, 30*time.Second, "former lease not revoked after the hooks", func() bool {
 		ttl, err := other.etcd.TimeToLive(ctx, oldLease)
 		return err == nil && ttl.TTL == -1
@@ -570,4 +554,33 @@ func TestRegrantLeaderKeyHasNoGap(t *testing.T) {
 func putCreation(ctx context.Context, s *Session, info whisk.CreationInfo) error {
 	_, err := s.PutCreation(ctx, info, 0)
 	return err
+}
+
+// A write stuck on etcd holds the session's mutex (while etcd elects a
+// leader a put can take the server's request timeout, 7 s): the keep-alive
+// goes on meanwhile, so the lease, and every key under it, survives.
+func TestStuckWriteDoesNotCostTheLease(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	other := dial(t, e.Endpoints())
+	s, _ := newSession(t, dial(t, e.Endpoints()), 2*time.Second)
+	ctx := ctxT(t)
+	ci := container("guest", "hello", 1, "i0", "c1")
+	if err := s.RegisterContainer(ctx, ci); err != nil {
+		t.Fatal(err)
+	}
+	lease := s.lease()
+	s.mu.Lock() // what a put waiting for etcd's answer does
+	time.Sleep(3 * s.ttl)
+	s.mu.Unlock()
+	resp, err := other.etcd.Get(ctx, containerKey(ci))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 1 {
+		t.Fatalf("the container key vanished while a write held the session for %v: the lease was not kept alive", 3*s.ttl)
+	}
+	if got := clientv3.LeaseID(resp.Kvs[0].Lease); got != lease || s.lease() != lease {
+		t.Fatalf("key under lease %x, session lease %x, first lease %x: the lease was lost", got, s.lease(), lease)
+	}
 }
