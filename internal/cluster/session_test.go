@@ -435,14 +435,8 @@ func TestFailedDeleteRetried(t *testing.T) {
 // stuck on etcd for longer than the TTL does not let the new lease expire.
 func TestRegrantHookDoesNotStallKeepAlive(t *testing.T) {
 	t.Parallel()
-	e := startEtcd(t)
-	other := dial(t, e.Endpoints())
-	s, _ := newSession(t, dial(t, e.Endpoints()), 2*time.Second)
+	s, other, ci := sessionWithContainer(t)
 	ctx := ctxT(t)
-	ci := container("guest", "hello", 1, "i0", "c1")
-	if err := s.RegisterContainer(ctx, ci); err != nil {
-		t.Fatal(err)
-	}
 	release := make(chan struct{})
 	defer close(release)
 	entered := make(chan bool, 10)
@@ -561,14 +555,8 @@ func putCreation(ctx context.Context, s *Session, info whisk.CreationInfo) error
 // goes on meanwhile, so the lease, and every key under it, survives.
 func TestStuckWriteDoesNotCostTheLease(t *testing.T) {
 	t.Parallel()
-	e := startEtcd(t)
-	other := dial(t, e.Endpoints())
-	s, _ := newSession(t, dial(t, e.Endpoints()), 2*time.Second)
+	s, other, ci := sessionWithContainer(t)
 	ctx := ctxT(t)
-	ci := container("guest", "hello", 1, "i0", "c1")
-	if err := s.RegisterContainer(ctx, ci); err != nil {
-		t.Fatal(err)
-	}
 	lease := s.lease()
 	s.mu.Lock() // what a put waiting for etcd's answer does
 	time.Sleep(3 * s.ttl)
@@ -583,4 +571,18 @@ func TestStuckWriteDoesNotCostTheLease(t *testing.T) {
 	if got := clientv3.LeaseID(resp.Kvs[0].Lease); got != lease || s.lease() != lease {
 		t.Fatalf("key under lease %x, session lease %x, first lease %x: the lease was lost", got, s.lease(), lease)
 	}
+}
+
+// sessionWithContainer starts an etcd and a session with a 2 s TTL that
+// registered one container; other is a second client of the same etcd.
+func sessionWithContainer(t *testing.T) (s *Session, other *Client, ci whisk.ContainerInfo) {
+	t.Helper()
+	e := startEtcd(t)
+	other = dial(t, e.Endpoints())
+	s, _ = newSession(t, dial(t, e.Endpoints()), 2*time.Second)
+	ci = container("guest", "hello", 1, "i0", "c1")
+	if err := s.RegisterContainer(ctxT(t), ci); err != nil {
+		t.Fatal(err)
+	}
+	return s, other, ci
 }
