@@ -45,6 +45,7 @@ func (o *own) enqueue(params string) {
 // namespace even when memory is free.
 func TestReclaimIdleWarmContainers(t *testing.T) {
 	t.Parallel()
+	const busyMs = 12000
 	counting := &countingBackend{}
 	e := newEnvWith(t, invoker.Config{UserMemoryMB: 512, IdleTimeout: time.Minute, StemCells: nil},
 		etcd, envWrap{backend: counting.wrap})
@@ -99,7 +100,10 @@ func TestReclaimIdleWarmContainers(t *testing.T) {
 		}
 	}
 	waitFor(t, 10*time.Second, "newer and third idle", idle(2))
-	newer.enqueue(`{"ms": 1500}`)
+	// The long activations outlast what comes between on a loaded
+	// machine (a creation, a removal, two waits): newer must still run
+	// when fifth is asked for.
+	newer.enqueue(fmt.Sprintf(`{"ms": %d}`, busyMs))
 	waitFor(t, 10*time.Second, "newer busy", func() bool { return len(newer.stub.queue) == 0 && idle(1)() })
 	fourth := e.own(e.putAction("fourth", "python:3.11", pySleepy, whisk.Limits{}))
 	if ack := fourth.create(); ack.Error != "" {
@@ -110,14 +114,14 @@ func TestReclaimIdleWarmContainers(t *testing.T) {
 	})
 	// Both containers now run activations: nothing is idle, a fifth is
 	// refused and nothing is removed.
-	fourth.enqueue(`{"ms": 1500}`)
+	fourth.enqueue(fmt.Sprintf(`{"ms": %d}`, busyMs))
 	waitFor(t, 10*time.Second, "fourth busy", func() bool { return len(fourth.stub.queue) == 0 && idle(0)() })
 	fifth := e.own(e.putAction("fifth", "python:3.11", pySleepy, whisk.Limits{}))
 	if ack := fifth.create(); ack.Error != "not enough memory" {
 		t.Errorf("fifth with every container busy: ack %+v, want not enough memory", ack)
 	}
 	for i := 0; i < 2; i++ {
-		if rec := e.completion(30 * time.Second); !rec.Response.Success || string(rec.Response.Result) != `{"slept":1500}` {
+		if rec := e.completion(30 * time.Second); !rec.Response.Success || string(rec.Response.Result) != fmt.Sprintf(`{"slept":%d}`, busyMs) {
 			t.Errorf("a busy container's activation: %+v (%s)", rec, rec.Response.Result)
 		}
 	}
