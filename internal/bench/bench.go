@@ -27,6 +27,10 @@
 //   - burst: N non-blocking invocations of a fresh 100 ms action published
 //     at once: time until all completed, peak containers, and the ideal time
 //     given the container limit.
+//   - stepload: a fresh 10 ms action called at a fixed rate (500/s) from
+//     the first instant, open loop: peak containers ÷ the containers the
+//     rate needs (rate × the records' mean run time), the over-provisioning
+//     of the scaling rule on a step.
 //   - many: N actions each invoked a few times: the Eddy process's RSS per
 //     queue and its idle CPU (the decision loops) with N queues.
 //   - blackbox (Docker backend only, run there by default): an image that
@@ -77,7 +81,7 @@ import (
 )
 
 // Scenario names, in the order they run.
-var allScenarios = []string{"warm", "sequence", "web", "throughput", "cold", "burst", "many"}
+var allScenarios = []string{"warm", "sequence", "web", "throughput", "cold", "burst", "stepload", "many"}
 
 // dockerScenarios run after allScenarios, on the Docker backend only (and
 // by default there).
@@ -116,6 +120,8 @@ type config struct {
 	coldN      int
 	burstN     int
 	burstSleep time.Duration
+	stepRate   int
+	stepDur    time.Duration
 	manyN      int
 	manyCalls  int
 	idleWindow time.Duration
@@ -149,6 +155,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	tputDur := fs.Duration("duration", 0, "measured time per throughput level (default 5s, 1s with --quick)")
 	coldN := fs.Int("cold-n", 0, "cold starts measured (default 30, 3 with --quick)")
 	burstN := fs.Int("burst-n", 0, "burst invocations (default 1000, 30 with --quick)")
+	stepRate := fs.Int("step-rate", 0, "calls per second of the step load (default 500, 100 with --quick)")
+	stepDur := fs.Duration("step-duration", 0, "how long the step load lasts (default 10s, 2s with --quick)")
 	manyN := fs.Int("many-n", 0, "actions of the many-actions scenario (default 1000, 25 with --quick)")
 	fs.IntVar(&c.manyCalls, "many-calls", 3, "invocations per action in the many-actions scenario")
 	fs.Int64Var(&c.memoryMB, "memory", 128, "memory limit (MB) of the benchmark actions")
@@ -212,6 +220,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	c.coldN = pick(*coldN, 30, 3)
 	c.burstN = pick(*burstN, 1000, 30)
 	c.burstSleep = 100 * time.Millisecond
+	c.stepRate = pick(*stepRate, 500, 100)
+	c.stepDur = pickD(*stepDur, 10*time.Second, 2*time.Second)
 	c.manyN = pick(*manyN, 1000, 25)
 	c.idle = pickD(c.idle, 10*time.Second, 2*time.Second)
 	c.idleWindow = pickD(0, 10*time.Second, 2*time.Second)
@@ -368,6 +378,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		{"throughput", func(ctx context.Context) (any, error) { return e.throughput(ctx) }},
 		{"cold", func(ctx context.Context) (any, error) { return e.cold(ctx) }},
 		{"burst", func(ctx context.Context) (any, error) { return e.burst(ctx) }},
+		{"stepload", func(ctx context.Context) (any, error) { return e.stepLoad(ctx) }},
 		{"many", func(ctx context.Context) (any, error) { return e.many(ctx) }},
 		{"blackbox", func(ctx context.Context) (any, error) { return e.blackbox(ctx) }},
 		{"fairness", func(ctx context.Context) (any, error) { return e.fairness(ctx) }},
@@ -450,6 +461,7 @@ func (c config) summary() map[string]any {
 		"backend": c.backend, "kind": c.kind, "quick": c.quick, "startedEddy": c.started,
 		"warmN": c.warmN, "warmup": c.warmup, "levels": c.levels, "levelSeconds": c.tputDur.Seconds(),
 		"coldN": c.coldN, "burstN": c.burstN, "burstSleepMs": c.burstSleep.Milliseconds(),
+		"stepRate": c.stepRate, "stepSeconds": c.stepDur.Seconds(), "stepSleepMs": stepSleep.Milliseconds(),
 		"manyN": c.manyN, "manyCalls": c.manyCalls, "memoryMB": c.memoryMB,
 		"containerIdleSeconds": c.idle.Seconds(), "idleWindowSeconds": c.idleWindow.Seconds(),
 		"loadGenClient": loadGenClient,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,6 +159,17 @@ func TestQuick(t *testing.T) {
 		b.DistinctContainers >= 1 && b.DistinctContainers <= b.N && b.IdealMs >= 100 && b.IdealColdMs > b.IdealMs &&
 		b.FloorMs > 100 && b.RatioFloor > 0, b)
 
+	sl := rep.StepLoad
+	if sl == nil {
+		t.Fatal("no stepload scenario")
+	}
+	// 100/s for 2 s: every call answered; the run time is the action's
+	// 10 ms sleep and more; the containers needed follow from it.
+	check("stepload", sl.Sent == 200 && sl.Errors == 0 && sl.Latency.N == 200 && sl.RunMs.N == 200 &&
+		sl.RunMs.Mean >= 10 && sl.Needed == int(math.Ceil(100*sl.RunMs.Mean/1000)) && sl.NeededNominal == 1 &&
+		sl.PeakContainers >= 1 && sl.EndContainers <= sl.PeakContainers &&
+		sl.Ratio == float64(sl.PeakContainers)/float64(sl.Needed), sl)
+
 	mn := rep.Many
 	if mn == nil {
 		t.Fatal("no many scenario")
@@ -286,5 +298,35 @@ func TestSVG(t *testing.T) {
 	s = r.svg()
 	if !strings.Contains(s, "c=1") || !strings.Contains(s, "20%") || strings.Count(s, "<rect") < 7 {
 		t.Errorf("svg:\n%s", s)
+	}
+}
+
+// TestStepCodes: every kind's step-load action is its sleep action with
+// the 100 ms sleep made 10 ms.
+func TestStepCodes(t *testing.T) {
+	kinds := map[string]actionCodes{}
+	for k, c := range interpreted {
+		kinds[k] = c
+	}
+	for k, c := range otherLanguages {
+		kinds[k] = c
+	}
+	for k, c := range kinds {
+		got, err := withStep(k, c)
+		if err != nil {
+			t.Errorf("%s: %v", k, err)
+			continue
+		}
+		if got.step == "" || got.step == c.sleep || got.noop != c.noop || got.sleep != c.sleep {
+			t.Errorf("%s: step action not derived from the sleep one:\n%s", k, got.step)
+		}
+		for _, ed := range stepEdits {
+			if strings.Contains(got.step, ed.from) {
+				t.Errorf("%s: the step action still sleeps 100 ms (%s):\n%s", k, ed.from, got.step)
+			}
+		}
+	}
+	if _, err := withStep("none", actionCodes{sleep: "sleep forever"}); err == nil {
+		t.Error("a sleep action without a known sleep call got a step variant")
 	}
 }

@@ -9,12 +9,39 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
-// actionCodes are the two benchmark actions of one kind: a no-op that
-// answers with which container ran it (computed once, at load), and the
-// same after a 100 ms sleep (the burst). Both are what the floor runs too.
-type actionCodes struct{ noop, sleep string }
+// actionCodes are the benchmark actions of one kind: a no-op that answers
+// with which container ran it (computed once, at load), the same after a
+// 100 ms sleep (the burst) and after a stepSleep one (the step load). The
+// floor runs the same code.
+type actionCodes struct{ noop, sleep, step string }
+
+// stepSleep is how long the step load's action sleeps.
+const stepSleep = 10 * time.Millisecond
+
+// stepEdits turn each kind's 100 ms sleep into stepSleep's 10 ms: exactly
+// one of them applies to a kind's sleep action.
+var stepEdits = []struct{ from, to string }{
+	{"time.sleep(0.1)", "time.sleep(0.01)"},                         // python
+	{"setTimeout(() => r(ID), 100)", "setTimeout(() => r(ID), 10)"}, // nodejs
+	{"time.Sleep(100 * time.Millisecond)", "time.Sleep(10 * time.Millisecond)"},
+	{"usleep(100000)", "usleep(10000)"},       // php
+	{"sleep(0.1)", "sleep(0.01)"},             // ruby
+	{"Thread.sleep(100)", "Thread.sleep(10)"}, // java
+}
+
+// withStep fills c.step from c.sleep.
+func withStep(kind string, c actionCodes) (actionCodes, error) {
+	for _, ed := range stepEdits {
+		if strings.Count(c.sleep, ed.from) == 1 {
+			c.step = strings.Replace(c.sleep, ed.from, ed.to, 1)
+			return c, nil
+		}
+	}
+	return c, fmt.Errorf("bench: no %s variant of the %s sleep action", stepSleep, kind)
+}
 
 // interpreted are the benchmark actions of the interpreted kinds.
 var interpreted = map[string]actionCodes{
@@ -109,10 +136,10 @@ func main() {
 // OpenWhisk's native actions are), in a temporary directory.
 func codesFor(ctx context.Context, kind string) (actionCodes, error) {
 	if c, ok := interpreted[kind]; ok {
-		return c, nil
+		return withStep(kind, c)
 	}
 	if c, ok := otherLanguages[kind]; ok {
-		return c, nil
+		return withStep(kind, c)
 	}
 	if kind != "native" {
 		return actionCodes{}, fmt.Errorf("--kind %q: want %s", kind, kinds)
@@ -150,6 +177,9 @@ func codesFor(ctx context.Context, kind string) (actionCodes, error) {
 		return c, err
 	}
 	if c.sleep, err = build("sleep", "-s -w -X main.sleep=100ms"); err != nil {
+		return c, err
+	}
+	if c.step, err = build("step", "-s -w -X main.sleep="+stepSleep.String()); err != nil {
 		return c, err
 	}
 	return c, nil

@@ -24,6 +24,7 @@ type report struct {
 	Throughput *ThroughputResult  `json:"throughput,omitempty"`
 	Cold       *ColdResult        `json:"cold,omitempty"`
 	Burst      *BurstResult       `json:"burst,omitempty"`
+	StepLoad   *StepLoadResult    `json:"stepload,omitempty"`
 	Many       *ManyResult        `json:"many,omitempty"`
 	Blackbox   *BlackboxResult    `json:"blackbox,omitempty"`
 }
@@ -55,6 +56,8 @@ func (r *report) add(name string, res any, took time.Duration) {
 		r.Cold = v
 	case *BurstResult:
 		r.Burst = v
+	case *StepLoadResult:
+		r.StepLoad = v
 	case *ManyResult:
 		r.Many = v
 	case *BlackboxResult:
@@ -280,6 +283,10 @@ func (r *report) markdown() string {
 	if r.Burst != nil {
 		b.WriteString("## Burst\n\n")
 		burstTable(&b, true, r.Burst, r.Cold != nil)
+	}
+	if r.StepLoad != nil {
+		b.WriteString("## Step load\n\n")
+		stepLoadTable(&b, true, r.StepLoad)
 	}
 	if r.Many != nil {
 		b.WriteString("## Many actions\n\n")
