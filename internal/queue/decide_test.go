@@ -45,7 +45,9 @@ func TestDecide(t *testing.T) {
 			}), 0, false},
 		{"backlog capped by the non-stale count",
 			with(func(s *Snapshot) { s.Queued = 4; s.Existing = 1; s.NsExisting = 1; s.AvgDuration = 200 * ms }), 3, false},
-		{"stale, duration unknown: one per stale minus in flight",
+		{"stale, duration unknown, first container in flight: wait for it",
+			with(func(s *Snapshot) { s.Queued = 45; s.Stale = 40; s.InFlight = 1; s.NsInFlight = 1 }), 0, false},
+		{"stale, duration unknown, a creation in flight: none",
 			with(func(s *Snapshot) {
 				s.Queued = 6
 				s.Stale = 5
@@ -53,9 +55,13 @@ func TestDecide(t *testing.T) {
 				s.InFlight = 2
 				s.NsExisting = 1
 				s.NsInFlight = 2
-			}), 3, false},
-		{"stale, duration unknown, concurrency 2",
-			with(func(s *Snapshot) { s.Queued = 6; s.Stale = 5; s.Existing = 1; s.NsExisting = 1; s.Concurrency = 2 }), 3, false},
+			}), 0, false},
+		{"stale, duration unknown: doubles",
+			with(func(s *Snapshot) { s.Queued = 45; s.Stale = 40; s.Existing = 4; s.NsExisting = 4 }), 4, false},
+		{"stale, duration unknown, concurrency 2: doubles, not one per 2 stale",
+			with(func(s *Snapshot) { s.Queued = 6; s.Stale = 5; s.Existing = 1; s.NsExisting = 1; s.Concurrency = 2 }), 1, false},
+		{"stale, duration unknown: no more than the stale need",
+			with(func(s *Snapshot) { s.Queued = 3; s.Stale = 2; s.Existing = 4; s.NsExisting = 4 }), 2, false},
 		{"no stale, duration unknown: existing containers suffice",
 			with(func(s *Snapshot) { s.Queued = 6; s.Existing = 1; s.NsExisting = 1 }), 0, false},
 		{"fast action, stale only: ceil(stale/T) − in flight",
@@ -120,6 +126,7 @@ func TestDecide(t *testing.T) {
 				s.Stale = 45
 				s.Existing = 1
 				s.NsExisting = 1
+				s.AvgDuration = 10 * ms
 			}), 1, true},
 		{"flushing, no container: retry one", with(func(s *Snapshot) { s.State = Flushing; s.Queued = 5 }), 1, false},
 		{"flushing, one in flight: wait", with(func(s *Snapshot) { s.State = Flushing; s.Queued = 5; s.InFlight = 1; s.NsInFlight = 1 }), 0, false},
@@ -482,5 +489,97 @@ func TestThroughputTarget(t *testing.T) {
 	}
 	if s.Existing < 10 || s.Existing > 64/TargetBacklog {
 		t.Errorf("64 closed-loop clients: %d containers after 100 decisions, want 10..%d", s.Existing, 64/TargetBacklog)
+	}
+}
+
+// TestRateCap: rules e and f provision at most OverProvision × what the
+// arrival rate needs, or what drains the backlog within DrainHorizon when
+// that is more; with no arrival in the window they are not capped.
+func TestRateCap(t *testing.T) {
+	ms := time.Millisecond
+	// A 10 ms action stepped to 500/s: the first container is up and ran
+	// once; the cold start left 150 activations, 100 of them stale.
+	step := Snapshot{State: Running, NsLimit: 100, Concurrency: 1, Queued: 150, Stale: 100, Existing: 1, NsExisting: 1,
+		AvgDuration: 10 * ms, ArrivalRate: 500, CountsRecent: true}
+	with := func(f func(*Snapshot)) Snapshot { s := step; f(&s); return s }
+	for _, c := range []struct {
+		name   string
+		s      Snapshot
+		create int
+	}{
+		// OpenWhisk's rules ask 14 more (10 for the stale, 4 for the
+		// rest); the rate needs 5, 1.25 × 5 → 6 in all (rounded down).
+		{"step: capped at 1.25 × rate × duration", step, 5},
+		{"no arrival in the window: OpenWhisk's rules alone", with(func(s *Snapshot) { s.ArrivalRate = 0 }), 14},
+		{"at the cap: nothing more", with(func(s *Snapshot) { s.Existing, s.NsExisting = 6, 6 }), 0},
+		{"creations in flight: the next round waits for them", with(func(s *Snapshot) { s.InFlight, s.NsInFlight = 4, 4 }), 0},
+		{"a round counts the containers of the rounds before",
+			with(func(s *Snapshot) { s.Existing, s.NsExisting = 5, 5 }), 1},
+		{"concurrency 2 halves the need: 2.5 → 3 in all (the need rounds up)",
+			with(func(s *Snapshot) { s.Concurrency = 2 }), 2},
+		// 1,000 activations of a 100 ms action at once, 5 s ago: the rate
+		// over the window is low, the backlog drains within 2 s with 50.
+		{"burst backlog: drained within the horizon",
+			with(func(s *Snapshot) {
+				s.Queued, s.Stale, s.AvgDuration, s.ArrivalRate, s.Existing, s.NsExisting = 1000, 1000, 100*ms, 1, 10, 10
+			}), 40},
+		{"the cap never asks for more than the rules",
+			with(func(s *Snapshot) { s.ArrivalRate = 100000 }), 14},
+	} {
+		d := Decide(c.s)
+		if d.Create != c.create {
+			t.Errorf("%s: create %d, want %d (%s)", c.name, d.Create, c.create, d.Reason)
+		}
+	}
+}
+
+// TestArrivals: the rate is measured over the window, or since the flow
+// began when that is later; buckets older than the window drop out.
+func TestArrivals(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	var a arrivals
+	if r := a.perSecond(t0); r != 0 {
+		t.Fatalf("no arrival: rate %v, want 0", r)
+	}
+	// 500/s for 400 ms, from idle: the rate is 500/s, not 100/s over 2 s.
+	for i := range 200 {
+		at := t0.Add(time.Duration(i) * 2 * time.Millisecond)
+		a.add(at, at)
+	}
+	if r := a.perSecond(t0.Add(400 * time.Millisecond)); r < 450 || r > 550 {
+		t.Errorf("400 ms into a 500/s step: rate %v", r)
+	}
+	// 4 s of 500/s: the window holds the last 2 s.
+	for i := 200; i < 2000; i++ {
+		at := t0.Add(time.Duration(i) * 2 * time.Millisecond)
+		a.add(at, at)
+	}
+	if r := a.perSecond(t0.Add(4 * time.Second)); r < 450 || r > 550 {
+		t.Errorf("steady 500/s: rate %v", r)
+	}
+	// Stopped for 1 s: half the window is empty.
+	if r := a.perSecond(t0.Add(5 * time.Second)); r < 200 || r > 300 {
+		t.Errorf("1 s after the flow stopped: rate %v, want about 250", r)
+	}
+	// Stopped for longer than the window: nothing.
+	if r := a.perSecond(t0.Add(7 * time.Second)); r != 0 {
+		t.Errorf("a window after the flow stopped: rate %v, want 0", r)
+	}
+	// Published before they arrive (read late, together): counted at
+	// their publication, the span starting at the first.
+	var late arrivals
+	for i := range 100 {
+		late.add(t0.Add(time.Duration(i)*2*time.Millisecond), t0.Add(200*time.Millisecond))
+	}
+	if r := late.perSecond(t0.Add(200 * time.Millisecond)); r < 450 || r > 550 {
+		t.Errorf("100 published over 200 ms, read at once: rate %v, want about 500", r)
+	}
+	// A new flow after the gap starts its own span.
+	for i := range 50 {
+		at := t0.Add(10*time.Second + time.Duration(i)*10*time.Millisecond)
+		a.add(at, at)
+	}
+	if r := a.perSecond(t0.Add(10*time.Second + 500*time.Millisecond)); r < 80 || r > 120 {
+		t.Errorf("a 100/s flow 500 ms after a gap: rate %v", r)
 	}
 }

@@ -81,6 +81,7 @@ func (q *Queue) handleMessage(now time.Time, in *inbound) {
 	q.recent.add(in.msg.ActivationID)
 	e := &entry{msg: in.msg, off: in.off, tracked: true, enq: enqueued(in.msg, now)}
 	q.lastMsg = now
+	q.arrived.add(e.enq, now)
 	if in.msg.NamespaceLimit > 0 {
 		q.nsLimit = in.msg.NamespaceLimit
 	}

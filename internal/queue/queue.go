@@ -74,6 +74,8 @@ const (
 	DefaultCountTimeout = time.Second
 	// DurationWindow is how many recent run times the average covers.
 	DurationWindow = 10
+	// minDurations is how many run times make the average known.
+	minDurations = 3
 	// pollBatch is the most records one Poll returns.
 	pollBatch = 128
 	// pollWait bounds how long a moved commit watermark waits for the
@@ -305,6 +307,7 @@ type handoffState struct {
 	lastMsg   time.Time
 	durs      []int64 // the last DurationWindow run times (counts.go: avg)
 	durNext   int
+	arrived   arrivals // activations entering the buffer, for the arrival rate
 }
 
 // commitState is what the owner publishes for the reader to commit

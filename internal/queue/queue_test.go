@@ -382,6 +382,13 @@ func TestNotAliveFetch(t *testing.T) {
 
 func TestAverageDuration(t *testing.T) {
 	h := newHarness(t)
+	for i := range minDurations - 1 {
+		h.fetch(1, true, false, 100)
+		if got := h.q.avg(); got != 0 {
+			t.Fatalf("avg after %d runs: %v, want unknown (0)", i+1, got)
+		}
+	}
+	h = newHarness(t)
 	for i := range 15 {
 		h.fetch(1, true, false, int64(100*(i+1)))
 	}
@@ -398,7 +405,9 @@ func TestStaleFollowsAverage(t *testing.T) {
 	if s := h.q.snapshot(h.now, 0, 0, 0); s.Stale != 1 {
 		t.Fatalf("stale %d with no average, want 1", s.Stale)
 	}
-	h.fetch(1, false, false, 5000) // a leaving container reports 5 s
+	for range minDurations { // leaving containers report 5 s each
+		h.fetch(1, false, false, 5000)
+	}
 	if s := h.q.snapshot(h.now, 0, 0, 0); s.Stale != 0 {
 		t.Fatalf("stale %d after 1 s of a 5 s action, want 0", s.Stale)
 	}

@@ -88,6 +88,7 @@ func (q *Queue) snapshot(now time.Time, existing, nsContainers, nsCreations int)
 		NsExisting: max(nsContainers, existing), NsInFlight: max(nsCreations, len(q.inflight)),
 		NsLimit: q.nsLimit, ActionLimit: q.meta.Limits.Instances,
 		AvgDuration: avg, Concurrency: q.meta.Limits.Concurrency,
+		ArrivalRate: q.arrived.perSecond(now),
 	}
 }
 
@@ -100,9 +101,13 @@ func (q *Queue) addDuration(ms int64) {
 	q.durNext = (q.durNext + 1) % DurationWindow
 }
 
-// avg is the mean of the last DurationWindow run times; 0 when none.
+// avg is the mean of the last DurationWindow run times; 0 (unknown) until
+// minDurations runs have been reported: a container's first run is often
+// slower than the rest (its runtime's caches are cold), and the first
+// runs of a step load race the creation of its next containers for the
+// CPU, so one or two samples overstate the duration by up to 2×.
 func (q *Queue) avg() time.Duration {
-	if len(q.durs) == 0 {
+	if len(q.durs) < minDurations {
 		return 0
 	}
 	var sum int64
