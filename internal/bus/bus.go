@@ -54,6 +54,14 @@ type Consumer interface {
 	// the consumer or its topic is closed. It returns the next records in
 	// order (at most max, if max > 0).
 	Poll(ctx context.Context, max int) ([]Record, error)
+	// Notify is for a reader that keeps no goroutine blocked in Poll while
+	// nothing is there: it returns false and calls f once, later, when a
+	// Poll would not block (records came, or the consumer, its topic or the
+	// bus closed); or it returns true, keeping no f, when Poll should be
+	// called now. A consumer that cannot call back (Kafka's) always returns
+	// true: its Poll blocks as usual. f must return at once and must not
+	// call the consumer; a later Notify replaces it, a Poll drops it.
+	Notify(f func()) (ready bool)
 	// Commit marks every record up to and including offset as done for the group.
 	Commit(ctx context.Context, offset int64) error
 	// Close stops the consumer; uncommitted records go to the next consumer.

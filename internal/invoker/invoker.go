@@ -410,6 +410,7 @@ type nopConsumer struct{}
 func (nopConsumer) Poll(context.Context, int) ([]bus.Record, error) {
 	return nil, errors.New("not subscribed")
 }
+func (nopConsumer) Notify(func()) bool                  { return true }
 func (nopConsumer) Commit(context.Context, int64) error { return nil }
 func (nopConsumer) Close() error                        { return nil }
 

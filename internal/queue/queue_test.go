@@ -498,6 +498,8 @@ func newFakeConsumer() *fakeConsumer {
 	return &fakeConsumer{recs: make(chan bus.Record, 16), errs: make(chan error, 1), closed: make(chan struct{})}
 }
 
+func (c *fakeConsumer) Notify(func()) bool { return true } // the reader polls
+
 func (c *fakeConsumer) Poll(ctx context.Context, _ int) ([]bus.Record, error) {
 	select {
 	case r := <-c.recs:

@@ -16,8 +16,8 @@ import (
 
 // read owns the consumer: it polls, forwards records to the owner, and
 // commits the watermark the owner publishes. With a consumer that can call
-// back (notifier) the reader keeps no goroutine while nothing is there to
-// read or commit: see reader.park.
+// back (bus.Consumer.Notify: the in-memory bus) the reader keeps no
+// goroutine while nothing is there to read or commit: see reader.park.
 func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	if q.d.Handover != nil && !q.claim(ctx) {
 		close(done)
@@ -30,14 +30,6 @@ func (q *Queue) read(ctx context.Context, done chan<- struct{}) {
 	}
 	r.done = done
 	r.run(ctx)
-}
-
-// notifier is a consumer that calls back instead of blocking in Poll (the
-// in-memory bus). Notify calls f once when a Poll would not block and
-// returns false, or returns true, keeping no f, when a Poll would not
-// block now; f must return at once.
-type notifier interface {
-	Notify(f func()) (ready bool)
 }
 
 // run consumes until the reader stops or parks; once stopped it commits the
@@ -108,13 +100,12 @@ type reader struct {
 func (r *reader) consume(ctx context.Context) (parked bool) {
 	r.unpark()
 	q := r.q
-	n, _ := r.c.(notifier)
 	for ctx.Err() == nil {
 		r.commit(ctx)
 		if r.lost {
 			return false
 		}
-		if n != nil && r.park(ctx, n) {
+		if r.park(ctx) {
 			return true
 		}
 		// The Poll waits for records with no deadline; once the owner
@@ -145,8 +136,9 @@ func (r *reader) consume(ctx context.Context) (parked bool) {
 // park leaves the reader with no goroutine until a Poll would not block,
 // ctx ends, or pollWait after the owner moved the watermark: the first of
 // them starts a goroutine that runs on (run). False, with nothing
-// registered, when a Poll would not block now.
-func (r *reader) park(ctx context.Context, n notifier) bool {
+// registered, when Poll should be called now (records are there, or the
+// consumer cannot call back).
+func (r *reader) park(ctx context.Context) bool {
 	var woken atomic.Bool
 	wake := func() {
 		if woken.CompareAndSwap(false, true) {
@@ -156,7 +148,7 @@ func (r *reader) park(ctx context.Context, n notifier) bool {
 	r.pmu.Lock()
 	defer r.pmu.Unlock()
 	r.q.poll.begin(wake)
-	if n.Notify(wake) {
+	if r.c.Notify(wake) {
 		r.q.poll.end()
 		return false
 	}

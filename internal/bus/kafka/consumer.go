@@ -142,6 +142,10 @@ func (c *consumer) state(op string) error {
 	return nil
 }
 
+// Notify returns true: a Kafka consumer cannot call back, so its reader
+// blocks in Poll.
+func (c *consumer) Notify(func()) (ready bool) { return true }
+
 // Poll returns the next records in order, blocking until there is one.
 func (c *consumer) Poll(ctx context.Context, limit int) ([]bus.Record, error) {
 	const op = "kafka.Poll"
