@@ -92,17 +92,23 @@ type procInfo struct {
 	zombie    bool
 }
 
-// processes lists the processes of the host (of this pid namespace). A
-// process that ends while it is read is left out.
+// processes lists the processes of the host (of this pid namespace) but
+// this one. A process that ends while it is read is left out. This one is
+// left out because killUID may leave its main thread with a container's
+// uid: a goroutine that locks its thread and exits wedges the thread when
+// it is the main one (Go never ends that thread), and /proc shows the
+// process with the main thread's credentials, so the uid would look
+// alive forever though kill(-1) never signals its caller.
 func processes() ([]procInfo, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
 	}
 	var out []procInfo
+	self := os.Getpid()
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if err != nil || pid == self {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/status")

@@ -407,3 +407,33 @@ func BenchmarkCreateRemove(b *testing.B) {
 		})
 	}
 }
+
+// TestKillUIDNeverCountsItself: killUID changes its thread's uid and lets
+// the thread end; on the main thread Go wedges it instead, and /proc then
+// shows this process with the container's uid. That uid must not look
+// alive for it: a removal would wait 10 s for a process that cannot die
+// (it once held a creation 20 s under load).
+func TestKillUIDNeverCountsItself(t *testing.T) {
+	needRoot(t)
+	b, err := New(Config{Command: []string{runtimeBin}, WorkRoot: workRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	if !b.iso {
+		t.Skip("isolation is off")
+	}
+	uid := b.firstUID + b.cfg.Isolation.SlotSize - 2
+	for range 200 { // one of them lands on the main thread, as a rule
+		if err := killUID(uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, err := liveUIDs(uid, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live[uid] != 0 {
+		t.Errorf("uid %d has %d live processes after killUID with none started", uid, live[uid])
+	}
+}
