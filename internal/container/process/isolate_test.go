@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/eddy-faas/eddy/internal/container"
 )
@@ -408,6 +409,67 @@ func BenchmarkCreateRemove(b *testing.B) {
 	}
 }
 
+// TestSetAsideUIDSettles: a uid whose processes outlived SIGKILL for
+// exitWait is set aside, not waited for; a later creation kills what is
+// left of it again and, once they are gone, frees the uid.
+func TestSetAsideUIDSettles(t *testing.T) {
+	needRoot(t)
+	b, err := New(Config{Command: []string{runtimeBin}, WorkRoot: workRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	if !b.iso {
+		t.Skip("isolation is off")
+	}
+	// What a removal leaves when a process lingers: the uid taken and
+	// aside, and a process of that uid still running.
+	uid := b.firstUID + b.cfg.Isolation.SlotSize - 1
+	lingerer := exec.Command("sleep", "600")
+	lingerer.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	if err := lingerer.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = lingerer.Wait(); close(exited) }()
+	b.mu.Lock()
+	b.uids[uid], b.aside[uid] = true, true
+	b.mu.Unlock()
+
+	taken := func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.uids[uid] || b.aside[uid]
+	}
+	// Each creation settles the aside uids first; the lingerer is killed
+	// by the first and the uid freed once it is gone.
+	for i := 0; taken(); i++ {
+		if i == 50 {
+			t.Fatalf("uid %d still set aside after %d settles", uid, i)
+		}
+		b.settleAside()
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the set-aside uid's process was not killed")
+	}
+	// Nothing else is set aside by a normal create and remove.
+	c, err := b.Create(context.Background(), container.Spec{Name: "after", Launcher: "native", MemoryMB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Remove(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.aside) != 0 {
+		t.Errorf("uids set aside after a clean removal: %v", b.aside)
+	}
+}
+
 // TestKillUIDNeverCountsItself: killUID changes its thread's uid and lets
 // the thread end; on the main thread Go wedges it instead, and /proc then
 // shows this process with the container's uid. That uid must not look
@@ -435,5 +497,8 @@ func TestKillUIDNeverCountsItself(t *testing.T) {
 	}
 	if live[uid] != 0 {
 		t.Errorf("uid %d has %d live processes after killUID with none started", uid, live[uid])
+	}
+	if err := b.killAll(uid, 0); err != nil {
+		t.Error(err)
 	}
 }

@@ -38,10 +38,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,6 +148,11 @@ const (
 	killGrace  = 2 * time.Second
 	drainGrace = 2 * time.Second
 	killWait   = 10 * time.Second
+	// exitWait is how long a container's end waits for its uid's killed
+	// processes to be gone; a uid whose processes take longer (a process
+	// stuck in the kernel, or a huge one exiting on a loaded machine) is
+	// set aside rather than waited for (Backend.aside).
+	exitWait = time.Second
 )
 
 // Backend runs runtime servers as local processes.
@@ -166,9 +173,12 @@ type Backend struct {
 	warnOnce    sync.Once
 	releaseOnce sync.Once
 
-	mu      sync.Mutex
-	live    map[string]*Container
-	uids    map[uint32]bool // uids of live containers
+	mu   sync.Mutex
+	live map[string]*Container
+	uids map[uint32]bool // uids of live containers, and the ones set aside
+	// aside are uids whose processes outlived SIGKILL for exitWait: taken
+	// (in uids) until a later creation finds them gone (settleAside).
+	aside   map[uint32]bool
 	nextUID uint32
 	closed  bool
 	// starting counts runtimes being started, not in live yet.
@@ -214,7 +224,7 @@ func New(cfg Config) (*Backend, error) {
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	b := &Backend{cfg: cfg, log: log, instance: hex.EncodeToString(rnd[:]), iso: iso,
-		runtime: cfg.Command[0], live: map[string]*Container{}, uids: map[uint32]bool{}}
+		runtime: cfg.Command[0], live: map[string]*Container{}, uids: map[uint32]bool{}, aside: map[uint32]bool{}}
 	if err := b.open(); err != nil {
 		b.releaseOnce.Do(b.release)
 		return nil, fmt.Errorf("process backend: %w", err)
@@ -300,10 +310,11 @@ func (b *Backend) killSlot() error {
 	}
 	n := 0
 	for uid, procs := range live {
-		if err := b.killAll(uid); err != nil {
+		if err := b.killAll(uid, killWait); err != nil {
 			b.log.Error("a uid a previous run left still runs processes after SIGKILL: kept out of use", "uid", uid, "err", err)
 			b.mu.Lock()
 			b.uids[uid] = true
+			b.aside[uid] = true
 			b.mu.Unlock()
 		}
 		n += procs
@@ -315,11 +326,11 @@ func (b *Backend) killSlot() error {
 }
 
 // killAll kills every process of uid and waits until none is left alive
-// (up to killWait: a process stuck in the kernel dies when it leaves it).
+// (up to wait: a process stuck in the kernel dies when it leaves it).
 // One scan of /proc per round both counts the living and reaps the
 // zombies that are this process's (orphans it is the subreaper of).
-func (b *Backend) killAll(uid uint32) error {
-	deadline := time.Now().Add(killWait)
+func (b *Backend) killAll(uid uint32, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	bo := retry.New(time.Millisecond, 50*time.Millisecond)
 	for {
 		if err := killUID(uid); err != nil {
@@ -330,7 +341,7 @@ func (b *Backend) killAll(uid uint32) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("uid %d still has %d processes %v after SIGKILL", uid, live, killWait)
+			return fmt.Errorf("uid %d still has %d processes %v after SIGKILL", uid, live, wait)
 		}
 		time.Sleep(bo.Next()) // SIGKILL is delivered; the processes are exiting
 	}
@@ -432,6 +443,25 @@ func (b *Backend) release() {
 	}
 }
 
+// settleAside frees the set-aside uids whose processes are gone now (one
+// more SIGKILL each, and a scan of /proc). It runs before a creation takes
+// a uid; it costs nothing while none is set aside.
+func (b *Backend) settleAside() {
+	b.mu.Lock()
+	uids := slices.Collect(maps.Keys(b.aside))
+	b.mu.Unlock()
+	for _, uid := range uids {
+		if b.killAll(uid, 0) != nil {
+			continue
+		}
+		b.mu.Lock()
+		delete(b.aside, uid)
+		delete(b.uids, uid)
+		b.mu.Unlock()
+		b.log.Info("a set-aside uid's processes are gone: in use again", "uid", uid)
+	}
+}
+
 // allocUID takes a free uid of the slot, round robin, so that a uid is
 // used again as late as possible.
 func (b *Backend) allocUID() (uint32, error) {
@@ -512,6 +542,7 @@ func (b *Backend) Create(ctx context.Context, spec container.Spec) (container.Co
 	var uid uint32
 	if b.iso {
 		var err error
+		b.settleAside()
 		if uid, err = b.allocUID(); err != nil {
 			return nil, whisk.E(op, whisk.Unavailable, "", err)
 		}
@@ -833,9 +864,9 @@ func (c *Container) Kill(context.Context) error {
 func (c *Container) killAll() {
 	_ = syscall.Kill(-c.pgid, syscall.SIGKILL)
 	if c.b.iso {
-		if err := c.b.killAll(c.uid); err != nil {
+		if err := c.b.killAll(c.uid, exitWait); err != nil {
 			c.killFailed.Store(true)
-			c.b.log.Error("killing a container's processes", "id", c.id, "uid", c.uid, "err", err)
+			c.b.log.Warn("a container's processes outlive SIGKILL: its uid is set aside until they are gone", "id", c.id, "uid", c.uid, "err", err)
 		}
 	}
 }
@@ -875,15 +906,15 @@ func (c *Container) Remove(ctx context.Context) error {
 		}
 		// A uid that may still run processes is never given to another
 		// container (another tenant's, maybe): it stays taken until they
-		// are gone, here or at the backend's next start (killSlot).
-		free := !c.killFailed.Load() || c.b.killAll(c.uid) == nil
-		if !free {
-			c.b.log.Error("a container's uid still runs processes: kept out of use", "id", c.id, "uid", c.uid)
-		}
+		// are gone, which a later creation checks (settleAside), or the
+		// backend's next start (killSlot). Remove does not wait for them.
+		free := !c.killFailed.Load() || c.b.killAll(c.uid, 0) == nil
 		c.b.mu.Lock()
 		delete(c.b.live, c.id)
 		if free {
 			delete(c.b.uids, c.uid)
+		} else {
+			c.b.aside[c.uid] = true
 		}
 		c.b.mu.Unlock()
 		c.b.log.Debug("process container removed", "id", c.id, "exit", c.exit.Code)
