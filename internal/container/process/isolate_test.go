@@ -413,15 +413,7 @@ func BenchmarkCreateRemove(b *testing.B) {
 // exitWait is set aside, not waited for; a later creation kills what is
 // left of it again and, once they are gone, frees the uid.
 func TestSetAsideUIDSettles(t *testing.T) {
-	needRoot(t)
-	b, err := New(Config{Command: []string{runtimeBin}, WorkRoot: workRoot(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(context.Background())
-	if !b.iso {
-		t.Skip("isolation is off")
-	}
+	b := isolatedBackend(t)
 	// What a removal leaves when a process lingers: the uid taken and
 	// aside, and a process of that uid still running.
 	uid := b.firstUID + b.cfg.Isolation.SlotSize - 1
@@ -476,15 +468,7 @@ func TestSetAsideUIDSettles(t *testing.T) {
 // alive for it: a removal would wait 10 s for a process that cannot die
 // (it once held a creation 20 s under load).
 func TestKillUIDNeverCountsItself(t *testing.T) {
-	needRoot(t)
-	b, err := New(Config{Command: []string{runtimeBin}, WorkRoot: workRoot(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(context.Background())
-	if !b.iso {
-		t.Skip("isolation is off")
-	}
+	b := isolatedBackend(t)
 	uid := b.firstUID + b.cfg.Isolation.SlotSize - 2
 	for range 200 { // one of them lands on the main thread, as a rule
 		if err := killUID(uid); err != nil {
@@ -501,4 +485,20 @@ func TestKillUIDNeverCountsItself(t *testing.T) {
 	if err := b.killAll(uid, 0); err != nil {
 		t.Error(err)
 	}
+}
+
+// isolatedBackend is a backend running containers as their own uids,
+// closed when the test ends; the test is skipped when it cannot isolate.
+func isolatedBackend(t *testing.T) *Backend {
+	t.Helper()
+	needRoot(t)
+	b, err := New(Config{Command: []string{runtimeBin}, WorkRoot: workRoot(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(context.Background()) })
+	if !b.iso {
+		t.Skip("isolation is off")
+	}
+	return b
 }
