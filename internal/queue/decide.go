@@ -282,13 +282,14 @@ func staleOnly(s Snapshot, conc int) (int, string) {
 	return staleProvision(s, conc), fmt.Sprintf("%d stale", s.Stale)
 }
 
-// blind is rule f before any container of the action has run once (its
-// duration is unknown): the stale activations are the cold start's backlog,
-// not a measure of the action, so containers are not sized on them (one per
-// stale activation asked for 96 containers of a 10 ms action stepped to 500
-// calls/s, where 6 were needed). While the first container is created,
-// nothing more; then the count at most doubles per round (as many as exist,
-// none while a creation is in flight) until a run gives the duration.
+// blind is rule f while the action's duration is unknown (the queue knows
+// it once its containers have reported a few runs): the stale activations
+// are the cold start's backlog, not a measure of the action, so containers
+// are not sized on them (one per stale activation asked for 96 containers
+// of a 10 ms action stepped to 500 calls/s, where 6 were needed). While the
+// first container is created, nothing more; then the count at most doubles
+// per round (as many as exist, none while a creation is in flight) until
+// the duration is known.
 func blind(s Snapshot, conc int) (int, string) {
 	switch {
 	case s.Existing == 0:
