@@ -659,32 +659,11 @@ func (e *env) burst(ctx context.Context) (*BurstResult, error) {
 	}
 
 	// Peak containers, from etcd.
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	var pollWG sync.WaitGroup
-	var peak, peakCreating atomic.Int64
+	var peaks *containerPeaks
 	if e.etcd != nil {
-		pollWG.Add(1)
-		go func() {
-			defer pollWG.Done()
-			fqn := whisk.FQN{Namespace: whisk.GuestNamespace, Name: name}
-			tick := time.NewTicker(50 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				if cs, err := e.etcd.Containers(pollCtx, fqn); err == nil && int64(len(cs)) > peak.Load() {
-					peak.Store(int64(len(cs)))
-				}
-				if _, cr, err := e.etcd.CountNamespace(pollCtx, whisk.GuestNamespace); err == nil && int64(cr) > peakCreating.Load() {
-					peakCreating.Store(int64(cr))
-				}
-				select {
-				case <-pollCtx.Done():
-					return
-				case <-tick.C:
-				}
-			}
-		}()
+		peaks = e.watchContainers(ctx, whisk.FQN{Namespace: whisk.GuestNamespace, Name: name})
+		defer peaks.stop()
 	}
-	defer func() { stopPoll(); pollWG.Wait() }()
 
 	// Publish all at once: 64 senders, released together.
 	start := time.Now()
@@ -731,57 +710,36 @@ func (e *env) burst(ctx context.Context) (*BurstResult, error) {
 	if e.cfg.quick {
 		limit = 40 * time.Second
 	}
-	deadline, seen := start.Add(limit), -1
-	for {
-		cnt, err := e.countActivations(ctx, name, sinceMs)
-		if err != nil {
-			return nil, err
-		}
-		if cnt >= res.Accepted {
-			res.ObservedMs = ms(time.Since(start))
-			break
-		}
-		if cnt > seen {
-			seen, deadline = cnt, time.Now().Add(limit)
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("only %d of %d activations completed, none in the last %s", cnt, res.Accepted, limit)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	cnt, err := e.awaitRecords(ctx, name, sinceMs, res.Accepted, limit)
+	if err != nil {
+		return nil, err
 	}
-	stopPoll()
-	pollWG.Wait()
-	if e.etcd != nil {
-		res.PeakContainers, res.PeakCreating = int(peak.Load()), int(peakCreating.Load())
+	if cnt < res.Accepted {
+		return nil, fmt.Errorf("only %d of %d activations completed, none in the last %s", cnt, res.Accepted, limit)
+	}
+	res.ObservedMs = ms(time.Since(start))
+	if peaks != nil {
+		peaks.stop()
+		res.PeakContainers, res.PeakCreating = int(peaks.peak.Load()), int(peaks.peakCreating.Load())
 	}
 
 	// Read the records: end times, who ran them, success.
 	ids := map[string]bool{}
 	var lastEnd int64
-	for skip := 0; ; skip += 200 {
-		recs, err := e.api.ListActivations(ctx, client.ActivationListOptions{Name: name, Limit: 200, Skip: skip, Since: sinceMs, Docs: true})
-		if err != nil {
-			return nil, err
+	err = e.eachRecord(ctx, name, sinceMs, func(r client.Activation) {
+		res.Completed++
+		lastEnd = max(lastEnd, r.End)
+		if !r.Response.Success {
+			res.Failed++
+			return
 		}
-		for _, r := range recs {
-			res.Completed++
-			lastEnd = max(lastEnd, r.End)
-			if !r.Response.Success {
-				res.Failed++
-				continue
-			}
-			var rb ranBy
-			if json.Unmarshal(r.Response.Result, &rb) == nil && rb.Pid != 0 {
-				ids[rb.String()] = true
-			}
+		var rb ranBy
+		if json.Unmarshal(r.Response.Result, &rb) == nil && rb.Pid != 0 {
+			ids[rb.String()] = true
 		}
-		if len(recs) < 200 {
-			break
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	res.DistinctContainers = len(ids)
 	res.AllDoneMs = float64(lastEnd - start.UnixMilli())

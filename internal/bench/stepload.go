@@ -71,30 +71,8 @@ func (e *env) stepLoad(ctx context.Context) (*StepLoadResult, error) {
 	}
 	fqn := whisk.FQN{Namespace: whisk.GuestNamespace, Name: name}
 
-	var peak, current atomic.Int64
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	var pollWG sync.WaitGroup
-	pollWG.Add(1)
-	go func() {
-		defer pollWG.Done()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if cs, err := e.etcd.Containers(pollCtx, fqn); err == nil {
-				n := int64(len(cs))
-				current.Store(n)
-				if n > peak.Load() {
-					peak.Store(n)
-				}
-			}
-			select {
-			case <-pollCtx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	defer func() { stopPoll(); pollWG.Wait() }()
+	peaks := e.watchContainers(ctx, fqn)
+	defer peaks.stop()
 
 	n := int(float64(e.cfg.stepRate) * e.cfg.stepDur.Seconds())
 	interval := time.Second / time.Duration(e.cfg.stepRate)
@@ -143,12 +121,11 @@ func (e *env) stepLoad(ctx context.Context) (*StepLoadResult, error) {
 		}
 		calls <- call{due: due}
 	}
-	res.EndContainers = int(current.Load())
+	res.EndContainers = int(peaks.last.Load())
 	close(calls)
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
-	stopPoll()
-	pollWG.Wait()
+	peaks.stop()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -157,24 +134,18 @@ func (e *env) stepLoad(ctx context.Context) (*StepLoadResult, error) {
 		res.LastError = s
 	}
 	res.Latency = dist(lat[:idx.Load()])
-	res.PeakContainers = int(peak.Load())
+	res.PeakContainers = int(peaks.peak.Load())
 
 	// Records are written off the response path: wait for them all.
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		cnt, err := e.countActivations(ctx, name, sinceMs)
-		if err != nil {
-			return nil, err
-		}
-		if cnt >= n-res.Errors || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	if _, err := e.awaitRecords(ctx, name, sinceMs, n-res.Errors, 30*time.Second); err != nil {
+		return nil, err
 	}
-	runs, err := e.runTimes(ctx, name, sinceMs)
+	var runs []int64
+	err = e.eachRecord(ctx, name, sinceMs, func(r client.Activation) {
+		if r.Response.Success {
+			runs = append(runs, r.Duration)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -188,25 +159,6 @@ func (e *env) stepLoad(ctx context.Context) (*StepLoadResult, error) {
 		res.StepMs, res.RatePerSec, e.cfg.stepDur)
 	stepLoadTable(e.out, false, res)
 	return res, nil
-}
-
-// runTimes returns the duration (ms) of every record of name since sinceMs.
-func (e *env) runTimes(ctx context.Context, name string, sinceMs int64) ([]int64, error) {
-	var out []int64
-	for skip := 0; ; skip += 200 {
-		recs, err := e.api.ListActivations(ctx, client.ActivationListOptions{Name: name, Limit: 200, Skip: skip, Since: sinceMs, Docs: true})
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range recs {
-			if r.Response.Success {
-				out = append(out, r.Duration)
-			}
-		}
-		if len(recs) < 200 {
-			return out, nil
-		}
-	}
 }
 
 func stepLoadTable(w io.Writer, md bool, r *StepLoadResult) {
