@@ -3,6 +3,7 @@ package invoker
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/eddy-faas/eddy/internal/rpc"
 	"github.com/eddy-faas/eddy/internal/whisk"
@@ -29,7 +30,9 @@ type fetchSeqs struct {
 	last   uint64
 	failed []whisk.SeqRange
 	epoch  int64 // the newest epoch seen
-	stale  int   // activations refused as a stale leader's
+	// stale counts the activations refused as a stale leader's; read by
+	// the proxy after every fetch, so without the lock.
+	stale atomic.Int64
 }
 
 // next numbers a fetch and returns the failed ranges to report with it.
@@ -77,7 +80,7 @@ func (s *fetchSeqs) current(epoch int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if epoch < s.epoch {
-		s.stale++
+		s.stale.Add(1)
 		return false
 	}
 	s.epoch = epoch
@@ -85,8 +88,4 @@ func (s *fetchSeqs) current(epoch int64) bool {
 }
 
 // staleRefused is how many activations were refused as a stale leader's.
-func (s *fetchSeqs) staleRefused() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stale
-}
+func (s *fetchSeqs) staleRefused() int { return int(s.stale.Load()) }
