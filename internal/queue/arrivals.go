@@ -16,6 +16,7 @@ const (
 // goroutine alone uses it.
 type arrivals struct {
 	counts [arrivalBuckets]int
+	n      int   // the sum of counts
 	newest int64 // bucket number (time ÷ arrivalBucket) of the newest bucket; 0: none yet
 	// since is when the current flow began: the first arrival after a
 	// whole window without one. A queue stepped from idle to a rate
@@ -38,6 +39,7 @@ func (a *arrivals) add(at, now time.Time) {
 		return // ahead of now (clocks), or out of the window
 	}
 	a.counts[b%arrivalBuckets]++
+	a.n++
 }
 
 func minTime(x, y time.Time) time.Time {
@@ -62,11 +64,7 @@ func (a *arrivals) perSecond(now time.Time) float64 {
 // total is the arrivals within the window ending at now.
 func (a *arrivals) total(now time.Time) int {
 	a.advance(now)
-	n := 0
-	for _, c := range a.counts {
-		n += c
-	}
-	return n
+	return a.n
 }
 
 // advance moves the window's end to now's bucket, emptying the buckets it
@@ -74,11 +72,13 @@ func (a *arrivals) total(now time.Time) int {
 func (a *arrivals) advance(now time.Time) {
 	b := now.UnixNano() / int64(arrivalBucket)
 	if a.newest == 0 || b-a.newest >= arrivalBuckets {
-		a.counts = [arrivalBuckets]int{}
+		a.counts, a.n = [arrivalBuckets]int{}, 0
 		a.newest = b
 		return
 	}
 	for ; a.newest < b; a.newest++ {
-		a.counts[(a.newest+1)%arrivalBuckets] = 0
+		i := (a.newest + 1) % arrivalBuckets
+		a.n -= a.counts[i]
+		a.counts[i] = 0
 	}
 }
